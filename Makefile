@@ -1,0 +1,36 @@
+# Two commands set up and use a fresh machine: `make diagnose` and `make test`.
+# Both create .venv with `python3 -m venv` and install threadprobe into it first.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+OUT      ?= reports
+BASELINE ?=
+ARGS     ?=
+
+.PHONY: diagnose quick test bench soak clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+diagnose: $(STAMP)
+	$(BIN)/threadprobe diagnose --out $(OUT) $(if $(BASELINE),--baseline $(BASELINE)) $(ARGS)
+
+quick: $(STAMP)
+	$(BIN)/threadprobe diagnose --quick --out $(OUT) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not bench and not soak" $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak -p no:xdist $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .hypothesis

@@ -1,0 +1,133 @@
+"""What the built-in probes share: a data layout, deterministic values, and file writers.
+
+A ``Layout`` (shape, dtype, chunking, compression, fill value) says what a probe's input files
+look like. Tests draw layouts from hypothesis strategies and check, for many of them, that what
+a probe reads back equals what was written (the oracle is right) and that different data gives
+different digests. Everything here is imported lazily by the probes, so that discovery never
+imports numpy's users, and it uses only numpy and the library under test: a reproducer script
+inlines this file as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    shape: tuple[int, ...] = (24, 96, 128)  # time, y, x
+    dtype: str = "f4"
+    chunks: tuple[int, ...] | None = (1, 96, 128)  # None: contiguous
+    compression: bool = True  # zlib (netCDF) / gzip (HDF5)
+    fill_value: float | None = -999.0  # with a few values set to it, so masks are exercised
+
+    def with_(self, **changes: object) -> Layout:
+        return dataclasses.replace(self, **changes)
+
+
+RAW = Layout(chunks=None, compression=False)
+
+
+def values(layout: Layout, seed: int):
+    """Deterministic data for one file or one task: ``seed`` picks it, nothing else."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(layout.dtype)
+    if dtype.kind == "f":
+        data = (rng.standard_normal(layout.shape) * 10 + 5).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        data = rng.integers(max(info.min, -1000), min(info.max, 1000), size=layout.shape, dtype=dtype)
+    if layout.fill_value is not None and data.size:
+        flat = data.reshape(-1)
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 50))] = np.asarray(layout.fill_value, dtype)
+    return data
+
+
+def expected(layout: Layout, seed: int):
+    """What a correct reader returns for ``values``: masked where the fill value was written."""
+    import numpy as np
+
+    data = values(layout, seed)
+    if layout.fill_value is None:
+        return np.ma.masked_array(data, mask=np.zeros(data.shape, bool))
+    return np.ma.masked_equal(data, np.asarray(layout.fill_value, data.dtype), copy=False)
+
+
+def dims(layout: Layout) -> tuple[str, ...]:
+    names = ("time", "y", "x", "z")
+    return names[: len(layout.shape)]
+
+
+def write_nc(path: pathlib.Path, layout: Layout, seed: int, var: str = "v") -> pathlib.Path:
+    """A netCDF4 file with one variable laid out as asked, written atomically."""
+    import netCDF4
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with netCDF4.Dataset(tmp, "w") as ds:
+        create_nc_var(ds, layout, seed, var)
+    os.replace(tmp, path)
+    return path
+
+
+def create_nc_var(ds, layout: Layout, seed: int, var: str = "v"):
+    if var in ds.variables:  # timing trials repeat an index: rewrite the same variable
+        ds.variables[var][...] = values(layout, seed)
+        return ds.variables[var]
+    for name, size in zip(dims(layout), layout.shape):
+        if name not in ds.dimensions:
+            ds.createDimension(name, size)
+    kwargs: dict = {"fill_value": layout.fill_value if layout.fill_value is not None else False}
+    if layout.chunks is None:
+        kwargs["contiguous"] = not layout.compression
+        kwargs["zlib"] = layout.compression
+    else:
+        kwargs.update(zlib=layout.compression, chunksizes=layout.chunks)
+    v = ds.createVariable(var, layout.dtype, dims(layout), **kwargs)
+    v.set_auto_mask(False)
+    v[...] = values(layout, seed)
+    v.set_auto_mask(True)
+    return v
+
+
+def write_h5(path: pathlib.Path, layout: Layout, seed: int, var: str = "v") -> pathlib.Path:
+    import h5py
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with h5py.File(tmp, "w") as fh:
+        create_h5_dataset(fh, layout, seed, var)
+    os.replace(tmp, path)
+    return path
+
+
+def create_h5_dataset(fh, layout: Layout, seed: int, var: str = "v"):
+    if var in fh:  # timing trials repeat an index: rewrite the same dataset
+        fh[var][...] = values(layout, seed)
+        return fh[var]
+    kwargs: dict = {}
+    if layout.chunks is not None:
+        kwargs["chunks"] = layout.chunks
+    if layout.compression:
+        kwargs["compression"] = "gzip"
+        kwargs.setdefault("chunks", True)
+    if layout.fill_value is not None:
+        kwargs["fillvalue"] = layout.fill_value
+    return fh.create_dataset(var, data=values(layout, seed), **kwargs)
+
+
+def h5_expected(layout: Layout, seed: int):
+    """h5py does not mask fill values: a correct read returns the raw values."""
+    return values(layout, seed)
+
+
+def out_dir(workdir: pathlib.Path) -> pathlib.Path:
+    """A fresh output folder for this worker process (trials never share written files)."""
+    import tempfile
+
+    base = workdir / "out"
+    base.mkdir(exist_ok=True)
+    return pathlib.Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))

@@ -1,0 +1,141 @@
+"""Probes of Iris's netCDF paths, which guard netCDF4 with Iris's own global lock.
+
+Iris wraps every netCDF4 object in ``_thread_safe_nc`` and takes ``_GLOBAL_NETCDF4_LOCK``
+around each access. Whether that covers every call is what these probes measure, along three
+paths that differ inside Iris:
+
+- ``load_realise``: whole ``iris.load_cube`` calls with ``.data`` realised, several files at once,
+  as the study's parallel loading does;
+- ``lazy_chunks``: the chunks of one lazily loaded cube realised concurrently; the harness's
+  threads play the part of dask's threaded-scheduler pool, entering
+  ``NetCDFDataProxy.__getitem__`` exactly as the pool's threads do;
+- ``save``: concurrent ``iris.save`` to separate netCDF files, read back serially.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+
+from probes._common import Layout, out_dir, values
+from toolkit import Probe
+
+NFILES = 4
+LAYOUT = Layout(shape=(12, 73, 96), chunks=(1, 73, 96), fill_value=None)
+PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "iris", "iris.fileformats.netcdf")
+
+
+def make_cube(seed: int, layout: Layout = LAYOUT, name: str = "x_wind"):
+    """A small CF cube on a global grid: time, latitude, longitude, with realistic metadata."""
+    import numpy as np
+    from cf_units import Unit
+    from iris.coords import DimCoord
+    from iris.cube import Cube
+
+    nt, ny, nx = layout.shape
+    time = DimCoord(np.arange(nt, dtype="f8") * 6 + seed * 1000, standard_name="time",
+                    units=Unit("hours since 1970-01-01 00:00:00", calendar="standard"))
+    lat = DimCoord(np.linspace(-90, 90, ny), standard_name="latitude", units="degrees")
+    lon = DimCoord(np.linspace(0, 360, nx, endpoint=False), standard_name="longitude", units="degrees",
+                   circular=True)
+    lat.guess_bounds()
+    lon.guess_bounds()
+    cube = Cube(values(layout, seed), standard_name=name, units="m s-1",
+                dim_coords_and_dims=[(time, 0), (lat, 1), (lon, 2)],
+                attributes={"source": "threadprobe synthetic UM-like output", "um_stash_source": "m01s00i002"})
+    return cube
+
+
+def save_quietly(cube, path: pathlib.Path, **kwargs: object) -> None:
+    import iris
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        iris.save(cube, str(path), **kwargs)
+
+
+def summary(cube) -> tuple:
+    """What a load must reproduce exactly: data, coordinates and the metadata that matters."""
+    return (
+        cube.data,
+        cube.coord("time").points,
+        cube.coord("latitude").points,
+        str(cube.units),
+        cube.name(),
+        sorted((k, str(v)) for k, v in cube.attributes.items()),
+    )
+
+
+class _IrisNetcdf(Probe):
+    dependency = "scitools-iris"
+    requires = ("iris", "netCDF4")
+    preload = PRELOAD
+    # Tasks take 5-15 ms: 16 per trial keeps a trial near 0.2 s. A race that hits 1 task in 20
+    # escapes one trial with probability 0.95**16 = 44%, and all of a mode's 6 trials with 0.7%.
+    iterations = 16
+
+    def prepare(self, workdir):
+        for k in range(NFILES):
+            save_quietly(make_cube(k), workdir / f"wind{k}.nc", zlib=True, chunksizes=LAYOUT.chunks)
+
+    def open(self, workdir):
+        return workdir
+
+
+class LoadRealise(_IrisNetcdf):
+    """Concurrent iris.load_cube(...).data of several files (the study's parallel loading)."""
+
+    name = "iris_netcdf.load_realise"
+
+    def task(self, workdir, i):
+        import iris
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return summary(iris.load_cube(str(workdir / f"wind{i % NFILES}.nc")))
+
+
+class LazyChunks(_IrisNetcdf):
+    """Chunks of one lazily loaded cube realised concurrently (the path of a dask compute)."""
+
+    name = "iris_netcdf.lazy_chunks"
+    iterations = 32
+
+    def open(self, workdir):
+        import iris
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cube = iris.load_cube(str(workdir / "wind0.nc"))
+        assert cube.has_lazy_data()
+        return cube.core_data()
+
+    def task(self, lazy, i):
+        # One chunk per task, computed synchronously: the concurrency comes from the harness's
+        # threads, as it comes from the pool's threads under dask's threaded scheduler.
+        return lazy[i % LAYOUT.shape[0]].compute(scheduler="synchronous")
+
+
+class Save(_IrisNetcdf):
+    """Concurrent iris.save of different cubes to separate netCDF files, read back serially."""
+
+    name = "iris_netcdf.save"
+
+    def prepare(self, workdir):
+        pass
+
+    def open(self, workdir):
+        return out_dir(workdir)
+
+    def task(self, out, i):
+        path = out / f"{i}.nc"
+        save_quietly(make_cube(i), path)
+        return path
+
+    def readback(self, out, i, path):
+        import netCDF4
+
+        with netCDF4.Dataset(path) as ds:
+            var = ds.variables["x_wind"]
+            return (var[...], var.standard_name, var.units, ds.variables["time"][...],
+                    str(ds.variables["time"].units))

@@ -1,0 +1,216 @@
+"""Probes of Iris's PP loader and saver, on real Met Office files and on generated ones.
+
+The real files come from the ``iris-sample-data`` package (unpacked PP). WGDOS-packed PP needs
+``mo_pack``, which is not on PyPI: that probe is listed as unavailable, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import struct
+import warnings
+
+from probes._common import Layout, out_dir
+from toolkit import Probe
+
+# The small ones: uk_hires.pp (22 fields) and colpex.pp take 0.1-0.3 s to load, which a
+# 3-minute diagnosis cannot afford dozens of times.
+SAMPLE_FILES = ("air_temp.pp", "A1B.2098.pp", "E1.2098.pp", "pre-industrial.pp", "wind_speed_lake_victoria.pp")
+NGENERATED = 4
+LAYOUT = Layout(shape=(4, 73, 96), chunks=None, fill_value=None)
+PRELOAD = ("numpy", "cf_units", "dask.array", "iris", "iris.fileformats.pp")
+
+
+def quiet():
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore")
+    return ctx
+
+
+def cubes_summary(cubes) -> tuple:
+    """Every cube's name, units, data and coordinates: what a load must reproduce exactly."""
+    out = []
+    for cube in sorted(cubes, key=lambda c: (c.name(), c.shape)):
+        coords = tuple((c.name(), c.points) for c in sorted(cube.coords(), key=lambda c: c.name()))
+        out.append((cube.name(), str(cube.units), cube.data, coords))
+    return tuple(out)
+
+
+def sample_dir() -> pathlib.Path:
+    import iris_sample_data
+
+    return pathlib.Path(iris_sample_data.__file__).parent / "sample_data"
+
+
+def write_generated(workdir: pathlib.Path) -> None:
+    import iris
+
+    from probes.iris_netcdf import make_cube
+
+    ctx = quiet()
+    try:
+        for k in range(NGENERATED):
+            iris.save(make_cube(k, LAYOUT), str(workdir / f"gen{k}.pp"))
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+class _IrisPP(Probe):
+    dependency = "scitools-iris"
+    requires = ("iris",)
+    preload = PRELOAD
+    iterations = 16  # tasks take ~5-15 ms; see probes.iris_netcdf for what 16 buys
+
+    def prepare(self, workdir):
+        write_generated(workdir)
+
+    def open(self, workdir):
+        return workdir
+
+
+class LoadRealiseSample(_IrisPP):
+    """iris.load of real Met Office PP files (iris-sample-data), data realised."""
+
+    name = "iris_pp.load_realise.sample"
+    requires = ("iris", "iris_sample_data")
+
+    def prepare(self, workdir):
+        for name in SAMPLE_FILES:
+            shutil.copy(sample_dir() / name, workdir / name)
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            return cubes_summary(iris.load(str(workdir / SAMPLE_FILES[i % len(SAMPLE_FILES)])))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+class LoadRealiseGenerated(_IrisPP):
+    """iris.load of generated PP files (written through Iris's PP saver), data realised."""
+
+    name = "iris_pp.load_realise.generated"
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            return cubes_summary(iris.load(str(workdir / f"gen{i % NGENERATED}.pp")))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+class LoadRawRealise(_IrisPP):
+    """iris.load_raw of generated PP files: one cube per field, data realised."""
+
+    name = "iris_pp.load_raw_realise.generated"
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            return cubes_summary(iris.load_raw(str(workdir / f"gen{i % NGENERATED}.pp")))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+class FieldLoad(_IrisPP):
+    """Field-level iris.fileformats.pp.load: headers and data of every field."""
+
+    name = "iris_pp.field_load.generated"
+
+    def task(self, workdir, i):
+        import iris.fileformats.pp as pp
+
+        fields = pp.load(str(workdir / f"gen{i % NGENERATED}.pp"))
+        return tuple((f.lbft, f.lbuser[3], f.t1.isoformat(), f.data) for f in fields)
+
+
+class Save(_IrisPP):
+    """Concurrent iris.save of different cubes to separate PP files, read back serially."""
+
+    name = "iris_pp.save"
+
+    def prepare(self, workdir):
+        pass
+
+    def open(self, workdir):
+        return out_dir(workdir)
+
+    def task(self, out, i):
+        import iris
+
+        from probes.iris_netcdf import make_cube
+
+        path = out / f"{i}.pp"
+        ctx = quiet()
+        try:
+            iris.save(make_cube(i, LAYOUT), str(path))
+        finally:
+            ctx.__exit__(None, None, None)
+        return path
+
+    def readback(self, out, i, path):
+        import iris.fileformats.pp as pp
+
+        return tuple((f.lbft, f.t1.isoformat(), f.bdx, f.data) for f in pp.load(str(path)))
+
+
+class BadCorruptHeader(_IrisPP):
+    """A PP file whose header record length is corrupt: a clear error from Iris, never a crash."""
+
+    name = "iris_pp.bad_input.corrupt_header"
+    iterations = 8
+
+    def prepare(self, workdir):
+        write_generated(workdir)
+        data = bytearray((workdir / "gen0.pp").read_bytes())
+        data[0:4] = struct.pack(">i", 12345)  # the Fortran record marker of the first header
+        (workdir / "corrupt.pp").write_bytes(bytes(data))
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            return cubes_summary(iris.load(str(workdir / "corrupt.pp")))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+def test_data_dir() -> pathlib.Path | None:
+    """iris-test-data: $OVERRIDE_TEST_DATA_REPOSITORY, else ../shared next to this checkout."""
+    env = os.environ.get("OVERRIDE_TEST_DATA_REPOSITORY")
+    candidates = [pathlib.Path(env)] if env else []
+    candidates.append(pathlib.Path(__file__).resolve().parents[2] / "shared" / "iris-test-data" / "test_data")
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+class LoadWgdosPacked(_IrisPP):
+    """iris.load of a WGDOS-packed PP file (LBPACK 1), which needs mo_pack to unpack."""
+
+    name = "iris_pp.load_realise.wgdos_packed"
+    requires = ("iris", "mo_pack")
+    unavailable_hint = "WGDOS-packed PP fields (LBPACK 1) cannot be read without it, and mo_pack is not on PyPI"
+
+    def prepare(self, workdir):
+        root = test_data_dir()
+        if root is None:
+            raise FileNotFoundError("iris-test-data not found (set OVERRIDE_TEST_DATA_REPOSITORY)")
+        shutil.copy(root / "PP" / "nzgust.pp", workdir / "packed.pp")
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            return cubes_summary(iris.load(str(workdir / "packed.pp")))
+        finally:
+            ctx.__exit__(None, None, None)

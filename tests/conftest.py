@@ -1,0 +1,61 @@
+"""Shared fixtures: the planted-defect plugin, a quick diagnosis helper, and process hygiene."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+import psutil
+import pytest
+
+from toolkit import fingerprint
+from toolkit.diagnose import Options, diagnose
+
+HERE = pathlib.Path(__file__).parent
+PLANTED = HERE / "planted" / "probes.py"
+TRIVIAL = HERE / "plugins" / "trivial.py"
+SHARED = HERE.parent.parent / "shared"
+TEST_DATA = SHARED / "iris-test-data" / "test_data"
+
+
+@pytest.fixture(scope="session")
+def planted() -> pathlib.Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to compile the planted defects")
+    return PLANTED
+
+
+def run_planted(probe: str, workdir: pathlib.Path | None = None, **changes):
+    """A small diagnosis of one planted probe: serial + threads 2, no evidence, light fingerprint."""
+    options = dict(
+        probes=(probe,), plugins=(str(PLANTED),), entry_points=False, threads=(2,), processes=(),
+        trials=2, timing_trials=0, evidence=False, timeout=2.0,
+    )
+    options.update(changes)
+    if workdir is not None:
+        options["workdir"] = str(workdir)
+    return diagnose(Options(**options), fingerprint=fingerprint.light)
+
+
+def result(diagnosis, mode: str, workers: int | None = None):
+    for r in diagnosis.results:
+        if r.mode == mode and (workers is None or r.workers == workers):
+            return r
+    raise AssertionError(f"no {mode} result in {[(r.mode, r.workers) for r in diagnosis.results]}")
+
+
+def descendants() -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.status() != "zombie"]
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture
+def no_orphans():
+    """Fails the test if it leaves a child process of this test process running."""
+    before = {p.pid for p in descendants()}
+    yield
+    left = [p for p in descendants() if p.pid not in before]
+    assert not left, f"processes left running: {[(p.pid, p.cmdline()) for p in left]}"

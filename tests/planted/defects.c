@@ -1,0 +1,68 @@
+/* Planted defects with known behaviour, so that every detector has a test that can fail.
+ *
+ * Each function takes the task index i and an amount of busy work. Called through ctypes.CDLL
+ * they run with the GIL released, so threads really overlap inside them.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long spin(long n) {
+    volatile long x = 0;
+    for (long k = 0; k < n; k++) x += k;
+    return x;
+}
+
+/* A race on a static buffer: fill it, dawdle, copy it out. Another caller's fill during the
+ * dawdle (the race window, sized by work) lands in this caller's result -> corrupt results. */
+static unsigned char shared_buf[4096];
+void racy_fill(int i, unsigned char *out, int n, long work) {
+    for (int k = 0; k < n; k++) shared_buf[k] = (unsigned char)(i * 31 + k);
+    spin(work);
+    memcpy(out, shared_buf, (size_t)n);
+}
+
+/* Use-after-free / double free: a lazily allocated global scratch buffer that every caller frees.
+ * Two overlapping callers free the same block: glibc aborts, or the heap is wrecked -> crash. */
+static int *scratch = NULL;
+int crashy(int i, long work) {
+    if (scratch == NULL) scratch = malloc(1024 * sizeof(int));
+    int *p = scratch;
+    for (int k = 0; k < 1024; k++) p[k] = i;
+    spin(work);
+    int v = p[1023];
+    free(p);
+    scratch = NULL;
+    return v;
+}
+
+/* Lock-order inversion: even i lock A then B, odd i lock B then A -> deadlock (a hang). */
+static pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock_b = PTHREAD_MUTEX_INITIALIZER;
+int inverted(int i, long work) {
+    pthread_mutex_t *first = (i % 2) ? &lock_b : &lock_a;
+    pthread_mutex_t *second = (i % 2) ? &lock_a : &lock_b;
+    pthread_mutex_lock(first);
+    spin(work);
+    pthread_mutex_lock(second);
+    int v = i * 3;
+    pthread_mutex_unlock(second);
+    pthread_mutex_unlock(first);
+    return v;
+}
+
+/* Genuinely safe: all state on the stack. Scales when the GIL is released. */
+long safe_sum(int i, long work) {
+    long s = 0;
+    for (long k = 0; k < work; k++) s += (k ^ i) & 7;
+    return s;
+}
+
+/* Correct but serialised behind a private mutex: a "library lock". */
+static pthread_mutex_t private_lock = PTHREAD_MUTEX_INITIALIZER;
+long locked_sum(int i, long work) {
+    pthread_mutex_lock(&private_lock);
+    long s = safe_sum(i, work);
+    pthread_mutex_unlock(&private_lock);
+    return s;
+}

@@ -1,0 +1,98 @@
+"""Planted-defect probes: ground truth for every detector (loaded with --plugin in tests).
+
+The C library is compiled with gcc in ``prepare``, at test time, into the probe's workdir.
+``WORK`` scales the busy work per call (environment ``PLANTED_WORK``): it sizes the race
+windows, so it sets how often each defect fires. At the default, a threads-2 trial of 100 tasks
+fails in well over 90% of trials for the race, the crash and the deadlock (measured in
+tests/test_diagnose.py); set it low to make a defect rare on purpose.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pathlib
+import subprocess
+
+from toolkit import Probe
+
+SOURCE = pathlib.Path(__file__).with_name("defects.c")
+WORK = int(os.environ.get("PLANTED_WORK", "20000"))
+
+
+def build(workdir: pathlib.Path) -> pathlib.Path:
+    lib = workdir / "libdefects.so"
+    if not lib.exists():
+        tmp = workdir / f".libdefects.{os.getpid()}.so"
+        subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-pthread", "-o", str(tmp), str(SOURCE)], check=True)
+        os.replace(tmp, lib)
+    return lib
+
+
+class _Planted(Probe):
+    dependency = "planted"
+    requires = ("ctypes",)
+    iterations = 100
+    loader = ctypes.CDLL  # releases the GIL around every call
+
+    def prepare(self, workdir):
+        build(workdir)
+
+    def open(self, workdir):
+        return self.loader(str(workdir / "libdefects.so"))
+
+
+class Race(_Planted):
+    """A race on a static buffer: corrupt under threads, safe in serial and in processes."""
+
+    name = "planted.race"
+
+    def task(self, lib, i):
+        buf = ctypes.create_string_buffer(1024)
+        lib.racy_fill(i, buf, 1024, ctypes.c_long(WORK * 20))
+        return buf.raw
+
+
+class Crash(_Planted):
+    """A double free of a shared scratch block: crashes under threads."""
+
+    name = "planted.crash"
+
+    def task(self, lib, i):
+        return lib.crashy(i, ctypes.c_long(WORK * 10))
+
+
+class Deadlock(_Planted):
+    """A lock-order inversion: hangs under threads."""
+
+    name = "planted.deadlock"
+
+    def task(self, lib, i):
+        return lib.inverted(i, ctypes.c_long(WORK * 10))
+
+
+class Safe(_Planted):
+    """All state on the stack, GIL released: safe, and it scales."""
+
+    name = "planted.safe"
+
+    def task(self, lib, i):
+        lib.safe_sum.restype = ctypes.c_long
+        return lib.safe_sum(i, ctypes.c_long(WORK * 10))
+
+
+class GilHolder(Safe):
+    """The same work, but called through PyDLL, which keeps the GIL held: GIL-bound."""
+
+    name = "planted.gil"
+    loader = ctypes.PyDLL
+
+
+class PrivateMutex(_Planted):
+    """The same work behind a private C mutex, GIL released: serialised by a library lock."""
+
+    name = "planted.mutex"
+
+    def task(self, lib, i):
+        lib.locked_sum.restype = ctypes.c_long
+        return lib.locked_sum(i, ctypes.c_long(WORK * 10))

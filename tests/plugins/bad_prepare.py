@@ -1,0 +1,28 @@
+"""A probe whose prepare raises, next to one that works: the run must go on."""
+
+from toolkit import Probe
+
+
+class BadPrepare(Probe):
+    """prepare raises."""
+
+    name = "bad.prepare"
+    dependency = "python"
+    requires = ("json",)
+
+    def prepare(self, workdir):
+        raise RuntimeError("cannot write inputs: disk on fire")
+
+    def task(self, ctx, i):
+        return i
+
+
+class Fine(Probe):
+    """A probe that works, diagnosed after the broken one."""
+
+    name = "bad.zz_fine"
+    dependency = "python"
+    requires = ("json",)
+
+    def task(self, ctx, i):
+        return str(i)

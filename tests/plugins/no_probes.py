@@ -1,0 +1,3 @@
+"""A Python file that defines no probe."""
+
+VALUE = 1

@@ -1,0 +1,14 @@
+"""A probe with nothing to find: pure Python arithmetic. The harness's overhead baseline."""
+
+from toolkit import Probe
+
+
+class Trivial(Probe):
+    """Squares i: safe under any concurrency."""
+
+    name = "trivial.square"
+    dependency = "python"
+    requires = ("math",)
+
+    def task(self, ctx, i):
+        return i * i

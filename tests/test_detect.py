@@ -1,0 +1,148 @@
+"""Pure classification: synthetic runs in, outcomes, verdicts, bounds and contention out."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolkit import detect
+from toolkit.isolation import TrialRun, WorkerRun
+from toolkit.records import Outcome, Trial
+
+scipy_stats = pytest.importorskip("scipy.stats")  # an independent implementation to check against
+
+TRIAL = Trial("p", "r", "threads", 1, 2, 4, index=1, timeout=3)
+
+
+def worker(report=None, returncode=0, **kw):
+    return WorkerRun(worker=0, pid=1, returncode=returncode, report=report, fault=kw.pop("fault", ""),
+                     output=kw.pop("output", ""), **kw)
+
+
+def ok_report(digests, **extra):
+    return {"digests": digests, "errors": [], "tasks": len(digests), "t_start": 0.0, "t_end": 1.0, **extra}
+
+
+ORACLE = {"0": "a", "1": "b", "2": "c", "3": "d"}
+
+
+def test_ok_when_every_digest_matches_the_oracle():
+    run = TrialRun(TRIAL, (worker(ok_report(dict(ORACLE), cpu=1.5)),), False, 0.5)
+    outcome = detect.classify(run, ORACLE)
+    assert outcome.kind == "ok" and outcome.tasks == 4 and outcome.seconds == 0.5 and outcome.cpu == 1.5
+
+
+def test_a_differing_digest_is_corruption_naming_the_index_and_both_digests():
+    run = TrialRun(TRIAL, (worker(ok_report({**ORACLE, "2": "X"})),), False, 0.5)
+    outcome = detect.classify(run, ORACLE)
+    assert outcome.kind == "corrupt" and outcome.seconds is None
+    (ev,) = outcome.evidence
+    assert (ev.index, ev.expected, ev.actual) == (2, "c", "X")
+
+
+def test_death_by_signal_is_a_crash_with_the_faulthandler_text():
+    run = TrialRun(TRIAL, (worker(None, returncode=-11, fault="Fatal Python error: Segmentation fault"),), False, None)
+    outcome = detect.classify(run, ORACLE)
+    assert outcome.kind == "crash"
+    assert outcome.evidence[0].signal == "SIGSEGV" and "Segmentation" in outcome.evidence[0].traceback
+
+
+def test_a_hung_worker_is_a_hang_not_a_crash_although_it_was_killed():
+    run = TrialRun(TRIAL, (worker(None, returncode=-9, stacks="Thread 1 (idle)", stack_source="py-spy"),), True, None)
+    outcome = detect.classify(run, ORACLE)
+    assert outcome.kind == "hang" and outcome.evidence[0].stack_source == "py-spy"
+
+
+def test_a_task_error_keeps_type_message_and_traceback():
+    err = {"stage": "task", "index": 1, "error_type": "OSError", "message": "NetCDF: HDF error", "traceback": "tb"}
+    run = TrialRun(TRIAL, (worker({**ok_report({"0": "a"}), "errors": [err]}),), False, 0.1)
+    outcome = detect.classify(run, ORACLE)
+    assert outcome.kind == "error"
+    ev = outcome.evidence[0]
+    assert (ev.error_type, ev.message, ev.index, ev.stage) == ("OSError", "NetCDF: HDF error", 1, "task")
+    assert "NetCDF: HDF error" in ev.summary
+
+
+def test_exit_without_report_is_an_error_naming_the_code():
+    outcome = detect.classify(TrialRun(TRIAL, (worker(None, returncode=3),), False, None), ORACLE)
+    assert outcome.kind == "error" and "code 3" in outcome.evidence[0].summary
+
+
+def test_the_worst_outcome_of_the_workers_wins():
+    a = WorkerRun(0, 1, 0, ok_report({"0": "a", "1": "WRONG"}), "", "")
+    b = WorkerRun(1, 2, -6, None, "abort", "")
+    outcome = detect.classify(TrialRun(TRIAL, (a, b), False, None), ORACLE)
+    assert outcome.kind == "crash" and {e.kind for e in outcome.evidence} == {"crash", "corrupt"}
+
+
+@given(st.integers(1, 500))
+def test_zero_failures_bound_is_the_rule_of_three(n):
+    bound = detect.failure_upper95(0, n)
+    assert math.isclose(bound, 1 - 0.05 ** (1 / n))
+    if n >= 30:
+        assert 2.5 / n < bound < 3.1 / n
+
+
+@given(st.integers(1, 60), st.data())
+def test_bound_matches_clopper_pearson(n, data):
+    x = data.draw(st.integers(0, n))
+    expected = 1.0 if x == n else scipy_stats.beta.ppf(0.95, x + 1, n - x)
+    assert math.isclose(detect.failure_upper95(x, n), expected, abs_tol=1e-9)
+
+
+def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", workers=2, cpu=None, gil=None):
+    t = Trial("p", "r", mode, 1 if mode != "processes" else workers, workers if mode == "threads" else 1, tasks,
+              purpose=purpose)
+    return Outcome(t, kind, tasks=tasks, seconds=seconds if kind == "ok" else None, cpu=cpu, gil_wait=gil)
+
+
+def test_summary_counts_outcomes_and_bounds_the_rate():
+    result = detect.summarise("p", "d", [outcome("ok"), outcome("crash"), outcome("ok")])
+    assert result.verdict == "crash" and result.outcomes["crash"] == 1 and result.trials == 3
+    assert result.failure_rate_upper95 == pytest.approx(detect.failure_upper95(1, 3), abs=1e-4)
+    clean = detect.summarise("p", "d", [outcome("ok")] * 10)
+    assert clean.verdict == "safe" and clean.failure_rate_upper95 == pytest.approx(0.2589, abs=1e-4)
+
+
+def test_throughput_comes_from_timing_trials_when_there_are_any():
+    outs = [outcome("ok", "timing", seconds=1.0), outcome("ok", "timing", seconds=2.0), outcome("ok", "timing", 100, 4.0),
+            outcome("ok", "stress", seconds=0.01)]
+    assert detect.throughput(outs) == pytest.approx(50.0)
+
+
+def test_busy_fraction_counts_usable_cores_only():
+    # 4 threads on 2 cores: 2 CPU-seconds per second is fully busy.
+    outs = [outcome("ok", "timing", workers=4, seconds=1.0, cpu=2.0)]
+    assert detect.busy(outs, cores=2) == 1.0
+    assert detect.busy([outcome("ok", "timing", workers=2, seconds=1.0, cpu=1.0)], cores=2) == 0.5
+
+
+@pytest.mark.parametrize(
+    "scaling, gil, busy, expected",
+    [
+        ("scales", 0.9, 0.5, "none"),
+        ("serialized", 0.9, 0.5, "gil"),
+        ("serialized", 0.02, 0.5, "library_lock"),
+        ("serialized", 0.02, 0.97, "none"),
+        ("serialized", None, None, "none"),
+    ],
+)
+def test_contention_rules(scaling, gil, busy, expected):
+    assert detect.classify_contention(scaling, gil, busy)[0] == expected
+
+
+def test_scaling_is_judged_against_the_usable_cores():
+    assert detect.scales(1.9, workers=2, cores=2)
+    assert not detect.scales(1.2, workers=2, cores=2)
+    assert detect.scales(1.0, workers=4, cores=1)
+
+
+def test_add_scaling_fills_speedup_and_contention_from_the_serial_baseline():
+    serial = detect.summarise("p", "d", [outcome("ok", "timing", mode="serial", workers=1, seconds=1.0, cpu=1.0)])
+    threads = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0),
+                                          outcome("ok", "contention", gil=0.9)], cores=2)
+    out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2)}
+    assert out["threads"].speedup == 1.0 and out["threads"].efficiency == 0.5
+    assert out["threads"].scaling == "serialized" and out["threads"].contention == "gil"
+    assert out["serial"].speedup is None

@@ -1,0 +1,129 @@
+"""One worker's share of a trial, run in-process: dealing, digests, errors, read-back, remedies."""
+
+import threading
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolkit.execute import indices_for, run_worker
+from toolkit.probe import Probe, digest
+from toolkit.records import Trial
+
+
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 200))
+def test_every_index_is_dealt_exactly_once(processes, threads, iterations):
+    trial = Trial("p", "r", "threads", processes, threads, iterations)
+    dealt = [i for w in range(processes) for t in range(threads) for i in indices_for(trial, w, t)]
+    assert sorted(dealt) == list(range(iterations))
+
+
+class Square(Probe):
+    name = "t.square"
+    dependency = "python"
+
+    def task(self, ctx, i):
+        if i == 13:
+            raise ValueError("unlucky")
+        return i * i
+
+
+def test_threads_start_together_and_digest_every_result():
+    trial = Trial("p", "r", "threads", 1, 4, 40)
+    report = run_worker(Square(), trial, 0, None)
+    assert report["tasks"] == 40
+    assert report["digests"]["7"] == digest(49)
+    assert "13" not in report["digests"]
+    (err,) = report["errors"]
+    assert err["stage"] == "task" and err["index"] == 13 and err["error_type"] == "ValueError"
+    assert "unlucky" in err["traceback"]
+    assert report["cpu"] is not None and report["t_end"] >= report["t_start"]
+
+
+class Writer(Probe):
+    name = "t.writer"
+    dependency = "python"
+
+    def open(self, workdir):
+        return {"store": {}, "threads": set()}
+
+    def task(self, ctx, i):
+        ctx["threads"].add(threading.get_ident())
+        ctx["store"][i] = str(i)
+        return i
+
+    def readback(self, ctx, i, value):
+        assert threading.current_thread() is threading.main_thread()  # serially, after the threads
+        return ctx["store"][value] + "!"
+
+
+def test_readback_runs_serially_and_its_value_is_what_gets_digested():
+    report = run_worker(Writer(), Trial("p", "r", "threads", 1, 3, 9), 0, None)
+    assert report["digests"] == {str(i): digest(f"{i}!") for i in range(9)}
+
+
+class Flaky(Probe):
+    """Returns a different value the second time an index comes round."""
+
+    name = "t.flaky"
+    dependency = "python"
+
+    def open(self, workdir):
+        return {}
+
+    def task(self, seen, i):
+        seen[i] = seen.get(i, 0) + 1
+        return i if seen[i] == 1 else -i
+
+
+def test_a_later_round_that_deviates_is_what_the_parent_sees():
+    report = run_worker(Flaky(), Trial("p", "r", "serial", 1, 1, 5, rounds=3), 0, None)
+    assert report["tasks"] == 15
+    assert report["digests"]["3"] == digest(-3)
+
+
+class Overlap(Probe):
+    """Counts how many threads are inside task at once."""
+
+    name = "t.overlap"
+    dependency = "python"
+
+    def open(self, workdir):
+        return {"inside": 0, "most": 0, "lock": threading.Lock()}
+
+    def task(self, ctx, i):
+        import time
+
+        with ctx["lock"]:
+            ctx["inside"] += 1
+            ctx["most"] = max(ctx["most"], ctx["inside"])
+        time.sleep(0.002)
+        with ctx["lock"]:
+            ctx["inside"] -= 1
+        return i
+
+
+def test_the_global_lock_remedy_serializes_every_task():
+    probe = Overlap()
+    free = {}
+    locked = {}
+    probe.open = lambda workdir: free.setdefault("ctx", Overlap.open(probe, workdir))
+    run_worker(probe, Trial("p", "r", "threads", 1, 4, 40), 0, None)
+    probe.open = lambda workdir: locked.setdefault("ctx", Overlap.open(probe, workdir))
+    run_worker(probe, Trial("p", "r", "threads", 1, 4, 40, remedy="global_lock"), 0, None)
+    assert free["ctx"]["most"] > 1
+    assert locked["ctx"]["most"] == 1
+
+
+class BrokenOpen(Probe):
+    name = "t.broken"
+    dependency = "python"
+
+    def open(self, workdir):
+        raise OSError("no such file: in.nc")
+
+
+def test_an_error_in_open_is_reported_and_no_task_runs():
+    calls = []
+    report = run_worker(BrokenOpen(), Trial("p", "r", "threads", 1, 2, 10), 0, None, ready=lambda: calls.append(1))
+    assert calls == [1]  # the parent's barrier must not wait for this worker
+    assert report["errors"][0]["stage"] == "open" and report["tasks"] == 0

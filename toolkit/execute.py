@@ -1,0 +1,202 @@
+"""What one worker process does in a trial, inside that process.
+
+It opens the probe's context, starts T threads behind a barrier with the trial's switch
+interval (as pytest-run-parallel does, so that races get a chance), deals the task indices
+out among them, digests every result, reads writes back serially, and returns a plain
+``threadprobe.worker/1`` report. Process plumbing (forking, signals, files) is not here:
+see ``toolkit.isolation``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from toolkit.probe import Probe, digest
+from toolkit.records import WORKER_SCHEMA, Trial
+
+MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
+MAX_TEXT = 8000
+SPIN_LIMIT = 0.05  # seconds a started thread waits, spinning, for its peers to be running too
+
+
+def indices_for(trial: Trial, worker: int, thread: int) -> range:
+    """Task indices of one thread: ``i`` dealt round-robin over all P x T threads of the trial."""
+    g = worker * trial.threads + thread
+    return range(g, trial.iterations, trial.workers)
+
+
+def error_record(stage: str, exc: BaseException, index: int | None = None) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "stage": stage,
+        "index": index,
+        "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": str(exc)[:MAX_TEXT],
+        "traceback": tb[-MAX_TEXT:],
+    }
+
+
+class _GilMonitor:
+    """Fraction of time a monitor thread waited for the GIL (gilknocker's idea), or None."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._knocker = None
+        if enabled:
+            try:
+                import gilknocker
+
+                # The metric only updates at the end of a sampling window, and by default the
+                # knocker sleeps between windows: short trials would read 0. Sample continuously.
+                self._knocker = gilknocker.KnockKnock(
+                    polling_interval_micros=500, sampling_interval_micros=10_000, sleeping_interval_micros=1
+                )
+            except Exception:  # optional: no monitor means no gil figure, not a failed trial
+                self._knocker = None
+
+    def __enter__(self) -> _GilMonitor:
+        if self._knocker is not None:
+            self._knocker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._knocker is not None:
+            self._knocker.stop()
+
+    @property
+    def value(self) -> float | None:
+        return None if self._knocker is None else float(self._knocker.contention_metric)
+
+
+def run_worker(
+    probe: Probe,
+    trial: Trial,
+    worker: int,
+    workdir: Any,
+    ready: Callable[[], None] = lambda: None,
+    wait_go: Callable[[], None] = lambda: None,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
+    report: dict[str, Any] = {
+        "schema": WORKER_SCHEMA,
+        "worker": worker,
+        "pid": os.getpid(),
+        "digests": {},
+        "errors": [],
+        "tasks": 0,
+        "t_start": None,
+        "t_end": None,
+        "gil_wait": None,
+        "cpu": None,
+    }
+    errors: list[dict[str, Any]] = report["errors"]
+
+    def note(stage: str, exc: BaseException, index: int | None = None) -> None:
+        if len(errors) < MAX_ERRORS:
+            errors.append(error_record(stage, exc, index))
+        report["error_count"] = report.get("error_count", 0) + 1
+
+    try:
+        ctx = probe.open(workdir)
+    except Exception as exc:
+        note("open", exc)
+        ready()
+        return report
+    ready()
+    wait_go()
+
+    keep_values = hasattr(probe, "readback")
+    values: dict[int, Any] = {}
+    digests: dict[str, str] = report["digests"]
+    deviated: set[str] = set()
+    starts: list[float] = []
+    ends: list[float] = []
+    cpu: list[float] = []
+    done = [0] * trial.threads
+    guard = threading.Lock() if trial.remedy == "global_lock" else None
+
+    def call(i: int) -> Any:
+        if guard is None:
+            return probe.task(ctx, i)
+        with guard:
+            return probe.task(ctx, i)
+
+    arrived = [0]
+    arrived_lock = threading.Lock()
+
+    def body(thread: int, barrier: threading.Barrier | None) -> None:
+        if barrier is not None:
+            barrier.wait()
+            # A blocking barrier is not enough: waking a sleeping thread on an idle (virtual) CPU
+            # takes milliseconds, so one thread could finish its share before the other starts.
+            # Spinning until every thread is running makes them start within microseconds.
+            with arrived_lock:
+                arrived[0] += 1
+            give_up = time.monotonic() + SPIN_LIMIT
+            while arrived[0] < trial.threads and time.monotonic() < give_up:
+                pass
+        cpu0 = time.thread_time()
+        starts.append(time.monotonic())
+        for _ in range(trial.rounds):
+            for i in indices_for(trial, worker, thread):
+                try:
+                    value = call(i)
+                    if keep_values:
+                        values[i] = value
+                    else:
+                        d = digest(value)
+                        # Keep the first digest that differs from earlier rounds: any deviation
+                        # must reach the parent's comparison with the serial oracle.
+                        if digests.setdefault(str(i), d) != d and str(i) not in deviated:
+                            deviated.add(str(i))
+                            digests[str(i)] = d
+                except Exception as exc:
+                    note("task", exc, i)
+                done[thread] += 1
+                tick()
+        ends.append(time.monotonic())
+        # CPU time of this thread alone: threads that queue for a lock or the GIL sleep, so the
+        # sum over threads tells busy threads from serialized ones without any sampling.
+        cpu.append(time.thread_time() - cpu0)
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(trial.switch_interval)
+    try:
+        with _GilMonitor(trial.purpose == "contention") as monitor:
+            if trial.threads == 1:
+                body(0, None)
+            else:
+                barrier = threading.Barrier(trial.threads)
+                threads = [
+                    threading.Thread(target=body, args=(t, barrier), name=f"probe-{t}", daemon=True)
+                    for t in range(trial.threads)
+                ]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    report["gil_wait"] = monitor.value
+    report["t_start"] = min(starts) if starts else None
+    report["t_end"] = max(ends) if ends else None
+    report["tasks"] = sum(done)
+    report["cpu"] = sum(cpu)
+
+    if keep_values:
+        for i in sorted(values):
+            try:
+                digests[str(i)] = digest(probe.readback(ctx, i, values[i]))  # type: ignore[attr-defined]
+            except Exception as exc:
+                note("readback", exc, i)
+    try:
+        probe.close(ctx)
+    except Exception as exc:
+        note("close", exc)
+    return report

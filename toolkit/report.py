@@ -1,0 +1,113 @@
+"""Writing and reading ``diagnosis.json``, and the console table.
+
+The HTML page lives in ``toolkit.htmlreport`` and the baseline comparison in ``toolkit.compare``;
+this module owns the JSON file and what a terminal shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO, Any
+
+from toolkit.errors import UsageError
+from toolkit.isolation import write_json_atomic
+from toolkit.records import DIAGNOSIS_SCHEMA, Diagnosis, Result
+
+VERDICT_STYLE = {
+    "safe": "green",
+    "crash": "bold red",
+    "corrupt": "bold magenta",
+    "hang": "bold yellow",
+    "error": "red",
+    "unavailable": "dim",
+}
+
+
+def write(diagnosis: Diagnosis, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "diagnosis.json"
+    write_json_atomic(path, diagnosis.to_json())
+    return path
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a threadprobe diagnosis (top level is not an object)")
+    return data
+
+
+def read(path: str | Path) -> Diagnosis:
+    """Load a diagnosis, with a one-line UsageError for anything that is not one."""
+    data = load_json(path)
+    if data.get("schema") != DIAGNOSIS_SCHEMA:
+        raise UsageError(f"{path} is not a {DIAGNOSIS_SCHEMA} report (schema: {data.get('schema')!r})")
+    try:
+        return Diagnosis.from_json(data)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(f"{path} is a malformed diagnosis: {exc}") from None
+
+
+def mode_label(r: Result) -> str:
+    if r.mode == "serial":
+        return "serial"
+    return f"{r.mode} {r.workers}"
+
+
+def cell(r: Result) -> str:
+    if r.verdict == "unavailable":
+        return "unavailable"
+    counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != "ok")
+    text = r.verdict if r.verdict != "safe" else f"safe (<{r.failure_rate_upper95:.0%})"
+    if counts:
+        text += f" [{counts} of {r.trials}]"
+    if r.speedup is not None:
+        text += f" x{r.speedup:.2f}"
+    return text
+
+
+def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
+    """Probe x mode, coloured by verdict, with the failure-rate bound and the speedup."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, width=160) if stream is not None else Console(width=160)
+    modes: list[str] = []
+    by_probe: dict[str, dict[str, Result]] = {}
+    for r in diagnosis.results:
+        label = mode_label(r)
+        if label not in modes:
+            modes.append(label)
+        by_probe.setdefault(r.probe, {})[label] = r
+    table = Table(title="threadprobe diagnosis", show_lines=False)
+    table.add_column("probe", no_wrap=True)
+    for label in modes:
+        table.add_column(label)
+    for probe, row in by_probe.items():
+        cells = []
+        for label in modes:
+            r = row.get(label)
+            cells.append("" if r is None else f"[{VERDICT_STYLE.get(r.verdict, '')}]{cell(r)}[/]")
+        table.add_row(probe, *cells)
+    console.print(table)
+    bound = "safe (<X%)" if diagnosis.results else ""
+    if bound:
+        console.print(
+            "[dim]safe (<X%): no failure in any trial; X is the 95% upper bound on the per-trial failure rate. "
+            "xS: throughput against serial.[/]"
+        )
+    rec = diagnosis.recommendation
+    if rec is not None:
+        console.print(
+            f"recommendation for [bold]{rec.workload}[/]: scheduler={rec.scheduler} n_workers={rec.n_workers} "
+            f"threads_per_worker={rec.threads_per_worker}" + (f" locks={','.join(rec.locks)}" if rec.locks else "")
+        )
