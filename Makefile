@@ -24,7 +24,7 @@ quick: $(STAMP)
 	$(BIN)/threadprobe diagnose --quick --out $(OUT) $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not bench and not soak" $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak" $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)

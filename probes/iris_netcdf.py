@@ -21,7 +21,7 @@ from probes._common import Layout, out_dir, values
 from toolkit import Probe
 
 NFILES = 4
-LAYOUT = Layout(shape=(12, 73, 96), chunks=(1, 73, 96), fill_value=None)
+LAYOUT = Layout(shape=(6, 48, 64), chunks=(1, 48, 64), fill_value=None)
 PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "iris", "iris.fileformats.netcdf")
 
 
@@ -70,9 +70,10 @@ class _IrisNetcdf(Probe):
     dependency = "scitools-iris"
     requires = ("iris", "netCDF4")
     preload = PRELOAD
-    # Tasks take 5-15 ms: 16 per trial keeps a trial near 0.2 s. A race that hits 1 task in 20
-    # escapes one trial with probability 0.95**16 = 44%, and all of a mode's 6 trials with 0.7%.
-    iterations = 16
+    # Each load takes ~8 ms, almost all of it Iris's own Python; what gives a race its chances is
+    # the number of loads (each makes ~140 netCDF4 calls), so trials carry 48 of them (~0.4 s).
+    # Measured: with 16, four threads under load on 2 cores missed the crash in 3 trials of 3.
+    iterations = 48
 
     def prepare(self, workdir):
         for k in range(NFILES):
@@ -99,7 +100,6 @@ class LazyChunks(_IrisNetcdf):
     """Chunks of one lazily loaded cube realised concurrently (the path of a dask compute)."""
 
     name = "iris_netcdf.lazy_chunks"
-    iterations = 32
 
     def open(self, workdir):
         import iris

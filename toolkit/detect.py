@@ -258,10 +258,10 @@ def add_scaling(results: Sequence[Result], cores: int,
                 samples: Mapping[tuple[str, str, int], tuple[float | None, dict[str, int]]] | None = None
                 ) -> list[Result]:
     """Fill speedup, efficiency, scaling and contention against each probe's serial throughput."""
-    serial = {r.probe: r.throughput for r in results if r.mode == "serial" and r.remedy is None}
+    serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == "serial"}
     out = []
     for r in results:
-        base = serial.get(r.probe)
+        base = serial.get((r.probe, r.remedy))
         if r.mode == "serial" or not base or r.throughput is None:
             out.append(r)
             continue

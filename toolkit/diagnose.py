@@ -64,6 +64,7 @@ class Options:
     start: str = "fork"  # fork (a warm fork server per probe) or spawn (a new interpreter per worker)
     attribute: bool = True  # run the py-spy attribution trial when threads look lock-bound
     evidence: bool = True  # reproducers, remedies, native frames and the lock audit
+    remedies: str = "first"  # verify remedies for the first failing probe per dependency, "all" or "none"
     workdir: str | None = None
     keep: bool = False
     out: str | None = None  # where reproducer scripts go (reports/repro)
@@ -244,6 +245,7 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
             one(widest, "contention", rounds * SAMPLED_ROUNDS_FACTOR, sampler)
             out.samples[(info.name, widest[0], widest[1] * widest[2])] = sampler.stop()
     stress = {m: 0 for m in modes}
+    stress[serial] = 1  # the oracle is a serial trial like any other (one thread: no interval to stress)
     first_round = True  # one stress trial per mode always runs: the budget cuts repetitions only
     while first_round or not out_of_time():
         first_round = False
@@ -320,6 +322,7 @@ def diagnose(
             from toolkit import evidence
 
             extras = evidence.gather(runs, results, options, root, progress)
+            results = extras.pop("results")
     finally:
         progress.end()
         if not options.keep and not options.workdir:

@@ -142,6 +142,13 @@ def worker_main(spec_path: str, worker: int) -> int:
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     result_path = tdir / f"result.{worker}.json"
+    if spec.get("core"):
+        # A core dump of a crash gives gdb the native frames of the crashing thread.
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        os.chdir(tdir)
+    audit = None
     try:
         from toolkit import execute, registry
         from toolkit.records import Trial
@@ -163,22 +170,33 @@ def worker_main(spec_path: str, worker: int) -> int:
                 if trial.processes > 1:
                     slot.wait_peers(trial.processes)
 
+            if spec.get("instrument") == "iris_lock_audit":
+                from toolkit import lockaudit
+
+                audit = lockaudit if lockaudit.install() else None
             try:
                 probe = registry.load(trial.ref)()
             except Exception as exc:
                 slot.state(READY)
                 report = {"errors": [execute.error_record("open", exc)], "digests": {}, "tasks": 0}
             else:
+                def ready() -> None:
+                    slot.state(READY)
+                    if audit is not None:
+                        audit.stage("tasks")
+
                 report = execute.run_worker(
                     probe,
                     trial,
                     worker,
                     Path(spec["workdir"]),
-                    ready=lambda: slot.state(READY),
+                    ready=ready,
                     wait_go=wait_go,
                     tick=slot.tick,
                 )
             slot.state(DONE)
+            if audit is not None:
+                report["audit"] = audit.snapshot()
         write_json_atomic(result_path, report)
     except BaseException as exc:  # a harness fault is reported, not raised into the void
         from toolkit.execute import error_record
@@ -621,8 +639,13 @@ def run_trial(
     plugins: Sequence[str] = (),
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[list[int]], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> TrialRun:
-    """Run one trial in fresh worker processes and gather what happened. Never raises for a child."""
+    """Run one trial in fresh worker processes and gather what happened. Never raises for a child.
+
+    ``extra`` adds to the worker's spec: ``core`` (allow core dumps, for gdb) or ``instrument``
+    (``iris_lock_audit``: run under toolkit.lockaudit).
+    """
     _new_trial_dir(trial_dir, trial.processes)
     spec = {
         "schema": "threadprobe.trial/1",
@@ -631,6 +654,7 @@ def run_trial(
         "trial_dir": str(trial_dir),
         "workdir": str(workdir),
         "plugins": list(plugins),
+        **(extra or {}),
     }
     pids, codes, hung, stacks, released, harness_error = _launch_and_wait(
         launcher, spec, trial_dir, trial.processes, trial.timeout, barrier=True,

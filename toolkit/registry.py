@@ -72,6 +72,14 @@ def load(ref: str) -> type[Probe]:
     return obj
 
 
+def load_module_file(name: str) -> str:
+    """The source file of a module, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        raise ImportError(f"no source for module {name}")
+    return spec.origin
+
+
 def info(cls: type[Probe], ref: str) -> ProbeInfo:
     missing = cls.missing()
     doc = inspect.getdoc(cls) or ""

@@ -1,0 +1,54 @@
+"""Iris PP probes: real and generated files load; bad and packed files say why they cannot."""
+
+import numpy as np
+import pytest
+
+from probes import iris_pp
+from toolkit.probe import digest
+
+
+def test_sample_files_load_and_differ(tmp_path):
+    pytest.importorskip("iris_sample_data")
+    probe = iris_pp.LoadRealiseSample()
+    probe.prepare(tmp_path)
+    results = [probe.task(tmp_path, i) for i in range(len(iris_pp.SAMPLE_FILES))]
+    assert all(len(r) >= 1 for r in results)
+    assert len({digest(r) for r in results}) == len(results)
+
+
+def test_generated_files_round_trip_through_load_load_raw_and_fields(tmp_path):
+    iris_pp.write_generated(tmp_path)
+    cube = iris_pp.cubes_summary
+    loaded = iris_pp.LoadRealiseGenerated().task(tmp_path, 1)
+    raw = iris_pp.LoadRawRealise().task(tmp_path, 1)
+    fields = iris_pp.FieldLoad().task(tmp_path, 1)
+    from probes.iris_netcdf import make_cube
+
+    want = make_cube(1, iris_pp.LAYOUT).data
+    assert np.array_equal(loaded[0][2], want)
+    assert len(raw) == iris_pp.LAYOUT.shape[0] and len(fields) == iris_pp.LAYOUT.shape[0]
+    assert np.array_equal(np.stack([f[3] for f in fields]), want)
+    assert cube is iris_pp.cubes_summary
+
+
+def test_save_reads_back(tmp_path):
+    probe = iris_pp.Save()
+    out = probe.open(tmp_path)
+    fields = probe.readback(out, 3, probe.task(out, 3))
+    assert len(fields) == iris_pp.LAYOUT.shape[0]
+
+
+def test_a_corrupt_header_is_a_clear_error(tmp_path):
+    probe = iris_pp.BadCorruptHeader()
+    probe.prepare(tmp_path)
+    with pytest.raises(ValueError, match="No format specification"):
+        probe.task(tmp_path, 0)
+
+
+def test_wgdos_packed_pp_is_unavailable_with_the_reason():
+    if iris_pp.LoadWgdosPacked.missing() is None:
+        pytest.skip("mo_pack is installed here")
+    from toolkit import registry
+
+    (info,) = [p for p in registry.discover() if p.name == "iris_pp.load_realise.wgdos_packed"]
+    assert not info.available and "mo_pack" in info.reason and "not on PyPI" in info.reason

@@ -1,0 +1,59 @@
+"""The diagnosis agrees with independent stress scripts (tests/groundtruth/stress.py).
+
+The scripts share no code with threadprobe. Whatever fails in a script must be reported unsafe;
+whatever passes must be reported safe, with its bound.
+"""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from toolkit import fingerprint
+from toolkit.diagnose import Options, diagnose
+from toolkit.records import UNSAFE
+
+SCRIPT = pathlib.Path(__file__).parent / "groundtruth" / "stress.py"
+RUNS = 3
+# Races need two threads on two cores at once. Under pytest-xdist the other worker takes a core,
+# so the diagnosis gets more trials than a default one, and these tests share one xdist worker.
+TRIALS = 6
+
+CASES = [
+    # script case, mode, probe, probe mode
+    ("netcdf_shared", "threads", "netcdf4.read_shared_dataset.zlib", "threads"),
+    ("netcdf_per_thread", "threads", "netcdf4.read_dataset_per_thread.zlib", "threads"),
+    ("netcdf_shared", "processes", "netcdf4.read_shared_dataset.zlib", "processes"),
+    ("h5py_shared", "threads", "h5py.read_shared_file.gzip", "threads"),
+    ("cfunits_mixed", "threads", "cf_units.parse_errors_mixed", "threads"),
+    ("cfunits_mixed", "processes", "cf_units.parse_errors_mixed", "processes"),
+    ("cftime", "threads", "cftime.num2date", "threads"),
+    ("iris_load", "threads", "iris_netcdf.load_realise", "threads"),
+    ("iris_lazy", "threads", "iris_netcdf.lazy_chunks", "threads"),
+    ("iris_pp", "threads", "iris_pp.load_realise.generated", "threads"),
+]
+
+
+def script_fails(case: str, mode: str, tmp_path) -> bool:
+    for _ in range(RUNS):
+        done = subprocess.run([sys.executable, str(SCRIPT), case, mode, "3"], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        if done.returncode != 0:
+            return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("groundtruth")
+@pytest.mark.parametrize("case, mode, probe, probe_mode", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_diagnosis_agrees_with_the_independent_script(tmp_path, case, mode, probe, probe_mode):
+    fails = script_fails(case, mode, tmp_path)
+    diag = diagnose(Options(probes=(probe,), threads=(4,), processes=(2,), trials=TRIALS, timing_trials=0,
+                            evidence=False, workdir=str(tmp_path / "diag")), fingerprint=fingerprint.light)
+    (result,) = [r for r in diag.results if r.mode == probe_mode]
+    if fails:
+        assert result.verdict in UNSAFE, f"{case} fails in the script, but {probe} is {result.verdict}"
+    else:
+        assert result.verdict == "safe", f"{case} passes in the script, but {probe} is {result.verdict}"
+        assert result.failure_rate_upper95 < 1.0
