@@ -59,7 +59,8 @@ def test_digest_is_stable_across_processes():
     value = (np.linspace(0, 1, 7), "x", b"y", 3, 2.5, [None, True])
     code = "import numpy as np; from toolkit.probe import digest; " \
            "print(digest((np.linspace(0, 1, 7), 'x', b'y', 3, 2.5, [None, True])))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout.strip()
     assert out == digest(value)
 
 

@@ -23,7 +23,8 @@ def test_builtin_probes_come_from_the_entry_point_group():
 def test_discovery_does_not_import_the_libraries_under_test():
     code = ("import sys; from toolkit import registry; registry.discover(); "
             "print(sorted(m for m in ('netCDF4', 'h5py', 'iris', 'cf_units', 'cftime') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert out.strip() == "[]"
 
 
@@ -36,7 +37,8 @@ def test_a_missing_library_makes_a_probe_unavailable_not_an_error():
 def test_plugin_refs_load_in_a_fresh_process():
     (info,) = registry.discover([PLUGINS / "trivial.py"], entry_points=False)
     code = f"from toolkit import registry; print(registry.load({info.ref!r})().task(None, 7))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert out.strip() == "49"
 
 

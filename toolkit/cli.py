@@ -15,6 +15,9 @@ from typing import Any, NoReturn
 
 from toolkit.errors import UsageError
 
+DEFAULT_BUDGET = 120.0  # trials; with the fingerprint and the evidence, make diagnose takes < 3 min
+QUICK_BUDGET = 48.0  # the same for --quick: < 60 s in all
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, like every other bad input."""
@@ -66,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--trials", type=positive_int, default=3, help="fresh trials per probe x mode (default 3)")
     d.add_argument("--iterations", type=positive_int, default=None, metavar="K",
                    help="tasks per trial (default: the probe's own, else 100)")
-    d.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS", help="time budget for trials")
+    d.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"time budget for the trials (default {DEFAULT_BUDGET:g}, with --quick {QUICK_BUDGET:g}); "
+                        "extra stress trials stop when it is spent, so the whole diagnosis stays near 3 min (1 min)")
     d.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                    help="no progress for this long is a hang (default 10)")
     d.add_argument("--quick", action="store_true", help="widest modes only, stop a mode at its first failure")
@@ -99,7 +104,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         processes=args.processes,
         trials=args.trials,
         iterations=args.iterations,
-        budget=args.budget,
+        budget=args.budget or (QUICK_BUDGET if args.quick else DEFAULT_BUDGET),
         timeout=args.timeout,
         quick=args.quick,
         start=args.start,

@@ -5,7 +5,7 @@ timing trials of all modes sit side by side:
 
 1. a serial trial: the oracle;
 2. a timing trial of every mode, serial included: bare, default switch interval, each repeating
-   its indices for R rounds, R calibrated on the oracle so a trial lasts ~0.15 s; three of them per mode,
+   its indices for R rounds, R calibrated on the oracle so a trial lasts ~0.1 s; three of them per mode,
    interleaved across modes, and the median taken, because this machine is noisy;
 3. a contention trial of every threads mode with the GIL monitor on; then, for the widest
    threads mode, a py-spy sampled trial when threads did not scale yet the GIL was free
@@ -42,7 +42,7 @@ DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with p
 QUICK_TRIALS = 29  # 29 clean trials bound the failure rate below 10% at 95% confidence
 STRESS_SWITCH_INTERVAL = 1e-6
 DEFAULT_SWITCH_INTERVAL = 0.005  # CPython's own default: what a real dask run sees
-TIMING_TARGET = 0.15  # seconds of serial work per timing trial: long enough to time, short enough to afford
+TIMING_TARGET = 0.1  # seconds of serial work per timing trial: long enough to time, short enough to afford
 MAX_ROUNDS = 2000
 SAMPLED_ROUNDS_FACTOR = 4
 
@@ -91,18 +91,60 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def make_launcher(info: ProbeInfo, preload: Sequence[str], options: Options,
-                  notes: list[str]) -> isolation.Launcher:
-    """A fork server preloaded with the probe's libraries, or fresh interpreters when that is unsafe."""
-    if options.start == "spawn":
-        return isolation.SpawnLauncher()
-    where = info.ref.rpartition(":")[0]
-    server = isolation.ForkServer(preload=[where, *preload])
-    if server.single_threaded:
-        return server
-    notes.append(f"{info.name}: fork server had {server.threads} threads after imports; used fresh interpreters")
-    server.close()
-    return isolation.SpawnLauncher()
+class Launchers:
+    """Fork servers shared by the probes that preload the same libraries.
+
+    A fork server only ever imports and forks (prepare and trials run in its children), so
+    sharing one between probes keeps every trial's state fresh while paying for the imports
+    (a second for Iris) once per library set instead of once per probe.
+    """
+
+    def __init__(self, options: Options, notes: list[str]) -> None:
+        self.options = options
+        self.notes = notes
+        self._servers: dict[tuple[str, ...], isolation.ForkServer] = {}
+
+    def get(self, info: ProbeInfo, preload: Sequence[str]) -> isolation.Launcher:
+        if self.options.start == "spawn":
+            return isolation.SpawnLauncher()
+        key = tuple(preload) + tuple(p for p in self.options.plugins)
+        server = self._servers.get(key)
+        if server is not None and server.alive:
+            return _Shared(server)
+        server = isolation.ForkServer(preload=[*preload, *self.options.plugins])
+        if not server.single_threaded:
+            self.notes.append(f"{info.name}: fork server had {server.threads} threads after imports; "
+                              "used fresh interpreters")
+            server.close()
+            return isolation.SpawnLauncher()
+        self._servers[key] = server
+        return _Shared(server)
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+
+
+class _Shared:
+    """A shared fork server, lent to one probe: closing the loan does not stop the server."""
+
+    def __init__(self, server: isolation.ForkServer) -> None:
+        self.server = server
+
+    def start(self, spec_path: Path, worker: int, pgid: int) -> int:
+        return self.server.start(spec_path, worker, pgid)
+
+    def exits(self, wait: float) -> dict[int, int]:
+        return self.server.exits(wait)
+
+    @property
+    def alive(self) -> bool:
+        return self.server.alive
+
+    def close(self) -> None:
+        pass
+
 
 
 @dataclass
@@ -137,7 +179,7 @@ def diagnose_probe(
     deadline: float | None,
     progress: Progress,
     counter: list[int],
-    notes: list[str],
+    launchers: Launchers,
     remedy: str | None = None,
     modes: Sequence[tuple[str, int, int]] | None = None,
 ) -> ProbeRun:
@@ -156,7 +198,7 @@ def diagnose_probe(
     workdir = root / "work" / safe_name(info.name)
     jobs = root / "jobs" / tag
     try:
-        launcher = make_launcher(info, cls.preload, options, notes)
+        launcher = launchers.get(info, cls.preload)
     except isolation.HarnessError as exc:
         ev = Evidence(kind="error", trial=0, stage="harness", summary=f"cannot start workers: {exc}")
         out.results = [detect.not_run(info.name, info.dependency, m, p, t, "error", ev) for m, p, t in modes]
@@ -178,7 +220,7 @@ def diagnose_probe(
                 return out
             (workdir / ".prepared").touch()
         launcher = _run_trials(info, options, modes, out, launcher, workdir, jobs, deadline, progress,
-                               counter, remedy)
+                               counter, remedy, launchers)
     finally:
         launcher.close()
     out.seconds = time.monotonic() - started
@@ -187,7 +229,8 @@ def diagnose_probe(
 
 def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, int]], out: ProbeRun,
                 launcher: isolation.Launcher, workdir: Path, jobs: Path, deadline: float | None,
-                progress: Progress, counter: list[int], remedy: str | None) -> isolation.Launcher:
+                progress: Progress, counter: list[int], remedy: str | None,
+                launchers: Launchers) -> isolation.Launcher:
     n = QUICK_TRIALS if options.quick else options.trials
     runs: dict[tuple[str, int, int], list[isolation.TrialRun]] = {m: [] for m in modes}
     failed: set[tuple[str, int, int]] = set()
@@ -209,9 +252,9 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
             trial, launcher, workdir, jobs / f"{name}-{p}x{t}-{trial.index}-{purpose}", options.plugins,
             on_start=sampler.start if sampler else None,
         )
-        if run.harness_error and isinstance(launcher, isolation.ForkServer) and not launcher.alive:
+        if run.harness_error and not getattr(launcher, "alive", True):
             launcher.close()
-            launcher = make_launcher(info, registry.load(info.ref).preload, options, [])
+            launcher = launchers.get(info, registry.load(info.ref).preload)  # a fresh fork server
         runs[mode].append(run)
         if name == "serial" and oracle is None:
             oracle = _oracle([run])
@@ -246,6 +289,8 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
             out.samples[(info.name, widest[0], widest[1] * widest[2])] = sampler.stop()
     stress = {m: 0 for m in modes}
     stress[serial] = 1  # the oracle is a serial trial like any other (one thread: no interval to stress)
+    if options.quick:
+        stress[serial] = n  # quick mode spends its time where concurrency is: serial only gives the oracle
     first_round = True  # one stress trial per mode always runs: the budget cuts repetitions only
     while first_round or not out_of_time():
         first_round = False
@@ -254,7 +299,7 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
             break
         for mode in active:
             if out_of_time() and stress[mode] > 0:
-                break
+                continue  # out of time: only modes still owed their first stress trial run
             one(mode, "stress")
             stress[mode] += 1
     counter[0] += sum(max(0, n - k) for k in stress.values())  # skipped trials still count as done
@@ -305,13 +350,14 @@ def diagnose(
     counter = [0]
     notes: list[str] = []
     runs: list[ProbeRun] = []
+    launchers = Launchers(options, notes)
     progress.begin(len(infos) * len(modes) * options.trials_per_mode, options.budget)
     try:
         for k, info in enumerate(infos):
             share = None
             if deadline is not None:
                 share = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(infos) - k)
-            runs.append(diagnose_probe(info, options, root, share, progress, counter, notes))
+            runs.append(diagnose_probe(info, options, root, share, progress, counter, launchers))
         cores = os.cpu_count() or 1
         samples: dict[tuple[str, str, int], tuple[float | None, dict[str, int]]] = {}
         for run in runs:
@@ -321,9 +367,10 @@ def diagnose(
         if options.evidence:
             from toolkit import evidence
 
-            extras = evidence.gather(runs, results, options, root, progress)
+            extras = evidence.gather(runs, results, options, root, progress, launchers)
             results = extras.pop("results")
     finally:
+        launchers.close()
         progress.end()
         if not options.keep and not options.workdir:
             shutil.rmtree(root, ignore_errors=True)

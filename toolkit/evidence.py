@@ -25,7 +25,7 @@ from toolkit import detect, isolation, registry, repro
 from toolkit.records import UNSAFE, Result, Trial
 
 if TYPE_CHECKING:
-    from toolkit.diagnose import Options, ProbeRun
+    from toolkit.diagnose import Launchers, Options, ProbeRun
     from toolkit.progress import Progress
 
 NATIVE_ATTEMPTS = 3
@@ -81,9 +81,10 @@ def gdb_backtrace(core: Path) -> str | None:
     return "\n".join(frames) or None
 
 
-def native_frames(run: ProbeRun, result: Result, options: Options, root: Path) -> str | None:
+def native_frames(run: ProbeRun, result: Result, options: Options, root: Path,
+                  launchers: Launchers) -> str | None:
     """Crash the probe once more with core dumps on, and let gdb read the crashing thread."""
-    launcher = isolation.ForkServer([run.info.ref.rpartition(":")[0], *registry.load(run.info.ref).preload])
+    launcher = launchers.get(run.info, registry.load(run.info.ref).preload)
     try:
         for attempt in range(NATIVE_ATTEMPTS):
             trial = Trial(result.probe, run.info.ref, result.mode, result.processes, result.threads, run.iterations,
@@ -117,9 +118,9 @@ def attach_native(results: list[Result], probe: str, mode: str, workers: int, te
     return out
 
 
-def lock_audit(run: ProbeRun, options: Options, root: Path) -> dict[str, Any] | None:
+def lock_audit(run: ProbeRun, options: Options, root: Path, launchers: Launchers) -> dict[str, Any] | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
-    launcher = isolation.ForkServer([run.info.ref.rpartition(":")[0], *registry.load(run.info.ref).preload])
+    launcher = launchers.get(run.info, registry.load(run.info.ref).preload)
     try:
         trial = Trial(run.info.name, run.info.ref, "serial", 1, 1, run.iterations, timeout=options.timeout,
                       purpose="audit")
@@ -148,17 +149,19 @@ def lock_audit(run: ProbeRun, options: Options, root: Path) -> dict[str, Any] | 
     }
 
 
-def remedy(run: ProbeRun, result: Result, options: Options, root: Path, progress: Progress) -> list[Result]:
+def remedy(run: ProbeRun, result: Result, options: Options, root: Path, progress: Progress,
+           launchers: Launchers) -> list[Result]:
     """Re-run the failing threads mode with one process-wide lock around every task."""
     from toolkit.diagnose import diagnose_probe
 
     modes = [("serial", 1, 1), ("threads", 1, result.threads)]
-    redo = diagnose_probe(run.info, options, root, None, progress, [0], [], remedy="global_lock", modes=modes)
+    redo = diagnose_probe(run.info, options, root, None, progress, [0], launchers, remedy="global_lock",
+                          modes=modes)
     return detect.add_scaling(redo.results, os.cpu_count() or 1)
 
 
 def gather(runs: Sequence[ProbeRun], results: list[Result], options: Options, root: Path,
-           progress: Progress) -> dict[str, Any]:
+           progress: Progress, launchers: Launchers) -> dict[str, Any]:
     """Everything beyond the verdicts. Returns results (with native frames attached) and extras."""
     by_name = {run.info.name: run for run in runs}
     unsafe = unsafe_results(results)
@@ -173,14 +176,14 @@ def gather(runs: Sequence[ProbeRun], results: list[Result], options: Options, ro
     if not options.quick:
         for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == "crash"}):
             progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
-            text = native_frames(by_name[r.probe], r, options, root)
+            text = native_frames(by_name[r.probe], r, options, root, launchers)
             if text:
                 results = attach_native(results, r.probe, r.mode, r.workers, text)
 
         for run in runs:
             if run.info.available and run.info.ref.rpartition(":")[0] in AUDITED_MODULES and run.oracle is not None:
                 progress.note(f"lock coverage audit: {run.info.name}")
-                audit = lock_audit(run, options, root)
+                audit = lock_audit(run, options, root, launchers)
                 if audit is not None:
                     extras["lock_audit"].append(audit)
 
@@ -189,7 +192,7 @@ def gather(runs: Sequence[ProbeRun], results: list[Result], options: Options, ro
         if options.remedies != "none":
             for r in chosen:
                 progress.note(f"verifying a remedy for {r.probe}: one global lock around every task")
-                fixed = remedy(by_name[r.probe], r, options, root, progress)
+                fixed = remedy(by_name[r.probe], r, options, root, progress, launchers)
                 extras["remedies"].extend(x for x in fixed if x.mode == "threads")
                 extras["remedies"].extend(
                     x.replace(remedy="processes") for x in results
