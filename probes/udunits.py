@@ -60,10 +60,15 @@ class ParseErrorsMixed(_CfUnits):
     """Invalid unit strings parsed concurrently with valid ones: every error message must match."""
 
     name = "cf_units.parse_errors_mixed"
+    iterations = 400
+    BATCH = 16  # the race window is a few instructions wide: each task gives it 16 chances
 
     def task(self, ctx, i):
-        text = INVALID[(i // 2) % len(INVALID)] if i % 2 else VALID[(i // 2) % len(VALID)]
-        return parse(text)
+        out = []
+        for k in range(self.BATCH):
+            j = i * self.BATCH + k
+            out.append(parse(INVALID[(j // 2) % len(INVALID)] if j % 2 else VALID[(j // 2) % len(VALID)]))
+        return tuple(out)
 
 
 class Convert(_CfUnits):

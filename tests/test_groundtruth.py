@@ -16,9 +16,11 @@ from toolkit.records import UNSAFE
 
 SCRIPT = pathlib.Path(__file__).parent / "groundtruth" / "stress.py"
 RUNS = 3
-# Races need two threads on two cores at once. Under pytest-xdist the other worker takes a core,
-# so the diagnosis gets more trials than a default one, and these tests share one xdist worker.
-TRIALS = 6
+# Races need two threads on two cores at once. Under pytest-xdist the other worker takes a core:
+# measured with one core busy, Iris's load crash then shows in ~1 trial in 3 instead of 15 in 15.
+# So both sides get more exposure than a default run: 12 stress trials (a miss at 1/3 per trial
+# has probability 0.8%), and scripts of 128 tasks x 6 rounds, run up to 3 times.
+TRIALS = 12
 
 CASES = [
     # script case, mode, probe, probe mode
@@ -37,7 +39,7 @@ CASES = [
 
 def script_fails(case: str, mode: str, tmp_path) -> bool:
     for _ in range(RUNS):
-        done = subprocess.run([sys.executable, str(SCRIPT), case, mode, "3"], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, str(SCRIPT), case, mode, "6"], capture_output=True, text=True,
                               cwd=tmp_path, timeout=300)
         if done.returncode != 0:
             return True

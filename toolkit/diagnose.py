@@ -10,7 +10,9 @@ timing trials of all modes sit side by side:
 3. a contention trial of every threads mode with the GIL monitor on; then, for the widest
    threads mode, a py-spy sampled trial when threads did not scale yet the GIL was free
    (instruments perturb throughput, so they never share a trial with the timing);
-4. stress trials of every mode, round-robin, until each has n (switch interval 1 microsecond).
+4. stress trials of every mode, round-robin, until each has n (switch interval 1 microsecond),
+   each lasting at least ~50 ms of serial work: a trial of 30 ms can end before a loaded
+   machine ever runs two of its threads at once.
 
 Stress trials after the first round stop when the probe's share of the budget is spent;
 everything else always runs, so every mode has timing and at least one stress trial.
@@ -42,6 +44,7 @@ DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with p
 QUICK_TRIALS = 29  # 29 clean trials bound the failure rate below 10% at 95% confidence
 STRESS_SWITCH_INTERVAL = 1e-6
 DEFAULT_SWITCH_INTERVAL = 0.005  # CPython's own default: what a real dask run sees
+STRESS_TARGET = 0.05  # seconds of serial work at least per stress trial: threads need time to meet
 TIMING_TARGET = 0.1  # seconds of serial work per timing trial: long enough to time, short enough to afford
 MAX_ROUNDS = 2000
 SAMPLED_ROUNDS_FACTOR = 4
@@ -270,9 +273,10 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
 
     serial = modes[0]
     first = one(serial, "oracle")
+    stress_rounds = calibrate(first, STRESS_TARGET)
     timing = 0 if options.quick else options.timing_trials
     if timing:
-        rounds = calibrate(first)
+        rounds = calibrate(first, TIMING_TARGET)
         for _ in range(timing):  # interleaved, so that a noisy spell hits every mode alike
             for mode in modes:
                 one(mode, "timing", rounds)
@@ -300,7 +304,7 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
         for mode in active:
             if out_of_time() and stress[mode] > 0:
                 continue  # out of time: only modes still owed their first stress trial run
-            one(mode, "stress")
+            one(mode, "stress", stress_rounds)
             stress[mode] += 1
     counter[0] += sum(max(0, n - k) for k in stress.values())  # skipped trials still count as done
 
@@ -313,12 +317,12 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
     return launcher
 
 
-def calibrate(run: isolation.TrialRun) -> int:
-    """Rounds that make a timing trial last about TIMING_TARGET seconds in serial."""
+def calibrate(run: isolation.TrialRun, target: float) -> int:
+    """Rounds of the trial's indices that make ``target`` seconds of serial work."""
     seconds = run.seconds
     if not seconds or seconds <= 0:
         return 1
-    return max(1, min(MAX_ROUNDS, math.ceil(TIMING_TARGET / seconds)))
+    return max(1, min(MAX_ROUNDS, math.ceil(target / seconds)))
 
 
 def _lock_suspect(serial: Sequence[isolation.TrialRun], threads: Sequence[isolation.TrialRun],

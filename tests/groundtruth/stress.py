@@ -147,7 +147,7 @@ def main():
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     with tempfile.TemporaryDirectory() as d:
         fn = CASES[case](d)
-        n = 64
+        n = 128
         oracle = [fn(i) for i in range(n)]
         for _ in range(rounds):
             if mode == "threads":
