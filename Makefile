@@ -23,8 +23,11 @@ diagnose: $(STAMP)
 quick: $(STAMP)
 	$(BIN)/threadprobe diagnose --quick --out $(OUT) $(ARGS)
 
+# Two phases: everything in parallel (pytest-xdist), then the timing-sensitive tests alone,
+# because a second worker on 2 cores would take the core their threads need.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak" $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak and not alone" $(ARGS)
+	$(BIN)/python -m pytest -p no:xdist -m "alone" $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)

@@ -133,6 +133,28 @@ class FieldLoad(_IrisPP):
         return tuple((f.lbft, f.lbuser[3], f.t1.isoformat(), f.data) for f in fields)
 
 
+class LazyChunks(_IrisPP):
+    """Chunks of one lazily loaded PP cube realised concurrently (the path of a dask compute)."""
+
+    name = "iris_pp.lazy_chunks"
+
+    def open(self, workdir):
+        import iris
+
+        ctx = quiet()
+        try:
+            cube = iris.load_cube(str(workdir / "gen0.pp"))
+        finally:
+            ctx.__exit__(None, None, None)
+        assert cube.has_lazy_data()
+        return cube.core_data()
+
+    def task(self, lazy, i):
+        # As in iris_netcdf.lazy_chunks: the harness's threads play dask's pool threads, each
+        # realising one field through Iris's PP data proxy.
+        return lazy[i % LAYOUT.shape[0]].compute(scheduler="synchronous")
+
+
 class Save(_IrisPP):
     """Concurrent iris.save of different cubes to separate PP files, read back serially."""
 

@@ -45,11 +45,22 @@ def result(diagnosis, mode: str, workers: int | None = None):
     raise AssertionError(f"no {mode} result in {[(r.mode, r.workers) for r in diagnosis.results]}")
 
 
+# multiprocessing's resource tracker is a singleton of this process that lives until it exits.
+SINGLETONS = ("multiprocessing.resource_tracker",)
+
+
 def descendants() -> list[psutil.Process]:
+    found = []
     try:
-        return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.status() != "zombie"]
+        for p in psutil.Process(os.getpid()).children(recursive=True):
+            try:
+                if p.status() != "zombie" and not any(s in " ".join(p.cmdline()) for s in SINGLETONS):
+                    found.append(p)
+            except psutil.Error:
+                pass
     except psutil.Error:
-        return []
+        pass
+    return found
 
 
 @pytest.fixture

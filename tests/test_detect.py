@@ -91,10 +91,12 @@ def test_bound_matches_clopper_pearson(n, data):
     assert math.isclose(detect.failure_upper95(x, n), expected, abs_tol=1e-9)
 
 
-def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", workers=2, cpu=None, gil=None):
+def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", workers=2, cpu=None, gil=None,
+            cpu_only=False):
     t = Trial("p", "r", mode, 1 if mode != "processes" else workers, workers if mode == "threads" else 1, tasks,
               purpose=purpose)
-    return Outcome(t, kind, tasks=tasks, seconds=seconds if kind == "ok" else None, cpu=cpu, gil_wait=gil)
+    return Outcome(t, kind, tasks=tasks, seconds=seconds if kind == "ok" else None, cpu=cpu, gil_wait=gil,
+                   cpu_only=cpu_only)
 
 
 def test_summary_counts_outcomes_and_bounds_the_rate():
@@ -111,11 +113,12 @@ def test_throughput_comes_from_timing_trials_when_there_are_any():
     assert detect.throughput(outs) == pytest.approx(50.0)
 
 
-def test_busy_fraction_counts_usable_cores_only():
-    # 4 threads on 2 cores: 2 CPU-seconds per second is fully busy.
-    outs = [outcome("ok", "timing", workers=4, seconds=1.0, cpu=2.0)]
-    assert detect.busy(outs, cores=2) == 1.0
+def test_busy_fraction_is_runnable_time_over_work_time():
+    # With schedstat, 4 threads runnable all the time are fully busy, whatever the cores.
+    assert detect.busy([outcome("ok", "timing", workers=4, seconds=1.0, cpu=4.0)], cores=2) == 1.0
     assert detect.busy([outcome("ok", "timing", workers=2, seconds=1.0, cpu=1.0)], cores=2) == 0.5
+    # CPU time only: 4 threads on 2 cores can use 2 CPU-seconds per second at most.
+    assert detect.busy([outcome("ok", "timing", workers=4, seconds=1.0, cpu=2.0, cpu_only=True)], cores=2) == 1.0
 
 
 @pytest.mark.parametrize(

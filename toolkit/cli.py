@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--plugin", action="append", default=[], metavar="FILE.py"
     )
     sub.add_parser("fingerprint", help="print the fingerprint of the library builds as JSON")
+
+    r = sub.add_parser("recommend", help="the dask scheduler a workload should use, from the diagnosis")
+    r.add_argument("--diagnosis", default=None, metavar="FILE",
+                   help="a diagnosis.json (default reports/diagnosis.json; re-diagnosed quickly if its "
+                        "fingerprint no longer matches the installed libraries)")
+    r.add_argument("--workload", default="wind", help="wind or load (the runner's subcommands)")
+    r.add_argument("--input-format", choices=("nc", "pp"), default=None, help="judge only this format's probes")
+    r.add_argument("--format", choices=("json", "yaml", "env"), default="json",
+                   help="json, a dask config file (yaml), or shell exports (env)")
+    r.add_argument("--quiet", action="store_true", help="no progress if a quick diagnosis is needed")
     return parser
 
 
@@ -147,10 +157,29 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from toolkit import recommendation
+    from toolkit.progress import make_progress
+
+    recommendation.workload(args.workload)  # bad names fail before any work
+    rec = recommendation.recommend(args.workload, args.diagnosis, args.input_format,
+                                   progress=make_progress(args.quiet))
+    if args.format == "json":
+        print(json.dumps(rec.to_json(), indent=1))
+    elif args.format == "yaml":
+        print(recommendation.as_yaml(rec), end="")
+    else:
+        print(recommendation.as_env(rec), end="")
+    if rec.source.startswith("quick"):
+        print(f"threadprobe: {rec.source}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Any] = {
     "diagnose": cmd_diagnose,
     "list": cmd_list,
     "fingerprint": cmd_fingerprint,
+    "recommend": cmd_recommend,
 }
 
 

@@ -22,8 +22,8 @@ MAX_MISMATCHES = 3
 #: A gilknocker contention metric above this means threads queue for the GIL. Measured on the
 #: planted defects: a GIL-holding C call reads 0.84-0.95, a C call behind a private mutex 0.01-0.06.
 GIL_THRESHOLD = 0.2
-#: Threads busier than this (CPU time over work time x usable cores) are not waiting on anything:
-#: planted defects read ~0.5 behind a lock or the GIL and ~0.95 when the work really runs in parallel.
+#: Threads busier than this (runnable time over work time) are not waiting on anything: planted
+#: defects read ~0.5 behind a lock or the GIL and ~0.95 when the work really runs in parallel.
 BUSY_THRESHOLD = 0.75
 
 
@@ -99,6 +99,7 @@ def classify(run: TrialRun, oracle: Mapping[str, str] | None) -> Outcome:
     kind = worst(kinds)
     gil = [w.report["gil_wait"] for w in run.workers if w.report and w.report.get("gil_wait") is not None]
     cpu = [w.report["cpu"] for w in run.workers if w.report and w.report.get("cpu") is not None]
+    cpu_only = any(w.report.get("cpu_only") for w in run.workers if w.report)
     return Outcome(
         trial=trial,
         kind=kind,
@@ -107,6 +108,8 @@ def classify(run: TrialRun, oracle: Mapping[str, str] | None) -> Outcome:
         seconds=run.seconds if kind == "ok" else None,
         gil_wait=statistics.fmean(gil) if gil else None,
         cpu=sum(cpu) if len(cpu) == len(run.workers) else None,
+        cpu_only=cpu_only,
+        queued=sum(w.report.get("queued") or 0.0 for w in run.workers if w.report) if cpu else None,
     )
 
 
@@ -154,13 +157,30 @@ def throughput(outcomes: Sequence[Outcome]) -> float | None:
 
 
 def busy(outcomes: Sequence[Outcome], cores: int) -> float | None:
-    """How busy the probe's threads were: CPU time over work time x the cores they could use."""
+    """How much of the work time the probe's threads could run (on a CPU or queued for one).
+
+    With schedstat, runnable time over work time x threads: 1.0 means nothing waited for a lock
+    or the GIL, however loaded the machine. With CPU time only, the threads can use at most
+    min(threads, cores) CPUs, so that is the denominator (and other processes' load lowers it).
+    """
     values = [
-        o.cpu / (o.seconds * max(1, min(o.trial.workers, cores)))  # type: ignore[operator]
+        o.cpu / (o.seconds * (max(1, min(o.trial.workers, cores)) if o.cpu_only else o.trial.workers))
         for o in timed(outcomes)
-        if o.cpu is not None
+        if o.cpu is not None and o.seconds
     ]
     return round(min(1.0, statistics.median(values)), 3) if values else None
+
+
+def queued(outcomes: Sequence[Outcome], cores: int) -> float | None:
+    """Share of the threads' runnable time spent waiting for a CPU, beyond what the threads'
+    own number forces (4 threads on 2 cores queue half the time by themselves)."""
+    values = []
+    for o in timed(outcomes):
+        if o.queued is None or not o.cpu or o.cpu_only:
+            continue
+        own = max(0.0, 1 - max(1, min(o.trial.workers, cores)) / o.trial.workers)
+        values.append(max(0.0, o.queued / o.cpu - own))
+    return round(statistics.median(values), 3) if values else None
 
 
 def pick_evidence(outcomes: Iterable[Outcome]) -> tuple[Evidence, ...]:
@@ -198,6 +218,7 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         throughput=throughput(outcomes),
         gil_wait_fraction=round(statistics.median(gil), 4) if gil else None,
         busy_fraction=busy(outcomes, cores),
+        queued_fraction=queued(outcomes, cores),
         remedy=remedy,
     )
 
@@ -226,8 +247,14 @@ def scales(speedup: float, workers: int, cores: int) -> bool:
     return attainable == 1 or speedup >= 1 + 0.5 * (attainable - 1)
 
 
+#: Threads that waited for a CPU more than this share of their runnable time were measured on a
+#: machine busy with other work: their speedup and contention figures are flagged as unreliable.
+BUSY_MACHINE = 0.2
+
+
 def classify_contention(
-    scaling: str, gil_wait: float | None, busy_fraction: float | None, waits: Mapping[str, int] | None = None
+    scaling: str, gil_wait: float | None, busy_fraction: float | None, waits: Mapping[str, int] | None = None,
+    queued_fraction: float | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """Why threads do not scale: the GIL, a library lock, or nothing that waits (they do scale,
     or busy threads share some hardware).
@@ -242,6 +269,9 @@ def classify_contention(
         lines.append(f"threads busy {busy_fraction:.0%} of the time (waiting below {BUSY_THRESHOLD:.0%})")
     for frame, n in sorted((waits or {}).items(), key=lambda kv: -kv[1])[:3]:
         lines.append(f"py-spy: idle with the GIL free in {frame} ({n} samples)")
+    if queued_fraction is not None and queued_fraction > BUSY_MACHINE:
+        lines.append(f"unreliable: the machine was busy (threads waited for a CPU {queued_fraction:.0%} of "
+                     "their runnable time); re-run on an idle machine")
     if scaling == "scales":
         return "none", tuple(lines)
     if gil_wait is not None and gil_wait >= GIL_THRESHOLD:
@@ -259,6 +289,16 @@ def add_scaling(results: Sequence[Result], cores: int,
                 ) -> list[Result]:
     """Fill speedup, efficiency, scaling and contention against each probe's serial throughput."""
     serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == "serial"}
+    # The GIL monitor's own thread queues for a CPU when the probe's threads outnumber the cores,
+    # and it counts that as waiting for the GIL. Whether an operation serializes on the GIL or on
+    # a lock is a property of the operation, so wider modes take the class measured where
+    # threads <= cores.
+    fitting: dict[tuple[str, str | None], Result] = {}
+    for r in results:
+        if r.mode == "threads" and r.workers <= cores and r.throughput is not None:
+            key = (r.probe, r.remedy)
+            if key not in fitting or r.workers > fitting[key].workers:
+                fitting[key] = r
     out = []
     for r in results:
         base = serial.get((r.probe, r.remedy))
@@ -269,7 +309,12 @@ def add_scaling(results: Sequence[Result], cores: int,
         scaling = "scales" if scales(speedup, r.workers, cores) else "serialized"
         _, waits = (samples or {}).get((r.probe, r.mode, r.workers), (None, None))
         if r.mode == "threads":
-            contention, lines = classify_contention(scaling, r.gil_wait_fraction, r.busy_fraction, waits)
+            ref = fitting.get((r.probe, r.remedy)) if r.workers > cores else None
+            gil = ref.gil_wait_fraction if ref is not None else r.gil_wait_fraction
+            contention, lines = classify_contention(scaling, gil, r.busy_fraction, waits, r.queued_fraction)
+            if ref is not None and scaling != "scales":
+                lines = (f"GIL figure taken at {ref.workers} threads ({r.workers} threads exceed the "
+                         f"{cores} cores, and the monitor's own thread would queue for a CPU)",) + lines
         else:
             # Separate processes share no GIL and no in-process lock: whatever holds them back
             # (disk, memory bandwidth, a busy machine) is not contention in this sense.

@@ -395,7 +395,7 @@ def diagnose(
         "switch_interval": {"stress": STRESS_SWITCH_INTERVAL, "timing": DEFAULT_SWITCH_INTERVAL},
         "notes": notes,
     }
-    return Diagnosis(
+    diagnosis = Diagnosis(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         threadprobe=_version(),
         config=config,
@@ -406,6 +406,10 @@ def diagnose(
         lock_audit=tuple(extras.get("lock_audit", ())),
         repro=extras.get("repro", {}),
     )
+    from toolkit.recommendation import for_diagnosis
+
+    recommendations = for_diagnosis(diagnosis)
+    return diagnosis.replace(recommendation=recommendations["wind"], recommendations=recommendations)
 
 
 def _version() -> str:

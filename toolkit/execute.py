@@ -25,6 +25,20 @@ MAX_TEXT = 8000
 SPIN_LIMIT = 0.05  # seconds a started thread waits, spinning, for its peers to be running too
 
 
+def thread_clock() -> tuple[float, float | None]:
+    """This thread's CPU seconds, and its seconds runnable but waiting for a CPU (None if unknown).
+
+    Linux's schedstat separates the two: a thread starved by other processes' load waits on the
+    run queue, while a thread waiting for a lock or the GIL is blocked and appears in neither.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as fh:
+            on_cpu, on_queue, _ = fh.read().split()
+        return int(on_cpu) / 1e9, int(on_queue) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time(), None
+
+
 def indices_for(trial: Trial, worker: int, thread: int) -> range:
     """Task indices of one thread: ``i`` dealt round-robin over all P x T threads of the trial."""
     g = worker * trial.threads + thread
@@ -118,6 +132,8 @@ def run_worker(
     starts: list[float] = []
     ends: list[float] = []
     cpu: list[float] = []
+    queued: list[float] = []
+    cpu_only = [False]
     done = [0] * trial.threads
     guard = threading.Lock() if trial.remedy == "global_lock" else None
 
@@ -141,7 +157,7 @@ def run_worker(
             give_up = time.monotonic() + SPIN_LIMIT
             while arrived[0] < trial.threads and time.monotonic() < give_up:
                 pass
-        cpu0 = time.thread_time()
+        cpu0, queue0 = thread_clock()
         starts.append(time.monotonic())
         for _ in range(trial.rounds):
             for i in indices_for(trial, worker, thread):
@@ -161,9 +177,15 @@ def run_worker(
                 done[thread] += 1
                 tick()
         ends.append(time.monotonic())
-        # CPU time of this thread alone: threads that queue for a lock or the GIL sleep, so the
-        # sum over threads tells busy threads from serialized ones without any sampling.
-        cpu.append(time.thread_time() - cpu0)
+        # Time this thread could run (on a CPU, or queued for one): threads that wait for a lock
+        # or the GIL sleep instead, so the sum tells serialized threads from busy ones without
+        # any sampling, and without mistaking a machine loaded by others for a lock.
+        cpu1, queue1 = thread_clock()
+        waited = queue1 - queue0 if queue0 is not None and queue1 is not None else 0.0
+        cpu.append(cpu1 - cpu0 + waited)
+        queued.append(waited)
+        if queue0 is None:
+            cpu_only[0] = True
 
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(trial.switch_interval)
@@ -188,6 +210,8 @@ def run_worker(
     report["t_end"] = max(ends) if ends else None
     report["tasks"] = sum(done)
     report["cpu"] = sum(cpu)
+    report["queued"] = sum(queued)  # runnable but waiting for a CPU: other load on the machine
+    report["cpu_only"] = cpu_only[0]  # no schedstat: run-queue waits could not be told apart
 
     if keep_values:
         for i in sorted(values):

@@ -163,7 +163,9 @@ class Outcome(Record):
     tasks: int = 0
     seconds: float | None = None  # from the start barrier to the last task
     gil_wait: float | None = None  # fraction of knocks that waited for the GIL
-    cpu: float | None = None  # CPU seconds of the probe's threads, summed
+    cpu: float | None = None  # seconds the probe's threads could run (on a CPU or queued), summed
+    cpu_only: bool = False  # True when only CPU time was known (no schedstat)
+    queued: float | None = None  # seconds the threads were runnable but waited for a CPU, summed
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,8 @@ class Result(Record):
     efficiency: float | None = None  # speedup / workers
     scaling: str | None = None  # scales | serialized
     gil_wait_fraction: float | None = None
-    busy_fraction: float | None = None  # thread CPU time / (work time x min(workers, cores))
+    busy_fraction: float | None = None  # runnable thread time / (work time x threads)
+    queued_fraction: float | None = None  # of that, waiting for a CPU: high means a busy machine
     contention: str | None = None  # none | gil | library_lock
     contention_evidence: tuple[str, ...] = ()
     remedy: str | None = None
