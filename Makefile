@@ -29,8 +29,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak and not alone" $(ARGS)
 	$(BIN)/python -m pytest -p no:xdist -m "alone" $(ARGS)
 
+# Benchmarks: harness overhead, plugin overhead, recommend's answer time, then the runner's
+# workloads under every scheduler (makes ~2 GiB of data in reports/bench-data on first use).
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
+	$(BIN)/threadprobe bench wind
+	$(BIN)/threadprobe bench load
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak -p no:xdist $(ARGS)

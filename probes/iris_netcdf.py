@@ -17,7 +17,7 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-from probes._common import Layout, out_dir, values
+from probes._common import Layout, out_dir, values, wind_chunk
 from toolkit import Probe
 
 NFILES = 4
@@ -114,6 +114,36 @@ class LazyChunks(_IrisNetcdf):
         # One chunk per task, computed synchronously: the concurrency comes from the harness's
         # threads, as it comes from the pool's threads under dask's threaded scheduler.
         return lazy[i % LAYOUT.shape[0]].compute(scheduler="synchronous")
+
+
+WIND_LAYOUT = Layout(shape=(16, 240, 320), chunks=(1, 240, 320), fill_value=None)
+WIND_STEPS = 8  # time steps per task: a 2.4 MB slab per variable, like the workload's big chunks
+
+
+class WindChunks(_IrisNetcdf):
+    """The wind workload's concurrent work: u/v chunks realised through Iris, then its arithmetic."""
+
+    name = "iris_netcdf.wind_chunks"
+    iterations = 16
+
+    def prepare(self, workdir):
+        for k, name in enumerate(("x_wind", "y_wind")):
+            save_quietly(make_cube(10 + k, WIND_LAYOUT, name), workdir / f"{name}.nc", zlib=True, complevel=1,
+                         chunksizes=WIND_LAYOUT.chunks)
+
+    def open(self, workdir):
+        import iris
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            u = iris.load_cube(str(workdir / "x_wind.nc"))
+            v = iris.load_cube(str(workdir / "y_wind.nc"))
+        return u.core_data(), v.core_data()
+
+    def task(self, ctx, i):
+        # Like lazy_chunks, the harness's threads play the dask pool's; each chunk then goes through
+        # the same numpy arithmetic as the workload (which releases the GIL for the heavy parts).
+        return wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
 
 
 class Save(_IrisNetcdf):

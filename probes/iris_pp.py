@@ -12,7 +12,7 @@ import shutil
 import struct
 import warnings
 
-from probes._common import Layout, out_dir
+from probes._common import Layout, out_dir, wind_chunk
 from toolkit import Probe
 
 # The small ones: uk_hires.pp (22 fields) and colpex.pp take 0.1-0.3 s to load, which a
@@ -153,6 +153,40 @@ class LazyChunks(_IrisPP):
         # As in iris_netcdf.lazy_chunks: the harness's threads play dask's pool threads, each
         # realising one field through Iris's PP data proxy.
         return lazy[i % LAYOUT.shape[0]].compute(scheduler="synchronous")
+
+
+class WindChunks(_IrisPP):
+    """The wind workload's concurrent work on PP: fields realised through Iris, then its arithmetic."""
+
+    name = "iris_pp.wind_chunks"
+    iterations = 16
+
+    def prepare(self, workdir):
+        import iris
+
+        from probes.iris_netcdf import WIND_LAYOUT, make_cube
+
+        ctx = quiet()
+        try:
+            for k, name in enumerate(("x_wind", "y_wind")):
+                iris.save(make_cube(10 + k, WIND_LAYOUT, name), str(workdir / f"{name}.pp"))
+        finally:
+            ctx.__exit__(None, None, None)
+
+    def open(self, workdir):
+        import iris
+
+        ctx = quiet()
+        try:
+            return (iris.load_cube(str(workdir / "x_wind.pp")).core_data(),
+                    iris.load_cube(str(workdir / "y_wind.pp")).core_data())
+        finally:
+            ctx.__exit__(None, None, None)
+
+    def task(self, ctx, i):
+        from probes.iris_netcdf import WIND_LAYOUT, WIND_STEPS
+
+        return wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
 
 
 class Save(_IrisPP):

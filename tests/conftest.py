@@ -12,6 +12,13 @@ import pytest
 from toolkit import fingerprint
 from toolkit.diagnose import Options, diagnose
 
+# Every report written during the tests, in this process or in a CLI subprocess, is checked
+# against the shipped JSON Schema before it is written (see toolkit.report.write).
+os.environ["THREADPROBE_VALIDATE"] = "1"
+
+# Targets for the pytest plugin's tests: run by those tests in sessions of their own.
+collect_ignore = ["plugin_targets"]
+
 HERE = pathlib.Path(__file__).parent
 PLANTED = HERE / "planted" / "probes.py"
 TRIVIAL = HERE / "plugins" / "trivial.py"

@@ -60,3 +60,72 @@ def test_list_shows_availability(tmp_path):
     assert done.returncode == 0
     assert "missing.library" in done.stdout and "not installed" in done.stdout
     assert "netcdf4.read_shared_dataset.zlib" in done.stdout
+
+
+SWITCH = PLUGINS / "switchable.py"
+
+
+def diagnose_switch(tmp_path, build, *extra):
+    import os
+
+    env = {**os.environ, "THREADPROBE_TEST_BUILD": build}
+    return subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(SWITCH),
+                           "--no-entry-points", "--threads", "2", "--processes", "2", "--trials", "3",
+                           "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_a_planted_regression_exits_1_and_is_named_first(tmp_path):
+    good = diagnose_switch(tmp_path / "good", "good")
+    assert good.returncode == 0, good.stderr
+    again = diagnose_switch(tmp_path / "again", "good", "--baseline", tmp_path / "good" / "diagnosis.json")
+    assert again.returncode == 0 and again.stdout.splitlines()[0] == "no safety regression against the baseline"
+    bad = diagnose_switch(tmp_path / "bad", "bad", "--baseline", tmp_path / "good" / "diagnosis.json")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    first = bad.stdout.splitlines()[0]
+    assert first.startswith("REGRESSION:") and "switch.native_build" in first and "crash" in first
+    assert (tmp_path / "bad" / "diagnosis.html").exists()
+    compared = tp("compare", tmp_path / "good" / "diagnosis.json", tmp_path / "bad" / "diagnosis.json")
+    assert compared.returncode == 1 and "switch.native_build" in compared.stdout.splitlines()[0]
+
+
+def test_fail_on_unsafe_gates_without_a_baseline(tmp_path):
+    assert diagnose_switch(tmp_path / "g", "good", "--fail-on", "unsafe").returncode == 0
+    bad = diagnose_switch(tmp_path / "b", "bad", "--fail-on", "unsafe")
+    assert bad.returncode == 1 and "UNSAFE: switch.native_build" in bad.stdout
+
+
+def test_a_bad_baseline_fails_before_any_work(tmp_path):
+    (tmp_path / "junk.json").write_text("{not json")
+    done = diagnose_switch(tmp_path / "x", "good", "--baseline", tmp_path / "junk.json")
+    assert done.returncode == 2 and "is not JSON" in done.stderr and not (tmp_path / "x").exists()
+
+
+def test_rich_progress_on_a_terminal_and_none_with_quiet(tmp_path):
+    import os
+    import pty
+
+    def on_a_tty(*extra):
+        controller, terminal = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(TRIVIAL),
+                                 "--no-entry-points", "--trials", "2", "--no-evidence", "--out", str(tmp_path), *extra],
+                                stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=300)
+        os.close(controller)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    shown = on_a_tty()
+    assert "trivial.square" in shown and "failures" in shown and "━" in shown  # rich's bar, live
+    assert "[threadprobe]" not in shown  # the plain lines are for logs, not terminals
+    quiet = on_a_tty("--quiet")
+    assert "failures" not in quiet and "━" not in quiet

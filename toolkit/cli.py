@@ -82,11 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--keep", action="store_true", help="keep the trial folders (printed at the end)")
     d.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     d.add_argument("--quiet", action="store_true", help="no progress display")
+    d.add_argument("--baseline", default=None, metavar="OLD.json",
+                   help="compare with an earlier diagnosis; exit 1 if a safety verdict regressed")
+    d.add_argument("--fail-on", choices=("unsafe",), default=None,
+                   help="exit 1 if any probe fails under concurrency (a gate with no baseline)")
 
     sub.add_parser("list", help="every probe, its dependency, and whether it is available").add_argument(
         "--plugin", action="append", default=[], metavar="FILE.py"
     )
     sub.add_parser("fingerprint", help="print the fingerprint of the library builds as JSON")
+
+    c = sub.add_parser("compare", help="what changed between two diagnoses; exit 1 if a safety verdict regressed")
+    c.add_argument("old", metavar="OLD.json")
+    c.add_argument("new", metavar="NEW.json")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    v = sub.add_parser("validate", help="check a diagnosis.json against the threadprobe.diagnosis/1 JSON Schema")
+    v.add_argument("file", metavar="FILE")
 
     r = sub.add_parser("recommend", help="the dask scheduler a workload should use, from the diagnosis")
     r.add_argument("--diagnosis", default=None, metavar="FILE",
@@ -97,6 +109,52 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("json", "yaml", "env"), default="json",
                    help="json, a dask config file (yaml), or shell exports (env)")
     r.add_argument("--quiet", action="store_true", help="no progress if a quick diagnosis is needed")
+
+    m = sub.add_parser("make-data", help="write UM-like x_wind/y_wind files for the runner")
+    m.add_argument("--out", required=True, metavar="DIR")
+    m.add_argument("--files", type=positive_int, default=8, help="x/y file pairs (default 8)")
+    m.add_argument("--size-mb", type=positive_float, default=64.0, help="data per file, uncompressed (default 64; "
+                   "the study's files were 1500)")
+    m.add_argument("--format", choices=("nc", "pp"), default="nc")
+    m.add_argument("--grid", default="480x640", metavar="NYxNX", help="latitudes x longitudes (default 480x640)")
+    m.add_argument("--levels", type=int, default=0, help="model levels (default none)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--quiet", action="store_true")
+
+    run = sub.add_parser("run", help="run a study workload on the recommended (or a chosen) dask scheduler")
+    runs = run.add_subparsers(dest="workload", required=True, parser_class=_Parser)
+    from toolkit.runner.wind import CIRCULAR_HELP
+
+    w = runs.add_parser("wind", help="wind speed and direction from x/y wind, and their variances over time",
+                        description="Load x_wind and y_wind lazily with Iris, derive wind speed and "
+                                    "wind_from_direction (degrees, meteorological), and save the variance of "
+                                    f"speed over time and the circular variance of direction. The {CIRCULAR_HELP}.")
+    w.add_argument("--x-wind", required=True, metavar="GLOB", help="files with x_wind (may be the same as --y-wind)")
+    w.add_argument("--y-wind", required=True, metavar="GLOB", help="files with y_wind")
+    w.add_argument("--out", required=True, metavar="FILE.nc", help="written atomically")
+    ld = runs.add_parser("load", help="parallel metadata-only iris.load of many files, merged into one CubeList")
+    ld.add_argument("--files", required=True, metavar="GLOB")
+    for p in (w, ld):
+        p.add_argument("--scheduler", default="auto",
+                       choices=("auto", "synchronous", "threads", "processes", "distributed"),
+                       help="auto (default) takes the recommendation from the diagnosis")
+        p.add_argument("--workers", type=positive_int, default=None, help="processes or distributed workers")
+        p.add_argument("--threads-per-worker", type=positive_int, default=None)
+        p.add_argument("--address", default=None, metavar="tcp://HOST:PORT", help="an existing dask scheduler")
+        p.add_argument("--cluster", choices=("local", "slurm"), default="local",
+                       help="local (LocalCluster) or slurm (dask-jobqueue, configured in dask's config files)")
+        p.add_argument("--adapt", default=None, metavar="MIN:MAX", help="adaptive scaling of distributed workers")
+        p.add_argument("--diagnosis", default=None, metavar="FILE", help="for --scheduler auto")
+        p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    bn = sub.add_parser("bench", help="the runner's workloads under every scheduler, side by side")
+    bn.add_argument("workload", choices=("wind", "load"))
+    bn.add_argument("--data", default="reports/bench-data", metavar="DIR",
+                    help="bench data (made here if missing: 8 x/y pairs per format, over 1 GiB each)")
+    bn.add_argument("--formats", default="nc,pp", help="nc, pp or nc,pp (default)")
+    bn.add_argument("--repeats", type=positive_int, default=3)
+    bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
+    bn.add_argument("--out", default="reports", metavar="DIR")
     return parser
 
 
@@ -126,12 +184,33 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     for plugin in args.plugin:
         if not Path(plugin).is_file():
             raise UsageError(f"plugin file not found: {plugin}")
+    # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
+    baseline = report.read(args.baseline) if args.baseline else None
     diagnosis = diagnose(options, progress=make_progress(args.quiet))
+    comparison = None
+    if baseline is not None:
+        from toolkit.compare import compare
+
+        comparison = compare(baseline, diagnosis)
     path = report.write(diagnosis, out)
+    from toolkit import htmlreport
+
+    page = htmlreport.write(diagnosis, out, comparison)
     if not args.quiet:
         report.console_table(diagnosis)
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
+    print(f"wrote {path} and {page}", file=sys.stderr)
+    code = 0
+    if comparison is not None:
+        from toolkit.compare import summary
+
+        print("\n".join(summary(comparison)))
+        code = 1 if comparison.regressed else 0
+    if args.fail_on == "unsafe":
+        unsafe = report.unsafe(diagnosis)
+        if unsafe:
+            print(f"UNSAFE: {'; '.join(unsafe)}")
+            code = 1
+    return code
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -175,11 +254,137 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_data(args: argparse.Namespace) -> int:
+    from toolkit.runner.data import DataSpec, make_data
+
+    try:
+        ny, nx = (int(x) for x in args.grid.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--grid expects NYxNX, got {args.grid!r}") from None
+    if args.levels < 0:
+        raise UsageError("--levels must be 0 or more")
+    spec = DataSpec(Path(args.out), args.files, args.size_mb, args.format, ny, nx, args.levels, args.seed)
+    written = make_data(spec, quiet=args.quiet)
+    total = sum(p.stat().st_size for p in written)
+    print(f"wrote {len(written)} files ({spec.times} time steps each, {total / 2**20:.0f} MiB on disk) to {spec.out}",
+          file=sys.stderr)
+    return 0
+
+
+def input_format(pattern: str) -> str | None:
+    low = pattern.lower()
+    return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from toolkit.runner import schedulers
+
+    from toolkit.runner.wind import expand
+
+    # Bad input fails first, before any scheduler is chosen (auto may diagnose, which takes a while).
+    schedulers.check_options(args.scheduler, args.address, args.cluster, args.adapt)
+    if args.workload == "wind":
+        expand(args.x_wind, "--x-wind")
+        expand(args.y_wind, "--y-wind")
+    else:
+        expand(args.files, "--files")
+    fmt = input_format(args.x_wind if args.workload == "wind" else args.files)
+    serial = None
+    if args.workload == "load" and args.scheduler == "auto":
+        from toolkit.runner.load import estimate_serial_seconds
+
+        serial = estimate_serial_seconds(args.files)
+    choice = schedulers.resolve(args.workload, args.scheduler, args.workers, args.threads_per_worker, args.address,
+                                args.cluster, args.adapt, args.diagnosis, fmt, serial_seconds=serial)
+    print(f"threadprobe: running {args.workload} on {choice.describe()} [{choice.source}]", file=sys.stderr)
+    for line in choice.rationale:
+        print(f"  {line}", file=sys.stderr)
+    if choice.locks:
+        print(f"  the run must hold: {'; '.join(choice.locks)}", file=sys.stderr)
+    if args.workload == "wind":
+        from toolkit.runner import wind
+
+        result = wind.run(args.x_wind, args.y_wind, Path(args.out), choice, quiet=args.quiet)
+        print(f"wrote {result.out} in {result.seconds:.1f}s (compute {result.compute_seconds:.1f}s) on {result.scheduler}")
+    else:
+        from toolkit.runner import load
+
+        loaded = load.run(args.files, choice, quiet=args.quiet)
+        print(f"loaded {loaded.files} files into {loaded.cubes} cube(s) in {loaded.seconds:.1f}s on {loaded.scheduler}")
+        for line in loaded.summary:
+            print(f"  {line}")
+    return 0
+
+
+BENCH_DATA = {"nc": 76.0, "pp": 64.0}  # MiB per file: 8 pairs make just over 1 GiB on disk in each format
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from toolkit.runner import bench
+    from toolkit.runner.data import DataSpec, make_data
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(f not in ("nc", "pp") for f in formats):
+        raise UsageError(f"--formats takes nc, pp or nc,pp, not {args.formats!r}")
+    data = Path(args.data)
+    for fmt in formats:
+        if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
+            print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
+            make_data(DataSpec(data / fmt, files=8, size_mb=BENCH_DATA[fmt], fmt=fmt))
+    results = [bench.bench(args.workload, data, fmt, args.repeats, args.diagnosis,
+                           progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
+               for fmt in formats]
+    out = Path(args.out)
+    path = bench.write(results, out, args.workload)
+    picture = bench.plot(results, out / f"bench-{args.workload}.png")
+    for res in results:
+        print(f"{args.workload} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB, {res['input_files']} files):")
+        for row in res["configs"]:
+            median = f"{row['median']:7.2f}s" if row["median"] else "  failed"
+            speed = f"x{row['speedup']:.2f}" if row["speedup"] else ""
+            mark = "" if row["safe"] in (True, None) else "  (unsafe)" if row["correct"] else "  (failed)"
+            print(f"  {row['config']:16s} {median} {speed:6s} {row['scheduler']}{mark}")
+        auto = res["auto"]
+        print(f"  auto chose {auto['choice']}; fastest safe: {res['fastest_safe']} "
+              f"(x{res['fastest_safe_speedup']}); regret {auto.get('regret')}; "
+              f"runner overhead {res.get('runner_overhead')}")
+    print(f"wrote {path} and {picture}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from toolkit import report
+    from toolkit.compare import compare, summary
+
+    comparison = compare(report.read(args.old), report.read(args.new))
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=1))
+    else:
+        print("\n".join(summary(comparison)))
+    return 1 if comparison.regressed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from toolkit import report
+    from toolkit.validate import errors
+
+    problems = errors(report.load_json(args.file))
+    if problems:
+        raise UsageError(f"{args.file} is not a valid report ({len(problems)} problems); first: {problems[0]}")
+    print(f"{args.file}: valid")
+    return 0
+
+
 COMMANDS: dict[str, Any] = {
     "diagnose": cmd_diagnose,
     "list": cmd_list,
     "fingerprint": cmd_fingerprint,
     "recommend": cmd_recommend,
+    "make-data": cmd_make_data,
+    "run": cmd_run,
+    "bench": cmd_bench,
+    "compare": cmd_compare,
+    "validate": cmd_validate,
 }
 
 
@@ -191,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"threadprobe: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from toolkit.runner.schedulers import WorkersLost
+
+        if not isinstance(exc, WorkersLost):
+            raise
+        print(f"threadprobe: run failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("threadprobe: interrupted", file=sys.stderr)
         return 130

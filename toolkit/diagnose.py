@@ -368,6 +368,12 @@ def diagnose(
             samples.update(run.samples)
         results = detect.add_scaling([r for run in runs for r in run.results], cores, samples)
         extras: dict[str, Any] = {}
+        startup = None
+        if options.evidence and not options.quick:
+            from toolkit.runner.schedulers import measure_startup
+
+            progress.note("measuring what each dask scheduler costs to start (with Iris imported)")
+            startup = measure_startup()
         if options.evidence:
             from toolkit import evidence
 
@@ -394,6 +400,7 @@ def diagnose(
         "cores": os.cpu_count(),
         "switch_interval": {"stress": STRESS_SWITCH_INTERVAL, "timing": DEFAULT_SWITCH_INTERVAL},
         "notes": notes,
+        "startup_seconds": startup,
     }
     diagnosis = Diagnosis(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

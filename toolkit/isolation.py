@@ -352,6 +352,59 @@ class SpawnLauncher:
         self._procs.clear()
 
 
+class DirectFork:
+    """Fork workers straight from this process, so they inherit what it holds: closures and
+    fixtures. Only for callers that accept the fork method's caveats (pytest's plugin does)."""
+
+    def __init__(self) -> None:
+        self._pids: set[int] = set()
+
+    def start(self, spec_path: Path, worker: int, pgid: int) -> int:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.setpgid(0, pgid)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                code = worker_main(str(spec_path), worker)
+            finally:
+                os._exit(code)
+        try:
+            os.setpgid(pid, pgid or pid)
+        except OSError:
+            pass
+        self._pids.add(pid)
+        return pid
+
+    def exits(self, wait: float) -> dict[int, int]:
+        deadline = time.monotonic() + wait
+        while True:
+            done = {}
+            for pid in list(self._pids):
+                try:
+                    got, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    got, status = pid, 0
+                if got:
+                    done[pid] = os.waitstatus_to_exitcode(status)
+                    self._pids.discard(pid)
+            if done or time.monotonic() >= deadline:
+                return done
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        kill_tree(list(self._pids), None)
+        for pid in list(self._pids):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self._pids.clear()
+
+
 class ForkServer:
     """A warm, single-threaded interpreter that forks workers on request (see ``serve``)."""
 

@@ -61,6 +61,19 @@ class Probe:
         return None
 
 
+def function_probe(fn: Any, inputs: list[Any]) -> type[Probe]:
+    """A probe whose task is ``fn(inputs[i % len(inputs)])`` (pytest plugin, ``call:`` refs)."""
+
+    class FunctionProbe(Probe):
+        name = f"check.{getattr(fn, '__qualname__', 'fn')}"
+        dependency = getattr(fn, "__module__", "?") or "?"
+
+        def task(self, ctx: Any, i: int) -> Any:
+            return fn(inputs[i % len(inputs)])
+
+    return FunctionProbe
+
+
 def digest(value: Any) -> str:
     """A stable hex digest of a task result, equal across processes for equal results.
 

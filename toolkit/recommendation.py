@@ -28,6 +28,12 @@ from toolkit.records import UNSAFE, Diagnosis, Recommendation, Result
 from toolkit.workloads import WORKLOADS, Workload
 
 MIN_GAIN = 1.1  # a concurrent scheduler must beat serial by this much to be worth its overhead
+#: Probes in processes mode move no data between processes, but a process-based dask scheduler
+#: must (the wind workload needs each u chunk beside its v chunk): measured on this machine with
+#: 1 GB of wind data, distributed ran 1.5x (netCDF) to 3.4x (PP) slower than threads although the
+#: probes gave processes up to 1.3x the threads speedup. So threads that are safe win unless
+#: processes measure more than 1/0.75 = 1.33 times faster.
+SHARED_MEMORY_MARGIN = 0.75
 DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
 
 
@@ -73,8 +79,13 @@ def _line(r: Result) -> str:
 
 
 def choose(results: Sequence[Result], workload: Workload, machine: Machine, fmt: str | None = None,
-           remedies: Sequence[Result] = ()) -> Recommendation:
-    """The recommendation for ``workload`` from diagnosis results. Pure: no I/O."""
+           remedies: Sequence[Result] = (), serial_seconds: float | None = None,
+           startup: dict[str, float] | None = None) -> Recommendation:
+    """The recommendation for ``workload`` from diagnosis results. Pure: no I/O.
+
+    With ``serial_seconds`` (the run's expected serial duration) and ``startup`` (each
+    scheduler's measured start-up cost), a short run weighs start-up against speedup.
+    """
     declared = workload.probes_for(fmt)
     mine = [r for r in results if r.probe in declared and r.remedy is None]
     present = {r.probe for r in mine}
@@ -111,6 +122,24 @@ def choose(results: Sequence[Result], workload: Workload, machine: Machine, fmt:
                 rationale.append(f"  {_line(r)}")
 
     best = max(candidates, key=lambda c: (c.speedup, -c.n_workers * c.threads_per_worker))
+    threads = [c for c in candidates if c.scheduler == "threads" and not c.locks]
+    if threads and best.mode == "processes":
+        fastest_threads = max(threads, key=lambda c: (c.speedup, -c.threads_per_worker))
+        if fastest_threads.speedup >= MIN_GAIN and fastest_threads.speedup >= SHARED_MEMORY_MARGIN * best.speedup:
+            rationale.append(f"threads (x{fastest_threads.speedup:.2f}) are within {1 / SHARED_MEMORY_MARGIN:.2f}x of "
+                             f"processes (x{best.speedup:.2f}): shared memory wins, since process schedulers also "
+                             "move chunks between processes, which the probes do not measure")
+            best = fastest_threads
+    if serial_seconds is not None and startup and best.scheduler != "synchronous":
+        def expected(c: Candidate) -> float:
+            return startup.get(c.scheduler, 0.0) + serial_seconds / c.speedup
+
+        quickest = min((c for c in candidates if c.scheduler == "synchronous" or c is best), key=expected)
+        if quickest is not best:
+            rationale.append(f"the run is short (~{serial_seconds:.1f} s of serial work): {best.scheduler} would take "
+                             f"~{expected(best):.1f} s with its start-up ({startup.get(best.scheduler, 0):.1f} s "
+                             f"measured), synchronous ~{serial_seconds:.1f} s")
+            best = quickest
     if best.scheduler != "synchronous" and best.speedup < MIN_GAIN:
         rationale.append(f"best safe concurrent mode ({best.mode} x{best.n_workers * best.threads_per_worker}) "
                          f"gains only x{best.speedup:.2f} over serial (< x{MIN_GAIN}): synchronous")
@@ -140,6 +169,11 @@ def for_diagnosis(diagnosis: Diagnosis, machine: Machine | None = None) -> dict[
     return {name: choose(diagnosis.results, wl, machine, remedies=diagnosis.remedies) for name, wl in WORKLOADS.items()}
 
 
+def startup_of(diagnosis: Diagnosis) -> dict[str, float] | None:
+    value = diagnosis.config.get("startup_seconds") if isinstance(diagnosis.config, dict) else None
+    return value if isinstance(value, dict) else None
+
+
 def workload(name: str) -> Workload:
     from toolkit.errors import UsageError
 
@@ -149,7 +183,8 @@ def workload(name: str) -> Workload:
 
 
 def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | None = None, fmt: str | None = None,
-              machine: Machine | None = None, probe_budget: float = 45.0, progress: Any = None) -> Recommendation:
+              machine: Machine | None = None, probe_budget: float = 45.0, progress: Any = None,
+              serial_seconds: float | None = None) -> Recommendation:
     """The recommendation for a workload, from a matching diagnosis or from a quick one."""
     from toolkit import fingerprint, report
 
@@ -182,7 +217,12 @@ def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | N
     if diag is None:
         diag = quick_diagnosis(wl, fmt, probe_budget, progress)
         source = f"quick diagnosis of {', '.join(wl.probes_for(fmt))} ({why_not})"
-    rec = choose(diag.results, wl, machine, fmt, diag.remedies)
+    startup = startup_of(diag)
+    if startup is None and serial_seconds is not None:
+        from toolkit.runner.schedulers import measure_startup
+
+        startup = measure_startup()
+    rec = choose(diag.results, wl, machine, fmt, diag.remedies, serial_seconds, startup)
     return rec.replace(source=source)
 
 
@@ -243,32 +283,18 @@ def _quote(text: str) -> str:
 
 
 @contextlib.contextmanager
-def scheduler(rec: Recommendation, address: str | None = None, cluster: Any = None) -> Iterator[Any]:
+def scheduler(rec: Recommendation, address: str | None = None) -> Iterator[Any]:
     """Apply a recommendation to dask for the duration of a ``with`` block.
 
     Local schedulers go through ``dask.config.set``; ``distributed`` starts a LocalCluster of the
-    recommended size (or connects to ``address``, or uses ``cluster``) and yields its Client.
+    recommended size (or connects to ``address``) and yields its Client.
     """
-    import dask
+    import dataclasses
 
-    if rec.scheduler in ("synchronous", "threads", "processes"):
-        settings: dict[str, Any] = {"scheduler": rec.scheduler}
-        if rec.scheduler != "synchronous":
-            settings["num_workers"] = rec.threads_per_worker if rec.scheduler == "threads" else rec.n_workers
-        with dask.config.set(settings):
-            yield None
-        return
-    from dask.distributed import Client, LocalCluster
+    from toolkit.runner.schedulers import activated, from_recommendation
 
-    owned = None
-    if address is None and cluster is None:
-        owned = cluster = LocalCluster(n_workers=rec.n_workers, threads_per_worker=rec.threads_per_worker,
-                                       processes=True, dashboard_address=None)
-    client = Client(address) if address is not None else Client(cluster)
-    try:
-        with dask.config.set(scheduler=client):
-            yield client
-    finally:
-        client.close()
-        if owned is not None:
-            owned.close()
+    choice = from_recommendation(rec)
+    if address is not None:
+        choice = dataclasses.replace(choice, scheduler="distributed", address=address)
+    with activated(choice) as client:
+        yield client

@@ -61,8 +61,26 @@ def load_plugin(path: str | pathlib.Path) -> types.ModuleType:
     return module
 
 
+#: Probes held in memory, for workers forked straight from this process (ref "inline:KEY").
+INLINE: dict[str, type[Probe]] = {}
+
+
 def load(ref: str) -> type[Probe]:
     """Load the probe class a ref names (in a child process, or anywhere)."""
+    if ref.startswith("inline:"):
+        return INLINE[ref[len("inline:"):]]
+    if ref.startswith("call:"):  # call:module:qualname@inputs.pickle, a function over pickled inputs
+        import pickle
+
+        from toolkit.probe import function_probe
+
+        target, _, inputs_path = ref[len("call:"):].partition("@")
+        module_name, _, qualname = target.rpartition(":")
+        fn: object = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            fn = getattr(fn, part)
+        with open(inputs_path, "rb") as fh:
+            return function_probe(fn, pickle.load(fh))
     where, _, qualname = ref.rpartition(":")
     module = load_plugin(where) if where.endswith(".py") else importlib.import_module(where)
     obj: object = module
@@ -78,6 +96,15 @@ def load_module_file(name: str) -> str:
     if spec is None or not spec.origin:
         raise ImportError(f"no source for module {name}")
     return spec.origin
+
+
+def call_ref(fn: object, inputs: list[object], path: pathlib.Path) -> str:
+    """A ref a fresh interpreter can load: an importable function, its inputs pickled to ``path``."""
+    import pickle
+
+    with open(path, "wb") as fh:
+        pickle.dump(inputs, fh)
+    return f"call:{fn.__module__}:{fn.__qualname__}@{path}"  # type: ignore[attr-defined]
 
 
 def info(cls: type[Probe], ref: str) -> ProbeInfo:

@@ -7,6 +7,7 @@ this module owns the JSON file and what a terminal shows.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,9 +26,16 @@ VERDICT_STYLE = {
 
 
 def write(diagnosis: Diagnosis, out: Path) -> Path:
+    data = diagnosis.to_json()
+    if os.environ.get("THREADPROBE_VALIDATE"):
+        from toolkit.validate import errors
+
+        problems = errors(data)
+        if problems:
+            raise AssertionError("report breaks its schema:\n" + "\n".join(problems[:10]))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "diagnosis.json"
-    write_json_atomic(path, diagnosis.to_json())
+    write_json_atomic(path, data)
     return path
 
 
@@ -55,6 +63,14 @@ def read(path: str | Path) -> Diagnosis:
         return Diagnosis.from_json(data)
     except (TypeError, KeyError, AttributeError) as exc:
         raise UsageError(f"{path} is a malformed diagnosis: {exc}") from None
+
+
+def unsafe(diagnosis: Diagnosis) -> list[str]:
+    """Results that fail under concurrency (an error that serial shares is a broken probe, not unsafety)."""
+    broken = {r.probe for r in diagnosis.results if r.mode == "serial" and r.verdict == "error"}
+    return [f"{r.probe} ({mode_label(r)}): {r.verdict}" for r in diagnosis.results
+            if r.remedy is None and r.mode != "serial"
+            and (r.verdict in ("crash", "corrupt", "hang") or (r.verdict == "error" and r.probe not in broken))]
 
 
 def mode_label(r: Result) -> str:

@@ -33,7 +33,7 @@ WORKLOADS = {
         name="wind",
         description="load x/y wind metadata once, then realise chunks concurrently through Iris's lazy "
                     "data and do numpy arithmetic (speed, direction, variances over time)",
-        probes={"nc": ("iris_netcdf.lazy_chunks",), "pp": ("iris_pp.lazy_chunks",)},
+        probes={"nc": ("iris_netcdf.wind_chunks",), "pp": ("iris_pp.wind_chunks",)},
         memory_per_worker_gb=2.0,
     ),
     "load": Workload(

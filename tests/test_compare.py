@@ -1,0 +1,63 @@
+"""Baseline comparison: what regressed, what improved, what changed, and the gate's exit code."""
+
+import copy
+
+from toolkit.compare import SCALING_NOISE, compare, summary
+from toolkit.records import Diagnosis, Result
+
+
+def r(probe, verdict, mode="threads", workers=2, speedup=None):
+    return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=1, threads=workers, trials=4,
+                  outcomes={"ok": 4 if verdict == "safe" else 0}, verdict=verdict, failure_rate_upper95=0.5,
+                  speedup=speedup)
+
+
+def diag(results, libraries=()):
+    return Diagnosis(created="t", threadprobe="0", config={}, results=tuple(results),
+                     fingerprint={"python": {"version": "3.11", "gil_enabled": True}, "platform": "x", "packages": {},
+                                  "libraries": list(libraries), "hdf5_copies": 2})
+
+
+LIB = {"path": "/x/libhdf5-a.so", "family": "libhdf5", "soname": "libhdf5-a.so", "loaded_by": "h5py",
+       "version": "1.14.0", "sha256": "a" * 64}
+
+
+def test_safe_to_failing_is_a_regression_named_in_the_first_line():
+    c = compare(diag([r("p.one", "safe"), r("p.two", "safe")]), diag([r("p.one", "crash"), r("p.two", "safe")]))
+    assert c.regressed and [x.probe for x in c.worse] == ["p.one"]
+    assert summary(c)[0].startswith("REGRESSION: p.one (threads 2) safe -> crash")
+
+
+def test_changes_between_failing_kinds_and_fixes_do_not_gate():
+    c = compare(diag([r("a", "crash"), r("b", "crash")]), diag([r("a", "error"), r("b", "safe")]))
+    assert not c.regressed
+    assert [x.probe for x in c.changed] == ["a"] and [x.probe for x in c.better] == ["b"]
+    assert summary(c)[0] == "no safety regression against the baseline"
+
+
+def test_a_new_probe_that_fails_counts_and_a_removed_probe_is_noted():
+    c = compare(diag([r("old", "safe")]), diag([r("new", "hang")]))
+    assert c.regressed and c.worse[0].old == "not diagnosed"
+    assert any("no longer diagnosed" in n for n in c.notes)
+
+
+def test_a_changed_library_is_reported_but_a_safe_build_passes():
+    newer = dict(LIB, version="1.14.1", sha256="b" * 64)
+    c = compare(diag([r("p", "safe")], [LIB]), diag([r("p", "safe")], [newer]))
+    assert not c.regressed
+    (lib,) = c.libraries
+    assert "1.14.0 -> 1.14.1" in lib.detail and "sha256" in lib.detail
+
+
+def test_scaling_drops_beyond_the_noise_threshold_are_reported():
+    small = 1.8 * (1 - SCALING_NOISE / 2)
+    big = 1.8 * (1 - SCALING_NOISE * 1.5)
+    c = compare(diag([r("a", "safe", speedup=1.8), r("b", "safe", speedup=1.8)]),
+                diag([r("a", "safe", speedup=small), r("b", "safe", speedup=big)]))
+    assert [x.probe for x in c.scaling] == ["b"] and not c.regressed
+
+
+def test_identical_diagnoses_compare_clean():
+    d = diag([r("a", "safe", speedup=1.5), r("b", "crash")], [LIB])
+    c = compare(d, copy.deepcopy(d))
+    assert not (c.worse or c.better or c.changed or c.libraries or c.scaling)

@@ -1,0 +1,227 @@
+"""The pytest plugin: crashes, races and hangs become ordinary test failures; nothing dies."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+TARGETS = pathlib.Path(__file__).parent / "plugin_targets"
+
+FUNCTIONS = textwrap.dedent('''
+    import ctypes, threading, time
+    state = {"inside": 0}
+    lock = threading.Lock()
+
+    def square(x):
+        return x * x
+
+    def _enter():
+        with lock:
+            state["inside"] += 1
+            return state["inside"]
+
+    def _leave():
+        with lock:
+            state["inside"] -= 1
+
+    def racy(x):
+        n = _enter()
+        try:
+            time.sleep(0.0005)
+            return x + (n - 1)  # differs from serial whenever another thread is inside
+        finally:
+            _leave()
+
+    def crashy(x):
+        n = _enter()
+        try:
+            time.sleep(0.001)
+            if n > 1:
+                ctypes.string_at(0)
+            return x
+        finally:
+            _leave()
+
+    def hangy(x):
+        n = _enter()
+        try:
+            time.sleep(0.001)
+            if n > 1:
+                time.sleep(600)  # a second thread inside: never comes back
+            return x
+        finally:
+            _leave()
+''')
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(funcs=FUNCTIONS)
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    return pytester
+
+
+def test_check_passes_a_safe_function_and_measures_it(suite):
+    suite.makepyfile(test_it='''
+        from funcs import square
+
+        def test_square(threadprobe):
+            got = threadprobe.check(square, range(10), threads=2, processes=2, trials=2)
+            assert got.outcomes["ok"] == got.trials == 4
+            assert 0 < got.failure_rate_upper95 < 1 and got.speedup is not None
+            assert got.of("threads").verdict == got.of("processes").verdict == "safe"
+
+        def test_a_closure_with_fork(threadprobe):
+            offset = 3
+            assert threadprobe.check(lambda x: x + offset, [1, 2], threads=2, trials=1).of("threads").verdict == "safe"
+
+        def test_spawn_needs_an_importable_function(threadprobe):
+            assert threadprobe.check(square, [1, 2, 3], threads=2, trials=1, start="spawn").trials == 1
+    ''')
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("fn, text", [
+    ("racy", "corrupt under 2 threads"),
+    ("crashy", "killed by SIGSEGV"),
+    ("hangy", "hung; stacks"),
+])
+def test_check_fails_the_test_with_the_evidence(suite, fn, text):
+    suite.makepyfile(test_it=f'''
+        from funcs import {fn}
+
+        def test_it(threadprobe):
+            threadprobe.check({fn}, range(8), threads=2, trials=2, timeout=3)
+
+        def test_after():
+            assert True
+    ''')
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([f"*{text}*"])
+    if fn == "racy":
+        result.stdout.fnmatch_lines(["*input * (i=*): expected digest *, got *"])
+
+
+MARKED = '''
+    import ctypes, threading, time
+    import pytest
+
+    state = {"inside": 0}
+    lock = threading.Lock()
+
+    @pytest.mark.threadprobe(threads=2, iterations=20)
+    def test_segfaults_only_under_threads():
+        with lock:
+            state["inside"] += 1
+        try:
+            time.sleep(0.001)
+            if state["inside"] > 1:
+                ctypes.string_at(0)
+        finally:
+            with lock:
+                state["inside"] -= 1
+
+    @pytest.mark.threadprobe(threads=2, iterations=5)
+    def test_fine_under_threads(tmp_path):
+        (tmp_path / f"{threading.get_ident()}.txt").write_text("ok")
+
+    def test_plain():
+        assert 1 + 1 == 2
+'''
+
+
+def test_a_segfault_under_the_marker_fails_that_test_and_the_session_goes_on(suite):
+    suite.makepyfile(test_marked=MARKED)
+    result = suite.runpytest_subprocess("-rf")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(["*crashed under threads: killed by SIGSEGV*",
+                                 "*failed only under threads*", "*test_segfaults_only_under_threads*"])
+
+
+def test_the_marker_works_with_xdist(suite):
+    suite.makepyfile(test_marked=MARKED)
+    result = suite.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(failed=1, passed=2)
+
+
+def test_whole_suite_mode_with_an_opt_out_and_a_summary(suite):
+    suite.makepyfile(test_suite='''
+        import threading, time
+        import pytest
+
+        counter = {"n": 0}
+
+        def test_racy_counter():
+            counter["n"] += 1
+            mine = counter["n"]
+            time.sleep(0.001)  # another thread's increment lands here
+            assert counter["n"] == mine
+
+        def test_pure():
+            assert sum(range(10)) == 45
+
+        @pytest.mark.thread_unsafe
+        def test_opted_out():
+            assert threading.active_count() >= 1
+    ''')
+    result = suite.runpytest_subprocess("--threadprobe-threads=2", "--threadprobe-iterations=20")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(["*threadprobe: every test also runs in 2 threads*",
+                                 "*failed only under threads*", "*test_racy_counter: failed under 2 threads*"])
+
+
+def test_a_hypothesis_test_under_the_marker(suite):
+    suite.makepyfile(test_hyp='''
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+        @pytest.mark.threadprobe(threads=2, iterations=2)
+        @settings(max_examples=20, database=None)
+        @given(st.integers())
+        def test_addition_commutes(x):
+            assert x + 1 == 1 + x
+    ''')
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+
+
+def test_the_diagnosis_gate_fails_a_session_that_uses_an_unsafe_dependency(suite, tmp_path):
+    from toolkit import report
+    from toolkit.records import Diagnosis, Result
+
+    def result(probe, dependency, verdict, mode="threads"):
+        return Result(probe=probe, dependency=dependency, mode=mode, workers=2, processes=1, threads=2, trials=3,
+                      outcomes={"ok": 0, "crash": 3, "corrupt": 0, "error": 0, "hang": 0}, verdict=verdict,
+                      failure_rate_upper95=1.0)
+
+    diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint={"python": {"version": "3", "gil_enabled": True},
+                     "platform": "p", "packages": {}},
+                     results=(result("netcdf4.read", "netCDF4", "crash"), result("cftime.x", "cftime", "safe")))
+    path = report.write(diag, tmp_path)
+    suite.makepyfile(test_ok="def test_ok():\n    assert True\n")
+    unsafe = suite.runpytest_subprocess(f"--threadprobe-diagnosis={path}", "--threadprobe-uses=netCDF4")
+    assert unsafe.ret == 1
+    unsafe.stdout.fnmatch_lines(["*threadprobe: diagnosis gate*", "*netcdf4.read (threads 2): crash*"])
+    safe = suite.runpytest_subprocess(f"--threadprobe-diagnosis={path}", "--threadprobe-uses=cftime")
+    assert safe.ret == 0
+    missing = suite.runpytest_subprocess(f"--threadprobe-diagnosis={tmp_path / 'nope.json'}")
+    assert missing.ret == 4 and "no such file" in str(missing.stderr)
+
+
+@pytest.mark.alone
+def test_a_raw_netcdf4_crash_is_a_test_failure_in_19_of_20_sessions(tmp_path):
+    failures = 0
+    for k in range(20):
+        done = subprocess.run([sys.executable, "-m", "pytest", str(TARGETS / "test_raw_netcdf4.py"),
+                               "--threadprobe-threads=2", "-p", "no:cacheprovider", "-q", "-p", "no:xdist"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode in (0, 1), f"session {k} did not complete normally:\n{done.stdout[-2000:]}"
+        failures += "1 failed" in done.stdout and "killed by SIG" in done.stdout
+    assert failures >= 19, f"the crash was reported in {failures} of 20 sessions"
