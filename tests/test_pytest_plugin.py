@@ -217,11 +217,16 @@ def test_the_diagnosis_gate_fails_a_session_that_uses_an_unsafe_dependency(suite
 
 @pytest.mark.alone
 def test_a_raw_netcdf4_crash_is_a_test_failure_in_19_of_20_sessions(tmp_path):
-    failures = 0
+    """netcdf-c under two threads either kills the process (a signal) or fails with its own
+    "NetCDF: HDF error": both must reach the report as this test's failure, and the session
+    must complete every time."""
+    reported = {"signal": 0, "error": 0}
     for k in range(20):
         done = subprocess.run([sys.executable, "-m", "pytest", str(TARGETS / "test_raw_netcdf4.py"),
                                "--threadprobe-threads=2", "-p", "no:cacheprovider", "-q", "-p", "no:xdist"],
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert done.returncode in (0, 1), f"session {k} did not complete normally:\n{done.stdout[-2000:]}"
-        failures += "1 failed" in done.stdout and "killed by SIG" in done.stdout
-    assert failures >= 19, f"the crash was reported in {failures} of 20 sessions"
+        if "1 failed" in done.stdout and "failed only under threads" in done.stdout:
+            reported["signal" if "killed by SIG" in done.stdout else "error"] += 1
+    print(f"thread failures reported: {reported}")
+    assert sum(reported.values()) >= 19, f"reported in {reported} of 20 sessions"

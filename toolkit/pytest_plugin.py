@@ -18,8 +18,11 @@ Installed with threadprobe (entry point ``pytest11``), it adds:
   suite declares (ini ``threadprobe_uses``, or ``--threadprobe-uses``) unsafe.
 
 Fixtures are set up once per test, in the pytest process, before the fork: every thread of the
-child shares the same fixture values (one ``tmp_path``, one ``monkeypatch``...). A fixture whose
-object must not be shared between threads needs ``@pytest.mark.thread_unsafe`` on its tests.
+child shares the same fixture values (one ``tmp_path``, one cube, one open file). In whole-suite
+mode, tests using fixtures that cannot be shared at all (``monkeypatch``, ``mocker``, ``capsys``,
+``caplog``...; extend with the ini option ``thread_unsafe_fixtures``) run serially and are listed
+in the summary. A test that mutates a shared fixture value (realises a cube's data, writes a
+fixed path) fails under threads for that reason: mark it ``@pytest.mark.thread_unsafe``.
 
 Importing this module costs almost nothing; the harness loads only when a test uses it.
 """
@@ -39,6 +42,11 @@ import pytest
 
 DEFAULT_TIMEOUT = 60.0
 _FAILED_ONLY_UNDER_THREADS = pytest.StashKey[list]()
+_RAN_SERIALLY = pytest.StashKey[list]()
+#: Fixtures whose one shared value cannot serve several threads: patching module globals,
+#: capturing the process's output. A test that uses one runs serially (as pytest-run-parallel does).
+THREAD_UNSAFE_FIXTURES = frozenset({"monkeypatch", "mocker", "class_mocker", "module_mocker", "session_mocker",
+                                    "capsys", "capsysbinary", "capfd", "capfdbinary", "caplog", "recwarn"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,6 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threadprobe-uses", default=None, metavar="DEP[,DEP]",
                     help="dependencies this suite uses (else the ini option threadprobe_uses)")
     parser.addini("threadprobe_uses", "dependencies the suite uses, for --threadprobe-diagnosis", type="linelist")
+    parser.addini("thread_unsafe_fixtures", "more fixtures whose tests must not run in threads", type="linelist")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "started together, in an isolated child process")
     config.addinivalue_line("markers", "thread_unsafe: never run this test in threads (--threadprobe-threads)")
     config.stash[_FAILED_ONLY_UNDER_THREADS] = []
+    config.stash[_RAN_SERIALLY] = []
 
 
 def _uses(config: pytest.Config) -> list[str]:
@@ -104,6 +114,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    serial = config.stash.get(_RAN_SERIALLY, [])
+    if serial:
+        terminalreporter.section("threadprobe: ran serially (thread-unsafe fixtures)", sep="-")
+        terminalreporter.line(f"{len(serial)} tests use fixtures that cannot be shared by threads: "
+                              + ", ".join(sorted({f for _, fixtures in serial for f in fixtures})))
     only = config.stash.get(_FAILED_ONLY_UNDER_THREADS, [])
     if only:
         terminalreporter.section("threadprobe: failed only under threads", sep="=", red=True)
@@ -310,6 +325,10 @@ def _settings(item: pytest.Item) -> tuple[int, int, float] | None:
                 float(marker.kwargs.get("timeout", timeout)))
     threads = config.getoption("threadprobe_threads")
     if threads:
+        unsafe = (THREAD_UNSAFE_FIXTURES | set(config.getini("thread_unsafe_fixtures"))) & set(item.fixturenames)
+        if unsafe:
+            config.stash[_RAN_SERIALLY].append((item.nodeid, sorted(unsafe)))
+            return None
         return threads, config.getoption("threadprobe_iterations"), timeout
     return None
 

@@ -1,7 +1,8 @@
 """A raw netCDF4 reading test, written to be run under --threadprobe-threads=2.
 
-Run alone it passes: one thread reads a shared Dataset. Under two threads the same body crashes
-netcdf-c/HDF5, and the plugin must report that as this test's failure, every time.
+Run alone it passes: it opens a file, reads every slice, closes it. Under two threads the same
+body crashes netcdf-c/HDF5 (or makes it fail with "NetCDF: HDF error"), and the plugin must
+report that as this test's failure, every time, while the session goes on.
 (Not collected by threadprobe's own suite: tests/test_pytest_plugin.py runs it in sessions.)
 """
 
@@ -11,19 +12,18 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def path(tmp_path_factory):
     path = tmp_path_factory.mktemp("nc") / "shared.nc"
     with netCDF4.Dataset(path, "w") as ds:
         for name, n in (("t", 16), ("y", 64), ("x", 64)):
             ds.createDimension(name, n)
         v = ds.createVariable("v", "f4", ("t", "y", "x"), zlib=True, chunksizes=(1, 64, 64))
         v[:] = np.random.default_rng(0).random((16, 64, 64), dtype=np.float32)
-    ds = netCDF4.Dataset(path)
-    yield ds
-    ds.close()
+    return path
 
 
-def test_read_every_slice(dataset):
-    for _ in range(20):
-        for t in range(16):
-            assert dataset.variables["v"][t].shape == (64, 64)
+def test_read_every_slice(path):
+    for _ in range(40):
+        with netCDF4.Dataset(path) as ds:
+            for t in range(16):
+                assert ds.variables["v"][t].shape == (64, 64)
