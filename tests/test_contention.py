@@ -43,4 +43,5 @@ def test_contention_is_classified_right_in_19_of_20_runs(planted, tmp_path, prob
         diag = run_planted(probe, tmp_path / str(k), trials=1, timing_trials=3, processes=())
         got.append(result(diag, "threads").contention)
     right = got.count(expected)
+    print(f"{probe}: contention {expected} in {right} of {REPEATS} runs")
     assert right >= 19, f"{probe}: {right}/{REPEATS} classified {expected}: {got}"

@@ -26,6 +26,7 @@ def test_each_planted_defect_is_found_in_19_of_20_diagnoses(planted, tmp_path, p
                            trials=1 if verdict == "hang" else 2)
         assert result(diag, "serial").verdict == "safe"  # the defect needs concurrency
         found += result(diag, "threads").verdict == verdict
+    print(f"{probe}: found as {verdict} in {found} of {REPEATS} diagnoses")
     assert found >= 19, f"{probe} found as {verdict} in only {found} of {REPEATS} diagnoses"
 
 

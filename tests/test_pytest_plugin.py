@@ -1,8 +1,6 @@
 """The pytest plugin: crashes, races and hangs become ordinary test failures; nothing dies."""
 
-import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap

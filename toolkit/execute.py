@@ -39,6 +39,43 @@ def thread_clock() -> tuple[float, float | None]:
         return time.thread_time(), None
 
 
+def run_together(threads: int, body: Callable[[int], None], switch_interval: float) -> None:
+    """Run ``body(t)`` on ``threads`` threads started together, with ``switch_interval`` set.
+
+    A blocking barrier is not enough: waking a sleeping thread on an idle (virtual) CPU takes
+    milliseconds, so one thread could finish its share before the other starts. After the
+    barrier, each thread spins until every thread is running, so they start within
+    microseconds. One thread runs ``body(0)`` on the calling thread. Threads are named
+    ``probe-N``, which is how toolkit.contention finds them in py-spy's dumps.
+    """
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    try:
+        if threads == 1:
+            body(0)
+            return
+        barrier = threading.Barrier(threads)
+        arrived = [0]
+        lock = threading.Lock()
+
+        def start(t: int) -> None:
+            barrier.wait()
+            with lock:
+                arrived[0] += 1
+            give_up = time.monotonic() + SPIN_LIMIT
+            while arrived[0] < threads and time.monotonic() < give_up:
+                pass
+            body(t)
+
+        pool = [threading.Thread(target=start, args=(t,), name=f"probe-{t}", daemon=True) for t in range(threads)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+
+
 def indices_for(trial: Trial, worker: int, thread: int) -> range:
     """Task indices of one thread: ``i`` dealt round-robin over all P x T threads of the trial."""
     g = worker * trial.threads + thread
@@ -143,20 +180,7 @@ def run_worker(
         with guard:
             return probe.task(ctx, i)
 
-    arrived = [0]
-    arrived_lock = threading.Lock()
-
-    def body(thread: int, barrier: threading.Barrier | None) -> None:
-        if barrier is not None:
-            barrier.wait()
-            # A blocking barrier is not enough: waking a sleeping thread on an idle (virtual) CPU
-            # takes milliseconds, so one thread could finish its share before the other starts.
-            # Spinning until every thread is running makes them start within microseconds.
-            with arrived_lock:
-                arrived[0] += 1
-            give_up = time.monotonic() + SPIN_LIMIT
-            while arrived[0] < trial.threads and time.monotonic() < give_up:
-                pass
+    def body(thread: int) -> None:
         cpu0, queue0 = thread_clock()
         starts.append(time.monotonic())
         for _ in range(trial.rounds):
@@ -187,24 +211,8 @@ def run_worker(
         if queue0 is None:
             cpu_only[0] = True
 
-    old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(trial.switch_interval)
-    try:
-        with _GilMonitor(trial.purpose == "contention") as monitor:
-            if trial.threads == 1:
-                body(0, None)
-            else:
-                barrier = threading.Barrier(trial.threads)
-                threads = [
-                    threading.Thread(target=body, args=(t, barrier), name=f"probe-{t}", daemon=True)
-                    for t in range(trial.threads)
-                ]
-                for th in threads:
-                    th.start()
-                for th in threads:
-                    th.join()
-    finally:
-        sys.setswitchinterval(old_interval)
+    with _GilMonitor(trial.purpose == "contention") as monitor:
+        run_together(trial.threads, body, trial.switch_interval)
     report["gil_wait"] = monitor.value
     report["t_start"] = min(starts) if starts else None
     report["t_end"] = max(ends) if ends else None

@@ -17,6 +17,7 @@ from typing import Any
 
 from toolkit.compare import Comparison, summary
 from toolkit.records import Diagnosis, Result
+from toolkit.report import matrix, mode_label
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "unavailable": "#e0e0e0"}
@@ -92,10 +93,6 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 """
 
 
-def mode_label(r: Result) -> str:
-    return "serial" if r.mode == "serial" else f"{r.mode} {r.workers}"
-
-
 def cell(r: Result) -> str:
     if r.verdict == "unavailable":
         return ""
@@ -166,13 +163,9 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
 
     from toolkit.evidence import remedy_summary
 
-    modes: list[str] = []
-    rows: dict[str, dict[str, Any]] = {}
-    for r in d.results:
-        label = mode_label(r)
-        if label not in modes:
-            modes.append(label)
-        rows.setdefault(r.probe, {"dependency": r.dependency, "cells": {}})["cells"][label] = r
+    modes, by_probe = matrix(d.results)
+    rows = {probe: {"dependency": next(iter(cells.values())).dependency, "cells": cells}
+            for probe, cells in by_probe.items()}
     failures = [r for r in d.results if r.verdict not in ("safe", "unavailable")]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(

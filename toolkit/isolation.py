@@ -19,7 +19,6 @@ process tree is killed). The parent never raises because a child died.
 from __future__ import annotations
 
 import ctypes
-import errno
 import faulthandler
 import json
 import mmap

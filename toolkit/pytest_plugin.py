@@ -160,20 +160,15 @@ class ThreadedRun:
 
 
 def _run_threads(call: Any, threads: int, iterations: int) -> list[tuple[int, int, str]]:
+    """The test body ``iterations`` times in each of ``threads`` threads started together."""
     import threading
 
+    from toolkit.execute import run_together
+
     errors: list[tuple[int, int, str]] = []
-    barrier = threading.Barrier(threads)
-    arrived = [0]
     lock = threading.Lock()
 
     def body(t: int) -> None:
-        barrier.wait()
-        with lock:
-            arrived[0] += 1
-        give_up = time.monotonic() + 0.05
-        while arrived[0] < threads and time.monotonic() < give_up:
-            pass  # spin: start within microseconds of each other (see toolkit.execute)
         for k in range(iterations):
             try:
                 call()
@@ -181,16 +176,7 @@ def _run_threads(call: Any, threads: int, iterations: int) -> list[tuple[int, in
                 with lock:
                     errors.append((t, k, traceback.format_exc()))
 
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        pool = [threading.Thread(target=body, args=(t,), name=f"probe-{t}", daemon=True) for t in range(threads)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
-    finally:
-        sys.setswitchinterval(previous)
+    run_together(threads, body, switch_interval=1e-6)
     return errors
 
 
@@ -407,7 +393,7 @@ class Checker:
         ``start="spawn"``: fresh interpreters; ``fn`` must be importable and the inputs picklable."""
         from toolkit import detect, isolation, registry
         from toolkit.probe import function_probe
-        from toolkit.records import Evidence, Trial
+        from toolkit.records import Trial
 
         inputs = list(inputs)
         if not inputs:
@@ -447,7 +433,7 @@ class Checker:
                         if outcome.kind == "ok":
                             oracle = {d: h for w in run.workers for d, h in (w.report or {}).get("digests", {}).items()}
             results = []
-            for mode, mode_runs in runs.items():
+            for mode_runs in runs.values():
                 outcomes = [detect.classify(run, oracle) for run in mode_runs]
                 results.append(detect.summarise(FunctionProbe.name, FunctionProbe.dependency, outcomes,
                                                 cores=os.cpu_count() or 1))
@@ -459,7 +445,7 @@ class Checker:
         if fail:
             problems = [r for r in results if r.verdict != "safe"]
             if problems:
-                pytest.fail(_failure_text(problems, inputs, Evidence), pytrace=False)
+                pytest.fail(_failure_text(problems, inputs), pytrace=False)
         return checked
 
 
@@ -468,7 +454,7 @@ def _importable(fn: Any) -> bool:
     return bool(name) and "<" not in name and hasattr(sys.modules.get(getattr(fn, "__module__", ""), None), name)
 
 
-def _failure_text(problems: list[Any], inputs: list[Any], _: Any) -> str:
+def _failure_text(problems: list[Any], inputs: list[Any]) -> str:
     lines = []
     for r in problems:
         mode = "serially" if r.mode == "serial" else f"under {r.workers} {r.mode}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterable
 from typing import IO, Any
 
 from toolkit.errors import UsageError
@@ -79,6 +80,18 @@ def mode_label(r: Result) -> str:
     return f"{r.mode} {r.workers}"
 
 
+def matrix(results: Iterable[Result]) -> tuple[list[str], dict[str, dict[str, Result]]]:
+    """The mode labels in order of appearance, and per probe its result in each mode."""
+    modes: list[str] = []
+    rows: dict[str, dict[str, Result]] = {}
+    for r in results:
+        label = mode_label(r)
+        if label not in modes:
+            modes.append(label)
+        rows.setdefault(r.probe, {})[label] = r
+    return modes, rows
+
+
 def cell(r: Result) -> str:
     if r.verdict == "unavailable":
         return "unavailable"
@@ -97,13 +110,7 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
     from rich.table import Table
 
     console = Console(file=stream, width=160) if stream is not None else Console(width=160)
-    modes: list[str] = []
-    by_probe: dict[str, dict[str, Result]] = {}
-    for r in diagnosis.results:
-        label = mode_label(r)
-        if label not in modes:
-            modes.append(label)
-        by_probe.setdefault(r.probe, {})[label] = r
+    modes, by_probe = matrix(diagnosis.results)
     table = Table(title="threadprobe diagnosis", show_lines=False)
     table.add_column("probe", no_wrap=True)
     for label in modes:

@@ -13,3 +13,8 @@ def layouts(draw, max_side: int = 9) -> Layout:
     compression = draw(st.booleans())
     fill = draw(st.none() | st.sampled_from([-999.0, 1.0e20 if dtype.startswith("f") else -32000.0]))
     return Layout(shape=shape, dtype=dtype, chunks=chunks, compression=compression, fill_value=fill)
+
+
+def with_layout(cls, layout: Layout):
+    """The probe class with its input layout replaced."""
+    return type(cls.__name__, (cls,), {"layout": layout})

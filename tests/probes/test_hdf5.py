@@ -5,14 +5,10 @@ from hypothesis import HealthCheck, given, settings
 
 from probes import hdf5
 from probes._common import h5_expected
-from tests.probes.layouts import layouts
+from tests.probes.layouts import layouts, with_layout
 from toolkit.probe import digest
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def with_layout(cls, layout):
-    return type(cls.__name__, (cls,), {"layout": layout})
 
 
 @SETTINGS

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 
 from probes import netcdf
 from probes._common import expected, values
-from tests.probes.layouts import layouts
+from tests.probes.layouts import layouts, with_layout
 from toolkit.probe import digest
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -13,10 +13,6 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def same(a, b) -> bool:
     return np.array_equal(np.ma.getmaskarray(a), np.ma.getmaskarray(b)) and np.ma.allequal(a, b)
-
-
-def with_layout(cls, layout):
-    return type(cls.__name__, (cls,), {"layout": layout})
 
 
 @SETTINGS
