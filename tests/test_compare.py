@@ -3,13 +3,15 @@
 import copy
 
 from toolkit.compare import SCALING_NOISE, compare, summary
+from toolkit.detect import failure_upper95
 from toolkit.records import Diagnosis, Result
 
 
-def r(probe, verdict, mode="threads", workers=2, speedup=None):
-    return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=1, threads=workers, trials=4,
-                  outcomes={"ok": 4 if verdict == "safe" else 0}, verdict=verdict, failure_rate_upper95=0.5,
-                  speedup=speedup)
+def r(probe, verdict, mode="threads", workers=2, speedup=None, trials=4, failed=None):
+    failed = (0 if verdict == "safe" else trials) if failed is None else failed
+    return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=1, threads=workers, trials=trials,
+                  outcomes={"ok": trials - failed, **({verdict: failed} if failed else {})}, verdict=verdict,
+                  failure_rate_upper95=failure_upper95(failed, trials), speedup=speedup)
 
 
 def diag(results, libraries=()):
@@ -26,6 +28,31 @@ def test_safe_to_failing_is_a_regression_named_in_the_first_line():
     c = compare(diag([r("p.one", "safe"), r("p.two", "safe")]), diag([r("p.one", "crash"), r("p.two", "safe")]))
     assert c.regressed and [x.probe for x in c.worse] == ["p.one"]
     assert summary(c)[0].startswith("REGRESSION: p.one (threads 2) safe -> crash")
+
+
+def test_a_failure_within_the_baselines_bound_is_listed_but_does_not_gate():
+    # 0 of 5 clean bounds the rate at 45%: 1 failing trial of 5 (20%) does not contradict it, 3 of 5 (60%) does.
+    old = diag([r("rare", "safe", trials=5), r("often", "safe", trials=5)])
+    c = compare(old, diag([r("rare", "corrupt", trials=5, failed=1), r("often", "corrupt", trials=5, failed=3)]))
+    assert [x.probe for x in c.worse] == ["often"] and [x.probe for x in c.within_bound] == ["rare"]
+    assert "1 of 5 trials failed" in c.within_bound[0].detail and "below 45%" in c.within_bound[0].detail
+    lines = summary(c)
+    assert lines[0] == "REGRESSION: often (threads 2) safe -> corrupt"
+    assert any(line.startswith("unsafe now, within the baseline's bound") for line in lines)
+    quiet = compare(old, diag([r("rare", "corrupt", trials=5, failed=1), r("often", "safe", trials=5)]))
+    assert not quiet.regressed and summary(quiet)[0] == "no safety regression against the baseline"
+
+
+def test_more_baseline_trials_tighten_the_gate():
+    # The same 1 failing trial of 5 contradicts a baseline of 30 clean trials (bound about 10%).
+    c = compare(diag([r("p", "safe", trials=30)]), diag([r("p", "crash", trials=5, failed=1)]))
+    assert c.regressed and [x.probe for x in c.worse] == ["p"]
+
+
+def test_a_baseline_without_evidence_bounds_nothing():
+    for old in (r("p", "unavailable", trials=0, failed=0), r("p", "safe", trials=0)):
+        c = compare(diag([old]), diag([r("p", "crash", trials=5, failed=1)]))
+        assert c.regressed, old
 
 
 def test_changes_between_failing_kinds_and_fixes_do_not_gate():

@@ -1,34 +1,55 @@
-"""Scaling noise between consecutive diagnoses of an unchanged install (issue 6).
+"""Replays the baseline gate over a chain of diagnoses of an unchanged install (issue 6).
 
-Reads reports/soak/run-*.json (tests/soak/baseline_chain.sh) and prints, for every probe x mode
-with a speedup, the relative drop between consecutive runs: the 95th percentile of drops is the
-noise threshold toolkit.compare.SCALING_NOISE should exceed.
+Reads reports/soak/run-*.json (written by tests/soak/baseline_chain.sh: run k was diagnosed with
+run k-1 as its baseline; repetition r is runs 2r-1 and 2r) and prints:
+
+- the gate's exit code for every run, recomputed with the current ``toolkit.compare``, and how
+  many repetitions passed both runs (the issue's figure: at least 9 of 10);
+- the relative speedup drops between consecutive runs of every probe x mode: their 95th
+  percentile is the noise threshold ``toolkit.compare.SCALING_NOISE`` must exceed;
+- every verdict that changed between consecutive runs.
 """
 
 import glob
-import json
 import statistics
 import sys
 
-runs = [json.load(open(p)) for p in sorted(glob.glob(sys.argv[1] if len(sys.argv) > 1 else "reports/soak/run-*.json"))]
+from toolkit import report
+from toolkit.compare import compare
+
+paths = sorted(glob.glob(sys.argv[1] if len(sys.argv) > 1 else "reports/soak/run-*.json"))
+runs = [report.read(p) for p in paths]
+codes = []
 drops = []
 flips = []
-for a, b in zip(runs, runs[1:]):
-    before = {(r["probe"], r["mode"], r["workers"]): r for r in a["results"] if r.get("remedy") is None}
-    for r in b["results"]:
-        key = (r["probe"], r["mode"], r["workers"])
-        old = before.get(key)
-        if old is None:
-            continue
-        if old["verdict"] != r["verdict"]:
-            flips.append((key, old["verdict"], r["verdict"]))
-        if old.get("speedup") and r.get("speedup"):
-            drops.append(max(0.0, 1 - r["speedup"] / old["speedup"]))
+for k, (a, b) in enumerate(zip(runs, runs[1:]), start=1):
+    c = compare(a, b)
+    codes.append(1 if c.regressed else 0)
+    for x in c.worse:
+        print(f"run {k}: REGRESSION {x.where} {x.old} -> {x.new} [{x.detail}]")
+    for x in c.within_bound:
+        flips.append(f"run {k}: {x.where} {x.old} -> {x.new}, within the baseline's bound [{x.detail.split(';')[0]}]")
+    for x in c.better + c.changed:
+        flips.append(f"run {k}: {x.where} {x.old} -> {x.new}")
+    before = {(r.probe, r.mode, r.workers): r for r in a.results if r.remedy is None}
+    for r in b.results:
+        old = before.get((r.probe, r.mode, r.workers))
+        if r.remedy is None and old is not None and old.speedup and r.speedup:
+            drops.append(max(0.0, 1 - r.speedup / old.speedup))
+reps = [codes[i:i + 2] for i in range(0, len(codes) - 1, 2)]
+clean = sum(1 for pair in reps if pair == [0, 0])
+print(f"{len(runs)} runs; gate exit codes per run: {' '.join(map(str, codes))}")
+print(f"repetitions with both runs exiting 0: {clean} of {len(reps)}")
 drops.sort()
-pct = lambda q: drops[min(len(drops) - 1, int(q * len(drops)))] if drops else None
-print(f"{len(runs)} runs, {len(drops)} consecutive speedup pairs")
-print(f"relative drop: median {statistics.median(drops):.3f}, p90 {pct(0.90):.3f}, p95 {pct(0.95):.3f}, "
-      f"p99 {pct(0.99):.3f}, max {drops[-1]:.3f}")
-print(f"{len(flips)} verdict changes between consecutive runs:")
-for key, old, new in flips:
-    print(f"  {key}: {old} -> {new}")
+
+
+def pct(q: float) -> float:
+    return drops[min(len(drops) - 1, int(q * len(drops)))]
+
+
+if drops:
+    print(f"{len(drops)} consecutive speedup pairs; relative drop: median {statistics.median(drops):.3f}, "
+          f"p90 {pct(0.90):.3f}, p95 {pct(0.95):.3f}, p99 {pct(0.99):.3f}, max {drops[-1]:.3f}")
+print(f"{len(flips)} verdict changes between consecutive runs that did not gate:")
+for line in flips:
+    print("  " + line)
