@@ -26,7 +26,7 @@ quick: $(STAMP)
 # Two phases: everything in parallel (pytest-xdist), then the timing-sensitive tests alone,
 # because a second worker on 2 cores would take the core their threads need.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak and not alone" $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not alone" $(ARGS)
 	$(BIN)/python -m pytest -p no:xdist -m "alone" $(ARGS)
 
 # Benchmarks: harness overhead, plugin overhead, recommend's answer time, then the runner's
@@ -36,8 +36,12 @@ bench: $(STAMP)
 	$(BIN)/threadprobe bench wind
 	$(BIN)/threadprobe bench load
 
+# Issue 6's figure: REPS repetitions of two baseline-gated diagnoses in a row (~2.5 min each),
+# then the gate replayed over the chain and the scaling noise (exit 1 below 9 clean of 10).
+REPS ?= 10
 soak: $(STAMP)
-	$(BIN)/python -m pytest -m soak -p no:xdist $(ARGS)
+	REPS=$(REPS) tests/soak/baseline_chain.sh
+	$(BIN)/python tests/soak/noise.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .hypothesis

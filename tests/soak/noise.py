@@ -53,3 +53,5 @@ if drops:
 print(f"{len(flips)} verdict changes between consecutive runs that did not gate:")
 for line in flips:
     print("  " + line)
+if reps and clean < 0.9 * len(reps):
+    sys.exit(f"fewer than 9 in 10 repetitions passed both runs ({clean} of {len(reps)})")
