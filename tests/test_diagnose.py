@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import PLANTED, result, run_planted
 from toolkit import fingerprint
-from toolkit.diagnose import QUICK_TRIALS, Options, diagnose
+from toolkit.diagnose import QUICK_TRIALS, Options, diagnose, share_deadline
 
 PLUGINS = pathlib.Path(__file__).parent / "plugins"
 REPEATS = 20
@@ -87,6 +87,22 @@ def test_the_budget_cuts_stress_trials_not_the_diagnosis(planted, tmp_path):
     assert 1 <= threads.trials < 1000
     assert diag.seconds < 20
     assert threads.failure_rate_upper95 == pytest.approx(1 - 0.05 ** (1 / threads.trials), abs=1e-3)
+
+
+def test_a_probes_share_sets_aside_the_minimum_rounds_of_the_probes_to_come():
+    # 100 s left for 10 probes whose minimum rounds take ~6 s each: 60 s are set aside, and this
+    # probe may repeat stress trials for its own 6 s plus a tenth of the 40 s that are spare.
+    assert share_deadline(0.0, 100.0, 10, [5.0, 7.0]) == pytest.approx(6.0 + 4.0)
+    # When the minimums alone fill the budget, each probe gets its minimum rounds and no more.
+    assert share_deadline(50.0, 100.0, 10, [6.0]) == pytest.approx(56.0)
+    # Before any probe has run, the time is shared equally (the earlier behaviour).
+    assert share_deadline(0.0, 120.0, 4, []) == pytest.approx(30.0)
+    # Shares add up to the budget: run 10 probes whose minimum is 6 s and which spend their share.
+    now, minimums = 0.0, []
+    for k in range(10):
+        now = share_deadline(now, 100.0, 10 - k, minimums)
+        minimums.append(6.0)
+    assert now == pytest.approx(100.0)
 
 
 def test_quick_mode_stops_a_mode_at_its_first_failure_and_bounds_safe_ones_below_10pc(planted, tmp_path):

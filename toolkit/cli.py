@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from toolkit.errors import UsageError
 
-DEFAULT_BUDGET = 120.0  # trials; with the fingerprint and the evidence, make diagnose takes < 3 min
+DEFAULT_BUDGET = 100.0  # trials; the minimum rounds, fingerprint and evidence come on top: make diagnose < 3 min
 QUICK_BUDGET = 48.0  # the same for --quick: < 60 s in all
 
 

@@ -5,16 +5,18 @@ timing trials of all modes sit side by side:
 
 1. a serial trial: the oracle;
 2. a timing trial of every mode, serial included: bare, default switch interval, each repeating
-   its indices for R rounds, R calibrated on the oracle so a trial lasts ~0.1 s; three of them per mode,
+   its indices for R rounds, R calibrated on the oracle so a trial lasts ~0.1 s; two of them per mode,
    interleaved across modes, and the median taken, because this machine is noisy;
 3. a contention trial of every threads mode with the GIL monitor on; then, for the widest
    threads mode, a py-spy sampled trial when threads did not scale yet the GIL was free
    (instruments perturb throughput, so they never share a trial with the timing);
 4. stress trials of every mode, round-robin, until each has n (switch interval 1 microsecond),
    each lasting at least ~50 ms of serial work: a trial of 30 ms can end before a loaded
-   machine ever runs two of its threads at once.
+   machine ever runs two of its threads at once. Modes with one thread per process (serial,
+   processes) count their timing trials instead: no switch interval can stress one thread.
 
-Stress trials after the first round stop when the probe's share of the budget is spent;
+Stress trials after the first round stop when the probe's share of the budget is spent (the
+share sets aside the minimum rounds of the probes still to come: see ``share_deadline``);
 everything else always runs, so every mode has timing and at least one stress trial.
 Quick mode runs the serial oracle and the widest threads and processes modes only, up to
 ``QUICK_TRIALS`` trials each, and stops a mode at its first failure: it answers "is there a
@@ -28,6 +30,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -58,7 +61,7 @@ class Options:
     threads: tuple[int, ...] = (2, 4)
     processes: tuple[int, ...] = (2,)
     trials: int = 3  # stress trials per probe x mode
-    timing_trials: int = 3  # bare timing trials per mode, interleaved; 0 skips scaling
+    timing_trials: int = 2  # bare timing trials per mode, interleaved; 0 skips scaling (3 do not fit in 3 min)
     iterations: int | None = None
     budget: float | None = None
     timeout: float = 10.0
@@ -161,6 +164,8 @@ class ProbeRun:
     oracle: dict[str, str] | None = None
     iterations: int = 0
     seconds: float = 0.0
+    started: float = 0.0
+    minimum_seconds: float = 0.0  # prepare, oracle, timing, contention and one stress round: never cut
 
 
 def _oracle(runs: Sequence[isolation.TrialRun]) -> dict[str, str] | None:
@@ -189,7 +194,7 @@ def diagnose_probe(
     """Run one probe through every mode and return its results."""
     modes = list(modes or options.modes())
     started = time.monotonic()
-    out = ProbeRun(info)
+    out = ProbeRun(info, started=started)
     if not info.available:
         ev = Evidence(kind="unavailable", trial=0, summary=info.reason or "unavailable")
         out.results = [detect.not_run(info.name, info.dependency, m, p, t, "unavailable", ev) for m, p, t in modes]
@@ -291,8 +296,13 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
             sampler = StackSampler()
             one(widest, "contention", rounds * SAMPLED_ROUNDS_FACTOR, sampler)
             out.samples[(info.name, widest[0], widest[1] * widest[2])] = sampler.stop()
-    stress = {m: 0 for m in modes}
-    stress[serial] = 1  # the oracle is a serial trial like any other (one thread: no interval to stress)
+    # With one thread per process the switch interval changes nothing: those modes' timing trials
+    # (longer than stress trials, and checked against the oracle alike) count as stress trials.
+    # The oracle is a serial trial like any other.
+    credited = {m: (timing if m[2] == 1 else 0) for m in modes}
+    counter[0] += sum(min(n, k) for k in credited.values())  # their stress slots in the progress total
+    stress = dict(credited)
+    stress[serial] += 1
     if options.quick:
         stress[serial] = n  # quick mode spends its time where concurrency is: serial only gives the oracle
     first_round = True  # one stress trial per mode always runs: the budget cuts repetitions only
@@ -306,6 +316,8 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
                 continue  # out of time: only modes still owed their first stress trial run
             one(mode, "stress", stress_rounds)
             stress[mode] += 1
+        out.minimum_seconds = out.minimum_seconds or time.monotonic() - out.started
+    out.minimum_seconds = out.minimum_seconds or time.monotonic() - out.started
     counter[0] += sum(max(0, n - k) for k in stress.values())  # skipped trials still count as done
 
     out.oracle = oracle or _oracle(runs[serial])
@@ -315,6 +327,19 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
         out.results.append(detect.summarise(info.name, info.dependency, outcomes, remedy=remedy,
                                                cores=os.cpu_count() or 1))
     return launcher
+
+
+def share_deadline(now: float, deadline: float, left: int, minimums: Sequence[float]) -> float:
+    """When this probe's repeated stress trials must stop, so that the whole budget is kept.
+
+    Every probe's minimum rounds run whatever the clock says, so the time the probes after this
+    one will need for theirs (estimated from the minimums seen so far) is set aside first; what
+    is spare is shared equally. Without the reserve, the early probes spend the whole budget and
+    the last ones overrun it by their minimum rounds.
+    """
+    typical = statistics.fmean(minimums) if minimums else 0.0
+    spare = max(0.0, deadline - now - typical * left)
+    return now + typical + spare / max(1, left)
 
 
 def calibrate(run: isolation.TrialRun, target: float) -> int:
@@ -360,7 +385,8 @@ def diagnose(
         for k, info in enumerate(infos):
             share = None
             if deadline is not None:
-                share = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(infos) - k)
+                share = share_deadline(time.monotonic(), deadline, len(infos) - k,
+                                       [r.minimum_seconds for r in runs if r.minimum_seconds])
             runs.append(diagnose_probe(info, options, root, share, progress, counter, launchers))
         cores = os.cpu_count() or 1
         samples: dict[tuple[str, str, int], tuple[float | None, dict[str, int]]] = {}
