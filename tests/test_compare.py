@@ -38,9 +38,23 @@ def test_a_failure_within_the_baselines_bound_is_listed_but_does_not_gate():
     assert "1 of 5 trials failed" in c.within_bound[0].detail and "below 45%" in c.within_bound[0].detail
     lines = summary(c)
     assert lines[0] == "REGRESSION: often (threads 2) safe -> corrupt"
-    assert any(line.startswith("unsafe now, within the baseline's bound") for line in lines)
+    assert any(line.startswith("unsafe now, not a regression the baseline can confirm") for line in lines)
     quiet = compare(old, diag([r("rare", "corrupt", trials=5, failed=1), r("often", "safe", trials=5)]))
     assert not quiet.regressed and summary(quiet)[0] == "no safety regression against the baseline"
+
+
+def test_a_probe_already_failing_in_another_mode_of_that_kind_does_not_gate():
+    # threads 4 crashed in the baseline and threads 2 was clean by luck: now threads 2 crashes.
+    old = diag([r("p", "safe", trials=6), r("p", "crash", workers=4, trials=6, failed=3),
+                r("q", "safe", trials=6), r("q", "safe", workers=4, trials=6),
+                r("p", "safe", mode="processes", trials=6)])
+    new = diag([r("p", "crash", trials=6, failed=3), r("p", "crash", workers=4, trials=6, failed=3),
+                r("q", "crash", trials=6, failed=3), r("q", "safe", workers=4, trials=6),
+                r("p", "crash", mode="processes", trials=6, failed=3)])
+    c = compare(old, new)
+    assert [(x.probe, x.mode) for x in c.worse] == [("p", "processes"), ("q", "threads")]
+    (known,) = c.within_bound
+    assert (known.probe, known.workers) == ("p", 2) and "already unsafe in the baseline (threads 4: crash)" in known.detail
 
 
 def test_more_baseline_trials_tighten_the_gate():

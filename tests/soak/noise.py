@@ -28,7 +28,7 @@ for k, (a, b) in enumerate(zip(runs, runs[1:]), start=1):
     for x in c.worse:
         print(f"run {k}: REGRESSION {x.where} {x.old} -> {x.new} [{x.detail}]")
     for x in c.within_bound:
-        flips.append(f"run {k}: {x.where} {x.old} -> {x.new}, within the baseline's bound [{x.detail.split(';')[0]}]")
+        flips.append(f"run {k}: {x.where} {x.old} -> {x.new}, not confirmed by the baseline [{x.detail}]")
     for x in c.better + c.changed:
         flips.append(f"run {k}: {x.where} {x.old} -> {x.new}")
     before = {(r.probe, r.mode, r.workers): r for r in a.results if r.remedy is None}
