@@ -75,11 +75,15 @@ def _evidence(r: Result) -> str:
     return r.evidence[0].summary if r.evidence else ""
 
 
+def failed_trials(r: Result) -> int:
+    return sum(r.outcomes.get(kind, 0) for kind in FAILING)
+
+
 def failing_fraction(r: Result) -> float:
     """The fraction of trials that failed; a result with no trials that still failed counts as 1."""
     if r.trials <= 0:
         return 1.0 if r.verdict in FAILING else 0.0
-    return sum(r.outcomes.get(kind, 0) for kind in FAILING) / r.trials
+    return failed_trials(r) / r.trials
 
 
 def contradicts(was: Result | None, now: Result) -> bool:
@@ -99,8 +103,7 @@ def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str], str]:
 
 
 def _counts(was: Result | None, now: Result) -> str:
-    failed = sum(now.outcomes.get(kind, 0) for kind in FAILING)
-    text = f"{failed} of {now.trials} trials failed"
+    text = f"{failed_trials(now)} of {now.trials} trials failed"
     if was is not None and was.trials > 0:
         text += f"; baseline: 0 of {was.trials}, failure rate below {was.failure_rate_upper95:.0%}"
     return text
