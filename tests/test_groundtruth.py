@@ -21,6 +21,10 @@ RUNS = 3
 # So both sides get more exposure than a default run: 12 stress trials (a miss at 1/3 per trial
 # has probability 0.8%), and scripts of 128 tasks x 6 rounds, run up to 3 times.
 TRIALS = 12
+# cf-units' corruption is rarer still: a failing trial shows it in ~1 of 400 parses, and with the
+# other worker busy a 400-parse trial shows it ~1 time in 10 (12 trials then miss it ~28% of the
+# time; a clean-clone run did). Its probe gets 5x the parses per trial here.
+ITERATIONS = {"cf_units.parse_errors_mixed": 2000}
 
 CASES = [
     # script case, mode, probe, probe mode
@@ -52,7 +56,8 @@ def script_fails(case: str, mode: str, tmp_path) -> bool:
 def test_diagnosis_agrees_with_the_independent_script(tmp_path, case, mode, probe, probe_mode):
     fails = script_fails(case, mode, tmp_path)
     diag = diagnose(Options(probes=(probe,), threads=(4,), processes=(2,), trials=TRIALS, timing_trials=0,
-                            evidence=False, workdir=str(tmp_path / "diag")), fingerprint=fingerprint.light)
+                            iterations=ITERATIONS.get(probe), evidence=False, workdir=str(tmp_path / "diag")),
+                    fingerprint=fingerprint.light)
     (result,) = [r for r in diag.results if r.mode == probe_mode]
     if fails:
         assert result.verdict in UNSAFE, f"{case} fails in the script, but {probe} is {result.verdict}"
