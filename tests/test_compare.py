@@ -34,8 +34,8 @@ def test_a_failure_within_the_baselines_bound_is_listed_but_does_not_gate():
     # 0 of 5 clean bounds the rate at 45%: 1 failing trial of 5 (20%) does not contradict it, 3 of 5 (60%) does.
     old = diag([r("rare", "safe", trials=5), r("often", "safe", trials=5)])
     c = compare(old, diag([r("rare", "corrupt", trials=5, failed=1), r("often", "corrupt", trials=5, failed=3)]))
-    assert [x.probe for x in c.worse] == ["often"] and [x.probe for x in c.within_bound] == ["rare"]
-    assert "1 of 5 trials failed" in c.within_bound[0].detail and "below 45%" in c.within_bound[0].detail
+    assert [x.probe for x in c.worse] == ["often"] and [x.probe for x in c.unconfirmed] == ["rare"]
+    assert "1 of 5 trials failed" in c.unconfirmed[0].detail and "below 45%" in c.unconfirmed[0].detail
     lines = summary(c)
     assert lines[0] == "REGRESSION: often (threads 2) safe -> corrupt"
     assert any(line.startswith("unsafe now, not a regression the baseline can confirm") for line in lines)
@@ -53,7 +53,7 @@ def test_a_probe_already_failing_in_another_mode_of_that_kind_does_not_gate():
                 r("p", "crash", mode="processes", trials=6, failed=3)])
     c = compare(old, new)
     assert [(x.probe, x.mode) for x in c.worse] == [("p", "processes"), ("q", "threads")]
-    (known,) = c.within_bound
+    (known,) = c.unconfirmed
     assert (known.probe, known.workers) == ("p", 2) and "already unsafe in the baseline (threads 4: crash)" in known.detail
 
 

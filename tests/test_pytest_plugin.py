@@ -11,49 +11,43 @@ pytest_plugins = ["pytester"]
 TARGETS = pathlib.Path(__file__).parent / "plugin_targets"
 
 FUNCTIONS = textwrap.dedent('''
-    import ctypes, threading, time
+    import contextlib, ctypes, threading, time
     state = {"inside": 0}
     lock = threading.Lock()
 
     def square(x):
         return x * x
 
-    def _enter():
+    @contextlib.contextmanager
+    def inside():
+        """How many threads are inside a planted function, this one included."""
         with lock:
             state["inside"] += 1
-            return state["inside"]
-
-    def _leave():
-        with lock:
-            state["inside"] -= 1
+            n = state["inside"]
+        try:
+            yield n
+        finally:
+            with lock:
+                state["inside"] -= 1
 
     def racy(x):
-        n = _enter()
-        try:
+        with inside() as n:
             time.sleep(0.0005)
             return x + (n - 1)  # differs from serial whenever another thread is inside
-        finally:
-            _leave()
 
     def crashy(x):
-        n = _enter()
-        try:
+        with inside() as n:
             time.sleep(0.001)
             if n > 1:
                 ctypes.string_at(0)
             return x
-        finally:
-            _leave()
 
     def hangy(x):
-        n = _enter()
-        try:
+        with inside() as n:
             time.sleep(0.001)
             if n > 1:
                 time.sleep(600)  # a second thread inside: never comes back
             return x
-        finally:
-            _leave()
 ''')
 
 
@@ -108,7 +102,7 @@ def test_check_fails_the_test_with_the_evidence(suite, fn, text):
 
 
 MARKED = '''
-    import ctypes, threading, time
+    import contextlib, ctypes, threading, time
     import pytest
 
     state = {"inside": 0}

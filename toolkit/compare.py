@@ -3,17 +3,20 @@
 - **Verdicts**: a regression is a result that was safe and now fails (crash, corrupt, hang or
   error) *more often than the baseline's own bound allowed*. A safe verdict after n clean trials
   claims a failure rate below its 95% bound (about 3/n); a new run whose failing fraction of
-  trials exceeds that bound contradicts the claim, and that is what gates. A failure within the
-  bound (1 failing trial of 5 against a baseline bound of 45%) is as likely a rare defect that the
-  baseline's few trials missed as a change in the build: it is listed as "unsafe now, not a
-  regression the baseline can confirm" and does not gate (``--fail-on unsafe`` gates on any unsafe verdict). A
-  baseline with no evidence (unavailable, not diagnosed, no trials) bounds nothing, so any failure
-  gates. Nor does it gate when the baseline already saw the same probe fail in another mode of
-  the same kind (threads 4 crashed, threads 2 was "safe"): a race needs no particular thread
-  count, so that probe was already unsafe under threads, and a clean baseline run at 2 threads
-  was luck (measured: netCDF4's shared-Dataset read fails ~40% of 2-thread trials, so six clean
-  ones happen in ~5% of diagnoses). Fixes are the reverse. A change between two failing kinds (crash -> error) is listed,
-  not gated: both were already unsafe.
+  trials exceeds that bound contradicts the claim, and that is what gates. A baseline with no
+  evidence (unavailable, not diagnosed, no trials) bounds nothing, so any failure gates.
+  Two kinds of failure are listed as "unsafe now, not a regression the baseline can confirm"
+  and do not gate (``--fail-on unsafe`` gates on any unsafe verdict):
+
+  - a failure within the bound (1 failing trial of 5 against a bound of 45%): as likely a rare
+    defect that the baseline's few trials missed as a change in the build;
+  - a probe the baseline already saw fail in another mode of the same kind (threads 4 crashed,
+    threads 2 was "safe"): a race needs no particular thread count, so the probe was already
+    unsafe under threads, and the clean baseline run was luck (measured: netCDF4's shared read
+    fails ~40% of 2-thread trials, so six clean ones happen in ~5% of diagnoses).
+
+  Fixes are the reverse. A change between two failing kinds (crash -> error) is listed, not
+  gated: both were already unsafe.
 - **Libraries**: native libraries whose path, version or sha256 changed, appeared or went away.
   A changed library with safe verdicts is reported and does not fail the gate.
 - **Scaling**: speedups that fell by more than ``SCALING_NOISE`` (a relative drop). The
@@ -54,7 +57,7 @@ class Change(Record):
 @dataclass(frozen=True)
 class Comparison(Record):
     worse: tuple[Change, ...] = ()
-    within_bound: tuple[Change, ...] = ()  # failing now, but the baseline does not show a change
+    unconfirmed: tuple[Change, ...] = ()  # failing now, but not a change the baseline can confirm
     better: tuple[Change, ...] = ()
     changed: tuple[Change, ...] = ()
     libraries: tuple[Change, ...] = ()
@@ -114,7 +117,7 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
     before = {_key(r): r for r in old.results if r.remedy is None}
     after = {_key(r): r for r in new.results if r.remedy is None}
     already_unsafe = _failing_kinds(old)
-    worse, within_bound, better, changed, scaling = [], [], [], [], []
+    worse, unconfirmed, better, changed, scaling = [], [], [], [], []
     for key, r in sorted(after.items()):
         was = before.get(key)
         old_verdict = was.verdict if was is not None else "not diagnosed"
@@ -130,14 +133,14 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
             why = f"already unsafe in the baseline ({sibling})" if sibling else None
             change = Change(*key, old_verdict, r.verdict,
                             "; ".join(filter(None, [_counts(bounded, r), why, _evidence(r)])))
-            (worse if contradicts(bounded, r) and not sibling else within_bound).append(change)
+            (worse if contradicts(bounded, r) and not sibling else unconfirmed).append(change)
         elif old_verdict in FAILING and r.verdict not in FAILING:
             better.append(change)
         else:
             changed.append(change)
     notes = tuple(f"{p} ({m} {w}) is no longer diagnosed (was {before[(p, m, w)].verdict})"
                   for (p, m, w) in sorted(set(before) - set(after)))
-    return Comparison(tuple(worse), tuple(within_bound), tuple(better), tuple(changed),
+    return Comparison(tuple(worse), tuple(unconfirmed), tuple(better), tuple(changed),
                       tuple(library_changes(old, new)), tuple(scaling), threshold, notes)
 
 
@@ -176,7 +179,7 @@ def summary(c: Comparison) -> list[str]:
         lines = ["no safety regression against the baseline"]
     for title, items in (("got worse", c.worse),
                          ("unsafe now, not a regression the baseline can confirm (not gated; more --trials tell)",
-                          c.within_bound),
+                          c.unconfirmed),
                          ("got better", c.better), ("changed between failing kinds", c.changed),
                          ("native libraries changed", c.libraries), ("scaling fell", c.scaling)):
         if items:

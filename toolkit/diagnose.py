@@ -307,17 +307,17 @@ def _run_trials(info: ProbeInfo, options: Options, modes: list[tuple[str, int, i
         stress[serial] = n  # quick mode spends its time where concurrency is: serial only gives the oracle
     first_round = True  # one stress trial per mode always runs: the budget cuts repetitions only
     while first_round or not out_of_time():
-        first_round = False
         active = [m for m in modes if stress[m] < n and not (options.quick and m in failed)]
-        if not active:
-            break
         for mode in active:
             if out_of_time() and stress[mode] > 0:
                 continue  # out of time: only modes still owed their first stress trial run
             one(mode, "stress", stress_rounds)
             stress[mode] += 1
-        out.minimum_seconds = out.minimum_seconds or time.monotonic() - out.started
-    out.minimum_seconds = out.minimum_seconds or time.monotonic() - out.started
+        if first_round:  # what the budget cannot cut: the next probes' shares reserve this much
+            out.minimum_seconds = time.monotonic() - out.started
+            first_round = False
+        if not active:
+            break
     counter[0] += sum(max(0, n - k) for k in stress.values())  # skipped trials still count as done
 
     out.oracle = oracle or _oracle(runs[serial])

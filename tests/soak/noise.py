@@ -27,7 +27,7 @@ for k, (a, b) in enumerate(zip(runs, runs[1:]), start=1):
     codes.append(1 if c.regressed else 0)
     for x in c.worse:
         print(f"run {k}: REGRESSION {x.where} {x.old} -> {x.new} [{x.detail}]")
-    for x in c.within_bound:
+    for x in c.unconfirmed:
         flips.append(f"run {k}: {x.where} {x.old} -> {x.new}, not confirmed by the baseline [{x.detail}]")
     for x in c.better + c.changed:
         flips.append(f"run {k}: {x.where} {x.old} -> {x.new}")
