@@ -29,6 +29,9 @@ class Layout:
 
 
 RAW = Layout(chunks=None, compression=False)
+#: What every Iris probe's fork server imports: one server then serves them all.
+IRIS_PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "iris", "iris.cube", "iris.fileformats.netcdf",
+                "iris.fileformats.pp")
 
 
 def values(layout: Layout, seed: int):

@@ -61,6 +61,7 @@ class WriteSeparateFiles(_H5):
     """Each task writes its own gzip file; read back serially."""
 
     name = "h5py.write_separate_files.gzip"
+    iterations = 40
     layout = Layout(shape=(4, 48, 64), chunks=(1, 48, 64))
 
     def prepare(self, workdir):
@@ -83,6 +84,7 @@ class WriteSharedFile(_H5):
     """Threads create different gzip datasets in one open file; read back serially."""
 
     name = "h5py.write_shared_file.gzip"
+    iterations = 40
     layout = Layout(shape=(4, 48, 64), chunks=(1, 48, 64))
 
     def prepare(self, workdir):

@@ -17,12 +17,26 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-from probes._common import Layout, out_dir, values, wind_chunk
+from probes._common import IRIS_PRELOAD, Layout, out_dir, values, wind_chunk
 from toolkit import Probe
 
 NFILES = 4
+REPRO_CUBE = '''
+import iris
+import numpy as np
+from iris.coords import DimCoord
+from iris.cube import Cube
+
+
+def cube(seed):
+    coords = [(DimCoord(np.arange(6.0) * 6, standard_name="time", units="hours since 1970-01-01"), 0),
+              (DimCoord(np.linspace(-90, 90, 48), standard_name="latitude", units="degrees"), 1),
+              (DimCoord(np.linspace(0, 355, 64), standard_name="longitude", units="degrees"), 2)]
+    data = np.random.default_rng(seed).standard_normal((6, 48, 64)).astype("f4")
+    return Cube(data, standard_name="x_wind", units="m s-1", dim_coords_and_dims=coords)
+'''
 LAYOUT = Layout(shape=(6, 48, 64), chunks=(1, 48, 64), fill_value=None)
-PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "iris", "iris.fileformats.netcdf")
+PRELOAD = IRIS_PRELOAD
 
 
 def make_cube(seed: int, layout: Layout = LAYOUT, name: str = "x_wind"):
@@ -68,7 +82,6 @@ def summary(cube) -> tuple:
 
 class _IrisNetcdf(Probe):
     dependency = "scitools-iris"
-    requires = ("iris", "netCDF4")
     preload = PRELOAD
     # Each load takes ~8 ms, almost all of it Iris's own Python; what gives a race its chances is
     # the number of loads (each makes ~140 netCDF4 calls), so trials carry 48 of them (~0.4 s).
@@ -87,6 +100,18 @@ class LoadRealise(_IrisNetcdf):
     """Concurrent iris.load_cube(...).data of several files (the study's parallel loading)."""
 
     name = "iris_netcdf.load_realise"
+    reproducer = REPRO_CUBE + '''
+
+def setup(work):
+    paths = [os.path.join(work, f"wind{k}.nc") for k in range(4)]
+    for k, path in enumerate(paths):
+        iris.save(cube(k), path)
+    return paths
+
+
+def task(paths, i):  # concurrent iris.load_cube(...).data of several files
+    return iris.load_cube(paths[i % 4]).data.tobytes()
+'''
 
     def task(self, workdir, i):
         import iris
@@ -100,6 +125,7 @@ class LazyChunks(_IrisNetcdf):
     """Chunks of one lazily loaded cube realised concurrently (the path of a dask compute)."""
 
     name = "iris_netcdf.lazy_chunks"
+    iterations = 24
 
     def open(self, workdir):
         import iris
@@ -124,7 +150,7 @@ class WindChunks(_IrisNetcdf):
     """The wind workload's concurrent work: u/v chunks realised through Iris, then its arithmetic."""
 
     name = "iris_netcdf.wind_chunks"
-    iterations = 16
+    iterations = 8  # ~0.1 s each: four threads get two apiece
 
     def prepare(self, workdir):
         for k, name in enumerate(("x_wind", "y_wind")):
@@ -150,6 +176,17 @@ class Save(_IrisNetcdf):
     """Concurrent iris.save of different cubes to separate netCDF files, read back serially."""
 
     name = "iris_netcdf.save"
+    reproducer = REPRO_CUBE + '''
+
+def setup(work):
+    return work
+
+
+def task(work, i):  # concurrent iris.save of different cubes to separate files, read back
+    path = os.path.join(work, f"{threading.get_ident()}-{i}.nc")
+    iris.save(cube(i), path)
+    return iris.load_cube(path).data.tobytes()
+'''
 
     def prepare(self, workdir):
         pass

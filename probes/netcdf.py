@@ -18,6 +18,97 @@ from toolkit import Probe
 NFILES = 8  # with 2 or 4 workers dealing i round-robin, each worker meets only its own files
 
 
+def _writer(zlib: bool) -> str:
+    """The reproducers' file writer: one float variable, as the probes' layout (24 x 96 x 128)."""
+    layout = 'zlib=True, chunksizes=(1, 96, 128)' if zlib else 'contiguous=True'
+    return f'''
+import netCDF4
+import numpy as np
+
+
+def write(path, seed):
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, size in (("t", 24), ("y", 96), ("x", 128)):
+            ds.createDimension(name, size)
+        ds.createVariable("v", "f4", ("t", "y", "x"), {layout})[:] = np.random.default_rng(seed).random((24, 96, 128))
+    return path
+'''
+
+
+SHARED = '''
+
+def setup(work):
+    return netCDF4.Dataset(write(os.path.join(work, "in.nc"), 0))  # one Dataset, shared by every thread
+
+
+def task(ds, i):
+    return ds.variables["v"][i % 24].tobytes()
+'''
+PER_THREAD = '''
+
+def setup(work):
+    return write(os.path.join(work, "in.nc"), 0), threading.local()
+
+
+def task(ctx, i):  # each thread opens its own Dataset on the same file, once
+    path, local = ctx
+    if not hasattr(local, "ds"):
+        local.ds = netCDF4.Dataset(path)
+    return local.ds.variables["v"][i % 24].tobytes()
+'''
+SEPARATE = '''
+
+def setup(work):
+    return [write(os.path.join(work, f"in{k}.nc"), k) for k in range(8)]
+
+
+def task(paths, i):  # threads open, read and close different files: they share only the library
+    with netCDF4.Dataset(paths[i % 8]) as ds:
+        return ds.variables["v"][(i // 8) % 24].tobytes()
+'''
+WRITE_SEPARATE = '''
+
+def setup(work):
+    return work
+
+
+def task(work, i):  # each task writes its own file, then reads it back
+    with netCDF4.Dataset(write(os.path.join(work, f"out{i}.nc"), i)) as ds:
+        return ds.variables["v"][...].tobytes()
+'''
+WRITE_SHARED = '''
+NAMES = iter(range(10**9))  # a new variable each call: the serial run and every attempt share the file
+
+
+def setup(work):
+    ds = netCDF4.Dataset(os.path.join(work, "shared.nc"), "w")
+    for name, size in (("y", 48), ("x", 64)):
+        ds.createDimension(name, size)
+    return ds
+
+
+def task(ds, i):  # threads create and write different variables of one open file
+    v = ds.createVariable(f"v{next(NAMES)}", "f4", ("y", "x"), zlib=True)
+    v[:] = np.full((48, 64), i, "f4")
+    return v[...].tobytes()
+'''
+BAD = '''
+
+def setup(work):  # a truncated or an empty file
+    good = open(write(os.path.join(work, "good.nc"), 0), "rb").read()
+    with open(os.path.join(work, "bad.nc"), "wb") as fh:
+        fh.write(good[: len(good) // 3] if TRUNCATE else b"")
+    return fh.name
+
+
+def task(path, i):  # every open must fail with netCDF's own message
+    try:
+        return str(netCDF4.Dataset(path))
+    except OSError as exc:
+        return str(exc)
+'''
+
+
 class _Netcdf(Probe):
     dependency = "netCDF4"
     preload = ("numpy", "netCDF4")
@@ -36,6 +127,7 @@ class ReadSharedDataset(_Netcdf):
     """Every thread of a worker reads slices through one shared Dataset (zlib, chunked)."""
 
     name = "netcdf4.read_shared_dataset.zlib"
+    reproducer = _writer(True) + SHARED
 
     def open(self, workdir):
         import netCDF4
@@ -54,12 +146,14 @@ class ReadSharedDatasetRaw(ReadSharedDataset):
 
     name = "netcdf4.read_shared_dataset.raw"
     layout = RAW
+    reproducer = _writer(False) + SHARED
 
 
 class ReadDatasetPerThread(_Netcdf):
     """Each thread opens its own Dataset on the same file and reads slices (zlib, chunked)."""
 
     name = "netcdf4.read_dataset_per_thread.zlib"
+    reproducer = _writer(True) + PER_THREAD
 
     def open(self, workdir):
         return {"path": workdir / "in0.nc", "local": threading.local(), "all": []}
@@ -83,6 +177,7 @@ class ReadDatasetPerThreadRaw(ReadDatasetPerThread):
 
     name = "netcdf4.read_dataset_per_thread.raw"
     layout = RAW
+    reproducer = _writer(False) + PER_THREAD
 
 
 class ReadSeparateFiles(_Netcdf):
@@ -90,6 +185,7 @@ class ReadSeparateFiles(_Netcdf):
 
     name = "netcdf4.read_separate_files.zlib"
     nfiles = NFILES
+    reproducer = _writer(True) + SEPARATE
 
     def open(self, workdir):
         return workdir
@@ -106,6 +202,7 @@ class ReadSeparateFilesRaw(ReadSeparateFiles):
 
     name = "netcdf4.read_separate_files.raw"
     layout = RAW
+    reproducer = _writer(False) + SEPARATE
 
 
 class WriteSeparateFiles(_Netcdf):
@@ -113,6 +210,8 @@ class WriteSeparateFiles(_Netcdf):
 
     name = "netcdf4.write_separate_files.zlib"
     layout = Layout(shape=(4, 48, 64), chunks=(1, 48, 64))
+    reproducer = _writer(True) + WRITE_SEPARATE
+    reproducer_iterations = 32
 
     def prepare(self, workdir):
         pass
@@ -135,6 +234,7 @@ class WriteSharedFileVariables(_Netcdf):
 
     name = "netcdf4.write_shared_file_variables.zlib"
     layout = Layout(shape=(4, 48, 64), chunks=(1, 48, 64))
+    reproducer = _writer(True) + WRITE_SHARED
 
     def prepare(self, workdir):
         pass
@@ -161,6 +261,7 @@ class BadTruncated(_Netcdf):
 
     name = "netcdf4.bad_input.truncated"
     iterations = 8
+    reproducer = _writer(True) + "\nTRUNCATE = True\n" + BAD
 
     def prepare(self, workdir):
         good = write_nc(workdir / "good.nc", self.layout, seed=0)
@@ -181,6 +282,7 @@ class BadEmpty(BadTruncated):
     """An empty file: netCDF4 must refuse it with a clear message."""
 
     name = "netcdf4.bad_input.empty"
+    reproducer = _writer(True) + "\nTRUNCATE = False\n" + BAD
 
     def prepare(self, workdir):
         (workdir / "truncated.nc").write_bytes(b"")

@@ -22,7 +22,6 @@ class NetcdfAndH5py(Probe):
 
     name = "two_hdf5.netcdf4_and_h5py"
     dependency = "netCDF4+h5py"
-    requires = ("netCDF4", "h5py")
     preload = ("numpy", "netCDF4", "h5py")
 
     def prepare(self, workdir):

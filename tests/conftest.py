@@ -37,7 +37,7 @@ def run_planted(probe: str, workdir: pathlib.Path | None = None, **changes):
     """A small diagnosis of one planted probe: serial + threads 2, no evidence, light fingerprint."""
     options = dict(
         probes=(probe,), plugins=(str(PLANTED),), entry_points=False, threads=(2,), processes=(),
-        trials=2, timing_trials=0, evidence=False, timeout=2.0,
+        trials=2, timing_trials=0, evidence=False, timeout=2.0, budget=1.0,
     )
     options.update(changes)
     if workdir is not None:

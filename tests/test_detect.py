@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from toolkit import detect
-from toolkit.isolation import TrialRun, WorkerRun
-from toolkit.records import Outcome, Trial
+from toolkit.probe import digest
+from toolkit.records import Corruption, Outcome, Trial, TrialRun, WorkerRun
 
 scipy_stats = pytest.importorskip("scipy.stats")  # an independent implementation to check against
 
@@ -24,21 +24,48 @@ def ok_report(digests, **extra):
     return {"digests": digests, "errors": [], "tasks": len(digests), "t_start": 0.0, "t_end": 1.0, **extra}
 
 
-ORACLE = {"0": "a", "1": "b", "2": "c", "3": "d"}
+ORACLE = detect.Oracle({"0": "a", "1": "b", "2": "c", "3": "d"})
 
 
 def test_ok_when_every_digest_matches_the_oracle():
-    run = TrialRun(TRIAL, (worker(ok_report(dict(ORACLE), cpu=1.5)),), False, 0.5)
+    run = TrialRun(TRIAL, (worker(ok_report(dict(ORACLE.digests), cpu=1.5)),), False, 0.5)
     outcome = detect.classify(run, ORACLE)
     assert outcome.kind == "ok" and outcome.tasks == 4 and outcome.seconds == 0.5 and outcome.cpu == 1.5
 
 
 def test_a_differing_digest_is_corruption_naming_the_index_and_both_digests():
-    run = TrialRun(TRIAL, (worker(ok_report({**ORACLE, "2": "X"})),), False, 0.5)
+    run = TrialRun(TRIAL, (worker(ok_report({**ORACLE.digests, "2": "X"})),), False, 0.5)
     outcome = detect.classify(run, ORACLE)
     assert outcome.kind == "corrupt" and outcome.seconds is None
     (ev,) = outcome.evidence
-    assert (ev.index, ev.expected, ev.actual) == (2, "c", "X")
+    assert (ev.index, ev.expected, ev.actual) == (2, "c", "X") and ev.severity == Corruption.DATA
+
+
+def test_a_result_that_differs_only_in_an_exception_message_is_message_corruption():
+    serial = ("error", ValueError("[UT_SUCCESS] Failed to parse unit"))
+    threaded = ("error", ValueError("[UT_UNKNOWN] Failed to parse unit"))
+    wrong_type = ("error", TypeError("[UT_SUCCESS] Failed to parse unit"))
+    oracle = detect.Oracle({"0": digest(serial), "1": digest(serial)},
+                           {"0": digest(serial, messages=False), "1": digest(serial, messages=False)})
+    report = ok_report({"0": digest(threaded), "1": digest(wrong_type)},
+                       data_digests={"0": digest(threaded, messages=False), "1": digest(wrong_type, messages=False)})
+    outcome = detect.classify(TrialRun(TRIAL, (worker(report),), False, 0.5), oracle)
+    severities = {ev.index: ev.severity for ev in outcome.evidence}
+    assert severities == {0: Corruption.MESSAGE, 1: Corruption.DATA}
+    assert detect.summarise("p", "d", [outcome]).corruption == Corruption.DATA
+    only_message = detect.classify(TrialRun(TRIAL, (worker(ok_report({"0": digest(threaded), "1": digest(serial)},
+                                   data_digests={"0": digest(threaded, messages=False)})),), False, 0.5), oracle)
+    assert detect.summarise("p", "d", [only_message]).corruption == Corruption.MESSAGE
+
+
+def test_a_missing_module_in_open_makes_the_probe_unavailable_not_failing():
+    err = {"stage": "open", "error_type": "ModuleNotFoundError", "message": "No module named 'mo_pack'",
+           "traceback": "tb", "missing": "mo_pack"}
+    outcome = detect.classify(TrialRun(TRIAL, (worker({**ok_report({}), "errors": [err]}),), False, 0.1), None)
+    assert outcome.unavailable == "mo_pack"
+    task_err = {**err, "stage": "task"}  # a failing import under threads is a finding, not an absence
+    assert detect.classify(TrialRun(TRIAL, (worker({**ok_report({}), "errors": [task_err]}),), False, 0.1),
+                           None).unavailable is None
 
 
 def test_death_by_signal_is_a_crash_with_the_faulthandler_text():
@@ -91,12 +118,12 @@ def test_bound_matches_clopper_pearson(n, data):
     assert math.isclose(detect.failure_upper95(x, n), expected, abs_tol=1e-9)
 
 
-def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", workers=2, cpu=None, gil=None,
-            cpu_only=False):
+def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", workers=2, cpu=None,
+            cpu_only=False, wall=0.1):
     t = Trial("p", "r", mode, 1 if mode != "processes" else workers, workers if mode == "threads" else 1, tasks,
               purpose=purpose)
-    return Outcome(t, kind, tasks=tasks, seconds=seconds if kind == "ok" else None, cpu=cpu, gil_wait=gil,
-                   cpu_only=cpu_only)
+    return Outcome(t, kind, tasks=tasks, seconds=seconds if kind == "ok" else None, cpu=cpu, cpu_only=cpu_only,
+                   wall=wall)
 
 
 def test_summary_counts_outcomes_and_bounds_the_rate():
@@ -122,17 +149,32 @@ def test_busy_fraction_is_runnable_time_over_work_time():
 
 
 @pytest.mark.parametrize(
-    "scaling, gil, busy, expected",
+    "states, expected",
     [
-        ("scales", 0.9, 0.5, "none"),
-        ("serialized", 0.9, 0.5, "gil"),
-        ("serialized", 0.02, 0.5, "library_lock"),
-        ("serialized", 0.02, 0.97, "none"),
-        ("serialized", None, None, "none"),
+        ({"running": 100, "gil": 200}, "gil"),  # GIL-holding work: the others wait on the GIL
+        ({"running": 300, "lock": 60}, "library_lock"),  # waits on a lock outside the interpreter
+        ({"running": 300, "gil": 40}, "none"),  # a little GIL waiting between calls that release it
+        ({"running": 90, "queued": 900, "lock": 10}, "library_lock"),  # a busy neighbour: queued samples left out
+        ({"running": 80, "gil": 40, "lock": 60}, "library_lock"),  # Python around a locked library call
+        ({"running": 20}, None),  # too few samples to say
     ],
 )
-def test_contention_rules(scaling, gil, busy, expected):
-    assert detect.classify_contention(scaling, gil, busy)[0] == expected
+def test_contention_from_thread_states(states, expected):
+    assert detect.contention(states)[0] == expected
+
+
+def test_a_busy_neighbour_does_not_turn_free_threads_into_waiting_ones():
+    idle = {"running": 400, "gil": 10}
+    busy = {"running": 400, "queued": 1200, "gil": 10}  # the same threads, waiting for a CPU most of the time
+    assert detect.contention(idle)[0] == detect.contention(busy)[0] == "none"
+    assert detect.state_shares(busy) == detect.state_shares(idle)
+
+
+def test_clean_concurrent_calls_give_a_bound_per_operation():
+    result = detect.summarise("p", "d", [outcome("ok", tasks=1000)] * 3)
+    assert result.operations == 3000 and result.operation_bound == pytest.approx(1 - 0.05 ** (1 / 3000), rel=1e-6)
+    failing = detect.summarise("p", "d", [outcome("ok", tasks=1000), outcome("crash", tasks=10)])
+    assert failing.operations == 1000 and failing.operation_bound is None
 
 
 def test_scaling_is_judged_against_the_usable_cores():
@@ -141,11 +183,11 @@ def test_scaling_is_judged_against_the_usable_cores():
     assert detect.scales(1.0, workers=4, cores=1)
 
 
-def test_add_scaling_fills_speedup_and_contention_from_the_serial_baseline():
+def test_add_scaling_fills_speedup_and_the_probes_contention_class():
     serial = detect.summarise("p", "d", [outcome("ok", "timing", mode="serial", workers=1, seconds=1.0, cpu=1.0)])
-    threads = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0),
-                                          outcome("ok", "contention", gil=0.9)], cores=2)
-    out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2)}
+    threads = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0)], cores=2)
+    out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2, states={"p": {"running": 100, "gil": 200}})}
     assert out["threads"].speedup == 1.0 and out["threads"].efficiency == 0.5
     assert out["threads"].scaling == "serialized" and out["threads"].contention == "gil"
+    assert out["threads"].thread_states == {"gil": 0.667, "running": 0.333}
     assert out["serial"].speedup is None

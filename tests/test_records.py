@@ -3,7 +3,8 @@
 import json
 
 from toolkit.records import (
-    DIAGNOSIS_SCHEMA, Diagnosis, Evidence, Outcome, Recommendation, Result, Trial, worst,
+    DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Kind, Mode, Outcome, PilotRow, Recommendation, Result, Trial, Verdict,
+    is_unsafe, unsafe_results, worst,
 )
 
 
@@ -20,7 +21,8 @@ def make_result(**changes):
 
 
 def test_diagnosis_round_trip_through_json_text():
-    rec = Recommendation("wind", "threads", 1, 2, locks=("netcdf",), rationale=("why",))
+    rec = Choice("wind", "threads", 1, 2, locks=("netcdf",), rationale=("why",),
+                 pilot=(PilotRow("threads 2", (1.0, 1.1), 0.0, (10.0, 11.0)),))
     diag = Diagnosis(
         created="2026-11-27T00:00:00+00:00", threadprobe="0", config={"trials": 3}, fingerprint={"python": {}},
         results=(make_result(), make_result(mode="serial", workers=1, threads=1)),
@@ -32,6 +34,21 @@ def test_diagnosis_round_trip_through_json_text():
     assert back.schema == DIAGNOSIS_SCHEMA
     assert isinstance(back.results[0].evidence[0], Evidence)
     assert back.recommendations["wind"].locks == ("netcdf",)
+    assert back.results[0].mode is Mode.THREADS and back.results[0].verdict is Verdict.CRASH
+    assert Recommendation is Choice  # version 1 reports still read
+
+
+def test_enums_are_their_json_strings():
+    assert Verdict.CRASH == "crash" and f"{Mode.THREADS} 2" == "threads 2" and str(Kind.OK) == "ok"
+    assert json.dumps({"v": Verdict.SAFE}) == '{"v": "safe"}'
+
+
+def test_unsafe_is_decided_in_one_place():
+    results = [make_result(probe="a", verdict="crash"), make_result(probe="b", verdict="error"),
+               make_result(probe="c", verdict="error"), make_result(probe="c", mode="serial", verdict="error"),
+               make_result(probe="d", verdict="safe"), make_result(probe="e", verdict="corrupt", remedy="global_lock")]
+    assert [r.probe for r in unsafe_results(results)] == ["a", "b"]  # c errs serially too: a broken probe
+    assert not is_unsafe(make_result(mode="serial", verdict="crash"))
 
 
 def test_evidence_omits_empty_fields_but_keeps_its_kind():

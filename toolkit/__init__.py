@@ -1,8 +1,9 @@
 """threadprobe: measure whether the Iris stack's native libraries are safe and fast under threads.
 
-The public Python API is small: ``Probe`` (write your own probes), ``recommend`` (which dask
-scheduler a workload should use) and ``scheduler`` (apply a recommendation to dask). The heavy
-modules load on first use, so that worker processes and the pytest plugin start quickly.
+The public Python API is small: ``Probe`` (write your own probes), ``recommend`` (the safe
+schedulers for a workload), and ``scheduler`` (run a dask computation on a choice, or on the
+one a pilot of that computation makes, holding whatever locks it needs). The heavy modules load
+on first use, so that worker processes and the pytest plugin start quickly.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ __all__ = ["Probe", "digest", "recommend", "scheduler"]
 
 
 def recommend(*args: Any, **kwargs: Any) -> Any:
-    """The scheduler recommendation for a workload; see ``toolkit.recommendation.recommend``."""
-    from toolkit.recommendation import recommend as _recommend
+    """The choice for a workload without a pilot; see ``toolkit.pipeline.recommend``."""
+    from toolkit.pipeline import recommend as _recommend
 
     return _recommend(*args, **kwargs)
 
 
 def scheduler(*args: Any, **kwargs: Any) -> Any:
-    """Context manager applying a recommendation to dask; see ``toolkit.recommendation.scheduler``."""
-    from toolkit.recommendation import scheduler as _scheduler
+    """Context manager running dask on a choice (or ``"auto"``); see ``toolkit.pipeline.scheduler``."""
+    from toolkit.pipeline import scheduler as _scheduler
 
     return _scheduler(*args, **kwargs)

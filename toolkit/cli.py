@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 from toolkit.errors import UsageError
 
-DEFAULT_BUDGET = 100.0  # trials; the minimum rounds, fingerprint and evidence come on top: make diagnose < 3 min
-QUICK_BUDGET = 48.0  # the same for --quick: < 60 s in all
+DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
+QUICK_BUDGET = 45.0  # the same for --quick: < 60 s in all
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,12 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-entry-points", action="store_true", help="only the probes of --plugin files")
     d.add_argument("--threads", type=int_list, default=(2, 4), metavar="N,M", help="thread counts (default 2,4)")
     d.add_argument("--processes", type=int_list, default=(2,), metavar="N", help="process counts (default 2)")
-    d.add_argument("--trials", type=positive_int, default=3, help="fresh trials per probe x mode (default 3)")
+    d.add_argument("--trials", type=int, default=0, metavar="N",
+                   help="stress trials every concurrent mode gets before the adaptive ones (default 0: the timing "
+                        "trials count)")
+    d.add_argument("--timing-trials", type=int, default=1, metavar="N",
+                   help="bare timing trials per mode, for speedups and thread states (default 1)")
+    d.add_argument("--target", type=float, default=0.02, metavar="BOUND",
+                   help="a clean mode stops when its failure-rate bound is this low (default 0.02)")
+    d.add_argument("--python", default=None, metavar="PATH",
+                   help="diagnose another interpreter's libraries (a system Python, a conda env, a build tree's "
+                        "venv): only the libraries under test need to be installed there")
     d.add_argument("--iterations", type=positive_int, default=None, metavar="K",
                    help="tasks per trial (default: the probe's own, else 100)")
     d.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
-                   help=f"time budget for the trials (default {DEFAULT_BUDGET:g}, with --quick {QUICK_BUDGET:g}); "
-                        "extra stress trials stop when it is spent, so the whole diagnosis stays near 3 min (1 min)")
+                   help=f"seconds for the trials (default {DEFAULT_BUDGET:g}, with --quick {QUICK_BUDGET:g}); the "
+                        "adaptive trials stop there, so the whole diagnosis stays under 3 min (1 min)")
     d.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                    help="no progress for this long is a hang (default 10)")
     d.add_argument("--quick", action="store_true", help="widest modes only, stop a mode at its first failure")
@@ -87,10 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fail-on", choices=("unsafe",), default=None,
                    help="exit 1 if any probe fails under concurrency (a gate with no baseline)")
 
-    sub.add_parser("list", help="every probe, its dependency, and whether it is available").add_argument(
-        "--plugin", action="append", default=[], metavar="FILE.py"
-    )
-    sub.add_parser("fingerprint", help="print the fingerprint of the library builds as JSON")
+    ls = sub.add_parser("list", help="every probe, its dependency, and whether it is available")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
+    ls.add_argument("--python", default=None, metavar="PATH", help="whether another interpreter can run them")
+    fp = sub.add_parser("fingerprint", help="print the fingerprint of the library builds as JSON")
+    fp.add_argument("--python", default=None, metavar="PATH", help="another interpreter's builds")
+
+    bug = sub.add_parser("report-bug", help="a Markdown issue body for an unsafe probe: builds, counts, frames, "
+                                            "remedy and a plain reproducer")
+    bug.add_argument("probe", metavar="PROBE")
+    bug.add_argument("--diagnosis", default="reports/diagnosis.json", metavar="FILE")
+    bug.add_argument("--out", default=None, metavar="FILE.md", help="write here (default: standard output)")
 
     c = sub.add_parser("compare", help="what changed between two diagnoses; exit 1 if a safety verdict regressed")
     c.add_argument("old", metavar="OLD.json")
@@ -109,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("json", "yaml", "env"), default="json",
                    help="json, a dask config file (yaml), or shell exports (env)")
     r.add_argument("--quiet", action="store_true", help="no progress if a quick diagnosis is needed")
+    r.add_argument("--x-wind", default=None, metavar="GLOB", help="with --y-wind: pilot the wind workload on this input")
+    r.add_argument("--y-wind", default=None, metavar="GLOB")
+    r.add_argument("--files", default=None, metavar="GLOB", help="pilot the load workload on these files")
 
     m = sub.add_parser("make-data", help="write UM-like x_wind/y_wind files for the runner")
     m.add_argument("--out", required=True, metavar="DIR")
@@ -145,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local (LocalCluster) or slurm (dask-jobqueue, configured in dask's config files)")
         p.add_argument("--adapt", default=None, metavar="MIN:MAX", help="adaptive scaling of distributed workers")
         p.add_argument("--diagnosis", default=None, metavar="FILE", help="for --scheduler auto")
+        p.add_argument("--no-cache", action="store_true", help="pilot again even if this input's choice is cached")
         p.add_argument("--quiet", action="store_true", help="no progress display")
 
     bn = sub.add_parser("bench", help="the runner's workloads under every scheduler, side by side")
@@ -153,48 +173,46 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bench data (made here if missing: 8 x/y pairs per format, over 1 GiB each)")
     bn.add_argument("--formats", default="nc,pp", help="nc, pp or nc,pp (default)")
     bn.add_argument("--repeats", type=positive_int, default=3)
+    bn.add_argument("--fresh", action="store_true", help="start every repetition from a fresh diagnosis")
+    bn.add_argument("--files", type=positive_int, default=8, help="x/y pairs of bench data to make (default 8)")
+    bn.add_argument("--size-mb", type=positive_float, default=None, help="MiB per file of bench data (default 64)")
     bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
     bn.add_argument("--out", default="reports", metavar="DIR")
     return parser
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from toolkit import report
-    from toolkit.diagnose import Options, diagnose
+    from toolkit import htmlreport, pipeline, report
+    from toolkit.diagnose import Options
+    from toolkit.harness.proc import interpreter_of
     from toolkit.progress import make_progress
 
     out = Path(args.out)
-    options = Options(
-        probes=tuple(args.probe),
-        plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
-        entry_points=not args.no_entry_points,
-        threads=args.threads,
-        processes=args.processes,
-        trials=args.trials,
-        iterations=args.iterations,
-        budget=args.budget or (QUICK_BUDGET if args.quick else DEFAULT_BUDGET),
-        timeout=args.timeout,
-        quick=args.quick,
-        start=args.start,
-        evidence=not args.no_evidence,
-        workdir=args.workdir,
-        keep=args.keep,
-        out=str(out),
-    )
     for plugin in args.plugin:
         if not Path(plugin).is_file():
             raise UsageError(f"plugin file not found: {plugin}")
+    if args.python:
+        interpreter_of(args.python)  # a missing interpreter fails before any work
+    options = Options(
+        probes=tuple(args.probe), plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
+        entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
+        timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
+        budget=args.budget or (QUICK_BUDGET if args.quick else DEFAULT_BUDGET), timeout=args.timeout,
+        quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
+        workdir=args.workdir, keep=args.keep, out=str(out),
+    )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
-    diagnosis = diagnose(options, progress=make_progress(args.quiet))
+    progress = make_progress(args.quiet)
+    if not args.quiet:
+        progress.note(f"diagnosing {args.python or sys.executable}")
+    diagnosis = pipeline.diagnose(options, progress=progress)
     comparison = None
     if baseline is not None:
         from toolkit.compare import compare
 
         comparison = compare(baseline, diagnosis)
     path = report.write(diagnosis, out)
-    from toolkit import htmlreport
-
     page = htmlreport.write(diagnosis, out, comparison)
     if not args.quiet:
         report.console_table(diagnosis)
@@ -219,10 +237,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from toolkit import registry
 
-    table = Table(title="threadprobe probes")
+    table = Table(title=f"threadprobe probes ({args.python or sys.executable})")
     for col in ("probe", "dependency", "available", "what it does"):
         table.add_column(col)
-    for info in registry.discover(args.plugin):
+    for info in registry.availability(registry.discover(args.plugin), args.python):
         table.add_row(info.name, info.dependency, "yes" if info.available else f"no: {info.reason}", info.doc)
     Console(width=200).print(table)
     return 0
@@ -230,27 +248,50 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from toolkit import fingerprint
+    from toolkit.harness.proc import interpreter_of
 
-    json.dump(fingerprint.collect(), sys.stdout, indent=1)
+    if args.python:
+        interpreter_of(args.python)
+    json.dump(fingerprint.collect(args.python), sys.stdout, indent=1)
     print()
     return 0
 
 
-def cmd_recommend(args: argparse.Namespace) -> int:
-    from toolkit import recommendation
-    from toolkit.progress import make_progress
+def cmd_report_bug(args: argparse.Namespace) -> int:
+    from toolkit import bugreport, report
 
-    recommendation.workload(args.workload)  # bad names fail before any work
-    rec = recommendation.recommend(args.workload, args.diagnosis, args.input_format,
-                                   progress=make_progress(args.quiet))
-    if args.format == "json":
-        print(json.dumps(rec.to_json(), indent=1))
-    elif args.format == "yaml":
-        print(recommendation.as_yaml(rec), end="")
+    text = bugreport.markdown(report.read(args.diagnosis), args.probe)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
     else:
-        print(recommendation.as_env(rec), end="")
-    if rec.source.startswith("quick"):
-        print(f"threadprobe: {rec.source}", file=sys.stderr)
+        print(text, end="")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from toolkit import pipeline
+    from toolkit.progress import make_progress
+    from toolkit.runner.schedulers import as_env, as_yaml
+
+    pipeline.workload(args.workload)  # bad names fail before any work
+    if args.x_wind or args.y_wind or args.files:
+        choice = pipeline.pilot_only(args.workload, args.x_wind, args.y_wind, args.files, args.diagnosis,
+                                     quiet=args.quiet)
+    else:
+        choice = pipeline.recommend(args.workload, args.diagnosis, args.input_format,
+                                    progress=make_progress(args.quiet))
+    if args.format == "json":
+        print(json.dumps(choice.to_json(), indent=1))
+    elif args.format == "yaml":
+        print(as_yaml(choice), end="")
+    else:
+        print(as_env(choice), end="")
+    if not args.quiet:
+        from toolkit.runner.pilot import rows_table
+
+        for line in rows_table(choice):
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 
@@ -271,52 +312,41 @@ def cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def input_format(pattern: str) -> str | None:
-    low = pattern.lower()
-    return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from toolkit.runner import schedulers
+    from toolkit import pipeline
+    from toolkit.runner import pilot
+    from toolkit.runner.display import RunProgress
 
-    from toolkit.runner.wind import expand
-
-    # Bad input fails first, before any scheduler is chosen (auto may diagnose, which takes a while).
-    schedulers.check_options(args.scheduler, args.address, args.cluster, args.adapt)
+    progress = RunProgress(quiet=args.quiet)
+    options = dict(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
+                   address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
+                   progress=progress, cache=not args.no_cache)
     if args.workload == "wind":
-        expand(args.x_wind, "--x-wind")
-        expand(args.y_wind, "--y-wind")
+        result = pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out), **options)
     else:
-        expand(args.files, "--files")
-    fmt = input_format(args.x_wind if args.workload == "wind" else args.files)
-    serial = None
-    if args.workload == "load" and args.scheduler == "auto":
-        from toolkit.runner.load import estimate_serial_seconds
-
-        serial = estimate_serial_seconds(args.files)
-    choice = schedulers.resolve(args.workload, args.scheduler, args.workers, args.threads_per_worker, args.address,
-                                args.cluster, args.adapt, args.diagnosis, fmt, serial_seconds=serial)
-    print(f"threadprobe: running {args.workload} on {choice.describe()} [{choice.source}]", file=sys.stderr)
-    for line in choice.rationale:
-        print(f"  {line}", file=sys.stderr)
-    if choice.locks:
-        print(f"  the run must hold: {'; '.join(choice.locks)}", file=sys.stderr)
+        result = pipeline.run_load(args.files, **options)
+    choice = result.choice
+    if not args.quiet:
+        progress.note(f"scheduler: {choice.describe()} [{choice.source}]")
+        for line in choice.rationale:
+            progress.note(f"  {line}")
+        if result.pilot is not None:
+            for line in pilot.table(result.pilot):
+                progress.note(f"  {line}")
+    spent = f"pilot {result.pilot.seconds:.1f}s, " if result.pilot is not None and result.pilot.rows else ""
     if args.workload == "wind":
-        from toolkit.runner import wind
-
-        result = wind.run(args.x_wind, args.y_wind, Path(args.out), choice, quiet=args.quiet)
-        print(f"wrote {result.out} in {result.seconds:.1f}s (compute {result.compute_seconds:.1f}s) on {result.scheduler}")
+        memory = f", peak memory {result.peak_memory / 2**30:.2f} GiB" if result.peak_memory else ""
+        print(f"wind: {choice.describe()} in {result.seconds:.1f}s ({spent}compute {result.compute_seconds:.1f}s)"
+              f"{memory}; wrote {result.out}")
     else:
-        from toolkit.runner import load
-
-        loaded = load.run(args.files, choice, quiet=args.quiet)
-        print(f"loaded {loaded.files} files into {loaded.cubes} cube(s) in {loaded.seconds:.1f}s on {loaded.scheduler}")
-        for line in loaded.summary:
+        print(f"load: {choice.describe()} in {result.seconds:.1f}s ({spent.rstrip(', ')}); {result.files} files "
+              f"into {result.cubes} cube(s)")
+        for line in result.summary:
             print(f"  {line}")
     return 0
 
 
-BENCH_DATA = {"nc": 76.0, "pp": 64.0}  # MiB per file: 8 pairs make just over 1 GiB on disk in each format
+BENCH_DATA = {"nc": 64.0, "pp": 64.0}  # MiB per file: 8 pairs make 1 GiB per format, about a minute of serial work
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -330,24 +360,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for fmt in formats:
         if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
             print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
-            make_data(DataSpec(data / fmt, files=8, size_mb=BENCH_DATA[fmt], fmt=fmt))
-    results = [bench.bench(args.workload, data, fmt, args.repeats, args.diagnosis,
-                           progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
-               for fmt in formats]
+            make_data(DataSpec(data / fmt, files=args.files, size_mb=args.size_mb or BENCH_DATA[fmt], fmt=fmt))
+    result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,
+                         progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
     out = Path(args.out)
-    path = bench.write(results, out, args.workload)
-    picture = bench.plot(results, out / f"bench-{args.workload}.png")
-    for res in results:
-        print(f"{args.workload} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB, {res['input_files']} files):")
-        for row in res["configs"]:
-            median = f"{row['median']:7.2f}s" if row["median"] else "  failed"
-            speed = f"x{row['speedup']:.2f}" if row["speedup"] else ""
-            mark = "" if row["safe"] in (True, None) else "  (unsafe)" if row["correct"] else "  (failed)"
-            print(f"  {row['config']:16s} {median} {speed:6s} {row['scheduler']}{mark}")
-        auto = res["auto"]
-        print(f"  auto chose {auto['choice']}; fastest safe: {res['fastest_safe']} "
-              f"(x{res['fastest_safe_speedup']}); regret {auto.get('regret')}; "
-              f"runner overhead {res.get('runner_overhead')}")
+    path = bench.write(result, out, args.workload)
+    picture = bench.plot(result, out / f"bench-{args.workload}.png")
+    for res in result["formats"].values():
+        print(f"{args.workload} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB, {res['input_files']} files), "
+              f"medians of {args.repeats}:")
+        for name, seconds in res["median_seconds"].items():
+            mark = "" if res["correct"].get(name) else "  (results differ or runs failed)"
+            print(f"  {name:12s} {seconds:8.2f}s  x{res['speedup'].get(name, 0):.2f}{mark}")
+        print(f"  auto's regret per repetition: {res['regrets']}")
+        print(f"  pilot cost per repetition (share of auto's run): {res['pilot_shares']}")
     print(f"wrote {path} and {picture}", file=sys.stderr)
     return 0
 
@@ -385,6 +411,7 @@ COMMANDS: dict[str, Any] = {
     "bench": cmd_bench,
     "compare": cmd_compare,
     "validate": cmd_validate,
+    "report-bug": cmd_report_bug,
 }
 
 
@@ -397,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"threadprobe: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from toolkit.runner.schedulers import WorkersLost
+        from toolkit.runner.schedulers import WorkersLost  # noqa: I001
 
         if not isinstance(exc, WorkersLost):
             raise

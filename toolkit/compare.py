@@ -1,4 +1,4 @@
-"""What changed between two diagnoses: the gate for new library builds.
+"""What changed between two diagnoses: the gate for new library builds, and a diff a person reads.
 
 - **Verdicts**: a regression is a result that was safe and now fails (crash, corrupt, hang or
   error) *more often than the baseline's own bound allowed*. A safe verdict after n clean trials
@@ -12,32 +12,35 @@
     defect that the baseline's few trials missed as a change in the build;
   - a probe the baseline already saw fail in another mode of the same kind (threads 4 crashed,
     threads 2 was "safe"): a race needs no particular thread count, so the probe was already
-    unsafe under threads, and the clean baseline run was luck (measured: netCDF4's shared read
-    fails ~40% of 2-thread trials, so six clean ones happen in ~5% of diagnoses).
+    unsafe under threads, and the clean baseline run was luck.
 
   Fixes are the reverse. A change between two failing kinds (crash -> error) is listed, not
-  gated: both were already unsafe.
-- **Libraries**: native libraries whose path, version or sha256 changed, appeared or went away.
-  A changed library with safe verdicts is reported and does not fail the gate.
-- **Scaling**: speedups that fell by more than ``SCALING_NOISE`` (a relative drop). The
-  threshold is measured: see ``SCALING_NOISE`` and the README.
+  gated: both were already unsafe. Probes that became unavailable are counted, not listed.
+- **Builds**: the interpreter, then libraries by family (libnetcdf 4.10.1 -> 4.9.0; libhdf5 with
+  its copies and thread-safe flag), then package versions. Libraries whose path alone changed
+  (a new venv, the same bytes) are folded into one count.
+- **Scaling**: speedups that fell by more than ``SCALING_NOISE`` (a relative drop), never gated.
 
 Exit codes of the gate: 0 when nothing got worse, 1 when a safety verdict regressed.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
-from toolkit.records import Diagnosis, Record, Result
+from toolkit.records import Diagnosis, Mode, Record, Result, Verdict
 
 FAILING = frozenset({"crash", "corrupt", "hang", "error"})
 #: A relative fall in speedup larger than this is reported (it never gates). Measured on this
 #: 2-core machine over chains of default diagnoses of an unchanged install, each against the one
-#: before (tests/soak/noise.py): 20 pairs with three timing trials per mode (1671 probe x mode
-#: speedup pairs: p95 0.15, p99 0.25, max 0.47) and 8 pairs with the current two (671 pairs:
-#: p95 0.12, p99 0.23, max 0.61). 0.35 reports 5 of those 2342 pairs (0.2%).
+#: before (tests/soak/noise.py): p95 0.12-0.15, p99 0.23-0.25 of the relative falls.
 SCALING_NOISE = 0.35
+#: Version 1 fingerprints named packages by distribution; version 2 by import name.
+IMPORT_NAMES = {"scitools-iris": "iris", "cf-units": "cf_units", "iris-sample-data": "iris_sample_data"}
+IGNORED_PACKAGES = {"threadprobe", "toolkit", "gilknocker", "py-spy"}
+WATCHED = ("libhdf5", "libnetcdf", "libudunits2", "libz", "libcurl")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class Change(Record):
 
     @property
     def where(self) -> str:
-        return self.probe if self.mode == "serial" else f"{self.probe} ({self.mode} {self.workers})"
+        return self.probe if self.mode in ("serial", "library", "package", "python") else \
+            f"{self.probe} ({self.mode} {self.workers})"
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,12 @@ class Comparison(Record):
     unconfirmed: tuple[Change, ...] = ()  # failing now, but not a change the baseline can confirm
     better: tuple[Change, ...] = ()
     changed: tuple[Change, ...] = ()
-    libraries: tuple[Change, ...] = ()
+    unavailable: tuple[Change, ...] = ()  # results that became (or stopped being) unavailable
+    libraries: tuple[Change, ...] = ()  # one per library family that changed
+    other_libraries: int = 0  # libraries outside those families that changed, appeared or went
+    moved_libraries: int = 0  # the same bytes at another path
+    packages: tuple[Change, ...] = ()
+    python: tuple[Change, ...] = ()
     scaling: tuple[Change, ...] = ()
     noise_threshold: float = SCALING_NOISE
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -71,7 +80,7 @@ class Comparison(Record):
 
 
 def _key(r: Result) -> tuple[str, str, int]:
-    return (r.probe, r.mode, r.workers)
+    return (r.probe, str(r.mode), r.workers)
 
 
 def _evidence(r: Result) -> str:
@@ -100,8 +109,8 @@ def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str], str]:
     """(probe, mode kind) -> one failing result of that kind, e.g. 'threads 4: crash'."""
     out: dict[tuple[str, str], str] = {}
     for r in d.results:
-        if r.remedy is None and r.verdict in FAILING and r.mode != "serial":
-            out.setdefault((r.probe, r.mode), f"{r.mode} {r.workers}: {r.verdict}")
+        if r.remedy is None and r.verdict in FAILING and r.mode != Mode.SERIAL:
+            out.setdefault((r.probe, str(r.mode)), f"{r.mode} {r.workers}: {r.verdict}")
     return out
 
 
@@ -117,73 +126,170 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
     before = {_key(r): r for r in old.results if r.remedy is None}
     after = {_key(r): r for r in new.results if r.remedy is None}
     already_unsafe = _failing_kinds(old)
-    worse, unconfirmed, better, changed, scaling = [], [], [], [], []
+    worse, unconfirmed, better, changed, unavailable, scaling = [], [], [], [], [], []
     for key, r in sorted(after.items()):
         was = before.get(key)
-        old_verdict = was.verdict if was is not None else "not diagnosed"
-        if r.verdict == old_verdict:
+        old_verdict = str(was.verdict) if was is not None else "not diagnosed"
+        verdict = str(r.verdict)
+        if verdict == old_verdict:
             if was is not None and was.speedup and r.speedup and r.speedup < was.speedup * (1 - threshold):
                 scaling.append(Change(*key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}",
                                       f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})"))
             continue
-        change = Change(*key, old_verdict, r.verdict, _evidence(r))
-        if r.verdict in FAILING and old_verdict not in FAILING:
+        change = Change(*key, old_verdict, verdict, _evidence(r))
+        if Verdict.UNAVAILABLE in (verdict, old_verdict):
+            unavailable.append(change)
+        elif verdict in FAILING and old_verdict not in FAILING:
             bounded = was if old_verdict == "safe" else None
-            sibling = already_unsafe.get((r.probe, r.mode)) if bounded is not None else None
+            sibling = already_unsafe.get((r.probe, str(r.mode))) if bounded is not None else None
             why = f"already unsafe in the baseline ({sibling})" if sibling else None
-            change = Change(*key, old_verdict, r.verdict,
-                            "; ".join(filter(None, [_counts(bounded, r), why, _evidence(r)])))
+            change = Change(*key, old_verdict, verdict, "; ".join(filter(None, [_counts(bounded, r), why, _evidence(r)])))
             (worse if contradicts(bounded, r) and not sibling else unconfirmed).append(change)
-        elif old_verdict in FAILING and r.verdict not in FAILING:
+        elif old_verdict in FAILING and verdict not in FAILING:
             better.append(change)
         else:
             changed.append(change)
     notes = tuple(f"{p} ({m} {w}) is no longer diagnosed (was {before[(p, m, w)].verdict})"
                   for (p, m, w) in sorted(set(before) - set(after)))
-    return Comparison(tuple(worse), tuple(unconfirmed), tuple(better), tuple(changed),
-                      tuple(library_changes(old, new)), tuple(scaling), threshold, notes)
+    families, others, moved = library_changes(old.fingerprint, new.fingerprint)
+    return Comparison(tuple(worse), tuple(unconfirmed), tuple(better), tuple(changed), tuple(unavailable),
+                      tuple(families), others, moved, tuple(package_changes(old.fingerprint, new.fingerprint)),
+                      tuple(python_changes(old, new)), tuple(scaling), threshold, notes)
 
 
-def library_changes(old: Diagnosis, new: Diagnosis) -> list[Change]:
-    def index(d: Diagnosis) -> dict[str, dict]:
-        out = {}
-        for lib in d.fingerprint.get("libraries") or []:
-            out[f"{lib.get('loaded_by', '?')}:{lib.get('family', lib['path'])}:{lib.get('soname') or lib['path']}"] = lib
-        return out
+# --------------------------------------------------------------------------------------------
+# Builds
 
-    a, b = index(old), index(new)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        name = (y or x or {}).get("family", key)
-        if x is None:
-            out.append(Change(name, "library", 0, "absent", y["path"], f"new: {y.get('version') or ''} {y['sha256'][:12]}"))
-        elif y is None:
-            out.append(Change(name, "library", 0, x["path"], "absent", "no longer loaded"))
-        elif (x.get("sha256"), x.get("version"), x.get("path")) != (y.get("sha256"), y.get("version"), y.get("path")):
-            what = [f"{k}: {x.get(k)} -> {y.get(k)}" for k in ("path", "version") if x.get(k) != y.get(k)]
-            if x.get("sha256") != y.get("sha256"):
-                what.append(f"sha256: {x['sha256'][:12]} -> {y['sha256'][:12]}")
-            out.append(Change(name, "library", 0, str(x.get("version")), str(y.get("version")), "; ".join(what)))
-    old_copies, new_copies = old.fingerprint.get("hdf5_copies"), new.fingerprint.get("hdf5_copies")
-    if old_copies is not None and new_copies is not None and old_copies != new_copies:
-        out.append(Change("libhdf5 copies", "library", 0, str(old_copies), str(new_copies), "HDF5 copies in one process"))
+
+def _family_of(lib: dict[str, Any]) -> str:
+    return str(lib.get("family") or lib.get("path", "?"))
+
+
+def describe_family(libraries: list[dict[str, Any]]) -> str:
+    """'2.0.0, 2.2.0 (2 copies, not thread-safe)', '1.10.8 (thread-safe)', or 'absent'."""
+    if not libraries:
+        return "absent"
+    versions = sorted({str(lib.get("version") or "?") for lib in libraries})
+    copies = len({lib.get("sha256") or lib["path"] for lib in libraries})
+    notes = [f"{copies} copies"] if copies > 1 else []
+    flags = {lib.get("threadsafe") for lib in libraries if "threadsafe" in lib}
+    if flags:
+        notes.append("thread-safe" if flags == {True} else "not thread-safe" if flags == {False} else "thread-safe: mixed")
+    return ", ".join(versions) + (f" ({', '.join(notes)})" if notes else "")
+
+
+def library_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[Change], int, int]:
+    """Changes per watched family, then a count of other libraries that changed, and of those
+    that only moved (same bytes, another path)."""
+    a: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    b: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for lib in old.get("libraries") or []:
+        a[_family_of(lib)].append(lib)
+    for lib in new.get("libraries") or []:
+        b[_family_of(lib)].append(lib)
+    changes = []
+    for fam in WATCHED:
+        was, now = describe_family(a.get(fam, [])), describe_family(b.get(fam, []))
+        if was != now:
+            changes.append(Change(fam, "library", 0, was, now))
+    others = moved = 0
+    old_rest = {lib.get("sha256"): lib for f, libs in a.items() if f not in WATCHED for lib in libs}
+    new_rest = {lib.get("sha256"): lib for f, libs in b.items() if f not in WATCHED for lib in libs}
+    for digest in set(old_rest) | set(new_rest):
+        x, y = old_rest.get(digest), new_rest.get(digest)
+        if x is not None and y is not None:
+            moved += x["path"] != y["path"]
+        else:
+            others += 1
+    return changes, others, moved
+
+
+def _packages(fingerprint: dict[str, Any]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name, value in (fingerprint.get("packages") or {}).items():
+        name = IMPORT_NAMES.get(name, name)
+        if name in IGNORED_PACKAGES:
+            continue
+        out[name] = value.get("version") if isinstance(value, dict) else value
     return out
 
 
+def package_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    a, b = _packages(old), _packages(new)
+    return [Change(name, "package", 0, str(a.get(name) or "not installed"), str(b.get(name) or "not installed"))
+            for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+
+
+def python_changes(old: Diagnosis, new: Diagnosis) -> list[Change]:
+    def text(d: Diagnosis) -> str:
+        python = d.fingerprint.get("python") or {}
+        gil = "GIL on" if python.get("gil_enabled", True) else "free-threaded, GIL off"
+        return f"{python.get('executable') or d.interpreter or '?'} {python.get('version', '?')} ({gil})"
+
+    was, now = text(old), text(new)
+    return [Change("python", "python", 0, was, now)] if was != now else []
+
+
+# --------------------------------------------------------------------------------------------
+# The one-screen summary
+
+
+def _grouped(items: tuple[Change, ...]) -> list[str]:
+    """One line per probe: its modes' changes side by side."""
+    by_probe: dict[str, list[Change]] = defaultdict(list)
+    for x in items:
+        by_probe[x.probe].append(x)
+    lines = []
+    for probe, changes in by_probe.items():
+        parts = [f"{x.mode} {x.workers}: {x.old} -> {x.new}" if x.mode != "serial" else f"serial: {x.old} -> {x.new}"
+                 for x in changes]
+        detail = next((x.detail for x in changes if x.detail), "")
+        lines.append(f"  {probe}: " + "; ".join(parts) + (f"  [{detail[:160]}]" if detail else ""))
+    return lines
+
+
 def summary(c: Comparison) -> list[str]:
-    """Human lines; the first names every probe that regressed (or says nothing did)."""
+    """Human lines, one screen: the first names every probe that regressed (or says nothing did);
+    then the builds (interpreter, library families, packages), then the verdicts."""
     if c.worse:
         lines = ["REGRESSION: " + "; ".join(f"{x.where} {x.old} -> {x.new}" for x in c.worse)]
     else:
         lines = ["no safety regression against the baseline"]
+    for x in c.python:
+        lines.append(f"python: {x.old} -> {x.new}")
+    if c.libraries or c.other_libraries or c.moved_libraries:
+        lines.append("native libraries:")
+        lines.extend(f"  {x.probe}: {x.old} -> {x.new}" for x in c.libraries)
+        rest = []
+        if c.other_libraries:
+            rest.append(f"{c.other_libraries} other libraries changed, appeared or went away")
+        if c.moved_libraries:
+            rest.append(f"{c.moved_libraries} only moved (same bytes, another path)")
+        if rest:
+            lines.append("  (" + "; ".join(rest) + ")")
+    if c.packages:
+        lines.append("packages: " + "; ".join(f"{x.probe} {x.old} -> {x.new}" for x in c.packages))
     for title, items in (("got worse", c.worse),
-                         ("unsafe now, not a regression the baseline can confirm (not gated; more --trials tell)",
+                         ("unsafe now, not a regression the baseline can confirm (not gated; more trials tell)",
                           c.unconfirmed),
-                         ("got better", c.better), ("changed between failing kinds", c.changed),
-                         ("native libraries changed", c.libraries), ("scaling fell", c.scaling)):
+                         ("got better", c.better), ("changed between failing kinds", c.changed)):
         if items:
             lines.append(f"{title}:")
-            lines.extend(f"  {x.where}: {x.old} -> {x.new}" + (f"  [{x.detail}]" if x.detail else "") for x in items)
-    lines.extend(c.notes)
+            lines.extend(_grouped(items))
+    if c.unavailable:
+        gone = sorted({x.probe for x in c.unavailable if x.new == "unavailable"})
+        back = sorted({x.probe for x in c.unavailable if x.old == "unavailable"})
+        if gone:
+            lines.append(f"unavailable now: {len(gone)} probes ({_short(gone)})")
+        if back:
+            lines.append(f"available again: {len(back)} probes ({_short(back)})")
+    if c.scaling:
+        lines.append("scaling fell: " + "; ".join(f"{x.where} {x.old} -> {x.new}" for x in c.scaling[:6])
+                     + (f" and {len(c.scaling) - 6} more" if len(c.scaling) > 6 else ""))
+    lines.extend(c.notes[:3])
     return lines
+
+
+def _short(names: list[str], limit: int = 4) -> str:
+    families = sorted({n.split(".")[0] for n in names})
+    return ", ".join(families[:limit]) + (" ..." if len(families) > limit else "")

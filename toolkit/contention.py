@@ -1,6 +1,7 @@
-"""Where serialized threads wait: py-spy samples of a live worker, taken from the parent.
+"""Where lock-bound threads wait: py-spy samples of a live worker, taken from the parent.
 
-While a contention trial runs, ``StackSampler`` calls ``py-spy dump --native --json`` on the
+The contention class comes from thread states (``toolkit.harness.states``); this names the
+frames. While an attribution trial runs, ``StackSampler`` calls ``py-spy dump --native --json`` on the
 worker again and again. Each sample says which probe threads are idle and whether any thread
 holds the GIL. Idle while the GIL is free means a lock below Python (h5py's global lock, Iris's
 netCDF lock, a C mutex); the idle threads' top frames say which. The native dump has to pause
@@ -16,9 +17,9 @@ import subprocess
 import threading
 from collections import Counter
 
-from toolkit.isolation import find_py_spy
+from toolkit.harness.proc import find_py_spy
 
-WORKER_THREAD_PREFIX = "probe-"  # toolkit.execute names the probe's threads so
+WORKER_THREAD_PREFIX = "probe-"  # toolkit.harness.worker names the probe threads so
 
 
 def wait_label(frames: list[dict]) -> str:

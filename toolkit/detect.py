@@ -1,10 +1,13 @@
 """Pure functions that turn what the parent saw into outcomes, verdicts and statistics.
 
-- ``classify``: one trial's raw run -> ``Outcome`` (crash, hang, error, corrupt or ok).
-- ``summarise``: the outcomes of one probe x mode x workers -> ``Result`` with its verdict and a
-  95% upper bound on the per-trial failure rate (n clean trials bound it at about 3/n).
-- ``add_scaling``: speedup, efficiency and scaling against the serial throughput of the same run,
-  and the contention class (none, gil, library_lock) with its evidence.
+- ``classify``: one trial's raw run -> ``Outcome`` (crash, hang, error, corrupt or ok), with
+  corruption told apart: data that differ, or only an exception's message.
+- ``summarise``: the outcomes of one probe x mode x workers -> ``Result`` with its verdict, a 95%
+  upper bound on the per-trial failure rate, and one per concurrent call.
+- ``add_scaling``: speedup, efficiency and scaling against the serial throughput of the same run.
+- ``contention``: what the threads wait for, from their sampled states (see harness.states).
+
+Imports records only: no processes, no files.
 """
 
 from __future__ import annotations
@@ -13,103 +16,123 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from toolkit.isolation import TrialRun
-from toolkit.records import SEVERITY, Evidence, Outcome, Result, worst
+from toolkit.records import (
+    SEVERITY,
+    Contention,
+    Corruption,
+    Evidence,
+    Kind,
+    Mode,
+    Outcome,
+    Purpose,
+    Result,
+    TrialRun,
+    Verdict,
+    worst,
+)
 
 MAX_EVIDENCE = 8
 MAX_MISMATCHES = 3
-#: A gilknocker contention metric above this means threads queue for the GIL. Measured on the
-#: planted defects: a GIL-holding C call reads 0.84-0.95, a C call behind a private mutex 0.01-0.06.
-GIL_THRESHOLD = 0.2
-#: Threads busier than this (runnable time over work time) are not waiting on anything: planted
-#: defects read ~0.5 behind a lock or the GIL and ~0.95 when the work really runs in parallel.
-BUSY_THRESHOLD = 0.75
+#: Of the samples of threads that were not waiting for a CPU, the share blocked on the GIL above
+#: which threads are GIL-bound. Measured at 4 threads on 2 cores, 12 trials each, with and without
+#: a busy neighbour: GIL-holding C calls and cf-units read 0.40-0.72, GIL-releasing C calls up to
+#: 0.23 (Python between calls), a private C mutex and h5py at most 0.13.
+GIL_SHARE = 0.33
+#: The share blocked on any other lock above which threads are held back by a library lock:
+#: a private C mutex read 0.15-0.55 and h5py 0.14-0.52; GIL-bound and free work 0.00.
+LOCK_SHARE = 0.08
+#: Fewer samples than this (not counting threads queued for a CPU) say nothing.
+MIN_SAMPLES = 50
 
 
-def classify(run: TrialRun, oracle: Mapping[str, str] | None) -> Outcome:
-    """Classify one trial. ``oracle`` maps index -> digest from the serial run (None for the oracle)."""
+@dataclass(frozen=True)
+class Oracle:
+    """Digests of the serial run, per task index: of the whole result, and of its data alone
+    (exception messages left out) where the two differ."""
+
+    digests: dict[str, str]
+    data: dict[str, str] = field(default_factory=dict)
+
+    def data_of(self, i: str) -> str:
+        return self.data.get(i, self.digests[i])
+
+    @classmethod
+    def of(cls, run: TrialRun) -> Oracle:
+        digests: dict[str, str] = {}
+        data: dict[str, str] = {}
+        for w in run.workers:
+            digests.update((w.report or {}).get("digests", {}))
+            data.update((w.report or {}).get("data_digests", {}))
+        return cls(digests, data)
+
+
+def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
+    """Classify one trial. ``oracle`` comes from the serial run (None for the oracle trial itself)."""
     trial = run.trial
     evidence: list[Evidence] = []
-    kinds: list[str] = []
+    kinds: list[Kind] = []
+    missing: str | None = None
 
-    def add(kind: str, **fields: object) -> None:
+    def add(kind: Kind, **fields: object) -> None:
         kinds.append(kind)
-        evidence.append(Evidence(kind=kind, trial=trial.index, **fields))  # type: ignore[arg-type]
+        evidence.append(Evidence(kind=kind.value, trial=trial.index, **fields))  # type: ignore[arg-type]
 
     if run.harness_error:
-        add("error", stage="harness", summary=f"harness failure: {run.harness_error}", message=run.harness_error)
+        add(Kind.ERROR, stage="harness", summary=f"harness failure: {run.harness_error}", message=run.harness_error)
     tasks = 0
     for w in run.workers:
         report = w.report or {}
         tasks += int(report.get("tasks") or 0)
         if run.hung and w.stacks is not None:
-            add(
-                "hang",
-                worker=w.worker,
-                summary=f"worker {w.worker} made no progress for {trial.timeout:g}s; stacks taken, tree killed",
-                stacks=w.stacks,
-                stack_source=w.stack_source,
-            )
+            add(Kind.HANG, worker=w.worker, stacks=w.stacks, stack_source=w.stack_source,
+                summary=f"worker {w.worker} made no progress for {trial.timeout:g}s; stacks taken, tree killed")
             continue
         if w.signal is not None:
-            add(
-                "crash",
-                worker=w.worker,
-                signal=w.signal,
-                summary=f"worker {w.worker} died by {w.signal}",
-                traceback=w.fault or w.output,
-            )
+            add(Kind.CRASH, worker=w.worker, signal=w.signal, traceback=w.fault or w.output,
+                summary=f"worker {w.worker} died by {w.signal}")
             continue
         if w.report is None:
-            code = w.returncode
-            add(
-                "error",
-                worker=w.worker,
-                stage="exit",
-                error_type="WorkerExit",
-                summary=f"worker {w.worker} exited with code {code} before reporting",
-                message=w.output[-2000:],
-            )
+            add(Kind.ERROR, worker=w.worker, stage="exit", error_type="WorkerExit", message=w.output[-2000:],
+                summary=f"worker {w.worker} exited with code {w.returncode} before reporting")
             continue
         for err in report.get("errors", []):
+            if err.get("missing") and err.get("stage") in ("open", "prepare"):
+                missing = missing or err["missing"]
             where = f" at i={err['index']}" if err.get("index") is not None else ""
-            add(
-                "error",
-                worker=w.worker,
-                stage=err.get("stage"),
-                index=err.get("index"),
-                error_type=err.get("error_type"),
-                message=err.get("message"),
-                traceback=err.get("traceback"),
-                summary=f"{err.get('error_type')} in {err.get('stage')}{where}: {first_line(err.get('message'))}",
-            )
+            add(Kind.ERROR, worker=w.worker, stage=err.get("stage"), index=err.get("index"),
+                error_type=err.get("error_type"), message=err.get("message"), traceback=err.get("traceback"),
+                summary=f"{err.get('error_type')} in {err.get('stage')}{where}: {first_line(err.get('message'))}")
         if oracle is not None:
             digests = report.get("digests", {})
-            bad = sorted((int(i) for i, d in digests.items() if i in oracle and oracle[i] != d))
+            data = report.get("data_digests", {})
+            bad = sorted(int(i) for i, d in digests.items() if i in oracle.digests and oracle.digests[i] != d)
             for i in bad[:MAX_MISMATCHES]:
-                add(
-                    "corrupt",
-                    worker=w.worker,
-                    index=i,
-                    expected=oracle[str(i)],
-                    actual=digests[str(i)],
-                    summary=f"result of i={i} differs from the serial run ({len(bad)} of {len(digests)} differ)",
-                )
+                key = str(i)
+                only_message = data.get(key, digests[key]) == oracle.data_of(key)
+                severity = Corruption.MESSAGE if only_message else Corruption.DATA
+                what = "an exception's message" if only_message else "the result"
+                add(Kind.CORRUPT, worker=w.worker, index=i, expected=oracle.digests[key], actual=digests[key],
+                    severity=severity,
+                    summary=f"{what} of i={i} differs from the serial run ({len(bad)} of {len(digests)} differ)")
     kind = worst(kinds)
-    gil = [w.report["gil_wait"] for w in run.workers if w.report and w.report.get("gil_wait") is not None]
-    cpu = [w.report["cpu"] for w in run.workers if w.report and w.report.get("cpu") is not None]
-    cpu_only = any(w.report.get("cpu_only") for w in run.workers if w.report)
+    reports = [w.report for w in run.workers if w.report]
+    cpu = [r["cpu"] for r in reports if r.get("cpu") is not None]
+    process_cpu = [w.cpu for w in run.workers if w.cpu is not None]
     return Outcome(
         trial=trial,
         kind=kind,
         evidence=tuple(evidence),
         tasks=tasks,
-        seconds=run.seconds if kind == "ok" else None,
-        gil_wait=statistics.fmean(gil) if gil else None,
+        seconds=run.seconds if kind == Kind.OK else None,
         cpu=sum(cpu) if len(cpu) == len(run.workers) else None,
-        cpu_only=cpu_only,
-        queued=sum(w.report.get("queued") or 0.0 for w in run.workers if w.report) if cpu else None,
+        cpu_only=any(r.get("cpu_only") for r in reports),
+        queued=sum(r.get("queued") or 0.0 for r in reports) if cpu else None,
+        wall=run.wall,
+        process_cpu=sum(process_cpu) if process_cpu else None,
+        states=dict(run.states),
+        unavailable=missing,
     )
 
 
@@ -144,8 +167,8 @@ def failure_upper95(failures: int, n: int) -> float:
 def timed(outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Clean trials to take timings from: the timing trials when there are any (the others carry
     instruments or a tiny switch interval that distort throughput)."""
-    clean = [o for o in outcomes if o.kind == "ok" and o.seconds and o.tasks]
-    return [o for o in clean if o.trial.purpose == "timing"] or clean
+    clean = [o for o in outcomes if o.kind == Kind.OK and o.seconds and o.tasks]
+    return [o for o in clean if o.trial.purpose == Purpose.TIMING] or clean
 
 
 def throughput(outcomes: Sequence[Outcome]) -> float | None:
@@ -157,12 +180,7 @@ def throughput(outcomes: Sequence[Outcome]) -> float | None:
 
 
 def busy(outcomes: Sequence[Outcome], cores: int) -> float | None:
-    """How much of the work time the probe's threads could run (on a CPU or queued for one).
-
-    With schedstat, runnable time over work time x threads: 1.0 means nothing waited for a lock
-    or the GIL, however loaded the machine. With CPU time only, the threads can use at most
-    min(threads, cores) CPUs, so that is the denominator (and other processes' load lowers it).
-    """
+    """How much of the work time the probe's threads could run (on a CPU or queued for one)."""
     values = [
         o.cpu / (o.seconds * (max(1, min(o.trial.workers, cores)) if o.cpu_only else o.trial.workers))
         for o in timed(outcomes)
@@ -191,8 +209,13 @@ def pick_evidence(outcomes: Iterable[Outcome]) -> tuple[Evidence, ...]:
             by_kind.setdefault(ev.kind, []).append(ev)
     picked: list[Evidence] = []
     for kind in SEVERITY:
-        picked.extend(by_kind.get(kind, [])[:3])
+        picked.extend(by_kind.get(kind.value, [])[:3])
     return tuple(picked[:MAX_EVIDENCE])
+
+
+def operations(outcomes: Sequence[Outcome]) -> int:
+    """Task calls made while other threads or processes of the same trial ran, in clean trials."""
+    return sum(o.tasks for o in outcomes if o.kind == Kind.OK and o.trial.workers > 1)
 
 
 def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: str | None = None,
@@ -200,9 +223,13 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
     """The verdict of one probe x mode x workers: the worst outcome seen wins."""
     trial = outcomes[0].trial
     counts = Counter(o.kind for o in outcomes)
-    failures = sum(n for kind, n in counts.items() if kind != "ok")
+    failures = sum(n for kind, n in counts.items() if kind != Kind.OK)
     kind = worst(counts)
-    gil = [o.gil_wait for o in outcomes if o.gil_wait is not None and o.kind == "ok"]
+    corruption = None
+    if kind == Kind.CORRUPT:
+        severities = {ev.severity for o in outcomes for ev in o.evidence if ev.kind == Kind.CORRUPT.value}
+        corruption = Corruption.DATA if Corruption.DATA in severities else Corruption.MESSAGE
+    ops = operations(outcomes)
     return Result(
         probe=probe,
         dependency=dependency,
@@ -211,33 +238,28 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         processes=trial.processes,
         threads=trial.threads,
         trials=len(outcomes),
-        outcomes={k: counts.get(k, 0) for k in ("ok", "crash", "corrupt", "error", "hang")},
-        verdict="safe" if kind == "ok" else kind,
+        outcomes={k.value: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
+        verdict=Verdict.SAFE if kind == Kind.OK else Verdict(kind.value),
         failure_rate_upper95=round(failure_upper95(failures, len(outcomes)), 4),
         evidence=pick_evidence(outcomes),
         throughput=throughput(outcomes),
-        gil_wait_fraction=round(statistics.median(gil), 4) if gil else None,
         busy_fraction=busy(outcomes, cores),
         queued_fraction=queued(outcomes, cores),
         remedy=remedy,
+        corruption=corruption,
+        operations=ops,
+        operation_bound=round(failure_upper95(0, ops), 9) if ops and not failures else None,
+        seconds=round(sum(o.wall for o in outcomes), 3),
     )
 
 
-def not_run(probe: str, dependency: str, mode: str, processes: int, threads: int, verdict: str,
+def not_run(probe: str, dependency: str, mode: Mode, processes: int, threads: int, verdict: Verdict,
             evidence: Evidence) -> Result:
     """A result for a probe that could not run at all (unavailable, or its prepare failed)."""
     return Result(
-        probe=probe,
-        dependency=dependency,
-        mode=mode,
-        workers=processes * threads,
-        processes=processes,
-        threads=threads,
-        trials=0,
-        outcomes={k: 0 for k in ("ok", "crash", "corrupt", "error", "hang")},
-        verdict=verdict,
-        failure_rate_upper95=1.0,
-        evidence=(evidence,),
+        probe=probe, dependency=dependency, mode=mode, workers=processes * threads, processes=processes,
+        threads=threads, trials=0, outcomes={k.value: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
+        verdict=verdict, failure_rate_upper95=1.0, evidence=(evidence,),
     )
 
 
@@ -247,86 +269,56 @@ def scales(speedup: float, workers: int, cores: int) -> bool:
     return attainable == 1 or speedup >= 1 + 0.5 * (attainable - 1)
 
 
-#: Threads that waited for a CPU more than this share of their runnable time were measured on a
-#: machine busy with other work: their speedup and contention figures are flagged as unreliable.
-BUSY_MACHINE = 0.2
+def state_shares(states: Mapping[str, int]) -> dict[str, float]:
+    """Each state's share of the samples of threads that were not waiting for a CPU."""
+    total = sum(n for state, n in states.items() if state != "queued")
+    if not total:
+        return {}
+    return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != "queued"}
 
 
-def classify_contention(
-    scaling: str, gil_wait: float | None, busy_fraction: float | None, waits: Mapping[str, int] | None = None,
-    queued_fraction: float | None = None,
-) -> tuple[str, tuple[str, ...]]:
-    """Why threads do not scale: the GIL, a library lock, or nothing that waits (they do scale,
-    or busy threads share some hardware).
-
-    ``gil_wait`` is the monitor thread's GIL wait fraction; ``busy_fraction`` is the threads' CPU
-    time over work time x usable cores; ``waits`` counts where py-spy saw idle threads wait.
-    """
-    lines: list[str] = []
-    if gil_wait is not None:
-        lines.append(f"GIL wait fraction {gil_wait:.2f} (gil above {GIL_THRESHOLD})")
-    if busy_fraction is not None:
-        lines.append(f"threads busy {busy_fraction:.0%} of the time (waiting below {BUSY_THRESHOLD:.0%})")
-    for frame, n in sorted((waits or {}).items(), key=lambda kv: -kv[1])[:3]:
-        lines.append(f"py-spy: idle with the GIL free in {frame} ({n} samples)")
-    if queued_fraction is not None and queued_fraction > BUSY_MACHINE:
-        lines.append(f"unreliable: the machine was busy (threads waited for a CPU {queued_fraction:.0%} of "
-                     "their runnable time); re-run on an idle machine")
-    if scaling == "scales":
-        return "none", tuple(lines)
-    if gil_wait is not None and gil_wait >= GIL_THRESHOLD:
-        return "gil", tuple(lines)
-    if busy_fraction is not None and busy_fraction >= BUSY_THRESHOLD:
-        lines.append("threads were busy yet did not scale: shared hardware, not a lock")
-        return "none", tuple(lines)
-    if busy_fraction is None and gil_wait is None:
-        return "none", tuple(lines) + ("not measured",)
-    return "library_lock", tuple(lines)
+def contention(states: Mapping[str, int]) -> tuple[Contention | None, tuple[str, ...]]:
+    """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
+    that matters. None when too few samples were taken (or /proc could not be read)."""
+    counted = sum(n for state, n in states.items() if state != "queued")
+    if counted < MIN_SAMPLES:
+        return None, (f"not measured: {counted} thread samples (at least {MIN_SAMPLES} needed)",)
+    shares = state_shares(states)
+    gil, lock = shares.get("gil", 0.0), shares.get("lock", 0.0)
+    queued_share = states.get("queued", 0) / max(1, sum(states.values()))
+    lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%} of {counted} samples "
+             f"(GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
+             f"{queued_share:.0%} of all samples waited for a CPU and are left out",)
+    if lock >= LOCK_SHARE and lock >= gil:
+        return Contention.LIBRARY_LOCK, lines
+    if gil >= GIL_SHARE:
+        return Contention.GIL, lines
+    return Contention.NONE, lines
 
 
 def add_scaling(results: Sequence[Result], cores: int,
-                samples: Mapping[tuple[str, str, int], tuple[float | None, dict[str, int]]] | None = None
-                ) -> list[Result]:
-    """Fill speedup, efficiency, scaling and contention against each probe's serial throughput."""
-    serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == "serial"}
-    # The GIL monitor's own thread queues for a CPU when the probe's threads outnumber the cores,
-    # and it counts that as waiting for the GIL. Whether an operation serializes on the GIL or on
-    # a lock is a property of the operation, so wider modes take the class measured where
-    # threads <= cores.
-    fitting: dict[tuple[str, str | None], Result] = {}
-    for r in results:
-        if r.mode == "threads" and r.workers <= cores and r.throughput is not None:
-            key = (r.probe, r.remedy)
-            if key not in fitting or r.workers > fitting[key].workers:
-                fitting[key] = r
+                states: Mapping[str, Mapping[str, int]] | None = None,
+                waits: Mapping[str, Mapping[str, int]] | None = None) -> list[Result]:
+    """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
+    contention class (measured once per probe, from ``states``) on its threads results."""
+    serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == Mode.SERIAL}
     out = []
     for r in results:
         base = serial.get((r.probe, r.remedy))
-        if r.mode == "serial" or not base or r.throughput is None:
-            out.append(r)
-            continue
-        speedup = r.throughput / base
-        scaling = "scales" if scales(speedup, r.workers, cores) else "serialized"
-        _, waits = (samples or {}).get((r.probe, r.mode, r.workers), (None, None))
-        if r.mode == "threads":
-            ref = fitting.get((r.probe, r.remedy)) if r.workers > cores else None
-            gil = ref.gil_wait_fraction if ref is not None else r.gil_wait_fraction
-            contention, lines = classify_contention(scaling, gil, r.busy_fraction, waits, r.queued_fraction)
-            if ref is not None and scaling != "scales":
-                lines = (f"GIL figure taken at {ref.workers} threads ({r.workers} threads exceed the "
-                         f"{cores} cores, and the monitor's own thread would queue for a CPU)",) + lines
-        else:
+        changes: dict[str, object] = {}
+        if r.mode != Mode.SERIAL and base and r.throughput is not None:
+            speedup = r.throughput / base
+            changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
+                           scaling="scales" if scales(speedup, r.workers, cores) else "serialized")
+        if r.mode == Mode.THREADS and states and r.probe in states and r.remedy is None:
+            cls, lines = contention(states[r.probe])
+            for frame, n in sorted(((waits or {}).get(r.probe) or {}).items(), key=lambda kv: -kv[1])[:3]:
+                lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)
+            changes.update(contention=cls, contention_evidence=lines, thread_states=state_shares(states[r.probe]))
+        elif r.mode == Mode.PROCESSES and r.throughput is not None:
             # Separate processes share no GIL and no in-process lock: whatever holds them back
             # (disk, memory bandwidth, a busy machine) is not contention in this sense.
-            contention = "none"
-            lines = ("separate processes share no GIL and no in-process lock",)
-        out.append(
-            r.replace(
-                speedup=round(speedup, 3),
-                efficiency=round(speedup / r.workers, 3),
-                scaling=scaling,
-                contention=contention,
-                contention_evidence=lines,
-            )
-        )
+            changes.update(contention=Contention.NONE,
+                           contention_evidence=("separate processes share no GIL and no in-process lock",))
+        out.append(r.replace(**changes) if changes else r)
     return out

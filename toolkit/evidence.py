@@ -1,13 +1,15 @@
-"""Evidence a user can act on, gathered after the trials.
+"""Evidence a user can act on, gathered after the trials, with the same probes and fork servers.
 
-- **Reproducers**: a standalone script per unsafe probe (``reports/repro/<probe>.py``).
+- **Reproducers**: a plain script per unsafe probe that has a reproducer (``reports/repro/``).
 - **Native frames** of a crash: one more trial with core dumps allowed; gdb reads the crashing
   thread's backtrace from the core (first crashing probe of each dependency).
+- **Where lock-bound threads wait**: a trial sampled with py-spy's native stacks (first
+  lock-bound probe of each dependency), named in the contention evidence.
 - **Lock coverage audit** of Iris's netCDF lock: the Iris netCDF probes run once, serially,
   under ``toolkit.lockaudit``, counting netCDF4 calls made without the lock, by caller.
 - **Remedies**: the widest failing threads mode re-run with one global lock around every task
   (first failing probe of each dependency, or all with ``remedies="all"``); its verdict and
-  throughput stand next to the processes mode, the other remedy.
+  speedup stand next to the processes mode, the other remedy.
 """
 
 from __future__ import annotations
@@ -19,32 +21,24 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from toolkit import detect, isolation, registry, repro
-from toolkit.records import UNSAFE, Result, Trial
-
-if TYPE_CHECKING:
-    from toolkit.diagnose import Launchers, Options, ProbeRun
-    from toolkit.progress import Progress
+from toolkit import detect, plan, repro
+from toolkit.diagnose import Diagnoser, ProbeRun
+from toolkit.records import Contention, Evidence, Kind, Mode, Purpose, Result, Verdict, unsafe_results
 
 NATIVE_ATTEMPTS = 3
+REMEDY_TRIALS = 3
 AUDITED_MODULES = ("probes.iris_netcdf",)
 
 
-def unsafe_results(results: Sequence[Result]) -> dict[str, Result]:
+def to_reproduce(results: Sequence[Result]) -> dict[str, Result]:
     """Per probe, the failing result to reproduce: threads before processes, most failures first."""
-    serial_error = {r.probe for r in results if r.mode == "serial" and r.verdict == "error" and r.remedy is None}
     picked: dict[str, Result] = {}
-    for r in results:
-        if r.remedy is not None or r.mode == "serial":
-            continue
-        failing = r.verdict in UNSAFE or (r.verdict == "error" and r.probe not in serial_error)
-        if not failing:
-            continue
-        key = (r.mode == "threads", r.trials - r.outcomes.get("ok", 0), r.workers)
+    for r in unsafe_results(results):
+        key = (r.mode == Mode.THREADS, r.failed_trials, r.workers)
         best = picked.get(r.probe)
-        if best is None or key > (best.mode == "threads", best.trials - best.outcomes.get("ok", 0), best.workers):
+        if best is None or key > (best.mode == Mode.THREADS, best.failed_trials, best.workers):
             picked[r.probe] = r
     return picked
 
@@ -60,15 +54,13 @@ def first_per_dependency(results: dict[str, Result]) -> list[Result]:
     return out
 
 
-def gdb_backtrace(core: Path) -> str | None:
+def gdb_backtrace(core: Path, executable: str) -> str | None:
     gdb = shutil.which("gdb")
     if gdb is None:
         return None
     try:
-        done = subprocess.run(
-            [gdb, "-q", "-batch", "-ex", "bt 40", os.path.realpath(sys.executable), str(core)],
-            capture_output=True, text=True, timeout=120,
-        )
+        done = subprocess.run([gdb, "-q", "-batch", "-ex", "bt 40", os.path.realpath(executable), str(core)],
+                              capture_output=True, text=True, timeout=120)
     except (subprocess.TimeoutExpired, OSError):
         return None
     frames = [line for line in done.stdout.splitlines() if line.startswith("#")]
@@ -81,26 +73,21 @@ def gdb_backtrace(core: Path) -> str | None:
     return "\n".join(frames) or None
 
 
-def native_frames(run: ProbeRun, result: Result, options: Options, root: Path,
-                  launchers: Launchers) -> str | None:
+def native_frames(session: Diagnoser, run: ProbeRun, result: Result) -> str | None:
     """Crash the probe once more with core dumps on, and let gdb read the crashing thread."""
-    launcher = launchers.get(run.info, registry.load(run.info.ref).preload)
-    try:
-        for attempt in range(NATIVE_ATTEMPTS):
-            trial = Trial(result.probe, run.info.ref, result.mode, result.processes, result.threads, run.iterations,
-                          index=attempt, timeout=options.timeout, purpose="stress")
-            tdir = root / "jobs" / f"{repro.safe(result.probe)}-native-{attempt}"
-            got = isolation.run_trial(trial, launcher, root / "work" / repro.safe(result.probe), tdir,
-                                      options.plugins, extra={"core": True})
-            cores = sorted(tdir.glob("core*"))
-            try:
-                if cores and any(w.signal for w in got.workers):
-                    return gdb_backtrace(cores[0])
-            finally:
-                for core in cores:
-                    core.unlink(missing_ok=True)
-    finally:
-        launcher.close()
+    cell = plan.Cell(result.mode, result.processes, result.threads)
+    executable = session.options.python or sys.executable
+    request = plan.Request(run.name, cell, Purpose.NATIVE, plan.calibrate(run.state().oracle, 0.2),
+                           plan.STRESS_SWITCH_INTERVAL)
+    for _ in range(NATIVE_ATTEMPTS):
+        got, _ = session.trial(run, request, extra={"core": True}, record=False)
+        cores = sorted(Path(got.folder).glob("core*"))
+        try:
+            if cores and any(w.signal for w in got.workers):
+                return gdb_backtrace(cores[-1], executable)
+        finally:
+            for core in cores:
+                core.unlink(missing_ok=True)
     return None
 
 
@@ -110,7 +97,7 @@ def attach_native(results: list[Result], probe: str, mode: str, workers: int, te
         if r.probe == probe and r.mode == mode and r.workers == workers and r.remedy is None:
             evidence = list(r.evidence)
             for k, ev in enumerate(evidence):
-                if ev.kind == "crash":
+                if ev.kind == Kind.CRASH.value:
                     evidence[k] = dataclasses.replace(ev, native=text)
                     break
             r = r.replace(evidence=tuple(evidence))
@@ -118,25 +105,32 @@ def attach_native(results: list[Result], probe: str, mode: str, workers: int, te
     return out
 
 
-def lock_audit(run: ProbeRun, options: Options, root: Path, launchers: Launchers) -> dict[str, Any] | None:
+def where_waiting(session: Diagnoser, run: ProbeRun) -> dict[str, int]:
+    """py-spy's view of where the probe's threads wait with the GIL free (a longer trial: each
+    native sample pauses the worker)."""
+    from toolkit.contention import StackSampler
+
+    sampler = StackSampler()
+    if not sampler.available:
+        return {}
+    where = plan.contention_cell(run.state(), session.policy) or plan.Cell(Mode.THREADS, 1, 4)
+    request = plan.Request(run.name, where, Purpose.ATTRIBUTION, 4 * plan.calibrate(run.state().oracle, 0.15))
+    session.trial(run, request, on_start=sampler.start, record=False)
+    return sampler.stop()[1]
+
+
+def lock_audit(session: Diagnoser, run: ProbeRun) -> dict[str, Any] | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
-    launcher = launchers.get(run.info, registry.load(run.info.ref).preload)
-    try:
-        trial = Trial(run.info.name, run.info.ref, "serial", 1, 1, run.iterations, timeout=options.timeout,
-                      purpose="audit")
-        got = isolation.run_trial(trial, launcher, root / "work" / repro.safe(run.info.name),
-                                  root / "jobs" / f"{repro.safe(run.info.name)}-audit", options.plugins,
-                                  extra={"instrument": "iris_lock_audit"})
-    finally:
-        launcher.close()
+    got, _ = session.trial(run, plan.Request(run.name, plan.SERIAL, Purpose.AUDIT), record=False,
+                           extra={"instrument": "iris_lock_audit"})
     report = got.workers[0].report or {}
     stages = report.get("audit")
     if stages is None:
         return None
-    tasks = stages.get("tasks", {"calls": 0, "unlocked": 0, "unlocked_by_caller": []})
-    opened = stages.get("open", {"calls": 0, "unlocked": 0, "unlocked_by_caller": []})
+    empty = {"calls": 0, "unlocked": 0, "unlocked_by_caller": []}
+    tasks, opened = stages.get("tasks", empty), stages.get("open", empty)
     return {
-        "probe": run.info.name,
+        "probe": run.name,
         "lock": "iris.fileformats.netcdf._thread_safe_nc._GLOBAL_NETCDF4_LOCK",
         "tasks": report.get("tasks", 0),
         # What the probe's tasks do concurrently: the figure that decides thread safety.
@@ -149,74 +143,82 @@ def lock_audit(run: ProbeRun, options: Options, root: Path, launchers: Launchers
     }
 
 
-def remedy(run: ProbeRun, result: Result, options: Options, root: Path, progress: Progress,
-           launchers: Launchers) -> list[Result]:
-    """Re-run the failing threads mode with one process-wide lock around every task."""
-    from toolkit.diagnose import diagnose_probe
+def remedy(session: Diagnoser, run: ProbeRun, result: Result) -> list[Result]:
+    """Re-run the failing threads mode with one process-wide lock around every task: timing
+    trials beside serial ones for its speed, stress trials for its verdict."""
+    oracle = run.state().oracle
+    cell = plan.Cell(Mode.THREADS, 1, result.threads)
+    timing = plan.calibrate(oracle, session.policy.timing_target)
+    outcomes: dict[plan.Cell, list[Any]] = {plan.SERIAL: [], cell: []}
+    for where in (plan.SERIAL, cell):
+        _, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy="global_lock",
+                                   record=False)
+        outcomes[where].append(outcome)
+    for _ in range(REMEDY_TRIALS):
+        request = plan.Request(run.name, cell, Purpose.STRESS, plan.calibrate(oracle, session.policy.stress_target),
+                               plan.STRESS_SWITCH_INTERVAL)
+        _, outcome = session.trial(run, request, remedy="global_lock", record=False)
+        outcomes[cell].append(outcome)
+        if outcome.kind != Kind.OK:
+            break
+    cores = os.cpu_count() or 1
+    summarised = [detect.summarise(run.name, run.info.dependency, outs, remedy="global_lock", cores=cores)
+                  for outs in outcomes.values()]
+    return [r for r in detect.add_scaling(summarised, cores) if r.mode == Mode.THREADS]
 
-    modes = [("serial", 1, 1), ("threads", 1, result.threads)]
-    redo = diagnose_probe(run.info, options, root, None, progress, [0], launchers, remedy="global_lock",
-                          modes=modes)
-    return detect.add_scaling(redo.results, os.cpu_count() or 1)
 
-
-def gather(runs: Sequence[ProbeRun], results: list[Result], options: Options, root: Path,
-           progress: Progress, launchers: Launchers) -> dict[str, Any]:
-    """Everything beyond the verdicts. Returns results (with native frames attached) and extras."""
-    by_name = {run.info.name: run for run in runs}
-    unsafe = unsafe_results(results)
+def gather(session: Diagnoser, results: list[Result], out: str | None = None) -> dict[str, Any]:
+    """Everything beyond the verdicts. Returns results (with native frames and waits attached)
+    and the extras the report carries: reproducers, remedies, the lock audit."""
+    options, progress = session.options, session.progress
+    by_name = {run.name: run for run in session.probes}
+    unsafe = to_reproduce(results)
     extras: dict[str, Any] = {"repro": {}, "remedies": [], "lock_audit": []}
 
-    if options.out:
-        folder = Path(options.out) / "repro"
+    if out:
+        folder = Path(out) / "repro"
         for name, r in sorted(unsafe.items()):
-            path = repro.write(r, by_name[name].info.ref, by_name[name].iterations, folder, timeout=options.timeout * 3)
-            extras["repro"][name] = str(path.relative_to(options.out))
+            path = repro.write(r, by_name[name].info.ref, by_name[name].iterations, folder)
+            if path is not None:
+                extras["repro"][name] = str(path.relative_to(out))
+    if options.quick:
+        return {"results": results, **extras}
 
-    if not options.quick:
-        for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == "crash"}):
-            progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
-            text = native_frames(by_name[r.probe], r, options, root, launchers)
-            if text:
-                results = attach_native(results, r.probe, r.mode, r.workers, text)
+    for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == Verdict.CRASH}):
+        progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
+        text = native_frames(session, by_name[r.probe], r)
+        if text:
+            results = attach_native(results, r.probe, r.mode, r.workers, text)
 
-        for run in runs:
-            if run.info.available and run.info.ref.rpartition(":")[0] in AUDITED_MODULES and run.oracle is not None:
-                progress.note(f"lock coverage audit: {run.info.name}")
-                audit = lock_audit(run, options, root, launchers)
-                if audit is not None:
-                    extras["lock_audit"].append(audit)
+    if options.attribute:
+        lock_bound = {r.probe: r for r in results if r.contention == Contention.LIBRARY_LOCK and r.remedy is None}
+        for r in first_per_dependency(lock_bound):
+            progress.note(f"where {r.probe}'s threads wait (py-spy)")
+            waits = where_waiting(session, by_name[r.probe])
+            if waits:
+                by_name[r.probe].waits = waits
+                lines = tuple(f"py-spy: idle with the GIL free in {frame} ({n} samples)"
+                              for frame, n in sorted(waits.items(), key=lambda kv: -kv[1])[:3])
+                results = [x.replace(contention_evidence=x.contention_evidence + lines)
+                           if x.probe == r.probe and x.mode == Mode.THREADS and x.remedy is None else x
+                           for x in results]
 
-        threads_unsafe = {n: r for n, r in unsafe.items() if r.mode == "threads"}
-        chosen = list(threads_unsafe.values()) if options.remedies == "all" else first_per_dependency(threads_unsafe)
-        if options.remedies != "none":
-            for r in chosen:
-                progress.note(f"verifying a remedy for {r.probe}: one global lock around every task")
-                fixed = remedy(by_name[r.probe], r, options, root, progress, launchers)
-                extras["remedies"].extend(x for x in fixed if x.mode == "threads")
-                extras["remedies"].extend(
-                    x.replace(remedy="processes") for x in results
-                    if x.probe == r.probe and x.mode == "processes" and x.remedy is None
-                )
-    extras["results"] = results
-    return extras
+    for run in session.probes:
+        if run.failed is None and run.oracle is not None and run.info.ref.rpartition(":")[0] in AUDITED_MODULES:
+            progress.note(f"lock coverage audit: {run.name}")
+            audit = lock_audit(session, run)
+            if audit is not None:
+                extras["lock_audit"].append(audit)
+
+    threads_unsafe = {n: r for n, r in unsafe.items() if r.mode == Mode.THREADS}
+    chosen = list(threads_unsafe.values()) if options.remedies == "all" else first_per_dependency(threads_unsafe)
+    if options.remedies != "none":
+        for r in chosen:
+            progress.note(f"verifying a remedy for {r.probe}: one global lock around every task")
+            extras["remedies"].extend(remedy(session, by_name[r.probe], r))
+            extras["remedies"].extend(x.replace(remedy="processes") for x in results
+                                      if x.probe == r.probe and x.mode == Mode.PROCESSES and x.remedy is None)
+    return {"results": results, **extras}
 
 
-def remedy_summary(remedies: Sequence[Result]) -> list[str]:
-    """One line per probe: which remedy made it safe, and at what speed."""
-    lines = []
-    by_probe: dict[str, dict[str, Result]] = {}
-    for r in remedies:
-        by_probe.setdefault(r.probe, {})[r.remedy or ""] = r
-    for probe, got in sorted(by_probe.items()):
-        parts = []
-        for name in ("global_lock", "processes"):
-            r = got.get(name)
-            if r is None:
-                continue
-            speed = f", speedup x{r.speedup:.2f}" if r.speedup is not None else ""
-            label = "one global lock" if name == "global_lock" else f"{r.workers} processes"
-            parts.append(f"{label}: {r.verdict} (bound {r.failure_rate_upper95:.0%}{speed})")
-        lines.append(f"{probe}: " + "; ".join(parts))
-    return lines
-
+__all__ = ["gather", "to_reproduce", "first_per_dependency", "Evidence"]

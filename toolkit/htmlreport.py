@@ -38,6 +38,7 @@ pre { background: #fafafa; border: 1px solid #eee; padding: .6em; overflow-x: au
 img.plot { max-width: 100%; border: 1px solid #eee; }
 </style></head><body>
 <h1>threadprobe diagnosis</h1>
+<p><b>Interpreter diagnosed:</b> <code>{{ d.interpreter or fp.python.executable }}</code></p>
 <p class="muted">{{ d.created }} &middot; threadprobe {{ d.threadprobe }} &middot; {{ '%.0f'|format(d.seconds) }} s &middot;
 {{ fp.get('platform', '') }} &middot; Python {{ fp.python.version }} (GIL {{ 'on' if fp.python.gil_enabled else 'off' }})
 &middot; {{ d.config.get('cores') }} cores</p>
@@ -45,9 +46,10 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 <section id="changes"><h2>Changed since the baseline</h2>
 <div class="{{ 'regression' if comparison.regressed else 'ok' }}">{% for line in changes %}{{ line }}<br>{% endfor %}</div></section>
 {% endif %}
-<section id="recommendation"><h2>Recommendation</h2>
+<section id="recommendation"><h2>Schedulers</h2>
+<p class="muted">The probes decide which schedulers are safe; a run times those on its own input (the pilot) and picks the fastest.</p>
 {% for name, rec in d.recommendations.items() %}
-<p><b>{{ name }}</b>: scheduler <b>{{ rec.scheduler }}</b>, {{ rec.n_workers }} worker(s) &times; {{ rec.threads_per_worker }} thread(s)
+<p><b>{{ name }}</b>: without a pilot, <b>{{ rec.scheduler }}</b>, {{ rec.n_workers }} worker(s) &times; {{ rec.threads_per_worker }} thread(s)
 {% if rec.locks %}, holding {{ rec.locks|join('; ') }}{% endif %}</p>
 <ul>{% for line in rec.rationale %}<li>{{ line }}</li>{% endfor %}</ul>
 {% endfor %}</section>
@@ -81,7 +83,8 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 </table></section>{% endif %}
 {% if remedy_lines %}<section id="remedies"><h2>Remedies verified</h2><ul>{% for line in remedy_lines %}<li>{{ line }}</li>{% endfor %}</ul></section>{% endif %}
 <section id="fingerprint"><h2>Fingerprint</h2>
-<p>{{ fp.get('hdf5_copies', '?') }} HDF5 copies and {{ fp.get('netcdf_copies', '?') }} netCDF copies loaded in one process.</p>
+<p>{{ fp.get('hdf5_copies', '?') }} HDF5 copies and {{ fp.get('netcdf_copies', '?') }} netCDF copies loaded in one process
+(libraries are recognised by the symbols they define, whatever their file names).</p>
 {% if fp.get('hdf5') %}<table><tr><th>HDF5 copy</th><th>version</th><th>thread-safe build</th><th>loaded by</th></tr>
 {% for h in fp.hdf5 %}<tr><td>{{ h.path }}</td><td>{{ h.version }}</td><td>{{ h.threadsafe }}</td><td>{{ h.loaded_by }}</td></tr>{% endfor %}</table>{% endif %}
 <table><tr><th>package</th><th>version</th></tr>{% for k, v in fp.packages.items() %}<tr><td>{{ k }}</td><td>{{ v or 'not installed' }}</td></tr>{% endfor %}</table>
@@ -98,6 +101,8 @@ def cell(r: Result) -> str:
         return ""
     failing = r.trials - r.outcomes.get("ok", 0)
     text = f"<{r.failure_rate_upper95:.0%}" if r.verdict == "safe" else f"{failing}/{r.trials}"
+    if r.corruption:
+        text += " (message only)" if r.corruption == "message" else " (data)"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
     return text
@@ -105,7 +110,9 @@ def cell(r: Result) -> str:
 
 def tip(r: Result) -> str:
     parts = [f"{r.trials} trials", ", ".join(f"{k} {n}" for k, n in r.outcomes.items() if n),
-             f"95% bound on the failure rate {r.failure_rate_upper95:.1%}"]
+             f"95% bound on the failure rate {r.failure_rate_upper95:.1%} per trial"]
+    if r.operation_bound is not None:
+        parts.append(f"{r.operations} concurrent calls clean: {r.operation_bound:.2%} per call if calls were independent")
     if r.speedup is not None:
         parts.append(f"speedup x{r.speedup:.2f}, efficiency {r.efficiency:.2f}, {r.scaling}")
     if r.contention:
@@ -161,7 +168,7 @@ def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
 def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
     import jinja2
 
-    from toolkit.evidence import remedy_summary
+    from toolkit.report import remedy_summary
 
     modes, by_probe = matrix(d.results)
     rows = {probe: {"dependency": next(iter(cells.values())).dependency, "cells": cells}

@@ -6,14 +6,17 @@ threads at once when the mode asks for it), then, when the probe defines it, ``r
 serially for every index, and ``close``. A task's result must depend on ``i`` alone: the
 harness compares its digest with the serial oracle's digest for the same ``i``.
 
-Probe modules must not import the library they test at module level, so that a missing
-library makes the probe *unavailable* instead of breaking discovery.
+A probe is *unavailable* when ``prepare`` or ``open`` cannot import what it needs
+(``ModuleNotFoundError``): so probe modules import their library inside those methods, never at
+module level, and ``dependency`` is only a label (a distribution, or a C library's name).
+
+This module runs inside worker processes, possibly under another interpreter than threadprobe's
+own (``diagnose --python``): it uses the standard library only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import pathlib
 import struct
 from typing import Any, ClassVar
@@ -23,15 +26,21 @@ class Probe:
     """Base class of every probe. Subclasses set ``name`` and ``dependency`` and define ``task``."""
 
     name: ClassVar[str] = ""
+    #: A label for reports and gates: a distribution name ("netCDF4") or a C library ("netcdf-c").
     dependency: ClassVar[str] = ""
-    #: Importable modules the probe needs; default: the dependency's name.
-    requires: ClassVar[tuple[str, ...]] = ()
     #: Modules the fork server imports before forking workers, so each trial does not pay for them.
     preload: ClassVar[tuple[str, ...]] = ()
+    #: Modules ``threadprobe list`` imports to say beforehand whether the probe can run (default:
+    #: ``preload``). ``diagnose`` does not ask: a probe is unavailable when its own ``prepare``
+    #: or ``open`` raises ``ModuleNotFoundError``.
+    requires: ClassVar[tuple[str, ...]] = ()
     #: Tasks per trial when the user does not choose; None means the harness default.
     iterations: ClassVar[int | None] = None
-    #: Said after "module X is not installed" when the probe is unavailable.
+    #: Said after "No module named X" when the probe is unavailable.
     unavailable_hint: ClassVar[str] = ""
+    #: A plain reproducer: the source of ``setup(workdir)`` and ``task(ctx, i)`` using only the
+    #: library, which ``threadprobe report-bug`` wraps in a short driver (see toolkit.repro).
+    reproducer: ClassVar[str | None] = None
 
     def prepare(self, workdir: pathlib.Path) -> None:
         """Write the input files. Called once per diagnosis, in a child process."""
@@ -49,17 +58,6 @@ class Probe:
     # A probe that writes defines ``readback(self, ctx, i, value)``: it is called serially,
     # after every thread has finished, and its return value is what gets digested.
 
-    @classmethod
-    def missing(cls) -> str | None:
-        """The first required module that cannot be found, or None when all are present."""
-        for module in cls.requires or (cls.dependency,):
-            try:
-                if importlib.util.find_spec(module) is None:
-                    return module
-            except (ImportError, ValueError):
-                return module
-        return None
-
 
 def function_probe(fn: Any, inputs: list[Any]) -> type[Probe]:
     """A probe whose task is ``fn(inputs[i % len(inputs)])`` (pytest plugin, ``call:`` refs)."""
@@ -74,18 +72,20 @@ def function_probe(fn: Any, inputs: list[Any]) -> type[Probe]:
     return FunctionProbe
 
 
-def digest(value: Any) -> str:
+def digest(value: Any, messages: bool = True) -> str:
     """A stable hex digest of a task result, equal across processes for equal results.
 
-    Accepts numpy arrays (masked ones included), bytes, str, numbers, bools, None, and
-    tuples, lists or dicts of these. Anything else is a probe bug and raises TypeError.
+    Accepts numpy arrays (masked ones included), bytes, str, numbers, bools, None, exceptions
+    (their type and message), and tuples, lists or dicts of these. Anything else is a probe bug
+    and raises TypeError. ``messages=False`` leaves exceptions' messages out: two results that
+    differ only there are corrupt in their message, not in their data.
     """
     h = hashlib.blake2b(digest_size=12)
-    _feed(h, value)
+    _feed(h, value, messages)
     return h.hexdigest()
 
 
-def _feed(h: Any, value: Any) -> None:
+def _feed(h: Any, value: Any, messages: bool) -> None:
     if value is None:
         h.update(b"N")
     elif isinstance(value, bool):
@@ -100,24 +100,28 @@ def _feed(h: Any, value: Any) -> None:
     elif isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         h.update(b"Y" + str(len(data)).encode() + b":" + data)
+    elif isinstance(value, BaseException):
+        h.update(b"E" + f"{type(value).__module__}.{type(value).__qualname__}".encode() + b";")
+        if messages:
+            _feed(h, str(value), messages)
     elif isinstance(value, (tuple, list)):
         h.update(b"L" + str(len(value)).encode() + b"[")
         for item in value:
-            _feed(h, item)
+            _feed(h, item, messages)
         h.update(b"]")
     elif isinstance(value, dict):
         h.update(b"D" + str(len(value)).encode() + b"{")
         for key in sorted(value, key=repr):
-            _feed(h, key)
-            _feed(h, value[key])
+            _feed(h, key, messages)
+            _feed(h, value[key], messages)
         h.update(b"}")
     elif hasattr(value, "__array_interface__") or type(value).__module__.startswith("numpy"):
-        _feed_array(h, value)
+        _feed_array(h, value, messages)
     else:
         raise TypeError(f"cannot digest a {type(value).__name__}; return arrays, bytes, str or numbers")
 
 
-def _feed_array(h: Any, value: Any) -> None:
+def _feed_array(h: Any, value: Any, messages: bool) -> None:
     import numpy as np
 
     if isinstance(value, np.generic):
@@ -127,11 +131,11 @@ def _feed_array(h: Any, value: Any) -> None:
         # Values under the mask are undefined, so only the mask and the visible values count.
         data = np.where(mask, np.zeros((), value.dtype), np.ma.getdata(value))
         h.update(b"M")
-        _feed_array(h, mask)
+        _feed_array(h, mask, messages)
         value = data
     arr = np.ascontiguousarray(value)
     if arr.dtype.hasobject:
-        _feed(h, arr.tolist())
+        _feed(h, arr.tolist(), messages)
         return
     h.update(f"A{arr.dtype.str}{arr.shape}".encode())
     h.update(arr.tobytes())

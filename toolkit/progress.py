@@ -1,7 +1,8 @@
 """Live progress of a long diagnosis: rich on a terminal, plain periodic lines in CI logs.
 
-Shows the probe, the mode, trials done out of the total, failures so far, and the time left
-in the budget. ``--quiet`` turns it off.
+Shows the probe, the mode, trials done, failures so far, and the time left in the budget
+(the adaptive planner decides how many trials there will be, so progress is time, not a count).
+``--quiet`` turns it off.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import IO, Protocol
 
 
 class Progress(Protocol):
-    def begin(self, total: int, budget: float | None) -> None: ...
+    def begin(self, budget: float | None) -> None: ...
 
-    def update(self, probe: str, mode: str, done: int, failures: int, total: int | None = None) -> None: ...
+    def update(self, probe: str, mode: str, done: int, failures: int) -> None: ...
 
     def note(self, text: str) -> None: ...
 
@@ -22,10 +23,10 @@ class Progress(Protocol):
 
 
 class NullProgress:
-    def begin(self, total: int, budget: float | None) -> None:
+    def begin(self, budget: float | None) -> None:
         pass
 
-    def update(self, probe: str, mode: str, done: int, failures: int, total: int | None = None) -> None:
+    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
         pass
 
     def note(self, text: str) -> None:
@@ -39,12 +40,15 @@ class _Clock:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.budget: float | None = None
-        self.total = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def left(self) -> str:
         if self.budget is None:
-            return "no budget"
-        return f"{max(0.0, self.budget - (time.monotonic() - self.started)):.0f}s left"
+            return f"{self.elapsed:.0f}s"
+        return f"{max(0.0, self.budget - self.elapsed):.0f}s of the budget left"
 
 
 class LineProgress(_Clock):
@@ -57,42 +61,38 @@ class LineProgress(_Clock):
         self._last = 0.0
         self._probe = ""
 
-    def begin(self, total: int, budget: float | None) -> None:
-        self.total, self.budget = total, budget
+    def begin(self, budget: float | None) -> None:
+        self.budget = budget
         self.started = time.monotonic()
 
-    def update(self, probe: str, mode: str, done: int, failures: int, total: int | None = None) -> None:
-        self.total = total or self.total
+    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
         now = time.monotonic()
         if probe != self._probe or now - self._last >= self.every:
             self._probe, self._last = probe, now
-            print(
-                f"[threadprobe] {probe} {mode}: {done}/{self.total} trials, {failures} failures, {self.left()}",
-                file=self.stream,
-                flush=True,
-            )
+            print(f"[threadprobe] {probe} {mode}: {done} trials, {failures} failed, {self.left()}",
+                  file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
         print(f"[threadprobe] {text}", file=self.stream, flush=True)
 
     def end(self) -> None:
-        print(f"[threadprobe] done in {time.monotonic() - self.started:.0f}s", file=self.stream, flush=True)
+        print(f"[threadprobe] trials done in {self.elapsed:.0f}s", file=self.stream, flush=True)
 
 
 class RichProgress(_Clock):
-    """rich's live progress bar, for a terminal."""
+    """rich's live progress bar, for a terminal: the bar is the budget's time."""
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._console = Console(file=stream)
         self._bar = Progress(
             TextColumn("{task.fields[probe]} [dim]{task.fields[mode]}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failures]} failures"),
+            TextColumn("{task.fields[done]} trials"),
+            TextColumn("[red]{task.fields[failures]} failed"),
             TextColumn("{task.fields[left]}"),
             TimeElapsedColumn(),
             console=self._console,
@@ -100,16 +100,17 @@ class RichProgress(_Clock):
         )
         self._task = None
 
-    def begin(self, total: int, budget: float | None) -> None:
-        self.total, self.budget = total, budget
+    def begin(self, budget: float | None) -> None:
+        self.budget = budget
         self.started = time.monotonic()
         self._bar.start()
-        self._task = self._bar.add_task("diagnose", total=total, probe="", mode="", failures=0, left=self.left())
+        self._task = self._bar.add_task("diagnose", total=budget or None, probe="", mode="", done=0, failures=0,
+                                        left=self.left())
 
-    def update(self, probe: str, mode: str, done: int, failures: int, total: int | None = None) -> None:
+    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
         if self._task is not None:
-            self._bar.update(self._task, completed=done, total=total or self.total, probe=probe, mode=mode,
-                             failures=failures, left=self.left())
+            self._bar.update(self._task, completed=min(self.elapsed, self.budget or self.elapsed), probe=probe,
+                             mode=mode, done=done, failures=failures, left=self.left())
 
     def note(self, text: str) -> None:
         self._console.print(text)

@@ -1,80 +1,86 @@
-"""threadprobe's pytest plugin: thread-safety failures as ordinary, reproducible test failures.
+"""threadprobe's pytest plugin: a library's thread-safety bug, told apart from a test's shared state.
 
-Installed with threadprobe (entry point ``pytest11``), it adds:
+Installed with threadprobe (entry point ``pytest11``). Every trial runs through the harness that
+``diagnose`` uses (a direct fork of this process, so the test's fixtures and closures come
+along), with the same classification and the same switch interval.
 
-- the ``threadprobe`` fixture: ``threadprobe.check(fn, inputs, threads=2, processes=0, trials=3)``
-  runs ``fn(x)`` serially for an oracle, then concurrently in isolated child processes, and fails
-  the test on a crash (signal and faulthandler traceback), a hang (stacks), an exception, or a
-  result that differs from the serial one (which input, both digests). It returns the counts,
-  the speedup and the failure-rate bound. ``fn`` may be any importable function; a closure or a
-  lambda works too, through the fork start method (the workers are forks of this process).
-- the marker ``@pytest.mark.threadprobe(threads=2, iterations=10)``: the test body runs once,
-  then ``iterations`` times in each of ``threads`` threads started together, in a forked child.
-  A segfault fails this test and the session goes on.
-- ``--threadprobe-threads=N``: the marker on every collected test (like pytest-run-parallel, but
-  with crash isolation); ``@pytest.mark.thread_unsafe`` opts a test out. The terminal summary
-  lists the tests that failed only under threads.
+- ``--threadprobe-threads=N`` (or the marker ``@pytest.mark.threadprobe(threads=N, iterations=K)``,
+  or pytest-run-parallel's ``parallel_threads(N)``): the test body runs in N threads started
+  together, K times each, in a child process; a segfault fails that test and the session goes
+  on. Every thread gets its own function-scoped fixtures (its own ``tmp_path``, its own fixture
+  cube); wider-scoped fixtures are shared, as pytest shares them (see ``pytest_fixtures``).
+- When the threads fail, a control runs the body twice in a row in one thread, with fixtures of
+  its own. A failure the control shows too is **not re-entrant**: test state, not a library bug
+  (it passes, listed, unless ``--threadprobe-strict``). One seen only concurrently is
+  **thread-unsafe**, and fails the test with the signal, or the differing values. A control
+  whose first run fails is an ordinary failure.
+- Thread pools a forked child inherits without their threads (dask's, ``concurrent.futures``')
+  are reset in the child, and the summary says when other threads were alive at a fork. A
+  child dies with the session.
+- ``threadprobe`` fixture: ``threadprobe.check(fn, inputs, threads=2, processes=0, trials=3)``.
 - ``--threadprobe-diagnosis=FILE``: fail the session when that diagnosis finds a dependency the
-  suite declares (ini ``threadprobe_uses``, or ``--threadprobe-uses``) unsafe.
+  suite declares (ini ``threadprobe_uses`` or ``--threadprobe-uses``) unsafe.
 
-Fixtures are set up once per test, in the pytest process, before the fork: every thread of the
-child shares the same fixture values (one ``tmp_path``, one cube, one open file). In whole-suite
-mode, tests using fixtures that cannot be shared at all (``monkeypatch``, ``mocker``, ``capsys``,
-``caplog``...; extend with the ini option ``thread_unsafe_fixtures``) run serially and are listed
-in the summary. A test that mutates a shared fixture value (realises a cube's data, writes a
-fixed path) fails under threads for that reason: mark it ``@pytest.mark.thread_unsafe``.
-
-Importing this module costs almost nothing; the harness loads only when a test uses it.
+The plugin's state lives in one object, ``Threadprobe``, registered per session.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import signal
 import sys
-import time
-import traceback
+import tempfile
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from toolkit import pytest_fixtures as fixtures
+from toolkit.pytest_fixtures import num_iterations, num_parallel_threads, thread_index  # noqa: F401 (fixtures)
+
 DEFAULT_TIMEOUT = 60.0
-_FAILED_ONLY_UNDER_THREADS = pytest.StashKey[list]()
-_RAN_SERIALLY = pytest.StashKey[list]()
-#: Fixtures whose one shared value cannot serve several threads: patching module globals,
-#: capturing the process's output. A test that uses one runs serially (as pytest-run-parallel does).
-THREAD_UNSAFE_FIXTURES = frozenset({"monkeypatch", "mocker", "class_mocker", "module_mocker", "session_mocker",
-                                    "capsys", "capsysbinary", "capfd", "capfdbinary", "caplog", "recwarn"})
+NAME = "threadprobe-session"
 
 
 # --------------------------------------------------------------------------------------------
-# Options, markers, the regression gate
+# Options, markers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("threadprobe", "thread-safety checks with crash isolation")
-    group.addoption("--threadprobe-threads", type=int, default=0, metavar="N",
-                    help="run every test also in N threads at once, in a forked child (0: off)")
+    group.addoption("--threadprobe-threads", default="0", metavar="N",
+                    help="run every test in N threads at once, in a forked child ('auto': the cores; 0: off)")
     group.addoption("--threadprobe-iterations", type=int, default=1, metavar="K",
-                    help="with --threadprobe-threads: runs of the body per thread (default 1)")
+                    help="runs of the body per thread (default 1)")
     group.addoption("--threadprobe-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                     help=f"a threaded run silent for this long is a hang (default {DEFAULT_TIMEOUT:g})")
+    group.addoption("--threadprobe-strict", action="store_true",
+                    help="fail tests that are not re-entrant (they pass, listed, by default)")
+    group.addoption("--threadprobe-skip-thread-unsafe", action="store_true",
+                    help="skip tests that cannot run in threads instead of running them serially")
     group.addoption("--threadprobe-diagnosis", default=None, metavar="FILE",
                     help="fail the session if this diagnosis finds a dependency the suite uses unsafe")
     group.addoption("--threadprobe-uses", default=None, metavar="DEP[,DEP]",
                     help="dependencies this suite uses (else the ini option threadprobe_uses)")
     parser.addini("threadprobe_uses", "dependencies the suite uses, for --threadprobe-diagnosis", type="linelist")
-    parser.addini("thread_unsafe_fixtures", "more fixtures whose tests must not run in threads", type="linelist")
+    for name, what in (("thread_unsafe_fixtures", "fixtures whose tests must run serially"),
+                       ("thread_unsafe_functions", "functions (module.function) whose callers must run serially")):
+        try:
+            parser.addini(name, what, type="linelist")
+        except ValueError:
+            pass  # pytest-run-parallel, installed too, declared it: the same meaning
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "threadprobe(threads=2, iterations=10, timeout=60): run the body in threads "
-                                       "started together, in an isolated child process")
-    config.addinivalue_line("markers", "thread_unsafe: never run this test in threads (--threadprobe-threads)")
-    config.stash[_FAILED_ONLY_UNDER_THREADS] = []
-    config.stash[_RAN_SERIALLY] = []
+    for line in (
+        "threadprobe(threads=2, iterations=10, timeout=60): run the body in threads started together, in a child",
+        "thread_unsafe(reason=None): never run this test in threads",
+        "parallel_threads(n): run this test in n threads (pytest-run-parallel's marker)",
+        "iterations(n): run the body n times in each thread (pytest-run-parallel's marker)",
+    ):
+        config.addinivalue_line("markers", line)
+    config.pluginmanager.register(Threadprobe(config), NAME)
 
 
 def _uses(config: pytest.Config) -> list[str]:
@@ -84,264 +90,249 @@ def _uses(config: pytest.Config) -> list[str]:
     return list(config.getini("threadprobe_uses"))
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    path = session.config.getoption("threadprobe_diagnosis")
-    if not path or hasattr(session.config, "workerinput"):  # the xdist controller decides, once
-        return
-    from toolkit import report
-    from toolkit.errors import UsageError
-
-    try:
-        diagnosis = report.read(path)
-    except UsageError as exc:
-        raise pytest.UsageError(f"--threadprobe-diagnosis: {exc}") from None
-    uses = set(_uses(session.config))
-    unsafe = [u for u in report.unsafe(diagnosis) if not uses or any(d in u for d in _probes_of(diagnosis, uses))]
-    session.config.stash[_GATE] = (path, sorted(uses), unsafe)
-
-
-_GATE = pytest.StashKey[tuple]()
-
-
-def _probes_of(diagnosis: Any, uses: set[str]) -> set[str]:
-    return {r.probe for r in diagnosis.results if r.dependency in uses or r.probe.split(".")[0] in uses}
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    gate = session.config.stash.get(_GATE, None)
-    if gate and gate[2] and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    serial = config.stash.get(_RAN_SERIALLY, [])
-    if serial:
-        terminalreporter.section("threadprobe: ran serially (thread-unsafe fixtures)", sep="-")
-        terminalreporter.line(f"{len(serial)} tests use fixtures that cannot be shared by threads: "
-                              + ", ".join(sorted({f for _, fixtures in serial for f in fixtures})))
-    only = config.stash.get(_FAILED_ONLY_UNDER_THREADS, [])
-    if only:
-        terminalreporter.section("threadprobe: failed only under threads", sep="=", red=True)
-        for nodeid, why in only:
-            terminalreporter.line(f"{nodeid}: {why}")
-    gate = config.stash.get(_GATE, None)
-    if gate:
-        path, uses, unsafe = gate
-        terminalreporter.section("threadprobe: diagnosis gate", sep="=", red=bool(unsafe), green=not unsafe)
-        what = f"for {', '.join(uses)}" if uses else "for every dependency"
-        if unsafe:
-            terminalreporter.line(f"{path} finds unsafe verdicts {what}; the session fails:")
-            for line in unsafe:
-                terminalreporter.line(f"  {line}")
-        else:
-            terminalreporter.line(f"{path}: no unsafe verdict {what}")
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    threads = config.getoption("threadprobe_threads")
-    return f"threadprobe: every test also runs in {threads} threads, crash-isolated" if threads else None
-
-
-# --------------------------------------------------------------------------------------------
-# Running a test body in threads, in a forked child
+@dataclass
+class Verdict:
+    nodeid: str
+    label: str  # thread-unsafe | not re-entrant | serial | duplicated-failed
+    why: str
 
 
 @dataclass
-class ThreadedRun:
-    """What the forked child reported."""
+class Threadprobe:
+    """The plugin's state: settings, what each test was labelled, the diagnosis gate."""
 
-    serial_ok: bool = False
-    serial_error: str | None = None
-    errors: list[tuple[int, int, str]] = field(default_factory=list)  # thread, iteration, traceback
-    signal: str | None = None
-    hung: bool = False
-    stacks: str | None = None
-    exit_code: int | None = None
+    config: pytest.Config
+    labels: list[Verdict] = field(default_factory=list)
+    forks_with_threads: set[str] = field(default_factory=set)
+    gate: tuple[str, list[str], list[str]] | None = None
 
+    # ----------------------------------------------------------------------------------------
+    def threads_for(self, item: pytest.Item) -> tuple[int, int, float] | None:
+        """(threads, iterations, timeout) for a test that runs in threads, else None."""
+        config = item.config
+        timeout = config.getoption("threadprobe_timeout")
+        iterations = config.getoption("threadprobe_iterations")
+        marker = item.get_closest_marker("threadprobe")
+        if marker is not None:
+            return (int(marker.kwargs.get("threads", 2)), int(marker.kwargs.get("iterations", 10)),
+                    float(marker.kwargs.get("timeout", timeout)))
+        text = str(config.getoption("threadprobe_threads"))
+        threads = (os.cpu_count() or 1) if text == "auto" else int(text or 0)
+        parallel = item.get_closest_marker("parallel_threads")
+        if parallel is not None and parallel.args:
+            threads = int(parallel.args[0])
+        repeat = item.get_closest_marker("iterations")
+        if repeat is not None and repeat.args:
+            iterations = int(repeat.args[0])
+        return (threads, iterations, timeout) if threads > 1 else None
 
-def _run_threads(call: Any, threads: int, iterations: int) -> list[tuple[int, int, str]]:
-    """The test body ``iterations`` times in each of ``threads`` threads started together."""
-    import threading
+    def serial_reason(self, item: pytest.Item) -> str | None:
+        return fixtures.serial_reason(item, self.config.getini("thread_unsafe_fixtures"),
+                                      self.config.getini("thread_unsafe_functions"))
 
-    from toolkit.execute import run_together
-
-    errors: list[tuple[int, int, str]] = []
-    lock = threading.Lock()
-
-    def body(t: int) -> None:
-        for k in range(iterations):
-            try:
-                call()
-            except BaseException:  # noqa: BLE001 - every failure is reported, pytest.fail included
-                with lock:
-                    errors.append((t, k, traceback.format_exc()))
-
-    run_together(threads, body, switch_interval=1e-6)
-    return errors
-
-
-def run_forked(call: Any, threads: int, iterations: int, timeout: float, serial_first: bool = True) -> ThreadedRun:
-    """Fork; in the child run ``call`` once serially, then in threads. Never raises for the child."""
-    import faulthandler
-    import tempfile
-
-    from toolkit.isolation import capture_stacks, kill_tree, signal_name
-
-    folder = tempfile.mkdtemp(prefix="threadprobe-pytest-")
-    fault_path = os.path.join(folder, "fault")
-    read_end, write_end = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        os.close(read_end)
-        code = 0
-        try:
-            os.setpgid(0, 0)
-            fault = open(fault_path, "w")
-            faulthandler.enable(fault, all_threads=True)
-            faulthandler.register(signal.SIGUSR1, fault, all_threads=True, chain=False)
-            if serial_first:
-                try:
-                    call()
-                    _send(write_end, ("serial", None))
-                except BaseException:  # noqa: BLE001
-                    _send(write_end, ("serial", traceback.format_exc()))
-                    os._exit(0)
-            _send(write_end, ("threads", _run_threads(call, threads, iterations)))
-        except BaseException:  # noqa: BLE001
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    out = ThreadedRun()
-    buffer = b""
-    last = time.monotonic()
-    status = None
-    import select
-
-    while True:
-        ready, _, _ = select.select([read_end], [], [], 0.05)
-        if ready:
-            chunk = os.read(read_end, 1 << 20)
-            if chunk:
-                buffer += chunk
-                last = time.monotonic()
-                buffer = _receive(buffer, out)
-                continue
-        got, raw = os.waitpid(pid, os.WNOHANG)
-        if got:
-            status = os.waitstatus_to_exitcode(raw)
-            while True:  # drain what the child wrote before it went
-                chunk = os.read(read_end, 1 << 20)
-                if not chunk:
-                    break
-                buffer += chunk
-            _receive(buffer, out)
-            break
-        if time.monotonic() - last > timeout:
-            out.hung = True
-            out.stacks, _ = capture_stacks(pid, __import__("pathlib").Path(fault_path))
-            kill_tree([pid], pid)
-            os.waitpid(pid, 0)
-            break
-    os.close(read_end)
-    if status is not None:
-        out.exit_code = status
-        out.signal = signal_name(status)
-        if out.signal:
-            try:
-                out.stacks = open(fault_path).read()[-8000:]
-            except OSError:
-                pass
-    kill_tree([], pid)  # anything the test body started in the child's group
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-    return out
-
-
-def _send(fd: int, message: Any) -> None:
-    data = pickle.dumps(message)
-    os.write(fd, len(data).to_bytes(8, "little") + data)
-
-
-def _receive(buffer: bytes, out: ThreadedRun) -> bytes:
-    while len(buffer) >= 8:
-        size = int.from_bytes(buffer[:8], "little")
-        if len(buffer) < 8 + size:
-            break
-        kind, value = pickle.loads(buffer[8:8 + size])
-        buffer = buffer[8 + size:]
-        if kind == "serial":
-            out.serial_ok = value is None
-            out.serial_error = value
-        else:
-            out.errors = value
-    return buffer
-
-
-def describe(run: ThreadedRun, threads: int, timeout: float) -> str | None:
-    """Why the threaded run failed (None when it did not)."""
-    if run.signal:
-        phase = "under threads" if run.serial_ok else "serially (before the threads started)"
-        return f"crashed {phase}: killed by {run.signal}\n{run.stacks or ''}"
-    if run.hung:
-        return f"hung under {threads} threads: no progress for {timeout:g}s; stacks:\n{run.stacks or ''}"
-    if run.errors:
-        t, k, tb = run.errors[0]
-        return f"failed under {threads} threads ({len(run.errors)} failing runs; first: thread {t}, run {k}):\n{tb}"
-    if run.exit_code not in (0, None):
-        return f"the child exited with code {run.exit_code}"
-    return None
-
-
-def _settings(item: pytest.Item) -> tuple[int, int, float] | None:
-    config = item.config
-    marker = item.get_closest_marker("threadprobe")
-    if item.get_closest_marker("thread_unsafe"):
-        return None
-    timeout = config.getoption("threadprobe_timeout")
-    if marker is not None:
-        return (int(marker.kwargs.get("threads", 2)), int(marker.kwargs.get("iterations", 10)),
-                float(marker.kwargs.get("timeout", timeout)))
-    threads = config.getoption("threadprobe_threads")
-    if threads:
-        unsafe = (THREAD_UNSAFE_FIXTURES | set(config.getini("thread_unsafe_fixtures"))) & set(item.fixturenames)
-        if unsafe:
-            config.stash[_RAN_SERIALLY].append((item.nodeid, sorted(unsafe)))
+    # ----------------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        settings = self.threads_for(pyfuncitem)
+        if settings is None or not hasattr(os, "fork"):
             return None
-        return threads, config.getoption("threadprobe_iterations"), timeout
-    return None
+        why = self.serial_reason(pyfuncitem)
+        if why is None and not fixtures.supported():
+            why = "this pytest's fixture internals are unknown: fixtures cannot be duplicated"
+        if why is not None:
+            self.labels.append(Verdict(pyfuncitem.nodeid, "serial", why))
+            if self.config.getoption("threadprobe_skip_thread_unsafe"):
+                pytest.skip(f"threadprobe: {why}")
+            return None
+        threads, iterations, timeout = settings
+        threaded = run_body(pyfuncitem, threads, iterations, timeout)
+        self.forks_with_threads.update(threaded.threads_at_fork)
+        if threaded.kind == "ok":
+            return True
+        if threaded.skipped is not None:
+            pytest.skip(threaded.skipped)
+        if threaded.open_error is not None:
+            self.labels.append(Verdict(pyfuncitem.nodeid, "serial", f"fixtures could not be duplicated: "
+                                                                     f"{threaded.open_error}"))
+            return None  # pytest runs the test as usual, in this process
+        control = run_body(pyfuncitem, 1, 2, timeout, control=True)
+        self.forks_with_threads.update(control.threads_at_fork)
+        first_failed = control.kind != "ok" and (control.failed_index in (None, 0) or control.kind in ("crash", "hang"))
+        if control.kind != "ok" and first_failed:
+            pytest.fail(f"failed serially too (in threadprobe's control run):\n{control.text}", pytrace=False)
+        if control.kind != "ok":
+            self.labels.append(Verdict(pyfuncitem.nodeid, "not re-entrant", threaded.headline))
+            message = (f"not re-entrant: fails under {threads} threads, and also when run twice in a row in one "
+                       f"thread (test state, not a library bug):\n{control.text}")
+            if self.config.getoption("threadprobe_strict"):
+                pytest.fail(message, pytrace=False)
+            return True
+        self.labels.append(Verdict(pyfuncitem.nodeid, "thread-unsafe", threaded.headline))
+        pytest.fail(f"thread-unsafe: {threaded.headline} (twice in a row in one thread: fine)\n{threaded.text}",
+                    pytrace=False)
+
+    # ----------------------------------------------------------------------------------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        path = session.config.getoption("threadprobe_diagnosis")
+        if not path or hasattr(session.config, "workerinput"):  # the xdist controller decides, once
+            return
+        from toolkit import report
+        from toolkit.errors import UsageError
+
+        try:
+            diagnosis = report.read(path)
+        except UsageError as exc:
+            raise pytest.UsageError(f"--threadprobe-diagnosis: {exc}") from None
+        uses = set(_uses(session.config))
+        probes = {r.probe for r in diagnosis.results if r.dependency in uses or r.probe.split(".")[0] in uses}
+        unsafe = [u for u in report.unsafe(diagnosis) if not uses or any(u.startswith(p + " ") for p in probes)]
+        self.gate = (path, sorted(uses), unsafe)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.gate and self.gate[2] and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        groups: dict[str, list[Verdict]] = {}
+        for v in self.labels:
+            groups.setdefault(v.label, []).append(v)
+        titles = {"thread-unsafe": "thread-unsafe (failed only concurrently: a library or the code under test)",
+                  "not re-entrant": "not re-entrant (failed when run twice in one thread too: test state)",
+                  "serial": "ran serially"}
+        for label in ("thread-unsafe", "not re-entrant", "serial"):
+            items = groups.get(label, [])
+            if not items:
+                continue
+            terminalreporter.section(f"threadprobe: {len(items)} {titles[label]}", sep="=" if label != "serial" else "-",
+                                     red=label == "thread-unsafe")
+            for v in items:
+                terminalreporter.line(f"{v.nodeid}: {v.why}")
+        if self.forks_with_threads:
+            terminalreporter.line(f"threadprobe: other threads were alive when tests forked "
+                                  f"({', '.join(sorted(self.forks_with_threads)[:5])}); their thread pools were reset "
+                                  "in the children")
+        if self.gate:
+            path, uses, unsafe = self.gate
+            terminalreporter.section("threadprobe: diagnosis gate", sep="=", red=bool(unsafe), green=not unsafe)
+            what = f"for {', '.join(uses)}" if uses else "for every dependency"
+            if unsafe:
+                terminalreporter.line(f"{path} finds unsafe verdicts {what}; the session fails:")
+                for line in unsafe:
+                    terminalreporter.line(f"  {line}")
+            else:
+                terminalreporter.line(f"{path}: no unsafe verdict {what}")
+
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        threads = config.getoption("threadprobe_threads")
+        return f"threadprobe: every test runs in {threads} threads, crash-isolated" if str(threads) not in ("0", "") \
+            else None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    settings = _settings(pyfuncitem)
-    if settings is None or not hasattr(os, "fork"):
-        return None
-    threads, iterations, timeout = settings
-    funcargs = pyfuncitem.funcargs
-    kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    test = pyfuncitem.obj
+# --------------------------------------------------------------------------------------------
+# A test body as a probe, through the harness
 
-    def call() -> None:
-        test(**kwargs)
 
-    run = run_forked(call, threads, iterations, timeout)
-    if run.serial_error is not None:
-        # The plain test failed: report that, as pytest would have without the plugin.
-        pytest.fail(f"failed serially (in threadprobe's child):\n{run.serial_error}", pytrace=False)
-    why = describe(run, threads, timeout)
-    if why is not None:
-        if run.serial_ok:
-            pyfuncitem.config.stash[_FAILED_ONLY_UNDER_THREADS].append((pyfuncitem.nodeid, why.splitlines()[0]))
-        pytest.fail(why, pytrace=False)  # the failure happened in the child: its report is the whole story
-    return True
+class _Skip(Exception):
+    """pytest.skip() inside a thread: carried out as an error, turned back into a skip."""
+
+
+class _Outcome(Exception):
+    """pytest.fail() and friends inside a thread: an ordinary failure for the harness."""
+
+
+def body_probe(item: pytest.Function, threads: int, iterations: int, control: bool) -> type:
+    from toolkit.probe import Probe
+
+    class TestBody(Probe):
+        name = f"pytest.{item.name}"
+        dependency = "pytest"
+
+        def open(self, workdir: Any) -> list[fixtures.Instance]:
+            fixtures.CURRENT.update(threads=threads, iterations=iterations)
+            if control:
+                return [fixtures.fresh(item, 0)]
+            # Thread 0 uses what pytest set up in its own process; the others get new instances.
+            return [fixtures.shared(item)] + [fixtures.fresh(item, t) for t in range(1, threads)]
+
+        def task(self, ctx: list[fixtures.Instance], i: int) -> Any:
+            try:
+                ctx[i % len(ctx)].call()
+            except pytest.skip.Exception as exc:
+                raise _Skip(str(exc.msg if hasattr(exc, "msg") else exc)) from None
+            except BaseException as exc:  # noqa: BLE001 - every failure of the body is reported
+                if isinstance(exc, Exception):
+                    raise
+                raise _Outcome(str(exc)) from None
+            return None
+
+        def close(self, ctx: list[fixtures.Instance]) -> None:
+            for instance in reversed(ctx[1:] if not control else ctx):
+                instance.teardown()
+
+    return TestBody
+
+
+@dataclass
+class BodyRun:
+    kind: str  # ok | crash | hang | error
+    headline: str = ""
+    text: str = ""
+    failed_index: int | None = None
+    skipped: str | None = None
+    open_error: str | None = None
+    threads_at_fork: tuple[str, ...] = ()
+
+
+def run_body(item: pytest.Function, threads: int, iterations: int, timeout: float, control: bool = False) -> BodyRun:
+    """The test body in ``threads`` threads, ``iterations`` times each, in a forked child."""
+    from toolkit import detect, plan, refs
+    from toolkit.harness import launch, trial as harness
+    from toolkit.records import Mode, Purpose, Trial
+
+    key = f"{os.getpid()}-{threading.get_ident()}-{id(item)}-{'c' if control else 't'}"
+    refs.INLINE[key] = body_probe(item, threads, iterations, control)
+    folder = Path(tempfile.mkdtemp(prefix="threadprobe-pytest-"))
+    launcher = launch.DirectFork()
+    mode = Mode.SERIAL if threads == 1 else Mode.THREADS
+    trial = Trial(f"pytest.{item.name}", f"inline:{key}", mode, 1, threads, threads * iterations, timeout=timeout,
+                  switch_interval=plan.STRESS_SWITCH_INTERVAL if threads > 1 else plan.DEFAULT_SWITCH_INTERVAL,
+                  purpose=Purpose.STRESS)
+    try:
+        got = harness.run_trial(trial, launcher, folder, folder / "trial")
+    finally:
+        launcher.close()
+        refs.INLINE.pop(key, None)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+    outcome = detect.classify(got, None)
+    run = BodyRun(str(outcome.kind), threads_at_fork=got.threads_at_fork)
+    errors = [e for e in outcome.evidence if e.kind == "error"]
+    if outcome.kind == "ok":
+        return run
+    if errors and all((e.error_type or "").endswith("_Skip") for e in errors):
+        run.skipped = errors[0].message or "skipped in threads"
+        return run
+    opened = [e for e in errors if e.stage == "open"]
+    if opened and not control:
+        run.open_error = f"{opened[0].error_type}: {detect.first_line(opened[0].message)}"
+        return run
+    first = outcome.evidence[0]
+    if outcome.kind == "crash":
+        run.headline = f"killed by {first.signal} under {threads} threads"
+        run.text = first.traceback or ""
+    elif outcome.kind == "hang":
+        run.headline = f"hung under {threads} threads: no progress for {timeout:g}s"
+        run.text = f"stacks ({first.stack_source}):\n{first.stacks or ''}"
+    else:
+        tasks = [e for e in errors if e.stage == "task"]
+        shown = tasks[0] if tasks else first
+        run.failed_index = min((e.index for e in tasks if e.index is not None), default=None)
+        where = f"thread {shown.index % threads}, run {shown.index // threads}" if shown.index is not None else shown.stage
+        run.headline = (f"{shown.error_type} under {threads} threads ({len(tasks)} failing runs; first: {where}): "
+                        f"{detect.first_line(shown.message)}")
+        run.text = shown.traceback or shown.message or ""
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,9 +382,10 @@ class Checker:
               start: str = "fork") -> CheckResult:
         """``start="fork"`` (default): workers are forks of this process, so closures work.
         ``start="spawn"``: fresh interpreters; ``fn`` must be importable and the inputs picklable."""
-        from toolkit import detect, isolation, registry
+        from toolkit import detect, plan, refs
+        from toolkit.harness import launch, trial as harness
         from toolkit.probe import function_probe
-        from toolkit.records import Trial
+        from toolkit.records import Mode, Purpose, Trial
 
         inputs = list(inputs)
         if not inputs:
@@ -401,46 +393,40 @@ class Checker:
         self._count += 1
         root = self._tmp / f"check-{self._count}"
         root.mkdir(parents=True, exist_ok=True)
-        FunctionProbe = function_probe(fn, inputs)
+        probe = function_probe(fn, inputs)
         key = f"{os.getpid()}-{id(fn)}-{self._count}"
+        launcher: Any
         if start == "spawn":
             if not _importable(fn):
                 raise ValueError(f"start='spawn' needs an importable function, not {fn!r}: use start='fork'")
-            ref = registry.call_ref(fn, inputs, root / "inputs.pickle")
-            launcher: Any = isolation.SpawnLauncher()
+            ref = refs.call_ref(fn, inputs, root / "inputs.pickle")
+            launcher = launch.SpawnLauncher()
         else:
             ref = f"inline:{key}"
-            registry.INLINE[key] = FunctionProbe
-            launcher = isolation.DirectFork()
+            refs.INLINE[key] = probe
+            launcher = launch.DirectFork()
         k = iterations or max(len(inputs), 20)
-        modes = [("serial", 1, 1)] + ([("threads", 1, threads)] if threads > 1 else []) + \
-                ([("processes", processes, 1)] if processes > 1 else [])
+        cells = [plan.SERIAL] + ([plan.Cell(Mode.THREADS, 1, threads)] if threads > 1 else []) + \
+                ([plan.Cell(Mode.PROCESSES, processes, 1)] if processes > 1 else [])
         try:
-            runs: dict[tuple[str, int, int], list[Any]] = {m: [] for m in modes}
-            oracle = None
+            runs: dict[Any, list[Any]] = {c: [] for c in cells}
             for rep in range(trials):
-                for mode in modes:
-                    if mode[0] == "serial" and rep > 0:
+                for cell in cells:
+                    if cell.mode == Mode.SERIAL and rep > 0:
                         continue
-                    purpose = "timing" if rep == 0 else "stress"
-                    trial = Trial(FunctionProbe.name, ref, mode[0], mode[1], mode[2], k, index=rep,
+                    purpose = Purpose.TIMING if rep == 0 else Purpose.STRESS
+                    trial = Trial(probe.name, ref, cell.mode, cell.processes, cell.threads, k, index=rep,
                                   timeout=timeout, purpose=purpose,
-                                  switch_interval=0.005 if purpose == "timing" else 1e-6)
-                    run = isolation.run_trial(trial, launcher, root, root / f"{mode[0]}-{rep}")
-                    runs[mode].append(run)
-                    if mode[0] == "serial":
-                        outcome = detect.classify(run, None)
-                        if outcome.kind == "ok":
-                            oracle = {d: h for w in run.workers for d, h in (w.report or {}).get("digests", {}).items()}
-            results = []
-            for mode_runs in runs.values():
-                outcomes = [detect.classify(run, oracle) for run in mode_runs]
-                results.append(detect.summarise(FunctionProbe.name, FunctionProbe.dependency, outcomes,
-                                                cores=os.cpu_count() or 1))
+                                  switch_interval=plan.DEFAULT_SWITCH_INTERVAL if rep == 0 else plan.STRESS_SWITCH_INTERVAL)
+                    runs[cell].append(harness.run_trial(trial, launcher, root, root / f"{cell.mode}-{rep}"))
+            oracle = detect.Oracle.of(runs[plan.SERIAL][0]) if detect.classify(runs[plan.SERIAL][0], None).kind == "ok" \
+                else None
+            results = [detect.summarise(probe.name, probe.dependency, [detect.classify(r, oracle) for r in rs],
+                                        cores=os.cpu_count() or 1) for rs in runs.values()]
             results = detect.add_scaling(results, os.cpu_count() or 1)
         finally:
             launcher.close()
-            registry.INLINE.pop(key, None)
+            refs.INLINE.pop(key, None)
         checked = CheckResult(tuple(results))
         if fail:
             problems = [r for r in results if r.verdict != "safe"]
@@ -458,8 +444,7 @@ def _failure_text(problems: list[Any], inputs: list[Any]) -> str:
     lines = []
     for r in problems:
         mode = "serially" if r.mode == "serial" else f"under {r.workers} {r.mode}"
-        failing = r.trials - r.outcomes.get("ok", 0)
-        lines.append(f"{r.probe} {r.verdict} {mode} in {failing} of {r.trials} trials")
+        lines.append(f"{r.probe} {r.verdict} {mode} in {r.failed_trials} of {r.trials} trials")
         for e in r.evidence[:3]:
             if e.kind == "corrupt" and e.index is not None:
                 lines.append(f"  input {inputs[e.index % len(inputs)]!r} (i={e.index}): expected digest "

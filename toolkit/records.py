@@ -1,40 +1,112 @@
-"""The typed, immutable records a diagnosis flows through, and their JSON form.
+"""The typed, immutable records a diagnosis flows through, and the one definition of "unsafe".
 
 Data flows one way, each step a pure function of the one before:
 
-    Trial --(isolation + detect.classify)--> Outcome --(detect.summarise)--> Result
-    Results --(recommend)--> Recommendation;  all of it --> Diagnosis (reports/diagnosis.json)
+    probe --plan--> Trial --harness--> TrialRun --detect.classify--> Outcome
+          --detect.summarise--> Result (a verdict per probe x mode)
+          --choose--> Choice --runner--> a run
+
+Modes, outcome kinds, verdicts and contention classes are enums whose values are the strings the
+JSON reports carry, so a report reads the same as before and compares equal to plain strings.
+Whether a result is unsafe is decided here, by ``is_unsafe`` and ``unsafe_results``, and nowhere else.
 
 Every JSON document names its schema. Format history, newest last (bump a version when a field
 changes meaning or disappears; adding an optional field does not need a bump):
 
-- ``threadprobe.trial/1``     (2026-11) the spec a worker process receives.
-- ``threadprobe.worker/1``    (2026-11) what one worker process writes back.
-- ``threadprobe.diagnosis/1`` (2026-11) the report; JSON Schema in ``toolkit/schema/``.
+- ``threadprobe.trial/1``       (2026-11) the spec a worker process receives.
+- ``threadprobe.worker/1``      (2026-11) what one worker process writes back.
+- ``threadprobe.diagnosis/1``   (2026-11) the report; JSON Schema in ``toolkit/schema/``.
 - ``threadprobe.fingerprint/1`` (2026-11) the library builds that were loaded.
-- ``threadprobe.bench/1``     (2026-11) benchmark results.
+- ``threadprobe.bench/1``       (2026-11) benchmark results.
+- ``threadprobe.diagnosis/2``   (2026-11) adds the interpreter diagnosed, corruption severity, the
+  bound per operation, thread states behind the contention class, and choices (scheduler, locks,
+  pilot) in place of recommendations. Version 1 reports are still read (missing fields default).
+- ``threadprobe.fingerprint/2`` (2026-11) libraries found by the symbols they export, not their
+  file names; the flag and version each copy reports itself; packages by import name.
+- ``threadprobe.choice/1``      (2026-11) a cached scheduler choice (workload, input, machine).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/1"
 WORKER_SCHEMA = "threadprobe.worker/1"
-DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/1"
-FINGERPRINT_SCHEMA = "threadprobe.fingerprint/1"
+DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/2"
+READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", DIAGNOSIS_SCHEMA)
+FINGERPRINT_SCHEMA = "threadprobe.fingerprint/2"
 BENCH_SCHEMA = "threadprobe.bench/1"
+CHOICE_SCHEMA = "threadprobe.choice/1"
 
-MODES = ("serial", "threads", "processes")
-# Worst first: the worst outcome seen decides a verdict. A crash outranks corruption only because
-# a crash also hides whatever corruption the dead process would have produced.
-SEVERITY = ("crash", "corrupt", "hang", "error", "ok")
-VERDICTS = ("safe", "crash", "corrupt", "hang", "error", "unavailable")
-UNSAFE = frozenset({"crash", "corrupt", "hang"})
+
+class _Text(str, enum.Enum):
+    """An enum whose members are their own JSON strings (and print as them)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class Mode(_Text):
+    SERIAL = "serial"
+    THREADS = "threads"
+    PROCESSES = "processes"
+
+
+class Kind(_Text):
+    """What one trial showed. Worst first: the worst kind seen decides a verdict. A crash outranks
+    corruption only because a crash also hides whatever the dead process would have produced."""
+
+    CRASH = "crash"
+    CORRUPT = "corrupt"
+    HANG = "hang"
+    ERROR = "error"
+    OK = "ok"
+
+
+SEVERITY: tuple[Kind, ...] = tuple(Kind)
+
+
+class Verdict(_Text):
+    SAFE = "safe"
+    CRASH = "crash"
+    CORRUPT = "corrupt"
+    HANG = "hang"
+    ERROR = "error"
+    UNAVAILABLE = "unavailable"
+
+    @property
+    def failing(self) -> bool:
+        return self in (Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG, Verdict.ERROR)
+
+
+class Purpose(_Text):
+    ORACLE = "oracle"  # the serial run every other result is compared with
+    TIMING = "timing"  # bare, default switch interval: throughput
+    CONTENTION = "contention"  # thread states sampled from /proc: what threads wait for
+    ATTRIBUTION = "attribution"  # py-spy native stacks: where they wait
+    STRESS = "stress"  # everything that raises the odds of a race
+    AUDIT = "audit"  # the lock coverage audit
+    NATIVE = "native"  # a crash once more, core dumps on
+
+
+class Contention(_Text):
+    NONE = "none"
+    GIL = "gil"
+    LIBRARY_LOCK = "library_lock"
+
+
+class Corruption(_Text):
+    DATA = "data"  # the values differ from the serial run
+    MESSAGE = "message"  # only an exception's message differs (the same exception types)
+
+
+VERDICTS = tuple(v.value for v in Verdict)
 SCHEDULERS = ("synchronous", "threads", "processes", "distributed")
 
 R = TypeVar("R", bound="Record")
@@ -70,6 +142,8 @@ class Record:
 def _dump(value: Any) -> Any:
     if isinstance(value, Record):
         return value.to_json()
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, (tuple, list)):
         return [_dump(v) for v in value]
     if isinstance(value, dict):
@@ -87,6 +161,8 @@ def _load(hint: Any, value: Any) -> Any:
         return _load(inner[0], value) if len(inner) == 1 else value
     if isinstance(hint, type) and issubclass(hint, Record):
         return hint.from_json(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
     if origin is tuple:
         return tuple(_load(args[0], v) for v in value)
     if origin is dict:
@@ -99,11 +175,13 @@ class ProbeInfo(Record):
     """What discovery knows about a probe without importing the library it tests."""
 
     name: str
-    dependency: str
+    dependency: str  # a label: a distribution or a C library's name
     ref: str  # how a child loads it: "package.module:Class" or "/abs/plugin.py:Class"
     available: bool = True
     reason: str | None = None  # why it is unavailable
     doc: str = ""
+    preload: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # what `threadprobe list` imports to say whether it can run
 
 
 @dataclass(frozen=True)
@@ -112,22 +190,64 @@ class Trial(Record):
 
     probe: str
     ref: str
-    mode: str
+    mode: Mode
     processes: int
     threads: int
     iterations: int
     index: int = 0
-    rounds: int = 1  # timing trials repeat every index so that they last long enough to time
+    rounds: int = 1  # every index is repeated this many times, so that a trial lasts long enough
     timeout: float = 20.0
     switch_interval: float = 1e-6
-    # oracle | timing (bare, for throughput) | contention (GIL monitor, maybe py-spy) | stress
-    # (1 microsecond switch interval); the last three run on CPython's default switch interval.
-    purpose: str = "stress"
-    remedy: str | None = None  # e.g. "global_lock": one process-wide lock around every task
+    purpose: Purpose = Purpose.STRESS
+    remedy: str | None = None  # "global_lock": one process-wide lock around every task
+    jitter: float = 0.0  # seconds: each thread waits a random share of this before it starts
+    pin: str | None = None  # "one" core for every thread, or "spread" one per core (measurements)
+    states: bool = False  # sample the threads' states from /proc (contention trials always do)
 
     @property
     def workers(self) -> int:
         return self.processes * self.threads
+
+
+@dataclass(frozen=True)
+class WorkerRun(Record):
+    """What the parent saw of one worker process."""
+
+    worker: int
+    pid: int
+    returncode: int | None
+    report: dict[str, Any] | None
+    fault: str
+    output: str
+    stacks: str | None = None
+    stack_source: str | None = None
+    cpu: float | None = None  # user + system seconds of the whole process (rusage at exit)
+
+    @property
+    def signal(self) -> str | None:
+        import signal as signals
+
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signals.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+
+@dataclass(frozen=True)
+class TrialRun(Record):
+    """Everything the parent gathered about one trial, before classification."""
+
+    trial: Trial
+    workers: tuple[WorkerRun, ...]
+    hung: bool
+    seconds: float | None  # from the first worker's start to the last worker's end
+    harness_error: str | None = None
+    wall: float = 0.0  # what the trial cost, fork to reap, as the budget sees it
+    states: dict[str, int] = field(default_factory=dict)  # thread states sampled from /proc
+    threads_at_fork: tuple[str, ...] = ()  # other threads alive where a direct fork happened
+    folder: str = ""  # the trial's files (faulthandler output, core dumps)
 
 
 @dataclass(frozen=True)
@@ -151,6 +271,7 @@ class Evidence(Record):
     index: int | None = None
     expected: str | None = None
     actual: str | None = None
+    severity: Corruption | None = None  # for corrupt: data, or only an exception message
 
 
 @dataclass(frozen=True)
@@ -158,14 +279,17 @@ class Outcome(Record):
     """The classified result of one trial."""
 
     trial: Trial
-    kind: str  # ok | crash | corrupt | hang | error
+    kind: Kind
     evidence: tuple[Evidence, ...] = ()
     tasks: int = 0
     seconds: float | None = None  # from the start barrier to the last task
-    gil_wait: float | None = None  # fraction of knocks that waited for the GIL
     cpu: float | None = None  # seconds the probe's threads could run (on a CPU or queued), summed
     cpu_only: bool = False  # True when only CPU time was known (no schedstat)
     queued: float | None = None  # seconds the threads were runnable but waited for a CPU, summed
+    wall: float = 0.0
+    process_cpu: float | None = None  # rusage of every worker process
+    states: dict[str, int] = field(default_factory=dict)
+    unavailable: str | None = None  # the module a probe needs is missing (ModuleNotFoundError)
 
 
 @dataclass(frozen=True)
@@ -174,38 +298,83 @@ class Result(Record):
 
     probe: str
     dependency: str
-    mode: str
+    mode: Mode
     workers: int
     processes: int
     threads: int
     trials: int
     outcomes: dict[str, int]
-    verdict: str
-    failure_rate_upper95: float
+    verdict: Verdict
+    failure_rate_upper95: float  # per trial, Clopper-Pearson
     evidence: tuple[Evidence, ...] = ()
     throughput: float | None = None  # tasks per second, clean timing trials only
     speedup: float | None = None  # against the serial throughput of the same run
     efficiency: float | None = None  # speedup / workers
     scaling: str | None = None  # scales | serialized
-    gil_wait_fraction: float | None = None
     busy_fraction: float | None = None  # runnable thread time / (work time x threads)
     queued_fraction: float | None = None  # of that, waiting for a CPU: high means a busy machine
-    contention: str | None = None  # none | gil | library_lock
+    contention: Contention | None = None
     contention_evidence: tuple[str, ...] = ()
+    thread_states: dict[str, float] = field(default_factory=dict)  # share of samples per state
     remedy: str | None = None
+    corruption: Corruption | None = None  # set when the verdict is corrupt
+    operations: int = 0  # concurrent task calls in clean trials
+    operation_bound: float | None = None  # 95% bound per call, if calls were independent
+    seconds: float = 0.0  # wall time its trials cost
+    gil_wait_fraction: float | None = None  # version 1 only
+
+    @property
+    def failed_trials(self) -> int:
+        return sum(n for kind, n in self.outcomes.items() if kind != Kind.OK)
+
+    @property
+    def label(self) -> str:
+        return "serial" if self.mode == Mode.SERIAL else f"{self.mode} {self.workers}"
 
 
 @dataclass(frozen=True)
-class Recommendation(Record):
-    """Which dask scheduler a workload should run on, and why."""
+class PilotRow(Record):
+    """One candidate scheduler timed on the pilot sample."""
+
+    candidate: str
+    seconds: tuple[float, ...]  # wall time of each repetition on its share of the sample
+    startup: float = 0.0  # measured once: what the scheduler costs before any work
+    projected: tuple[float, ...] = ()  # each repetition projected to the whole run, start-up included
+
+
+@dataclass(frozen=True)
+class Choice(Record):
+    """Which dask scheduler to run on, with the locks it must hold, and why."""
 
     workload: str
     scheduler: str
-    n_workers: int
-    threads_per_worker: int
+    n_workers: int = 1
+    threads_per_worker: int = 1
     locks: tuple[str, ...] = ()
     rationale: tuple[str, ...] = ()
-    source: str = "diagnosis"
+    source: str = "command line"
+    address: str | None = None
+    cluster: str = "local"  # local | slurm
+    adapt: tuple[int, ...] | None = None
+    pilot: tuple[PilotRow, ...] = ()
+    context: str | None = None  # multiprocessing start method of a processes pool
+
+    def describe(self) -> str:
+        held = f", holding {len(self.locks)} lock(s)" if self.locks else ""
+        if self.scheduler == "synchronous":
+            return "synchronous (single-threaded)"
+        if self.scheduler == "threads":
+            return f"threads ({self.threads_per_worker} threads{held})"
+        if self.scheduler == "processes":
+            how = f", {self.context}" if self.context else ""
+            return f"processes ({self.n_workers} processes{how})"
+        where = self.address or ("SLURM via dask-jobqueue" if self.cluster == "slurm" else "LocalCluster")
+        size = (f"adaptive {self.adapt[0]}-{self.adapt[1]} workers" if self.adapt
+                else f"{self.n_workers} workers")
+        return f"distributed on {where} ({size} x {self.threads_per_worker} threads{held})"
+
+
+Recommendation = Choice  # the name version 1 reports used
 
 
 @dataclass(frozen=True)
@@ -219,17 +388,46 @@ class Diagnosis(Record):
     results: tuple[Result, ...]
     schema: str = DIAGNOSIS_SCHEMA
     seconds: float = 0.0
-    recommendation: Recommendation | None = None
-    recommendations: dict[str, Recommendation] = field(default_factory=dict)
+    recommendation: Choice | None = None
+    recommendations: dict[str, Choice] = field(default_factory=dict)
     remedies: tuple[Result, ...] = ()
     lock_audit: tuple[dict[str, Any], ...] = ()
     repro: dict[str, str] = field(default_factory=dict)
+    interpreter: str = ""  # the Python whose libraries were diagnosed
 
 
-def worst(kinds: typing.Iterable[str]) -> str:
-    """The most severe outcome kind among ``kinds`` ("ok" when empty)."""
-    seen = set(kinds)
+def worst(kinds: Iterable[str]) -> Kind:
+    """The most severe outcome kind among ``kinds`` (ok when empty)."""
+    seen = {Kind(k) for k in kinds}
     for kind in SEVERITY:
         if kind in seen:
             return kind
-    return "ok"
+    return Kind.OK
+
+
+def serial_failures(results: Iterable[Result]) -> set[str]:
+    """Probes whose serial run already errs: their errors are a broken probe or input, not a race."""
+    return {r.probe for r in results if r.mode == Mode.SERIAL and r.verdict == Verdict.ERROR and r.remedy is None}
+
+
+def is_unsafe(result: Result, fails_serially: bool = False) -> bool:
+    """Does this result fail under concurrency? Crashes, corruption and hangs always do; an error
+    only when the serial run of the same probe was clean (else the probe itself is broken)."""
+    if result.mode == Mode.SERIAL:
+        return False
+    verdict = Verdict(result.verdict)
+    if verdict in (Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG):
+        return True
+    return verdict == Verdict.ERROR and not fails_serially
+
+
+def unsafe_results(results: Sequence[Result]) -> list[Result]:
+    """Every result (no remedies) that fails under concurrency: the one list of "unsafe"."""
+    broken = serial_failures(results)
+    return [r for r in results if r.remedy is None and is_unsafe(r, r.probe in broken)]
+
+
+def is_safe(result: Result, fails_serially: bool = False) -> bool:
+    """Safe for a scheduler to rely on: clean, or broken the same way serially (no concurrency issue)."""
+    verdict = Verdict(result.verdict)
+    return verdict == Verdict.SAFE or (verdict == Verdict.ERROR and fails_serially)

@@ -1,28 +1,29 @@
 """Finding probes: the ``threadprobe.probes`` entry points and ``--plugin FILE.py``.
 
-Discovery never imports a probe's library; a probe whose library is missing is listed as
-unavailable, the way xarray lists backends. A probe is addressed by a ``ref`` string that a
-fresh child process can load on its own: ``package.module:Class`` or ``/abs/file.py:Class``.
+Discovery imports probe modules, never the libraries they test (probes import those in
+``prepare`` and ``open``). Whether a probe is available is a question for the interpreter that
+will run it: ``diagnose`` finds out from a ``ModuleNotFoundError`` in ``prepare`` or ``open``,
+and ``availability`` asks a child of that interpreter to import each probe's ``preload`` modules.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import importlib
 import importlib.metadata
-import importlib.util
 import inspect
+import json
 import pathlib
-import sys
+import subprocess
 import types
 from collections.abc import Iterable, Sequence
 
 from toolkit.errors import UsageError
 from toolkit.probe import Probe
 from toolkit.records import ProbeInfo
+from toolkit.refs import load, load_plugin
 
 ENTRY_POINT_GROUP = "threadprobe.probes"
+__all__ = ["discover", "select", "load", "load_plugin", "availability", "probe_classes"]
 
 
 def probe_classes(obj: object) -> list[type[Probe]]:
@@ -39,86 +40,10 @@ def probe_classes(obj: object) -> list[type[Probe]]:
     return []
 
 
-def load_plugin(path: str | pathlib.Path) -> types.ModuleType:
-    """Import a plugin file under a name derived from its absolute path (stable across processes)."""
-    path = pathlib.Path(path).resolve()
-    if not path.is_file():
-        raise UsageError(f"plugin file not found: {path}")
-    tag = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    modname = f"threadprobe_plugin_{path.stem}_{tag}"
-    if modname in sys.modules:
-        return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"cannot import plugin {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[modname]
-        raise UsageError(f"plugin {path} failed to import: {type(exc).__name__}: {exc}") from None
-    return module
-
-
-#: Probes held in memory, for workers forked straight from this process (ref "inline:KEY").
-INLINE: dict[str, type[Probe]] = {}
-
-
-def load(ref: str) -> type[Probe]:
-    """Load the probe class a ref names (in a child process, or anywhere)."""
-    if ref.startswith("inline:"):
-        return INLINE[ref[len("inline:"):]]
-    if ref.startswith("call:"):  # call:module:qualname@inputs.pickle, a function over pickled inputs
-        import pickle
-
-        from toolkit.probe import function_probe
-
-        target, _, inputs_path = ref[len("call:"):].partition("@")
-        module_name, _, qualname = target.rpartition(":")
-        fn: object = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            fn = getattr(fn, part)
-        with open(inputs_path, "rb") as fh:
-            return function_probe(fn, pickle.load(fh))
-    where, _, qualname = ref.rpartition(":")
-    module = load_plugin(where) if where.endswith(".py") else importlib.import_module(where)
-    obj: object = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    assert isinstance(obj, type) and issubclass(obj, Probe), ref
-    return obj
-
-
-def load_module_file(name: str) -> str:
-    """The source file of a module, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.origin:
-        raise ImportError(f"no source for module {name}")
-    return spec.origin
-
-
-def call_ref(fn: object, inputs: list[object], path: pathlib.Path) -> str:
-    """A ref a fresh interpreter can load: an importable function, its inputs pickled to ``path``."""
-    import pickle
-
-    with open(path, "wb") as fh:
-        pickle.dump(inputs, fh)
-    return f"call:{fn.__module__}:{fn.__qualname__}@{path}"  # type: ignore[attr-defined]
-
-
 def info(cls: type[Probe], ref: str) -> ProbeInfo:
-    missing = cls.missing()
     doc = inspect.getdoc(cls) or ""
-    return ProbeInfo(
-        name=cls.name,
-        dependency=cls.dependency,
-        ref=ref,
-        available=missing is None,
-        reason=None if missing is None else f"module {missing!r} is not installed"
-        + (f": {cls.unavailable_hint}" if cls.unavailable_hint else ""),
-        doc=doc.splitlines()[0] if doc else "",
-    )
+    return ProbeInfo(name=cls.name, dependency=cls.dependency or "?", ref=ref, doc=doc.splitlines()[0] if doc else "",
+                     preload=tuple(cls.preload), requires=tuple(cls.requires or cls.preload))
 
 
 def discover(plugins: Sequence[str | pathlib.Path] = (), entry_points: bool = True) -> list[ProbeInfo]:
@@ -161,3 +86,39 @@ def select(infos: Iterable[ProbeInfo], globs: Sequence[str]) -> list[ProbeInfo]:
             raise UsageError(f"--probe {glob!r} matches no probe (see `threadprobe list`)")
         chosen.update((p.name, p) for p in hits)
     return [chosen[name] for name in sorted(chosen)]
+
+
+_CHECK = """
+import importlib, json, sys
+out = {}
+for module in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(module)
+        out[module] = None
+    except Exception as exc:
+        out[module] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+def availability(infos: Sequence[ProbeInfo], python: str | None = None, timeout: float = 120.0) -> list[ProbeInfo]:
+    """The probes, each marked available or not by importing its ``requires`` modules (by default
+    its ``preload``) in a child of ``python`` (this interpreter by default). ``diagnose`` does not
+    rely on this: it finds out for certain, from the probe's ``prepare`` and ``open``."""
+    from toolkit.harness.proc import child_env, interpreter_of
+
+    executable, foreign = interpreter_of(python)
+    modules = sorted({m for i in infos for m in i.requires if not m.endswith(".py")})
+    try:
+        done = subprocess.run([executable, "-c", _CHECK, json.dumps(modules)], capture_output=True, text=True,
+                              timeout=timeout, env=child_env(foreign=foreign))
+        failed = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError, OSError) as exc:
+        raise UsageError(f"cannot ask {executable} which modules it has: {exc}") from None
+    out = []
+    for item in infos:
+        missing = [f"{m} ({failed[m]})" for m in item.requires if failed.get(m)]
+        if missing and item.available:
+            item = item.replace(available=False, reason="cannot import " + ", ".join(missing))
+        out.append(item)
+    return out

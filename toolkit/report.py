@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from toolkit.errors import UsageError
-from toolkit.isolation import write_json_atomic
-from toolkit.records import DIAGNOSIS_SCHEMA, Diagnosis, Result
+from toolkit.harness.proc import write_json_atomic
+from collections.abc import Sequence
+
+from toolkit.records import READABLE_DIAGNOSES, Diagnosis, Result, unsafe_results
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -58,20 +60,25 @@ def load_json(path: str | Path) -> dict[str, Any]:
 def read(path: str | Path) -> Diagnosis:
     """Load a diagnosis, with a one-line UsageError for anything that is not one."""
     data = load_json(path)
-    if data.get("schema") != DIAGNOSIS_SCHEMA:
-        raise UsageError(f"{path} is not a {DIAGNOSIS_SCHEMA} report (schema: {data.get('schema')!r})")
+    if data.get("schema") not in READABLE_DIAGNOSES:
+        raise UsageError(f"{path} is not a threadprobe diagnosis (schema: {data.get('schema')!r}; "
+                         f"readable: {', '.join(READABLE_DIAGNOSES)})")
     try:
         return Diagnosis.from_json(data)
-    except (TypeError, KeyError, AttributeError) as exc:
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise UsageError(f"{path} is a malformed diagnosis: {exc}") from None
 
 
 def unsafe(diagnosis: Diagnosis) -> list[str]:
-    """Results that fail under concurrency (an error that serial shares is a broken probe, not unsafety)."""
-    broken = {r.probe for r in diagnosis.results if r.mode == "serial" and r.verdict == "error"}
-    return [f"{r.probe} ({mode_label(r)}): {r.verdict}" for r in diagnosis.results
-            if r.remedy is None and r.mode != "serial"
-            and (r.verdict in ("crash", "corrupt", "hang") or (r.verdict == "error" and r.probe not in broken))]
+    """One line per result that fails under concurrency (see records.unsafe_results)."""
+    return [f"{r.probe} ({mode_label(r)}): {verdict_text(r)}" for r in unsafe_results(diagnosis.results)]
+
+
+def verdict_text(r: Result) -> str:
+    """The verdict, with corruption's severity: 'corrupt (data)' or 'corrupt (message only)'."""
+    if r.verdict == "corrupt" and r.corruption:
+        return f"corrupt ({'message only' if r.corruption == 'message' else 'data'})"
+    return str(r.verdict)
 
 
 def mode_label(r: Result) -> str:
@@ -96,7 +103,7 @@ def cell(r: Result) -> str:
     if r.verdict == "unavailable":
         return "unavailable"
     counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != "ok")
-    text = r.verdict if r.verdict != "safe" else f"safe (<{r.failure_rate_upper95:.0%})"
+    text = verdict_text(r) if r.verdict != "safe" else f"safe (<{r.failure_rate_upper95:.0%})"
     if counts:
         text += f" [{counts} of {r.trials}]"
     if r.speedup is not None:
@@ -128,9 +135,27 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
             "[dim]safe (<X%): no failure in any trial; X is the 95% upper bound on the per-trial failure rate. "
             "xS: throughput against serial.[/]"
         )
-    rec = diagnosis.recommendation
-    if rec is not None:
-        console.print(
-            f"recommendation for [bold]{rec.workload}[/]: scheduler={rec.scheduler} n_workers={rec.n_workers} "
-            f"threads_per_worker={rec.threads_per_worker}" + (f" locks={','.join(rec.locks)}" if rec.locks else "")
-        )
+    if diagnosis.interpreter:
+        console.print(f"[dim]interpreter diagnosed: {diagnosis.interpreter}[/]")
+    for name, rec in diagnosis.recommendations.items():
+        safe = next((line for line in rec.rationale if line.startswith("safe candidates")), "")
+        console.print(f"[bold]{name}[/]: {safe}; a run pilots them on its own input")
+
+
+def remedy_summary(remedies: Sequence[Result]) -> list[str]:
+    """One line per probe: which remedy made it safe, and at what speed."""
+    lines = []
+    by_probe: dict[str, dict[str, Result]] = {}
+    for r in remedies:
+        by_probe.setdefault(r.probe, {})[r.remedy or ""] = r
+    for probe, got in sorted(by_probe.items()):
+        parts = []
+        for name in ("global_lock", "processes"):
+            r = got.get(name)
+            if r is None:
+                continue
+            speed = f", speedup x{r.speedup:.2f}" if r.speedup is not None else ""
+            label = "one global lock" if name == "global_lock" else f"{r.workers} processes"
+            parts.append(f"{label}: {r.verdict} (bound {r.failure_rate_upper95:.0%}{speed})")
+        lines.append(f"{probe}: " + "; ".join(parts))
+    return lines

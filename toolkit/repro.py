@@ -1,206 +1,108 @@
-"""Standalone reproducer scripts for unsafe verdicts (``reports/repro/<probe>.py``).
+"""Plain reproducers: a short script that needs only the library, to paste into an upstream issue.
 
-A reproducer must run in a fresh interpreter with only the dependency installed: no threadprobe.
-So it carries its own copies of the sources it needs, as strings, and registers them as modules
-under their real names before running: ``toolkit/probe.py`` (the ``Probe`` base class and
-``digest``, nothing else), and the probe's own module with any ``probes.*`` modules it uses.
-The probe code then runs unchanged. A short driver computes the serial oracle, then repeats the
-failing mode until a result differs, a task raises, the process hangs (faulthandler dumps the
-stacks and exits) or the library kills it.
+A probe that can be reproduced carries ``reproducer``: the source of ``setup(workdir)`` (make
+the inputs, return what the threads share) and ``task(ctx, i)`` (one unit of work, returning
+plain comparable data), written against the library alone. ``script`` wraps it in a fixed
+driver of a few dozen lines: a serial run for the expected results, then threads started
+together with a tiny switch interval, attempt after attempt, until a result differs, a task
+raises, the process hangs (faulthandler prints every stack and exits) or the library kills it.
+HDF5's automatic error printing, which otherwise floods the terminal from every thread of a
+thread-safe build, is silenced unless ``SHOW_HDF5_ERRORS=1``.
+
+Exit status: 0 not reproduced; 1 a different result, an exception or a hang; death by a signal
+(negative status from a shell's point of view: 128 + N) when the crash reproduced.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-import sys
+import textwrap
 from pathlib import Path
 
-from toolkit import probe as probe_module
 from toolkit import registry
-from toolkit.records import Result
+from toolkit.records import Mode, Result
 
-DRIVER = r'''
-def _main():
-    import faulthandler, os, pathlib, sys, tempfile, threading, time, traceback
-    from toolkit import digest
+DRIVER = '''\
+import ctypes, faulthandler, hashlib, os, sys, tempfile, threading
+
+THREADS, ITERATIONS, ATTEMPTS, TIMEOUT = {threads}, {iterations}, {attempts}, {timeout}
+
+
+def quiet_hdf5():  # HDF5 prints an error stack per failed call and thread; SHOW_HDF5_ERRORS=1 keeps it
+    libs = set() if os.environ.get("SHOW_HDF5_ERRORS") else {{ln.split()[-1] for ln in open("/proc/self/maps") if "libhdf5" in ln}}
+    for lib in libs:
+        try:
+            ctypes.CDLL(lib).H5Eset_auto2(ctypes.c_int64(0), None, None)
+        except (OSError, AttributeError):
+            pass
+
+
+def shown(value):
+    return f"{{len(value)}} bytes, sha1 {{hashlib.sha1(value).hexdigest()[:12]}}" if isinstance(value, bytes) else repr(value)[:300]
+
+
+def main():
     faulthandler.enable(all_threads=True)
-    cls = getattr(sys.modules[PROBE_MODULE], PROBE_CLASS)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="threadprobe-repro-"))
-    probe = cls()
-    probe.prepare(work)
+    ctx = setup(tempfile.mkdtemp(prefix="repro-"))
+    quiet_hdf5()
+    expected = {{i: task(ctx, i) for i in range(ITERATIONS)}}
+    for attempt in range(1, ATTEMPTS + 1):
+        faulthandler.dump_traceback_later(TIMEOUT, exit=True)  # a hang: print every stack, exit 1
+        got, errors, barrier = {{}}, [], threading.Barrier(THREADS)
 
-    def final(ctx, i, value):
-        return probe.readback(ctx, i, value) if hasattr(probe, "readback") else value
-
-    def shown(value):
-        text = repr(value)
-        return text if len(text) < 400 else text[:400] + "..."
-
-    ctx = probe.open(work)
-    raw = {i: probe.task(ctx, i) for i in range(ITERATIONS)}
-    expected = {i: shown(final(ctx, i, v)) for i, v in raw.items()}
-    oracle = {i: digest(final(ctx, i, v)) for i, v in raw.items()}
-    probe.close(ctx)
-    print(f"{PROBE_NAME}: serial oracle of {ITERATIONS} tasks computed; trying {MODE} x{WORKERS}", flush=True)
-
-    def one_process(indices_of, report):
-        ctx = probe.open(work)
-        digests, errors = {}, []
-        barrier = threading.Barrier(THREADS)
-        lock = threading.Lock()
-
-        def body(t):
+        def worker(t):
+            quiet_hdf5()
             barrier.wait()
-            for i in indices_of(t):
+            for i in range(t, ITERATIONS, THREADS):
                 try:
-                    value = probe.task(ctx, i)
-                    digests[i] = value
-                except Exception:
-                    with lock:
-                        errors.append((i, traceback.format_exc()))
+                    got[i] = task(ctx, i)
+                except Exception as exc:
+                    errors.append((i, exc))
+
         sys.setswitchinterval(1e-6)
-        threads = [threading.Thread(target=body, args=(t,)) for t in range(THREADS)]
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
         for th in threads:
             th.start()
         for th in threads:
             th.join()
-        sys.setswitchinterval(0.005)
-        out = {}
-        for i, value in digests.items():
-            value = final(ctx, i, value)
-            out[i] = (digest(value), shown(value))
-        probe.close(ctx)
-        report(out, errors)
-
-    for attempt in range(1, ATTEMPTS + 1):
-        faulthandler.dump_traceback_later(TIMEOUT, exit=True)  # a hang: dump every stack, exit 1
-        got, errors = {}, []
-        if PROCESSES == 1:
-            def report(out, errs):
-                got.update(out)
-                errors.extend(errs)
-            one_process(lambda t: range(t, ITERATIONS, THREADS), report)
-        else:
-            import multiprocessing
-            ctx = multiprocessing.get_context("fork")
-            queue = ctx.SimpleQueue()
-            procs = [ctx.Process(target=one_process, args=(
-                (lambda p: (lambda t: range(p * THREADS + t, ITERATIONS, WORKERS)))(p),
-                lambda out, errs: queue.put((out, errs)))) for p in range(PROCESSES)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-                if p.exitcode:
-                    print(f"attempt {attempt}: a worker process died with exit code {p.exitcode}", flush=True)
-                    sys.exit(1)
-            while not queue.empty():
-                out, errs = queue.get()
-                got.update(out)
-                errors.extend(errs)
         faulthandler.cancel_dump_traceback_later()
-        if errors:
-            i, tb = errors[0]
-            print(f"attempt {attempt}: task {i} raised:\n{tb}", flush=True)
-            sys.exit(1)
-        bad = sorted(i for i in got if got[i][0] != oracle.get(i))
-        if bad:
-            i = bad[0]
-            print(f"attempt {attempt}: {len(bad)} results differ from the serial run. First, i={i}:\n"
-                  f"  serial:     {expected[i]}\n  concurrent: {got[i][1]}", flush=True)
-            sys.exit(1)
-    print(f"no failure in {ATTEMPTS} attempts", flush=True)
+        bad = [i for i in sorted(got) if got[i] != expected[i]]
+        if errors or bad:
+            i, what = (errors[0][0], repr(errors[0][1])) if errors else (bad[0], shown(got[bad[0]]))
+            sys.exit(f"attempt {{attempt}}: task {{i}} gave {{what}} in threads, {{shown(expected[i])}} serially")
+    print(f"not reproduced in {{ATTEMPTS}} attempts")
 
 
-if __name__ == "__main__":
-    _main()
-'''
-
-LOADER = r'''
-import sys
-import types
-
-
-def _install(name, source, filename):
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    if "." in name:
-        parent = name.rsplit(".", 1)[0]
-        if parent not in sys.modules:
-            package = types.ModuleType(parent)
-            package.__path__ = []
-            sys.modules[parent] = package
-        setattr(sys.modules[parent], name.rsplit(".", 1)[1], module)
-    sys.modules[name] = module
-    exec(compile(source, filename, "exec"), module.__dict__)
-    return module
-
+main()
 '''
 
 
-def modules_for(module_name: str, source: str, seen: set[str] | None = None) -> list[tuple[str, Path]]:
-    """The ``probes.*`` modules a probe module imports, dependencies first, itself last."""
-    seen = set() if seen is None else seen
-    order: list[tuple[str, Path]] = []
-    for dep in sorted(set(re.findall(r"\bprobes\.(\w+)", source))):
-        name = f"probes.{dep}"
-        if name in seen or name == module_name:
-            continue
-        seen.add(name)
-        path = Path(registry.load_module_file(name))
-        order.extend(modules_for(name, path.read_text(), seen))
-        order.append((name, path))
-    return order
-
-
-def script(result: Result, ref: str, iterations: int, attempts: int = 20, timeout: float = 30.0) -> str:
-    """The text of a standalone reproducer for ``result`` (its probe, mode and workers)."""
+def script(result: Result, ref: str, iterations: int, attempts: int = 40, timeout: float = 30.0) -> str | None:
+    """The text of a plain reproducer for ``result``'s probe and threads, or None when the probe
+    has no reproducer (or failed only across processes, which a thread driver cannot show)."""
     cls = registry.load(ref)
-    module = sys.modules[cls.__module__]
-    path = Path(inspect.getsourcefile(module) or "")
-    source = path.read_text()
-    parts = [(n, p) for n, p in modules_for(cls.__module__, source)]
-    parts.append((cls.__module__, path))
-    toolkit_path = Path(inspect.getsourcefile(probe_module) or "")
-    lines = [
-        "#!/usr/bin/env python3",
-        f'"""Reproducer for {result.probe}: {result.verdict} under {result.mode} x{result.workers}.',
-        "",
-        f"Written by threadprobe. Needs only {result.dependency} (no threadprobe): python {safe(result.probe)}.py",
-        f"It runs {iterations} tasks serially for the oracle, then up to {attempts} attempts in the failing mode.",
-        "Exit status: 0 = not reproduced, 1 = results differ, a task raised or it hung (stacks printed),",
-        "death by a signal (faulthandler prints every thread's stack) = the crash reproduced.",
-        '"""',
-        LOADER,
-        f"_install('toolkit', {toolkit_path.read_text()!r}, {str(toolkit_path)!r})",
-    ]
-    for name, mpath in parts:
-        lines.append(f"_install({name!r}, {mpath.read_text()!r}, {str(mpath)!r})")
-    lines += [
-        "",
-        f"PROBE_NAME = {result.probe!r}",
-        f"PROBE_MODULE = {cls.__module__!r}",
-        f"PROBE_CLASS = {cls.__qualname__!r}",
-        f"MODE = {result.mode!r}",
-        f"PROCESSES = {result.processes}",
-        f"THREADS = {result.threads}",
-        f"WORKERS = {result.workers}",
-        f"ITERATIONS = {iterations}",
-        f"ATTEMPTS = {attempts}",
-        f"TIMEOUT = {timeout}",
-        DRIVER,
-    ]
-    return "\n".join(lines)
+    body = getattr(cls, "reproducer", None)
+    if not body or result.mode != Mode.THREADS:
+        return None
+    head = (f'"""{result.probe}: {result.verdict} under {result.threads} threads ({result.failed_trials} of '
+            f'{result.trials} trials); needs only {result.dependency}.\nExit 0: not reproduced. 1: a different result, '
+            f'an exception or a hang (stacks printed). Killed by a signal: the crash reproduced."""\n')
+    driver = DRIVER.format(threads=result.threads, iterations=getattr(cls, "reproducer_iterations", None) or iterations,
+                           attempts=attempts, timeout=timeout)
+    imports, _, rest = driver.partition("\n\n")
+    return head + imports + "\n\n" + textwrap.dedent(body).strip() + "\n\n" + rest
 
 
 def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def write(result: Result, ref: str, iterations: int, folder: Path, timeout: float = 30.0) -> Path:
+def write(result: Result, ref: str, iterations: int, folder: Path, **options: object) -> Path | None:
+    text = script(result, ref, iterations, **options)  # type: ignore[arg-type]
+    if text is None:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{safe(result.probe)}.py"
-    path.write_text(script(result, ref, iterations, timeout=timeout))
+    path.write_text(text)
     path.chmod(0o755)
     return path

@@ -18,6 +18,8 @@ from toolkit import Probe
 
 SOURCE = pathlib.Path(__file__).with_name("defects.c")
 WORK = int(os.environ.get("PLANTED_WORK", "20000"))
+RARE_WORK = int(os.environ.get("PLANTED_RARE_WORK", "0"))
+RARE_BYTES = int(os.environ.get("PLANTED_RARE_BYTES", "40"))
 
 
 def build(workdir: pathlib.Path) -> pathlib.Path:
@@ -31,7 +33,6 @@ def build(workdir: pathlib.Path) -> pathlib.Path:
 
 class _Planted(Probe):
     dependency = "planted"
-    requires = ("ctypes",)
     iterations = 100
     loader = ctypes.CDLL  # releases the GIL around every call
 
@@ -50,6 +51,18 @@ class Race(_Planted):
     def task(self, lib, i):
         buf = ctypes.create_string_buffer(1024)
         lib.racy_fill(i, buf, 1024, ctypes.c_long(WORK * 20))
+        return buf.raw
+
+
+class RareRace(_Planted):
+    """The same race with a window so narrow that it spoils only a few per cent of trials: what a
+    diagnosis must still find (``RARE_WORK`` sets the window; see tests/test_detection_power.py)."""
+
+    name = "planted.rare_race"
+
+    def task(self, lib, i):
+        buf = ctypes.create_string_buffer(RARE_BYTES)
+        lib.racy_fill(i, buf, RARE_BYTES, ctypes.c_long(RARE_WORK))
         return buf.raw
 
 

@@ -8,7 +8,6 @@ class BadPrepare(Probe):
 
     name = "bad.prepare"
     dependency = "python"
-    requires = ("json",)
 
     def prepare(self, workdir):
         raise RuntimeError("cannot write inputs: disk on fire")
@@ -22,7 +21,6 @@ class Fine(Probe):
 
     name = "bad.zz_fine"
     dependency = "python"
-    requires = ("json",)
 
     def task(self, ctx, i):
         return str(i)

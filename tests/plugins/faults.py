@@ -12,7 +12,6 @@ COUNTER = {"opens": 0}
 
 class _Fault(Probe):
     dependency = "python"
-    requires = ("ctypes",)
     iterations = 8
 
     def open(self, workdir):

@@ -17,7 +17,6 @@ class Switchable(Probe):
 
     name = "switch.native_build"
     dependency = "libswitch"
-    requires = ("ctypes",)
     iterations = 40
 
     def open(self, workdir):

@@ -8,7 +8,6 @@ class Trivial(Probe):
 
     name = "trivial.square"
     dependency = "python"
-    requires = ("math",)
 
     def task(self, ctx, i):
         return i * i

@@ -1,20 +1,25 @@
 """The loading experiment: metadata-only iris.load of many files, in parallel, merged into one CubeList.
 
-Each file is loaded by one task (``iris.load`` reads headers and builds lazy data, it reads no
-values), on whichever scheduler is active, and the cubes are joined along time. This is the
-study's first experiment; under threads it runs ``iris.load`` calls concurrently, which the
-diagnosis finds unsafe on this stack, so ``auto`` picks separate processes.
+Each file is a unit: one task loads it (``iris.load`` reads headers and builds lazy data, it
+reads no values), on whichever scheduler is active, and the cubes are joined along time at the
+end. This is the study's first experiment; under threads it runs ``iris.load`` calls
+concurrently, which the diagnosis finds unsafe on this stack, so threads are never a candidate.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UsageError
-from toolkit.runner.schedulers import Choice, activated, compute
+from toolkit.records import Choice
+from toolkit.runner.locks import held
+from toolkit.runner.schedulers import Active
 from toolkit.runner.wind import expand
 
 
@@ -30,14 +35,22 @@ def load_one(path: str) -> Any:
             raise UsageError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
 
 
-def estimate_serial_seconds(pattern: str) -> float:
-    """The run's serial duration, from loading the first file once (the recommendation weighs a
-    short run's work against a process pool's start-up)."""
-    paths = expand(pattern, "--files")
-    load_one(str(paths[0]))  # the first call pays Iris's own lazy imports: not per-file work
-    started = time.perf_counter()
-    load_one(str(paths[0]))
-    return (time.perf_counter() - started) * len(paths)
+class LoadJob:
+    """One unit per file; computed units keep their cubes."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = [str(p) for p in paths]
+        self.units = len(self.paths)
+        self.loaded: dict[int, Any] = {}
+
+    def run(self, active: Active, units: Sequence[int], tasks: int,
+            on_done: Callable[[str], None] | None = None) -> None:
+        import dask
+
+        work = held(active.lock, load_one)
+        delayed = [dask.delayed(work, pure=False, name=f"threadprobe-load-{k}")(self.paths[k]) for k in units]
+        for k, cubes in zip(units, active.compute(*delayed, on_done=on_done)):
+            self.loaded[k] = cubes
 
 
 @dataclass(frozen=True)
@@ -45,23 +58,39 @@ class LoadResult:
     files: int
     cubes: int
     summary: tuple[str, ...]
-    scheduler: str
+    choice: Choice
     seconds: float
+    pilot: Any = None
 
 
-def run(pattern: str, choice: Choice, quiet: bool = False) -> LoadResult:
-    import dask
+def check(paths: Sequence[Path]) -> None:
+    """Bad input first: an empty file is refused before any scheduler is chosen."""
+    for path in paths:
+        if path.stat().st_size == 0:
+            raise UsageError(f"cannot read {path}: the file is empty")
+
+
+def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Active, Any]],
+        progress: Any = None) -> LoadResult:
     from iris.cube import CubeList
 
     paths = expand(pattern, "--files")
+    check(paths)
     started = time.perf_counter()
-    tasks = [dask.delayed(load_one, pure=True)(str(p)) for p in paths]
-    with activated(choice) as client:
-        loaded = compute(*tasks, client=client, quiet=quiet)
-    cubes = CubeList(cube for cubelist in loaded for cube in cubelist)
+    job = LoadJob(paths)
+    with ExitStack() as stack:
+        choice, active, pilot = decider(job, stack)
+        rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
+        if rest:
+            if progress is not None:
+                progress.start("load", len(rest))
+            job.run(active, rest, len(rest), on_done=progress.done if progress is not None else None)
+            if progress is not None:
+                progress.stop()
+    cubes = CubeList(cube for k in sorted(job.loaded) for cube in job.loaded[k])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         merged = cubes.concatenate().merge()
     lazy = all(c.has_lazy_data() for c in merged)
     summary = tuple(c.summary(shorten=True) for c in merged) + (("data still lazy",) if lazy else ())
-    return LoadResult(len(paths), len(merged), summary, choice.describe(), time.perf_counter() - started)
+    return LoadResult(len(paths), len(merged), summary, choice, time.perf_counter() - started, pilot)

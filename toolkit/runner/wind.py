@@ -1,20 +1,22 @@
 """The wind study: wind speed and direction from x/y wind, and their variances over time.
 
-Four steps, one computation:
+1. Load x_wind and y_wind lazily with Iris (picked by standard name, so both globs may match the
+   same files), each joined along time across its files: metadata only, and every file is opened
+   now, so that a bad input is reported before anything expensive.
+2. Cut the time axis into *units*: slabs of consecutive time steps within one chunk of each
+   variable, at most ``UNIT_BYTES`` per variable. A task reads the u slab and the v slab of its
+   units together (Iris's lazy arrays, computed where the task runs), derives
+   ``wind_speed = sqrt(u^2 + v^2)`` and ``wind_from_direction`` (degrees, meteorological: the
+   direction the wind blows *from*, clockwise from north; a westerly, u > 0 and v = 0, comes from
+   270 degrees), and returns small partial sums: count, sum and sum of squares of speed, sums of
+   the direction's cosine and sine. Processes then move kilobytes of sums per pixel row, never
+   megabytes of wind.
+3. Combine the sums in unit order: the variance of speed (ddof=1), and the *circular* variance
+   of direction, ``1 - R`` where R is the length of the mean unit vector (a plain variance of
+   angles is wrong across north, where 359 and 1 degrees are 2 degrees apart, not 358).
+4. Save both to netCDF with CF metadata, atomically (a temporary file, then a rename).
 
-1. load x_wind and y_wind lazily with Iris (picked by standard name, so both globs may match the
-   same files), each joined along time across its files;
-2. derive ``wind_speed = sqrt(u^2 + v^2)`` and ``wind_from_direction`` in degrees, the
-   meteorological convention (the direction the wind blows *from*, clockwise from north:
-   a westerly, u > 0 and v = 0, comes from 270 degrees);
-3. collapse over time: the variance of speed, and the *circular* variance of direction,
-   ``1 - R`` where R is the length of the mean unit vector. A plain variance of angles is wrong
-   across north: winds from 359 and 1 degrees differ by 2 degrees, but their plain variance
-   treats them as 358 degrees apart;
-4. save both to netCDF with CF metadata, atomically (a temporary file, then a rename), so a
-   killed run leaves no half-written output.
-
-Nothing is computed before the single final compute of both results.
+Units are independent, which is what lets a pilot time schedulers on real work (see pilot.py).
 """
 
 from __future__ import annotations
@@ -24,19 +26,25 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UsageError
-from toolkit.runner.schedulers import Choice, activated, compute
+from toolkit.records import Choice
+from toolkit.runner.locks import held
+from toolkit.runner.schedulers import Active
 
 CIRCULAR_HELP = (
     "direction's spread is the circular variance 1 - R (R: length of the mean unit vector of "
     "wind_from_direction), 0 for a steady direction and 1 for none at all; a plain variance of "
     "angles is wrong across north, where 359 and 1 degrees are 2 degrees apart, not 358"
 )
+UNIT_BYTES = 16 * 2**20  # per variable: small enough for a pilot to spend few units, big enough to amortise a task
+MIN_UNITS = 48
+BLOCK_STEPS = 16  # time steps computed at once inside a task: bounds its float64 temporaries
 
 
 def expand(pattern: str, flag: str) -> list[Path]:
@@ -46,7 +54,7 @@ def expand(pattern: str, flag: str) -> list[Path]:
     return found
 
 
-def load_variable(paths: list[Path], name: str, flag: str):
+def load_variable(paths: list[Path], name: str, flag: str) -> tuple[Any, list[Path]]:
     """The cube of ``name`` from every file that has it, joined along time; one-line errors."""
     import iris
     from iris.cube import CubeList
@@ -91,69 +99,165 @@ def check_grids(u: Any, v: Any, u_file: Path, v_file: Path) -> None:
         raise UsageError(f"x_wind and y_wind cover different times ({u_file}, {v_file})")
 
 
-@dataclass(frozen=True)
-class WindGraph:
-    """The lazy results, before anything is computed."""
+def load_pair(x_glob: str, y_glob: str) -> tuple[Any, Any, tuple[Path, ...]]:
+    """Step 1: both variables, checked against each other; nothing computed."""
+    u, u_files = load_variable(expand(x_glob, "--x-wind"), "x_wind", "--x-wind")
+    v, v_files = load_variable(expand(y_glob, "--y-wind"), "y_wind", "--y-wind")
+    check_grids(u, v, u_files[0], v_files[0])
+    if u.coord_dims("time") != (0,):
+        raise UsageError("x_wind's first dimension must be time")
+    return u, v, tuple(u_files + v_files)
 
-    speed_variance: Any  # cube
-    direction_circular_variance: Any  # cube
-    inputs: tuple[Path, ...]
 
+def speed_and_direction(u: Any, v: Any) -> tuple[Any, Any]:
+    """Wind speed, and the direction the wind comes from in degrees clockwise from north (numpy
+    or dask arrays alike)."""
+    import numpy as np
 
-def speed_and_direction(u_data: Any, v_data: Any) -> tuple[Any, Any]:
-    """Wind speed, and the direction the wind comes from in degrees clockwise from north."""
-    import dask.array as da
-
-    speed = da.sqrt(u_data * u_data + v_data * v_data)
-    direction = da.mod(270.0 - da.degrees(da.arctan2(v_data, u_data)), 360.0)
+    speed = np.sqrt(u * u + v * v)
+    direction = np.mod(270.0 - np.degrees(np.arctan2(v, u)), 360.0)
     return speed, direction
 
 
 def circular_variance(direction_degrees: Any, axis: int = 0) -> Any:
-    import dask.array as da
+    import numpy as np
 
-    theta = da.radians(direction_degrees)
-    c = da.cos(theta).mean(axis=axis)
-    s = da.sin(theta).mean(axis=axis)
-    return 1.0 - da.sqrt(c * c + s * s)
+    theta = np.radians(direction_degrees)
+    c = np.cos(theta).mean(axis=axis)
+    s = np.sin(theta).mean(axis=axis)
+    return 1.0 - np.sqrt(c * c + s * s)
 
 
-def build(x_glob: str, y_glob: str) -> WindGraph:
-    """Steps 1-3, lazily."""
-    from iris.coords import CellMethod
+class Slab:
+    """A slice of a lazy array, carried opaquely inside a task (dask does not see into plain
+    objects): it is read where the task runs, so a process scheduler never ships the data."""
 
-    u, u_files = load_variable(expand(x_glob, "--x-wind"), "x_wind", "--x-wind")
-    v, v_files = load_variable(expand(y_glob, "--y-wind"), "y_wind", "--y-wind")
-    check_grids(u, v, u_files[0], v_files[0])
-    speed, direction = speed_and_direction(u.core_data(), v.core_data())
-    time_axis = u.coord_dims("time")[0]
+    def __init__(self, array: Any) -> None:
+        self.array = array
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        template = u.collapsed("time", _first())  # the collapsed grid and coordinates, no data touched
-    speed_var = template.copy(data=speed.var(axis=time_axis, ddof=1))
-    speed_var.standard_name = "wind_speed"
-    speed_var.var_name = "wind_speed_variance"
-    speed_var.units = "m2 s-2"
-    speed_var.cell_methods = (CellMethod("variance", coords=("time",)),)
-    direction_var = template.copy(data=circular_variance(direction, axis=time_axis))
-    direction_var.standard_name = None
-    direction_var.long_name = "circular_variance_of_wind_from_direction"
-    direction_var.var_name = "wind_from_direction_circular_variance"
-    direction_var.units = "1"
-    direction_var.cell_methods = (CellMethod("variance", coords=("time",),
+    def read(self) -> Any:
+        import numpy as np
+
+        return np.ma.asarray(self.array.compute(scheduler="synchronous"))
+
+
+def partial_sums(u_slabs: Sequence[Slab], v_slabs: Sequence[Slab]) -> tuple[Any, ...]:
+    """Count, sum and sum of squares of speed, and sums of the direction's cosine and sine, per
+    pixel, over every time step of the slabs (float64)."""
+    import numpy as np
+
+    sums: list[Any] | None = None
+    for us, vs in zip(u_slabs, v_slabs):
+        u_all, v_all = us.read(), vs.read()
+        for start in range(0, u_all.shape[0], BLOCK_STEPS):
+            u = u_all[start:start + BLOCK_STEPS].astype("f8")
+            v = v_all[start:start + BLOCK_STEPS].astype("f8")
+            valid = ~(np.ma.getmaskarray(u) | np.ma.getmaskarray(v))
+            u, v = np.ma.getdata(u), np.ma.getdata(v)
+            speed, direction = speed_and_direction(u, v)
+            theta = np.radians(direction)
+            parts = [valid.sum(axis=0).astype("f8")] + [np.where(valid, x, 0.0).sum(axis=0) for x in
+                                                        (speed, speed * speed, np.cos(theta), np.sin(theta))]
+            sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+    assert sums is not None
+    return tuple(sums)
+
+
+def combine(parts: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    total = list(parts[0])
+    for more in parts[1:]:
+        total = [a + b for a, b in zip(total, more)]
+    return tuple(total)
+
+
+def finish(sums: tuple[Any, ...]) -> tuple[Any, Any]:
+    """Speed variance (ddof=1) and the circular variance of direction, masked where undefined."""
+    import numpy as np
+
+    n, s1, s2, c, s = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        speed_var = (s2 - s1 * s1 / n) / (n - 1)
+        circ = 1.0 - np.sqrt((c / n) ** 2 + (s / n) ** 2)
+    speed_var = np.ma.masked_where(n < 2, np.maximum(speed_var, 0.0)).astype("f4")
+    circ = np.ma.masked_where(n < 1, circ).astype("f4")
+    return speed_var, circ
+
+
+class WindJob:
+    """The study's work, cut into units (time slabs); computed units keep their partial sums."""
+
+    def __init__(self, u: Any, v: Any, unit_bytes: int = UNIT_BYTES) -> None:
+        self.u, self.v = u, v
+        self.bounds = self._units(unit_bytes)
+        self.units = len(self.bounds)
+        self.partials: dict[int, tuple[Any, ...]] = {}  # first unit of a task -> its sums
+        self.tasks_done = 0
+
+    def _units(self, unit_bytes: int) -> list[tuple[int, int]]:
+        """Time ranges that never straddle a chunk of either variable, sized to ``unit_bytes``."""
+        u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
+        edges = {0, self.u.shape[0]}
+        for lazy in (u_lazy, v_lazy):
+            position = 0
+            for size in lazy.chunks[0]:
+                position += size
+                edges.add(position)
+        step_bytes = max(1, int(u_lazy.dtype.itemsize * (u_lazy.size // max(1, self.u.shape[0]))))
+        total = self.u.shape[0]
+        per_unit = max(1, min(unit_bytes // step_bytes, -(-total // MIN_UNITS)))
+        bounds = []
+        cuts = sorted(edges)
+        for a, b in zip(cuts, cuts[1:]):
+            for start in range(a, b, per_unit):
+                bounds.append((start, min(b, start + per_unit)))
+        return bounds
+
+    def run(self, active: Active, units: Sequence[int], tasks: int,
+            on_done: Callable[[str], None] | None = None) -> None:
+        import dask
+
+        units = sorted(units)
+        tasks = max(1, min(tasks, len(units)))
+        groups = [units[k::tasks] for k in range(tasks)]
+        u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
+        work = held(active.lock, partial_sums)
+        delayed = [dask.delayed(work, pure=False, name=f"threadprobe-wind-{g[0]}")(
+            [Slab(u_lazy[a:b]) for a, b in (self.bounds[i] for i in g)],
+            [Slab(v_lazy[a:b]) for a, b in (self.bounds[i] for i in g)]) for g in groups if g]
+        results = active.compute(*delayed, on_done=on_done)
+        for group, sums in zip((g for g in groups if g), results):
+            self.partials[group[0]] = sums
+        self.tasks_done += len(delayed)
+
+    def result_cubes(self) -> list[Any]:
+        """The two result cubes, from every unit's sums (combined in unit order)."""
+        from iris.coords import CellMethod
+
+        covered = sum(1 for _ in self.partials)
+        if not covered:
+            raise RuntimeError("no unit computed")
+        speed_var, circ = finish(combine([self.partials[k] for k in sorted(self.partials)]))
+        import iris.analysis
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # The collapsed grid and coordinates (time with the bounds of the whole period); its
+            # lazy data is replaced, never computed.
+            template = self.u.collapsed("time", iris.analysis.MEAN)
+        speed = template.copy(data=speed_var)
+        speed.standard_name, speed.var_name, speed.units = "wind_speed", "wind_speed_variance", "m2 s-2"
+        speed.cell_methods = (CellMethod("variance", coords=("time",)),)
+        direction = template.copy(data=circ)
+        direction.standard_name = None
+        direction.long_name = "circular_variance_of_wind_from_direction"
+        direction.var_name = "wind_from_direction_circular_variance"
+        direction.units = "1"
+        direction.cell_methods = (CellMethod("variance", coords=("time",),
                                              comments=("circular: 1 - mean resultant length",)),)
-    for cube in (speed_var, direction_var):
-        cube.attributes.pop("STASH", None)  # the UM code of x_wind does not describe a derived field
-        cube.attributes["source"] = "threadprobe run wind"
-        cube.attributes["history"] = f"wind speed variance and wind_from_direction circular variance over time of {x_glob} and {y_glob}"
-    return WindGraph(speed_var, direction_var, tuple(u_files + v_files))
-
-
-def _first() -> Any:
-    import iris.analysis
-
-    return iris.analysis.MEAN  # only used for its collapsed coordinates: the data is replaced
+        for cube in (speed, direction):
+            cube.attributes.pop("STASH", None)  # the UM code of x_wind does not describe a derived field
+            cube.attributes["source"] = "threadprobe run wind"
+        return [speed, direction]
 
 
 def save_atomic(cubes: list[Any], out: Path) -> None:
@@ -182,30 +286,47 @@ def _on_term(signum: int, frame: Any) -> None:
 @dataclass(frozen=True)
 class RunResult:
     out: Path
-    scheduler: str
-    seconds: float
-    compute_seconds: float
+    choice: Choice
+    seconds: float  # load to save
+    compute_seconds: float  # the units after the pilot
+    pilot: Any = None  # runner.pilot.Pilot, when there was one
+    peak_memory: int | None = None  # bytes: this process and its children, at the highest
 
 
-def run(x_glob: str, y_glob: str, out: Path, choice: Choice, quiet: bool = False,
-        on_client: Callable[[Any], None] | None = None) -> RunResult:
-    """The whole wind workload on ``choice``. ``on_client`` sees the distributed Client (tests)."""
+#: How a run gets its scheduler: given the job and an exit stack, a Choice, the Active to run the
+#: rest on (entered on the stack), and the pilot if one ran.
+Decider = Callable[[WindJob, ExitStack], tuple[Choice, Active, Any]]
+
+
+def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = None,
+        on_client: Callable[[Any], None] | None = None, unit_bytes: int = UNIT_BYTES) -> RunResult:
+    """The whole wind workload. ``decider`` picks the scheduler (explicitly, or by a pilot)."""
+    from toolkit.runner.display import PeakMemory
+
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _on_term)  # SIGTERM unwinds, so no temporary is left
     try:
-        graph = build(x_glob, y_glob)
-        with activated(choice) as client:
-            if on_client is not None and client is not None:
-                on_client(client)
+        with PeakMemory() as memory, ExitStack() as stack:
+            u, v, _ = load_pair(x_glob, y_glob)
+            job = WindJob(u, v, unit_bytes)
+            choice, active, pilot = decider(job, stack)
+            if on_client is not None and active.client is not None:
+                on_client(active.client)
+            rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
             began = time.perf_counter()
-            speed, direction = compute(graph.speed_variance.core_data(),
-                                       graph.direction_circular_variance.core_data(), client=client, quiet=quiet)
+            if rest:
+                workers = max(1, choice.n_workers * choice.threads_per_worker)
+                tasks = min(len(rest), 4 * workers) if choice.scheduler != "synchronous" else 1
+                if progress is not None:
+                    progress.start("wind", tasks)
+                job.run(active, rest, tasks, on_done=progress.done if progress is not None else None)
+                if progress is not None:
+                    progress.stop()
             computed = time.perf_counter() - began
-        results = [graph.speed_variance.copy(data=speed), graph.direction_circular_variance.copy(data=direction)]
-        save_atomic(results, out)
+            cubes = job.result_cubes()
+        save_atomic(cubes, out)  # outside the scheduler: Iris's saver refuses a processes scheduler
+        return RunResult(out, choice, time.perf_counter() - started, computed, pilot, memory.peak)
     except _Terminated:
         raise SystemExit(143) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return RunResult(out, choice.describe(), time.perf_counter() - started, computed)
-

@@ -1,18 +1,24 @@
 """One worker's share of a trial, run in-process: dealing, digests, errors, read-back, remedies."""
 
 import threading
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.execute import indices_for, run_worker
+from toolkit.harness.worker import indices_for, run_together, run_worker
 from toolkit.probe import Probe, digest
 from toolkit.records import Trial
 
 
+def spec(*args, **kwargs):
+    """A trial as the worker receives it: its JSON form."""
+    return Trial(*args, **kwargs).to_json()
+
+
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 200))
 def test_every_index_is_dealt_exactly_once(processes, threads, iterations):
-    trial = Trial("p", "r", "threads", processes, threads, iterations)
+    trial = spec("p", "r", "threads", processes, threads, iterations)
     dealt = [i for w in range(processes) for t in range(threads) for i in indices_for(trial, w, t)]
     assert sorted(dealt) == list(range(iterations))
 
@@ -27,8 +33,33 @@ class Square(Probe):
         return i * i
 
 
-def test_threads_start_together_and_digest_every_result():
-    trial = Trial("p", "r", "threads", 1, 4, 40)
+def test_threads_start_together_not_one_after_another():
+    # Each body keeps its CPU busy for 50 ms: threads started one after the other would start
+    # 50 ms apart; started together, they start within a few milliseconds even on a busy machine.
+    starts = {}
+
+    def body(t):
+        starts[t] = time.perf_counter()
+        until = starts[t] + 0.05
+        while time.perf_counter() < until:
+            pass
+
+    spreads = []
+    for _ in range(5):
+        starts.clear()
+        run_together(2, body, switch_interval=0.005)
+        spreads.append(max(starts.values()) - min(starts.values()))
+    assert sorted(spreads)[3] < 0.01, spreads  # 4 of 5 within 10 ms
+
+
+def test_random_start_delays_spread_the_starts():
+    starts = {}
+    run_together(4, lambda t: starts.__setitem__(t, time.perf_counter()), switch_interval=1e-6, jitter=0.02)
+    assert max(starts.values()) - min(starts.values()) > 0.002
+
+
+def test_every_result_is_digested_and_errors_keep_their_traceback():
+    trial = spec("p", "r", "threads", 1, 4, 40)
     report = run_worker(Square(), trial, 0, None)
     assert report["tasks"] == 40
     assert report["digests"]["7"] == digest(49)
@@ -57,7 +88,7 @@ class Writer(Probe):
 
 
 def test_readback_runs_serially_and_its_value_is_what_gets_digested():
-    report = run_worker(Writer(), Trial("p", "r", "threads", 1, 3, 9), 0, None)
+    report = run_worker(Writer(), spec("p", "r", "threads", 1, 3, 9), 0, None)
     assert report["digests"] == {str(i): digest(f"{i}!") for i in range(9)}
 
 
@@ -76,7 +107,7 @@ class Flaky(Probe):
 
 
 def test_a_later_round_that_deviates_is_what_the_parent_sees():
-    report = run_worker(Flaky(), Trial("p", "r", "serial", 1, 1, 5, rounds=3), 0, None)
+    report = run_worker(Flaky(), spec("p", "r", "serial", 1, 1, 5, rounds=3), 0, None)
     assert report["tasks"] == 15
     assert report["digests"]["3"] == digest(-3)
 
@@ -107,9 +138,9 @@ def test_the_global_lock_remedy_serializes_every_task():
     free = {}
     locked = {}
     probe.open = lambda workdir: free.setdefault("ctx", Overlap.open(probe, workdir))
-    run_worker(probe, Trial("p", "r", "threads", 1, 4, 40), 0, None)
+    run_worker(probe, spec("p", "r", "threads", 1, 4, 40), 0, None)
     probe.open = lambda workdir: locked.setdefault("ctx", Overlap.open(probe, workdir))
-    run_worker(probe, Trial("p", "r", "threads", 1, 4, 40, remedy="global_lock"), 0, None)
+    run_worker(probe, spec("p", "r", "threads", 1, 4, 40, remedy="global_lock"), 0, None)
     assert free["ctx"]["most"] > 1
     assert locked["ctx"]["most"] == 1
 
@@ -124,6 +155,35 @@ class BrokenOpen(Probe):
 
 def test_an_error_in_open_is_reported_and_no_task_runs():
     calls = []
-    report = run_worker(BrokenOpen(), Trial("p", "r", "threads", 1, 2, 10), 0, None, ready=lambda: calls.append(1))
+    report = run_worker(BrokenOpen(), spec("p", "r", "threads", 1, 2, 10), 0, None, ready=lambda: calls.append(1))
     assert calls == [1]  # the parent's barrier must not wait for this worker
     assert report["errors"][0]["stage"] == "open" and report["tasks"] == 0
+
+
+class Message(Probe):
+    """Returns an exception: its message is part of the result, and of the full digest only."""
+
+    name = "t.message"
+    dependency = "python"
+
+    def task(self, ctx, i):
+        return ("error", ValueError(f"message {i}")) if i % 2 else i
+
+
+def test_results_with_exceptions_also_carry_a_digest_without_their_messages():
+    report = run_worker(Message(), spec("p", "r", "serial", 1, 1, 4), 0, None)
+    assert set(report["data_digests"]) == {"1", "3"}
+    assert report["data_digests"]["1"] == digest(("error", ValueError("anything else")), messages=False)
+    assert report["digests"]["1"] != report["data_digests"]["1"]
+
+
+def test_a_missing_module_in_open_names_it():
+    class NeedsIt(Probe):
+        name = "t.needs"
+        dependency = "label-only"
+
+        def open(self, workdir):
+            import no_such_module_for_threadprobe  # noqa: F401
+
+    report = run_worker(NeedsIt(), spec("p", "r", "serial", 1, 1, 4), 0, None)
+    assert report["errors"][0]["missing"] == "no_such_module_for_threadprobe"

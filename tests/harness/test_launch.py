@@ -7,11 +7,12 @@ import time
 import psutil
 import pytest
 
-from toolkit import isolation, registry
+from toolkit import registry
+from toolkit.harness import launch, proc, trial as harness
 from toolkit.probe import digest
 from toolkit.records import Trial
 
-FAULTS = pathlib.Path(__file__).parent / "plugins" / "faults.py"
+FAULTS = pathlib.Path(__file__).parents[1] / "plugins" / "faults.py"
 
 
 def ref(name: str) -> str:
@@ -20,7 +21,7 @@ def ref(name: str) -> str:
 
 @pytest.fixture(params=["fork", "spawn"])
 def launcher(request):
-    made = isolation.ForkServer([str(FAULTS)]) if request.param == "fork" else isolation.SpawnLauncher()
+    made = launch.ForkServer([str(FAULTS)]) if request.param == "fork" else launch.SpawnLauncher()
     yield made
     made.close()
 
@@ -30,11 +31,11 @@ def trial(name, mode="threads", processes=1, threads=2, iterations=8, timeout=5.
 
 
 def run(launcher, t, tmp_path, tag="t"):
-    return isolation.run_trial(t, launcher, tmp_path, tmp_path / tag, [str(FAULTS)])
+    return harness.run_trial(t, launcher, tmp_path, tmp_path / tag, [str(FAULTS)])
 
 
 def test_fork_server_is_single_threaded_after_its_imports():
-    server = isolation.ForkServer(["numpy", str(FAULTS)])
+    server = launch.ForkServer(["numpy", str(FAULTS)])
     try:
         assert server.single_threaded, "a multi-threaded fork server would hand out broken children"
     finally:
@@ -83,8 +84,8 @@ def test_a_hang_gets_stacks_then_the_tree_is_killed(launcher, tmp_path, no_orpha
 
 
 def test_without_py_spy_faulthandler_gives_the_stacks(tmp_path, monkeypatch, no_orphans):
-    monkeypatch.setattr(isolation, "find_py_spy", lambda: None)
-    server = isolation.ForkServer([str(FAULTS)])
+    monkeypatch.setattr(proc, "find_py_spy", lambda: None)
+    server = launch.ForkServer([str(FAULTS)])
     try:
         got = run(server, trial("faults.sleep_forever", timeout=1.0), tmp_path)
     finally:
@@ -97,7 +98,7 @@ def test_without_py_spy_faulthandler_gives_the_stacks(tmp_path, monkeypatch, no_
 def test_a_grandchild_in_its_own_session_does_not_outlive_the_trial(launcher, tmp_path, monkeypatch):
     marker = f"{os.getpid() % 1000}.{time.time_ns() % 10**6}"
     monkeypatch.setenv("THREADPROBE_TEST_SLEEP", marker)
-    made = type(launcher)() if isinstance(launcher, isolation.SpawnLauncher) else isolation.ForkServer([str(FAULTS)])
+    made = type(launcher)() if isinstance(launcher, launch.SpawnLauncher) else launch.ForkServer([str(FAULTS)])
     try:
         got = run(made, trial("faults.grandchild", timeout=1.5), tmp_path)
     finally:
@@ -122,7 +123,7 @@ def test_processes_start_together_behind_the_barrier(launcher, tmp_path):
 
 @pytest.mark.parametrize("how", ["killed", "closed"])
 def test_a_dead_fork_server_is_a_harness_error_not_an_exception(tmp_path, how):
-    server = isolation.ForkServer([str(FAULTS)])
+    server = launch.ForkServer([str(FAULTS)])
     if how == "killed":
         server._proc.kill()
         server._proc.wait()
@@ -134,8 +135,8 @@ def test_a_dead_fork_server_is_a_harness_error_not_an_exception(tmp_path, how):
 
 
 def test_prepare_runs_in_a_child_and_reports_errors(tmp_path):
-    plugin = pathlib.Path(__file__).parent / "plugins" / "bad_prepare.py"
+    plugin = pathlib.Path(__file__).parents[1] / "plugins" / "bad_prepare.py"
     info = next(p for p in registry.discover([plugin], entry_points=False) if p.name == "bad.prepare")
-    result = isolation.run_prepare(info.ref, isolation.SpawnLauncher(), tmp_path / "w", tmp_path / "j", [str(plugin)])
+    result = harness.run_prepare(info.ref, launch.SpawnLauncher(), tmp_path / "w", tmp_path / "j", [str(plugin)])
     (err,) = result["errors"]
     assert err["stage"] == "prepare" and "disk on fire" in err["message"]

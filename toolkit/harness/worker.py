@@ -3,26 +3,30 @@
 It opens the probe's context, starts T threads behind a barrier with the trial's switch
 interval (as pytest-run-parallel does, so that races get a chance), deals the task indices
 out among them, digests every result, reads writes back serially, and returns a plain
-``threadprobe.worker/1`` report. Process plumbing (forking, signals, files) is not here:
-see ``toolkit.isolation``.
+``threadprobe.worker/1`` report. Process plumbing (forking, signals, files) is not here.
+
+The trial arrives as a plain mapping (the JSON spec), so this runs under any interpreter.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from toolkit.harness.proc import name_thread
 from toolkit.probe import Probe, digest
-from toolkit.records import WORKER_SCHEMA, Trial
 
+WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
 MAX_TEXT = 8000
 SPIN_LIMIT = 0.05  # seconds a started thread waits, spinning, for its peers to be running too
+THREAD_PREFIX = "probe-"  # how the parent's /proc sampler and py-spy find the probe's threads
 
 
 def thread_clock() -> tuple[float, float | None]:
@@ -39,19 +43,32 @@ def thread_clock() -> tuple[float, float | None]:
         return time.thread_time(), None
 
 
-def run_together(threads: int, body: Callable[[int], None], switch_interval: float) -> None:
+def run_together(threads: int, body: Callable[[int], None], switch_interval: float, jitter: float = 0.0,
+                 pin: str | None = None) -> None:
     """Run ``body(t)`` on ``threads`` threads started together, with ``switch_interval`` set.
 
     A blocking barrier is not enough: waking a sleeping thread on an idle (virtual) CPU takes
-    milliseconds, so one thread could finish its share before the other starts. After the
+    milliseconds, so one thread could finish its share before the other started. After the
     barrier, each thread spins until every thread is running, so they start within
-    microseconds. One thread runs ``body(0)`` on the calling thread. Threads are named
-    ``probe-N``, which is how toolkit.contention finds them in py-spy's dumps.
+    microseconds; ``jitter`` then delays each by a random part of that many seconds. ``pin``
+    ("one": every thread on CPU 0; "spread": thread t on CPU t mod cores) is for measuring
+    amplification. Threads are named ``probe-N`` (OS names too), which is how the parent's samplers
+    tell them from the interpreter's own.
     """
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(switch_interval)
+    cores = sorted(os.sched_getaffinity(0)) if pin and hasattr(os, "sched_getaffinity") else []
+
+    def prologue(t: int) -> None:
+        if cores:
+            os.sched_setaffinity(0, {cores[0] if pin == "one" else cores[t % len(cores)]})
+        if jitter > 0:
+            time.sleep(random.uniform(0.0, jitter))
+
     try:
         if threads == 1:
+            name_thread(f"{THREAD_PREFIX}0")
+            prologue(0)
             body(0)
             return
         barrier = threading.Barrier(threads)
@@ -59,15 +76,18 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
         lock = threading.Lock()
 
         def start(t: int) -> None:
+            name_thread(f"{THREAD_PREFIX}{t}")
             barrier.wait()
             with lock:
                 arrived[0] += 1
             give_up = time.monotonic() + SPIN_LIMIT
             while arrived[0] < threads and time.monotonic() < give_up:
                 pass
+            prologue(t)
             body(t)
 
-        pool = [threading.Thread(target=start, args=(t,), name=f"probe-{t}", daemon=True) for t in range(threads)]
+        pool = [threading.Thread(target=start, args=(t,), name=f"{THREAD_PREFIX}{t}", daemon=True)
+                for t in range(threads)]
         for th in pool:
             th.start()
         for th in pool:
@@ -76,10 +96,10 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
         sys.setswitchinterval(old_interval)
 
 
-def indices_for(trial: Trial, worker: int, thread: int) -> range:
+def indices_for(trial: Mapping[str, Any], worker: int, thread: int) -> range:
     """Task indices of one thread: ``i`` dealt round-robin over all P x T threads of the trial."""
-    g = worker * trial.threads + thread
-    return range(g, trial.iterations, trial.workers)
+    g = worker * trial["threads"] + thread
+    return range(g, trial["iterations"], trial["processes"] * trial["threads"])
 
 
 def error_record(stage: str, exc: BaseException, index: int | None = None) -> dict[str, Any]:
@@ -90,43 +110,14 @@ def error_record(stage: str, exc: BaseException, index: int | None = None) -> di
         "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
         "message": str(exc)[:MAX_TEXT],
         "traceback": tb[-MAX_TEXT:],
+        # A module that is not there: the probe is unavailable here, not failing.
+        "missing": getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None,
     }
-
-
-class _GilMonitor:
-    """Fraction of time a monitor thread waited for the GIL (gilknocker's idea), or None."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._knocker = None
-        if enabled:
-            try:
-                import gilknocker
-
-                # The metric only updates at the end of a sampling window, and by default the
-                # knocker sleeps between windows: short trials would read 0. Sample continuously.
-                self._knocker = gilknocker.KnockKnock(
-                    polling_interval_micros=500, sampling_interval_micros=10_000, sleeping_interval_micros=1
-                )
-            except Exception:  # optional: no monitor means no gil figure, not a failed trial
-                self._knocker = None
-
-    def __enter__(self) -> _GilMonitor:
-        if self._knocker is not None:
-            self._knocker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._knocker is not None:
-            self._knocker.stop()
-
-    @property
-    def value(self) -> float | None:
-        return None if self._knocker is None else float(self._knocker.contention_metric)
 
 
 def run_worker(
     probe: Probe,
-    trial: Trial,
+    trial: Mapping[str, Any],
     worker: int,
     workdir: Any,
     ready: Callable[[], None] = lambda: None,
@@ -139,11 +130,11 @@ def run_worker(
         "worker": worker,
         "pid": os.getpid(),
         "digests": {},
+        "data_digests": {},  # only where they differ from the full digest (exceptions in a result)
         "errors": [],
         "tasks": 0,
         "t_start": None,
         "t_end": None,
-        "gil_wait": None,
         "cpu": None,
     }
     errors: list[dict[str, Any]] = report["errors"]
@@ -165,14 +156,15 @@ def run_worker(
     keep_values = hasattr(probe, "readback")
     values: dict[int, Any] = {}
     digests: dict[str, str] = report["digests"]
+    data: dict[str, str] = report["data_digests"]
     deviated: set[str] = set()
     starts: list[float] = []
     ends: list[float] = []
     cpu: list[float] = []
     queued: list[float] = []
     cpu_only = [False]
-    done = [0] * trial.threads
-    guard = threading.Lock() if trial.remedy == "global_lock" else None
+    done = [0] * trial["threads"]
+    guard = threading.Lock() if trial.get("remedy") == "global_lock" else None
 
     def call(i: int) -> Any:
         if guard is None:
@@ -180,22 +172,34 @@ def run_worker(
         with guard:
             return probe.task(ctx, i)
 
+    def record(i: int, value: Any) -> None:
+        # Each index belongs to one thread, so this check-then-set is not a race.
+        key = str(i)
+        d = digest(value)
+        held = digests.get(key)
+        # Keep the first digest, or the first that differs from earlier rounds: any deviation
+        # must reach the parent's comparison with the serial oracle.
+        if held is None or (held != d and key not in deviated):
+            if held is not None:
+                deviated.add(key)
+            digests[key] = d
+            plain = digest(value, messages=False)
+            if plain != d:
+                data[key] = plain
+            else:
+                data.pop(key, None)
+
     def body(thread: int) -> None:
         cpu0, queue0 = thread_clock()
         starts.append(time.monotonic())
-        for _ in range(trial.rounds):
+        for _ in range(trial.get("rounds", 1)):
             for i in indices_for(trial, worker, thread):
                 try:
                     value = call(i)
                     if keep_values:
                         values[i] = value
                     else:
-                        d = digest(value)
-                        # Keep the first digest that differs from earlier rounds: any deviation
-                        # must reach the parent's comparison with the serial oracle.
-                        if digests.setdefault(str(i), d) != d and str(i) not in deviated:
-                            deviated.add(str(i))
-                            digests[str(i)] = d
+                        record(i, value)
                 except Exception as exc:
                     note("task", exc, i)
                 done[thread] += 1
@@ -211,9 +215,8 @@ def run_worker(
         if queue0 is None:
             cpu_only[0] = True
 
-    with _GilMonitor(trial.purpose == "contention") as monitor:
-        run_together(trial.threads, body, trial.switch_interval)
-    report["gil_wait"] = monitor.value
+    run_together(trial["threads"], body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),
+                 trial.get("pin"))
     report["t_start"] = min(starts) if starts else None
     report["t_end"] = max(ends) if ends else None
     report["tasks"] = sum(done)
@@ -224,7 +227,7 @@ def run_worker(
     if keep_values:
         for i in sorted(values):
             try:
-                digests[str(i)] = digest(probe.readback(ctx, i, values[i]))  # type: ignore[attr-defined]
+                record(i, probe.readback(ctx, i, values[i]))  # type: ignore[attr-defined]
             except Exception as exc:
                 note("readback", exc, i)
     try:

@@ -1,0 +1,81 @@
+"""Thread states from /proc: parsing and classification, then live threads that wait on the GIL or a lock."""
+
+import ctypes
+import os
+import threading
+import time
+
+import pytest
+
+from toolkit.harness import states
+from toolkit.harness.proc import name_thread
+
+CALLS = states.SYSCALLS["x86_64"]
+
+
+def test_a_line_of_proc_syscall_is_a_state():
+    runtime = (0x1000, 0x2000)
+    assert states.classify(states.parse("running"), runtime, CALLS) == "running"
+    assert states.classify(states.parse("202 0x1800 0x80 0x0 0x0 0x0 0x0 0x7ff 0x7f"), runtime, CALLS) == "gil"
+    assert states.classify(states.parse("202 0x5555 0x80 0x0 0x0 0x0 0x0 0x7ff 0x7f"), runtime, CALLS) == "lock"
+    assert states.classify(states.parse("0 0x3 0x7f 0x20000 0x0 0x0 0x0 0x7ff 0x7f"), runtime, CALLS) == "io"
+    assert states.classify(states.parse("230 0x1 0x0 0x7f 0x0 0x0 0x0 0x7ff 0x7f"), runtime, CALLS) == "sleep"
+    assert states.classify(states.QUEUED, runtime, CALLS) == "queued"
+    assert states.classify(states.parse("202 0x1800 0x80"), None, CALLS) == "lock"  # no runtime: not the GIL
+
+
+def test_the_runtime_of_this_interpreter_is_found_in_its_own_map():
+    found = states.runtime_range(states.memory_map(os.getpid()))
+    assert found is not None and found[1] - found[0] > 10_000
+    # The GIL lives in it: CPython keeps its state there, and ctypes can see the symbol's address.
+    address = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+    assert found[0] == address
+
+
+needs_proc = pytest.mark.skipif(not states.ThreadStates().available, reason="needs Linux /proc")
+
+
+def _child_with_waiting_threads(ready_w: int) -> None:
+    """In a forked child: one thread waits for a lock that is never released, one for the GIL,
+    which a C call (through PyDLL, which keeps the GIL) holds for good."""
+    lock = threading.Lock()
+    lock.acquire()
+
+    def on_lock():
+        name_thread("probe-0")
+        lock.acquire()
+
+    def on_gil():
+        name_thread("probe-1")
+        while True:
+            sum(range(1000))  # Python: it needs the GIL
+
+    for target in (on_lock, on_gil):
+        threading.Thread(target=target, daemon=True).start()
+    time.sleep(0.1)
+    os.write(ready_w, b"r")
+    ctypes.PyDLL(None).usleep(5_000_000)
+    os._exit(0)
+
+
+@needs_proc
+def test_threads_blocked_on_the_gil_and_on_a_lock_are_told_apart():
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child_with_waiting_threads(ready_w)
+        finally:
+            os._exit(1)
+    try:
+        os.read(ready_r, 1)
+        sampler = states.ThreadStates(interval=0.002)
+        sampler.start([pid])
+        time.sleep(0.4)
+        counts = sampler.stop()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert counts.get("gil", 0) > 20 and counts.get("lock", 0) > 20, counts
+    shares = {k: v / sum(counts.values()) for k, v in counts.items()}
+    assert shares["gil"] > 0.3 and shares["lock"] > 0.3, shares

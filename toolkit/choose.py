@@ -1,0 +1,163 @@
+"""Which dask scheduler a computation should run on: safety from the probes, speed from the run.
+
+Two pure functions, no I/O:
+
+- ``candidates``: the schedulers the diagnosis allows for the operations a computation runs
+  concurrently (probe names). A scheduler is a candidate only if every declared probe is safe
+  in every mode of its kind that was diagnosed (a race needs no particular thread count, so a
+  crash at 4 threads rules out 2): threads need the threads modes, process schedulers the
+  processes modes, and forking a process that already opened files needs the fork-safety probes.
+  A probe with no result is no evidence: only the synchronous scheduler survives without one.
+  Threads made safe by a verified remedy (one global lock) are a candidate that holds that lock.
+- ``decide``: the fastest candidate on the pilot (the run's own graph, timed side by side), but
+  the simplest one unless another is faster beyond the noise: every repetition of it faster
+  than every repetition of the simpler one (with three of each, a one-sided p of 1/20), and
+  its median at least ``MARGIN`` better.
+
+The speed of a probe is not the speed of a run: the wind probe measured threads x1.01-1.09 and
+processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So probes
+only ever rule candidates out; the pilot ranks them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from toolkit.records import Choice, Mode, PilotRow, Result, is_safe, serial_failures
+
+#: Simplicity, most simple first: the tie-break when a pilot cannot tell candidates apart.
+ORDER = ("synchronous", "threads", "processes", "distributed")
+#: A more complex scheduler must be this much faster (median projected time) to be worth it.
+MARGIN = 0.03
+#: Probes that say whether a process forked after files were opened can use them (dask's
+#: processes scheduler with the fork start method does exactly that).
+FORK_PROBES = ("fork_safety.netcdf4_fresh_open_in_child", "fork_safety.netcdf4_inherited_dataset",
+               "fork_safety.h5py_fresh_open_in_child")
+
+
+@dataclass(frozen=True)
+class Machine:
+    cores: int
+    memory_gb: float
+
+    @classmethod
+    def here(cls) -> Machine:
+        try:
+            import psutil
+
+            memory = psutil.virtual_memory().total / 2**30
+        except Exception:
+            memory = 4.0
+        return cls(os.cpu_count() or 1, memory)
+
+
+def label(c: Choice) -> str:
+    """A candidate's short name in pilot tables: 'threads 2', 'processes 2 (fork)'..."""
+    if c.scheduler == "synchronous":
+        return "synchronous"
+    if c.scheduler == "threads":
+        return f"threads {c.threads_per_worker}" + (" + lock" if c.locks else "")
+    if c.scheduler == "processes":
+        return f"processes {c.n_workers}" + (f" ({c.context})" if c.context else "")
+    return f"distributed {c.n_workers}x{c.threads_per_worker}" + (" + lock" if c.locks else "")
+
+
+def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[str]) -> bool | None:
+    """Is ``probe`` safe in every diagnosed mode of this kind? None when there is no evidence."""
+    mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
+            and r.verdict != "unavailable"]
+    if not mine:
+        return None
+    return all(is_safe(r, probe in broken) for r in mine)
+
+
+def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machine, workload: str = "",
+               remedies: Sequence[Result] = (), memory_per_worker_gb: float = 2.0
+               ) -> tuple[tuple[Choice, ...], tuple[str, ...]]:
+    """The safe schedulers for a computation that runs ``probes`` concurrently, and why."""
+    broken = serial_failures(results)
+    rationale: list[str] = []
+    found: list[Choice] = [Choice(workload, "synchronous", 1, 1, source="safe candidates")]
+    workers = max(1, min(machine.cores, int(machine.memory_gb // memory_per_worker_gb) or 1))
+    if not probes:
+        rationale.append("no operations declared: only the synchronous scheduler is known safe")
+        return tuple(found), tuple(rationale)
+    threads = [_kind_safe(results, p, Mode.THREADS, broken) for p in probes]
+    processes = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in probes]
+    missing = [p for p, t, q in zip(probes, threads, processes) if t is None and q is None]
+    if missing:
+        rationale.append(f"no evidence for {', '.join(missing)} (not diagnosed, or unavailable): "
+                         "only the synchronous scheduler is known safe")
+        return tuple(found), tuple(rationale)
+    for p, ok in zip(probes, threads):
+        rationale.append(f"{p}: threads {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}")
+    for p, ok in zip(probes, processes):
+        rationale.append(f"{p}: processes {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}")
+    if all(threads):
+        found.append(Choice(workload, "threads", 1, machine.cores, source="safe candidates"))
+    else:
+        fixed = {r.probe for r in remedies if r.remedy == "global_lock" and r.verdict == "safe"}
+        if all(ok or p in fixed for p, ok in zip(probes, threads)):
+            deps = sorted({r.dependency for r in remedies if r.probe in probes and r.remedy == "global_lock"})
+            locks = tuple(f"global:{d}" for d in deps) or ("global:threadprobe",)
+            found.append(Choice(workload, "threads", 1, machine.cores, locks=locks, source="safe candidates"))
+            rationale.append("threads are safe with one global lock around every task (remedy verified): "
+                             "a candidate that holds it")
+    if all(processes):
+        fork = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in FORK_PROBES]
+        fork_ok = all(fork) if any(f is not None for f in fork) else False
+        context = "fork" if fork_ok else "spawn"
+        if not fork_ok:
+            rationale.append("forking after files were opened is not known safe: processes spawn fresh interpreters")
+        found.append(Choice(workload, "processes", workers, 1, context=context, source="safe candidates"))
+        found.append(Choice(workload, "distributed", workers, 1, source="safe candidates"))
+    return tuple(found), tuple(rationale)
+
+
+def _median(row: PilotRow) -> float:
+    return statistics.median(row.projected or row.seconds)
+
+
+def clearly_slower(a: PilotRow, b: PilotRow, margin: float = MARGIN) -> bool:
+    """Every repetition of ``a`` slower than every repetition of ``b``, and by more than the margin."""
+    pa, pb = a.projected or a.seconds, b.projected or b.seconds
+    if not pa or not pb:
+        return False
+    return min(pa) > max(pb) and _median(a) > _median(b) * (1 + margin)
+
+
+def decide(rows: Sequence[PilotRow], margin: float = MARGIN, repetitions: int = 3
+           ) -> tuple[PilotRow, bool, tuple[str, ...]]:
+    """The pick (rows given simplest first), whether the pilot has settled it, and the rule applied.
+
+    Settled: every other candidate is clearly slower than the pick, each side having been timed
+    at least ``repetitions`` times (three against three: p = 1/20 that complete separation is luck).
+    """
+    timed = [r for r in rows if r.projected or r.seconds]
+    if not timed:
+        raise ValueError("no candidate was timed")
+    fastest = min(timed, key=_median)
+    pick = next(r for r in timed if r is fastest or not clearly_slower(r, fastest, margin))
+    def enough(r: PilotRow) -> bool:
+        return len(r.projected or r.seconds) >= repetitions
+
+    settled = enough(pick) and all(r is pick or (enough(r) and clearly_slower(r, pick, margin)) for r in timed)
+    why = [f"fastest on the pilot: {fastest.candidate} (median {_median(fastest):.2f} s projected)"]
+    if pick is not fastest:
+        why.append(f"chose the simpler {pick.candidate}: {fastest.candidate} is not faster beyond the noise "
+                   f"(some repetition of it was no faster than {pick.candidate}'s, or by less than {margin:.0%})")
+    else:
+        beaten = [r.candidate for r in timed if r is not pick and clearly_slower(r, pick, margin)]
+        if beaten:
+            why.append(f"every repetition of {pick.candidate} beat every repetition of {', '.join(beaten)}")
+    return pick, settled, tuple(why)
+
+
+def fallback(found: Sequence[Choice]) -> Choice:
+    """Without a pilot (a run too short to time, no input to sample): threads when safe and
+    lock-free (they start in microseconds and share memory), else synchronous."""
+    plain = [c for c in found if c.scheduler == "threads" and not c.locks]
+    return plain[0] if plain else found[0]

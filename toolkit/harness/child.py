@@ -1,0 +1,262 @@
+"""The worker side of a trial: what runs in the child processes, and the fork server's loop.
+
+This module must stay light (standard library, ``toolkit.probe``, ``toolkit.refs`` and the
+worker), because ``diagnose --python PATH`` injects it into another interpreter that has only
+the libraries under test: ``PATH -m toolkit.harness.child serve|worker ...``.
+
+A worker enables faulthandler into a file, reports progress through a small shared-memory
+slot, waits on a FIFO so that every process of a trial starts together, and writes its report
+(one JSON document) atomically, as pyperf's workers do.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import gc
+import json
+import mmap
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.harness.proc import cpu_of, die_with_parent, write_json_atomic
+
+SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
+STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
+
+
+class Slot:
+    """This worker's progress slot in the trial's shared-memory file."""
+
+    def __init__(self, path: Path, worker: int) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+        self._offset = worker * SLOT.size
+        self._count = 0
+
+    def state(self, state: int) -> None:
+        SLOT.pack_into(self._map, self._offset, state, self._count)
+
+    def tick(self) -> None:
+        self._count += 1
+        SLOT.pack_into(self._map, self._offset, RUNNING, self._count)
+
+    def wait_peers(self, processes: int, limit: float = 0.05) -> None:
+        """Spin until every worker process of the trial has been released (see run_together)."""
+        SLOT.pack_into(self._map, self._offset, RUNNING, self._count)
+        give_up = time.monotonic() + limit
+        while time.monotonic() < give_up:
+            if all(SLOT.unpack_from(self._map, w * SLOT.size)[0] >= RUNNING for w in range(processes)):
+                return
+
+
+def forget_parent_threads() -> None:
+    """After a fork from a process that had threads: thread pools whose threads did not come
+    along would take work that nobody serves (a dask compute then waits forever). Reset them,
+    so that they start threads of their own on first use."""
+    import queue
+    import threading
+
+    dask_threaded = sys.modules.get("dask.threaded")
+    if dask_threaded is not None:
+        dask_threaded.default_pool = None
+        dask_threaded.pools.clear()
+        dask_threaded.pools_lock = threading.Lock()
+    futures = sys.modules.get("concurrent.futures.thread")
+    if futures is None:
+        return
+    for obj in gc.get_objects():
+        if isinstance(obj, futures.ThreadPoolExecutor) and obj._threads:
+            obj._threads = set()
+            obj._idle_semaphore = threading.Semaphore(0)
+            obj._shutdown_lock = threading.Lock()
+            obj._work_queue = queue.SimpleQueue()
+
+
+def worker_main(spec_path: str, worker: int) -> int:
+    """Entry point of a worker process (forked or spawned). Returns its exit code."""
+    spec = json.loads(Path(spec_path).read_text())
+    tdir = Path(spec["trial_dir"])
+    fault = open(tdir / f"fault.{worker}", "w")
+    faulthandler.enable(fault, all_threads=True)
+    # The parent's fallback for stacks of a hung worker, when py-spy cannot attach.
+    faulthandler.register(signal.SIGUSR1, fault, all_threads=True, chain=False)
+    out = os.open(tdir / f"out.{worker}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    result_path = tdir / f"result.{worker}.json"
+    if spec.get("core"):
+        # A core dump of a crash gives gdb the native frames of the crashing thread.
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        os.chdir(tdir)
+    audit = None
+    try:
+        from toolkit import refs
+        from toolkit.harness.worker import error_record, run_worker
+
+        for plugin in spec.get("plugins", []):
+            refs.load_plugin(plugin)
+        if spec["stage"] == "prepare":
+            report = _prepare(spec)
+        else:
+            trial = spec["trial"]
+            slot = Slot(tdir / "progress", worker)
+
+            def wait_go() -> None:
+                fd = os.open(tdir / "go", os.O_RDONLY)
+                try:
+                    os.read(fd, 1)  # blocks until the parent releases every worker at once
+                finally:
+                    os.close(fd)
+                if trial["processes"] > 1:
+                    slot.wait_peers(trial["processes"])
+
+            if spec.get("instrument") == "iris_lock_audit":
+                from toolkit import lockaudit
+
+                audit = lockaudit if lockaudit.install() else None
+            try:
+                probe = refs.load(trial["ref"])()
+            except Exception as exc:
+                slot.state(READY)
+                report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
+            else:
+                def ready() -> None:
+                    slot.state(READY)
+                    if audit is not None:
+                        audit.stage("tasks")
+
+                report = run_worker(probe, trial, worker, Path(spec["workdir"]), ready=ready, wait_go=wait_go,
+                                    tick=slot.tick)
+            slot.state(DONE)
+            if audit is not None:
+                report["audit"] = audit.snapshot()
+        write_json_atomic(result_path, report)
+    except BaseException as exc:  # a harness fault is reported, not raised into the void
+        from toolkit.harness.worker import error_record
+
+        write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
+
+
+def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
+    from toolkit import refs
+    from toolkit.harness.worker import error_record
+
+    try:
+        probe = refs.load(spec["ref"])()
+        probe.prepare(Path(spec["workdir"]))
+    except Exception as exc:
+        return {"errors": [error_record("prepare", exc)]}
+    return {"errors": []}
+
+
+def serve(preload: list[str]) -> None:
+    """The fork server's loop: import ``preload``, then fork a worker per request on stdin.
+
+    Protocol, one line each: parent -> ``fork WORKER PGID SPEC``; server -> ``pid PID``,
+    ``exit PID RETURNCODE CPU`` (CPU: the worker's user + system seconds), and once at start
+    ``ready THREADS [error]``.
+    """
+    die_with_parent()
+    failed = ""
+    for module in preload:
+        try:
+            if module.endswith(".py"):
+                from toolkit.refs import load_plugin
+
+                load_plugin(module)
+            else:
+                __import__(module)
+        except BaseException as exc:  # the worker will meet the same error and report it properly
+            failed = f"{module}: {type(exc).__name__}"
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+
+    def send(line: str) -> None:
+        os.write(1, (line + "\n").encode())
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    send(f"ready {threads} {failed}".rstrip())
+    buffer = b""
+    while True:
+        try:
+            readable, _, _ = select.select([0, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            send(f"exit {pid} {os.waitstatus_to_exitcode(status)} {cpu_of(usage):.4f}")
+        if 0 in readable:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                _, worker, pgid, spec_path = line.decode().split(" ", 3)
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    devnull = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(devnull, 0)
+                    code = 70
+                    try:
+                        os.setpgid(0, int(pgid))
+                        die_with_parent()
+                        code = worker_main(spec_path, int(worker))
+                    finally:
+                        os._exit(code)
+                try:  # both sides set the group, so the next fork can join it at once
+                    os.setpgid(pid, int(pgid) or pid)
+                except OSError:
+                    pass
+                send(f"pid {pid}")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        serve(argv[1:])
+        return 0
+    if argv[:1] == ["worker"] and len(argv) == 3:
+        die_with_parent()
+        code = worker_main(argv[1], int(argv[2]))
+        sys.stdout.flush()
+        os._exit(code)
+    print("usage: python -m toolkit.harness.child serve [MODULE...] | worker SPEC WORKER", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,189 @@
+"""Per-thread fixtures, and which tests cannot run in threads at all: the plugin's pytest internals.
+
+**Fresh fixtures.** A test body run by several threads must not share its function-scoped
+fixtures (one ``tmp_path`` written twice is test state, not a thread-safety bug). ``fresh``
+makes a new instance of every function-scoped fixture an item uses, its autouse ones included,
+by running pytest's own fixture machinery again on a new request, with those fixtures' cached
+values set aside and put back afterwards. Wider scopes (class, module, package, session) are
+shared, as pytest shares them between tests: that is their contract, and a module-scoped Iris
+cube loaded once is what the suite means. A test class gets a new instance per thread, so
+``setup_method`` state is per thread too. It runs in the forked child, before the threads start.
+
+This leans on pytest's private fixture API (``FixtureDef.cached_result``, ``_finalizers``,
+``TopRequest``); ``supported`` says whether this pytest has it, and the plugin falls back to
+running such tests serially when it does not, or when a fixture cannot be set up twice.
+
+**Thread-unsafe tests** (as pytest-run-parallel decides them): the ``thread_unsafe`` marker,
+``parallel_threads(1)``, a fixture in the unsafe list (``monkeypatch``, ``mocker``... and the ini
+option ``thread_unsafe_fixtures``), or a call to a function in the ini option
+``thread_unsafe_functions``. Those run serially in the pytest process and are listed.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+#: Fixtures whose one value cannot serve several threads, even duplicated: they patch module
+#: globals or capture the process's own output streams.
+THREAD_UNSAFE_FIXTURES = frozenset({"monkeypatch", "mocker", "class_mocker", "module_mocker", "package_mocker",
+                                    "session_mocker", "capsys", "capsysbinary", "capfd", "capfdbinary", "caplog",
+                                    "recwarn"})
+#: Which thread's fixtures are being made: the thread_index fixture reads it.
+CURRENT = {"thread": 0, "threads": 1, "iterations": 1}
+
+
+def supported() -> bool:
+    try:
+        from _pytest.fixtures import FixtureDef, TopRequest  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(FixtureDef, "execute") and hasattr(FixtureDef, "finish")
+
+
+def function_defs(item: pytest.Item) -> list[Any]:
+    """Every function-scoped fixture definition the item's closure can reach."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    out = []
+    for defs in info.name2fixturedefs.values():
+        for fd in defs:
+            if getattr(fd, "scope", None) == "function" and fd.argname != "request":
+                out.append(fd)
+    return out
+
+
+@dataclass
+class Instance:
+    """One thread's fixtures: the test function to call, its arguments, and how to tear them down."""
+
+    call: Callable[[], Any]
+    state: dict[Any, tuple[Any, list[Any]]] = field(default_factory=dict)  # fixturedef -> (cached, finalizers)
+    finalizers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def teardown(self) -> list[BaseException]:
+        """Run this instance's finalizers, last set up first; returns what they raised."""
+        problems: list[BaseException] = []
+        for fd, (cached, fins) in self.state.items():
+            fd.cached_result, fd._finalizers[:] = cached, list(fins)
+        for fin in reversed(self.finalizers):
+            try:
+                fin()
+            except BaseException as exc:  # noqa: BLE001 - a teardown failure is reported, not raised here
+                problems.append(exc)
+        for fd in self.state:
+            fd.cached_result = None
+            fd._finalizers.clear()
+        return problems
+
+
+def call_of(item: pytest.Function, obj: Any, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    def call() -> Any:
+        return obj(**kwargs)
+
+    return call
+
+
+def shared(item: pytest.Function) -> Instance:
+    """The instance pytest already set up in its own process (one thread may use it)."""
+    kwargs = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+    return Instance(call_of(item, item.obj, kwargs))
+
+
+def fresh(item: pytest.Function, thread: int) -> Instance:
+    """A new instance of every function-scoped fixture of ``item``, and a new test-class instance."""
+    from _pytest.fixtures import TopRequest
+
+    defs = function_defs(item)
+    saved = {fd: (fd.cached_result, list(fd._finalizers)) for fd in defs}
+    saved_obj = getattr(item, "_obj", None)
+    collected: list[Callable[[], Any]] = []
+    original_addfinalizer = item.addfinalizer
+    CURRENT["thread"] = thread
+    try:
+        for fd in defs:
+            fd.cached_result = None
+            fd._finalizers.clear()
+        if getattr(item, "cls", None) is not None:
+            item._obj = item._getobj()  # a new instance of the test class, for setup_method and self
+        item.addfinalizer = collected.append  # type: ignore[method-assign]
+        request = TopRequest(item, _ispytest=True)
+        values = {name: request.getfixturevalue(name) for name in item.fixturenames}
+        kwargs = {name: values[name] for name in item._fixtureinfo.argnames}
+        instance = Instance(call_of(item, item.obj, kwargs),
+                            {fd: (fd.cached_result, list(fd._finalizers)) for fd in defs}, collected)
+    finally:
+        item.addfinalizer = original_addfinalizer  # type: ignore[method-assign]
+        for fd, (cached, fins) in saved.items():
+            fd.cached_result, fd._finalizers[:] = cached, fins
+        if saved_obj is not None:
+            item._obj = saved_obj
+        CURRENT["thread"] = 0
+    return instance
+
+
+# --------------------------------------------------------------------------------------------
+# Which tests must not run in threads
+
+
+def unsafe_fixtures(item: pytest.Item, extra: Iterable[str]) -> list[str]:
+    return sorted((THREAD_UNSAFE_FIXTURES | set(extra)) & set(getattr(item, "fixturenames", ())))
+
+
+def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None:
+    """The first listed function (``module.function`` or ``function``) the test's source calls."""
+    wanted = {n.rsplit(".", 1)[-1]: n for n in names}
+    if not wanted:
+        return None
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(item.obj)))  # type: ignore[attr-defined]
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if name in wanted:
+                return wanted[name]
+    return None
+
+
+def serial_reason(item: pytest.Item, unsafe: Iterable[str], functions: Iterable[str]) -> str | None:
+    """Why this test must run serially, or None."""
+    marker = item.get_closest_marker("thread_unsafe")
+    if marker is not None:
+        return "marked thread_unsafe" + (f": {marker.kwargs['reason']}" if marker.kwargs.get("reason") else "")
+    if not isinstance(item, pytest.Function):
+        return "not a plain test function (unittest)"
+    fixtures = unsafe_fixtures(item, unsafe)
+    if fixtures:
+        return f"uses thread-unsafe fixture(s): {', '.join(fixtures)}"
+    function = calls_unsafe_function(item, functions)
+    if function:
+        return f"calls thread-unsafe function {function}"
+    return None
+
+
+@pytest.fixture
+def thread_index() -> int:
+    """Which thread this instance of the test's fixtures belongs to (0 outside threads)."""
+    return CURRENT["thread"]
+
+
+@pytest.fixture
+def num_parallel_threads() -> int:
+    """How many threads run this test at once (1 outside threads)."""
+    return CURRENT["threads"]
+
+
+@pytest.fixture
+def num_iterations() -> int:
+    """How many times each thread runs the test body."""
+    return CURRENT["iterations"]
