@@ -82,12 +82,40 @@ def test_a_new_probe_that_fails_counts_and_a_removed_probe_is_noted():
     assert any("no longer diagnosed" in n for n in c.notes)
 
 
-def test_a_changed_library_is_reported_but_a_safe_build_passes():
-    newer = dict(LIB, version="1.14.1", sha256="b" * 64)
+def test_a_changed_library_is_reported_by_family_and_a_safe_build_passes():
+    newer = dict(LIB, version="1.14.1", sha256="b" * 64, path="/y/libhdf5_serial.so.103")
     c = compare(diag([r("p", "safe")], [LIB]), diag([r("p", "safe")], [newer]))
     assert not c.regressed
     (lib,) = c.libraries
-    assert "1.14.0 -> 1.14.1" in lib.detail and "sha256" in lib.detail
+    assert (lib.probe, lib.old, lib.new) == ("libhdf5", "1.14.0", "1.14.1")
+
+
+def test_hdf5_copies_and_their_thread_safe_flags_are_one_line():
+    wheels = [dict(LIB, version="2.0.0", sha256="a" * 64, threadsafe=False),
+              dict(LIB, version="2.2.0", sha256="c" * 64, path="/z/libhdf5-b.so", threadsafe=False)]
+    debian = [dict(LIB, version="1.10.8", sha256="d" * 64, path="/usr/lib/libhdf5_serial.so.103", threadsafe=True)]
+    (lib,) = compare(diag([], wheels), diag([], debian)).libraries
+    assert f"{lib.probe}: {lib.old} -> {lib.new}" == \
+        "libhdf5: 2.0.0, 2.2.0 (2 copies, not thread-safe) -> 1.10.8 (thread-safe)"
+
+
+def test_a_library_that_only_moved_is_folded_into_a_count():
+    moved = dict(LIB, family="_cffi_backend", path="/venv2/_cffi_backend.so")
+    c = compare(diag([], [dict(LIB, family="_cffi_backend")]), diag([], [moved]))
+    assert c.moved_libraries == 1 and not c.libraries
+    assert any("1 only moved" in line for line in summary(c))
+
+
+def test_packages_by_import_name_and_the_python_are_reported():
+    old = diag([])
+    new = diag([])
+    old.fingerprint["packages"] = {"netCDF4": "1.7.5", "scitools-iris": "3.14.1"}  # format 1: distributions
+    new.fingerprint["packages"] = {"netCDF4": {"version": "1.6.2", "distribution": "netCDF4"}, "iris": None}
+    new.fingerprint["python"] = {"version": "3.11.2", "executable": "/usr/bin/python3.11", "gil_enabled": True}
+    c = compare(old, new)
+    assert [(x.probe, x.old, x.new) for x in c.packages] == [("iris", "3.14.1", "not installed"),
+                                                            ("netCDF4", "1.7.5", "1.6.2")]
+    assert c.python and "3.11 " in c.python[0].old and "/usr/bin/python3.11 3.11.2" in c.python[0].new
 
 
 def test_scaling_drops_beyond_the_noise_threshold_are_reported():
@@ -101,4 +129,4 @@ def test_scaling_drops_beyond_the_noise_threshold_are_reported():
 def test_identical_diagnoses_compare_clean():
     d = diag([r("a", "safe", speedup=1.5), r("b", "crash")], [LIB])
     c = compare(d, copy.deepcopy(d))
-    assert not (c.worse or c.better or c.changed or c.libraries or c.scaling)
+    assert not (c.worse or c.better or c.changed or c.libraries or c.scaling or c.packages or c.python)

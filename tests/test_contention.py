@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import run_planted, result
+from tests.conftest import PLANTED
 from toolkit import contention
 
 
@@ -30,18 +30,37 @@ def test_tally_counts_waits_with_the_gil_free_only():
     assert contention.tally([[thread("MainThread", False)]]) == (None, {})
 
 
-REPEATS = 20
+REPEATS = 5
+CASES = [("planted.gil", "gil"), ("planted.mutex", "library_lock"), ("planted.safe", "none"),
+         ("cf_units.parse", "gil"), ("h5py.read_shared_file.gzip", "library_lock")]
 
 
-@pytest.mark.alone
-@pytest.mark.parametrize("probe, expected", [
-    ("planted.gil", "gil"), ("planted.mutex", "library_lock"), ("planted.safe", "none"),
-])
-def test_contention_is_classified_right_in_19_of_20_runs(planted, tmp_path, probe, expected):
-    got = []
-    for k in range(REPEATS):
-        diag = run_planted(probe, tmp_path / str(k), trials=1, timing_trials=3, processes=())
-        got.append(result(diag, "threads").contention)
-    right = got.count(expected)
-    print(f"{probe}: contention {expected} in {right} of {REPEATS} runs")
-    assert right >= 19, f"{probe}: {right}/{REPEATS} classified {expected}: {got}"
+@pytest.fixture
+def busy_neighbour():
+    """Another process keeping a core busy all along, as on a machine others use."""
+    import subprocess
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield hog
+    hog.kill()
+    hog.wait()
+
+
+def contention_of(probe, tmp_path):
+    from toolkit import fingerprint
+    from toolkit.diagnose import Options, diagnose
+
+    planted = probe.startswith("planted.")
+    diag = diagnose(Options(probes=(probe,), plugins=(str(PLANTED),) if planted else (), entry_points=not planted,
+                            threads=(2, 4), processes=(), evidence=False, budget=0.5, workdir=str(tmp_path)),
+                    fingerprint=fingerprint.light)
+    return {str(r.contention) for r in diag.results if r.mode == "threads"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("probe, expected", CASES)
+def test_contention_is_classified_right_beside_a_busy_neighbour(planted, tmp_path, busy_neighbour, probe, expected):
+    got = [contention_of(probe, tmp_path / str(k)) for k in range(REPEATS)]
+    right = sum(classes == {expected} for classes in got)
+    assert right >= REPEATS - 1, f"{probe}: {right}/{REPEATS} classified {expected}: {got}"

@@ -137,8 +137,8 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
                                       f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})"))
             continue
         change = Change(*key, old_verdict, verdict, _evidence(r))
-        if Verdict.UNAVAILABLE in (verdict, old_verdict):
-            unavailable.append(change)
+        if verdict == Verdict.UNAVAILABLE or (old_verdict == Verdict.UNAVAILABLE and verdict not in FAILING):
+            unavailable.append(change)  # a failure where nothing was known before still gates, below
         elif verdict in FAILING and old_verdict not in FAILING:
             bounded = was if old_verdict == "safe" else None
             sibling = already_unsafe.get((r.probe, str(r.mode))) if bounded is not None else None

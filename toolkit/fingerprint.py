@@ -172,8 +172,13 @@ def package_versions() -> dict[str, dict[str, str | None] | None]:
 
     try:
         providers = metadata.packages_distributions()
+        # By the name each distribution declares: looking a name up again normalises it, which
+        # misses names such as Debian's "h5py.-debian-h5py-serial".
+        versions: dict[str, str] = {}
+        for dist in metadata.distributions():
+            versions.setdefault(dist.metadata["Name"], dist.version)
     except Exception:
-        providers = {}
+        providers, versions = {}, {}
     out: dict[str, dict[str, str | None] | None] = {}
     for name in PACKAGES:
         try:
@@ -185,11 +190,9 @@ def package_versions() -> dict[str, dict[str, str | None] | None]:
             continue
         version = dist = None
         for candidate in providers.get(name, []):
-            try:
-                version, dist = metadata.version(candidate), candidate
+            if candidate in versions:
+                version, dist = versions[candidate], candidate
                 break
-            except metadata.PackageNotFoundError:
-                continue
         if version is None and name in sys.modules:
             version = getattr(sys.modules[name], "__version__", None)
         out[name] = {"version": str(version) if version is not None else None, "distribution": dist}

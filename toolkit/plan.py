@@ -196,7 +196,10 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
                 continue  # it crashed or hung: no timing to take, and a hang costs a whole timeout
             done = sum(s.purpose == Purpose.TIMING or (s.purpose == Purpose.ORACLE and rounds == 1) for s in history)
             if done <= k:
-                return Request(probe.name, cell, Purpose.TIMING, rounds, states=cell == where)
+                if cell == where:  # it also samples thread states: a few hundred samples need longer
+                    return Request(probe.name, cell, Purpose.TIMING, calibrate(oracle, policy.contention_target),
+                                   states=True)
+                return Request(probe.name, cell, Purpose.TIMING, rounds)
     if where is not None and where not in probe.cells and not any(dead(probe.history(c)) for c in concurrent):
         if not any(s.purpose == Purpose.CONTENTION for s in probe.history(where)):
             return Request(probe.name, where, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),

@@ -104,6 +104,7 @@ def fresh(item: pytest.Function, thread: int) -> Instance:
     defs = function_defs(item)
     saved = {fd: (fd.cached_result, list(fd._finalizers)) for fd in defs}
     saved_obj = getattr(item, "_obj", None)
+    saved_instance = getattr(item, "_instance", None)
     collected: list[Callable[[], Any]] = []
     original_addfinalizer = item.addfinalizer
     CURRENT["thread"] = thread
@@ -112,7 +113,9 @@ def fresh(item: pytest.Function, thread: int) -> Instance:
             fd.cached_result = None
             fd._finalizers.clear()
         if getattr(item, "cls", None) is not None:
-            item._obj = item._getobj()  # a new instance of the test class, for setup_method and self
+            # A new instance of the test class, for setup_method and self (pytest caches both).
+            item._instance = item._getinstance()
+            item._obj = item._getobj()
         item.addfinalizer = collected.append  # type: ignore[method-assign]
         request = TopRequest(item, _ispytest=True)
         values = {name: request.getfixturevalue(name) for name in item.fixturenames}
@@ -125,6 +128,8 @@ def fresh(item: pytest.Function, thread: int) -> Instance:
             fd.cached_result, fd._finalizers[:] = cached, fins
         if saved_obj is not None:
             item._obj = saved_obj
+        if saved_instance is not None:
+            item._instance = saved_instance
         CURRENT["thread"] = 0
     return instance
 
@@ -177,13 +182,21 @@ def thread_index() -> int:
     return CURRENT["thread"]
 
 
+def _settings(request: Any) -> tuple[int, int]:
+    plugin = request.config.pluginmanager.get_plugin("threadprobe-session")
+    found = plugin.threads_for(request.node) if plugin is not None else None
+    if found is None or plugin.serial_reason(request.node) is not None:
+        return 1, 1
+    return found[0], found[1]
+
+
 @pytest.fixture
-def num_parallel_threads() -> int:
+def num_parallel_threads(request: Any) -> int:
     """How many threads run this test at once (1 outside threads)."""
-    return CURRENT["threads"]
+    return _settings(request)[0]
 
 
 @pytest.fixture
-def num_iterations() -> int:
+def num_iterations(request: Any) -> int:
     """How many times each thread runs the test body."""
-    return CURRENT["iterations"]
+    return _settings(request)[1]

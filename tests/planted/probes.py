@@ -43,10 +43,29 @@ class _Planted(Probe):
         return self.loader(str(workdir / "libdefects.so"))
 
 
+REPRO_LIBRARY = f'''
+import ctypes
+import subprocess
+
+
+def setup(work):  # the planted C library, built here as the probe builds it
+    lib = os.path.join(work, "libdefects.so")
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-pthread", "-o", lib, {str(SOURCE)!r}], check=True)
+    return ctypes.CDLL(lib)
+'''
+
+
 class Race(_Planted):
     """A race on a static buffer: corrupt under threads, safe in serial and in processes."""
 
     name = "planted.race"
+    reproducer = REPRO_LIBRARY + f'''
+
+def task(lib, i):
+    buf = ctypes.create_string_buffer(1024)
+    lib.racy_fill(i, buf, 1024, ctypes.c_long({WORK * 20}))
+    return buf.raw
+'''
 
     def task(self, lib, i):
         buf = ctypes.create_string_buffer(1024)
@@ -88,6 +107,12 @@ class Safe(_Planted):
     """All state on the stack, GIL released: safe, and it scales."""
 
     name = "planted.safe"
+    reproducer = REPRO_LIBRARY + f'''
+
+def task(lib, i):
+    lib.safe_sum.restype = ctypes.c_long
+    return lib.safe_sum(i, ctypes.c_long({WORK * 10}))
+'''
 
     def task(self, lib, i):
         lib.safe_sum.restype = ctypes.c_long

@@ -123,7 +123,7 @@ class ThreadStates:
     """Samples the probe threads of some processes until stopped. ``available`` says whether
     this machine lets us (Linux, /proc readable for our own descendants)."""
 
-    def __init__(self, interval: float = 0.002) -> None:
+    def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
         self._raw: Counter[tuple[int, tuple[int, int] | None]] = Counter()
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
