@@ -8,7 +8,7 @@ OUT      ?= reports
 BASELINE ?=
 ARGS     ?=
 
-.PHONY: diagnose quick test bench soak clean
+.PHONY: diagnose quick test bench soak clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,29 +17,34 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# PYTHON_UNDER_TEST: diagnose another interpreter's libraries (a system Python, a conda env).
+PYTHON_UNDER_TEST ?=
 diagnose: $(STAMP)
-	$(BIN)/threadprobe diagnose --out $(OUT) $(if $(BASELINE),--baseline $(BASELINE)) $(ARGS)
+	$(BIN)/threadprobe diagnose --out $(OUT) $(if $(BASELINE),--baseline $(BASELINE)) \
+		$(if $(PYTHON_UNDER_TEST),--python $(PYTHON_UNDER_TEST)) $(ARGS)
 
 quick: $(STAMP)
 	$(BIN)/threadprobe diagnose --quick --out $(OUT) $(ARGS)
 
-# Two phases: everything in parallel (pytest-xdist), then the timing-sensitive tests alone,
-# because a second worker on 2 cores would take the core their threads need.
+# Every test in parallel (pytest-xdist): the timing-sensitive ones bring their own busy neighbour,
+# so a second worker beside them changes nothing they depend on.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not alone" $(ARGS)
-	$(BIN)/python -m pytest -p no:xdist -m "alone" $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak" $(ARGS)
 
-# Benchmarks: harness overhead, plugin overhead, recommend's answer time, then the runner's
-# workloads under every scheduler (makes ~2 GiB of data in reports/bench-data on first use).
+# Benchmarks, each writing reports/*.json: harness and plugin overhead, detection power, verdict
+# reproducibility, contention beside a busy neighbour, race amplification, and the runner's
+# workloads under every scheduler (makes 2 GiB of data in reports/bench-data on first use).
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
-	$(BIN)/threadprobe bench wind
+	$(BIN)/python tests/bench/amplify.py
+	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
 
-# Issue 6's figure: REPS repetitions of two baseline-gated diagnoses in a row (~2.5 min each),
-# then the gate replayed over the chain and the scaling noise (exit 1 below 9 clean of 10).
+# Long verification: the diagnosis against independent stress scripts, then REPS repetitions of
+# two baseline-gated diagnoses in a row (~3 min each) and the gate replayed over the chain.
 REPS ?= 10
 soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak -p no:xdist $(ARGS)
 	REPS=$(REPS) tests/soak/baseline_chain.sh
 	$(BIN)/python tests/soak/noise.py
 

@@ -22,7 +22,10 @@ def tp(*args, cwd=None):
     (["diagnose", "--plugin", PLUGINS / "no_probes.py", "--no-entry-points"], "defines no probe"),
     (["diagnose", "--probe", "no.such.*"], "matches no probe"),
     (["diagnose", "--threads", "two"], "expected comma-separated integers"),
-    (["diagnose", "--trials", "0"], "expected a positive integer"),
+    (["diagnose", "--budget", "0"], "expected a positive number"),
+    (["diagnose", "--python", "/no/such/python3"], "no such executable"),
+    (["fingerprint", "--python", "/no/such/python3"], "no such executable"),
+    (["report-bug", "cftime.num2date", "--diagnosis", "/no/such.json"], "no such file"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
@@ -36,10 +39,10 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
 
 def test_diagnose_writes_the_report_and_exits_0_even_when_it_finds_crashes(planted, tmp_path):
     done = tp("diagnose", "--plugin", planted, "--no-entry-points", "--probe", "planted.crash", "--threads", "2",
-              "--processes", "2", "--trials", "2", "--out", tmp_path, "--no-evidence", "--quiet")
+              "--processes", "2", "--budget", "2", "--out", tmp_path, "--no-evidence", "--quiet")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "diagnosis.json").read_text())
-    assert report["schema"] == "threadprobe.diagnosis/1"
+    assert report["schema"] == "threadprobe.diagnosis/2" and report["interpreter"] == sys.executable
     verdicts = {(r["mode"], r["workers"]): r["verdict"] for r in report["results"]}
     assert verdicts[("threads", 2)] == "crash" and verdicts[("serial", 1)] == "safe"
     for r in report["results"]:
@@ -48,17 +51,19 @@ def test_diagnose_writes_the_report_and_exits_0_even_when_it_finds_crashes(plant
 
 
 def test_progress_lines_go_to_stderr_when_not_a_terminal(tmp_path):
-    done = tp("diagnose", "--plugin", TRIVIAL, "--no-entry-points", "--trials", "1", "--out", tmp_path,
+    done = tp("diagnose", "--plugin", TRIVIAL, "--no-entry-points", "--budget", "1", "--out", tmp_path,
               "--no-evidence")
     assert done.returncode == 0
-    assert "[threadprobe] trivial.square" in done.stderr and "done in" in done.stderr
+    assert "[threadprobe] trivial.square" in done.stderr and "trials done in" in done.stderr
     assert "trivial.square" in done.stdout  # the console table
 
 
-def test_list_shows_availability(tmp_path):
+def test_list_shows_availability_from_the_imports(tmp_path):
     done = tp("list", "--plugin", PLUGINS / "unavailable.py")
     assert done.returncode == 0
-    assert "missing.library" in done.stdout and "not installed" in done.stdout
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("│ missing.")}
+    assert "no: cannot import no_such_library_for_threadprobe" in rows["missing.in_prepare"]
+    assert "yes" in rows["missing.label_only"]  # a label is no module name
     assert "netcdf4.read_shared_dataset.zlib" in done.stdout
 
 
@@ -70,7 +75,7 @@ def diagnose_switch(tmp_path, build, *extra):
 
     env = {**os.environ, "THREADPROBE_TEST_BUILD": build}
     return subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(SWITCH),
-                           "--no-entry-points", "--threads", "2", "--processes", "2", "--trials", "3",
+                           "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "2",
                            "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
                           capture_output=True, text=True, timeout=300, env=env)
 
@@ -108,7 +113,7 @@ def test_rich_progress_on_a_terminal_and_none_with_quiet(tmp_path):
     def on_a_tty(*extra):
         controller, terminal = pty.openpty()
         proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(TRIVIAL),
-                                 "--no-entry-points", "--trials", "2", "--no-evidence", "--out", str(tmp_path), *extra],
+                                 "--no-entry-points", "--budget", "2", "--no-evidence", "--out", str(tmp_path), *extra],
                                 stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
         os.close(terminal)
         chunks = []
@@ -125,7 +130,17 @@ def test_rich_progress_on_a_terminal_and_none_with_quiet(tmp_path):
         return b"".join(chunks).decode("utf-8", "replace")
 
     shown = on_a_tty()
-    assert "trivial.square" in shown and "failures" in shown and "━" in shown  # rich's bar, live
-    assert "[threadprobe]" not in shown  # the plain lines are for logs, not terminals
+    assert "trivial.square" in shown and "failed" in shown and "━" in shown  # rich's bar, live
+    assert "[threadprobe] trivial" not in shown  # the plain lines are for logs, not terminals
     quiet = on_a_tty("--quiet")
-    assert "failures" not in quiet and "━" not in quiet
+    assert "failed" not in quiet and "━" not in quiet
+
+
+def test_report_bug_writes_an_issue_body_for_an_unsafe_probe(planted, tmp_path):
+    done = tp("diagnose", "--plugin", planted, "--no-entry-points", "--probe", "planted.race", "--threads", "2",
+              "--processes", "2", "--budget", "2", "--out", tmp_path, "--no-evidence", "--quiet")
+    assert done.returncode == 0, done.stderr
+    bug = tp("report-bug", "planted.race", "--diagnosis", tmp_path / "diagnosis.json", "--out", tmp_path / "bug.md")
+    assert bug.returncode == 0, bug.stderr
+    text = (tmp_path / "bug.md").read_text()
+    assert text.startswith("# planted: corrupt under 2 threads") and "```python" in text and "## Environment" in text

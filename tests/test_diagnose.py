@@ -92,7 +92,7 @@ def test_the_budget_stops_the_adaptive_trials_not_the_diagnosis(planted, tmp_pat
 
 def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
     diag = diagnose(Options(probes=("planted.crash", "planted.safe"), plugins=(str(PLANTED),), entry_points=False,
-                            threads=(2, 4), processes=(2,), quick=True, evidence=False, budget=8.0,
+                            threads=(2, 4), processes=(2,), quick=True, evidence=False, budget=60.0,
                             workdir=str(tmp_path)), fingerprint=fingerprint.light)
     assert {(r.mode, r.workers) for r in diag.results} == {("serial", 1), ("threads", 4), ("processes", 2)}
     crash = next(r for r in diag.results if r.probe == "planted.crash" and r.mode == "threads")

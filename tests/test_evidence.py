@@ -6,8 +6,10 @@ import pytest
 
 from tests.conftest import PLANTED, TRIVIAL
 from toolkit import evidence, fingerprint
-from toolkit.diagnose import Options, diagnose
+from toolkit.diagnose import Options
+from toolkit.pipeline import diagnose
 from toolkit.records import Result
+from toolkit.report import remedy_summary
 
 
 def res(probe, mode, verdict, workers=2, dependency="d", ok=0):
@@ -22,7 +24,7 @@ def test_reproducers_are_for_unsafe_modes_and_errors_that_serial_does_not_have()
         res("c", "serial", "safe", 1), res("c", "threads", "error", 4),  # fails only concurrently
         res("d", "serial", "safe", 1), res("d", "threads", "safe"),
     ]
-    assert set(evidence.unsafe_results(results)) == {"a", "c"}
+    assert set(evidence.to_reproduce(results)) == {"a", "c"}
 
 
 def test_one_per_dependency():
@@ -36,13 +38,14 @@ def test_one_per_dependency():
 def test_the_global_lock_remedy_is_verified_on_a_planted_race(planted, tmp_path):
     out = tmp_path / "reports"
     diag = diagnose(Options(probes=("planted.race",), plugins=(str(PLANTED),), entry_points=False, threads=(2,),
-                            processes=(2,), trials=2, timing_trials=1, out=str(out), workdir=str(tmp_path / "w")),
+                            processes=(2,), trials=2, timing_trials=1, budget=2.0, out=str(out),
+                            workdir=str(tmp_path / "w")),
                     fingerprint=fingerprint.light)
     locked = next(r for r in diag.remedies if r.remedy == "global_lock")
     assert locked.verdict == "safe" and locked.mode == "threads" and locked.speedup is not None
     assert next(r for r in diag.remedies if r.remedy == "processes").verdict == "safe"
     assert (out / diag.repro["planted.race"]).exists()
-    assert any("one global lock: safe" in line for line in evidence.remedy_summary(diag.remedies))
+    assert any("one global lock: safe" in line for line in remedy_summary(diag.remedies))
 
 
 @pytest.mark.slow
@@ -50,7 +53,7 @@ def test_a_crash_gets_native_frames_from_gdb(planted, tmp_path):
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed")
     diag = diagnose(Options(probes=("planted.crash",), plugins=(str(PLANTED),), entry_points=False, threads=(2,),
-                            processes=(), trials=1, timing_trials=0, remedies="none", out=str(tmp_path / "r"),
+                            processes=(), trials=1, timing_trials=0, remedies="none", budget=1.0, out=str(tmp_path / "r"),
                             workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
     crash = next(r for r in diag.results if r.mode == "threads")
     native = next(e.native for e in crash.evidence if e.kind == "crash")
@@ -60,6 +63,6 @@ def test_a_crash_gets_native_frames_from_gdb(planted, tmp_path):
 
 def test_no_evidence_work_for_a_safe_run(tmp_path):
     diag = diagnose(Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(), trials=1,
-                            timing_trials=0, out=str(tmp_path / "r"), workdir=str(tmp_path / "w")),
+                            timing_trials=0, budget=1.0, out=str(tmp_path / "r"), workdir=str(tmp_path / "w")),
                     fingerprint=fingerprint.light)
     assert diag.repro == {} and diag.remedies == () and diag.lock_audit == ()

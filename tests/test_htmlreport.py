@@ -10,7 +10,8 @@ from tests.conftest import PLANTED
 from toolkit import fingerprint, htmlreport
 from toolkit.compare import compare
 from toolkit.detect import failure_upper95
-from toolkit.diagnose import Options, diagnose
+from toolkit.diagnose import Options
+from toolkit.pipeline import diagnose
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def diagnosis(tmp_path_factory):
         pytest.skip("gcc is needed for the planted defects")
     root = tmp_path_factory.mktemp("html")
     return diagnose(Options(probes=("planted.crash", "planted.safe", "planted.gil"), plugins=(str(PLANTED),),
-                            entry_points=False, threads=(2,), processes=(2,), trials=1, timing_trials=1,
+                            entry_points=False, threads=(2,), processes=(2,), trials=1, timing_trials=1, budget=2.0,
                             remedies="none", out=str(root / "reports"), workdir=str(root / "w")),
                     fingerprint=fingerprint.collect)
 

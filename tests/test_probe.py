@@ -69,12 +69,8 @@ def test_undigestable_results_are_refused():
         digest(object())
 
 
-def test_missing_names_the_first_absent_module():
-    class P(Probe):
-        name = "p"
-        dependency = "json"
-        requires = ("json", "no_such_module_xyz")
-
-    assert P.missing() == "no_such_module_xyz"
-    P.requires = ("json",)
-    assert P.missing() is None
+def test_exceptions_are_digested_with_their_message_or_without_it():
+    a, b = ValueError("[UT_SUCCESS] bad unit"), ValueError("[UT_UNKNOWN] bad unit")
+    assert digest(a) != digest(b) and digest(a, messages=False) == digest(b, messages=False)
+    assert digest(TypeError("x"), messages=False) != digest(ValueError("x"), messages=False)
+    assert digest((1, "text")) == digest((1, "text"), messages=False)  # strings are data

@@ -28,10 +28,12 @@ def test_discovery_does_not_import_the_libraries_under_test():
     assert out.strip() == "[]"
 
 
-def test_a_missing_library_makes_a_probe_unavailable_not_an_error():
-    (info,) = registry.discover([PLUGINS / "unavailable.py"], entry_points=False)
-    assert not info.available
-    assert "no_such_library_for_threadprobe" in info.reason
+def test_availability_comes_from_importing_in_the_target_interpreter():
+    infos = {i.name: i for i in registry.availability(registry.discover([PLUGINS / "unavailable.py"],
+                                                                          entry_points=False))}
+    assert not infos["missing.in_prepare"].available
+    assert "no_such_library_for_threadprobe" in infos["missing.in_prepare"].reason
+    assert infos["missing.label_only"].available and infos["missing.label_only"].dependency == "canary"
 
 
 def test_plugin_refs_load_in_a_fresh_process():

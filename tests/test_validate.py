@@ -12,7 +12,8 @@ from toolkit.validate import errors
 
 def real_report(tmp_path):
     d = diagnose(Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(2,), trials=1,
-                         timing_trials=1, evidence=False, workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
+                         timing_trials=1, evidence=False, budget=0.5, workdir=str(tmp_path / "w")),
+                 fingerprint=fingerprint.light)
     return d.to_json()
 
 

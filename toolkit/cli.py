@@ -203,10 +203,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
-    progress = make_progress(args.quiet)
-    if not args.quiet:
-        progress.note(f"diagnosing {args.python or sys.executable}")
-    diagnosis = pipeline.diagnose(options, progress=progress)
+    diagnosis = pipeline.diagnose(options, progress=make_progress(args.quiet))
     comparison = None
     if baseline is not None:
         from toolkit.compare import compare

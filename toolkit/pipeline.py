@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -31,6 +32,8 @@ DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
 def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) -> Diagnosis:
     """A whole diagnosis: trials, then evidence, then the safe candidates of every workload."""
     with Diagnoser(options, progress) as session:
+        if progress is not None:
+            progress.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
         run_session(session)
         results = session.results()
         extras: dict[str, Any] = {}

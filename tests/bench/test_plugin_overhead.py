@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import TEST_DATA
-from toolkit.isolation import write_json_atomic
+from toolkit.harness.proc import write_json_atomic
 from toolkit.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench

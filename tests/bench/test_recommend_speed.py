@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.isolation import write_json_atomic
+from toolkit.harness.proc import write_json_atomic
 from toolkit.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench

@@ -89,6 +89,11 @@ class Crash(_Planted):
     """A double free of a shared scratch block: crashes under threads."""
 
     name = "planted.crash"
+    reproducer = REPRO_LIBRARY + f'''
+
+def task(lib, i):
+    return lib.crashy(i, ctypes.c_long({WORK * 10}))
+'''
 
     def task(self, lib, i):
         return lib.crashy(i, ctypes.c_long(WORK * 10))

@@ -45,10 +45,16 @@ def test_a_corrupt_header_is_a_clear_error(tmp_path):
         probe.task(tmp_path, 0)
 
 
-def test_wgdos_packed_pp_is_unavailable_with_the_reason():
-    if iris_pp.LoadWgdosPacked.missing() is None:
-        pytest.skip("mo_pack is installed here")
-    from toolkit import registry
+def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
+    import importlib.util
 
-    (info,) = [p for p in registry.discover() if p.name == "iris_pp.load_realise.wgdos_packed"]
-    assert not info.available and "mo_pack" in info.reason and "not on PyPI" in info.reason
+    if importlib.util.find_spec("mo_pack") is not None:
+        pytest.skip("mo_pack is installed here")
+    from toolkit import fingerprint
+    from toolkit.diagnose import Options, diagnose
+
+    diag = diagnose(Options(probes=("iris_pp.load_realise.wgdos_packed",), evidence=False, budget=1.0,
+                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    assert {r.verdict for r in diag.results} == {"unavailable"}
+    summary = diag.results[0].evidence[0].summary
+    assert "mo_pack" in summary and "not on PyPI" in summary

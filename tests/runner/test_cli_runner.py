@@ -14,13 +14,14 @@ def tp(*args, **kw):
 def test_run_says_which_scheduler_and_why(tmp_path):
     from toolkit.runner.data import DataSpec, make_data
 
-    make_data(DataSpec(tmp_path / "d", files=2, size_mb=24, fmt="nc", ny=240, nx=320), quiet=True)
+    make_data(DataSpec(tmp_path / "d", files=2, size_mb=4, fmt="nc", ny=240, nx=320), quiet=True)
     done = tp("run", "wind", "--x-wind", tmp_path / "d" / "x_wind_*.nc", "--y-wind", tmp_path / "d" / "y_wind_*.nc",
               "--out", tmp_path / "o.nc", "--scheduler", "synchronous")
     assert done.returncode == 0, done.stderr
-    assert "running wind on synchronous (single-threaded) [command line]" in done.stderr
-    assert "Completed" in done.stderr  # dask's progress bar (shown for computations over a second)
-    assert (tmp_path / "o.nc").exists() and "wrote" in done.stdout
+    assert "scheduler: synchronous (single-threaded) [command line]" in done.stderr
+    assert "[threadprobe] wind: 1 tasks" in done.stderr and "\r" not in done.stderr  # plain lines in a log
+    (summary,) = done.stdout.splitlines()  # one line: scheduler, times, memory, output
+    assert summary.startswith("wind: synchronous") and "peak memory" in summary and str(tmp_path / "o.nc") in summary
 
 
 @pytest.mark.parametrize("args, message", [

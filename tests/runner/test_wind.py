@@ -1,23 +1,29 @@
-"""The wind workload: right physics, one compute, atomic output, one-line errors."""
+"""The wind workload: right physics, units read u and v together, atomic output, one-line errors."""
 
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from contextlib import ExitStack
 
-import dask
 import iris
 import numpy as np
 import pytest
-from dask.callbacks import Callback
 
 from toolkit.errors import UsageError
+from toolkit.records import Choice
 from toolkit.runner import wind
-from toolkit.runner.schedulers import Choice
+from toolkit.runner.schedulers import activated
+
+
+def explicit(choice):
+    def decide(job, stack):
+        return choice, stack.enter_context(activated(choice)), None
+
+    return decide
 
 
 def reference_circular_variance(degrees):
@@ -27,18 +33,44 @@ def reference_circular_variance(degrees):
 
 
 def test_direction_is_where_the_wind_comes_from_clockwise_from_north():
-    u = dask.array.from_array(np.array([1.0, 0.0, -1.0, 0.0]))
-    v = dask.array.from_array(np.array([0.0, 1.0, 0.0, -1.0]))
-    speed, direction = wind.speed_and_direction(u, v)
-    assert np.allclose(speed.compute(), 1.0)
-    assert np.allclose(direction.compute(), [270.0, 180.0, 90.0, 0.0])  # westerly, southerly, easterly, northerly
+    speed, direction = wind.speed_and_direction(np.array([1.0, 0.0, -1.0, 0.0]), np.array([0.0, 1.0, 0.0, -1.0]))
+    assert np.allclose(speed, 1.0)
+    assert np.allclose(direction, [270.0, 180.0, 90.0, 0.0])  # westerly, southerly, easterly, northerly
 
 
 def test_circular_variance_is_small_across_north_where_a_plain_variance_is_huge():
     degrees = [359.0, 1.0, 358.0, 2.0]
-    got = float(wind.circular_variance(dask.array.from_array(np.array(degrees))).compute())
+    got = float(wind.circular_variance(np.array(degrees)))
     assert math.isclose(got, reference_circular_variance(degrees), rel_tol=1e-9) and got < 0.001
     assert np.var(degrees) > 30000
+
+
+def test_partial_sums_combine_to_the_variances_of_the_whole_series():
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(5, 3, (40, 3, 4)).astype("f4"), rng.normal(-2, 3, (40, 3, 4)).astype("f4")
+
+    class Given:  # a slab whose data is already here
+        def __init__(self, a):
+            self.a = a
+
+        def read(self):
+            return np.ma.asarray(self.a)
+
+    parts = [wind.partial_sums([Given(u[a:b])], [Given(v[a:b])]) for a, b in ((0, 7), (7, 30), (30, 40))]
+    speed_var, circ = wind.finish(wind.combine(parts))
+    speed, direction = wind.speed_and_direction(u.astype("f8"), v.astype("f8"))
+    assert np.allclose(speed_var, speed.var(axis=0, ddof=1), rtol=1e-5)
+    assert np.allclose(circ, wind.circular_variance(direction), atol=1e-6)
+
+
+def test_units_never_straddle_a_chunk_and_cover_every_time_step(wind_nc):
+    u, v, _ = wind.load_pair(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"))
+    job = wind.WindJob(u, v, unit_bytes=3 * 45 * 60 * 4)
+    steps = [t for a, b in job.bounds for t in range(a, b)]
+    assert steps == list(range(u.shape[0]))
+    edges = np.cumsum(u.core_data().chunks[0])
+    assert all(not (a < e < b) for a, b in job.bounds for e in edges)
+    assert job.units >= 3
 
 
 def load_result(path):
@@ -47,30 +79,9 @@ def load_result(path):
         return {c.var_name: c for c in iris.load(str(path))}
 
 
-class CountComputes(Callback):
-    def __init__(self):
-        super().__init__()
-        self.sizes = []
-
-    @property
-    def graphs(self):
-        return len(self.sizes)
-
-    def _start(self, dsk):
-        self.sizes.append(len(dsk))
-
-
-def test_results_are_right_and_computed_once(wind_nc, tmp_path):
-    counter = CountComputes()
-    with counter:
-        graph = wind.build(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"))
-        assert counter.graphs == 0, "something was computed before the final compute"
-        assert graph.speed_variance.has_lazy_data() and graph.direction_circular_variance.has_lazy_data()
+def test_results_are_right_with_cf_metadata(wind_nc, tmp_path):
     out = tmp_path / "out.nc"
-    with counter:
-        wind.run(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), out, Choice("synchronous"), quiet=True)
-    # One computation of both results; after it, Iris's saver runs a 1-task bookkeeping graph.
-    assert counter.sizes[0] > 10 and all(n <= 2 for n in counter.sizes[1:]), counter.sizes
+    wind.run(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), out, explicit(Choice("wind", "synchronous")))
     got = load_result(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -89,18 +100,18 @@ def test_results_are_right_and_computed_once(wind_nc, tmp_path):
 
 def test_every_scheduler_gives_the_synchronous_result(wind_pp, tmp_path):
     x, y = str(wind_pp / "x_wind_*.pp"), str(wind_pp / "y_wind_*.pp")
-    wind.run(x, y, tmp_path / "sync.nc", Choice("synchronous"), quiet=True)
+    wind.run(x, y, tmp_path / "sync.nc", explicit(Choice("wind", "synchronous")))
     ref = load_result(tmp_path / "sync.nc")
-    for choice in (Choice("threads", 1, 2), Choice("processes", 2, 1)):
-        wind.run(x, y, tmp_path / f"{choice.scheduler}.nc", choice, quiet=True)
+    for choice in (Choice("wind", "threads", 1, 2), Choice("wind", "processes", 2, 1, context="fork")):
+        wind.run(x, y, tmp_path / f"{choice.scheduler}.nc", explicit(choice))
         got = load_result(tmp_path / f"{choice.scheduler}.nc")
         for name, cube in ref.items():
-            assert np.array_equal(cube.data, got[name].data), (choice, name)
+            assert np.allclose(cube.data, got[name].data, rtol=1e-6, atol=1e-7), (choice, name)
 
 
 def test_the_two_globs_may_match_the_same_files(wind_nc, tmp_path):
     both = str(wind_nc / "*_wind_*.nc")
-    wind.run(both, both, tmp_path / "out.nc", Choice("synchronous"), quiet=True)
+    wind.run(both, both, tmp_path / "out.nc", explicit(Choice("wind", "synchronous")))
     assert (tmp_path / "out.nc").exists()
 
 
@@ -128,7 +139,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(wind_nc, tmp_path, case,
         bad.write_bytes(b"")
         x = str(bad)
     with pytest.raises(UsageError) as err:
-        wind.build(x, y)
+        wind.load_pair(x, y)
     text = str(err.value)
     assert message in text and "\n" not in text
     if case in ("grid", "truncated", "empty"):
@@ -137,15 +148,15 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(wind_nc, tmp_path, case,
 
 def test_a_killed_run_leaves_no_output(wind_nc, tmp_path):
     out = tmp_path / "killed.nc"
-    code = ("import sys, time; from toolkit.runner import wind; from toolkit.runner.schedulers import Choice\n"
+    code = ("import time; from toolkit.runner import wind\n"
+            "from toolkit.records import Choice\n"
+            "from toolkit.runner.schedulers import activated\n"
             "orig = wind.save_atomic\n"
-            "def slow(cubes, out):\n"
-            "    import iris\n"
-            "    tmp = out.with_name('.' + out.name + '.partial')\n"
-            "    print('saving', flush=True); time.sleep(30)\n"
             "wind.save_atomic = lambda c, o: (print('saving', flush=True), time.sleep(30), orig(c, o))\n"
+            "decide = lambda job, stack: (Choice('wind', 'synchronous'), "
+            "stack.enter_context(activated(Choice('wind', 'synchronous'))), None)\n"
             f"wind.run({str(wind_nc / 'x_wind_*.nc')!r}, {str(wind_nc / 'y_wind_*.nc')!r}, "
-            f"__import__('pathlib').Path({str(out)!r}), Choice('synchronous'), quiet=True)\n")
+            f"__import__('pathlib').Path({str(out)!r}), decide)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "saving"
     proc.send_signal(signal.SIGTERM)
@@ -154,11 +165,11 @@ def test_a_killed_run_leaves_no_output(wind_nc, tmp_path):
 
 
 @pytest.mark.slow
-def test_distributed_survives_a_worker_killed_mid_run(wind_nc, tmp_path, no_orphans):
+def test_distributed_survives_a_worker_killed_mid_run(wind_nc, tmp_path, no_orphans, monkeypatch):
     import psutil
 
     x, y = str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc")
-    wind.run(x, y, tmp_path / "sync.nc", Choice("synchronous"), quiet=True)
+    wind.run(x, y, tmp_path / "sync.nc", explicit(Choice("wind", "synchronous")))
     killed = []
 
     def kill_one_worker_once_work_starts(client):
@@ -173,33 +184,23 @@ def test_distributed_survives_a_worker_killed_mid_run(wind_nc, tmp_path, no_orph
 
         threading.Thread(target=killer, daemon=True).start()
 
-    slow = wind.speed_and_direction
+    slow = wind.partial_sums
 
-    def slowed(u, v):  # each chunk takes a moment, so the kill lands while work is in flight
-        s, d = slow(u, v)
-        return s.map_blocks(_sleepy, dtype=s.dtype), d
+    def slowed(u, v):  # each task takes a moment, so the kill lands while work is in flight
+        time.sleep(0.3)
+        return slow(u, v)
 
-    import toolkit.runner.wind as module
-
-    module.speed_and_direction = slowed
-    try:
-        wind.run(x, y, tmp_path / "dist.nc", Choice("distributed", 2, 1), quiet=True,
-                 on_client=kill_one_worker_once_work_starts)
-    finally:
-        module.speed_and_direction = slow
+    monkeypatch.setattr(wind.Units, "sums", lambda self: slowed(
+        [wind.Slab(self.u, a, b) for a, b in self.bounds], [wind.Slab(self.v, a, b) for a, b in self.bounds]))
+    wind.run(x, y, tmp_path / "dist.nc", explicit(Choice("wind", "distributed", 2, 1)),
+             on_client=kill_one_worker_once_work_starts, unit_bytes=45 * 60 * 4 * 2)
     assert killed, "no worker was killed"
     ref, got = load_result(tmp_path / "sync.nc"), load_result(tmp_path / "dist.nc")
     for name in ref:
-        assert np.array_equal(ref[name].data, got[name].data)
+        assert np.allclose(ref[name].data, got[name].data, rtol=1e-6)
 
 
-def _sleepy(block):
-    time.sleep(0.3)
-    return block
-
-
-def test_a_stale_temporary_is_not_the_output(wind_nc, tmp_path):
-    out = tmp_path / "o.nc"
-    wind.run(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), out, Choice("synchronous"), quiet=True)
-    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    shutil.rmtree(tmp_path)
+def test_peak_memory_is_reported(wind_nc, tmp_path):
+    result = wind.run(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), tmp_path / "o.nc",
+                      explicit(Choice("wind", "threads", 1, 2)))
+    assert result.peak_memory and result.peak_memory > 50 * 2**20

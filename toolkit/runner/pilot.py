@@ -5,7 +5,8 @@ study's files) hands the pilot a ``Job``. The pilot does real work, not a rehear
 it computes, on whichever candidate, is kept and never computed again, so what it costs is only
 the slower candidates' extra time on their share.
 
-1. One unit, synchronously: the serial rate, hence the expected serial run. A run too short to
+1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
+   expected serial run. A run too short to
    gain from parallelism by more than a pilot would cost (``SHORT_RUN``) is not piloted.
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
@@ -98,10 +99,13 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
         del pool[:n]
         return taken
 
-    first = take(1)
-    t0 = time.perf_counter()
-    job.run(active(sync), first, 1)
-    unit = time.perf_counter() - t0
+    first = take(2)
+    times = []
+    for k in first:  # the first unit also pays for one-time costs (imports, opening files): the second is the rate
+        t0 = time.perf_counter()
+        job.run(active(sync), [k], 1)
+        times.append(time.perf_counter() - t0)
+    unit = times[-1]
     serial = unit * job.units
     pilot = Pilot(sync, done=list(first), serial_estimate=serial)
     parallel = [c for c in found[1:]]

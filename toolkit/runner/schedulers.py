@@ -201,7 +201,7 @@ def activated(choice: Choice) -> Iterator[Active]:
     cluster = None
     try:
         if choice.address:
-            client = Client(choice.address, timeout="30s")
+            client = Client(choice.address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"))
         else:
             cluster = make_cluster(choice)
             client = Client(cluster)

@@ -129,16 +129,27 @@ def circular_variance(direction_degrees: Any, axis: int = 0) -> Any:
 
 
 class Slab:
-    """A slice of a lazy array, carried opaquely inside a task (dask does not see into plain
-    objects): it is read where the task runs, so a process scheduler never ships the data."""
+    """Time steps ``start:stop`` of a lazy array, read where the task runs."""
 
-    def __init__(self, array: Any) -> None:
-        self.array = array
+    def __init__(self, array: Any, start: int, stop: int) -> None:
+        self.array, self.start, self.stop = array, start, stop
 
     def read(self) -> Any:
         import numpy as np
 
-        return np.ma.asarray(self.array.compute(scheduler="synchronous"))
+        return np.ma.asarray(self.array[self.start:self.stop].compute(scheduler="synchronous"))
+
+
+class Units:
+    """One task's units: the lazy arrays and the time ranges, carried opaquely (dask does not
+    look inside plain objects), so that a task reads its u and v itself and a process scheduler
+    ships a graph of proxies once per task, never the data."""
+
+    def __init__(self, u: Any, v: Any, bounds: Sequence[tuple[int, int]]) -> None:
+        self.u, self.v, self.bounds = u, v, list(bounds)
+
+    def sums(self) -> tuple[Any, ...]:
+        return partial_sums([Slab(self.u, a, b) for a, b in self.bounds], [Slab(self.v, a, b) for a, b in self.bounds])
 
 
 def partial_sums(u_slabs: Sequence[Slab], v_slabs: Sequence[Slab]) -> tuple[Any, ...]:
@@ -194,7 +205,9 @@ class WindJob:
         self.tasks_done = 0
 
     def _units(self, unit_bytes: int) -> list[tuple[int, int]]:
-        """Time ranges that never straddle a chunk of either variable, sized to ``unit_bytes``."""
+        """Time ranges of about ``unit_bytes`` per variable that never cut a chunk of either
+        variable in a way that reads it twice: small chunks (a PP field each) are grouped whole,
+        big ones (a netCDF file) are split in pieces."""
         u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
         edges = {0, self.u.shape[0]}
         for lazy in (u_lazy, v_lazy):
@@ -205,11 +218,22 @@ class WindJob:
         step_bytes = max(1, int(u_lazy.dtype.itemsize * (u_lazy.size // max(1, self.u.shape[0]))))
         total = self.u.shape[0]
         per_unit = max(1, min(unit_bytes // step_bytes, -(-total // MIN_UNITS)))
-        bounds = []
+        bounds: list[tuple[int, int]] = []
+        start = 0
         cuts = sorted(edges)
         for a, b in zip(cuts, cuts[1:]):
-            for start in range(a, b, per_unit):
-                bounds.append((start, min(b, start + per_unit)))
+            if b - a > per_unit:  # a big chunk: close the group, then cut it in pieces
+                if start < a:
+                    bounds.append((start, a))
+                pieces = -(-(b - a) // per_unit)
+                step = -(-(b - a) // pieces)
+                bounds += [(x, min(b, x + step)) for x in range(a, b, step)]
+                start = b
+            elif b - start > per_unit:  # this small chunk would overfill the group
+                bounds.append((start, a))
+                start = a
+        if start < total:
+            bounds.append((start, total))
         return bounds
 
     def run(self, active: Active, units: Sequence[int], tasks: int,
@@ -220,10 +244,9 @@ class WindJob:
         tasks = max(1, min(tasks, len(units)))
         groups = [units[k::tasks] for k in range(tasks)]
         u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
-        work = held(active.lock, partial_sums)
+        work = held(active.lock, Units.sums)
         delayed = [dask.delayed(work, pure=False, name=f"threadprobe-wind-{g[0]}")(
-            [Slab(u_lazy[a:b]) for a, b in (self.bounds[i] for i in g)],
-            [Slab(v_lazy[a:b]) for a, b in (self.bounds[i] for i in g)]) for g in groups if g]
+            Units(u_lazy, v_lazy, [self.bounds[i] for i in g])) for g in groups if g]
         results = active.compute(*delayed, on_done=on_done)
         for group, sums in zip((g for g in groups if g), results):
             self.partials[group[0]] = sums
