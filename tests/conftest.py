@@ -77,3 +77,15 @@ def no_orphans():
     yield
     left = [p for p in descendants() if p.pid not in before]
     assert not left, f"processes left running: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+@pytest.fixture
+def busy_neighbour():
+    """Another process keeping a core busy all along, as on a machine others use."""
+    import subprocess
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield hog
+    hog.kill()
+    hog.wait()

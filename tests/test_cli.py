@@ -80,24 +80,22 @@ def diagnose_switch(tmp_path, build, *extra):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_a_planted_regression_exits_1_and_is_named_first(tmp_path):
+def test_a_planted_regression_and_an_unsafe_probe_each_exit_1(tmp_path):
     good = diagnose_switch(tmp_path / "good", "good")
     assert good.returncode == 0, good.stderr
-    again = diagnose_switch(tmp_path / "again", "good", "--baseline", tmp_path / "good" / "diagnosis.json")
+    again = diagnose_switch(tmp_path / "again", "good", "--baseline", tmp_path / "good" / "diagnosis.json",
+                            "--fail-on", "unsafe")
     assert again.returncode == 0 and again.stdout.splitlines()[0] == "no safety regression against the baseline"
-    bad = diagnose_switch(tmp_path / "bad", "bad", "--baseline", tmp_path / "good" / "diagnosis.json")
+    assert "UNSAFE" not in again.stdout
+    bad = diagnose_switch(tmp_path / "bad", "bad", "--baseline", tmp_path / "good" / "diagnosis.json",
+                          "--fail-on", "unsafe")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     first = bad.stdout.splitlines()[0]
     assert first.startswith("REGRESSION:") and "switch.native_build" in first and "crash" in first
+    assert "UNSAFE: switch.native_build" in bad.stdout  # the gate that needs no baseline fires too
     assert (tmp_path / "bad" / "diagnosis.html").exists()
     compared = tp("compare", tmp_path / "good" / "diagnosis.json", tmp_path / "bad" / "diagnosis.json")
     assert compared.returncode == 1 and "switch.native_build" in compared.stdout.splitlines()[0]
-
-
-def test_fail_on_unsafe_gates_without_a_baseline(tmp_path):
-    assert diagnose_switch(tmp_path / "g", "good", "--fail-on", "unsafe").returncode == 0
-    bad = diagnose_switch(tmp_path / "b", "bad", "--fail-on", "unsafe")
-    assert bad.returncode == 1 and "UNSAFE: switch.native_build" in bad.stdout
 
 
 def test_a_bad_baseline_fails_before_any_work(tmp_path):

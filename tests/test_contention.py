@@ -35,18 +35,6 @@ CASES = [("planted.gil", "gil"), ("planted.mutex", "library_lock"), ("planted.sa
          ("cf_units.parse", "gil"), ("h5py.read_shared_file.gzip", "library_lock")]
 
 
-@pytest.fixture
-def busy_neighbour():
-    """Another process keeping a core busy all along, as on a machine others use."""
-    import subprocess
-    import sys
-
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    yield hog
-    hog.kill()
-    hog.wait()
-
-
 def contention_of(probe, tmp_path):
     from toolkit import fingerprint
     from toolkit.diagnose import Options, diagnose

@@ -31,7 +31,7 @@ def diagnose(tmp_path, name, *extra):
     return json.loads((tmp_path / name / "diagnosis.json").read_text())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("builds")
     return diagnose(tmp, "wheels"), diagnose(tmp, "debian", "--python", DEBIAN), tmp

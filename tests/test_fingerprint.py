@@ -23,7 +23,7 @@ FAKE_NETCDF = 'const char *nc_inq_libvers(void) { return "4.99.1 of Nov 29 2026 
 WRAPPER = "int H5get_libversion(unsigned*, unsigned*, unsigned*);\nint wrapped(void) { unsigned a, b, c; return H5get_libversion(&a, &b, &c); }\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def planted_libraries(tmp_path_factory):
     """Builds as a site might make them: odd file names, versions only the code knows."""
     if shutil.which("gcc") is None:
@@ -87,7 +87,7 @@ def test_packages_are_found_by_import_name_whatever_their_distribution_is_called
     assert found["no_such_package_anywhere"] is None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def collected():
     return fingerprint.collect()
 

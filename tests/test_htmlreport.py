@@ -14,7 +14,7 @@ from toolkit.diagnose import Options
 from toolkit.pipeline import diagnose
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def diagnosis(tmp_path_factory):
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed for the planted defects")
@@ -25,7 +25,7 @@ def diagnosis(tmp_path_factory):
                     fingerprint=fingerprint.collect)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def page(diagnosis, tmp_path_factory):
     out = tmp_path_factory.mktemp("page")
     def clean(r):  # what the crashing probe looked like in a baseline where it was safe

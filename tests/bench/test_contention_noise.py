@@ -1,0 +1,32 @@
+"""Benchmark (make bench): contention classes stay right beside a busy neighbour, 20 runs each.
+
+Planted GIL, mutex and free cases, cf-units (GIL) and h5py (library lock); every run is a whole
+diagnosis of the probe (threads 2 and 4) while another process keeps a core busy. Writes
+reports/bench-contention.json.
+"""
+
+import json
+import os
+import pathlib
+
+import pytest
+
+from tests.test_contention import CASES, contention_of
+from toolkit.harness.proc import write_json_atomic
+from toolkit.records import BENCH_SCHEMA
+
+pytestmark = pytest.mark.bench
+RUNS = 20
+
+
+def test_contention_classes_are_right_in_19_of_20_runs_beside_a_busy_neighbour(planted, tmp_path, busy_neighbour):
+    got = {}
+    for probe, expected in CASES:
+        classes = [sorted(contention_of(probe, tmp_path / f"{probe}-{k}")) for k in range(RUNS)]
+        got[probe] = {"expected": expected, "right": sum(c == [expected] for c in classes), "classes": classes}
+        print(f"{probe}: {expected} in {got[probe]['right']} of {RUNS}", flush=True)
+    os.makedirs("reports", exist_ok=True)
+    write_json_atomic(pathlib.Path("reports/bench-contention.json"),
+                      {"schema": BENCH_SCHEMA, "benchmark": "contention_beside_a_busy_neighbour", "runs": RUNS,
+                       "results": got})
+    assert all(v["right"] >= 19 for v in got.values()), {k: v["right"] for k, v in got.items()}
