@@ -32,11 +32,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak" $(ARGS)
 
 # Benchmarks, each writing reports/*.json: harness and plugin overhead, detection power, verdict
-# reproducibility, contention beside a busy neighbour, race amplification, and the runner's
-# workloads under every scheduler (makes 2 GiB of data in reports/bench-data on first use).
+# reproducibility, contention beside a busy neighbour, race amplification, the plugin on Iris's
+# own suites, and the runner's workloads under every scheduler, each repetition from a fresh
+# diagnosis (makes about 6 GiB of data in reports/bench-data on first use). About 4 hours.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
-	$(BIN)/python tests/bench/amplify.py
+	$(BIN)/python tests/bench/amplify.py --rounds 100
+	$(BIN)/python tests/bench/iris_suites.py
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
 

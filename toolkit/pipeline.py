@@ -9,6 +9,7 @@ these functions.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from toolkit import choose, evidence, plan
+from toolkit import choose, evidence
 from toolkit.diagnose import Diagnoser, Options, assemble, run_session
 from toolkit.errors import UsageError
 from toolkit.records import Choice, Diagnosis, Result
@@ -140,7 +141,7 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, sche
         result, active = piloting.run_pilot(job, found, stack, note=say)
         chosen = result.choice.replace(source=f"pilot on this input; safety from {source}",
                                        rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
-        if result.rows and use_cache:
+        if result.rows:  # stored even when this run was told not to read the cache: the next one may
             cache.store(k, chosen, note=f"{name} {fmt}")
         return chosen, active, result
 
@@ -295,7 +296,7 @@ def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Seq
     array = collection.core_data() if hasattr(collection, "core_data") else collection
     with ExitStack() as stack:
         if array is not None and hasattr(array, "numblocks") and len(found) > 1 and \
-                int(__import__("math").prod(array.numblocks)) >= 8 * (os.cpu_count() or 1):
+                math.prod(array.numblocks) >= 8 * (os.cpu_count() or 1):
             job = CollectionJob(array)
             result, _ = piloting.run_pilot(job, found, stack, share=0.1)
             chosen = result.choice.replace(source=f"pilot on a sample of the collection; safety from {source}",
@@ -308,5 +309,4 @@ def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Seq
         yield chosen
 
 
-__all__ = ["diagnose", "safe_choices", "safety", "decider", "run_wind", "run_load", "recommend", "scheduler",
-           "plan"]
+__all__ = ["diagnose", "safe_choices", "safety", "decider", "run_wind", "run_load", "recommend", "scheduler"]

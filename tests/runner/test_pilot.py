@@ -1,6 +1,7 @@
 """The pilot: real units on each safe candidate, side by side; the simplest unless another is
 clearly faster; nothing computed twice; a short run is not piloted; a cached answer is instant."""
 
+import os
 import time
 from contextlib import ExitStack
 
@@ -15,17 +16,24 @@ SYNC, THREADS = Choice("w", "synchronous"), Choice("w", "threads", 1, 2)
 PROCESSES = Choice("w", "processes", 2, 1, context="fork")
 
 
+def nap(seconds, parent, away):
+    """Sleep; ``away`` times as long in a process other than ``parent`` (a planted transfer cost)."""
+    time.sleep(seconds * (away if os.getpid() != parent else 1.0))
+
+
 class SleepJob:
     """Units that each take ``unit`` seconds of sleep, split over the tasks a scheduler runs at
-    once: threads and processes halve the time, as work that releases the GIL would."""
+    once: threads and processes halve the time, as work that releases the GIL would; in worker
+    processes a task takes ``away`` times as long."""
 
-    def __init__(self, units, unit):
-        self.units, self.unit = units, unit
+    def __init__(self, units, unit, away=1.5):
+        self.units, self.unit, self.away = units, unit, away
         self.done: list[int] = []
 
     def run(self, active, units, tasks, on_done=None):
         per_task = self.unit * len(units) / max(1, tasks)
-        active.compute(*[dask.delayed(time.sleep, pure=False)(per_task) for _ in range(max(1, tasks))])
+        active.compute(*[dask.delayed(nap, pure=False)(per_task, os.getpid(), self.away)
+                         for _ in range(max(1, tasks))])
         self.done += list(units)
 
 
@@ -36,14 +44,14 @@ def long_enough(monkeypatch):
 
 
 def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_enough):
-    job = SleepJob(units=120, unit=0.02)
+    job = SleepJob(units=120, unit=0.06)  # long enough units that a compute's overhead is no tie-breaker
     with ExitStack() as stack:
         result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
     assert sorted(job.done) == sorted(set(job.done)) == sorted(result.done)  # every unit once, kept
     rows = {row.candidate: row for row in result.rows}
     assert set(rows) == {"synchronous", "threads 2", "processes 2 (fork)"}
     assert all(len(row.seconds) >= 3 for row in rows.values())
-    # Threads halve the sleep at no start-up cost: the pick, and clearly ahead of synchronous.
+    # Threads halve the sleep; processes take half as long again: threads are the pick.
     assert result.choice == THREADS and active.choice == THREADS
     assert any(line.startswith("fastest on the pilot: threads 2") for line in result.why)
     assert result.cost < result.seconds
@@ -78,6 +86,20 @@ def test_a_second_run_on_the_same_input_reuses_the_answer_in_well_under_a_second
         second, _, again = decide(SleepJob(units=120, unit=0.02), stack)
     assert time.perf_counter() - began < 1.0
     assert again is None and second.scheduler == first.scheduler and second.source.startswith("cached pilot")
+
+
+def test_a_run_told_not_to_read_the_cache_pilots_and_still_stores_its_answer(tmp_path, monkeypatch, long_enough):
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    monkeypatch.setattr(pipeline.choose, "candidates", lambda *a, **k: ((SYNC, THREADS, PROCESSES), ()))
+    diag = Diagnosis("t", "0", {}, {"packages": {}}, ())
+    for _ in range(2):  # --no-cache twice: both pilot
+        with ExitStack() as stack:
+            _, _, ran = pipeline.decider("w", ("p",), diag, "test", fmt="nc", use_cache=False)(
+                SleepJob(units=120, unit=0.02), stack)
+        assert ran is not None and ran.rows
+    with ExitStack() as stack:  # a plain run then reuses what they stored
+        chosen, _, again = pipeline.decider("w", ("p",), diag, "test", fmt="nc")(SleepJob(units=120, unit=0.02), stack)
+    assert again is None and chosen.source.startswith("cached pilot")
 
 
 def test_a_damaged_cache_is_ignored(tmp_path, monkeypatch):

@@ -100,6 +100,21 @@ def test_a_choice_that_needs_a_global_lock_holds_it_around_every_task():
     assert free.most > 1 and held.most == 1
 
 
+def test_each_active_scheduler_runs_its_own_work_while_several_are_open():
+    """A pilot keeps several open: threads must not run on the process pool another one opened."""
+    import os
+
+    here = os.getpid()
+    with schedulers.activated(Choice("w", "processes", 2, 1, context="fork")) as procs, \
+            schedulers.activated(Choice("w", "threads", 1, 2)) as threads:
+        in_procs = procs.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+        in_threads = threads.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+        again = procs.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+    assert set(in_threads) == {here}
+    assert here not in set(in_procs) | set(again)
+    assert len(set(in_procs) | set(again)) <= 2  # one pool of two, reused: a pool per compute shows new pids
+
+
 def test_locks_are_made_per_scheduler_as_xarray_makes_them():
     from dask.utils import SerializableLock
 

@@ -66,7 +66,8 @@ def one(spec: dict[str, Any]) -> dict[str, Any]:
         result = pipeline.run_wind(spec["inputs"]["x"], spec["inputs"]["y"], out, diagnosis=spec.get("diagnosis"),
                                    **options)
         answer = output_digest(out)
-        extra = {"peak_memory": result.peak_memory, "compute_seconds": result.compute_seconds}
+        extra = {"peak_memory": result.peak_memory, "compute_seconds": result.compute_seconds,
+                 "decide_seconds": result.decide_seconds}
     else:
         result = pipeline.run_load(spec["inputs"]["files"], diagnosis=spec.get("diagnosis"), **options)
         answer = list(result.summary)
@@ -163,6 +164,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str) -> di
         if "auto cached" in ok and best:
             entry["cached_regret"] = round(ok["auto cached"]["seconds"] / explicit[best], 3)
             entry["cached_source"] = ok["auto cached"]["source"]
+            entry["cached_decide_seconds"] = round(ok["auto cached"].get("decide_seconds", 0.0), 3)
         entry["peak_memory"] = {name: r.get("peak_memory") for name, r in row.items() if r.get("peak_memory")}
         per_rep.append(entry)
     medians = {name: statistics.median([r["seconds"] for r in rs if "seconds" in r])
@@ -177,6 +179,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str) -> di
         else {},
         "regrets": [r.get("regret") for r in per_rep],
         "pilot_shares": [r.get("pilot_share") for r in per_rep],
+        "best_speedups": [r.get("best_speedup") for r in per_rep],
+        "cached_decide_seconds": [r.get("cached_decide_seconds") for r in per_rep],
         "correct": {name: all(same(r.get("digest"), reference) for r in rs) for name, rs in runs.items()},
         "pilot_tables": [r.get("pilot_table") for r in runs["auto"]],
         "runs": {name: [{k: v for k, v in r.items() if k != "digest"} for r in rs] for name, rs in runs.items()},

@@ -10,8 +10,9 @@ the slower candidates' extra time on their share.
    gain from parallelism by more than a pilot would cost (``SHORT_RUN``) is not piloted.
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
-3. Rounds: each remaining candidate computes a fresh batch of units (enough to keep all its
-   workers busy), in rotating order, so that a noisy spell hits them alike. Each repetition is
+3. Rounds: each remaining candidate computes a fresh batch of units (one per worker: a unit
+   is a fraction of a per cent of the run), in rotating order, so that a noisy spell hits them
+   alike. Each repetition is
    projected to the whole run (start-up + fixed cost per compute + rate x units). After three
    repetitions, ``choose.decide`` applies its rule; candidates clearly slower than the pick are
    dropped. The pilot stops once the pick is settled, or after ``MAX_ROUNDS``, or once it has
@@ -34,7 +35,7 @@ from toolkit.records import Choice, PilotRow
 from toolkit.runner.schedulers import Active, activated
 
 SHORT_RUN = 20.0  # seconds of serial work below which a pilot cannot pay for itself on 2 cores
-SHARE = 0.3  # at most this share of the units is spent in the pilot
+SHARE = 0.1  # rounds beyond the third stop once the pilot has done this share of the units
 MAX_ROUNDS = 5
 MIN_ROUNDS = 3  # three repetitions each: complete separation then means p = 1/20
 
@@ -153,7 +154,7 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
                 fixed[key] = _overhead(here)
             if c.scheduler == "synchronous" and rounds == 1:
                 continue  # its first repetition was the first unit
-            batch = take(1 if c.scheduler == "synchronous" else 2 * _parallelism(c))
+            batch = take(_parallelism(c))
             if not batch:
                 break
             t0 = time.perf_counter()

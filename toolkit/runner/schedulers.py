@@ -184,10 +184,16 @@ def activated(choice: Choice) -> Iterator[Active]:
 
     lock = lock_for(choice.locks, choice.scheduler, choice.threads_per_worker)
     if choice.scheduler != "distributed":
-        settings = dask_settings(choice)
+        # Every local Active names its pool, None included: a pilot has several active at once,
+        # and dask would otherwise run "threads" on the pool another one put in the config.
+        settings = {**dask_settings(choice), "pool": None}
         pool = None
         if choice.scheduler == "threads" and lock is not None:
             pool = settings["pool"] = LockedPool(choice.threads_per_worker, lock)
+        elif choice.scheduler == "processes":
+            # One pool for the whole block: dask would otherwise start (and fork) a fresh pool on
+            # every compute, which a pilot's many small computes would pay again and again.
+            pool = settings["pool"] = process_pool(choice)
         try:
             with dask.config.set(settings):
                 yield Active(choice, None, lock, settings=settings)
@@ -220,6 +226,22 @@ def activated(choice: Choice) -> Iterator[Active]:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def process_pool(choice: Choice) -> Any:
+    """The worker processes dask's processes scheduler would start, started once (lazily, at the
+    first task, so that they inherit what the parent loaded by then)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from dask import multiprocessing as dask_mp
+
+    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+        os.environ["PYTHONHASHSEED"] = "6640"  # as dask does: consistent hashing in the workers
+    setup = getattr(dask_mp, "initialize_worker_process", None)  # dask's per-worker reseeding
+    return ProcessPoolExecutor(choice.n_workers, mp_context=multiprocessing.get_context(choice.context or "spawn"),
+                               initializer=partial(setup, user_initializer=None) if setup else None)
 
 
 def make_cluster(choice: Choice) -> Any:

@@ -43,7 +43,7 @@ CIRCULAR_HELP = (
     "angles is wrong across north, where 359 and 1 degrees are 2 degrees apart, not 358"
 )
 UNIT_BYTES = 16 * 2**20  # per variable: small enough for a pilot to spend few units, big enough to amortise a task
-MIN_UNITS = 48
+MIN_UNITS = 192  # a unit is then at most about 0.5% of the run: a pilot's handful of them costs little
 BLOCK_STEPS = 16  # time steps computed at once inside a task: bounds its float64 temporaries
 
 
@@ -54,18 +54,51 @@ def expand(pattern: str, flag: str) -> list[Path]:
     return found
 
 
+def netcdf_time_chunks(paths: list[Path], name: str) -> dict[str, int]:
+    """The time chunking a netCDF input should be loaded with (Iris's ``CHUNK_CONTROL``), or {}.
+
+    Iris gives a netCDF variable dask chunks as long as the file allows (a whole file, often),
+    and a read of a few time steps then decompresses the whole chunk: cutting a 55-step chunk
+    into units read it 5 times over. Loaded in unit-sized time chunks, every step is read once,
+    with one open per unit. Judged from the first file that has ``name`` (a few milliseconds)."""
+    import math
+
+    try:
+        import netCDF4
+    except ImportError:
+        return {}
+    for path in paths:
+        if path.suffix.lower() not in (".nc", ".nc4", ".cdf") or path.stat().st_size == 0:
+            continue
+        try:
+            with netCDF4.Dataset(str(path)) as ds:
+                var = next((v for v in ds.variables.values() if getattr(v, "standard_name", None) == name), None)
+                if var is None or var.ndim < 2:
+                    continue
+                step_bytes = var.dtype.itemsize * math.prod(var.shape[1:])
+                steps = var.shape[0] * len(paths)  # the files of a run are alike
+                per_unit = max(1, min(UNIT_BYTES // max(1, step_bytes), -(-steps // MIN_UNITS)))
+                return {var.dimensions[0]: per_unit}
+        except OSError:
+            return {}  # the load itself reports what is wrong with the file
+    return {}
+
+
 def load_variable(paths: list[Path], name: str, flag: str) -> tuple[Any, list[Path]]:
     """The cube of ``name`` from every file that has it, joined along time; one-line errors."""
     import iris
     from iris.cube import CubeList
+    from iris.fileformats.netcdf.loader import CHUNK_CONTROL
 
     found = CubeList()
     sources = []
     for path in paths:
         if path.stat().st_size == 0:
             raise UsageError(f"cannot read {path}: the file is empty")
+    chunks = netcdf_time_chunks(paths, name)
+    for path in paths:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), CHUNK_CONTROL.set(**chunks):
                 warnings.simplefilter("ignore")
                 cubes = iris.load(str(path), iris.NameConstraint(standard_name=name))
         except Exception as exc:  # the library's own words, on one line, naming the file
@@ -198,7 +231,12 @@ class WindJob:
     """The study's work, cut into units (time slabs); computed units keep their partial sums."""
 
     def __init__(self, u: Any, v: Any, unit_bytes: int = UNIT_BYTES) -> None:
+        import dask
+
         self.u, self.v = u, v
+        # Iris builds a graph of one layer per field (889 layers for 440 PP fields); flattened once
+        # here, a task's read of a slab costs a third as much, and most of what remains is I/O.
+        self.u_lazy, self.v_lazy = dask.optimize(u.core_data(), v.core_data())
         self.bounds = self._units(unit_bytes)
         self.units = len(self.bounds)
         self.partials: dict[int, tuple[Any, ...]] = {}  # first unit of a task -> its sums
@@ -208,7 +246,7 @@ class WindJob:
         """Time ranges of about ``unit_bytes`` per variable that never cut a chunk of either
         variable in a way that reads it twice: small chunks (a PP field each) are grouped whole,
         big ones (a netCDF file) are split in pieces."""
-        u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
+        u_lazy, v_lazy = self.u_lazy, self.v_lazy
         edges = {0, self.u.shape[0]}
         for lazy in (u_lazy, v_lazy):
             position = 0
@@ -243,10 +281,9 @@ class WindJob:
         units = sorted(units)
         tasks = max(1, min(tasks, len(units)))
         groups = [units[k::tasks] for k in range(tasks)]
-        u_lazy, v_lazy = self.u.core_data(), self.v.core_data()
         work = held(active.lock, Units.sums)
         delayed = [dask.delayed(work, pure=False, name=f"threadprobe-wind-{g[0]}")(
-            Units(u_lazy, v_lazy, [self.bounds[i] for i in g])) for g in groups if g]
+            Units(self.u_lazy, self.v_lazy, [self.bounds[i] for i in g])) for g in groups if g]
         results = active.compute(*delayed, on_done=on_done)
         for group, sums in zip((g for g in groups if g), results):
             self.partials[group[0]] = sums
@@ -314,6 +351,7 @@ class RunResult:
     compute_seconds: float  # the units after the pilot
     pilot: Any = None  # runner.pilot.Pilot, when there was one
     peak_memory: int | None = None  # bytes: this process and its children, at the highest
+    decide_seconds: float = 0.0  # choosing the scheduler: the safety lookup, then a cached answer or a pilot
 
 
 #: How a run gets its scheduler: given the job and an exit stack, a Choice, the Active to run the
@@ -332,7 +370,9 @@ def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = N
         with PeakMemory() as memory, ExitStack() as stack:
             u, v, _ = load_pair(x_glob, y_glob)
             job = WindJob(u, v, unit_bytes)
+            deciding = time.perf_counter()
             choice, active, pilot = decider(job, stack)
+            decided = time.perf_counter() - deciding
             if on_client is not None and active.client is not None:
                 on_client(active.client)
             rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
@@ -348,7 +388,7 @@ def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = N
             computed = time.perf_counter() - began
             cubes = job.result_cubes()
         save_atomic(cubes, out)  # outside the scheduler: Iris's saver refuses a processes scheduler
-        return RunResult(out, choice, time.perf_counter() - started, computed, pilot, memory.peak)
+        return RunResult(out, choice, time.perf_counter() - started, computed, pilot, memory.peak, decided)
     except _Terminated:
         raise SystemExit(143) from None
     finally:
