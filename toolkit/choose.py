@@ -10,9 +10,11 @@ Two pure functions, no I/O:
   A probe with no result is no evidence: only the synchronous scheduler survives without one.
   Threads made safe by a verified remedy (one global lock) are a candidate that holds that lock.
 - ``decide``: the fastest candidate on the pilot (the run's own graph, timed side by side), but
-  the simplest one unless another is faster beyond the noise: every repetition of it faster
-  than every repetition of the simpler one (with three of each, a one-sided p of 1/20), and
-  its median at least ``MARGIN`` better.
+  the simplest one unless another is faster beyond the noise: a one-sided 95% Welch interval on
+  the ratio of their projected times (logs) lies wholly beyond ``MARGIN``. The noise is what the
+  repetitions show, never less than ``NOISE_FLOOR``: two repetitions that happen to agree do not
+  make a quiet machine. The ranking is settled when every other candidate is slower beyond the
+  noise, or (a more complex one) cannot be faster by the margin.
 
 The speed of a probe is not the speed of a run: the wind probe measured threads x1.01-1.09 and
 processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So probes
@@ -21,6 +23,7 @@ only ever rule candidates out; the pilot ranks them.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -32,6 +35,9 @@ from toolkit.records import Choice, Mode, PilotRow, Result, is_safe, serial_fail
 ORDER = ("synchronous", "threads", "processes", "distributed")
 #: A more complex scheduler must be this much faster (median projected time) to be worth it.
 MARGIN = 0.03
+#: The least relative spread assumed of one timed repetition on a shared machine.
+NOISE_FLOOR = 0.05
+CONFIDENCE = 0.95
 #: Probes that say whether a process forked after files were opened can use them (dask's
 #: processes scheduler with the fork start method does exactly that).
 FORK_PROBES = ("fork_safety.netcdf4_fresh_open_in_child", "fork_safety.netcdf4_inherited_dataset",
@@ -121,38 +127,62 @@ def _median(row: PilotRow) -> float:
     return statistics.median(row.projected or row.seconds)
 
 
+def _logs(row: PilotRow) -> list[float]:
+    return [math.log(x) for x in (row.projected or row.seconds) if x > 0]
+
+
+def advantage(fast: PilotRow, slow: PilotRow) -> tuple[float, float, float] | None:
+    """How much faster ``fast`` is than ``slow``, as a ratio of projected times (slow / fast): a
+    one-sided ``CONFIDENCE`` lower bound, the estimate, an upper bound. None before both have two
+    repetitions."""
+    a, b = _logs(fast), _logs(slow)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    floor = NOISE_FLOOR ** 2
+    va, vb = max(statistics.variance(a), floor) / len(a), max(statistics.variance(b), floor) / len(b)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = float(stats.t.ppf(CONFIDENCE, df)) * math.sqrt(va + vb)
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    return math.exp(diff - half), math.exp(diff), math.exp(diff + half)
+
+
 def clearly_slower(a: PilotRow, b: PilotRow, margin: float = MARGIN) -> bool:
-    """Every repetition of ``a`` slower than every repetition of ``b``, and by more than the margin."""
-    pa, pb = a.projected or a.seconds, b.projected or b.seconds
-    if not pa or not pb:
-        return False
-    return min(pa) > max(pb) and _median(a) > _median(b) * (1 + margin)
+    """``a`` slower than ``b`` beyond the noise: the lower bound of b's advantage beats the margin."""
+    adv = advantage(b, a)
+    return adv is not None and adv[0] > 1 + margin
 
 
-def decide(rows: Sequence[PilotRow], margin: float = MARGIN, repetitions: int = 3
-           ) -> tuple[PilotRow, bool, tuple[str, ...]]:
-    """The pick (rows given simplest first), whether the pilot has settled it, and the rule applied.
+def cannot_win(a: PilotRow, b: PilotRow, margin: float = MARGIN) -> bool:
+    """``a`` cannot be faster than ``b`` by the margin (the upper bound of its advantage is below it)."""
+    adv = advantage(a, b)
+    return adv is not None and adv[2] < 1 + margin
 
-    Settled: every other candidate is clearly slower than the pick, each side having been timed
-    at least ``repetitions`` times (three against three: p = 1/20 that complete separation is luck).
-    """
+
+def decide(rows: Sequence[PilotRow], margin: float = MARGIN) -> tuple[PilotRow, bool, tuple[str, ...]]:
+    """The pick (rows given simplest first), whether the pilot has settled it, and the rule applied."""
     timed = [r for r in rows if r.projected or r.seconds]
     if not timed:
         raise ValueError("no candidate was timed")
     fastest = min(timed, key=_median)
     pick = next(r for r in timed if r is fastest or not clearly_slower(r, fastest, margin))
-    def enough(r: PilotRow) -> bool:
-        return len(r.projected or r.seconds) >= repetitions
-
-    settled = enough(pick) and all(r is pick or (enough(r) and clearly_slower(r, pick, margin)) for r in timed)
+    later = timed[timed.index(pick) + 1:]
+    settled = all(r is pick or clearly_slower(r, pick, margin) or (r in later and cannot_win(r, pick, margin))
+                  for r in timed)
     why = [f"fastest on the pilot: {fastest.candidate} (median {_median(fastest):.2f} s projected)"]
     if pick is not fastest:
-        why.append(f"chose the simpler {pick.candidate}: {fastest.candidate} is not faster beyond the noise "
-                   f"(some repetition of it was no faster than {pick.candidate}'s, or by less than {margin:.0%})")
-    else:
-        beaten = [r.candidate for r in timed if r is not pick and clearly_slower(r, pick, margin)]
-        if beaten:
-            why.append(f"every repetition of {pick.candidate} beat every repetition of {', '.join(beaten)}")
+        adv = advantage(fastest, pick)
+        bound = f" (x{adv[1]:.2f}, 95% bound x{adv[0]:.2f})" if adv else " (too few repetitions)"
+        why.append(f"chose the simpler {pick.candidate}: {fastest.candidate} is not faster beyond the noise"
+                   f"{bound}, need more than x{1 + margin:.2f}")
+    beaten = []
+    for r in timed:
+        adv = advantage(pick, r)
+        if r is not pick and adv is not None and adv[0] > 1 + margin:
+            beaten.append(f"{r.candidate} x{adv[1]:.2f} (95% bound x{adv[0]:.2f})")
+    if beaten:
+        why.append(f"{pick.candidate} beat, beyond the noise: {', '.join(beaten)}")
     return pick, settled, tuple(why)
 
 

@@ -41,6 +41,7 @@ class SleepJob:
 def long_enough(monkeypatch):
     """These jobs are made of sleeps: pilot them although they are shorter than a real pilot needs."""
     monkeypatch.setattr(pilot, "SHORT_RUN", 0.5)
+    monkeypatch.setattr(pilot, "MIN_BATCH", 0.1)
 
 
 def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_enough):
@@ -50,7 +51,7 @@ def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_e
     assert sorted(job.done) == sorted(set(job.done)) == sorted(result.done)  # every unit once, kept
     rows = {row.candidate: row for row in result.rows}
     assert set(rows) == {"synchronous", "threads 2", "processes 2 (fork)"}
-    assert all(len(row.seconds) >= 3 for row in rows.values())
+    assert all(len(row.seconds) >= 2 for row in rows.values())  # a 2x gap shows in two repetitions
     # Threads halve the sleep; processes take half as long again: threads are the pick.
     assert result.choice == THREADS and active.choice == THREADS
     assert any(line.startswith("fastest on the pilot: threads 2") for line in result.why)
@@ -108,3 +109,27 @@ def test_a_damaged_cache_is_ignored(tmp_path, monkeypatch):
     assert cache.lookup("anything") is None
     cache.store("k", THREADS)
     assert cache.lookup("k") == THREADS
+
+
+class SizedJob(SleepJob):
+    """Units of 1 and 3 time steps in turn: a unit's sleep is proportional to its size."""
+
+    def __init__(self, units, unit):
+        super().__init__(units, unit)
+        self.sizes = [1 + 2 * (k % 2) for k in range(units)]
+
+    def run(self, active, units, tasks, on_done=None):
+        per_task = self.unit * sum(self.sizes[k] for k in units) / max(1, tasks)
+        active.compute(*[dask.delayed(nap, pure=False)(per_task, os.getpid(), self.away)
+                         for _ in range(max(1, tasks))])
+        self.done += list(units)
+
+
+def test_units_are_weighed_by_their_size(long_enough):
+    job = SizedJob(units=60, unit=0.03)
+    with ExitStack() as stack:
+        result, _ = pilot.run_pilot(job, (SYNC, THREADS), stack)
+    true_serial = job.unit * sum(job.sizes)  # 3.6 s; one unit of 3 counted as one would say 5.4 s
+    assert abs(result.serial_estimate - true_serial) < 0.25 * true_serial
+    sync = next(row for row in result.rows if row.candidate == "synchronous")
+    assert max(sync.projected) < 1.3 * min(sync.projected)

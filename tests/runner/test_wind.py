@@ -190,8 +190,7 @@ def test_distributed_survives_a_worker_killed_mid_run(wind_nc, tmp_path, no_orph
         time.sleep(0.3)
         return slow(u, v)
 
-    monkeypatch.setattr(wind.Units, "sums", lambda self: slowed(
-        [wind.Slab(self.u, a, b) for a, b in self.bounds], [wind.Slab(self.v, a, b) for a, b in self.bounds]))
+    monkeypatch.setattr(wind.Units, "sums", lambda self: slowed(self.u, self.v))
     wind.run(x, y, tmp_path / "dist.nc", explicit(Choice("wind", "distributed", 2, 1)),
              on_client=kill_one_worker_once_work_starts, unit_bytes=45 * 60 * 4 * 2)
     assert killed, "no worker was killed"

@@ -6,17 +6,19 @@ it computes, on whichever candidate, is kept and never computed again, so what i
 the slower candidates' extra time on their share.
 
 1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
-   expected serial run. A run too short to
-   gain from parallelism by more than a pilot would cost (``SHORT_RUN``) is not piloted.
+   expected serial run. A run too short to gain from parallelism by more than a pilot would
+   cost (``SHORT_RUN``) is not piloted.
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
-3. Rounds: each remaining candidate computes a fresh batch of units (one per worker: a unit
-   is a fraction of a per cent of the run), in rotating order, so that a noisy spell hits them
-   alike. Each repetition is
-   projected to the whole run (start-up + fixed cost per compute + rate x units). After three
-   repetitions, ``choose.decide`` applies its rule; candidates clearly slower than the pick are
-   dropped. The pilot stops once the pick is settled, or after ``MAX_ROUNDS``, or once it has
-   done ``SHARE`` of the work.
+3. Rounds: each candidate still in play computes a fresh batch, in rotating order so that a
+   noisy spell hits them alike. A batch is about ``TARGET`` of the serial run per worker (a
+   single unit is too short to time on a shared machine; a parallel candidate gets twice that,
+   in one task a worker), and units are weighed by their size (``Job.sizes``: a slab of one
+   time step is half a slab of two). Each repetition is projected to the whole run (start-up +
+   seconds per size x total size). From the second round on, ``choose.decide`` applies its rule
+   and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
+   is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
+   ``MIN_ROUNDS``), after ``MAX_ROUNDS``, or once it has done ``SHARE`` of the work.
 
 The rest of the work then runs on the pick, in one compute.
 """
@@ -28,21 +30,24 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from toolkit import choose
 from toolkit.records import Choice, PilotRow
 from toolkit.runner.schedulers import Active, activated
 
 SHORT_RUN = 20.0  # seconds of serial work below which a pilot cannot pay for itself on 2 cores
-SHARE = 0.1  # rounds beyond the third stop once the pilot has done this share of the units
-MAX_ROUNDS = 5
-MIN_ROUNDS = 3  # three repetitions each: complete separation then means p = 1/20
+TARGET = 0.01  # of the expected serial run, per worker and batch (at least MIN_BATCH seconds)
+MIN_BATCH = 0.4
+PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
+SHARE = 0.25  # rounds beyond the third stop once the pilot has done this share of the work
+MAX_ROUNDS = 6
+MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/test_choose.py)
 
 
 class Job(Protocol):
     """Work cut into independent units; ``run`` computes some of them on an active scheduler, in
-    ``tasks`` tasks, and keeps their results."""
+    ``tasks`` tasks, and keeps their results. A job may say how big each unit is (``sizes``)."""
 
     units: int
 
@@ -66,16 +71,11 @@ def _parallelism(c: Choice) -> int:
     return max(1, c.n_workers * c.threads_per_worker)
 
 
-def _overhead(active: Active) -> float:
-    """A compute's fixed cost on this scheduler (a process pool starts per compute, for one)."""
-    import dask
-
-    best = float("inf")
-    for _ in range(2):
-        began = time.perf_counter()
-        active.compute(dask.delayed(int)(0))
-        best = min(best, time.perf_counter() - began)
-    return best
+def _tasks(c: Choice, units: int) -> int:
+    """One task a worker: a task has a fixed cost (its sums, 50 MB for the wind study, allocated,
+    returned and added up), and tasks of one unit each ran threads 20% slower than the whole run
+    does; equal units split evenly leave little tail."""
+    return 1 if c.scheduler == "synchronous" else min(units, _parallelism(c))
 
 
 def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
@@ -86,6 +86,11 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     sync = found[0]
     assert sync.scheduler == "synchronous"
     actives: dict[str, Active] = {}
+    sizes = list(getattr(job, "sizes", None) or [1.0] * job.units)
+    total = float(sum(sizes))
+
+    def size(units: Sequence[int]) -> float:
+        return float(sum(sizes[k] for k in units)) or 1.0
 
     def active(c: Choice) -> Active:
         key = choose.label(c)
@@ -95,20 +100,21 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
 
     pool = list(range(job.units))
 
-    def take(n: int) -> list[int]:
-        taken = pool[:n]
-        del pool[:n]
+    def take(amount: float) -> list[int]:
+        """Units from the front of the pool, about ``amount`` in size, at least one."""
+        taken: list[int] = []
+        while pool and (not taken or size(taken) + sizes[pool[0]] / 2 <= amount):
+            taken.append(pool.pop(0))
         return taken
 
-    first = take(2)
-    times = []
-    for k in first:  # the first unit also pays for one-time costs (imports, opening files): the second is the rate
-        t0 = time.perf_counter()
-        job.run(active(sync), [k], 1)
-        times.append(time.perf_counter() - t0)
-    unit = times[-1]
-    serial = unit * job.units
-    pilot = Pilot(sync, done=list(first), serial_estimate=serial)
+    first = take(0)  # one-time costs (imports, opening files)
+    job.run(active(sync), first, 1)
+    second = take(0)
+    t0 = time.perf_counter()
+    job.run(active(sync), second, 1)
+    per_size = (time.perf_counter() - t0) / size(second)
+    serial = per_size * total
+    pilot = Pilot(sync, done=first + second, serial_estimate=serial)
     parallel = [c for c in found[1:]]
     if any(c.scheduler == "processes" for c in parallel) and not any(c.address or c.cluster != "local"
                                                                      for c in parallel):
@@ -130,73 +136,64 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
         return pilot, active(pick)
 
     tried = [sync] + parallel
+    per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
     seconds: dict[str, list[float]] = {choose.label(c): [] for c in tried}
-    units_of: dict[str, list[int]] = {choose.label(c): [] for c in tried}
-    seconds[choose.label(sync)].append(unit)
-    units_of[choose.label(sync)].append(1)
-    fixed: dict[str, float] = {choose.label(sync): 0.0}
-    startup: dict[str, float] = {choose.label(sync): 0.0}
+    amount: dict[str, list[float]] = {choose.label(c): [] for c in tried}
+    startup: dict[str, float] = {}
     playing = list(tried)
-    budget = max(len(tried) * 2, int(share * job.units))
+    budget = share * total
     rounds = 0
 
     def table_rows() -> list[PilotRow]:
-        return [_row(choose.label(c), seconds, units_of, fixed, startup, job.units) for c in tried
-                if seconds[choose.label(c)]]
+        return [_row(choose.label(c), seconds, amount, startup, total) for c in tried if seconds[choose.label(c)]]
 
-    while rounds < MAX_ROUNDS and pool and (rounds < MIN_ROUNDS or len(pilot.done) < budget):
+    while rounds < MAX_ROUNDS and pool and (rounds < MIN_ROUNDS or size(pilot.done) < budget):
         rounds += 1
         for c in playing[rounds % len(playing):] + playing[:rounds % len(playing)]:
             key = choose.label(c)
             here = active(c)
             startup.setdefault(key, here.started)
-            if key not in fixed:
-                fixed[key] = _overhead(here)
-            if c.scheduler == "synchronous" and rounds == 1:
-                continue  # its first repetition was the first unit
-            batch = take(_parallelism(c))
+            workers = _parallelism(c)
+            batch = take(per_worker * workers * (PARALLEL_BATCH if workers > 1 else 1))
             if not batch:
                 break
             t0 = time.perf_counter()
-            job.run(here, batch, min(len(batch), _parallelism(c)))
+            job.run(here, batch, _tasks(c, len(batch)))
             seconds[key].append(time.perf_counter() - t0)
-            units_of[key].append(len(batch))
+            amount[key].append(size(batch))
             pilot.done += batch
-        if rounds >= MIN_ROUNDS:
+        if rounds >= 2:
             rows = table_rows()
             pick_row, settled, _ = choose.decide(rows)
             note(f"pilot round {rounds}: " + ", ".join(
                 f"{r.candidate} {statistics.median(r.projected):.1f}s" for r in rows))
-            if settled:
+            if settled and rounds >= MIN_ROUNDS:
                 break
+            # A candidate slower beyond the noise leaves at once (two repetitions can show a 2x gap).
             keep = {r.candidate for r in rows if r is pick_row or not choose.clearly_slower(r, pick_row)}
             playing = [c for c in playing if choose.label(c) in keep]
+            if len(playing) == 1 and rounds >= 2:
+                break
     rows = table_rows()
     pick_row, settled, why = choose.decide(rows)
     pilot.why += why + ((f"settled after {rounds} rounds",) if settled else (
-        f"not settled after {rounds} rounds ({len(pilot.done)} of {job.units} units): the simpler candidate "
+        f"not settled after {rounds} rounds ({size(pilot.done) / total:.0%} of the work): the simpler candidate "
         "keeps a tie",))
     pick = next(c for c in tried if choose.label(c) == pick_row.candidate)
     pilot.choice, pilot.rows = pick, rows
     pilot.seconds = time.perf_counter() - began
-    rate = _rate(seconds[pick_row.candidate], units_of[pick_row.candidate], fixed[pick_row.candidate])
-    pilot.cost = max(0.0, pilot.seconds - rate * len(pilot.done))
+    rate = statistics.median(s / a for s, a in zip(seconds[pick_row.candidate], amount[pick_row.candidate]))
+    pilot.cost = max(0.0, pilot.seconds - rate * size(pilot.done))
     for key, here in list(actives.items()):
         if key != pick_row.candidate and here.client is not None:
             here.client.close()  # a cluster that lost: its workers can go now
     return pilot, active(pick)
 
 
-def _rate(seconds: list[float], units: list[int], fixed: float) -> float:
-    """Median seconds per unit, the fixed cost of each compute taken out."""
-    return statistics.median(max(0.0, s - fixed) / max(1, n) for s, n in zip(seconds, units))
-
-
-def _row(key: str, seconds: dict[str, list[float]], units: dict[str, list[int]], fixed: dict[str, float],
-         startup: dict[str, float], total: int) -> PilotRow:
-    base = fixed.get(key, 0.0)
-    projected = tuple(round(startup.get(key, 0.0) + base + max(0.0, s - base) / max(1, n) * total, 3)
-                      for s, n in zip(seconds[key], units[key]))
+def _row(key: str, seconds: dict[str, list[float]], amount: dict[str, list[float]], startup: dict[str, float],
+         total: float) -> PilotRow:
+    projected = tuple(round(startup.get(key, 0.0) + s / max(a, 1e-9) * total, 3)
+                      for s, a in zip(seconds[key], amount[key]))
     return PilotRow(key, tuple(round(s, 4) for s in seconds[key]), round(startup.get(key, 0.0), 3), projected)
 
 

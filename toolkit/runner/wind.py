@@ -11,7 +11,7 @@
    270 degrees), and returns small partial sums: count, sum and sum of squares of speed, sums of
    the direction's cosine and sine. Processes then move kilobytes of sums per pixel row, never
    megabytes of wind.
-3. Combine the sums in unit order: the variance of speed (ddof=1), and the *circular* variance
+3. Add up the sums as computes return: the variance of speed (ddof=1), and the *circular* variance
    of direction, ``1 - R`` where R is the length of the mean unit vector (a plain variance of
    angles is wrong across north, where 359 and 1 degrees are 2 degrees apart, not 358).
 4. Save both to netCDF with CF metadata, atomically (a temporary file, then a rename).
@@ -44,7 +44,7 @@ CIRCULAR_HELP = (
 )
 UNIT_BYTES = 16 * 2**20  # per variable: small enough for a pilot to spend few units, big enough to amortise a task
 MIN_UNITS = 192  # a unit is then at most about 0.5% of the run: a pilot's handful of them costs little
-BLOCK_STEPS = 16  # time steps computed at once inside a task: bounds its float64 temporaries
+BAND_BYTES = 2**20  # per float64 temporary inside a task (see partial_sums)
 
 
 def expand(pattern: str, flag: str) -> list[Path]:
@@ -162,55 +162,77 @@ def circular_variance(direction_degrees: Any, axis: int = 0) -> Any:
 
 
 class Slab:
-    """Time steps ``start:stop`` of a lazy array, read where the task runs."""
+    """Some time steps of a lazy array, sliced and culled in the parent (a graph of a few keys),
+    read where the task runs. Sliced in the task instead, every read would cull the whole file
+    set's graph, holding the GIL: 40 ms a read, a fifth of a serial run on the bench data, and
+    400 KB of graph pickled to a process per task."""
 
     def __init__(self, array: Any, start: int, stop: int) -> None:
-        self.array, self.start, self.stop = array, start, stop
+        import dask
+
+        (self.array,) = dask.optimize(array[start:stop])
 
     def read(self) -> Any:
         import numpy as np
 
-        return np.ma.asarray(self.array[self.start:self.stop].compute(scheduler="synchronous"))
+        return np.ma.asarray(self.array.compute(scheduler="synchronous"))
 
 
 class Units:
-    """One task's units: the lazy arrays and the time ranges, carried opaquely (dask does not
-    look inside plain objects), so that a task reads its u and v itself and a process scheduler
-    ships a graph of proxies once per task, never the data."""
+    """One task's units, carried opaquely (dask does not look inside plain objects), so that a
+    task reads its u and v itself and a process scheduler ships a few keys per task, never the data."""
 
-    def __init__(self, u: Any, v: Any, bounds: Sequence[tuple[int, int]]) -> None:
-        self.u, self.v, self.bounds = u, v, list(bounds)
+    def __init__(self, u_slabs: Sequence[Slab], v_slabs: Sequence[Slab]) -> None:
+        self.u, self.v = list(u_slabs), list(v_slabs)
 
     def sums(self) -> tuple[Any, ...]:
-        return partial_sums([Slab(self.u, a, b) for a, b in self.bounds], [Slab(self.v, a, b) for a, b in self.bounds])
+        return partial_sums(self.u, self.v)
 
 
 def partial_sums(u_slabs: Sequence[Slab], v_slabs: Sequence[Slab]) -> tuple[Any, ...]:
     """Count, sum and sum of squares of speed, and sums of the direction's cosine and sine, per
-    pixel, over every time step of the slabs (float64)."""
+    pixel, over every time step of the slabs (float64).
+
+    Computed in bands of rows of about ``BAND_BYTES``: whole-slab float64 temporaries (tens of
+    MB each) are mapped fresh from the kernel on every allocation, and their page faults were a
+    third of a thread's time, most of it in the kernel, and the noisiest third. Bands this small
+    are recycled by malloc and stay in cache."""
+    import math
+
     import numpy as np
 
-    sums: list[Any] | None = None
+    sums: Any = None
     for us, vs in zip(u_slabs, v_slabs):
         u_all, v_all = us.read(), vs.read()
-        for start in range(0, u_all.shape[0], BLOCK_STEPS):
-            u = u_all[start:start + BLOCK_STEPS].astype("f8")
-            v = v_all[start:start + BLOCK_STEPS].astype("f8")
+        if sums is None:
+            sums = np.zeros((5,) + u_all.shape[1:])
+        if u_all.ndim < 2:
+            bands = [slice(None)]
+        else:
+            per_row = 8 * u_all.shape[0] * math.prod(u_all.shape[2:])
+            rows = max(1, BAND_BYTES // max(1, per_row))
+            bands = [slice(r, r + rows) for r in range(0, u_all.shape[1], rows)]
+        for band in bands:
+            at = (slice(None), band)
+            u, v = u_all[at].astype("f8"), v_all[at].astype("f8")
             valid = ~(np.ma.getmaskarray(u) | np.ma.getmaskarray(v))
             u, v = np.ma.getdata(u), np.ma.getdata(v)
             speed, direction = speed_and_direction(u, v)
             theta = np.radians(direction)
-            parts = [valid.sum(axis=0).astype("f8")] + [np.where(valid, x, 0.0).sum(axis=0) for x in
-                                                        (speed, speed * speed, np.cos(theta), np.sin(theta))]
-            sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+            out = sums[(slice(None), band)]
+            out[0] += valid.sum(axis=0)
+            for k, x in enumerate((speed, speed * speed, np.cos(theta), np.sin(theta)), start=1):
+                out[k] += np.where(valid, x, 0.0).sum(axis=0)
     assert sums is not None
     return tuple(sums)
 
 
 def combine(parts: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The sum of several tasks' partial sums, into the first one's arrays (no new memory)."""
     total = list(parts[0])
     for more in parts[1:]:
-        total = [a + b for a, b in zip(total, more)]
+        for a, b in zip(total, more):
+            a += b
     return tuple(total)
 
 
@@ -239,7 +261,12 @@ class WindJob:
         self.u_lazy, self.v_lazy = dask.optimize(u.core_data(), v.core_data())
         self.bounds = self._units(unit_bytes)
         self.units = len(self.bounds)
-        self.partials: dict[int, tuple[Any, ...]] = {}  # first unit of a task -> its sums
+        self.sizes = [b - a for a, b in self.bounds]  # time steps: what a unit costs, near enough
+        # A running total, added to as each compute returns: kept per task instead, a pilot's many
+        # small tasks would hold 50 MB of sums apiece (2.5 GB on the bench data), and the page
+        # faults of that growth slowed every candidate it timed by a quarter.
+        self.total: tuple[Any, ...] | None = None
+        self.done: set[int] = set()
         self.tasks_done = 0
 
     def _units(self, unit_bytes: int) -> list[tuple[int, int]]:
@@ -283,20 +310,20 @@ class WindJob:
         groups = [units[k::tasks] for k in range(tasks)]
         work = held(active.lock, Units.sums)
         delayed = [dask.delayed(work, pure=False, name=f"threadprobe-wind-{g[0]}")(
-            Units(self.u_lazy, self.v_lazy, [self.bounds[i] for i in g])) for g in groups if g]
+            Units([Slab(self.u_lazy, *self.bounds[i]) for i in g], [Slab(self.v_lazy, *self.bounds[i]) for i in g]))
+            for g in groups if g]
         results = active.compute(*delayed, on_done=on_done)
-        for group, sums in zip((g for g in groups if g), results):
-            self.partials[group[0]] = sums
+        self.total = combine(([self.total] if self.total is not None else []) + list(results))
+        self.done.update(units)
         self.tasks_done += len(delayed)
 
     def result_cubes(self) -> list[Any]:
-        """The two result cubes, from every unit's sums (combined in unit order)."""
+        """The two result cubes, from every unit's sums."""
         from iris.coords import CellMethod
 
-        covered = sum(1 for _ in self.partials)
-        if not covered:
+        if self.total is None:
             raise RuntimeError("no unit computed")
-        speed_var, circ = finish(combine([self.partials[k] for k in sorted(self.partials)]))
+        speed_var, circ = finish(self.total)
         import iris.analysis
 
         with warnings.catch_warnings():
