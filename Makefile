@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
 	$(BIN)/python tests/bench/amplify.py --rounds 100
 	$(BIN)/python tests/bench/iris_suites.py
+	$(BIN)/python tests/bench/repro_rate.py reports/repro
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
 
