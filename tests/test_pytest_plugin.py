@@ -285,6 +285,35 @@ def test_run_parallel_markers_and_ini_lists_are_honoured(suite):
                                  "*calls thread-unsafe function helpers.not_for_threads*"])
 
 
+def test_process_wide_test_tools_send_a_test_down_the_serial_path(suite):
+    """pytest.warns and mock.patch change the whole process: two threads running them break each
+    other's test (Iris's own suite showed "DID NOT WARN" and MagicMocks where ints belong)."""
+    suite.makepyfile(test_tools='''
+        import warnings
+        from unittest import mock
+        import pytest
+
+        def test_warns():
+            with pytest.warns(UserWarning):
+                warnings.warn("x", UserWarning)
+
+        @mock.patch("os.getcwd", return_value="/nowhere")
+        def test_patched(getcwd):
+            import os
+            assert os.getcwd() == "/nowhere"
+
+        def test_plain(thread_index):
+            pass
+    ''')
+    result = suite.runpytest_subprocess("--threadprobe-threads=2")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*2 ran serially*"])
+    out = result.stdout.str()
+    assert "test_warns: calls thread-unsafe function pytest.warns" in out
+    assert "test_patched: calls thread-unsafe function mock.patch" in out
+    assert "test_plain:" not in out  # the plain one ran in threads
+
+
 def test_a_child_forked_after_dask_ran_in_the_pytest_process_does_not_hang(suite):
     """The minimal case: a test that runs serially (it uses mocker) computes with dask's threads,
     so the pytest process holds a thread pool; a later test's forked child must not inherit it

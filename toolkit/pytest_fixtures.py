@@ -15,8 +15,9 @@ running such tests serially when it does not, or when a fixture cannot be set up
 
 **Thread-unsafe tests** (as pytest-run-parallel decides them): the ``thread_unsafe`` marker,
 ``parallel_threads(1)``, a fixture in the unsafe list (``monkeypatch``, ``mocker``... and the ini
-option ``thread_unsafe_fixtures``), or a call to a function in the ini option
-``thread_unsafe_functions``. Those run serially in the pytest process and are listed.
+option ``thread_unsafe_fixtures``), or a call to a process-wide test tool (``pytest.warns``,
+``mock.patch``...) or to a function in the ini option ``thread_unsafe_functions``. Those run
+serially in the pytest process and are listed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ import pytest
 THREAD_UNSAFE_FIXTURES = frozenset({"monkeypatch", "mocker", "class_mocker", "module_mocker", "package_mocker",
                                     "session_mocker", "capsys", "capsysbinary", "capfd", "capfdbinary", "caplog",
                                     "recwarn"})
+#: Test tools that change process-wide state, so that two threads running them at once break
+#: each other's test, whatever the library under test does: the warnings filters and registry
+#: (``pytest.warns`` in two threads: "DID NOT WARN"), and ``unittest.mock.patch``, which swaps a
+#: module attribute for every thread (Iris's PP save tests, under threads: a MagicMock where an
+#: int was expected). Matched as the end of a call's dotted name; pytest-run-parallel keeps such
+#: a list too. The ini option ``thread_unsafe_functions`` adds to it.
+THREAD_UNSAFE_CALLS = ("pytest.warns", "pytest.deprecated_call", "warnings.catch_warnings", "mock.patch",
+                       "mock.patch.object", "mock.patch.dict", "mock.patch.multiple", "assertWarns",
+                       "assertWarnsRegex", "assertLogs")
 #: Which thread's fixtures are being made: the thread_index fixture reads it.
 CURRENT = {"thread": 0, "threads": 1, "iterations": 1}
 
@@ -142,21 +152,40 @@ def unsafe_fixtures(item: pytest.Item, extra: Iterable[str]) -> list[str]:
     return sorted((THREAD_UNSAFE_FIXTURES | set(extra)) & set(getattr(item, "fixturenames", ())))
 
 
-def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None:
-    """The first listed function (``module.function`` or ``function``) the test's source calls."""
-    wanted = {n.rsplit(".", 1)[-1]: n for n in names}
-    if not wanted:
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a call's function, or None when it is not a plain (dotted) name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif parts and isinstance(node, ast.Call):
+        pass  # mock.patch(...).start(): the inner call is walked on its own
+    else:
         return None
+    return ".".join(reversed(parts))
+
+
+def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None:
+    """The first listed function (``module.function`` or ``function``) or built-in process-wide
+    test tool (``THREAD_UNSAFE_CALLS``) that the test's source calls, its decorators included."""
+    listed = {n.rsplit(".", 1)[-1]: n for n in names}
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(item.obj)))  # type: ignore[attr-defined]
     except (OSError, TypeError, SyntaxError):
         return None
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-            if name in wanted:
-                return wanted[name]
+            dotted = _dotted(node.func)
+            if dotted is None:
+                continue
+            if dotted.rsplit(".", 1)[-1] in listed:
+                return listed[dotted.rsplit(".", 1)[-1]]
+            for tool in THREAD_UNSAFE_CALLS:
+                if dotted == tool or dotted.endswith("." + tool) or (
+                        "." in tool and dotted == tool.split(".", 1)[1]):  # "from unittest import mock" or "import pytest"
+                    return tool
     return None
 
 
