@@ -36,7 +36,7 @@ test: $(STAMP)
 # own suites, and the runner's workloads under every scheduler, each repetition from a fresh
 # diagnosis (makes about 6 GiB of data in reports/bench-data on first use). About 4 hours.
 bench: $(STAMP)
-	$(BIN)/python -m pytest -m bench -p no:xdist -s $(ARGS)
+	$(BIN)/python -m pytest -m bench -p no:xdist -s --timeout=0 $(ARGS)
 	$(BIN)/python tests/bench/amplify.py --rounds 100
 	$(BIN)/python tests/bench/iris_suites.py
 	$(BIN)/python tests/bench/repro_rate.py reports/repro
@@ -47,7 +47,7 @@ bench: $(STAMP)
 # two baseline-gated diagnoses in a row (~3 min each) and the gate replayed over the chain.
 REPS ?= 10
 soak: $(STAMP)
-	$(BIN)/python -m pytest -m soak -p no:xdist $(ARGS)
+	$(BIN)/python -m pytest -m soak -p no:xdist --timeout=0 $(ARGS)
 	REPS=$(REPS) tests/soak/baseline_chain.sh
 	$(BIN)/python tests/soak/noise.py
 
