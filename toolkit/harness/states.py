@@ -125,7 +125,7 @@ class ThreadStates:
 
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
-        self._raw: Counter[tuple[int, tuple[int, int] | None]] = Counter()
+        self._raw: Counter[tuple[int, tuple[int, int] | None, bool]] = Counter()
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,6 +152,7 @@ class ThreadStates:
                     tids = os.listdir(f"/proc/{pid}/task")
                 except OSError:
                     continue
+                sweep: list[tuple[int, int] | None] = []
                 for tid in tids:
                     key = (pid, tid)
                     if key not in probe_threads:
@@ -177,7 +178,14 @@ class ThreadStates:
                     # wake-up on a virtual machine. Counted apart, they do not dilute the waits.
                     if sample is None and before is not None and delay - before[1] > on_cpu - before[0]:
                         sample = QUEUED
-                    self._raw[(pid, sample)] += 1
+                    sweep.append(sample)
+                # A thread waiting for the GIL while another probe thread of its process is queued
+                # for a CPU waits behind a holder that a busy neighbour preempted: that is the
+                # machine's load, not the work's contention (GIL-free work read as GIL-bound
+                # beside a neighbour and a second test worker, 2 runs of 5).
+                preempted = QUEUED in sweep
+                for sample in sweep:
+                    self._raw[(pid, sample, preempted and sample is not None and sample != QUEUED)] += 1
 
     def stop(self) -> dict[str, int]:
         """Counts of samples per state (see STATES)."""
@@ -188,6 +196,7 @@ class ThreadStates:
             return {}
         counts: Counter[str] = Counter()
         runtimes = {pid: runtime_range(mapped) for pid, mapped in self._maps.items()}
-        for (pid, sample), n in self._raw.items():
-            counts[classify(sample, runtimes.get(pid), self._calls)] += n
+        for (pid, sample, behind_preempted), n in self._raw.items():
+            state = classify(sample, runtimes.get(pid), self._calls)
+            counts["queued" if state == "gil" and behind_preempted else state] += n
         return dict(counts)
