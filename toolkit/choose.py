@@ -176,11 +176,8 @@ def decide(rows: Sequence[PilotRow], margin: float = MARGIN) -> tuple[PilotRow, 
         bound = f" (x{adv[1]:.2f}, 95% bound x{adv[0]:.2f})" if adv else " (too few repetitions)"
         why.append(f"chose the simpler {pick.candidate}: {fastest.candidate} is not faster beyond the noise"
                    f"{bound}, need more than x{1 + margin:.2f}")
-    beaten = []
-    for r in timed:
-        adv = advantage(pick, r)
-        if r is not pick and adv is not None and adv[0] > 1 + margin:
-            beaten.append(f"{r.candidate} x{adv[1]:.2f} (95% bound x{adv[0]:.2f})")
+    beaten = [f"{r.candidate} x{adv[1]:.2f} (95% bound x{adv[0]:.2f})" for r in timed
+              if r is not pick and clearly_slower(r, pick, margin) and (adv := advantage(pick, r))]
     if beaten:
         why.append(f"{pick.candidate} beat, beyond the noise: {', '.join(beaten)}")
     return pick, settled, tuple(why)

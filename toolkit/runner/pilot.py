@@ -103,7 +103,9 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     def take(amount: float) -> list[int]:
         """Units from the front of the pool, about ``amount`` in size, at least one."""
         taken: list[int] = []
-        while pool and (not taken or size(taken) + sizes[pool[0]] / 2 <= amount):
+        held = 0.0
+        while pool and (not taken or held + sizes[pool[0]] / 2 <= amount):
+            held += sizes[pool[0]]
             taken.append(pool.pop(0))
         return taken
 
@@ -172,7 +174,7 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
             # A candidate slower beyond the noise leaves at once (two repetitions can show a 2x gap).
             keep = {r.candidate for r in rows if r is pick_row or not choose.clearly_slower(r, pick_row)}
             playing = [c for c in playing if choose.label(c) in keep]
-            if len(playing) == 1 and rounds >= 2:
+            if len(playing) == 1:
                 break
     rows = table_rows()
     pick_row, settled, why = choose.decide(rows)

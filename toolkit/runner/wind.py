@@ -266,8 +266,6 @@ class WindJob:
         # small tasks would hold 50 MB of sums apiece (2.5 GB on the bench data), and the page
         # faults of that growth slowed every candidate it timed by a quarter.
         self.total: tuple[Any, ...] | None = None
-        self.done: set[int] = set()
-        self.tasks_done = 0
 
     def _units(self, unit_bytes: int) -> list[tuple[int, int]]:
         """Time ranges of about ``unit_bytes`` per variable that never cut a chunk of either
@@ -314,8 +312,6 @@ class WindJob:
             for g in groups if g]
         results = active.compute(*delayed, on_done=on_done)
         self.total = combine(([self.total] if self.total is not None else []) + list(results))
-        self.done.update(units)
-        self.tasks_done += len(delayed)
 
     def result_cubes(self) -> list[Any]:
         """The two result cubes, from every unit's sums."""
