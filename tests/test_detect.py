@@ -170,6 +170,22 @@ def test_a_busy_neighbour_does_not_turn_free_threads_into_waiting_ones():
     assert detect.state_shares(busy) == detect.state_shares(idle)
 
 
+def test_a_spell_of_gil_waits_in_a_few_windows_does_not_make_free_work_gil_bound():
+    calm = [{"running": 40, "gil": 2}] * 6
+    spell = [{"running": 2, "gil": 40}] * 3  # a GIL holder preempted: everyone queues behind it
+    states = {"running": 6 * 40 + 3 * 2, "gil": 6 * 2 + 3 * 40}
+    assert detect.state_shares(states)["gil"] >= detect.GIL_SHARE  # the whole trial would say gil
+    assert detect.contention(states, calm + spell)[0] == "none"
+    assert detect.contention(states, calm[:1] + spell)[0] == "gil"  # mostly spell: it is the work
+    assert detect.contention(states, calm[:2])[0] == "gil"  # too few windows: the whole trial decides
+
+
+def test_lock_waits_count_from_every_sample_even_in_one_spell():
+    windows = [{"running": 40}] * 8 + [{"running": 10, "lock": 30}]
+    states = {"running": 8 * 40 + 10, "lock": 30}
+    assert detect.contention(states, windows)[0] == "library_lock"
+
+
 def test_clean_concurrent_calls_give_a_bound_per_operation():
     result = detect.summarise("p", "d", [outcome("ok", tasks=1000)] * 3)
     assert result.operations == 3000 and result.operation_bound == pytest.approx(1 - 0.05 ** (1 / 3000), rel=1e-6)

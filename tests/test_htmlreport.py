@@ -14,6 +14,10 @@ from toolkit.diagnose import Options
 from toolkit.pipeline import diagnose
 
 
+# One worker builds the diagnosis once (make test runs --dist loadgroup), not one per worker.
+pytestmark = pytest.mark.xdist_group("htmlreport")
+
+
 @pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def diagnosis(tmp_path_factory):
     if shutil.which("gcc") is None:

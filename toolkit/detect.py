@@ -46,6 +46,10 @@ GIL_SHARE = 0.33
 LOCK_SHARE = 0.05
 #: Fewer samples than this (not counting threads queued for a CPU) say nothing.
 MIN_SAMPLES = 50
+#: A window of sweeps (harness.states.WINDOW) with fewer samples than this is left out of the
+#: median; with fewer than MIN_WINDOWS windows left, the whole trial's shares decide.
+WINDOW_SAMPLES = 15
+MIN_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -278,17 +282,34 @@ def state_shares(states: Mapping[str, int]) -> dict[str, float]:
     return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != "queued"}
 
 
-def contention(states: Mapping[str, int]) -> tuple[Contention | None, tuple[str, ...]]:
+def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = ()) -> tuple[float, float, str]:
+    """(GIL share, other-lock share, how the GIL share was taken).
+
+    The GIL share is the median over windows of sweeps when there are enough of them: every
+    process has a GIL, and beside a busy neighbour a holder preempted for a few milliseconds
+    queues every thread behind it, so a spell of such waits must not decide. The lock share is
+    of all samples: GIL-free work without a lock never waits on one, however busy the machine.
+    """
+    whole = state_shares(states)
+    lock = whole.get("lock", 0.0)
+    shares = [state_shares(w) for w in windows
+              if sum(n for state, n in w.items() if state != "queued") >= WINDOW_SAMPLES]
+    if len(shares) >= MIN_WINDOWS:
+        return statistics.median(s.get("gil", 0.0) for s in shares), lock, f"GIL: median of {len(shares)} windows"
+    return whole.get("gil", 0.0), lock, "GIL: all samples"
+
+
+def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = ()
+               ) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
     that matters. None when too few samples were taken (or /proc could not be read)."""
     counted = sum(n for state, n in states.items() if state != "queued")
     if counted < MIN_SAMPLES:
         return None, (f"not measured: {counted} thread samples (at least {MIN_SAMPLES} needed)",)
-    shares = state_shares(states)
-    gil, lock = shares.get("gil", 0.0), shares.get("lock", 0.0)
+    gil, lock, how = wait_shares(states, windows)
     queued_share = states.get("queued", 0) / max(1, sum(states.values()))
     lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%} of {counted} samples "
-             f"(GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
+             f"({how}; GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
              f"{queued_share:.0%} of all samples waited for a CPU and are left out",)
     if lock >= LOCK_SHARE:
         # A thread waiting on a library's lock while its holder keeps the GIL (h5py's calls hold
@@ -301,7 +322,8 @@ def contention(states: Mapping[str, int]) -> tuple[Contention | None, tuple[str,
 
 def add_scaling(results: Sequence[Result], cores: int,
                 states: Mapping[str, Mapping[str, int]] | None = None,
-                waits: Mapping[str, Mapping[str, int]] | None = None) -> list[Result]:
+                waits: Mapping[str, Mapping[str, int]] | None = None,
+                windows: Mapping[str, Sequence[Mapping[str, int]]] | None = None) -> list[Result]:
     """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
     contention class (measured once per probe, from ``states``) on its threads results."""
     serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == Mode.SERIAL}
@@ -314,7 +336,7 @@ def add_scaling(results: Sequence[Result], cores: int,
             changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
                            scaling="scales" if scales(speedup, r.workers, cores) else "serialized")
         if r.mode == Mode.THREADS and states and r.probe in states and r.remedy is None:
-            cls, lines = contention(states[r.probe])
+            cls, lines = contention(states[r.probe], (windows or {}).get(r.probe, ()))
             for frame, n in sorted(((waits or {}).get(r.probe) or {}).items(), key=lambda kv: -kv[1])[:3]:
                 lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)
             changes.update(contention=cls, contention_evidence=lines, thread_states=state_shares(states[r.probe]))

@@ -115,6 +115,10 @@ class ProbeRun:
                         total[state] = total.get(state, 0) + n
         return total
 
+    def state_windows(self) -> list[dict[str, int]]:
+        """The same samples, per window of sweeps (see harness.states)."""
+        return [w for runs in self.runs.values() for run, _ in runs for w in run.state_windows]
+
 
 def _seen(run: TrialRun, outcome: Outcome) -> plan.Seen:
     return plan.Seen(run.trial.purpose, outcome.kind, run.wall, run.seconds, run.trial.rounds)
@@ -249,8 +253,9 @@ class Diagnoser:
                 if outcomes:
                     results.append(detect.summarise(run.name, run.info.dependency, outcomes, cores=cores))
         states = {run.name: run.states() for run in self.probes if run.states()}
+        windows = {run.name: run.state_windows() for run in self.probes}
         waits = {run.name: run.waits for run in self.probes if run.waits}
-        return detect.add_scaling(results, cores, states, waits)
+        return detect.add_scaling(results, cores, states, waits, windows)
 
     def config(self) -> dict[str, Any]:
         o = self.options

@@ -246,6 +246,7 @@ class TrialRun(Record):
     harness_error: str | None = None
     wall: float = 0.0  # what the trial cost, fork to reap, as the budget sees it
     states: dict[str, int] = field(default_factory=dict)  # thread states sampled from /proc
+    state_windows: tuple[dict[str, int], ...] = ()  # the same, per window of sweeps
     threads_at_fork: tuple[str, ...] = ()  # other threads alive where a direct fork happened
     folder: str = ""  # the trial's files (faulthandler output, core dumps)
 

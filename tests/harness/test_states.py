@@ -79,3 +79,45 @@ def test_threads_blocked_on_the_gil_and_on_a_lock_are_told_apart():
     assert counts.get("gil", 0) > 20 and counts.get("lock", 0) > 20, counts
     shares = {k: v / sum(counts.values()) for k, v in counts.items()}
     assert shares["gil"] > 0.3 and shares["lock"] > 0.3, shares
+    # Both threads wait all along: every window holds both waits, and they add up to the whole.
+    assert len(sampler.windows) >= 3 and all(w.get("gil") and w.get("lock") for w in sampler.windows)
+    assert sum(w.get("gil", 0) for w in sampler.windows) <= counts["gil"]
+
+
+def _child_with_one_thread(ready_w: int) -> None:
+    """In a forked child: a single probe thread, waiting for a lock (as the last thread of a
+    trial does, with its peers done)."""
+    lock = threading.Lock()
+    lock.acquire()
+
+    def alone():
+        name_thread("probe-0")
+        lock.acquire()
+
+    threading.Thread(target=alone, daemon=True).start()
+    time.sleep(0.1)
+    os.write(ready_w, b"r")
+    time.sleep(5)
+    os._exit(0)
+
+
+@needs_proc
+def test_windows_with_one_thread_alive_are_left_out():
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child_with_one_thread(ready_w)
+        finally:
+            os._exit(1)
+    try:
+        os.read(ready_r, 1)
+        sampler = states.ThreadStates(interval=0.002)
+        sampler.start([pid])
+        time.sleep(0.3)
+        counts = sampler.stop()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert counts.get("lock", 0) > 20, counts  # sampled, but no window has two threads to contend
+    assert sampler.windows == []

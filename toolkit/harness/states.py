@@ -14,6 +14,11 @@ A blocked thread's state does not depend on how busy the machine is.
 Samples are kept raw (system call, address) and classified when sampling stops, because
 finding ``_PyRuntime`` means reading the interpreter's ELF symbols, which takes longer than a
 short trial; the worker's memory map is read at the first sample, while it is alive.
+
+Samples are also kept per window of ``WINDOW`` sweeps: one trial's threads can fall into a
+convoy for part of it (a GIL holder preempted by a busy neighbour, and every waiter behind it),
+and a median over windows keeps one such spell from deciding the class (GIL-free work read as
+GIL-bound in 1 of 4 trials beside three busy processes).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ SYSCALLS = {
 }
 STATES = ("running", "queued", "gil", "lock", "io", "sleep", "other")
 QUEUED = (-2, 0)  # a runnable thread that got less CPU than it waited for, since the last sample
+WINDOW = 10  # sweeps per window: 10-40 ms, about forty samples of four threads
 
 
 @lru_cache(maxsize=16)
@@ -125,7 +131,9 @@ class ThreadStates:
 
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
-        self._raw: Counter[tuple[int, tuple[int, int] | None, bool]] = Counter()
+        self._raw: Counter[tuple[int, int, tuple[int, int] | None]] = Counter()
+        self._windows: list[dict[str, int]] = []
+        self._sweeps: Counter[int] = Counter()
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,13 +154,16 @@ class ThreadStates:
             self._maps[pid] = memory_map(pid)
         probe_threads: set[tuple[int, str]] = set()
         clocks: dict[tuple[int, str], tuple[int, int]] = {}
+        sweeps = 0
         while not self._stop.wait(self.interval):
+            window = sweeps // WINDOW
+            sweeps += 1
+            self._sweeps[window] += 1
             for pid in pids:
                 try:
                     tids = os.listdir(f"/proc/{pid}/task")
                 except OSError:
                     continue
-                sweep: list[tuple[int, int] | None] = []
                 for tid in tids:
                     key = (pid, tid)
                     if key not in probe_threads:
@@ -178,25 +189,29 @@ class ThreadStates:
                     # wake-up on a virtual machine. Counted apart, they do not dilute the waits.
                     if sample is None and before is not None and delay - before[1] > on_cpu - before[0]:
                         sample = QUEUED
-                    sweep.append(sample)
-                # A thread waiting for the GIL while another probe thread of its process is queued
-                # for a CPU waits behind a holder that a busy neighbour preempted: that is the
-                # machine's load, not the work's contention (GIL-free work read as GIL-bound
-                # beside a neighbour and a second test worker, 2 runs of 5).
-                preempted = QUEUED in sweep
-                for sample in sweep:
-                    self._raw[(pid, sample, preempted and sample is not None and sample != QUEUED)] += 1
+                    self._raw[(pid, window, sample)] += 1
 
     def stop(self) -> dict[str, int]:
-        """Counts of samples per state (see STATES)."""
+        """Counts of samples per state (see STATES); per window in ``windows`` after this."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._calls is None:
             return {}
         counts: Counter[str] = Counter()
+        windows: dict[int, Counter[str]] = {}
         runtimes = {pid: runtime_range(mapped) for pid, mapped in self._maps.items()}
-        for (pid, sample, behind_preempted), n in self._raw.items():
+        for (pid, window, sample), n in self._raw.items():
             state = classify(sample, runtimes.get(pid), self._calls)
-            counts["queued" if state == "gil" and behind_preempted else state] += n
+            counts[state] += n
+            windows.setdefault(window, Counter())[state] += n
+        # Only windows with two probe threads alive on average: at the end of a trial the last
+        # thread works alone, and its waitless tail (a third of a mutex-bound trial's windows
+        # beside a busy neighbour) says nothing about contention.
+        self._windows = [dict(windows[k]) for k in sorted(windows)
+                         if sum(windows[k].values()) >= 2 * self._sweeps[k]]
         return dict(counts)
+
+    @property
+    def windows(self) -> list[dict[str, int]]:
+        return list(self._windows)

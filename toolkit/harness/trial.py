@@ -153,6 +153,7 @@ def run_trial(
         )
     finally:
         states = sampler.stop() if sampler is not None else {}
+        windows = tuple(sampler.windows) if sampler is not None else ()
     workers = []
     starts, ends = [], []
     for worker, pid in pids.items():
@@ -176,7 +177,7 @@ def run_trial(
     # system-wide), so the parent's polling latency does not count.
     seconds = (max(ends) - min(starts)) if (ends and not hung) else None
     return TrialRun(trial, tuple(workers), hung, seconds, harness_error, wall=time.monotonic() - began,
-                    states=states, threads_at_fork=tuple(getattr(launcher, "threads_at_fork", ())),
+                    states=states, state_windows=windows, threads_at_fork=tuple(getattr(launcher, "threads_at_fork", ())),
                     folder=str(trial_dir))
 
 

@@ -67,8 +67,8 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
 
     try:
         if threads == 1:
-            name_thread(f"{THREAD_PREFIX}0")
             prologue(0)
+            name_thread(f"{THREAD_PREFIX}0")
             body(0)
             return
         barrier = threading.Barrier(threads)
@@ -76,7 +76,6 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
         lock = threading.Lock()
 
         def start(t: int) -> None:
-            name_thread(f"{THREAD_PREFIX}{t}")
             barrier.wait()
             with lock:
                 arrived[0] += 1
@@ -84,6 +83,10 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
             while arrived[0] < threads and time.monotonic() < give_up:
                 pass
             prologue(t)
+            # Named only now: the parent samples threads by name, and a wait at the barrier (for a
+            # peer that a busy machine starts late) or in the start delay is the harness's, not
+            # the probe's (it read as a library lock on GIL-bound cf-units).
+            name_thread(f"{THREAD_PREFIX}{t}")
             body(t)
 
         pool = [threading.Thread(target=start, args=(t,), name=f"{THREAD_PREFIX}{t}", daemon=True)
