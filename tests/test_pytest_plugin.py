@@ -314,6 +314,43 @@ def test_process_wide_test_tools_send_a_test_down_the_serial_path(suite):
     assert "test_plain:" not in out  # the plain one ran in threads
 
 
+def test_a_tool_called_through_the_tests_own_helpers_is_found(suite):
+    """Iris's PP save tests patch inside a module-level helper that a method of the test class
+    calls: followed through both, the test runs serially (under threads: a patch restored by the
+    other thread, so the module keeps the patched value)."""
+    suite.makepyfile(test_helpers='''
+        import sys
+        import time
+        from unittest import mock
+
+        VALUE = 1
+
+        def _patched_value():
+            with mock.patch(__name__ + ".VALUE", 2):
+                time.sleep(0.02)
+                return sys.modules[__name__].VALUE
+
+        def _plain_value():
+            return VALUE
+
+        class TestViaHelpers:
+            def check(self):
+                assert _patched_value() == 2
+                assert sys.modules[__name__].VALUE == 1
+
+            def test_via_method(self):
+                self.check()
+
+        def test_with_a_harmless_helper():
+            assert _plain_value() == 1
+    ''')
+    result = suite.runpytest_subprocess("--threadprobe-threads=2")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "test_via_method: calls thread-unsafe function mock.patch" in out
+    assert "test_with_a_harmless_helper:" not in out
+
+
 def test_a_child_forked_after_dask_ran_in_the_pytest_process_does_not_hang(suite):
     """The minimal case: a test that runs serially (it uses mocker) computes with dask's threads,
     so the pytest process holds a thread pool; a later test's forked child must not inherit it

@@ -167,26 +167,67 @@ def _dotted(node: ast.AST) -> str | None:
     return ".".join(reversed(parts))
 
 
+#: How deep ``calls_unsafe_function`` follows the test's own helpers (a test calls a method of its
+#: class that calls a module-level helper that patches: Iris's PP save tests).
+HELPER_DEPTH = 3
+
+
+def _helpers(node: ast.Call, func: Any, cls: type | None, home: str) -> Any:
+    """The helper a call reaches when it is a function or a method of the test's class defined in
+    the test's own file (``helper(...)``, ``self.helper(...)``); None otherwise."""
+    target = None
+    if isinstance(node.func, ast.Name):
+        target = getattr(func, "__globals__", {}).get(node.func.id)
+    elif (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+          and node.func.value.id in ("self", "cls") and cls is not None):
+        target = inspect.getattr_static(cls, node.func.attr, None)
+        target = getattr(target, "__func__", target)  # staticmethod / classmethod
+    target = inspect.unwrap(target) if inspect.isfunction(target) else None
+    try:
+        return target if target is not None and inspect.getsourcefile(target) == home else None
+    except TypeError:
+        return None
+
+
 def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None:
     """The first listed function (``module.function`` or ``function``) or built-in process-wide
-    test tool (``THREAD_UNSAFE_CALLS``) that the test's source calls, its decorators included."""
+    test tool (``THREAD_UNSAFE_CALLS``) that the test's source calls, its decorators included,
+    or that a helper of the test's own file calls on its behalf (to ``HELPER_DEPTH``)."""
     listed = {n.rsplit(".", 1)[-1]: n for n in names}
+    obj = getattr(item, "obj", None)
+    cls = getattr(item, "cls", None)
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(item.obj)))  # type: ignore[attr-defined]
-    except (OSError, TypeError, SyntaxError):
+        home = inspect.getsourcefile(inspect.unwrap(obj))
+    except TypeError:
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            dotted = _dotted(node.func)
-            if dotted is None:
+    seen: set[Any] = set()
+
+    def visit(func: Any, depth: int) -> str | None:
+        if func in seen:
+            return None
+        seen.add(func)
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        except (OSError, TypeError, SyntaxError):
+            return None
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
                 continue
-            if dotted.rsplit(".", 1)[-1] in listed:
-                return listed[dotted.rsplit(".", 1)[-1]]
-            for tool in THREAD_UNSAFE_CALLS:
-                if dotted == tool or dotted.endswith("." + tool) or (
-                        "." in tool and dotted == tool.split(".", 1)[1]):  # "from unittest import mock" or "import pytest"
-                    return tool
-    return None
+            dotted = _dotted(node.func)
+            if dotted is not None:
+                if dotted.rsplit(".", 1)[-1] in listed:
+                    return listed[dotted.rsplit(".", 1)[-1]]
+                for tool in THREAD_UNSAFE_CALLS:
+                    if dotted == tool or dotted.endswith("." + tool) or (
+                            "." in tool and dotted == tool.split(".", 1)[1]):  # "from unittest import mock"
+                        return tool
+            helper = _helpers(node, func, cls, home) if depth < HELPER_DEPTH else None
+            found = visit(helper, depth + 1) if helper is not None else None
+            if found:
+                return found
+        return None
+
+    return visit(obj, 0)
 
 
 def serial_reason(item: pytest.Item, unsafe: Iterable[str], functions: Iterable[str]) -> str | None:

@@ -16,7 +16,6 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 
 import pytest
 
@@ -70,15 +69,18 @@ def test_a_rare_planted_race_is_found_in_9_of_10_default_diagnoses_and_verdicts_
     for report in reports:
         cells = [r for r in report["results"] if r["probe"] == "planted.rare_race" and r["mode"] == "threads"]
         found.append(any(r["verdict"] != "safe" for r in cells))
-    cells = Counter()
-    same = 0
+    same = same_safety = 0
+    flips: dict[str, list[str]] = {}
     keys = {(r["probe"], r["mode"], r["workers"]) for r in reports[0]["results"]
             if not r["probe"].startswith("planted.") or r["probe"] == "planted.rare_race"}
-    for key in keys:
-        verdicts = {next(r["verdict"] for r in rep["results"] if (r["probe"], r["mode"], r["workers"]) == key)
-                    for rep in reports}
-        same += len(verdicts) == 1
-        cells[key[0]] += 0
+    for key in sorted(keys):
+        verdicts = [next(r["verdict"] for r in rep["results"] if (r["probe"], r["mode"], r["workers"]) == key)
+                    for rep in reports]
+        same += len(set(verdicts)) == 1
+        # The coarser question a user acts on: safe or not (crash against error is still unsafe).
+        same_safety += len({v == "safe" for v in verdicts}) == 1
+        if len(set(verdicts)) > 1:
+            flips[f"{key[0]} {key[1]} {key[2]}"] = [f"{v} x{verdicts.count(v)}" for v in sorted(set(verdicts))]
     contention = {}
     for report in reports:
         for r in report["results"]:
@@ -88,6 +90,7 @@ def test_a_rare_planted_race_is_found_in_9_of_10_default_diagnoses_and_verdicts_
     out = {"schema": BENCH_SCHEMA, "benchmark": "detection_power", "rare_race_rate_per_2_thread_trial": rate,
            "rate_trials": RATE_TRIALS, "found": found, "found_count": sum(found), "runs": RUNS,
            "cells": len(keys), "cells_with_the_same_verdict": same, "share_same": same / len(keys),
+           "cells_with_the_same_safe_or_unsafe": same_safety, "verdict_flips": flips,
            "contention_flips": flipping, "seconds": [rep["seconds"] for rep in reports],
            "rare_race_trials": [[r["trials"] for r in rep["results"] if r["probe"] == "planted.rare_race"
                                  and r["mode"] == "threads"] for rep in reports]}
