@@ -10,8 +10,14 @@
 3. The wider suite (``tests/unit/fileformats`` and ``tests/integration/netcdf``) under threadprobe:
    a table of not-re-entrant against thread-unsafe tests, per folder, and the plain run's outcomes
    for the same tests.
+4. Overhead where pytest-run-parallel survives (Iris's unit tests of the PP, NAME, NIMROD and CF
+   rules, which never reach netcdf-c): plain, threadprobe and run-parallel side by side, in
+   rotating order, ``--rounds`` times.
 
-    python tests/bench/iris_suites.py [--sessions 5] [--rounds 1] [--out reports/bench-plugin.json]
+    python tests/bench/iris_suites.py [--sessions 5] [--rounds 1] [--parts ...] [--out reports/bench-plugin.json]
+
+``--parts`` runs some of them (thread_safety, netcdf, wider, overhead) and keeps the others'
+figures already in the output file.
 
 Writes ``reports/bench-plugin.json``; every failure's node id and reason is kept for a hand check.
 """
@@ -35,6 +41,10 @@ DATA = ROOT.parent / "shared" / "iris-test-data" / "test_data"
 RUN_PARALLEL = "pytest-run-parallel==0.10.*"
 SECTION = re.compile(r"^=+ threadprobe: (\d+) (thread-unsafe|not re-entrant) .*=+$")
 SERIAL = re.compile(r"^-+ threadprobe: (\d+) ran serially -+$")
+PARTS = ("thread_safety", "netcdf", "wider", "overhead")
+#: Iris's unit tests that never reach netcdf-c, so that pytest-run-parallel (whose session a
+#: segfault ends) finishes them too.
+OVERHEAD_FOLDERS = ("pp", "pp_load_rules", "nimrod_load_rules", "name_loaders", "rules", "cf", "nc_load_rules")
 
 
 def iris_tests() -> Path:
@@ -121,58 +131,86 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"some of {', '.join(PARTS)}")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench-plugin.json"))
     args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    if set(parts) - set(PARTS):
+        parser.error(f"unknown part(s) {', '.join(sorted(set(parts) - set(PARTS)))}: choose from {', '.join(PARTS)}")
     if not DATA.is_dir():
         print(f"skipped: Iris's test data is not at {DATA}", file=sys.stderr)
         return 0
     tests = iris_tests()
-    result: dict = {"schema": "threadprobe.bench-plugin/1", "data": str(DATA)}
+    out = Path(args.out)
+    result: dict = json.loads(out.read_text()) if out.exists() and set(parts) != set(PARTS) else {}
+    result.update({"schema": "threadprobe.bench-plugin/1", "data": str(DATA)})
+    if "thread_safety" in parts:
+        result["thread_safety"] = thread_safety(tests, args.sessions)
+    if "netcdf" in parts:
+        result.update(netcdf_suites(tests, args.rounds))
+    if "wider" in parts:
+        result["wider"] = wider_suite(tests)
+    if "overhead" in parts:
+        result["overhead"] = side_by_side(
+            [tests / "unit" / "fileformats" / d for d in OVERHEAD_FOLDERS], args.rounds, "overhead")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
+
+def thread_safety(tests: Path, count: int) -> list[dict]:
     safety = [tests / "integration" / "netcdf" / "test_thread_safety.py"]
     sessions = []
-    for k in range(args.sessions):
+    for k in range(count):
         got = session(safety, "threadprobe", timeout=900)
         unsafe = got["labels"].get("thread-unsafe", [])
-        print(f"[thread safety {k + 1}/{args.sessions}] {got['seconds']:.0f}s {got['counts']} "
+        print(f"[thread safety {k + 1}/{count}] {got['seconds']:.0f}s {got['counts']} "
               f"thread-unsafe {len(unsafe)} not-re-entrant {len(got['labels'].get('not re-entrant', []))}",
               file=sys.stderr, flush=True)
         sessions.append(got)
-    result["thread_safety"] = sessions
+    return sessions
 
-    netcdf = [tests / "integration" / "netcdf", tests / "unit" / "fileformats" / "netcdf"]
+
+def side_by_side(paths: list[Path], rounds: int, name: str) -> dict:
+    """Plain, threadprobe and run-parallel on the same tests, in rotating order: sessions, and
+    each threaded mode's time over plain's of the same round."""
     runs: dict[str, list[dict]] = {"plain": [], "threadprobe": [], "run-parallel": []}
     modes = list(runs)
-    for r in range(args.rounds):
+    for r in range(rounds):
         for mode in modes[r % 3:] + modes[:r % 3]:
-            got = session(netcdf, mode)
-            print(f"[netcdf suites {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {got['counts']} "
+            got = session(paths, mode)
+            print(f"[{name} {r + 1}/{rounds}] {mode}: {got['seconds']:.0f}s {got['counts']} "
                   f"{got['tail']}", file=sys.stderr, flush=True)
             runs[mode].append(got)
     plain = runs["plain"][0]
-    result["netcdf_suites"] = {
-        mode: [{k: v for k, v in g.items() if k != "outcomes"} | {"newly_failing": newly_failing(plain, g)}
-               for g in gs] for mode, gs in runs.items()}
-    result["netcdf_ratios"] = {mode: [round(g["seconds"] / p["seconds"], 2) for g, p in zip(gs, runs["plain"])]
-                               for mode, gs in runs.items() if mode != "plain"}
+    return {
+        "sessions": {mode: [{k: v for k, v in g.items() if k != "outcomes"} | {"newly_failing": newly_failing(plain, g)}
+                            for g in gs] for mode, gs in runs.items()},
+        "ratios": {mode: [round(g["seconds"] / p["seconds"], 2) for g, p in zip(gs, runs["plain"])]
+                   for mode, gs in runs.items() if mode != "plain"},
+    }
 
+
+def netcdf_suites(tests: Path, rounds: int) -> dict:
+    got = side_by_side([tests / "integration" / "netcdf", tests / "unit" / "fileformats" / "netcdf"], rounds,
+                       "netcdf suites")
+    return {"netcdf_suites": got["sessions"], "netcdf_ratios": got["ratios"]}
+
+
+def wider_suite(tests: Path) -> dict:
     wider = [tests / "unit" / "fileformats", tests / "integration" / "netcdf"]
     wide_plain, wide = session(wider, "plain"), session(wider, "threadprobe")
     table: dict[str, Counter] = {}
     for label in ("thread-unsafe", "not re-entrant", "serial"):
         for line in wide["labels"].get(label, []):
             table.setdefault(folder_of(line.split(": ")[0]), Counter())[label] += 1
-    result["wider"] = {
+    return {
         "plain": {k: v for k, v in wide_plain.items() if k != "outcomes"},
         "threadprobe": {k: v for k, v in wide.items() if k != "outcomes"} | {
             "newly_failing": newly_failing(wide_plain, wide)},
         "table": {folder: dict(c) for folder, c in sorted(table.items())},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
