@@ -274,9 +274,14 @@ def scales(speedup: float, workers: int, cores: int) -> bool:
     return attainable == 1 or speedup >= 1 + 0.5 * (attainable - 1)
 
 
+def counted(states: Mapping[str, int]) -> int:
+    """Samples of threads that were not waiting for a CPU: what the shares are of."""
+    return sum(n for state, n in states.items() if state != "queued")
+
+
 def state_shares(states: Mapping[str, int]) -> dict[str, float]:
     """Each state's share of the samples of threads that were not waiting for a CPU."""
-    total = sum(n for state, n in states.items() if state != "queued")
+    total = counted(states)
     if not total:
         return {}
     return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != "queued"}
@@ -292,8 +297,7 @@ def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] 
     """
     whole = state_shares(states)
     lock = whole.get("lock", 0.0)
-    shares = [state_shares(w) for w in windows
-              if sum(n for state, n in w.items() if state != "queued") >= WINDOW_SAMPLES]
+    shares = [state_shares(w) for w in windows if counted(w) >= WINDOW_SAMPLES]
     if len(shares) >= MIN_WINDOWS:
         return statistics.median(s.get("gil", 0.0) for s in shares), lock, f"GIL: median of {len(shares)} windows"
     return whole.get("gil", 0.0), lock, "GIL: all samples"
@@ -303,12 +307,12 @@ def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] =
                ) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
     that matters. None when too few samples were taken (or /proc could not be read)."""
-    counted = sum(n for state, n in states.items() if state != "queued")
-    if counted < MIN_SAMPLES:
-        return None, (f"not measured: {counted} thread samples (at least {MIN_SAMPLES} needed)",)
+    samples = counted(states)
+    if samples < MIN_SAMPLES:
+        return None, (f"not measured: {samples} thread samples (at least {MIN_SAMPLES} needed)",)
     gil, lock, how = wait_shares(states, windows)
     queued_share = states.get("queued", 0) / max(1, sum(states.values()))
-    lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%} of {counted} samples "
+    lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%} of {samples} samples "
              f"({how}; GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
              f"{queued_share:.0%} of all samples waited for a CPU and are left out",)
     if lock >= LOCK_SHARE:

@@ -172,7 +172,7 @@ def _dotted(node: ast.AST) -> str | None:
 HELPER_DEPTH = 3
 
 
-def _helpers(node: ast.Call, func: Any, cls: type | None, home: str) -> Any:
+def _helper(node: ast.Call, func: Any, cls: type | None, home: str) -> Any:
     """The helper a call reaches when it is a function or a method of the test's class defined in
     the test's own file (``helper(...)``, ``self.helper(...)``); None otherwise."""
     target = None
@@ -221,7 +221,7 @@ def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None
                     if dotted == tool or dotted.endswith("." + tool) or (
                             "." in tool and dotted == tool.split(".", 1)[1]):  # "from unittest import mock"
                         return tool
-            helper = _helpers(node, func, cls, home) if depth < HELPER_DEPTH else None
+            helper = _helper(node, func, cls, home) if depth < HELPER_DEPTH else None
             found = visit(helper, depth + 1) if helper is not None else None
             if found:
                 return found

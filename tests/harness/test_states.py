@@ -58,30 +58,37 @@ def _child_with_waiting_threads(ready_w: int) -> None:
     os._exit(0)
 
 
-@needs_proc
-def test_threads_blocked_on_the_gil_and_on_a_lock_are_told_apart():
+def _sample_child(child, seconds: float) -> tuple[dict[str, int], list[dict[str, int]]]:
+    """Fork a child running ``child(ready_w)``, sample its threads for ``seconds`` once it is
+    ready, kill it, and return the sampler's counts and windows."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            _child_with_waiting_threads(ready_w)
+            child(ready_w)
         finally:
             os._exit(1)
     try:
         os.read(ready_r, 1)
         sampler = states.ThreadStates(interval=0.002)
         sampler.start([pid])
-        time.sleep(0.4)
+        time.sleep(seconds)
         counts = sampler.stop()
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+    return counts, sampler.windows
+
+
+@needs_proc
+def test_threads_blocked_on_the_gil_and_on_a_lock_are_told_apart():
+    counts, windows = _sample_child(_child_with_waiting_threads, 0.4)
     assert counts.get("gil", 0) > 20 and counts.get("lock", 0) > 20, counts
     shares = {k: v / sum(counts.values()) for k, v in counts.items()}
     assert shares["gil"] > 0.3 and shares["lock"] > 0.3, shares
     # Both threads wait all along: every window holds both waits, and they add up to the whole.
-    assert len(sampler.windows) >= 3 and all(w.get("gil") and w.get("lock") for w in sampler.windows)
-    assert sum(w.get("gil", 0) for w in sampler.windows) <= counts["gil"]
+    assert len(windows) >= 3 and all(w.get("gil") and w.get("lock") for w in windows)
+    assert sum(w.get("gil", 0) for w in windows) <= counts["gil"]
 
 
 def _child_with_one_thread(ready_w: int) -> None:
@@ -103,21 +110,6 @@ def _child_with_one_thread(ready_w: int) -> None:
 
 @needs_proc
 def test_windows_with_one_thread_alive_are_left_out():
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _child_with_one_thread(ready_w)
-        finally:
-            os._exit(1)
-    try:
-        os.read(ready_r, 1)
-        sampler = states.ThreadStates(interval=0.002)
-        sampler.start([pid])
-        time.sleep(0.3)
-        counts = sampler.stop()
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    counts, windows = _sample_child(_child_with_one_thread, 0.3)
     assert counts.get("lock", 0) > 20, counts  # sampled, but no window has two threads to contend
-    assert sampler.windows == []
+    assert windows == []

@@ -133,7 +133,7 @@ class ThreadStates:
         self.interval = interval
         self._raw: Counter[tuple[int, int, tuple[int, int] | None]] = Counter()
         self._windows: list[dict[str, int]] = []
-        self._sweeps: Counter[int] = Counter()
+        self._sweeps = 0
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,11 +154,9 @@ class ThreadStates:
             self._maps[pid] = memory_map(pid)
         probe_threads: set[tuple[int, str]] = set()
         clocks: dict[tuple[int, str], tuple[int, int]] = {}
-        sweeps = 0
         while not self._stop.wait(self.interval):
-            window = sweeps // WINDOW
-            sweeps += 1
-            self._sweeps[window] += 1
+            window = self._sweeps // WINDOW
+            self._sweeps += 1
             for pid in pids:
                 try:
                     tids = os.listdir(f"/proc/{pid}/task")
@@ -209,7 +207,7 @@ class ThreadStates:
         # thread works alone, and its waitless tail (a third of a mutex-bound trial's windows
         # beside a busy neighbour) says nothing about contention.
         self._windows = [dict(windows[k]) for k in sorted(windows)
-                         if sum(windows[k].values()) >= 2 * self._sweeps[k]]
+                         if sum(windows[k].values()) >= 2 * min(WINDOW, self._sweeps - k * WINDOW)]
         return dict(counts)
 
     @property
