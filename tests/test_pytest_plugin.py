@@ -401,11 +401,13 @@ def test_a_hypothesis_test_under_the_marker(suite):
         import pytest
         from hypothesis import given, settings, strategies as st
 
-        # Hypothesis imports parts of itself at its first example, and pytest rewrites them
-        # (hypothesis is a plugin's package): two threads doing that at once can break CPython
-        # 3.11's compiler ("AST constructor recursion depth mismatch"), which the marker rightly
-        # calls thread-unsafe. A plain run first keeps this test about the marker.
-        @settings(max_examples=5, database=None)
+        # Hypothesis imports parts of itself as a run goes on (its optimiser, in the phase after
+        # the first examples), and pytest rewrites them (hypothesis is a plugin's package): two
+        # threads doing that at once can break CPython 3.11's compiler ("AST constructor
+        # recursion depth mismatch"), which the marker rightly calls thread-unsafe (6 of 25
+        # sessions beside a busy process, when the plain run below had 5 examples). A plain run
+        # with the same settings first keeps this test about the marker.
+        @settings(max_examples=20, database=None)
         @given(st.integers())
         def test_warm_up(x):
             assert x == x
