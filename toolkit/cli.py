@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with an earlier diagnosis; exit 1 if a safety verdict regressed")
     d.add_argument("--fail-on", choices=("unsafe",), default=None,
                    help="exit 1 if any probe fails under concurrency (a gate with no baseline)")
+    d.add_argument("--races", nargs="?", const="helgrind", choices=("helgrind", "drd"), default=None,
+                   help="also run each probe's concurrent work under valgrind's happens-before race detector "
+                        "(helgrind, or drd): race pairs in the library make a cell racy")
+    d.add_argument("--no-stress", action="store_true", help="with --races: the race pass alone, no stress trials")
+    d.add_argument("--suppressions", action="append", default=[], metavar="FILE",
+                   help="valgrind suppressions of your own, after threadprobe's (repeatable)")
+    d.add_argument("--race-seconds", type=positive_float, default=None, metavar="S",
+                   help="seconds of calls per probe under the detector (default 15)")
+    d.add_argument("--race-calls", type=positive_int, default=None, metavar="N",
+                   help="calls per probe under the detector, at most (default: the probe's, else 2000)")
+    d.add_argument("--race-budget", type=positive_float, default=None, metavar="S",
+                   help="seconds for the whole race pass; probes past it are not run (default: no limit)")
 
     ls = sub.add_parser("list", help="every probe, its dependency, and whether it is available")
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
@@ -195,13 +207,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             raise UsageError(f"plugin file not found: {plugin}")
     if args.python:
         interpreter_of(args.python)  # a missing interpreter fails before any work
+    check_races(args)
     options = Options(
         probes=tuple(args.probe), plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
         entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
         timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
         budget=args.budget or (QUICK_BUDGET if args.quick else DEFAULT_BUDGET), timeout=args.timeout,
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
-        workdir=args.workdir, keep=args.keep, out=str(out),
+        workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
+        race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
+        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions),
     )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
@@ -228,6 +243,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"UNSAFE: {'; '.join(unsafe)}")
             code = 1
     return code
+
+
+def check_races(args: argparse.Namespace) -> None:
+    """The race pass's options make sense, and valgrind is there, before any work."""
+    from toolkit.harness.valgrind import valgrind
+
+    if args.no_stress and not args.races:
+        raise UsageError("--no-stress leaves nothing to run without --races")
+    if (args.suppressions or args.race_seconds or args.race_calls or args.race_budget) and not args.races:
+        raise UsageError("--suppressions and --race-* options need --races")
+    if args.races and valgrind() is None:
+        raise UsageError(f"--races needs valgrind, which is not installed here (Debian: apt-get install valgrind)")
+    for path in args.suppressions:
+        if not Path(path).is_file():
+            raise UsageError(f"suppressions file not found: {path}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

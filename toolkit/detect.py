@@ -12,13 +12,15 @@ Imports records only: no processes, no files.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from scipy.stats import beta
+
 from toolkit.records import (
+    verdict_of,
     SEVERITY,
     Contention,
     Corruption,
@@ -153,20 +155,7 @@ def failure_upper95(failures: int, n: int) -> float:
     """
     if n <= 0 or failures >= n:
         return 1.0
-    if failures == 0:
-        return 1.0 - 0.05 ** (1.0 / n)
-
-    def cdf(p: float) -> float:
-        return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(failures + 1))
-
-    lo, hi = failures / n, 1.0
-    for _ in range(60):  # P(X <= failures; p) falls with p: find where it crosses 0.05
-        mid = (lo + hi) / 2
-        if cdf(mid) > 0.05:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return float(beta.ppf(0.95, failures + 1, n - failures))
 
 
 def timed(outcomes: Sequence[Outcome]) -> list[Outcome]:
@@ -244,7 +233,7 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         threads=trial.threads,
         trials=len(outcomes),
         outcomes={k.value: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
-        verdict=Verdict.SAFE if kind == Kind.OK else Verdict(kind.value),
+        verdict=verdict_of(kind),
         failure_rate_upper95=round(failure_upper95(failures, len(outcomes)), 4),
         evidence=pick_evidence(outcomes),
         throughput=throughput(outcomes),

@@ -58,6 +58,13 @@ class Options:
     workdir: str | None = None
     keep: bool = False
     out: str | None = None  # where reproducer scripts go (reports/repro)
+    stress: bool = True  # the stress trials; False with a race pass alone (--races --no-stress)
+    races: str | None = None  # helgrind | drd: run the race pass (toolkit.racepass) too
+    race_threads: int = 2
+    race_calls: int | None = None  # per probe (default: the probe's race_calls, else racepass's)
+    race_seconds: float | None = None  # seconds of calls per probe under the detector
+    race_budget: float | None = None  # seconds for the whole race pass
+    suppressions: tuple[str, ...] = ()  # the user's own valgrind suppression files
 
     def cells(self) -> tuple[plan.Cell, ...]:
         threads = (max(self.threads),) if self.quick and self.threads else self.threads
@@ -276,6 +283,8 @@ class Diagnoser:
             "policy": {k: v for k, v in vars(self.policy).items()},
             "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},
             "notes": list(self.launchers.notes),
+            "stress": o.stress,
+            "races": o.races,
         }
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.compare import Comparison, summary
-from toolkit.records import Diagnosis, Result
+from toolkit.harness.proc import write_text_atomic
+from toolkit.races import stack_text
+from toolkit.records import Diagnosis, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
 from toolkit.report import matrix, mode_label
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
-           "unavailable": "#e0e0e0"}
+           "racy": "#ffcc80", "unavailable": "#e0e0e0"}
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -60,8 +62,8 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 {% for probe, row in matrix %}<tr><td>{{ probe }}</td><td>{{ row.dependency }}</td>
 {% for m in modes %}{% set r = row.cells.get(m) %}{% if r %}
 <td class="cell verdict-{{ r.verdict }}" style="background:{{ colours[r.verdict] }}" title="{{ tip(r) }}">
-{% if r.evidence and r.verdict != 'safe' %}<a href="#ev-{{ anchor(r) }}">{{ r.verdict }}</a>{% else %}{{ r.verdict }}{% endif %}
-<br><small>{{ cell(r) }}</small></td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
+{% if r in failures %}<a href="#ev-{{ anchor(r) }}">{{ r.verdict }}</a>{% else %}{{ r.verdict }}{% endif %}
+<br><small>{{ cell(r) }}</small>{% if r.races %}<br><small class="races">{{ race_cell(r.races) }}</small>{% endif %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></section>
 <section id="scaling"><h2>Scaling: throughput against workers</h2>
 <p class="muted">Throughput relative to serial (clean timing trials, median), threads and processes side by side, per dependency. Dashed: ideal on {{ d.config.get('cores') }} cores.</p>
@@ -69,12 +71,15 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 </section>
 <section id="evidence"><h2>Evidence</h2>
 {% for r in failures %}<details id="ev-{{ anchor(r) }}"><summary><b>{{ r.probe }}</b> {{ mode_label(r) }}: {{ r.verdict }}
-({{ r.trials - r.outcomes.get('ok', 0) }} of {{ r.trials }} trials)
+({{ r.trials - r.outcomes.get('ok', 0) }} of {{ r.trials }} trials{% if r.races %}; {{ r.races.summary() }}{% endif %})
 {% if r.probe in d.repro %} &middot; reproducer: <a href="{{ d.repro[r.probe] }}">{{ d.repro[r.probe] }}</a>{% endif %}</summary>
 {% for e in r.evidence %}<p><b>{{ e.kind }}</b>: {{ e.summary }}</p>
 {% if e.traceback %}<pre>{{ e.traceback }}</pre>{% endif %}{% if e.native %}<p>native frames of the crashing thread (gdb):</p><pre>{{ e.native }}</pre>{% endif %}
 {% if e.stacks %}<p>stacks ({{ e.stack_source }}):</p><pre>{{ e.stacks }}</pre>{% endif %}
 {% if e.expected %}<p>i={{ e.index }}: expected digest {{ e.expected }}, got {{ e.actual }}</p>{% endif %}{% endfor %}
+{% if r.races %}{% for p in r.races.pairs %}<p class="race-pair"><b>race</b> in <code>{{ p.object }}</code>: <code>{{ p.functions|join(' ⇄ ') }}</code>
+({{ p.count }} report(s)): {{ p.what }}</p>{% for st in p.stacks %}<pre>{{ stack_text(st) }}</pre>{% endfor %}{% endfor %}
+{% if r.races.reason %}<p>race pass: {{ r.races.summary() }}</p>{% endif %}{% endif %}
 </details>{% else %}<p>No failures.</p>{% endfor %}</section>
 {% if d.lock_audit %}<section id="lock-audit"><h2>Lock coverage audit: Iris's netCDF lock</h2>
 <table><tr><th>probe</th><th>netCDF4 calls in tasks</th><th>unlocked</th><th>in open() (once)</th><th>unlocked callers (top)</th></tr>
@@ -97,10 +102,12 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 
 
 def cell(r: Result) -> str:
-    if r.verdict == "unavailable":
+    if is_unavailable(r.verdict):
         return ""
     failing = r.trials - r.outcomes.get("ok", 0)
-    text = f"<{r.failure_rate_upper95:.0%}" if r.verdict == "safe" else f"{failing}/{r.trials}"
+    if not r.trials:
+        return "no stress trials"
+    text = f"<{r.failure_rate_upper95:.0%}" if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
     if r.corruption:
         text += " (message only)" if r.corruption == "message" else " (data)"
     if r.speedup is not None:
@@ -119,7 +126,18 @@ def tip(r: Result) -> str:
         parts.append(f"contention {r.contention}")
     if r.evidence:
         parts.append(r.evidence[0].summary)
+    if r.races is not None:
+        parts.append(r.races.summary())
     return " | ".join(p for p in parts if p)
+
+
+def race_cell(races: RacePass) -> str:
+    """The race pass in a matrix cell, beside (never mixed with) the stress bound above it."""
+    if races.status == RaceStatus.RACY:
+        return f"{len(races.pairs)} race pair(s) ({races.tool})"
+    if races.status == RaceStatus.FAILED:
+        return f"{races.tool}: not run to the end"
+    return f"no race in {races.calls} calls ({races.tool})"
 
 
 def anchor(r: Result) -> str:
@@ -173,11 +191,11 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
     modes, by_probe = matrix(d.results)
     rows = {probe: {"dependency": next(iter(cells.values())).dependency, "cells": cells}
             for probe, cells in by_probe.items()}
-    failures = [r for r in d.results if r.verdict not in ("safe", "unavailable")]
+    failures = [r for r in d.results if is_failing(r.verdict) or (r.races is not None and r.races.status != RaceStatus.CLEAN)]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
         d=d, fp=_Attr(d.fingerprint), modes=modes, matrix=sorted(rows.items()), colours=COLOURS,
-        cell=cell, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
+        cell=cell, race_cell=race_cell, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
         plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
         comparison=comparison, changes=summary(comparison) if comparison else [],
         remedy_lines=remedy_summary(d.remedies),
@@ -199,7 +217,5 @@ class _Attr(dict):
 def write(d: Diagnosis, out: Path, comparison: Comparison | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "diagnosis.html"
-    tmp = path.with_name(".diagnosis.html.tmp")
-    tmp.write_text(render(d, comparison))
-    tmp.replace(path)
+    write_text_atomic(path, render(d, comparison))
     return path

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from toolkit import choose, evidence
+from toolkit import choose, evidence, racepass
 from toolkit.diagnose import Diagnoser, Options, assemble, run_session
 from toolkit.errors import UsageError
 from toolkit.records import Choice, Diagnosis, Result
@@ -35,8 +35,11 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
     with Diagnoser(options, progress) as session:
         if progress is not None:
             progress.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
-        run_session(session)
-        results = session.results()
+        if options.stress:
+            run_session(session)
+        passes = racepass.run_races(session, racepass.of(options), session.results(), _race_note(progress)) \
+            if options.races else {}
+        results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
         extras: dict[str, Any] = {}
         if options.evidence:
             extras = evidence.gather(session, results, options.out)
@@ -44,7 +47,14 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
         diagnosis = assemble(session, fingerprint, results=results, remedies=tuple(extras.get("remedies", ())),
                              lock_audit=tuple(extras.get("lock_audit", ())), repro=extras.get("repro", {}))
     choices = safe_choices(diagnosis)
-    return diagnosis.replace(recommendations=choices, recommendation=choices.get("wind"))
+    return diagnosis.replace(recommendations=choices)
+
+
+def _race_note(progress: Any) -> Any:
+    def note(probe: str, found: Any) -> None:
+        if progress is not None:
+            progress.note(f"races: {probe}: {found.summary()}")
+    return note
 
 
 def safe_choices(diagnosis: Diagnosis, machine: choose.Machine | None = None) -> dict[str, Choice]:

@@ -24,6 +24,9 @@ changes meaning or disappears; adding an optional field does not need a bump):
 - ``threadprobe.fingerprint/2`` (2026-11) libraries found by the symbols they export, not their
   file names; the flag and version each copy reports itself; packages by import name.
 - ``threadprobe.choice/1``      (2026-11) a cached scheduler choice (workload, input, machine).
+- ``threadprobe.diagnosis/3``   (2026-12) adds the ``racy`` verdict and, per result, the race pass
+  (``races``: the happens-before detector's tool, calls, status and race pairs). Versions 1 and 2
+  are still read: their results simply have no race pass.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/1"
 WORKER_SCHEMA = "threadprobe.worker/1"
-DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/2"
-READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", DIAGNOSIS_SCHEMA)
+DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/3"
+READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", DIAGNOSIS_SCHEMA)
 FINGERPRINT_SCHEMA = "threadprobe.fingerprint/2"
 BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
@@ -78,11 +81,20 @@ class Verdict(_Text):
     CORRUPT = "corrupt"
     HANG = "hang"
     ERROR = "error"
+    RACY = "racy"  # no trial failed, but a happens-before detector saw two unordered accesses
     UNAVAILABLE = "unavailable"
 
-    @property
-    def failing(self) -> bool:
-        return self in (Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG, Verdict.ERROR)
+
+#: Verdicts that say the probe failed in that mode (whether that makes it unsafe: ``is_unsafe``).
+FAILING = frozenset({Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG, Verdict.ERROR, Verdict.RACY})
+
+
+class RaceStatus(_Text):
+    """What a race pass concluded about one probe."""
+
+    CLEAN = "clean"  # no race pair in the library under test, in the calls made
+    RACY = "racy"  # at least one race pair in the library under test
+    FAILED = "failed"  # the detector could not run the probe to the end (reason given): not clean
 
 
 class Purpose(_Text):
@@ -92,6 +104,7 @@ class Purpose(_Text):
     ATTRIBUTION = "attribution"  # py-spy native stacks: where they wait
     STRESS = "stress"  # everything that raises the odds of a race
     AUDIT = "audit"  # the lock coverage audit
+    RACES = "races"  # under a happens-before race detector (valgrind's helgrind or DRD)
     NATIVE = "native"  # a crash once more, core dumps on
 
 
@@ -203,6 +216,7 @@ class Trial(Record):
     jitter: float = 0.0  # seconds: each thread waits a random share of this before it starts
     pin: str | None = None  # "one" core for every thread, or "spread" one per core (measurements)
     states: bool = False  # sample the threads' states from /proc (contention trials always do)
+    deadline: float = 0.0  # seconds: each thread stops taking tasks after this long (0: never)
 
     @property
     def workers(self) -> int:
@@ -294,6 +308,65 @@ class Outcome(Record):
 
 
 @dataclass(frozen=True)
+class Frame(Record):
+    """One frame of a detector's stack: the object it lies in, and its symbol and line if known."""
+
+    _omit_none: ClassVar[bool] = True
+
+    obj: str
+    fn: str = ""
+    file: str | None = None
+    line: int | None = None
+
+    def text(self) -> str:
+        where = f" ({self.file}:{self.line})" if self.file and self.line else ""
+        return f"{self.fn or '???'}{where} in {self.obj.rsplit('/', 1)[-1]}"
+
+
+@dataclass(frozen=True)
+class RacePair(Record):
+    """Reports of two unordered accesses, grouped: the object the racing code lies in, and the
+    two functions (the access reported, the conflicting one), with both stacks of the first report."""
+
+    object: str  # file name of the native object, e.g. libhdf5.so.310
+    functions: tuple[str, ...]  # (this access, the conflicting access): sorted, so a pair is one key
+    count: int
+    what: str = ""  # the detector's words for the first report
+    stacks: tuple[tuple[Frame, ...], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.object}: {' <-> '.join(self.functions)}"
+
+
+@dataclass(frozen=True)
+class RacePass(Record):
+    """One probe's concurrent work under a happens-before race detector.
+
+    A clean pass is a statement about the code paths that ran ("no race in N concurrent calls"),
+    not a bound on a failure rate: it is kept beside the stress bound, never mixed with it.
+    """
+
+    tool: str  # helgrind | drd
+    threads: int
+    calls: int  # task calls made concurrently under the detector
+    status: RaceStatus
+    pairs: tuple[RacePair, ...] = ()
+    reason: str | None = None  # why a pass failed (timeout, crash, unsupported instruction...)
+    reports: int = 0  # every report the detector made
+    ignored: int = 0  # of those, outside the library under test (the interpreter, libc, valgrind)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.status == RaceStatus.RACY:
+            return (f"{len(self.pairs)} race pair(s) in {self.calls} concurrent calls under {self.tool}: "
+                    + "; ".join(p.key for p in self.pairs[:3]))
+        if self.status == RaceStatus.FAILED:
+            return f"{self.tool} could not finish: {self.reason}"
+        return f"no race in {self.calls} concurrent calls under happens-before analysis ({self.tool})"
+
+
+@dataclass(frozen=True)
 class Result(Record):
     """The verdict for one probe x mode x workers, with its statistics."""
 
@@ -323,6 +396,7 @@ class Result(Record):
     operation_bound: float | None = None  # 95% bound per call, if calls were independent
     seconds: float = 0.0  # wall time its trials cost
     gil_wait_fraction: float | None = None  # version 1 only
+    races: RacePass | None = None  # the happens-before pass of this cell, when one ran
 
     @property
     def failed_trials(self) -> int:
@@ -389,7 +463,6 @@ class Diagnosis(Record):
     results: tuple[Result, ...]
     schema: str = DIAGNOSIS_SCHEMA
     seconds: float = 0.0
-    recommendation: Choice | None = None
     recommendations: dict[str, Choice] = field(default_factory=dict)
     remedies: tuple[Result, ...] = ()
     lock_audit: tuple[dict[str, Any], ...] = ()
@@ -406,18 +479,49 @@ def worst(kinds: Iterable[str]) -> Kind:
     return Kind.OK
 
 
+def verdict_of(kind: Kind) -> Verdict:
+    """The verdict of a cell whose worst trial was ``kind``."""
+    return Verdict.SAFE if kind == Kind.OK else Verdict(kind.value)
+
+
+def is_failing(verdict: str) -> bool:
+    """Did the probe fail in that mode (a failing trial, or a race pair)?"""
+    return verdict in FAILING
+
+
+def is_clean(verdict: str) -> bool:
+    """No trial failed and no race was seen: the only verdict a bound can be claimed for."""
+    return verdict == Verdict.SAFE
+
+
+def is_unavailable(verdict: str) -> bool:
+    return verdict == Verdict.UNAVAILABLE
+
+
+def with_races(result: Result, races: RacePass) -> Result:
+    """A cell's result with its race pass: a clean cell with race pairs becomes ``racy``; a cell
+    that failed in trials keeps that verdict (a crash says more than a race), with the pairs beside it."""
+    verdict = Verdict.RACY if races.status == RaceStatus.RACY and result.verdict == Verdict.SAFE else result.verdict
+    return result.replace(races=races, verdict=verdict)
+
+
+def race_keys(result: Result) -> frozenset[str]:
+    """The race pairs a result's pass found, by key (empty when no pass ran)."""
+    return frozenset(p.key for p in result.races.pairs) if result.races is not None else frozenset()
+
+
 def serial_failures(results: Iterable[Result]) -> set[str]:
     """Probes whose serial run already errs: their errors are a broken probe or input, not a race."""
     return {r.probe for r in results if r.mode == Mode.SERIAL and r.verdict == Verdict.ERROR and r.remedy is None}
 
 
 def is_unsafe(result: Result, fails_serially: bool = False) -> bool:
-    """Does this result fail under concurrency? Crashes, corruption and hangs always do; an error
-    only when the serial run of the same probe was clean (else the probe itself is broken)."""
+    """Does this result fail under concurrency? Crashes, corruption, hangs and race pairs always
+    do; an error only when the serial run of the same probe was clean (else the probe itself is broken)."""
     if result.mode == Mode.SERIAL:
         return False
     verdict = Verdict(result.verdict)
-    if verdict in (Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG):
+    if verdict in (Verdict.CRASH, Verdict.CORRUPT, Verdict.HANG, Verdict.RACY):
         return True
     return verdict == Verdict.ERROR and not fails_serially
 

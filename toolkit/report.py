@@ -16,7 +16,8 @@ from toolkit.errors import UsageError
 from toolkit.harness.proc import write_json_atomic
 from collections.abc import Sequence
 
-from toolkit.records import READABLE_DIAGNOSES, Diagnosis, Result, unsafe_results
+from toolkit.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, Result, is_clean, is_unavailable,
+                             unsafe_results)
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -24,6 +25,7 @@ VERDICT_STYLE = {
     "corrupt": "bold magenta",
     "hang": "bold yellow",
     "error": "red",
+    "racy": "bold dark_orange",
     "unavailable": "dim",
 }
 
@@ -76,15 +78,13 @@ def unsafe(diagnosis: Diagnosis) -> list[str]:
 
 def verdict_text(r: Result) -> str:
     """The verdict, with corruption's severity: 'corrupt (data)' or 'corrupt (message only)'."""
-    if r.verdict == "corrupt" and r.corruption:
-        return f"corrupt ({'message only' if r.corruption == 'message' else 'data'})"
+    if r.corruption:
+        return f"{r.verdict} ({'message only' if r.corruption == Corruption.MESSAGE else 'data'})"
     return str(r.verdict)
 
 
 def mode_label(r: Result) -> str:
-    if r.mode == "serial":
-        return "serial"
-    return f"{r.mode} {r.workers}"
+    return r.label
 
 
 def matrix(results: Iterable[Result]) -> tuple[list[str], dict[str, dict[str, Result]]]:
@@ -100,15 +100,39 @@ def matrix(results: Iterable[Result]) -> tuple[list[str], dict[str, dict[str, Re
 
 
 def cell(r: Result) -> str:
-    if r.verdict == "unavailable":
-        return "unavailable"
+    if is_unavailable(r.verdict):
+        return str(r.verdict)
     counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != "ok")
-    text = verdict_text(r) if r.verdict != "safe" else f"safe (<{r.failure_rate_upper95:.0%})"
+    text = f"{r.verdict} (<{r.failure_rate_upper95:.0%})" if is_clean(r.verdict) and r.trials else verdict_text(r)
     if counts:
         text += f" [{counts} of {r.trials}]"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
+    if r.races is not None:  # beside the stress bound, never mixed with it
+        text += f" | {race_text(r)}"
     return text
+
+
+def race_text(r: Result) -> str:
+    races = r.races
+    if races is None:
+        return ""
+    if races.pairs:
+        return f"{len(races.pairs)} race pair(s)"
+    return "races: not run to the end" if races.reason else f"no race in {races.calls} calls"
+
+
+def race_lines(results: Iterable[Result]) -> list[str]:
+    """One line per race pair, and one per pass that could not finish: what a reader acts on."""
+    lines = []
+    for r in results:
+        if r.races is None:
+            continue
+        for p in r.races.pairs:
+            lines.append(f"{r.probe} ({mode_label(r)}): race {p.key} x{p.count} [{r.races.tool}]")
+        if r.races.reason:
+            lines.append(f"{r.probe} ({mode_label(r)}): {r.races.summary()}")
+    return lines
 
 
 def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
@@ -135,6 +159,11 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
             "[dim]safe (<X%): no failure in any trial; X is the 95% upper bound on the per-trial failure rate. "
             "xS: throughput against serial.[/]"
         )
+    if any(r.races is not None for r in diagnosis.results):
+        console.print("[dim]race pass (after |): a statement about the code paths run under a happens-before "
+                      "detector, not a bound; racy: race pairs in the library under test.[/]")
+        for line in race_lines(diagnosis.results):
+            console.print(line, markup=False, highlight=False)
     if diagnosis.interpreter:
         console.print(f"[dim]interpreter diagnosed: {diagnosis.interpreter}[/]")
     for name, rec in diagnosis.recommendations.items():

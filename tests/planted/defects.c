@@ -66,3 +66,22 @@ long locked_sum(int i, long work) {
     pthread_mutex_unlock(&private_lock);
     return s;
 }
+
+/* A rare race, as netcdf-c's add_to_NCList is one: every call reads a shared table, and one call
+ * in 48 rebuilds it in place without a lock. A reader that runs during a rebuild sees it torn
+ * (zeros) -> a wrong sum. Serially every call sums the whole table. How often a stress trial is
+ * spoiled is set by the rebuild's work (the window); tests/bench/test_races.py measures it. */
+static int table[64];
+__attribute__((constructor)) static void fill_table(void) {
+    for (int k = 0; k < 64; k++) table[k] = k;
+}
+long rare_rebuild(int i, long work) {
+    if (i % 48 == 47) {
+        for (int k = 0; k < 64; k++) table[k] = 0;
+        spin(work);
+        for (int k = 0; k < 64; k++) table[k] = k;
+    }
+    long s = 0;
+    for (int k = 0; k < 64; k++) s += table[k];
+    return s;
+}

@@ -20,6 +20,7 @@ SOURCE = pathlib.Path(__file__).with_name("defects.c")
 WORK = int(os.environ.get("PLANTED_WORK", "20000"))
 RARE_WORK = int(os.environ.get("PLANTED_RARE_WORK", "0"))
 RARE_BYTES = int(os.environ.get("PLANTED_RARE_BYTES", "40"))
+REBUILD_WORK = int(os.environ.get("PLANTED_REBUILD_WORK", "2000"))
 #: The GIL-free case's work per call: long enough (about 0.3 ms) that the Python around each call,
 #: and each hand-back of the GIL on a virtual machine, stay about 1% of a thread's time. At a tenth
 #: of it, four threads waited for the GIL in up to a quarter of their samples beside a busy
@@ -88,6 +89,17 @@ class RareRace(_Planted):
         buf = ctypes.create_string_buffer(RARE_BYTES)
         lib.racy_fill(i, buf, RARE_BYTES, ctypes.c_long(RARE_WORK))
         return buf.raw
+
+
+class RareRebuild(_Planted):
+    """A race on one call in 48: that call rebuilds a table every call reads, without a lock
+    (netcdf-c's ``add_to_NCList`` pattern). ``PLANTED_REBUILD_WORK`` sets the rebuild's window;
+    the default spoils a few per cent of 2-thread stress trials (tests/bench/test_races.py)."""
+
+    name = "planted.rare_rebuild"
+
+    def task(self, lib, i):
+        return lib.rare_rebuild(i, ctypes.c_long(REBUILD_WORK))
 
 
 class Crash(_Planted):

@@ -9,7 +9,8 @@
   (the pytest plugin). Thread pools that did not survive the fork are reset in the child, and
   the threads alive at the fork are named in the report.
 
-Fork servers and spawned workers may run another interpreter (``diagnose --python``).
+Fork servers and spawned workers may run another interpreter (``diagnose --python``), and
+either may run under a command prefix: valgrind's race detectors (``toolkit.harness.valgrind``).
 ``Launchers`` keeps one fork server per set of preloaded libraries for a whole diagnosis.
 """
 
@@ -45,14 +46,16 @@ class HarnessError(RuntimeError):
 class SpawnLauncher:
     """A new interpreter for every worker."""
 
-    def __init__(self, env: dict[str, str] | None = None, python: str | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, python: str | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.python, foreign = interpreter_of(python)
         self._env = child_env(env, foreign)
+        self._prefix = list(prefix)
         self._pids: set[int] = set()
 
     def start(self, spec_path: Path, worker: int, pgid: int) -> int:
         proc = subprocess.Popen(
-            [self.python, "-m", "toolkit.harness.child", "worker", str(spec_path), str(worker)],
+            [*self._prefix, self.python, "-m", "toolkit.harness.child", "worker", str(spec_path), str(worker)],
             env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             process_group=pgid, preexec_fn=die_with_parent,
         )
@@ -133,17 +136,17 @@ class ForkServer:
     """A warm, single-threaded interpreter that forks workers on request (see ``child.serve``)."""
 
     def __init__(self, preload: Sequence[str] = (), env: dict[str, str] | None = None,
-                 python: str | None = None) -> None:
+                 python: str | None = None, prefix: Sequence[str] = (), ready_timeout: float = 120.0) -> None:
         self.preload = tuple(preload)
         self.python, foreign = interpreter_of(python)
         self._proc = subprocess.Popen(
-            [self.python, "-m", "toolkit.harness.child", "serve", *self.preload],
+            [*prefix, self.python, "-m", "toolkit.harness.child", "serve", *self.preload],
             env=child_env(env, foreign), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
         )
         self._buffer = b""
         self._exits: dict[int, tuple[int, float | None]] = {}
-        ready = self._next_line(timeout=120.0)
+        ready = self._next_line(timeout=ready_timeout)
         parts = ready.split(" ", 2)
         if parts[0] != "ready":
             raise HarnessError(f"fork server did not start: {ready!r}")
@@ -259,16 +262,20 @@ class Launchers:
     (a second for Iris) once per library set instead of once per probe.
     """
 
-    def __init__(self, start: str = "fork", python: str | None = None, plugins: Sequence[str] = ()) -> None:
+    def __init__(self, start: str = "fork", python: str | None = None, plugins: Sequence[str] = (),
+                 prefix: Sequence[str] = (), env: dict[str, str] | None = None, ready_timeout: float = 120.0) -> None:
         self.start = start
         self.python = python
         self.plugins = tuple(plugins)
+        self.prefix = tuple(prefix)  # e.g. valgrind's, for the race pass
+        self.env = env
+        self.ready_timeout = ready_timeout
         self.notes: list[str] = []
         self._servers: dict[tuple[str, ...], ForkServer] = {}
 
     def get(self, preload: Sequence[str], who: str = "") -> Launcher:
         if self.start == "spawn":
-            return SpawnLauncher(python=self.python)
+            return SpawnLauncher(self.env, self.python, self.prefix)
         key = tuple(preload) + self.plugins
         for have, running in self._servers.items():
             # A server that already imports all of these (and more) serves this probe as well.
@@ -277,11 +284,11 @@ class Launchers:
         server = self._servers.get(key)
         if server is not None:
             server.close()
-        server = ForkServer(preload=[*preload, *self.plugins], python=self.python)
+        server = ForkServer([*preload, *self.plugins], self.env, self.python, self.prefix, self.ready_timeout)
         if not server.single_threaded:
             self.notes.append(f"{who}: fork server had {server.threads} threads after imports; used fresh interpreters")
             server.close()
-            return SpawnLauncher(python=self.python)
+            return SpawnLauncher(self.env, self.python, self.prefix)
         self._servers[key] = server
         return _Loan(server)
 

@@ -127,13 +127,18 @@ def tail(path: Path, limit: int = MAX_TEXT) -> str:
     return data.decode("utf-8", "replace")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # No fsync: the rename alone guarantees a reader never sees half a file, and a machine that
     # loses power mid-diagnosis has bigger problems than one report.
     with open(tmp, "w") as fh:
-        json.dump(data, fh)
+        fh.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data))
 
 
 def cpu_of(rusage: Any) -> float:

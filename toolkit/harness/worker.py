@@ -192,11 +192,16 @@ def run_worker(
             else:
                 data.pop(key, None)
 
+    deadline = trial.get("deadline") or 0.0
+
     def body(thread: int) -> None:
         cpu0, queue0 = thread_clock()
         starts.append(time.monotonic())
+        stop = starts[-1] + deadline if deadline > 0 else float("inf")
         for _ in range(trial.get("rounds", 1)):
             for i in indices_for(trial, worker, thread):
+                if time.monotonic() > stop:  # a time-boxed trial (the race pass): calls made so far count
+                    break
                 try:
                     value = call(i)
                     if keep_values:
