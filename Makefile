@@ -8,7 +8,7 @@ OUT      ?= reports
 BASELINE ?=
 ARGS     ?=
 
-.PHONY: diagnose quick test bench soak clean install
+.PHONY: diagnose quick races test bench soak clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ diagnose: $(STAMP)
 quick: $(STAMP)
 	$(BIN)/threadprobe diagnose --quick --out $(OUT) $(ARGS)
 
+# The race pass alone on every built-in probe: each probe's concurrent work under valgrind's
+# helgrind (RACES=drd for DRD), in two lanes, one fork server each that imports the libraries once.
+RACES ?= helgrind
+races: $(STAMP)
+	$(BIN)/threadprobe diagnose --races $(RACES) --no-stress --out $(OUT)/races $(ARGS)
+
 # Every test in parallel (pytest-xdist): the timing-sensitive ones bring their own busy neighbour,
 # so a second worker beside them changes nothing they depend on.
 test: $(STAMP)
@@ -42,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/repro_rate.py reports/repro
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
+	$(BIN)/python tests/bench/races.py
 
 # Long verification: the diagnosis against independent stress scripts, then REPS repetitions of
 # two baseline-gated diagnoses in a row (~3 min each) and the gate replayed over the chain.

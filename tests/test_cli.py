@@ -27,6 +27,9 @@ def tp(*args, cwd=None):
     (["fingerprint", "--python", "/no/such/python3"], "no such executable"),
     (["report-bug", "cftime.num2date", "--diagnosis", "/no/such.json"], "no such file"),
     (["frobnicate"], "invalid choice"),
+    (["diagnose", "--no-stress"], "--no-stress leaves nothing to run without --races"),
+    (["diagnose", "--suppressions", "x.supp"], "need --races"),
+    (["diagnose", "--races", "tsan"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     done = tp(*args, "--out", tmp_path) if args[0] == "diagnose" else tp(*args)
@@ -34,6 +37,17 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "diagnosis.json").exists()
+
+
+def test_races_without_valgrind_is_one_line_and_exit_code_2(tmp_path):
+    """A machine without valgrind: the PATH here has python's folder and nothing else."""
+    env = {"PATH": str(pathlib.Path(sys.executable).parent), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--races", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--races needs valgrind" in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "diagnosis.json").exists()
 
 

@@ -4,7 +4,7 @@ import copy
 
 from toolkit.compare import SCALING_NOISE, compare, summary
 from toolkit.detect import failure_upper95
-from toolkit.records import Diagnosis, Result
+from toolkit.records import Diagnosis, RacePair, RacePass, RaceStatus, Result, with_races
 
 
 def r(probe, verdict, mode="threads", workers=2, speedup=None, trials=4, failed=None):
@@ -130,3 +130,27 @@ def test_identical_diagnoses_compare_clean():
     d = diag([r("a", "safe", speedup=1.5), r("b", "crash")], [LIB])
     c = compare(d, copy.deepcopy(d))
     assert not (c.worse or c.better or c.changed or c.libraries or c.scaling or c.packages or c.python)
+
+
+def raced(probe, *pairs, status=RaceStatus.RACY):
+    found = RacePass("helgrind", 2, 40, status if pairs or status != RaceStatus.RACY else RaceStatus.CLEAN,
+                     tuple(RacePair("libnetcdf.so.22", (a, b), 1) for a, b in pairs))
+    return with_races(r(probe, "safe"), found)
+
+
+def test_a_new_race_pair_is_a_regression_and_one_gone_is_a_fix():
+    c = compare(diag([raced("p")]), diag([raced("p", ("add_to_NCList", "add_to_NCList"))]))
+    assert c.regressed and c.worse[0].new == "race libnetcdf.so.22: add_to_NCList <-> add_to_NCList"
+    assert summary(c)[0].startswith("REGRESSION: p (threads 2)")
+    back = compare(diag([raced("p", ("add_to_NCList", "add_to_NCList"))]), diag([raced("p")]))
+    assert not back.regressed and [x.new for x in back.better] == ["race pair gone"]
+
+
+def test_a_pair_against_a_baseline_without_a_race_pass_is_unconfirmed():
+    c = compare(diag([r("p", "safe")]), diag([raced("p", ("f", "g"))]))
+    assert not c.regressed and [x.new for x in c.unconfirmed] == ["race libnetcdf.so.22: f <-> g"]
+
+
+def test_a_pass_that_did_not_finish_fixes_nothing():
+    c = compare(diag([raced("p", ("f", "g"))]), diag([raced("p", status=RaceStatus.FAILED)]))
+    assert c.better == () and not c.regressed

@@ -3,9 +3,10 @@
 import json
 
 from toolkit.records import (
-    DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Kind, Mode, Outcome, PilotRow, Recommendation, Result, Trial, Verdict,
-    is_unsafe, unsafe_results, worst,
+    DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair, RacePass,
+    RaceStatus, Recommendation, Result, Trial, Verdict, is_unsafe, race_keys, unsafe_results, with_races, worst,
 )
+from toolkit.validate import errors
 
 
 def make_result(**changes):
@@ -26,7 +27,7 @@ def test_diagnosis_round_trip_through_json_text():
     diag = Diagnosis(
         created="2026-11-27T00:00:00+00:00", threadprobe="0", config={"trials": 3}, fingerprint={"python": {}},
         results=(make_result(), make_result(mode="serial", workers=1, threads=1)),
-        recommendation=rec, recommendations={"wind": rec}, remedies=(make_result(remedy="global_lock"),),
+        recommendations={"wind": rec}, remedies=(make_result(remedy="global_lock"),),
     )
     text = json.dumps(diag.to_json())
     back = Diagnosis.from_json(json.loads(text))
@@ -68,3 +69,35 @@ def test_worst_outcome_wins():
     assert worst(["hang", "crash"]) == "crash"
     assert worst(["ok", "ok"]) == "ok"
     assert worst([]) == "ok"
+
+
+PAIR = RacePair("libhdf5.so.310", ("H5FL_reg_malloc", "H5FL_reg_malloc"), 4, "Possible data race",
+                ((Frame("/x/libhdf5.so.310", "H5FL_reg_malloc", "H5FL.c", 10),), (Frame("/x/libhdf5.so.310", "H5FL_reg_malloc"),)))
+
+
+def test_a_race_pass_round_trips_and_a_racy_cell_is_unsafe():
+    found = RacePass("helgrind", 2, 40, RaceStatus.RACY, (PAIR,), reports=9, ignored=5, seconds=12.5)
+    racy = with_races(make_result(verdict="safe", outcomes={"ok": 3}), found)
+    assert racy.verdict == Verdict.RACY and is_unsafe(racy)
+    assert Result.from_json(json.loads(json.dumps(racy.to_json()))) == racy
+    assert race_keys(racy) == {"libhdf5.so.310: H5FL_reg_malloc <-> H5FL_reg_malloc"}
+    clean = with_races(make_result(verdict="safe", outcomes={"ok": 3}), RacePass("helgrind", 2, 40, RaceStatus.CLEAN))
+    assert clean.verdict == Verdict.SAFE and not is_unsafe(clean) and race_keys(clean) == frozenset()
+
+
+FINGERPRINT = {"python": {"version": "3.11.7", "executable": "/x/python", "gil_enabled": True},
+               "platform": "x", "packages": {}}
+
+
+def test_a_report_with_a_race_pass_meets_its_schema_and_older_formats_still_read():
+    found = RacePass("drd", 2, 40, RaceStatus.RACY, (PAIR,))
+    diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint=FINGERPRINT,
+                     results=(with_races(make_result(verdict="safe", outcomes={"ok": 3, "crash": 0, "corrupt": 0,
+                                                                                "error": 0, "hang": 0}), found),))
+    assert errors(diag.to_json()) == []
+    old = dict(diag.to_json(), schema="threadprobe.diagnosis/2")
+    old["results"] = [{k: v for k, v in r.items() if k != "races"} | {"verdict": "safe"} for r in old["results"]]
+    assert errors(old) == [] and Diagnosis.from_json(old).results[0].races is None
+    broken = diag.to_json()
+    broken["results"][0]["races"]["status"] = "maybe"
+    assert any("races" in e for e in errors(broken))

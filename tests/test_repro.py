@@ -1,6 +1,7 @@
 """Reproducers are plain scripts: a few dozen lines, only the library, run in a fresh interpreter
 (with toolkit and probes blocked) they reproduce the failure, and they do not cry wolf."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -51,9 +52,12 @@ UNSAFE_HERE = ["netcdf4.read_shared_dataset.zlib", "netcdf4.read_separate_files.
                "netcdf4.write_separate_files.zlib", "iris_netcdf.load_realise", "cf_units.parse_errors_mixed"]
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 @pytest.mark.parametrize("name", UNSAFE_HERE)
 def test_each_generated_reproducer_reproduces_in_a_fresh_interpreter(tmp_path, name):
+    """A check of the installed stack (the PyPI wheels: netCDF4 1.7 on two unlocked HDF5 copies, and
+    cf-units), not of threadprobe's code: whether a real library crashes within 40 attempts is luck,
+    so it is a benchmark (make bench), never a make test result (issue 18: it failed a fresh clone)."""
     done = run(write(tmp_path, name, verdict="corrupt" if name.startswith("cf_units") else "crash"))
     assert done.returncode != 0, f"not reproduced: {done.stdout[-500:]}"
     if done.returncode == 1:
@@ -67,6 +71,17 @@ def test_a_planted_race_reproduces_and_the_safe_function_does_not(planted, tmp_p
     assert race.returncode == 1 and "in threads" in race.stderr
     safe = run(write(tmp_path / "safe", "planted.safe", plugins=[PLANTED], verdict="corrupt", dependency="planted"))
     assert safe.returncode == 0 and "not reproduced" in safe.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed (.ci/run installs it)")
+def test_races_reruns_a_reproducer_under_the_detector_which_names_the_racing_function(planted, tmp_path):
+    script = write(tmp_path, "planted.race", plugins=[PLANTED], verdict="racy", dependency="planted")
+    assert "[--races]" in script.read_text()
+    done = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(script), "--races"], capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert "Helgrind" in done.stderr and "Possible data race" in done.stderr, done.stderr[-2000:]
+    assert "racy_fill" in done.stderr
 
 
 def test_probes_without_a_reproducer_and_process_failures_get_none(tmp_path):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from toolkit import registry, repro
 from toolkit.compare import describe_family
 from toolkit.errors import UsageError
-from toolkit.records import Diagnosis, Mode, Result, unsafe_results
+from toolkit.races import stack_text
+from toolkit.records import Diagnosis, Mode, Result, is_clean, is_failing, unsafe_results
 from toolkit.report import remedy_summary
 
 FAMILIES = ("libnetcdf", "libhdf5", "libudunits2")
@@ -59,12 +60,13 @@ def markdown(d: Diagnosis, probe: str) -> str:
     lines += ["## What happens", "", "| mode | verdict | failed trials | 95% bound on the failure rate |",
               "| --- | --- | --- | --- |"]
     for r in mine:
-        bound = f"< {r.failure_rate_upper95:.0%}" if r.verdict == "safe" else "—"
+        bound = f"< {r.failure_rate_upper95:.0%}" if is_clean(r.verdict) and r.trials else "—"
         lines.append(f"| {r.label} | {r.verdict} | {r.failed_trials} of {r.trials} | {bound} |")
     evidence = next((e for e in worst.evidence if e.kind == str(worst.verdict)), worst.evidence[0] if worst.evidence else None)
     if evidence is not None:
         lines += ["", f"First evidence: {evidence.summary}."]
     lines += ["", "## Environment", "", *_environment(d, dependency)]
+    lines += _race_section(mine)
     native = next((e.native for r in failing for e in r.evidence if e.native), None)
     if native:
         lines += ["", "## Native frames of the crashing thread (gdb, from a core dump)", "", "```",
@@ -82,12 +84,31 @@ def markdown(d: Diagnosis, probe: str) -> str:
     return "\n".join(lines)
 
 
+def _race_section(mine: list[Result]) -> list[str]:
+    """Each race pair the race pass found, with both stacks: where the unordered accesses are."""
+    passes = [r for r in mine if r.races is not None and r.races.pairs]
+    if not passes:
+        return []
+    out = ["", "## Data races (valgrind, happens-before analysis)", ""]
+    for r in passes:
+        races = r.races
+        assert races is not None
+        out.append(f"{races.summary()} ({r.label}).")
+        for pair in races.pairs:
+            via = f", reached through `{'`, `'.join(pair.operations)}`" if pair.operations else ""
+            out += ["", f"**{pair.key}** ({pair.count} report(s){via}): {pair.what}", "", "```"]
+            for k, stack in enumerate(pair.stacks):
+                out += ["this access:" if k == 0 else "conflicts with:", stack_text(stack)]
+            out.append("```")
+    return out
+
+
 def _reproducer(d: Diagnosis, probe: str, worst: Result) -> str | None:
     info = next((i for i in registry.discover(d.config.get("plugins", ())) if i.name == probe), None)
     if info is None:
         return None
     iterations = int((d.config.get("iterations") or {}).get(probe) or 100)
     threads = [r for r in d.results if r.probe == probe and r.mode == Mode.THREADS and r.remedy is None
-               and r.verdict not in ("safe", "unavailable")]
+               and is_failing(r.verdict)]
     target = max(threads, key=lambda r: r.failed_trials) if threads else worst
     return repro.script(target, info.ref, iterations)

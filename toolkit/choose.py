@@ -29,7 +29,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from toolkit.records import Choice, Mode, PilotRow, Result, is_safe, serial_failures
+from toolkit.records import Choice, Mode, PilotRow, Result, is_clean, is_safe, is_unavailable, serial_failures
 
 #: Simplicity, most simple first: the tie-break when a pilot cannot tell candidates apart.
 ORDER = ("synchronous", "threads", "processes", "distributed")
@@ -74,7 +74,7 @@ def label(c: Choice) -> str:
 def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[str]) -> bool | None:
     """Is ``probe`` safe in every diagnosed mode of this kind? None when there is no evidence."""
     mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
-            and r.verdict != "unavailable"]
+            and not is_unavailable(r.verdict)]
     if not mine:
         return None
     return all(is_safe(r, probe in broken) for r in mine)
@@ -105,7 +105,7 @@ def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machin
     if all(threads):
         found.append(Choice(workload, "threads", 1, machine.cores, source="safe candidates"))
     else:
-        fixed = {r.probe for r in remedies if r.remedy == "global_lock" and r.verdict == "safe"}
+        fixed = {r.probe for r in remedies if r.remedy == "global_lock" and is_clean(r.verdict)}
         if all(ok or p in fixed for p, ok in zip(probes, threads)):
             deps = sorted({r.dependency for r in remedies if r.probe in probes and r.remedy == "global_lock"})
             locks = tuple(f"global:{d}" for d in deps) or ("global:threadprobe",)

@@ -1,7 +1,8 @@
 """What changed between two diagnoses: the gate for new library builds, and a diff a person reads.
 
-- **Verdicts**: a regression is a result that was safe and now fails (crash, corrupt, hang or
-  error) *more often than the baseline's own bound allowed*. A safe verdict after n clean trials
+- **Verdicts**: a regression is a result that was safe and is now unsafe (``records.is_unsafe``,
+  the one definition ``--fail-on unsafe`` uses too) *more often than the baseline's own bound
+  allowed*. A safe verdict after n clean trials
   claims a failure rate below its 95% bound (about 3/n); a new run whose failing fraction of
   trials exceeds that bound contradicts the claim, and that is what gates. A baseline with no
   evidence (unavailable, not diagnosed, no trials) bounds nothing, so any failure gates.
@@ -16,6 +17,10 @@
 
   Fixes are the reverse. A change between two failing kinds (crash -> error) is listed, not
   gated: both were already unsafe. Probes that became unavailable are counted, not listed.
+- **Race pairs** (the race pass, ``diagnose --races``): a pair the new pass found that the
+  baseline's pass of the same cell did not is a regression; one the baseline had and a new pass
+  that ran to the end did not is a fix. Against a baseline with no race pass, a pair is listed as
+  unconfirmed: nothing says it is new.
 - **Builds**: the interpreter, then libraries by family (libnetcdf 4.10.1 -> 4.9.0; libhdf5 with
   its copies and thread-safe flag), then package versions. Libraries whose path alone changed
   (a new venv, the same bytes) are folded into one count.
@@ -30,9 +35,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.records import Diagnosis, Mode, Record, Result, Verdict
+from toolkit.records import (Diagnosis, Mode, RaceStatus, Record, Result, Verdict, is_clean, is_failing,
+                             is_unavailable, is_unsafe, race_keys, serial_failures)
 
-FAILING = frozenset({"crash", "corrupt", "hang", "error"})
 #: A relative fall in speedup larger than this is reported (it never gates). Measured on this
 #: 2-core machine over chains of default diagnoses of an unchanged install, each against the one
 #: before (tests/soak/noise.py): p95 0.12-0.15, p99 0.23-0.25 of the relative falls.
@@ -87,15 +92,11 @@ def _evidence(r: Result) -> str:
     return r.evidence[0].summary if r.evidence else ""
 
 
-def failed_trials(r: Result) -> int:
-    return sum(r.outcomes.get(kind, 0) for kind in FAILING)
-
-
 def failing_fraction(r: Result) -> float:
     """The fraction of trials that failed; a result with no trials that still failed counts as 1."""
     if r.trials <= 0:
-        return 1.0 if r.verdict in FAILING else 0.0
-    return failed_trials(r) / r.trials
+        return 1.0 if is_failing(r.verdict) else 0.0
+    return r.failed_trials / r.trials
 
 
 def contradicts(was: Result | None, now: Result) -> bool:
@@ -109,13 +110,13 @@ def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str], str]:
     """(probe, mode kind) -> one failing result of that kind, e.g. 'threads 4: crash'."""
     out: dict[tuple[str, str], str] = {}
     for r in d.results:
-        if r.remedy is None and r.verdict in FAILING and r.mode != Mode.SERIAL:
+        if r.remedy is None and is_failing(r.verdict) and r.mode != Mode.SERIAL:
             out.setdefault((r.probe, str(r.mode)), f"{r.mode} {r.workers}: {r.verdict}")
     return out
 
 
 def _counts(was: Result | None, now: Result) -> str:
-    text = f"{failed_trials(now)} of {now.trials} trials failed"
+    text = f"{now.failed_trials} of {now.trials} trials failed"
     if was is not None and was.trials > 0:
         text += f"; baseline: 0 of {was.trials}, failure rate below {was.failure_rate_upper95:.0%}"
     return text
@@ -126,35 +127,65 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
     before = {_key(r): r for r in old.results if r.remedy is None}
     after = {_key(r): r for r in new.results if r.remedy is None}
     already_unsafe = _failing_kinds(old)
+    broken = serial_failures(new.results)  # errs serially too: a broken probe, unsafe nowhere
     worse, unconfirmed, better, changed, unavailable, scaling = [], [], [], [], [], []
     for key, r in sorted(after.items()):
         was = before.get(key)
         old_verdict = str(was.verdict) if was is not None else "not diagnosed"
         verdict = str(r.verdict)
+        if _race_only(old_verdict, verdict):
+            continue  # safe <-> racy: the race pairs below say what changed
         if verdict == old_verdict:
             if was is not None and was.speedup and r.speedup and r.speedup < was.speedup * (1 - threshold):
                 scaling.append(Change(*key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}",
                                       f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})"))
             continue
         change = Change(*key, old_verdict, verdict, _evidence(r))
-        if verdict == Verdict.UNAVAILABLE or (old_verdict == Verdict.UNAVAILABLE and verdict not in FAILING):
+        if is_unavailable(verdict) or (is_unavailable(old_verdict) and not is_failing(verdict)):
             unavailable.append(change)  # a failure where nothing was known before still gates, below
-        elif verdict in FAILING and old_verdict not in FAILING:
-            bounded = was if old_verdict == "safe" else None
+        elif is_failing(verdict) and not is_failing(old_verdict) and is_unsafe(r, r.probe in broken):
+            bounded = was if is_clean(old_verdict) else None
             sibling = already_unsafe.get((r.probe, str(r.mode))) if bounded is not None else None
             why = f"already unsafe in the baseline ({sibling})" if sibling else None
             change = Change(*key, old_verdict, verdict, "; ".join(filter(None, [_counts(bounded, r), why, _evidence(r)])))
             (worse if contradicts(bounded, r) and not sibling else unconfirmed).append(change)
-        elif old_verdict in FAILING and verdict not in FAILING:
+        elif is_failing(old_verdict) and not is_failing(verdict):
             better.append(change)
         else:
             changed.append(change)
+    for kind, change in race_changes(before, after):
+        {"worse": worse, "unconfirmed": unconfirmed, "better": better}[kind].append(change)
     notes = tuple(f"{p} ({m} {w}) is no longer diagnosed (was {before[(p, m, w)].verdict})"
                   for (p, m, w) in sorted(set(before) - set(after)))
     families, others, moved = library_changes(old.fingerprint, new.fingerprint)
     return Comparison(tuple(worse), tuple(unconfirmed), tuple(better), tuple(changed), tuple(unavailable),
                       tuple(families), others, moved, tuple(package_changes(old.fingerprint, new.fingerprint)),
                       tuple(python_changes(old, new)), tuple(scaling), threshold, notes)
+
+
+def _race_only(old: str, new: str) -> bool:
+    """A change that only a race pass made (safe, or nothing, <-> racy)."""
+    return Verdict.RACY in (old, new) and {old, new} <= {Verdict.SAFE, Verdict.RACY, "not diagnosed"}
+
+
+def _ran(r: Result | None) -> bool:
+    """Did a race pass run on this cell to the end (so that a missing pair means something)?"""
+    return r is not None and r.races is not None and r.races.status != RaceStatus.FAILED
+
+
+def race_changes(before: dict[tuple[str, str, int], Result],
+                 after: dict[tuple[str, str, int], Result]) -> list[tuple[str, Change]]:
+    """New race pairs (worse when the baseline's pass ran, else unconfirmed), and pairs gone (better)."""
+    out: list[tuple[str, Change]] = []
+    for key, r in sorted(after.items()):
+        was = before.get(key)
+        new, old = race_keys(r), race_keys(was) if was is not None else frozenset()
+        for pair in sorted(new - old):
+            detail = f"{r.races.tool}: not in the baseline's pass" if _ran(was) else "the baseline ran no race pass"
+            out.append(("worse" if _ran(was) else "unconfirmed", Change(*key, "no race pair", f"race {pair}", detail)))
+        if _ran(r):
+            out += [("better", Change(*key, f"race {pair}", "race pair gone")) for pair in sorted(old - new)]
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 {% if e.stacks %}<p>stacks ({{ e.stack_source }}):</p><pre>{{ e.stacks }}</pre>{% endif %}
 {% if e.expected %}<p>i={{ e.index }}: expected digest {{ e.expected }}, got {{ e.actual }}</p>{% endif %}{% endfor %}
 {% if r.races %}{% for p in r.races.pairs %}<p class="race-pair"><b>race</b> in <code>{{ p.object }}</code>: <code>{{ p.functions|join(' ⇄ ') }}</code>
-({{ p.count }} report(s)): {{ p.what }}</p>{% for st in p.stacks %}<pre>{{ stack_text(st) }}</pre>{% endfor %}{% endfor %}
+({{ p.count }} report(s)){% if p.operations %}, reached through {{ p.operations|join(', ') }}{% endif %}: {{ p.what }}</p>{% for st in p.stacks %}<pre>{{ stack_text(st) }}</pre>{% endfor %}{% endfor %}
 {% if r.races.reason %}<p>race pass: {{ r.races.summary() }}</p>{% endif %}{% endif %}
 </details>{% else %}<p>No failures.</p>{% endfor %}</section>
 {% if d.lock_audit %}<section id="lock-audit"><h2>Lock coverage audit: Iris's netCDF lock</h2>

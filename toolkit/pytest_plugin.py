@@ -447,7 +447,7 @@ class Checker:
             refs.INLINE.pop(key, None)
         checked = CheckResult(tuple(results))
         if fail:
-            problems = [r for r in results if r.verdict != "safe"]
+            problems = [r for r in results if not is_clean(r.verdict)]
             if problems:
                 pytest.fail(_failure_text(problems, inputs), pytrace=False)
         return checked

@@ -42,7 +42,7 @@ from toolkit.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, 
 #: calls and was reported at 2,000 (tests/bench/test_races.py has the rates). A netCDF4 call
 #: takes about half a second under helgrind, so the time cap decides for the real libraries.
 DEFAULT_CALLS = 2000
-DEFAULT_SECONDS = 15.0
+DEFAULT_SECONDS = 10.0
 #: The GIL hands over at every chance: valgrind runs one thread at a time, and two calls into the
 #: library overlap (and so can race unordered) only when a thread switch falls inside one. At
 #: CPython's default 5 ms, helgrind saw no race in 40 calls of the planted race on every call;
@@ -116,17 +116,25 @@ class Lane:
         folder.mkdir(parents=True, exist_ok=True)
         self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
                                           prefix=self.detector.prefix(), env=ENV, ready_timeout=READY_TIMEOUT)
+        self.launcher: launch.Launcher | None = None
+        self.startup = 0.0
 
-    def run(self, run: ProbeRun, preload: Sequence[str]) -> RacePass:
+    def start(self, preload: Sequence[str]) -> str | None:
+        """Start the lane's fork server (the imports, once); why it could not, or None."""
+        began = time.monotonic()
+        try:
+            self.launcher = self.launchers.get(preload, "race pass")
+        except launch.HarnessError as exc:
+            return f"{self.options.tool} could not start the interpreter: {exc}"
+        self.startup = time.monotonic() - began
+        return None
+
+    def run(self, run: ProbeRun) -> RacePass:
         began = time.monotonic()
         calls = calls_for(_class_of(run), self.options)
         trial = race_trial(run, calls, self.options, index=0)
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
-        try:
-            launcher = self.launchers.get(preload, run.name)
-        except launch.HarnessError as exc:
-            return RacePass(self.options.tool, self.options.threads, 0, RaceStatus.FAILED,
-                            reason=f"{self.options.tool} could not start the interpreter: {exc}")
+        launcher = self.launcher
         got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)
         outcome = detect.classify(got, run.oracle)
         texts = [self.detector.xml_of(w.pid).read_text(errors="replace")
@@ -166,6 +174,11 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
     def lane_loop(n: int) -> None:
         lane = Lane(session, options, session.root / "races" / f"lane{n}")
         try:
+            failed = lane.start(preload)
+            with guard:
+                session.launchers.notes.append(
+                    f"race pass lane {n}: " + (failed or f"{options.tool} imported {len(preload)} modules in "
+                                               f"{lane.startup:.0f}s, once for every probe it ran"))
             while True:
                 try:
                     run = work.get_nowait()
@@ -173,7 +186,8 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
                     return
                 if options.budget is not None and time.monotonic() - began > options.budget:
                     continue  # past the budget: left out, and said so by its absence
-                got = lane.run(run, preload)
+                got = lane.run(run) if failed is None else RacePass(
+                    options.tool, options.threads, 0, RaceStatus.FAILED, reason=failed)
                 with guard:
                     done[run.name] = got
                 if on_done is not None:

@@ -12,6 +12,8 @@ library under test: libhdf5, libnetcdf, libudunits2, a Cython wrapper, a probe's
 
 **Pairs.** Counted reports are grouped by the object of the first counted site and the two sites'
 functions, sorted, so that A <-> B and B <-> A are one pair. The first report's stacks are kept.
+helgrind gives both accesses' stacks; DRD gives only the second access's (and where the other
+thread's segment began and ended), so a DRD pair names one function.
 
 Reports are read block by block, so a worker killed mid-report (a timeout, a crash) still gives
 every report it finished writing.
@@ -82,9 +84,45 @@ def reports(xml: str) -> list[Report]:
         except ET.ParseError:
             continue
         what = node.findtext("xwhat/text") or node.findtext("what") or ""
-        stacks = tuple(tuple(_frame(f) for f in s.iter("frame")) for s in node.iter("stack"))
+        # Only the accesses' own stacks: DRD adds where the other thread's segment began and
+        # ended (nested in other_segment_*), which is context, not the conflicting access.
+        stacks = tuple(tuple(_frame(f) for f in s.iter("frame")) for s in node.findall("stack"))
         found.append(Report(node.findtext("kind") or "", what, stacks))
     return found
+
+
+EXTENSION = re.compile(r"\.(cpython-[^/]*|abi3)\.so$")
+CYTHON = re.compile(r"^__pyx_p[fw]_(\d.*)$")
+
+
+def cython_name(fn: str) -> str:
+    """``__pyx_pf_7netCDF4_8_netCDF4_8Variable_82_put`` -> ``netCDF4._netCDF4.Variable._put``.
+
+    Cython writes each dotted part as its length and text, joined by ``_``, then a counter and the
+    function's own name (``_82`` and ``_put``, ``_1`` and ``__init__``)."""
+    match = CYTHON.match(fn)
+    if not match:
+        return fn
+    parts, rest = [], match.group(1)
+    while True:
+        digits = re.match(r"\d+", rest)
+        if digits is None:
+            return fn
+        n, body = int(digits.group()), rest[len(digits.group()):]
+        if len(body) > n + 1 and body[n] == "_" and body[n + 1].isdigit():
+            parts.append(body[:n])
+            rest = body[n + 1:]
+            continue
+        return ".".join(parts + [body])
+
+
+def operation(stack: tuple[Frame, ...]) -> str | None:
+    """The Python-level operation that reached the race: the innermost frame of a Python extension
+    module outside the interpreter (a Cython wrapper such as netCDF4's ``Variable._put``)."""
+    for f in stack:
+        if EXTENSION.search(f.obj) and not _matches(INTERPRETER, f.obj) and f.fn:
+            return cython_name(f.fn)
+    return None
 
 
 def _base(obj: str) -> str:
@@ -99,16 +137,28 @@ def pairs(found: Iterable[Report]) -> tuple[tuple[RacePair, ...], int, int]:
         if report.kind not in RACE_KINDS:
             continue
         total += 1
-        sites = [site(stack) for stack in report.stacks[:2]]
+        sites = [site(stack) for stack in report.stacks[:2]] or [None]
         counted = [s for s in sites if in_library(s)]
         if not counted:
             ignored += 1
             continue
         functions = tuple(sorted((s.fn or "???") if s is not None else "???" for s in sites))
         groups.setdefault((_base(counted[0].obj), functions), []).append(report)
-    out = tuple(RacePair(object=obj, functions=fns, count=len(got), what=got[0].what, stacks=got[0].stacks[:2])
+    out = tuple(RacePair(object=obj, functions=fns, count=len(got), what=got[0].what, stacks=got[0].stacks[:2],
+                         operations=_operations(got))
                 for (obj, fns), got in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
     return out, total, ignored
+
+
+def _operations(found: list[Report], limit: int = 5) -> tuple[str, ...]:
+    """The operations that reached a pair, most frequent first. Only the first stack reaches that
+    far: helgrind keeps 8 frames of the earlier access."""
+    counts: dict[str, int] = {}
+    for report in found:
+        op = operation(report.stacks[0]) if report.stacks else None
+        if op:
+            counts[op] = counts.get(op, 0) + 1
+    return tuple(sorted(counts, key=lambda k: (-counts[k], k))[:limit])
 
 
 def analyse(xml_texts: Iterable[str], tool: str, threads: int, calls: int, failure: str | None = None,

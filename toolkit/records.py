@@ -333,6 +333,7 @@ class RacePair(Record):
     count: int
     what: str = ""  # the detector's words for the first report
     stacks: tuple[tuple[Frame, ...], ...] = ()
+    operations: tuple[str, ...] = ()  # Python-level calls that reached it (netCDF4.Variable._put...)
 
     @property
     def key(self) -> str:
@@ -359,7 +360,8 @@ class RacePass(Record):
 
     def summary(self) -> str:
         if self.status == RaceStatus.RACY:
-            return (f"{len(self.pairs)} race pair(s) in {self.calls} concurrent calls under {self.tool}: "
+            where = f"in {self.calls} concurrent calls" if not self.reason else f"before the pass ended ({self.reason})"
+            return (f"{len(self.pairs)} race pair(s) {where} under {self.tool}: "
                     + "; ".join(p.key for p in self.pairs[:3]))
         if self.status == RaceStatus.FAILED:
             return f"{self.tool} could not finish: {self.reason}"

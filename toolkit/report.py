@@ -122,14 +122,21 @@ def race_text(r: Result) -> str:
     return "races: not run to the end" if races.reason else f"no race in {races.calls} calls"
 
 
+SHOWN_PAIRS = 3  # per probe on a terminal: the most reported first
+
+
 def race_lines(results: Iterable[Result]) -> list[str]:
     """One line per race pair, and one per pass that could not finish: what a reader acts on."""
     lines = []
     for r in results:
         if r.races is None:
             continue
-        for p in r.races.pairs:
-            lines.append(f"{r.probe} ({mode_label(r)}): race {p.key} x{p.count} [{r.races.tool}]")
+        for p in r.races.pairs[:SHOWN_PAIRS]:
+            via = f" via {', '.join(p.operations[:2])}" if p.operations else ""
+            lines.append(f"{r.probe} ({mode_label(r)}): race {p.key} x{p.count}{via} [{r.races.tool}]")
+        if len(r.races.pairs) > SHOWN_PAIRS:
+            lines.append(f"{r.probe} ({mode_label(r)}): and {len(r.races.pairs) - SHOWN_PAIRS} more race pairs "
+                         "(all of them, with both stacks, in the HTML report and the JSON)")
         if r.races.reason:
             lines.append(f"{r.probe} ({mode_label(r)}): {r.races.summary()}")
     return lines

@@ -23,7 +23,7 @@ from toolkit import registry
 from toolkit.records import Mode, Result
 
 DRIVER = '''\
-import ctypes, faulthandler, hashlib, os, sys, tempfile, threading
+import ctypes, faulthandler, hashlib, os, shutil, sys, tempfile, threading
 
 THREADS, ITERATIONS, ATTEMPTS, TIMEOUT = {threads}, {iterations}, {attempts}, {timeout}
 
@@ -42,6 +42,12 @@ def shown(value):
 
 
 def main():
+    global ATTEMPTS
+    if "--races" in sys.argv and not os.environ.get("REPRO_UNDER_VALGRIND"):  # once more, under helgrind
+        env = dict(os.environ, REPRO_UNDER_VALGRIND="1", PYTHONMALLOC="malloc", OPENBLAS_NUM_THREADS="1")
+        vg = ["valgrind", "--tool=helgrind", "--fair-sched=yes", "--vex-guest-max-insns=4", sys.executable, *sys.argv]
+        os.execvpe("valgrind", vg, env) if shutil.which("valgrind") else sys.exit("--races needs valgrind")
+    ATTEMPTS = 1 if os.environ.get("REPRO_UNDER_VALGRIND") else ATTEMPTS  # the detector needs one run, not luck
     faulthandler.enable(all_threads=True)
     ctx = setup(tempfile.mkdtemp(prefix="repro-"))
     quiet_hdf5()
@@ -85,8 +91,10 @@ def script(result: Result, ref: str, iterations: int, attempts: int = 40, timeou
     if not body or result.mode != Mode.THREADS:
         return None
     head = (f'"""{result.probe}: {result.verdict} under {result.threads} threads ({result.failed_trials} of '
-            f'{result.trials} trials); needs only {result.dependency}.\nExit 0: not reproduced. 1: a different result, '
-            f'an exception or a hang (stacks printed). Killed by a signal: the crash reproduced."""\n')
+            f'{result.trials} trials); needs only {result.dependency}.\nUsage: python {safe(result.probe)}.py [--races]\n'
+            f'Exit 0: not reproduced. 1: a different result, an exception or a hang (stacks printed). Killed by a '
+            f'signal: the crash reproduced.\n--races: one run under valgrind\'s helgrind: its "Possible data race" '
+            f'reports name both racing stacks."""\n')
     driver = DRIVER.format(threads=result.threads, iterations=getattr(cls, "reproducer_iterations", None) or iterations,
                            attempts=attempts, timeout=timeout)
     imports, _, rest = driver.partition("\n\n")

@@ -32,6 +32,9 @@ READY_TIMEOUT = 900.0
 #: Shorter superblocks make valgrind's scheduling quantum (counted in blocks) fewer instructions,
 #: so switches land inside short calls too. Measured on a planted race on one call in 48
 #: (tests/bench/test_races.py): with neither, 0 reports in 2,000 calls; with both, found.
+#: Frames kept per stack: enough to climb from HDF5 (often 30 frames deep) through netcdf-c to the
+#: Cython wrapper that names the netCDF4 operation.
+CALLERS = 64
 SCHEDULING = ("--fair-sched=yes", "--vex-guest-max-insns=4")
 
 
@@ -53,7 +56,7 @@ class Detector:
         if exe is None:
             raise FileNotFoundError("valgrind is not installed")
         command = [exe, f"--tool={self.tool}", "--xml=yes", f"--xml-file={self.xml_dir}/vg.%p.xml",
-                   "--error-limit=no", "--num-callers=40", *SCHEDULING, f"--suppressions={SHIPPED}"]
+                   "--error-limit=no", f"--num-callers={CALLERS}", *SCHEDULING, f"--suppressions={SHIPPED}"]
         command += [f"--suppressions={path}" for path in self.suppressions]
         if self.tool == "helgrind":
             command.append("--history-level=full")  # both stacks of a race, not only the second
