@@ -17,6 +17,9 @@ along), with the same classification and the same switch interval.
 - Thread pools a forked child inherits without their threads (dask's, ``concurrent.futures``')
   are reset in the child, and the summary says when other threads were alive at a fork. A
   child dies with the session.
+- ``--threadprobe-races``: each threaded test also runs in a child under valgrind's helgrind
+  (``toolkit.pytest_races``); a race pair in native code fails it, labelled **racy**, even when
+  its threads gave the right answers.
 - ``threadprobe`` fixture: ``threadprobe.check(fn, inputs, threads=2, processes=0, trials=3)``.
 - ``--threadprobe-diagnosis=FILE``: fail the session when that diagnosis finds a dependency the
   suite declares (ini ``threadprobe_uses`` or ``--threadprobe-uses``) unsafe.
@@ -36,7 +39,9 @@ from typing import Any
 
 import pytest
 
-from toolkit import pytest_fixtures as fixtures
+from toolkit import pytest_fixtures as fixtures, pytest_races
+from toolkit.harness.valgrind import valgrind
+from toolkit.records import RaceStatus
 from toolkit.pytest_fixtures import num_iterations, num_parallel_threads, thread_index  # noqa: F401 (fixtures)
 
 DEFAULT_TIMEOUT = 60.0
@@ -61,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="skip tests that cannot run in threads instead of running them serially")
     group.addoption("--threadprobe-diagnosis", default=None, metavar="FILE",
                     help="fail the session if this diagnosis finds a dependency the suite uses unsafe")
+    group.addoption("--threadprobe-races", nargs="?", const="helgrind", default=None, choices=("helgrind", "drd"),
+                    metavar="TOOL", help="also run each threaded test in a child under valgrind's race detector "
+                                         "(helgrind, or drd): a race pair in native code fails the test")
     group.addoption("--threadprobe-uses", default=None, metavar="DEP[,DEP]",
                     help="dependencies this suite uses (else the ini option threadprobe_uses)")
     parser.addini("threadprobe_uses", "dependencies the suite uses, for --threadprobe-diagnosis", type="linelist")
@@ -93,7 +101,7 @@ def _uses(config: pytest.Config) -> list[str]:
 @dataclass
 class Verdict:
     nodeid: str
-    label: str  # thread-unsafe | not re-entrant | serial | duplicated-failed
+    label: str  # thread-unsafe | racy | races not run | not re-entrant | serial
     why: str
 
 
@@ -145,6 +153,7 @@ class Threadprobe:
                 pytest.skip(f"threadprobe: {why}")
             return None
         threads, iterations, timeout = settings
+        self.check_races(pyfuncitem, threads, iterations)
         threaded = run_body(pyfuncitem, threads, iterations, timeout)
         self.forks_with_threads.update(threaded.threads_at_fork)
         if threaded.kind == "ok":
@@ -173,6 +182,20 @@ class Threadprobe:
         pytest.fail(f"thread-unsafe: {threaded.headline} (twice in a row in one thread: {serially})\n{threaded.text}",
                     pytrace=False)
 
+    def check_races(self, item: pytest.Function, threads: int, iterations: int) -> None:
+        """``--threadprobe-races``: fail the test with its race pair, even when its threads are right."""
+        tool = self.config.getoption("threadprobe_races")
+        if not tool or pytest_races.in_child():
+            return
+        if valgrind() is None:
+            raise pytest.UsageError("--threadprobe-races needs valgrind, which is not installed here")
+        found = pytest_races.check(item, tool, threads, iterations)
+        if found.status == RaceStatus.RACY:
+            self.labels.append(Verdict(item.nodeid, "racy", found.summary()))
+            pytest.fail(pytest_races.failure_text(found), pytrace=False)
+        if found.status == RaceStatus.FAILED:  # never silently clean: listed in the summary
+            self.labels.append(Verdict(item.nodeid, "races not run", found.summary()))
+
     # ----------------------------------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         path = session.config.getoption("threadprobe_diagnosis")
@@ -199,14 +222,16 @@ class Threadprobe:
         for v in self.labels:
             groups.setdefault(v.label, []).append(v)
         titles = {"thread-unsafe": "thread-unsafe (failed only concurrently: a library or the code under test)",
+                  "racy": "racy (race pairs in native code under valgrind, whatever the answers)",
+                  "races not run": "not run to the end under the race detector (not clean)",
                   "not re-entrant": "not re-entrant (failed when run twice in one thread too: test state)",
                   "serial": "ran serially"}
-        for label in ("thread-unsafe", "not re-entrant", "serial"):
+        for label in ("thread-unsafe", "racy", "races not run", "not re-entrant", "serial"):
             items = groups.get(label, [])
             if not items:
                 continue
             terminalreporter.section(f"threadprobe: {len(items)} {titles[label]}", sep="=" if label != "serial" else "-",
-                                     red=label == "thread-unsafe")
+                                     red=label in ("thread-unsafe", "racy"))
             for v in items:
                 terminalreporter.line(f"{v.nodeid}: {v.why}")
         if self.forks_with_threads:

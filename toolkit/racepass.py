@@ -155,21 +155,18 @@ def _class_of(run: ProbeRun) -> type:
 
 def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result] = (),
               on_done: Callable[[str, RacePass], None] | None = None) -> dict[str, RacePass]:
-    """Run the pass over the session's probes (prepared natively first); a pass per probe name."""
-    todo = [run for run in session.probes if session.prepare(run)]
-    for run in todo:
-        if run.oracle is None:  # a pass alone (--no-stress): the serial oracle, natively, to check results by
-            session.trial(run, Request(run.name, SERIAL, Purpose.ORACLE))
-    todo = [run for run in todo if run.failed is None]
-    todo.sort(key=lambda run: priority(run, results))
-    preload = tuple(dict.fromkeys(m for run in todo for m in run.info.preload))
-    lanes = options.lanes or max(1, min(2, os.cpu_count() or 1))
-    work: queue.Queue[ProbeRun] = queue.Queue()
-    for run in todo:
-        work.put(run)
+    """Run the pass over the session's probes; a pass per probe name.
+
+    The lanes' fork servers import under the detector (minutes, for Iris) while this thread
+    prepares the probes and runs any missing serial oracle natively; then each lane takes probes
+    from one queue, in ``priority`` order."""
+    available = [run for run in session.probes if run.failed is None]
+    preload = tuple(dict.fromkeys(m for run in available for m in run.info.preload))
+    lanes = max(1, min(options.lanes or min(2, os.cpu_count() or 1), len(available)))
+    work: queue.Queue[ProbeRun | None] = queue.Queue()
     done: dict[str, RacePass] = {}
-    began = time.monotonic()
     guard = threading.Lock()
+    began = [time.monotonic()]
 
     def lane_loop(n: int) -> None:
         lane = Lane(session, options, session.root / "races" / f"lane{n}")
@@ -179,12 +176,8 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
                 session.launchers.notes.append(
                     f"race pass lane {n}: " + (failed or f"{options.tool} imported {len(preload)} modules in "
                                                f"{lane.startup:.0f}s, once for every probe it ran"))
-            while True:
-                try:
-                    run = work.get_nowait()
-                except queue.Empty:
-                    return
-                if options.budget is not None and time.monotonic() - began > options.budget:
+            while (run := work.get()) is not None:
+                if options.budget is not None and time.monotonic() - began[0] > options.budget:
                     continue  # past the budget: left out, and said so by its absence
                 got = lane.run(run) if failed is None else RacePass(
                     options.tool, options.threads, 0, RaceStatus.FAILED, reason=failed)
@@ -195,10 +188,27 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
         finally:
             lane.close()
 
-    with ThreadPoolExecutor(max_workers=min(lanes, max(1, len(todo)))) as pool:
-        for future in [pool.submit(lane_loop, n) for n in range(min(lanes, max(1, len(todo))))]:
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        futures = [pool.submit(lane_loop, n) for n in range(lanes)]
+        try:
+            for run in sorted(_ready(session), key=lambda run: priority(run, results)):
+                work.put(run)
+        finally:
+            began[0] = time.monotonic()
+            for _ in futures:
+                work.put(None)  # one stop sign per lane
+        for future in futures:
             future.result()
     return done
+
+
+def _ready(session: Diagnoser) -> list[ProbeRun]:
+    """Prepared probes with a serial oracle (run natively when the stress trials did not)."""
+    todo = [run for run in session.probes if session.prepare(run)]
+    for run in todo:
+        if run.oracle is None:  # a pass alone (--no-stress): the serial oracle, to check results by
+            session.trial(run, Request(run.name, SERIAL, Purpose.ORACLE))
+    return [run for run in todo if run.failed is None]
 
 
 def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies: dict[str, str]) -> list[Result]:
