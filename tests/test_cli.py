@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import TRIVIAL
+from toolkit.records import DIAGNOSIS_SCHEMA
 
 PLUGINS = pathlib.Path(__file__).parent / "plugins"
 
@@ -56,7 +57,7 @@ def test_diagnose_writes_the_report_and_exits_0_even_when_it_finds_crashes(plant
               "--processes", "2", "--budget", "2", "--out", tmp_path, "--no-evidence", "--quiet")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "diagnosis.json").read_text())
-    assert report["schema"] == "threadprobe.diagnosis/2" and report["interpreter"] == sys.executable
+    assert report["schema"] == DIAGNOSIS_SCHEMA and report["interpreter"] == sys.executable
     verdicts = {(r["mode"], r["workers"]): r["verdict"] for r in report["results"]}
     assert verdicts[("threads", 2)] == "crash" and verdicts[("serial", 1)] == "safe"
     for r in report["results"]:

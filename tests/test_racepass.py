@@ -71,14 +71,13 @@ def test_a_pass_that_finished_has_no_failure():
 
 @needs_valgrind
 @pytest.mark.slow
-@pytest.mark.xdist_group("races")
 def test_planted_race_is_racy_and_locked_and_free_work_are_clean(tmp_path):
     """The detector's test: a race on every call is named; the same work behind a mutex, and
     lock-free work, have no race in their own code; a deadlock is a failed pass, never clean."""
     options = Options(probes=("planted.race", "planted.mutex", "planted.safe", "planted.deadlock"),
                       plugins=(PLANTED,), entry_points=False, workdir=str(tmp_path))
     with Diagnoser(options) as session:
-        passes = racepass.run_races(session, racepass.RaceOptions(seconds=4.0, timeout=8.0))
+        passes = racepass.run_races(session, racepass.RaceOptions(seconds=2.0, timeout=5.0))
     assert set(passes) == {"planted.race", "planted.mutex", "planted.safe", "planted.deadlock"}
     race = passes["planted.race"]
     assert race.status == RaceStatus.RACY, race.summary()

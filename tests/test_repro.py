@@ -76,7 +76,8 @@ def test_a_planted_race_reproduces_and_the_safe_function_does_not(planted, tmp_p
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed (.ci/run installs it)")
 def test_races_reruns_a_reproducer_under_the_detector_which_names_the_racing_function(planted, tmp_path):
-    script = write(tmp_path, "planted.race", plugins=[PLANTED], verdict="racy", dependency="planted")
+    info = next(i for i in registry.discover([PLANTED], entry_points=False) if i.name == "planted.race")
+    script = repro.write(failing("planted.race", verdict="racy", dependency="planted"), info.ref, 10, tmp_path)
     assert "[--races]" in script.read_text()
     done = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(script), "--races"], capture_output=True,
                           text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})

@@ -41,7 +41,7 @@ import pytest
 
 from toolkit import pytest_fixtures as fixtures, pytest_races
 from toolkit.harness.valgrind import valgrind
-from toolkit.records import RaceStatus
+from toolkit.records import RaceStatus, is_clean
 from toolkit.pytest_fixtures import num_iterations, num_parallel_threads, thread_index  # noqa: F401 (fixtures)
 
 DEFAULT_TIMEOUT = 60.0
