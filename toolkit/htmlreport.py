@@ -24,6 +24,8 @@ from toolkit.report import matrix, mode_label
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "racy": "#ffcc80", "unavailable": "#e0e0e0"}
 
+SHOWN_PAIRS = 12  # per cell with both stacks; the rest by name (a netCDF4 probe has hundreds)
+
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -77,8 +79,10 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 {% if e.traceback %}<pre>{{ e.traceback }}</pre>{% endif %}{% if e.native %}<p>native frames of the crashing thread (gdb):</p><pre>{{ e.native }}</pre>{% endif %}
 {% if e.stacks %}<p>stacks ({{ e.stack_source }}):</p><pre>{{ e.stacks }}</pre>{% endif %}
 {% if e.expected %}<p>i={{ e.index }}: expected digest {{ e.expected }}, got {{ e.actual }}</p>{% endif %}{% endfor %}
-{% if r.races %}{% for p in r.races.pairs %}<p class="race-pair"><b>race</b> in <code>{{ p.object }}</code>: <code>{{ p.functions|join(' ⇄ ') }}</code>
+{% if r.races %}{% for p in r.races.pairs[:shown_pairs] %}<p class="race-pair"><b>race</b> in <code>{{ p.object }}</code>: <code>{{ p.functions|join(' ⇄ ') }}</code>
 ({{ p.count }} report(s)){% if p.operations %}, reached through {{ p.operations|join(', ') }}{% endif %}: {{ p.what }}</p>{% for st in p.stacks %}<pre>{{ stack_text(st) }}</pre>{% endfor %}{% endfor %}
+{% if r.races.pairs|length > shown_pairs %}<details><summary>{{ r.races.pairs|length - shown_pairs }} more race pairs (all with stacks in diagnosis.json)</summary>
+<ul>{% for p in r.races.pairs[shown_pairs:] %}<li><code>{{ p.key }}</code> &times;{{ p.count }}</li>{% endfor %}</ul></details>{% endif %}
 {% if r.races.reason %}<p>race pass: {{ r.races.summary() }}</p>{% endif %}{% endif %}
 </details>{% else %}<p>No failures.</p>{% endfor %}</section>
 {% if d.lock_audit %}<section id="lock-audit"><h2>Lock coverage audit: Iris's netCDF lock</h2>
@@ -174,13 +178,23 @@ def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
             ax.set_xticks(xs)
         axes[0].set_ylabel("throughput / serial")
         axes[0].set_ylim(0, max(top, cores) * 1.1)
-        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        if any(ax.get_legend_handles_labels()[0] for ax in axes):  # a serial run alone plots no curve
+            axes[1].legend(*_handles(axes), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90)
         plt.close(fig)
         out.append((dep, base64.b64encode(buffer.getvalue()).decode()))
     return out
+
+
+def _handles(axes: Any) -> tuple[list[Any], list[str]]:
+    """Every probe's curve once, whichever panel drew it."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
 
 
 def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
@@ -195,7 +209,7 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
         d=d, fp=_Attr(d.fingerprint), modes=modes, matrix=sorted(rows.items()), colours=COLOURS,
-        cell=cell, race_cell=race_cell, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
+        cell=cell, race_cell=race_cell, shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
         plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
         comparison=comparison, changes=summary(comparison) if comparison else [],
         remedy_lines=remedy_summary(d.remedies),
