@@ -157,10 +157,9 @@ def calibrate(oracle: Seen | None, target: float) -> int:
     return max(1, min(MAX_ROUNDS, math.ceil(target / per_round)))
 
 
-def verdict_trials(history: Sequence[Seen], cell: Cell) -> list[Seen]:
-    """The trials of a cell that count towards its verdict: every trial with the cell's own
-    workers (oracle, timing, stress; a contention trial at another width counts only where the
-    cell is that wide, which ``cell`` already says)."""
+def verdict_trials(history: Sequence[Seen]) -> list[Seen]:
+    """The trials of a cell's history that count towards its verdict: oracle, timing, stress and
+    contention trials (a history holds only trials of the cell's own width)."""
     return [s for s in history if s.purpose in (Purpose.ORACLE, Purpose.TIMING, Purpose.STRESS, Purpose.CONTENTION)]
 
 
@@ -205,7 +204,7 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
             return Request(probe.name, where, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),
                            states=True)
     for cell in concurrent:
-        if not dead(probe.history(cell)) and len(verdict_trials(probe.history(cell), cell)) < policy.min_stress:
+        if not dead(probe.history(cell)) and len(verdict_trials(probe.history(cell))) < policy.min_stress:
             return _stress(probe, cell, policy)
     return None
 
@@ -222,7 +221,7 @@ def _stress(probe: ProbeState, cell: Cell, policy: Policy) -> Request:
 
 
 def stopped(history: Sequence[Seen], cell: Cell, policy: Policy) -> bool:
-    counted = verdict_trials(history, cell)
+    counted = verdict_trials(history)
     kinds = [s.kind for s in counted]
     failures = sum(k != Kind.OK for k in kinds)
     if Kind.CRASH in kinds or Kind.HANG in kinds:
@@ -248,7 +247,7 @@ def cost(history: Sequence[Seen], oracle: Seen | None, cell: Cell) -> float:
 
 def gain(history: Sequence[Seen], cell: Cell, policy: Policy) -> float:
     """What one more trial buys: the fall of the bound for a clean cell, a lot for an unsettled one."""
-    counted = verdict_trials(history, cell)
+    counted = verdict_trials(history)
     if any(s.kind != Kind.OK for s in counted):
         return 1.0
     n = len(counted)

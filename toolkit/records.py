@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/1"
-WORKER_SCHEMA = "threadprobe.worker/1"
 DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/3"
 READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", DIAGNOSIS_SCHEMA)
 FINGERPRINT_SCHEMA = "threadprobe.fingerprint/2"

@@ -17,10 +17,6 @@ class Workload:
     description: str
     probes: dict[str, tuple[str, ...]]  # input format -> probes modelling the concurrent work
     memory_per_worker_gb: float  # what one dask worker needs, to size a cluster to the machine
-    # When separate processes are the safe, fast choice, which dask scheduler runs them: the
-    # distributed one keeps intermediate chunks on its workers, the local processes scheduler
-    # ships every task's result back through the parent.
-    process_scheduler: str = "distributed"
 
     def probes_for(self, fmt: str | None = None) -> tuple[str, ...]:
         if fmt is not None:
@@ -41,6 +37,5 @@ WORKLOADS = {
         description="run iris.load calls concurrently, one file each, and merge the cubes",
         probes={"nc": ("iris_netcdf.load_realise",), "pp": ("iris_pp.load_realise.generated",)},
         memory_per_worker_gb=1.0,
-        process_scheduler="processes",
     ),
 }
