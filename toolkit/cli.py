@@ -254,7 +254,7 @@ def check_races(args: argparse.Namespace) -> None:
     if (args.suppressions or args.race_seconds or args.race_calls or args.race_budget) and not args.races:
         raise UsageError("--suppressions and --race-* options need --races")
     if args.races and valgrind() is None:
-        raise UsageError(f"--races needs valgrind, which is not installed here (Debian: apt-get install valgrind)")
+        raise UsageError("--races needs valgrind, which is not installed here (Debian: apt-get install valgrind)")
     for path in args.suppressions:
         if not Path(path).is_file():
             raise UsageError(f"suppressions file not found: {path}")

@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,45 +42,9 @@ def inputs(data: Path, fmt: str) -> dict[str, str]:
             "files": str(data / fmt / f"*.{fmt}")}
 
 
-def output_digest(path: Path) -> list[Any]:
-    """The results, to compare between schedulers within float tolerance."""
-    import netCDF4
-    import numpy as np
-
-    with netCDF4.Dataset(path) as ds:
-        return [np.asarray(ds.variables[name][...], dtype="f8").ravel()[::97].tolist()
-                for name in sorted(ds.variables) if ds.variables[name].ndim == 2]
-
-
-def one(spec: dict[str, Any]) -> dict[str, Any]:
-    """One timed run in this process (the subprocess side)."""
-    import iris  # noqa: F401  (paid before timing, as a long-running service would have)
-
-    from toolkit import pipeline
-
-    options = dict(spec["options"])
-    out = Path(tempfile.mkdtemp(prefix="threadprobe-bench-")) / "out.nc"
-    started = time.perf_counter()
-    if spec["workload"] == "wind":
-        result = pipeline.run_wind(spec["inputs"]["x"], spec["inputs"]["y"], out, diagnosis=spec.get("diagnosis"),
-                                   **options)
-        answer = output_digest(out)
-        extra = {"peak_memory": result.peak_memory, "compute_seconds": result.compute_seconds,
-                 "decide_seconds": result.decide_seconds}
-    else:
-        result = pipeline.run_load(spec["inputs"]["files"], diagnosis=spec.get("diagnosis"), **options)
-        answer = list(result.summary)
-        extra = {}
-    pilot = result.pilot
-    return {"seconds": time.perf_counter() - started, "digest": answer, "choice": result.choice.describe(),
-            "source": result.choice.source, "pilot_seconds": pilot.seconds if pilot else 0.0,
-            "pilot_cost": pilot.cost if pilot else 0.0, "pilot_table": [r.to_json() for r in result.choice.pilot],
-            "rationale": list(result.choice.rationale), **extra}
-
-
 def _subprocess(spec: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
     try:
-        done = subprocess.run([sys.executable, "-m", "toolkit.runner.bench", json.dumps(spec)], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "toolkit.benchrun", json.dumps(spec)], capture_output=True,
                               text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"failed": f"no result within {timeout:.0f}s"}
@@ -232,6 +195,3 @@ def write(result: dict[str, Any], out: Path, workload: str) -> Path:
     write_json_atomic(path, data)
     return path
 
-
-if __name__ == "__main__":
-    print(json.dumps(one(json.loads(sys.argv[1]))))
