@@ -112,6 +112,8 @@ def test_reports_that_are_not_races_are_not_counted():
     ("__pyx_pf_7netCDF4_8_netCDF4_8Variable_82_put", "netCDF4._netCDF4.Variable._put"),
     ("__pyx_pw_7netCDF4_8_netCDF4_7Dataset_1__init__", "netCDF4._netCDF4.Dataset.__init__"),
     ("__pyx_pf_7netCDF4_8_netCDF4_8Variable_60__setitem__", "netCDF4._netCDF4.Variable.__setitem__"),
+    ("__pyx_pf_7netCDF4_8_netCDF4_7Dataset___init__.constprop.0", "netCDF4._netCDF4.Dataset.__init__"),
+    ("__pyx_f_7netCDF4_8_netCDF4__get_vars.constprop.0", "netCDF4._netCDF4._get_vars"),
     ("H5Dread", "H5Dread"),
 ])
 def test_cython_names_are_read_back_as_python_names(mangled, name):

@@ -92,28 +92,29 @@ def reports(xml: str) -> list[Report]:
 
 
 EXTENSION = re.compile(r"\.(cpython-[^/]*|abi3)\.so$")
-CYTHON = re.compile(r"^__pyx_p[fw]_(\d.*)$")
+CYTHON = re.compile(r"^__pyx_p?[fw]_(\d.*)$")
+CLONE = re.compile(r"(\.(constprop|isra|part|cold|lto_priv)(\.\d+)?)+$")  # the compiler's copies
 
 
 def cython_name(fn: str) -> str:
     """``__pyx_pf_7netCDF4_8_netCDF4_8Variable_82_put`` -> ``netCDF4._netCDF4.Variable._put``.
 
-    Cython writes each dotted part as its length and text, joined by ``_``, then a counter and the
-    function's own name (``_82`` and ``_put``, ``_1`` and ``__init__``)."""
-    match = CYTHON.match(fn)
+    Cython writes each dotted part as its length and text, joined by ``_``; a Python function's
+    own name follows a counter (``_82`` + ``_put``, ``_1`` + ``__init__``), a C function's
+    (``__pyx_f_``) follows directly."""
+    match = CYTHON.match(CLONE.sub("", fn))
     if not match:
         return fn
-    parts, rest = [], match.group(1)
-    while True:
-        digits = re.match(r"\d+", rest)
-        if digits is None:
-            return fn
+    parts: list[str] = []
+    rest = match.group(1)
+    while (digits := re.match(r"\d+", rest)) is not None:
         n, body = int(digits.group()), rest[len(digits.group()):]
-        if len(body) > n + 1 and body[n] == "_" and body[n + 1].isdigit():
-            parts.append(body[:n])
-            rest = body[n + 1:]
-            continue
-        return ".".join(parts + [body])
+        part = body[:n]
+        if len(body) <= n or body[n] != "_" or not re.search(r"[A-Za-z0-9]", part):
+            return ".".join(parts + [body])  # the digits were a counter: the name follows
+        parts.append(part)
+        rest = body[n + 1:]
+    return ".".join(parts + [rest])
 
 
 def operation(stack: tuple[Frame, ...]) -> str | None:
