@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from toolkit import pytest_plugin as plugin
+
 pytest_plugins = ["pytester"]
 TARGETS = pathlib.Path(__file__).parent / "plugin_targets"
 
@@ -458,3 +460,18 @@ def test_a_raw_netcdf4_crash_is_reported_thread_unsafe_in_every_session(tmp_path
         assert done.returncode in (0, 1), f"session {k} did not complete normally:\n{done.stdout[-2000:]}"
         reported.append("1 failed" in done.stdout and "1 thread-unsafe" in done.stdout)
     assert all(reported), reported
+
+
+
+@pytest.mark.parametrize("threaded, control, index, label", [
+    ("error", "ok", None, plugin.THREAD_UNSAFE),  # only concurrently
+    ("crash", "ok", None, plugin.THREAD_UNSAFE),
+    ("error", "error", 1, plugin.NOT_REENTRANT),  # the second run in one thread fails too
+    ("crash", "error", 1, plugin.THREAD_UNSAFE),  # only the threads died: concurrency, whatever the state
+    ("hang", "error", 1, plugin.THREAD_UNSAFE),
+    ("error", "error", 0, plugin.SERIAL_FAILURE),  # the first run fails: not about threads
+    ("error", "error", None, plugin.SERIAL_FAILURE),
+    ("crash", "crash", 1, plugin.SERIAL_FAILURE),  # the control died: nothing after is known
+])
+def test_triage_is_a_pure_rule(threaded, control, index, label):
+    assert plugin.triage(threaded, control, index) == label

@@ -58,3 +58,4 @@ def test_the_child_runs_that_one_test_in_threads_and_starts_no_child_of_its_own(
     assert "--threadprobe-iterations=3" in args and not any(a.startswith("--threadprobe-races") for a in args)
     monkeypatch.setenv(pytest_races.CHILD, "1")
     assert pytest_races.in_child()
+

@@ -98,6 +98,28 @@ def _uses(config: pytest.Config) -> list[str]:
     return list(config.getini("threadprobe_uses"))
 
 
+THREAD_UNSAFE, NOT_REENTRANT, SERIAL_FAILURE = "thread-unsafe", "not re-entrant", "serial failure"
+DIED = ("crash", "hang")  # kinds that end a run: what comes after them is unknown
+
+
+def triage(threaded: str, control: str, control_failed_index: int | None) -> str:
+    """Pure: the label of a test whose threaded run failed (``threaded``: its outcome kind), from
+    its control (the body twice in a row in one thread: ``control``'s kind, and which of the two
+    runs failed first).
+
+    - The control's first run fails (or it dies): an ordinary failure, nothing to do with threads.
+    - The control's second run fails: the body fails on its own re-run, so the threaded failure may
+      be that too: **not re-entrant** (test state), unless only the threads died (a crash or hang
+      the control never showed is a concurrency bug whatever the test's state).
+    - The control passes: **thread-unsafe**.
+    """
+    if control != "ok" and (control_failed_index in (None, 0) or control in DIED):
+        return SERIAL_FAILURE
+    if control != "ok" and not (threaded in DIED and control not in DIED):
+        return NOT_REENTRANT
+    return THREAD_UNSAFE
+
+
 @dataclass
 class Verdict:
     nodeid: str
@@ -166,18 +188,17 @@ class Threadprobe:
             return None  # pytest runs the test as usual, in this process
         control = run_body(pyfuncitem, 1, 2, timeout, control=True)
         self.forks_with_threads.update(control.threads_at_fork)
-        first_failed = control.kind != "ok" and (control.failed_index in (None, 0) or control.kind in ("crash", "hang"))
-        if control.kind != "ok" and first_failed:
+        label = triage(threaded.kind, control.kind, control.failed_index)
+        if label == SERIAL_FAILURE:
             pytest.fail(f"failed serially too (in threadprobe's control run):\n{control.text}", pytrace=False)
-        only_concurrently = threaded.kind in ("crash", "hang") and control.kind not in ("crash", "hang")
-        if control.kind != "ok" and not only_concurrently:
-            self.labels.append(Verdict(pyfuncitem.nodeid, "not re-entrant", threaded.headline))
+        if label == NOT_REENTRANT:
+            self.labels.append(Verdict(pyfuncitem.nodeid, NOT_REENTRANT, threaded.headline))
             message = (f"not re-entrant: fails under {threads} threads, and also when run twice in a row in one "
                        f"thread (test state, not a library bug):\n{control.text}")
             if self.config.getoption("threadprobe_strict"):
                 pytest.fail(message, pytrace=False)
             return True
-        self.labels.append(Verdict(pyfuncitem.nodeid, "thread-unsafe", threaded.headline))
+        self.labels.append(Verdict(pyfuncitem.nodeid, THREAD_UNSAFE, threaded.headline))
         serially = "fine" if control.kind == "ok" else f"{control.headline}, which is not this"
         pytest.fail(f"thread-unsafe: {threaded.headline} (twice in a row in one thread: {serially})\n{threaded.text}",
                     pytrace=False)
