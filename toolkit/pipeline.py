@@ -20,7 +20,7 @@ from typing import Any
 from toolkit import choose, evidence, racepass
 from toolkit.diagnose import Diagnoser, Options, assemble, run_session
 from toolkit.errors import UsageError
-from toolkit.records import Choice, Diagnosis, Result
+from toolkit.records import Choice, Diagnosis
 from toolkit.workloads import WORKLOADS, Workload
 
 DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
@@ -37,6 +37,9 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
             progress.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
         if options.stress:
             run_session(session)
+        if options.races and progress is not None:
+            progress.note(f"race pass under {options.races}: {len(session.probes)} probes; each lane first imports "
+                          "their libraries under the detector (minutes for Iris), then forks a worker per probe")
         passes = racepass.run_races(session, racepass.of(options), session.results(), _race_note(progress)) \
             if options.races else {}
         results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
