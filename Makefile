@@ -39,8 +39,9 @@ test: $(STAMP)
 
 # Benchmarks, each writing reports/*.json: harness and plugin overhead, detection power, verdict
 # reproducibility, contention beside a busy neighbour, race amplification, the plugin on Iris's
-# own suites, and the runner's workloads under every scheduler, each repetition from a fresh
-# diagnosis (makes about 6 GiB of data in reports/bench-data on first use). About 4 hours.
+# own suites, the runner's workloads under every scheduler, each repetition from a fresh
+# diagnosis (makes about 6 GiB of data in reports/bench-data on first use), and the race pass's
+# figures (tests/bench/races.py: about 2 hours). About 6 hours.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s --timeout=0 $(ARGS)
 	$(BIN)/python tests/bench/amplify.py --rounds 100
