@@ -30,8 +30,12 @@ class Layout:
 
 RAW = Layout(chunks=None, compression=False)
 #: What every Iris probe's fork server imports: one server then serves them all.
-IRIS_PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "iris", "iris.cube", "iris.fileformats.netcdf",
-                "iris.fileformats.pp")
+#: What a fork server imports for the Iris probes: what their tasks would otherwise import in
+#: every forked worker on first use. dask's compute imports ``distributed`` (about 200 modules)
+#: when it is installed: natively that is a second per worker, under the race detector half a
+#: minute per probe.
+IRIS_PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "distributed", "iris", "iris.cube",
+                "iris.fileformats.netcdf", "iris.fileformats._nc_load_rules.actions", "iris.fileformats.pp")
 
 
 def values(layout: Layout, seed: int):
