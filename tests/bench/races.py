@@ -90,7 +90,7 @@ def stress(n: int, tmp: Path, log: dict) -> list[str]:
     """Native 2-thread stress trials of the rare races: the share that fails."""
     out = tmp / "stress"
     subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", PLANTED, "--no-entry-points",
-                    *[a for p in RARE_PROBES for a in ("--probe", p)], "--threads", "2", "--processes", "0",
+                    *[a for p in RARE_PROBES for a in ("--probe", p)], "--threads", "2", "--processes", "1",
                     "--trials", str(n), "--target", "0.0001", "--budget", str(30 + n), "--no-evidence", "--quiet",
                     "--out", str(out)], check=True, capture_output=True)
     data = json.loads((out / "diagnosis.json").read_text())
