@@ -33,7 +33,7 @@ from toolkit.diagnose import Diagnoser, Options, ProbeRun, safe_name
 from toolkit.harness import launch, trial as harness
 from toolkit.plan import SERIAL, Request
 from toolkit.harness.valgrind import ENV, READY_TIMEOUT, Detector
-from toolkit.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, Trial, TrialRun, is_clean, is_failing, verdict_of,
+from toolkit.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, Trial, TrialRun, is_failing, is_unavailable, verdict_of,
                              with_races)
 
 #: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
@@ -221,8 +221,7 @@ def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies:
         if at is not None:
             out[at] = with_races(out[at], found)
             continue
-        unavailable = [r for r in out if r.probe == probe and not is_clean(r.verdict) and not is_failing(r.verdict)]
-        if unavailable:
+        if any(r.probe == probe and is_unavailable(r.verdict) for r in out):
             continue
         out.append(with_races(Result(
             probe=probe, dependency=dependencies.get(probe, ""), mode=Mode.THREADS, workers=found.threads, processes=1,
