@@ -131,14 +131,14 @@ class Lane:
 
     def run(self, run: ProbeRun) -> RacePass:
         began = time.monotonic()
-        calls = calls_for(_class_of(run), self.options)
+        calls = calls_for(registry.load(run.info.ref), self.options)
         trial = race_trial(run, calls, self.options, index=0)
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
         launcher = self.launcher
         got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)
         outcome = detect.classify(got, run.oracle)
-        texts = [self.detector.xml_of(w.pid).read_text(errors="replace")
-                 for w in got.workers if self.detector.xml_of(w.pid).exists()]
+        reports = [self.detector.xml_of(w.pid) for w in got.workers]
+        texts = [path.read_text(errors="replace") for path in reports if path.exists()]
         failure = failure_of(got, self.options.tool)
         if failure is None and not texts:
             failure = f"{self.options.tool} wrote no report"
@@ -147,10 +147,6 @@ class Lane:
 
     def close(self) -> None:
         self.launchers.close()
-
-
-def _class_of(run: ProbeRun) -> type:
-    return registry.load(run.info.ref)
 
 
 def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result] = (),
