@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
 	$(BIN)/python tests/bench/races.py
+	$(BIN)/python tests/bench/triage.py --busy
 
 # Long verification: the diagnosis against independent stress scripts, then REPS repetitions of
 # two baseline-gated diagnoses in a row (~3 min each) and the gate replayed over the chain.

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from tests.bench import triage as triage_bench
 from toolkit import pytest_plugin as plugin
 
 pytest_plugins = ["pytester"]
@@ -239,7 +240,42 @@ def test_a_test_that_is_not_reentrant_is_told_apart_and_passes_unless_strict(sui
     lenient.stdout.fnmatch_lines(["*1 not re-entrant*", "*test_only_once: AssertionError*"])
     strict = suite.runpytest_subprocess("--threadprobe-threads=2", "--threadprobe-strict")
     strict.assert_outcomes(failed=1)
-    strict.stdout.fnmatch_lines(["*not re-entrant: fails under 2 threads, and also when run twice*"])
+    strict.stdout.fnmatch_lines(["*not re-entrant: fails under 2 threads, and also when run again in one thread*"])
+
+
+@pytest.fixture(scope="module")
+def libdefects(tmp_path_factory):
+    lib = tmp_path_factory.mktemp("planted") / "libdefects.so"
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-pthread", "-o", str(lib),
+                    str(TARGETS.parent / "planted" / "defects.c")], check=True)
+    return lib
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_triage_mirrors_fixture_sharing_and_never_blames_the_library_for_test_state(
+        pytester, libdefects, monkeypatch, iterations):
+    """Planted tests (plugin_targets/test_triage.py), each failure forced: a thread's iterations
+    share its tmp_path, and the control shares it the same way, so re-using it is test state."""
+    monkeypatch.setenv("LIBDEFECTS", str(libdefects))
+    pytester.makepyfile(test_triage=(TARGETS / "test_triage.py").read_text())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--threadprobe-threads=2",
+                                           f"--threadprobe-iterations={iterations}")
+    assert triage_bench.labels_of(result.stdout.str()) == triage_bench.expected(iterations), result.stdout.str()[-3000:]
+    result.assert_outcomes(passed=2, failed=1)  # not re-entrant passes, listed, unless --threadprobe-strict
+
+
+@pytest.mark.parametrize("threads, iterations, control, instances, runs", [
+    (2, 1, False, [0, 1], 2),  # each thread its own fixtures, one run each
+    (2, 3, False, [0, 1, 0, 1, 0, 1], 6),  # thread t runs i % 2 == t, all on its own instance
+    (3, 2, False, [0, 1, 2, 0, 1, 2], 6),
+    (2, 1, True, [0, 1], 2),  # the control: two threads' worth, one after another
+    (2, 3, True, [0, 0, 0, 1, 1, 1], 6),  # each instance's iterations in a row, as its thread had them
+    (4, 2, True, [0, 0, 1, 1], 4),  # two threads' worth, whatever the thread count
+])
+def test_layout_gives_the_control_the_threads_fixture_sharing(threads, iterations, control, instances, runs):
+    layout = plugin.Layout.of(threads, iterations, control)
+    assert layout.runs == runs
+    assert [layout.instance(i) for i in range(layout.runs)] == instances
 
 
 def test_a_plain_failure_is_reported_as_one(suite):

@@ -9,11 +9,13 @@ along), with the same classification and the same switch interval.
   together, K times each, in a child process; a segfault fails that test and the session goes
   on. Every thread gets its own function-scoped fixtures (its own ``tmp_path``, its own fixture
   cube); wider-scoped fixtures are shared, as pytest shares them (see ``pytest_fixtures``).
-- When the threads fail, a control runs the body twice in a row in one thread, with fixtures of
-  its own. A failure the control shows too is **not re-entrant**: test state, not a library bug
-  (it passes, listed, unless ``--threadprobe-strict``). One seen only concurrently is
-  **thread-unsafe**, and fails the test with the signal, or the differing values. A control
-  whose first run fails is an ordinary failure.
+- Each thread's iterations share that thread's fixtures. When the threads fail, a control runs
+  the same runs one after another in one thread, with exactly that sharing (``Layout``): two
+  threads' worth of fixtures, each used for its iterations in a row. A failure the control shows
+  too is **not re-entrant**: test state, not a library bug (it passes, listed, unless
+  ``--threadprobe-strict``). One seen only concurrently is **thread-unsafe**, and fails the
+  test with the signal, or the differing values. A control whose first run fails is an
+  ordinary failure.
 - Thread pools a forked child inherits without their threads (dask's, ``concurrent.futures``')
   are reset in the child, and the summary says when other threads were alive at a fork. A
   child dies with the session.
@@ -104,11 +106,11 @@ DIED = ("crash", "hang")  # kinds that end a run: what comes after them is unkno
 
 def triage(threaded: str, control: str, control_failed_index: int | None) -> str:
     """Pure: the label of a test whose threaded run failed (``threaded``: its outcome kind), from
-    its control (the body twice in a row in one thread: ``control``'s kind, and which of the two
-    runs failed first).
+    its control (the threaded run's runs one after another in one thread, sharing fixtures as the
+    threads do: ``control``'s kind, and which run failed first).
 
     - The control's first run fails (or it dies): an ordinary failure, nothing to do with threads.
-    - The control's second run fails: the body fails on its own re-run, so the threaded failure may
+    - A later run of the control fails: the body fails on its own re-run, so the threaded failure may
       be that too: **not re-entrant** (test state), unless only the threads died (a crash or hang
       the control never showed is a concurrency bug whatever the test's state).
     - The control passes: **thread-unsafe**.
@@ -186,21 +188,24 @@ class Threadprobe:
             self.labels.append(Verdict(pyfuncitem.nodeid, "serial", f"fixtures could not be duplicated: "
                                                                      f"{threaded.open_error}"))
             return None  # pytest runs the test as usual, in this process
-        control = run_body(pyfuncitem, 1, 2, timeout, control=True)
+        control = run_body(pyfuncitem, threads, iterations, timeout, control=True)
         self.forks_with_threads.update(control.threads_at_fork)
         label = triage(threaded.kind, control.kind, control.failed_index)
         if label == SERIAL_FAILURE:
             pytest.fail(f"failed serially too (in threadprobe's control run):\n{control.text}", pytrace=False)
         if label == NOT_REENTRANT:
-            self.labels.append(Verdict(pyfuncitem.nodeid, NOT_REENTRANT, threaded.headline))
-            message = (f"not re-entrant: fails under {threads} threads, and also when run twice in a row in one "
-                       f"thread (test state, not a library bug):\n{control.text}")
+            self.labels.append(Verdict(pyfuncitem.nodeid, NOT_REENTRANT, f"{threaded.headline}; serially: "
+                                                                         f"{control.headline}"))
+            message = (f"not re-entrant: fails under {threads} threads, and also when run again in one thread, "
+                       f"sharing fixtures as each thread does (test state, not a library bug): "
+                       f"{control.headline}\n{control.text}")
             if self.config.getoption("threadprobe_strict"):
                 pytest.fail(message, pytrace=False)
             return True
         self.labels.append(Verdict(pyfuncitem.nodeid, THREAD_UNSAFE, threaded.headline))
         serially = "fine" if control.kind == "ok" else f"{control.headline}, which is not this"
-        pytest.fail(f"thread-unsafe: {threaded.headline} (twice in a row in one thread: {serially})\n{threaded.text}",
+        pytest.fail(f"thread-unsafe: {threaded.headline} (the same runs one after another, sharing fixtures as the "
+                    f"threads do: {serially})\n{threaded.text}",
                     pytrace=False)
 
     def check_races(self, item: pytest.Function, threads: int, iterations: int) -> None:
@@ -245,7 +250,7 @@ class Threadprobe:
         titles = {"thread-unsafe": "thread-unsafe (failed only concurrently: a library or the code under test)",
                   "racy": "racy (race pairs in native code under valgrind, whatever the answers)",
                   "races not run": "not run to the end under the race detector (not clean)",
-                  "not re-entrant": "not re-entrant (failed when run twice in one thread too: test state)",
+                  "not re-entrant": "not re-entrant (failed when re-run in one thread too: test state)",
                   "serial": "ran serially"}
         for label in ("thread-unsafe", "racy", "races not run", "not re-entrant", "serial"):
             items = groups.get(label, [])
@@ -288,7 +293,30 @@ class _Outcome(Exception):
     """pytest.fail() and friends inside a thread: an ordinary failure for the harness."""
 
 
-def body_probe(item: pytest.Function, threads: int, iterations: int, control: bool) -> type:
+@dataclass(frozen=True)
+class Layout:
+    """Which fixture instance each run of the body uses. The threaded run: ``threads`` instances,
+    thread t's ``iterations`` runs all on instance t (the worker gives thread t the runs i with
+    i % threads == t). The control mirrors that sharing exactly, one run after another in one
+    thread: the first two threads' instances, each used for its ``iterations`` runs in a row. So a
+    body that fails when re-run on the same fixture fails in the control too (not re-entrant),
+    and, with one iteration, two runs on instances of their own show process-wide test state."""
+
+    instances: int
+    runs: int
+    iterations: int
+    control: bool
+
+    @staticmethod
+    def of(threads: int, iterations: int, control: bool) -> "Layout":
+        instances = min(threads, 2) if control else threads
+        return Layout(instances, instances * iterations, iterations, control)
+
+    def instance(self, i: int) -> int:
+        return i // self.iterations if self.control else i % self.instances
+
+
+def body_probe(item: pytest.Function, threads: int, layout: Layout) -> type:
     from toolkit.probe import Probe
 
     class TestBody(Probe):
@@ -296,17 +324,15 @@ def body_probe(item: pytest.Function, threads: int, iterations: int, control: bo
         dependency = "pytest"
 
         def open(self, workdir: Any) -> list[fixtures.Instance]:
-            fixtures.CURRENT.update(threads=threads, iterations=iterations)
-            if control:
-                # Twice in a row in one thread, each run with fixtures of its own, as each thread
-                # has: the one difference from the threaded run is that nothing runs at once.
-                return [fixtures.fresh(item, 0), fixtures.fresh(item, 1)]
+            fixtures.CURRENT.update(threads=threads, iterations=layout.iterations)
+            if layout.control:  # pytest's own instance is not used: it tears that down itself
+                return [fixtures.fresh(item, t) for t in range(layout.instances)]
             # Thread 0 uses what pytest set up in its own process; the others get new instances.
             return [fixtures.shared(item)] + [fixtures.fresh(item, t) for t in range(1, threads)]
 
         def task(self, ctx: list[fixtures.Instance], i: int) -> Any:
             try:
-                ctx[i % len(ctx)].call()
+                ctx[layout.instance(i)].call()
             except pytest.skip.Exception as exc:
                 raise _Skip(str(exc.msg if hasattr(exc, "msg") else exc)) from None
             except BaseException as exc:  # noqa: BLE001 - every failure of the body is reported
@@ -316,7 +342,7 @@ def body_probe(item: pytest.Function, threads: int, iterations: int, control: bo
             return None
 
         def close(self, ctx: list[fixtures.Instance]) -> None:
-            for instance in reversed(ctx if control else ctx[1:]):  # pytest tears its own down
+            for instance in reversed(ctx if layout.control else ctx[1:]):  # pytest tears its own down
                 instance.teardown()
 
     return TestBody
@@ -334,21 +360,23 @@ class BodyRun:
 
 
 def run_body(item: pytest.Function, threads: int, iterations: int, timeout: float, control: bool = False) -> BodyRun:
-    """The test body in ``threads`` threads, ``iterations`` times each, in a forked child."""
+    """The test body in ``threads`` threads, ``iterations`` times each, in a forked child; or,
+    ``control``, its serial mirror in one thread (``Layout``)."""
     from toolkit import detect, plan, refs
     from toolkit.harness import launch, trial as harness
     from toolkit.records import Mode, Purpose, Trial
 
     key = f"{os.getpid()}-{threading.get_ident()}-{id(item)}-{'c' if control else 't'}"
-    refs.INLINE[key] = body_probe(item, threads, iterations, control)
+    layout = Layout.of(threads, iterations, control)
+    refs.INLINE[key] = body_probe(item, threads, layout)
     folder = Path(tempfile.mkdtemp(prefix="threadprobe-pytest-"))
     launcher = launch.DirectFork()
-    mode = Mode.SERIAL if threads == 1 else Mode.THREADS
+    workers = 1 if control else threads
     # 100 us, not 1 us: a test body is mostly Python, and at 1 us every GIL hand-off costs more than
     # the work (a 30 ms Iris test took 0.6 s); 100 us finds races as often (README's amplification table).
-    trial = Trial(f"pytest.{item.name}", f"inline:{key}", mode, 1, threads, threads * iterations, timeout=timeout,
-                  switch_interval=plan.STRESS_SWITCH_INTERVALS[1] if threads > 1 else plan.DEFAULT_SWITCH_INTERVAL,
-                  purpose=Purpose.STRESS)
+    trial = Trial(f"pytest.{item.name}", f"inline:{key}", Mode.SERIAL if control else Mode.THREADS, 1, workers,
+                  layout.runs, timeout=timeout, purpose=Purpose.STRESS,
+                  switch_interval=plan.DEFAULT_SWITCH_INTERVAL if control else plan.STRESS_SWITCH_INTERVALS[1])
     try:
         got = harness.run_trial(trial, launcher, folder, folder / "trial")
     finally:
@@ -370,18 +398,22 @@ def run_body(item: pytest.Function, threads: int, iterations: int, timeout: floa
         run.open_error = f"{opened[0].error_type}: {detect.first_line(opened[0].message)}"
         return run
     first = outcome.evidence[0]
+    context = f"in one thread, {layout.runs} runs in a row" if control else f"under {threads} threads"
     if outcome.kind == "crash":
-        run.headline = f"killed by {first.signal} under {threads} threads"
+        run.headline = f"killed by {first.signal} {context}"
         run.text = first.traceback or ""
     elif outcome.kind == "hang":
-        run.headline = f"hung under {threads} threads: no progress for {timeout:g}s"
+        run.headline = f"hung {context}: no progress for {timeout:g}s"
         run.text = f"stacks ({first.stack_source}):\n{first.stacks or ''}"
     else:
         tasks = [e for e in errors if e.stage == "task"]
         shown = tasks[0] if tasks else first
         run.failed_index = min((e.index for e in tasks if e.index is not None), default=None)
-        where = f"thread {shown.index % threads}, run {shown.index // threads}" if shown.index is not None else shown.stage
-        run.headline = (f"{shown.error_type} under {threads} threads ({len(tasks)} failing runs; first: {where}): "
+        where = shown.stage
+        if shown.index is not None:
+            where = (f"run {shown.index + 1}, on fixtures {layout.instance(shown.index)}" if control else
+                     f"thread {shown.index % threads}, run {shown.index // threads}")
+        run.headline = (f"{shown.error_type} {context} ({len(tasks)} failing runs; first: {where}): "
                         f"{detect.first_line(shown.message)}")
         run.text = user_frames(shown.traceback or shown.message or "")
     return run

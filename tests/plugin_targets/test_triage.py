@@ -1,0 +1,48 @@
+"""Planted tests for the plugin's triage, each with a failure whose cause is known and certain.
+
+Run under ``--threadprobe-threads=2``, with ``--threadprobe-iterations`` 1 or more; ``LIBDEFECTS``
+names the planted C library (tests/planted/defects.c, compiled by the caller). Nothing here
+depends on timing luck: each failure is forced.
+
+- ``test_own_file``: not re-entrant on its own function-scoped fixture. It passes at 1 iteration
+  (each thread has its own ``tmp_path``) and fails from the second iteration on (a thread's
+  iterations share its ``tmp_path``): that is the test's state, never the library's.
+- ``test_once_per_process``: not re-entrant on process state: exactly one run per process may
+  pass (the check and the claim are one atomic step), so it fails at any iteration count.
+- ``test_planted_c_race``: a real C race (``racy_fill``: fill a static buffer, dawdle with the
+  GIL released, copy it out), with a window far wider than the threads' start skew: the other
+  thread's fill lands in this one's result. Fine serially: thread-unsafe.
+(Not collected by threadprobe's own suite: tests/test_pytest_plugin.py runs it in sessions.)
+"""
+
+import ctypes
+import os
+import threading
+
+#: About 20 ms of busy work inside the race window: the second thread enters it long before the
+#: first leaves, even on one busy core (it gets the GIL the moment the first releases it).
+WORK = 20_000_000
+SIZE = 256
+lib = ctypes.CDLL(os.environ["LIBDEFECTS"])
+CLAIMED: set[int] = set()
+CLAIM = threading.Lock()
+
+
+def test_own_file(tmp_path):
+    target = tmp_path / "only-mine.txt"
+    assert not target.exists(), "written by an earlier run on the same tmp_path"
+    target.write_text("mine")
+
+
+def test_once_per_process():
+    with CLAIM:
+        first = os.getpid() not in CLAIMED
+        CLAIMED.add(os.getpid())
+    assert first, "a run in this process came first"
+
+
+def test_planted_c_race(thread_index):
+    buf = ctypes.create_string_buffer(SIZE)
+    i = thread_index + 1
+    lib.racy_fill(i, buf, SIZE, ctypes.c_long(WORK))
+    assert buf.raw == bytes((i * 31 + k) & 0xFF for k in range(SIZE)), "another call's fill"
