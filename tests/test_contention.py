@@ -52,3 +52,30 @@ def test_contention_is_classified_right_beside_a_busy_neighbour(planted, tmp_pat
     got = [contention_of(probe, tmp_path / str(k)) for k in range(REPEATS)]
     right = sum(classes == {expected} for classes in got)
     assert right >= REPEATS - 1, f"{probe}: {right}/{REPEATS} classified {expected}: {got}"
+
+
+QUICK_CASES = {"planted.gil": "gil", "planted.mutex": "library_lock", "planted.safe": "none"}
+
+
+def quick_contention(tmp_path) -> dict[str, set[str]]:
+    """One quick diagnosis (``--quick``: the widest threads mode only, no timing trials) of the
+    planted GIL-bound, mutex and free probes: each probe's contention class(es)."""
+    from toolkit import fingerprint
+    from toolkit.diagnose import Options, diagnose
+
+    diag = diagnose(Options(probes=tuple(QUICK_CASES), plugins=(str(PLANTED),), entry_points=False, threads=(2, 4),
+                            processes=(), quick=True, evidence=False, budget=2.0, workdir=str(tmp_path)),
+                    fingerprint=fingerprint.light)
+    found: dict[str, set[str]] = {}
+    for r in diag.results:
+        if r.mode == "threads":
+            found.setdefault(r.probe, set()).add(str(r.contention))
+    return found
+
+
+@pytest.mark.slow
+def test_quick_mode_measures_contention_on_its_widest_threads_mode(planted, tmp_path, busy_neighbour):
+    runs = [quick_contention(tmp_path / str(k)) for k in range(3)]
+    for probe, expected in QUICK_CASES.items():
+        right = sum(run.get(probe) == {expected} for run in runs)
+        assert right >= 2, f"{probe}: {right}/3 quick diagnoses classified {expected}: {runs}"

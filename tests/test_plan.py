@@ -55,6 +55,18 @@ def test_narrow_threads_modes_get_a_contention_trial_of_their_own_at_4_threads()
     assert (request.cell, request.purpose, request.states) == (T4, Purpose.CONTENTION, True)
 
 
+def test_quick_mode_samples_thread_states_in_a_contention_trial_of_its_widest_threads_mode():
+    quick = plan.Policy(quick=True, timing_trials=0)
+    cells = (plan.SERIAL, T4, P2)  # quick diagnoses the widest modes only
+    state = plan.ProbeState("p", cells, {plan.SERIAL: (ORACLE,)})
+    request = plan.next_trial(plan.Plan((state,), quick))
+    assert (request.cell, request.purpose, request.states) == (T4, Purpose.CONTENTION, True)
+    sampled = plan.ProbeState("p", cells, {plan.SERIAL: (ORACLE,), T4: (seen(purpose=Purpose.CONTENTION),)})
+    after = plan.next_trial(plan.Plan((sampled,), quick))
+    assert after.purpose == Purpose.STRESS and not after.states  # once per probe
+    assert plan.verdict_trials(sampled.history(T4))  # and it counts towards the verdict
+
+
 def test_a_cell_that_crashed_gets_no_timing_trial_and_no_more_trials():
     state = probe(history={T2: (seen(Kind.CRASH, Purpose.TIMING),)})
     request = plan.next_trial(plan.Plan((state,)))

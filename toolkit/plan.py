@@ -21,8 +21,10 @@ Two phases:
    its worst kind, so that the verdict does not depend on which failure came first). A cell
    stops once it crashed or hung, failed ``settle`` times, or its bound reached ``target``.
 
-Quick mode stops a cell at its first failure and aims at ``quick_trials`` clean trials per
-cell (a bound below 10%), cheapest cells first.
+Quick mode has no timing trials: its widest threads mode gets one contention trial instead (the
+threads' states, so the contention class is measured as in a full diagnosis). It stops a cell at
+its first failure and aims at ``quick_trials`` clean trials per cell (a bound below 10%),
+cheapest cells first.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def contention_cell(probe: ProbeState, policy: Policy) -> Cell | None:
     """Where the threads' states are sampled: the widest threads mode, at least 4 threads wide
     (at 2 threads, waits on a C mutex hide behind slow wake-ups on a virtual machine)."""
     threads = [c for c in probe.cells if c.mode == Mode.THREADS]
-    if not threads or policy.quick:
+    if not threads:
         return None
     widest = max(c.threads for c in threads)
     return Cell(Mode.THREADS, 1, max(widest, policy.contention_threads))
@@ -199,7 +201,10 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
                     return Request(probe.name, cell, Purpose.TIMING, calibrate(oracle, policy.contention_target),
                                    states=True)
                 return Request(probe.name, cell, Purpose.TIMING, rounds)
-    if where is not None and where not in probe.cells and not any(dead(probe.history(c)) for c in concurrent):
+    # No timing trial samples the states when the cell is not diagnosed, or in quick mode (no
+    # timing trials): a contention trial of its own does, which counts towards the verdict too.
+    own_trial = where is not None and (where not in probe.cells or policy.quick)
+    if own_trial and not any(dead(probe.history(c)) for c in concurrent):
         if not any(s.purpose == Purpose.CONTENTION for s in probe.history(where)):
             return Request(probe.name, where, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),
                            states=True)

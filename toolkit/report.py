@@ -30,6 +30,11 @@ VERDICT_STYLE = {
 }
 
 
+#: What --quick leaves out (toolkit.evidence.gather stops after the reproducers).
+QUICK_NOTE = ("quick diagnosis: no lock audit, no native frames of crashes, no py-spy waits and no remedies "
+              "(diagnose without --quick for them)")
+
+
 def write(diagnosis: Diagnosis, out: Path) -> Path:
     data = diagnosis.to_json()
     if os.environ.get("THREADPROBE_VALIDATE"):
@@ -171,6 +176,8 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
                       "detector, not a bound; racy: race pairs in the library under test.[/]")
         for line in race_lines(diagnosis.results):
             console.print(line, markup=False, highlight=False)
+    if diagnosis.config.get("quick"):
+        console.print(f"[dim]{QUICK_NOTE}[/]")
     if diagnosis.interpreter:
         console.print(f"[dim]interpreter diagnosed: {diagnosis.interpreter}[/]")
     for name, rec in diagnosis.recommendations.items():
