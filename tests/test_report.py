@@ -3,6 +3,7 @@ with the pairs (and both stacks) one step away."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from toolkit import bugreport, htmlreport, report
@@ -39,6 +40,14 @@ def test_console_shows_the_pass_beside_the_bound_and_names_the_pairs():
     assert "race libnetcdf.so.19: add_to_NCList <-> add_to_NCList x7 via netCDF4._netCDF4.Dataset.__init__" in text
     assert "not run to the end" in text and "no progress for 300s" in text
     assert report.unsafe(diagnosis()) == ["netcdf4.read_separate_files.raw (threads 2): racy"]
+
+
+def test_a_quick_diagnosis_says_what_evidence_it_left_out():
+    quick, full = io.StringIO(), io.StringIO()
+    report.console_table(dataclasses.replace(diagnosis(), config={"cores": 2, "quick": True}), quick)
+    report.console_table(diagnosis(), full)
+    assert "quick diagnosis: no lock audit" in quick.getvalue().replace("\n", " ")
+    assert "quick diagnosis" not in full.getvalue()
 
 
 def test_html_links_a_racy_cell_to_its_pairs_and_stacks():
