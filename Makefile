@@ -32,9 +32,12 @@ RACES ?= helgrind
 races: $(STAMP)
 	$(BIN)/threadprobe diagnose --races $(RACES) --no-stress --out $(OUT)/races $(ARGS)
 
-# Every test in parallel (pytest-xdist): the timing-sensitive ones bring their own busy neighbour,
-# so a second worker beside them changes nothing they depend on.
+# The newest stack first (.ci/newest-up: a venv of the newest CPython here with the newest Iris,
+# diagnosed through --python by tests/test_newest.py), then every test in parallel
+# (pytest-xdist): the timing-sensitive ones bring their own busy neighbour, so a second worker
+# beside them changes nothing they depend on.
 test: $(STAMP)
+	.ci/newest-up
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not bench and not soak" $(ARGS)
 
 # Benchmarks, each writing reports/*.json: harness and plugin overhead, detection power, verdict
@@ -61,4 +64,4 @@ soak: $(STAMP)
 	$(BIN)/python tests/soak/noise.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .hypothesis
+	rm -rf $(VENV) .venv-newest build *.egg-info .hypothesis
