@@ -17,6 +17,12 @@ from toolkit.errors import UsageError
 
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
+# MiB per file: 8 pairs make over a minute of serial work per format here (the issue's threshold
+# for a pilot's cost), on the bench's grid (--grid, N640's size), whose fields weigh what model output's do.
+BENCH_DATA_DIR = "reports/bench-data"
+BENCH_DATA = {"nc": 192.0, "pp": 200.0}
+#: The Met Office study's files were 1.5 GB each: two x/y pairs of them per format (6 GiB each).
+STUDY = {"files": 2, "size_mb": 1536.0, "data": "reports/bench-data/study"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="the runner's workloads under every scheduler, side by side")
     bn.add_argument("workload", choices=("wind", "load"))
-    bn.add_argument("--data", default="reports/bench-data", metavar="DIR",
+    bn.add_argument("--data", default=BENCH_DATA_DIR, metavar="DIR",
                     help="bench data (made here if missing: 8 x/y pairs per format, 2.5 to 4 GiB each)")
     bn.add_argument("--formats", default="nc,pp", help="nc, pp or nc,pp (default)")
     bn.add_argument("--repeats", type=positive_int, default=3)
@@ -190,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--size-mb", type=positive_float, default=None,
                     help="MiB per file of bench data (default 192 for nc, 200 for pp)")
     bn.add_argument("--grid", default="960x1280", metavar="NYxNX", help="grid of bench data (default 960x1280)")
+    bn.add_argument("--study-scale", action="store_true",
+                    help=f"the study's own scale: {STUDY['files']} x/y pairs of {STUDY['size_mb']:g} MiB files per "
+                         f"format (kept in {STUDY['data']}), and auto, synchronous, threads and processes only")
     bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
     bn.add_argument("--out", default="reports", metavar="DIR")
     return parser
@@ -383,9 +392,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# MiB per file: 8 pairs make over a minute of serial work per format here (the issue's threshold
-# for a pilot's cost), on the bench's grid (--grid, N640's size), whose fields weigh what model output's do.
-BENCH_DATA = {"nc": 192.0, "pp": 200.0}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -395,30 +401,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats or any(f not in ("nc", "pp") for f in formats):
         raise UsageError(f"--formats takes nc, pp or nc,pp, not {args.formats!r}")
-    data = Path(args.data)
+    study = args.study_scale
+    data = Path(STUDY["data"] if study and args.data == BENCH_DATA_DIR else args.data)
     for fmt in formats:
         if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
             print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
             ny, nx = parse_grid(args.grid)
-            make_data(DataSpec(data / fmt, files=args.files, size_mb=args.size_mb or BENCH_DATA[fmt], fmt=fmt,
+            make_data(DataSpec(data / fmt, files=STUDY["files"] if study else args.files,
+                               size_mb=STUDY["size_mb"] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
                                ny=ny, nx=nx))
     result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,
-                         progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
+                         progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True),
+                         configs=bench.STUDY_CONFIGS if study else None)
     out = Path(args.out)
-    path = bench.write(result, out, args.workload)
-    picture = bench.plot(result, out / f"bench-{args.workload}.png")
+    name = f"{args.workload}-study" if study else args.workload
+    path = bench.write(result, out, name)
+    picture = bench.plot(result, out / f"bench-{name}.png")
     for res in result["formats"].values():
         print(f"{args.workload} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB, {res['input_files']} files), "
               f"medians of {args.repeats}:")
-        for name, seconds in res["median_seconds"].items():
-            mark = "" if res["correct"].get(name) else "  (results differ or runs failed)"
-            print(f"  {name:12s} {seconds:8.2f}s  x{res['speedup'].get(name, 0):.2f}{mark}")
+        for config, seconds in res["median_seconds"].items():
+            mark = "" if res["correct"].get(config) else "  (results differ or runs failed)"
+            low, high = res["seconds_range"].get(config, (seconds, seconds))
+            peak = res["peak_memory_max"].get(config)
+            memory = f"  peak {peak / 2**30:.2f} GiB" if peak else ""
+            print(f"  {config:12s} {seconds:8.2f}s ({low:.1f} to {high:.1f})  x{res['speedup'].get(config, 0):.2f} "
+                  f"(per repetition: {res['ratios_to_synchronous'].get(config)}){memory}{mark}")
         print(f"  auto's regret per repetition: {res['regrets']}")
         print(f"  pilot cost per repetition (share of auto's run): {res['pilot_shares']}")
         print(f"  best explicit scheduler's speedup over synchronous per repetition: {res['best_speedups']}")
         if res.get("cached_decide_seconds") and any(x is not None for x in res["cached_decide_seconds"]):
             print(f"  a cached answer's decision, seconds per repetition: {res['cached_decide_seconds']}")
-    print(f"wrote {path} and {picture}", file=sys.stderr)
+    kept = f"; the data is kept in {data} (rm -rf it to free the disk)" if study else ""
+    print(f"wrote {path} and {picture}{kept}", file=sys.stderr)
     return 0
 
 

@@ -35,6 +35,11 @@ CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("auto cached", {"scheduler": "auto", "cache": True}),
 )
 EXPLICIT = ("synchronous", "threads", "processes", "distributed")
+#: At the study's scale (files of 1.5 GB): auto, synchronous and the explicit schedulers that can
+#: be fastest here. Distributed is left out: on 2 cores its LocalCluster ran at x0.77 to x0.79 of
+#: synchronous at the smaller scale (a scheduler and nannies beside two workers), and each of its
+#: runs here would cost minutes.
+STUDY_CONFIGS = ("synchronous", "threads", "processes", "auto")
 
 
 def inputs(data: Path, fmt: str) -> dict[str, str]:
@@ -80,10 +85,13 @@ def fresh_diagnosis(folder: Path, formats: list[str], workload: str) -> Path:
 
 
 def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh: bool = False,
-          diagnosis: str | None = None, timeout: float = 1800.0, progress: Any = None) -> dict[str, Any]:
+          diagnosis: str | None = None, timeout: float = 1800.0, progress: Any = None,
+          configs: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``configs``: which of ``CONFIGS`` to run (default: all)."""
     say = progress or (lambda text: None)
     work = Path(tempfile.mkdtemp(prefix="threadprobe-bench-"))
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {fmt: {name: [] for name, _ in CONFIGS} for fmt in formats}
+    names = [name for name, _ in CONFIGS if configs is None or name in configs]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {fmt: {name: [] for name in names} for fmt in formats}
     diagnoses = []
     for rep in range(repeats):
         env = dict(os.environ, THREADPROBE_CACHE=str(work / f"cache-{rep}.json"))
@@ -91,9 +99,9 @@ def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh
             say(f"repetition {rep + 1}/{repeats}: a fresh diagnosis")
             diagnosis = str(fresh_diagnosis(work / f"diagnosis-{rep}", formats, workload))
             diagnoses.append(diagnosis)
-        names = [name for name, _ in CONFIGS]
-        shift = rep % (len(names) - 1)
-        order = names[:-1][shift:] + names[:-1][:shift] + ["auto cached"]  # the cached run follows a pilot
+        rotating = [n for n in names if n != "auto cached"]
+        shift = rep % len(rotating)
+        order = rotating[shift:] + rotating[:shift] + [n for n in names if n == "auto cached"]  # after a pilot
         for fmt in formats:
             for name in order:
                 options = dict(dict(CONFIGS)[name])
@@ -140,6 +148,14 @@ def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str) -> di
         "median_seconds": medians,
         "speedup": {name: round(medians["synchronous"] / s, 3) for name, s in medians.items()} if "synchronous" in medians
         else {},
+        "seconds_range": {name: [round(min(x), 2), round(max(x), 2)] for name, rs in runs.items()
+                          if (x := [r["seconds"] for r in rs if "seconds" in r])},
+        # Per repetition, each configuration against synchronous in the same repetition: the spread.
+        "ratios_to_synchronous": {name: [round(row["seconds"]["synchronous"] / row["seconds"][name], 3)
+                                         if row["seconds"].get(name) and row["seconds"].get("synchronous") else None
+                                         for row in per_rep] for name in runs},
+        "peak_memory_max": {name: max(x) for name, rs in runs.items()
+                            if (x := [r["peak_memory"] for r in rs if r.get("peak_memory")])},
         "regrets": [r.get("regret") for r in per_rep],
         "pilot_shares": [r.get("pilot_share") for r in per_rep],
         "best_speedups": [r.get("best_speedup") for r in per_rep],
