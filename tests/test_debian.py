@@ -19,7 +19,7 @@ def has_debian_build() -> bool:
         return False
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("debian"), pytest.mark.skipif(not has_debian_build(),
+pytestmark = [pytest.mark.slow, pytest.mark.environment, pytest.mark.xdist_group("debian"), pytest.mark.skipif(not has_debian_build(),
                                                    reason=f"{DEBIAN} with Debian's python3-netcdf4 and python3-h5py "
                                                           "is needed (.ci/debian-up installs them)")]
 

@@ -89,6 +89,8 @@ def test_packages_are_found_by_import_name_whatever_their_distribution_is_called
 
 @pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def collected():
+    import h5py  # noqa: F401  (maps an HDF5, so that the HDF5 checks below have something to check)
+
     return fingerprint.collect()
 
 
@@ -96,6 +98,7 @@ def test_what_this_interpreter_maps_is_described_in_full(collected):
     for lib in collected["libraries"]:
         assert lib["path"].startswith("/") and len(lib["sha256"]) == 64 and lib["size"] > 0
     hdf5 = [lib for lib in collected["libraries"] if lib["family"] == "libhdf5"]
+    assert hdf5 and collected["hdf5"], "h5py is imported: its HDF5 must be found"
     assert collected["hdf5_copies"] == len({lib["sha256"] for lib in hdf5})
     for copy_ in collected["hdf5"]:
         assert isinstance(copy_["threadsafe"], bool) and copy_["version"].count(".") == 2

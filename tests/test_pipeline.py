@@ -1,6 +1,7 @@
 """toolkit.scheduler, as the README shows it: a real lazy Iris cube, the probes it runs
 concurrently, and a choice that follows their verdicts, applied to dask for the block."""
 
+import os
 import threading
 
 import dask
@@ -14,6 +15,11 @@ from tests.test_choose import verdicts
 from toolkit.records import Diagnosis
 
 WIND = ["iris_netcdf.wind_chunks"]
+
+
+def where_it_ran() -> tuple[int, bool]:
+    """This task's process, and whether it ran on the main thread."""
+    return os.getpid(), threading.current_thread() is threading.main_thread()
 
 
 def diagnosis(**cells):
@@ -32,14 +38,19 @@ def speed(wind_nc):
 def test_the_readme_example_runs_on_the_choice_and_gives_the_synchronous_answer(speed):
     with dask.config.set(scheduler="synchronous"):
         expected = speed.collapsed("time", iris.analysis.MEAN).data
-    seen = set()
+    before = dask.config.get("scheduler", None)
     with toolkit.scheduler("auto", speed, probes=WIND, diagnosis=diagnosis()) as choice:
-        assert choice.scheduler in ("synchronous", "threads", "processes")
         assert dask.config.get("scheduler") == choice.scheduler  # a plain cube.data obeys it
         got = speed.collapsed("time", iris.analysis.MEAN).data
-        dask.compute(dask.delayed(lambda: seen.add(threading.current_thread().name))())
+        where = dask.compute(dask.delayed(where_it_ran)())[0]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert seen
+    # Where a task ran says which scheduler ran it, whichever the pilot picked.
+    expected_where = {"synchronous": (os.getpid(), True), "threads": (os.getpid(), False)}
+    if choice.scheduler == "processes":
+        assert where[0] != os.getpid(), (choice.scheduler, where)
+    else:
+        assert where == expected_where[choice.scheduler], (choice.scheduler, where)
+    assert dask.config.get("scheduler", None) == before  # the block left dask as it found it
 
 
 def test_an_unsafe_mode_is_never_chosen_for_the_block(speed):

@@ -483,11 +483,13 @@ def test_the_diagnosis_gate_fails_a_session_that_uses_an_unsafe_dependency(suite
     assert missing.ret == 4 and "no such file" in str(missing.stderr)
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_a_raw_netcdf4_crash_is_reported_thread_unsafe_in_every_session(tmp_path):
     """netcdf-c under two threads either kills the process (a signal) or fails with its own
     "NetCDF: HDF error": both must reach the report as this test's failure, labelled
-    thread-unsafe, and the session must complete every time."""
+    thread-unsafe, and the session must complete every time. Whether the real library fails
+    within a session is the wheels' behaviour, not the plugin's: a benchmark (make bench), never
+    a make test result; the planted triage tests cover the plugin's side."""
     reported = []
     for k in range(3):
         done = subprocess.run([sys.executable, "-m", "pytest", str(TARGETS / "test_raw_netcdf4.py"),

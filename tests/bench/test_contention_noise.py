@@ -21,7 +21,8 @@ RUNS = 20
 
 def test_contention_classes_are_right_in_19_of_20_runs_beside_a_busy_neighbour(planted, tmp_path, busy_neighbour):
     got = {}
-    for probe, expected in CASES:
+    for case in CASES:
+        probe, expected = getattr(case, "values", case)  # pytest.param or a plain pair
         classes = [sorted(contention_of(probe, tmp_path / f"{probe}-{k}")) for k in range(RUNS)]
         got[probe] = {"expected": expected, "right": sum(c == [expected] for c in classes), "classes": classes}
         print(f"{probe}: {expected} in {got[probe]['right']} of {RUNS}", flush=True)
