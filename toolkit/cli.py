@@ -13,7 +13,22 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rich.console import Console
+from rich.table import Table
+
+from toolkit import bugreport, fingerprint, htmlreport, pipeline, registry, report
+from toolkit.compare import compare, summary
+from toolkit.diagnose import Options
 from toolkit.errors import UsageError
+from toolkit.harness.proc import interpreter_of
+from toolkit.harness.valgrind import valgrind
+from toolkit.progress import make_progress
+from toolkit.runner import bench, pilot
+from toolkit.runner.data import DataSpec, make_data
+from toolkit.runner.display import RunProgress
+from toolkit.runner.schedulers import WorkersLost, as_env, as_yaml
+from toolkit.runner.wind import CIRCULAR_HELP
+from toolkit.validate import errors
 
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
@@ -65,7 +80,13 @@ def positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="threadprobe", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_diagnose, _add_report_readers, _add_recommend_and_data, _add_run, _add_bench):
+        add(sub)
+    return parser
 
+
+def _add_diagnose(sub: Any) -> None:
+    """``diagnose``: which probes, which modes, how long, the race pass and the gates."""
     d = sub.add_parser("diagnose", help="run the probes in isolated children and write reports/diagnosis.json")
     d.add_argument("--probe", action="append", default=[], metavar="GLOB", help="probes to run (repeatable)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load probes from a file")
@@ -114,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--race-budget", type=positive_float, default=None, metavar="S",
                    help="seconds for the whole race pass; probes past it are not run (default: no limit)")
 
+
+
+def _add_report_readers(sub: Any) -> None:
+    """The commands that read probes, builds and reports: list, fingerprint, report-bug, compare, validate."""
     ls = sub.add_parser("list", help="every probe, its dependency, and whether it is available")
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
     ls.add_argument("--python", default=None, metavar="PATH", help="whether another interpreter can run them")
@@ -134,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a diagnosis.json against the threadprobe.diagnosis/1 JSON Schema")
     v.add_argument("file", metavar="FILE")
 
+
+
+def _add_recommend_and_data(sub: Any) -> None:
+    """``recommend`` (a scheduler for a workload) and ``make-data`` (the runner's inputs)."""
     r = sub.add_parser("recommend", help="the dask scheduler a workload should use, from the diagnosis")
     r.add_argument("--diagnosis", default=None, metavar="FILE",
                    help="a diagnosis.json (default reports/diagnosis.json; re-diagnosed quickly if its "
@@ -158,9 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--quiet", action="store_true")
 
+
+
+def _add_run(sub: Any) -> None:
+    """``run wind`` and ``run load``, with the scheduler options both share."""
     run = sub.add_parser("run", help="run a study workload on the recommended (or a chosen) dask scheduler")
     runs = run.add_subparsers(dest="workload", required=True, parser_class=_Parser)
-    from toolkit.runner.wind import CIRCULAR_HELP
 
     w = runs.add_parser("wind", help="wind speed and direction from x/y wind, and their variances over time",
                         description="Load x_wind and y_wind lazily with Iris, derive wind speed and "
@@ -185,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true", help="pilot again even if this input's choice is cached")
         p.add_argument("--quiet", action="store_true", help="no progress display")
 
+
+
+def _add_bench(sub: Any) -> None:
+    """``bench``: the runner's workloads under every scheduler, side by side."""
     bn = sub.add_parser("bench", help="the runner's workloads under every scheduler, side by side")
     bn.add_argument("workload", choices=("wind", "load"))
     bn.add_argument("--data", default=BENCH_DATA_DIR, metavar="DIR",
@@ -201,15 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"format (kept in {STUDY['data']}), and auto, synchronous, threads and processes only")
     bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
     bn.add_argument("--out", default="reports", metavar="DIR")
-    return parser
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from toolkit import htmlreport, pipeline, report
-    from toolkit.diagnose import Options
-    from toolkit.harness.proc import interpreter_of
-    from toolkit.progress import make_progress
-
     out = Path(args.out)
     for plugin in args.plugin:
         if not Path(plugin).is_file():
@@ -232,8 +262,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     diagnosis = pipeline.diagnose(options, progress=make_progress(args.quiet))
     comparison = None
     if baseline is not None:
-        from toolkit.compare import compare
-
         comparison = compare(baseline, diagnosis)
     path = report.write(diagnosis, out)
     page = htmlreport.write(diagnosis, out, comparison)
@@ -242,8 +270,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"wrote {path} and {page}", file=sys.stderr)
     code = 0
     if comparison is not None:
-        from toolkit.compare import summary
-
         print("\n".join(summary(comparison)))
         code = 1 if comparison.regressed else 0
     if args.fail_on == "unsafe":
@@ -256,7 +282,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def check_races(args: argparse.Namespace) -> None:
     """The race pass's options make sense, and valgrind is there, before any work."""
-    from toolkit.harness.valgrind import valgrind
 
     if args.no_stress and not args.races:
         raise UsageError("--no-stress leaves nothing to run without --races")
@@ -270,11 +295,6 @@ def check_races(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from toolkit import registry
-
     table = Table(title=f"threadprobe probes ({args.python or sys.executable})")
     for col in ("probe", "dependency", "available", "what it does"):
         table.add_column(col)
@@ -285,9 +305,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from toolkit import fingerprint
-    from toolkit.harness.proc import interpreter_of
-
     if args.python:
         interpreter_of(args.python)
     json.dump(fingerprint.collect(args.python), sys.stdout, indent=1)
@@ -296,8 +313,6 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_report_bug(args: argparse.Namespace) -> int:
-    from toolkit import bugreport, report
-
     text = bugreport.markdown(report.read(args.diagnosis), args.probe)
     if args.out:
         Path(args.out).write_text(text)
@@ -308,10 +323,6 @@ def cmd_report_bug(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from toolkit import pipeline
-    from toolkit.progress import make_progress
-    from toolkit.runner.schedulers import as_env, as_yaml
-
     pipeline.workload(args.workload)  # bad names fail before any work
     if args.x_wind or args.y_wind or args.files:
         choice = pipeline.pilot_only(args.workload, args.x_wind, args.y_wind, args.files, args.diagnosis,
@@ -326,9 +337,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     else:
         print(as_env(choice), end="")
     if not args.quiet:
-        from toolkit.runner.pilot import rows_table
-
-        for line in rows_table(choice):
+        for line in pilot.rows_table(choice):
             print(f"  {line}", file=sys.stderr)
     return 0
 
@@ -344,8 +353,6 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
-    from toolkit.runner.data import DataSpec, make_data
-
     ny, nx = parse_grid(args.grid)
     if args.levels < 0:
         raise UsageError("--levels must be 0 or more")
@@ -358,10 +365,6 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from toolkit import pipeline
-    from toolkit.runner import pilot
-    from toolkit.runner.display import RunProgress
-
     progress = RunProgress(quiet=args.quiet)
     options = dict(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
                    address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
@@ -395,9 +398,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from toolkit.runner import bench
-    from toolkit.runner.data import DataSpec, make_data
-
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats or any(f not in ("nc", "pp") for f in formats):
         raise UsageError(f"--formats takes nc, pp or nc,pp, not {args.formats!r}")
@@ -438,9 +438,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from toolkit import report
-    from toolkit.compare import compare, summary
-
     comparison = compare(report.read(args.old), report.read(args.new))
     if args.json:
         print(json.dumps(comparison.to_json(), indent=1))
@@ -450,9 +447,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from toolkit import report
-    from toolkit.validate import errors
-
     problems = errors(report.load_json(args.file))
     if problems:
         raise UsageError(f"{args.file} is not a valid report ({len(problems)} problems); first: {problems[0]}")
@@ -482,11 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"threadprobe: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        from toolkit.runner.schedulers import WorkersLost  # noqa: I001
-
-        if not isinstance(exc, WorkersLost):
-            raise
+    except WorkersLost as exc:
         print(f"threadprobe: run failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,8 +17,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scipy.stats import beta
-
 from toolkit.records import (
     verdict_of,
     SEVERITY,
@@ -155,6 +153,10 @@ def failure_upper95(failures: int, n: int) -> float:
     """
     if n <= 0 or failures >= n:
         return 1.0
+    # Imported here: scipy.stats takes over a second to import, and every command that only reads
+    # a report (compare, validate, report-bug) would pay it through this module.
+    from scipy.stats import beta
+
     return float(beta.ppf(0.95, failures + 1, n - failures))
 
 
