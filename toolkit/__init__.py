@@ -17,6 +17,8 @@ __all__ = ["Probe", "digest", "recommend", "scheduler"]
 
 def recommend(*args: Any, **kwargs: Any) -> Any:
     """The choice for a workload without a pilot; see ``toolkit.pipeline.recommend``."""
+    # Here, not at the top: every module of the package, a worker's included (under any
+    # interpreter, without dask or jinja2), imports this package first; the pipeline brings them.
     from toolkit.pipeline import recommend as _recommend
 
     return _recommend(*args, **kwargs)
@@ -24,6 +26,6 @@ def recommend(*args: Any, **kwargs: Any) -> Any:
 
 def scheduler(*args: Any, **kwargs: Any) -> Any:
     """Context manager running dask on a choice (or ``"auto"``); see ``toolkit.pipeline.scheduler``."""
-    from toolkit.pipeline import scheduler as _scheduler
+    from toolkit.pipeline import scheduler as _scheduler  # as in recommend: keep the package light
 
     return _scheduler(*args, **kwargs)

@@ -27,6 +27,7 @@ from toolkit import detect, plan, registry
 from toolkit.harness import launch, trial as harness
 from toolkit.progress import NullProgress, Progress
 from toolkit.records import Diagnosis, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Result, Trial, TrialRun, Verdict
+from toolkit import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
 QUICK_TRIALS = 29  # 29 clean trials bound the failure rate below 10% at 95% confidence
@@ -313,8 +314,6 @@ def run_session(session: Diagnoser) -> None:
 def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | None = None,
              results: list[Result] | None = None, **extras: Any) -> Diagnosis:
     """Turn a session whose loop has run into a Diagnosis record."""
-    from toolkit import fingerprint as fp
-
     collect = fingerprint or (lambda: fp.collect(session.options.python))
     found = collect()
     return Diagnosis(

@@ -26,6 +26,7 @@ from typing import Any
 from toolkit import detect, plan, repro
 from toolkit.diagnose import Diagnoser, ProbeRun
 from toolkit.records import Contention, Evidence, Kind, Mode, Purpose, Result, Verdict, unsafe_results
+from toolkit.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
 REMEDY_TRIALS = 3
@@ -108,8 +109,6 @@ def attach_native(results: list[Result], probe: str, mode: str, workers: int, te
 def where_waiting(session: Diagnoser, run: ProbeRun) -> dict[str, int]:
     """py-spy's view of where the probe's threads wait with the GIL free (a longer trial: each
     native sample pauses the worker)."""
-    from toolkit.contention import StackSampler
-
     sampler = StackSampler()
     if not sampler.available:
         return {}

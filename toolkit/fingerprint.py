@@ -30,6 +30,7 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+from toolkit.harness.proc import child_env, interpreter_of
 
 SCHEMA = "threadprobe.fingerprint/2"
 #: Imported in this order; each library is attributed to the first import that mapped it.
@@ -285,8 +286,6 @@ def light(python: str | None = None) -> dict[str, Any]:
 def collect(python: str | None = None, timeout: float = 180.0) -> dict[str, Any]:
     """The fingerprint of a fresh interpreter (``python``, else this one's executable; never this
     process, whose imports would pollute it)."""
-    from toolkit.harness.proc import child_env, interpreter_of
-
     executable, foreign = interpreter_of(python)
     done = subprocess.run([executable, "-m", "toolkit.fingerprint"], capture_output=True, text=True,
                           timeout=timeout, env=child_env(foreign=foreign))

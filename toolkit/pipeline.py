@@ -17,10 +17,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from toolkit import choose, evidence, racepass
+from toolkit import choose, diagnose as diagnosing, evidence, fingerprint, racepass, report
 from toolkit.diagnose import Diagnoser, Options, assemble, run_session
 from toolkit.errors import UsageError
 from toolkit.records import Choice, Diagnosis
+from toolkit.runner import cache, load, pilot as piloting, schedulers, wind
+from toolkit.runner.schedulers import activated, explicit, on_cluster
 from toolkit.workloads import WORKLOADS, Workload
 
 DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
@@ -89,8 +91,6 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
            budget: float = 30.0) -> tuple[Diagnosis, str]:
     """The verdicts a choice rests on: a stored diagnosis that still matches the installed
     libraries and covers ``probes``, else a quick diagnosis of ``probes`` alone (and why)."""
-    from toolkit import fingerprint, report
-
     if isinstance(diagnosis, Diagnosis):
         return diagnosis, "diagnosis"
     path = Path(diagnosis) if diagnosis else DEFAULT_DIAGNOSIS
@@ -110,7 +110,6 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
     cores = os.cpu_count() or 1
     options = Options(probes=tuple(probes), threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
                       evidence=False, budget=budget, timing_trials=0)
-    from toolkit import diagnose as diagnosing
 
     quick = diagnosing.diagnose(options, progress=progress, fingerprint=fingerprint.light)
     return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
@@ -125,9 +124,6 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, sche
             memory_per_worker_gb: float = 2.0, use_cache: bool = True, note: Any = None) -> Any:
     """How a run gets its scheduler: the explicit choice, else a cached answer for this input,
     else a pilot among the safe candidates. Returns a ``(job, stack) -> (choice, active, pilot)``."""
-    from toolkit.runner import cache, pilot as piloting
-    from toolkit.runner.schedulers import activated, on_cluster
-
     say = note or (lambda text: None)
 
     def decide(job: Any, stack: ExitStack) -> tuple[Choice, Any, Any]:
@@ -171,8 +167,6 @@ def run_wind(x_glob: str, y_glob: str, out: Path, scheduler: str = "auto", worke
              adapt: str | None = None, diagnosis: str | None = None, progress: Any = None, cache: bool = True,
              unit_bytes: int | None = None, on_client: Any = None) -> Any:
     """The wind study on the chosen scheduler. Inputs are loaded and checked before any choice."""
-    from toolkit.runner import schedulers, wind
-
     schedulers.check_options(scheduler, address, cluster, adapt)
     wind.expand(x_glob, "--x-wind")
     wind.expand(y_glob, "--y-wind")
@@ -202,8 +196,6 @@ def run_wind(x_glob: str, y_glob: str, out: Path, scheduler: str = "auto", worke
 def run_load(pattern: str, scheduler: str = "auto", workers: int | None = None, threads_per_worker: int | None = None,
              address: str | None = None, cluster: str = "local", adapt: str | None = None,
              diagnosis: str | None = None, progress: Any = None, cache: bool = True) -> Any:
-    from toolkit.runner import load, schedulers, wind
-
     schedulers.check_options(scheduler, address, cluster, adapt)
     load.check(wind.expand(pattern, "--files"))
     wl = workload("load")
@@ -227,8 +219,6 @@ def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | N
                diagnosis: str | None = None, quiet: bool = False) -> Choice:
     """``recommend`` with an input: the choice a run would make (a cached one, or a pilot whose
     work is then discarded), without running the rest."""
-    from toolkit.runner import load, wind
-
     wl = workload(name)
     if name == "wind":
         if not (x_glob and y_glob):
@@ -290,17 +280,12 @@ def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Seq
     """Apply a choice to dask for a ``with`` block, holding its locks; ``"auto"`` chooses it for
     ``collection`` (a dask collection or a lazy cube) from the safety of ``probes`` (the
     operations it runs concurrently) and, when it has enough blocks to sample, a pilot."""
-    from toolkit.runner import pilot as piloting
-    from toolkit.runner.schedulers import activated
-
     if isinstance(choice, Choice):
         chosen = choice.replace(scheduler="distributed", address=address) if address else choice
         with activated(chosen):
             yield chosen
         return
     if choice != "auto":
-        from toolkit.runner.schedulers import explicit
-
         with activated(explicit("custom", choice, address=address)) as active:
             yield active.choice
         return

@@ -41,10 +41,13 @@ from typing import Any
 
 import pytest
 
-from toolkit import pytest_fixtures as fixtures, pytest_races
+from toolkit import detect, plan, pytest_fixtures as fixtures, pytest_races, refs, report
+from toolkit.errors import UsageError
+from toolkit.harness import launch, trial as harness
 from toolkit.harness.valgrind import valgrind
-from toolkit.records import RaceStatus, is_clean
+from toolkit.probe import Probe, function_probe
 from toolkit.pytest_fixtures import num_iterations, num_parallel_threads, thread_index  # noqa: F401 (fixtures)
+from toolkit.records import Mode, Purpose, RaceStatus, Trial, is_clean
 
 DEFAULT_TIMEOUT = 60.0
 NAME = "threadprobe-session"
@@ -227,8 +230,6 @@ class Threadprobe:
         path = session.config.getoption("threadprobe_diagnosis")
         if not path or hasattr(session.config, "workerinput"):  # the xdist controller decides, once
             return
-        from toolkit import report
-        from toolkit.errors import UsageError
 
         try:
             diagnosis = report.read(path)
@@ -317,8 +318,6 @@ class Layout:
 
 
 def body_probe(item: pytest.Function, threads: int, layout: Layout) -> type:
-    from toolkit.probe import Probe
-
     class TestBody(Probe):
         name = f"pytest.{item.name}"
         dependency = "pytest"
@@ -362,10 +361,6 @@ class BodyRun:
 def run_body(item: pytest.Function, threads: int, iterations: int, timeout: float, control: bool = False) -> BodyRun:
     """The test body in ``threads`` threads, ``iterations`` times each, in a forked child; or,
     ``control``, its serial mirror in one thread (``Layout``)."""
-    from toolkit import detect, plan, refs
-    from toolkit.harness import launch, trial as harness
-    from toolkit.records import Mode, Purpose, Trial
-
     key = f"{os.getpid()}-{threading.get_ident()}-{id(item)}-{'c' if control else 't'}"
     layout = Layout.of(threads, iterations, control)
     refs.INLINE[key] = body_probe(item, threads, layout)
@@ -478,11 +473,6 @@ class Checker:
               start: str = "fork") -> CheckResult:
         """``start="fork"`` (default): workers are forks of this process, so closures work.
         ``start="spawn"``: fresh interpreters; ``fn`` must be importable and the inputs picklable."""
-        from toolkit import detect, plan, refs
-        from toolkit.harness import launch, trial as harness
-        from toolkit.probe import function_probe
-        from toolkit.records import Mode, Purpose, Trial
-
         inputs = list(inputs)
         if not inputs:
             raise ValueError("threadprobe.check needs at least one input")

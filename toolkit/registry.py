@@ -21,6 +21,7 @@ from toolkit.errors import UsageError
 from toolkit.probe import Probe
 from toolkit.records import ProbeInfo
 from toolkit.refs import load, load_plugin
+from toolkit.harness.proc import child_env, interpreter_of
 
 ENTRY_POINT_GROUP = "threadprobe.probes"
 __all__ = ["discover", "select", "load", "load_plugin", "availability", "probe_classes"]
@@ -105,8 +106,6 @@ def availability(infos: Sequence[ProbeInfo], python: str | None = None, timeout:
     """The probes, each marked available or not by importing its ``requires`` modules (by default
     its ``preload``) in a child of ``python`` (this interpreter by default). ``diagnose`` does not
     rely on this: it finds out for certain, from the probe's ``prepare`` and ``open``."""
-    from toolkit.harness.proc import child_env, interpreter_of
-
     executable, foreign = interpreter_of(python)
     modules = sorted({m for i in infos for m in i.requires if not m.endswith(".py")})
     try:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from toolkit.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, Result, is_clean, is_unavailable,
                              unsafe_results)
+from toolkit.validate import errors
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -38,8 +39,6 @@ QUICK_NOTE = ("quick diagnosis: no lock audit, no native frames of crashes, no p
 def write(diagnosis: Diagnosis, out: Path) -> Path:
     data = diagnosis.to_json()
     if os.environ.get("THREADPROBE_VALIDATE"):
-        from toolkit.validate import errors
-
         problems = errors(data)
         if problems:
             raise AssertionError("report breaks its schema:\n" + "\n".join(problems[:10]))

@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toolkit import lockaudit, refs
 from toolkit.harness.proc import cpu_of, die_with_parent, write_json_atomic
+from toolkit.harness.worker import error_record, run_worker
+from toolkit.refs import load_plugin
 
 SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
 STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
@@ -103,9 +106,6 @@ def worker_main(spec_path: str, worker: int) -> int:
         os.chdir(tdir)
     audit = None
     try:
-        from toolkit import refs
-        from toolkit.harness.worker import error_record, run_worker
-
         for plugin in spec.get("plugins", []):
             refs.load_plugin(plugin)
         if spec["stage"] == "prepare":
@@ -124,8 +124,6 @@ def worker_main(spec_path: str, worker: int) -> int:
                     slot.wait_peers(trial["processes"])
 
             if spec.get("instrument") == "iris_lock_audit":
-                from toolkit import lockaudit
-
                 audit = lockaudit if lockaudit.install() else None
             try:
                 probe = refs.load(trial["ref"])()
@@ -145,7 +143,6 @@ def worker_main(spec_path: str, worker: int) -> int:
                 report["audit"] = audit.snapshot()
         write_json_atomic(result_path, report)
     except BaseException as exc:  # a harness fault is reported, not raised into the void
-        from toolkit.harness.worker import error_record
 
         write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
     sys.stdout.flush()
@@ -154,9 +151,6 @@ def worker_main(spec_path: str, worker: int) -> int:
 
 
 def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
-    from toolkit import refs
-    from toolkit.harness.worker import error_record
-
     try:
         probe = refs.load(spec["ref"])()
         probe.prepare(Path(spec["workdir"]))
@@ -177,8 +171,6 @@ def serve(preload: list[str]) -> None:
     for module in preload:
         try:
             if module.endswith(".py"):
-                from toolkit.refs import load_plugin
-
                 load_plugin(module)
             else:
                 __import__(module)

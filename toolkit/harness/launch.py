@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from toolkit.harness.proc import child_env, cpu_of, die_with_parent, interpreter_of, kill_tree
+from toolkit.harness.child import forget_parent_threads, worker_main
 
 
 class Launcher(Protocol):
@@ -98,8 +99,6 @@ class DirectFork:
         self.threads_at_fork: tuple[str, ...] = ()
 
     def start(self, spec_path: Path, worker: int, pgid: int) -> int:
-        from toolkit.harness.child import forget_parent_threads, worker_main
-
         others = tuple(t.name for t in threading.enumerate() if t is not threading.current_thread())
         self.threads_at_fork = tuple(sorted(set(self.threads_at_fork) | set(others)))
         sys.stdout.flush()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from toolkit.errors import UsageError
 
 MAX_TEXT = 16000
 CHILD_ENV = {
@@ -76,8 +77,6 @@ def interpreter_of(python: str | None) -> tuple[str, bool]:
     found = shutil.which(python) or python
     path = Path(found)
     if not path.exists() or not os.access(path, os.X_OK):
-        from toolkit.errors import UsageError
-
         raise UsageError(f"--python {python}: no such executable")
     same = os.path.realpath(path) == os.path.realpath(sys.executable) and sys.prefix == sys.base_prefix
     return str(path), not same

@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from toolkit.harness.proc import signal_name, write_json_atomic
 from toolkit.records import BENCH_SCHEMA
+from toolkit.workloads import WORKLOADS
 
 CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("synchronous", {"scheduler": "synchronous"}),
@@ -54,8 +56,6 @@ def _subprocess(spec: dict[str, Any], timeout: float, env: dict[str, str]) -> di
     except subprocess.TimeoutExpired:
         return {"failed": f"no result within {timeout:.0f}s"}
     if done.returncode != 0:
-        from toolkit.harness.proc import signal_name
-
         why = signal_name(done.returncode) or f"exit code {done.returncode}"
         tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
         return {"failed": f"{why}: {tail}" if tail else why}
@@ -75,8 +75,6 @@ def same(a: list[Any], b: list[Any]) -> bool:
 
 def fresh_diagnosis(folder: Path, formats: list[str], workload: str) -> Path:
     """A diagnosis of what ``auto`` needs, made now, in a folder of its own."""
-    from toolkit.workloads import WORKLOADS
-
     probes = [p for fmt in formats for p in WORKLOADS[workload].probes_for(fmt)] + ["fork_safety.*"]
     args = [sys.executable, "-m", "toolkit.cli", "diagnose", "--quiet", "--no-evidence", "--out", str(folder),
             "--budget", "20"] + [x for p in probes for x in ("--probe", p)]
@@ -196,8 +194,6 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 def write(result: dict[str, Any], out: Path, workload: str) -> Path:
     """Merge this workload's results into reports/bench.json (other workloads' entries stay)."""
-    from toolkit.harness.proc import write_json_atomic
-
     path = out / "bench.json"
     try:
         data = json.loads(path.read_text())

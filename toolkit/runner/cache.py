@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.records import CHOICE_SCHEMA, Choice
+from toolkit.harness.proc import write_json_atomic
 
 MAX_ENTRIES = 200
 
@@ -83,8 +84,6 @@ def lookup(k: str) -> Choice | None:
 
 
 def store(k: str, choice: Choice, note: str = "") -> None:
-    from toolkit.harness.proc import write_json_atomic
-
     data = _read()
     choices = data["choices"]
     choices[k] = {"choice": choice.to_json(), "note": note}

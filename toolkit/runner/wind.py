@@ -36,6 +36,7 @@ from toolkit.errors import UsageError
 from toolkit.records import Choice
 from toolkit.runner.locks import held
 from toolkit.runner.schedulers import Active
+from toolkit.runner.display import PeakMemory
 
 CIRCULAR_HELP = (
     "direction's spread is the circular variance 1 - R (R: length of the mean unit vector of "
@@ -385,8 +386,6 @@ Decider = Callable[[WindJob, ExitStack], tuple[Choice, Active, Any]]
 def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = None,
         on_client: Callable[[Any], None] | None = None, unit_bytes: int = UNIT_BYTES) -> RunResult:
     """The whole wind workload. ``decider`` picks the scheduler (explicitly, or by a pilot)."""
-    from toolkit.runner.display import PeakMemory
-
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _on_term)  # SIGTERM unwinds, so no temporary is left
     try:
