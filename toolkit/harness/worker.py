@@ -118,6 +118,107 @@ def error_record(stage: str, exc: BaseException, index: int | None = None) -> di
     }
 
 
+class _Share:
+    """One worker's share of a trial as it runs: the report it fills, and what its threads
+    gather (each index belongs to one thread, so their writes to the shared dicts never meet)."""
+
+    def __init__(self, probe: Probe, trial: Mapping[str, Any], worker: int, tick: Callable[[], None]) -> None:
+        self.probe, self.trial, self.worker, self.tick = probe, trial, worker, tick
+        self.report: dict[str, Any] = {
+            "schema": WORKER_SCHEMA, "worker": worker, "pid": os.getpid(), "digests": {},
+            "data_digests": {},  # only where they differ from the full digest (exceptions in a result)
+            "errors": [], "tasks": 0, "t_start": None, "t_end": None, "cpu": None,
+        }
+        self.ctx: Any = None
+        self.keep_values = hasattr(probe, "readback")
+        self.values: dict[int, Any] = {}
+        self.deviated: set[str] = set()
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.cpu: list[float] = []
+        self.queued: list[float] = []
+        self.cpu_only = False
+        self.done = [0] * trial["threads"]
+        self.guard = threading.Lock() if trial.get("remedy") == "global_lock" else None
+        self.deadline = trial.get("deadline") or 0.0
+
+    def note(self, stage: str, exc: BaseException, index: int | None = None) -> None:
+        if len(self.report["errors"]) < MAX_ERRORS:
+            self.report["errors"].append(error_record(stage, exc, index))
+        self.report["error_count"] = self.report.get("error_count", 0) + 1
+
+    def call(self, i: int) -> Any:
+        if self.guard is None:
+            return self.probe.task(self.ctx, i)
+        with self.guard:
+            return self.probe.task(self.ctx, i)
+
+    def record(self, i: int, value: Any) -> None:
+        key, d = str(i), digest(value)
+        digests, data = self.report["digests"], self.report["data_digests"]
+        held = digests.get(key)
+        # Keep the first digest, or the first that differs from earlier rounds: any deviation
+        # must reach the parent's comparison with the serial oracle.
+        if held is None or (held != d and key not in self.deviated):
+            if held is not None:
+                self.deviated.add(key)
+            digests[key] = d
+            plain = digest(value, messages=False)
+            if plain != d:
+                data[key] = plain
+            else:
+                data.pop(key, None)
+
+    def body(self, thread: int) -> None:
+        cpu0, queue0 = thread_clock()
+        self.starts.append(time.monotonic())
+        stop = self.starts[-1] + self.deadline if self.deadline > 0 else float("inf")
+        for _ in range(self.trial.get("rounds", 1)):
+            for i in indices_for(self.trial, self.worker, thread):
+                if time.monotonic() > stop:  # a time-boxed trial (the race pass): calls made so far count
+                    break
+                self.one(i)
+                self.done[thread] += 1
+                self.tick()
+        self.ends.append(time.monotonic())
+        # Time this thread could run (on a CPU, or queued for one): threads that wait for a lock
+        # or the GIL sleep instead, so the sum tells serialized threads from busy ones without
+        # any sampling, and without mistaking a machine loaded by others for a lock.
+        cpu1, queue1 = thread_clock()
+        waited = queue1 - queue0 if queue0 is not None and queue1 is not None else 0.0
+        self.cpu.append(cpu1 - cpu0 + waited)
+        self.queued.append(waited)
+        self.cpu_only = self.cpu_only or queue0 is None
+
+    def one(self, i: int) -> None:
+        try:
+            value = self.call(i)
+        except Exception as exc:
+            self.note("task", exc, i)
+            return
+        if self.keep_values:
+            self.values[i] = value
+        else:
+            self.record(i, value)
+
+    def finish(self) -> dict[str, Any]:
+        """Timings and counts into the report, then the serial read-back, then close."""
+        self.report.update(t_start=min(self.starts) if self.starts else None,
+                           t_end=max(self.ends) if self.ends else None, tasks=sum(self.done), cpu=sum(self.cpu),
+                           queued=sum(self.queued),  # runnable but waiting for a CPU: other load on the machine
+                           cpu_only=self.cpu_only)  # no schedstat: run-queue waits could not be told apart
+        for i in sorted(self.values):
+            try:
+                self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
+            except Exception as exc:
+                self.note("readback", exc, i)
+        try:
+            self.probe.close(self.ctx)
+        except Exception as exc:
+            self.note("close", exc)
+        return self.report
+
+
 def run_worker(
     probe: Probe,
     trial: Mapping[str, Any],
@@ -128,118 +229,15 @@ def run_worker(
     tick: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
-    report: dict[str, Any] = {
-        "schema": WORKER_SCHEMA,
-        "worker": worker,
-        "pid": os.getpid(),
-        "digests": {},
-        "data_digests": {},  # only where they differ from the full digest (exceptions in a result)
-        "errors": [],
-        "tasks": 0,
-        "t_start": None,
-        "t_end": None,
-        "cpu": None,
-    }
-    errors: list[dict[str, Any]] = report["errors"]
-
-    def note(stage: str, exc: BaseException, index: int | None = None) -> None:
-        if len(errors) < MAX_ERRORS:
-            errors.append(error_record(stage, exc, index))
-        report["error_count"] = report.get("error_count", 0) + 1
-
+    share = _Share(probe, trial, worker, tick)
     try:
-        ctx = probe.open(workdir)
+        share.ctx = probe.open(workdir)
     except Exception as exc:
-        note("open", exc)
+        share.note("open", exc)
         ready()
-        return report
+        return share.report
     ready()
     wait_go()
-
-    keep_values = hasattr(probe, "readback")
-    values: dict[int, Any] = {}
-    digests: dict[str, str] = report["digests"]
-    data: dict[str, str] = report["data_digests"]
-    deviated: set[str] = set()
-    starts: list[float] = []
-    ends: list[float] = []
-    cpu: list[float] = []
-    queued: list[float] = []
-    cpu_only = [False]
-    done = [0] * trial["threads"]
-    guard = threading.Lock() if trial.get("remedy") == "global_lock" else None
-
-    def call(i: int) -> Any:
-        if guard is None:
-            return probe.task(ctx, i)
-        with guard:
-            return probe.task(ctx, i)
-
-    def record(i: int, value: Any) -> None:
-        # Each index belongs to one thread, so this check-then-set is not a race.
-        key = str(i)
-        d = digest(value)
-        held = digests.get(key)
-        # Keep the first digest, or the first that differs from earlier rounds: any deviation
-        # must reach the parent's comparison with the serial oracle.
-        if held is None or (held != d and key not in deviated):
-            if held is not None:
-                deviated.add(key)
-            digests[key] = d
-            plain = digest(value, messages=False)
-            if plain != d:
-                data[key] = plain
-            else:
-                data.pop(key, None)
-
-    deadline = trial.get("deadline") or 0.0
-
-    def body(thread: int) -> None:
-        cpu0, queue0 = thread_clock()
-        starts.append(time.monotonic())
-        stop = starts[-1] + deadline if deadline > 0 else float("inf")
-        for _ in range(trial.get("rounds", 1)):
-            for i in indices_for(trial, worker, thread):
-                if time.monotonic() > stop:  # a time-boxed trial (the race pass): calls made so far count
-                    break
-                try:
-                    value = call(i)
-                    if keep_values:
-                        values[i] = value
-                    else:
-                        record(i, value)
-                except Exception as exc:
-                    note("task", exc, i)
-                done[thread] += 1
-                tick()
-        ends.append(time.monotonic())
-        # Time this thread could run (on a CPU, or queued for one): threads that wait for a lock
-        # or the GIL sleep instead, so the sum tells serialized threads from busy ones without
-        # any sampling, and without mistaking a machine loaded by others for a lock.
-        cpu1, queue1 = thread_clock()
-        waited = queue1 - queue0 if queue0 is not None and queue1 is not None else 0.0
-        cpu.append(cpu1 - cpu0 + waited)
-        queued.append(waited)
-        if queue0 is None:
-            cpu_only[0] = True
-
-    run_together(trial["threads"], body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),
+    run_together(trial["threads"], share.body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),
                  trial.get("pin"))
-    report["t_start"] = min(starts) if starts else None
-    report["t_end"] = max(ends) if ends else None
-    report["tasks"] = sum(done)
-    report["cpu"] = sum(cpu)
-    report["queued"] = sum(queued)  # runnable but waiting for a CPU: other load on the machine
-    report["cpu_only"] = cpu_only[0]  # no schedstat: run-queue waits could not be told apart
-
-    if keep_values:
-        for i in sorted(values):
-            try:
-                record(i, probe.readback(ctx, i, values[i]))  # type: ignore[attr-defined]
-            except Exception as exc:
-                note("readback", exc, i)
-    try:
-        probe.close(ctx)
-    except Exception as exc:
-        note("close", exc)
-    return report
+    return share.finish()
