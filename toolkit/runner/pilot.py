@@ -78,46 +78,43 @@ def _tasks(c: Choice, units: int) -> int:
     return 1 if c.scheduler == "synchronous" else min(units, _parallelism(c))
 
 
-def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
-              note: Callable[[str], None] = lambda text: None, share: float = SHARE) -> tuple[Pilot, Active]:
-    """Pilot ``job`` on the candidates ``found`` (synchronous first). Returns the pilot and the
-    pick's active scheduler (entered on ``stack``, so that the rest of the run uses it)."""
-    began = time.perf_counter()
-    sync = found[0]
-    assert sync.scheduler == "synchronous"
-    actives: dict[str, Active] = {}
-    sizes = list(getattr(job, "sizes", None) or [1.0] * job.units)
-    total = float(sum(sizes))
+class _Pool:
+    """The job's units not computed yet, their sizes, and the schedulers entered so far."""
 
-    def size(units: Sequence[int]) -> float:
-        return float(sum(sizes[k] for k in units)) or 1.0
+    def __init__(self, job: Job, stack: contextlib.ExitStack) -> None:
+        self.job, self.stack = job, stack
+        self.sizes = list(getattr(job, "sizes", None) or [1.0] * job.units)
+        self.total = float(sum(self.sizes))
+        self.left = list(range(job.units))
+        self.actives: dict[str, Active] = {}
 
-    def active(c: Choice) -> Active:
+    def size(self, units: Sequence[int]) -> float:
+        return float(sum(self.sizes[k] for k in units)) or 1.0
+
+    def active(self, c: Choice) -> Active:
         key = choose.label(c)
-        if key not in actives:
-            actives[key] = stack.enter_context(activated(c))
-        return actives[key]
+        if key not in self.actives:
+            self.actives[key] = self.stack.enter_context(activated(c))
+        return self.actives[key]
 
-    pool = list(range(job.units))
-
-    def take(amount: float) -> list[int]:
+    def take(self, amount: float) -> list[int]:
         """Units from the front of the pool, about ``amount`` in size, at least one."""
         taken: list[int] = []
         held = 0.0
-        while pool and (not taken or held + sizes[pool[0]] / 2 <= amount):
-            held += sizes[pool[0]]
-            taken.append(pool.pop(0))
+        while self.left and (not taken or held + self.sizes[self.left[0]] / 2 <= amount):
+            held += self.sizes[self.left[0]]
+            taken.append(self.left.pop(0))
         return taken
 
-    first = take(0)  # one-time costs (imports, opening files)
-    job.run(active(sync), first, 1)
-    second = take(0)
-    t0 = time.perf_counter()
-    job.run(active(sync), second, 1)
-    per_size = (time.perf_counter() - t0) / size(second)
-    serial = per_size * total
-    pilot = Pilot(sync, done=first + second, serial_estimate=serial)
-    parallel = [c for c in found[1:]]
+    def close_losers(self, pick: str) -> None:
+        for key, here in list(self.actives.items()):
+            if key != pick and here.client is not None:
+                here.client.close()  # a cluster that lost: its workers can go now
+
+
+def _worth_trying(pilot: Pilot, found: Sequence[Choice]) -> list[Choice]:
+    """The parallel candidates that can win (step 2)."""
+    parallel = list(found[1:])
     if any(c.scheduler == "processes" for c in parallel) and not any(c.address or c.cluster != "local"
                                                                      for c in parallel):
         dropped = [c for c in parallel if c.scheduler == "distributed"]
@@ -125,71 +122,106 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
         if dropped:
             pilot.why += ("not tried: a LocalCluster runs the same one-thread processes as the processes "
                           "scheduler and only adds its start-up",)
-    if not parallel:
-        pilot.why += ("no concurrent scheduler is safe here: synchronous",)
-        pilot.seconds = time.perf_counter() - began
-        return pilot, active(sync)
-    if serial < SHORT_RUN:
-        pick = choose.fallback(found)
-        pilot.choice = pick
-        pilot.why += (f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
-                      f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}, the simplest safe concurrent choice",)
-        pilot.seconds = time.perf_counter() - began
-        return pilot, active(pick)
+    return parallel
 
-    tried = [sync] + parallel
-    per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
-    seconds: dict[str, list[float]] = {choose.label(c): [] for c in tried}
-    amount: dict[str, list[float]] = {choose.label(c): [] for c in tried}
-    startup: dict[str, float] = {}
-    playing = list(tried)
-    budget = share * total
-    rounds = 0
 
-    def table_rows() -> list[PilotRow]:
-        return [_row(choose.label(c), seconds, amount, startup, total) for c in tried if seconds[choose.label(c)]]
+@dataclass
+class _Rounds:
+    """The timed repetitions of each candidate (step 3): seconds and size per batch, start-ups."""
 
-    while rounds < MAX_ROUNDS and pool and (rounds < MIN_ROUNDS or size(pilot.done) < budget):
-        rounds += 1
-        for c in playing[rounds % len(playing):] + playing[:rounds % len(playing)]:
-            key = choose.label(c)
-            here = active(c)
-            startup.setdefault(key, here.started)
+    tried: list[Choice]
+    total: float
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    amount: dict[str, list[float]] = field(default_factory=dict)
+    startup: dict[str, float] = field(default_factory=dict)
+    played: int = 0
+
+    def rows(self) -> list[PilotRow]:
+        return [_row(key, self.seconds, self.amount, self.startup, self.total)
+                for key in map(choose.label, self.tried) if self.seconds.get(key)]
+
+    def play(self, pool: _Pool, playing: list[Choice], per_worker: float, pilot: Pilot) -> None:
+        """One round: a fresh batch per candidate still in play, in rotating order."""
+        self.played += 1
+        turn = self.played % len(playing)
+        for c in playing[turn:] + playing[:turn]:
+            key, here = choose.label(c), pool.active(c)
+            self.startup.setdefault(key, here.started)
             workers = _parallelism(c)
-            batch = take(per_worker * workers * (PARALLEL_BATCH if workers > 1 else 1))
+            batch = pool.take(per_worker * workers * (PARALLEL_BATCH if workers > 1 else 1))
             if not batch:
                 break
             t0 = time.perf_counter()
-            job.run(here, batch, _tasks(c, len(batch)))
-            seconds[key].append(time.perf_counter() - t0)
-            amount[key].append(size(batch))
+            pool.job.run(here, batch, _tasks(c, len(batch)))
+            self.seconds.setdefault(key, []).append(time.perf_counter() - t0)
+            self.amount.setdefault(key, []).append(pool.size(batch))
             pilot.done += batch
-        if rounds >= 2:
-            rows = table_rows()
-            pick_row, settled, _ = choose.decide(rows)
-            note(f"pilot round {rounds}: " + ", ".join(
-                f"{r.candidate} {statistics.median(r.projected):.1f}s" for r in rows))
-            if settled and rounds >= MIN_ROUNDS:
-                break
-            # A candidate slower beyond the noise leaves at once (two repetitions can show a 2x gap).
-            keep = {r.candidate for r in rows if r is pick_row or not choose.clearly_slower(r, pick_row)}
-            playing = [c for c in playing if choose.label(c) in keep]
-            if len(playing) == 1:
-                break
-    rows = table_rows()
+
+    def still_in_play(self, playing: list[Choice], note: Callable[[str], None]) -> list[Choice] | None:
+        """Who stays after this round; None when the ranking is settled."""
+        rows = self.rows()
+        pick_row, settled, _ = choose.decide(rows)
+        note(f"pilot round {self.played}: " + ", ".join(
+            f"{r.candidate} {statistics.median(r.projected):.1f}s" for r in rows))
+        if settled and self.played >= MIN_ROUNDS:
+            return None
+        # A candidate slower beyond the noise leaves at once (two repetitions can show a 2x gap).
+        keep = {r.candidate for r in rows if r is pick_row or not choose.clearly_slower(r, pick_row)}
+        return [c for c in playing if choose.label(c) in keep]
+
+
+def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
+              note: Callable[[str], None] = lambda text: None, share: float = SHARE) -> tuple[Pilot, Active]:
+    """Pilot ``job`` on the candidates ``found`` (synchronous first). Returns the pilot and the
+    pick's active scheduler (entered on ``stack``, so that the rest of the run uses it)."""
+    began = time.perf_counter()
+    sync = found[0]
+    assert sync.scheduler == "synchronous"
+    pool = _Pool(job, stack)
+    first = pool.take(0)  # one-time costs (imports, opening files)
+    job.run(pool.active(sync), first, 1)
+    second = pool.take(0)
+    t0 = time.perf_counter()
+    job.run(pool.active(sync), second, 1)
+    per_size = (time.perf_counter() - t0) / pool.size(second)
+    serial = per_size * pool.total
+    pilot = Pilot(sync, done=first + second, serial_estimate=serial)
+    parallel = _worth_trying(pilot, found)
+    if not parallel or serial < SHORT_RUN:
+        pick = sync if not parallel else choose.fallback(found)
+        pilot.choice = pick
+        pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
+            f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
+            f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}, the simplest safe concurrent choice",))
+        pilot.seconds = time.perf_counter() - began
+        return pilot, pool.active(pick)
+    rounds = _Rounds([sync] + parallel, pool.total)
+    per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
+    playing: list[Choice] | None = list(rounds.tried)
+    while playing and rounds.played < MAX_ROUNDS and pool.left and (
+            rounds.played < MIN_ROUNDS or pool.size(pilot.done) < share * pool.total):
+        rounds.play(pool, playing, per_worker, pilot)
+        if rounds.played >= 2:
+            playing = rounds.still_in_play(playing, note)
+            playing = playing if playing is None or len(playing) > 1 else None
+    return _conclude(pilot, rounds, pool, began), pool.active(pilot.choice)
+
+
+def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot:
+    """The pick, its table and why, and what the pilot cost beyond running its units on the pick."""
+    rows = rounds.rows()
     pick_row, settled, why = choose.decide(rows)
-    pilot.why += why + ((f"settled after {rounds} rounds",) if settled else (
-        f"not settled after {rounds} rounds ({size(pilot.done) / total:.0%} of the work): the simpler candidate "
-        "keeps a tie",))
-    pick = next(c for c in tried if choose.label(c) == pick_row.candidate)
-    pilot.choice, pilot.rows = pick, rows
+    pilot.why += why + ((f"settled after {rounds.played} rounds",) if settled else (
+        f"not settled after {rounds.played} rounds ({pool.size(pilot.done) / pool.total:.0%} of the work): the "
+        "simpler candidate keeps a tie",))
+    pilot.choice = next(c for c in rounds.tried if choose.label(c) == pick_row.candidate)
+    pilot.rows = rows
     pilot.seconds = time.perf_counter() - began
-    rate = statistics.median(s / a for s, a in zip(seconds[pick_row.candidate], amount[pick_row.candidate]))
-    pilot.cost = max(0.0, pilot.seconds - rate * size(pilot.done))
-    for key, here in list(actives.items()):
-        if key != pick_row.candidate and here.client is not None:
-            here.client.close()  # a cluster that lost: its workers can go now
-    return pilot, active(pick)
+    key = pick_row.candidate
+    rate = statistics.median(s / a for s, a in zip(rounds.seconds[key], rounds.amount[key]))
+    pilot.cost = max(0.0, pilot.seconds - rate * pool.size(pilot.done))
+    pool.close_losers(key)
+    return pilot
 
 
 def _row(key: str, seconds: dict[str, list[float]], amount: dict[str, list[float]], startup: dict[str, float],
@@ -199,27 +231,28 @@ def _row(key: str, seconds: dict[str, list[float]], amount: dict[str, list[float
     return PilotRow(key, tuple(round(s, 4) for s in seconds[key]), round(startup.get(key, 0.0), 3), projected)
 
 
+def _table(rows: Sequence[PilotRow]) -> list[str]:
+    """Candidates, their repetitions, start-up and projected run: one line each, with a header."""
+    if not rows:
+        return []
+    lines = [f"{'candidate':22s} {'repetitions (s)':34s} {'start-up':>8s} {'projected run':>14s}"]
+    for row in rows:
+        reps = ", ".join(f"{s:.2f}" for s in row.seconds[:6])
+        lines.append(f"{row.candidate:22s} {reps:34s} {row.startup:7.2f}s "
+                     f"{statistics.median(row.projected or row.seconds):13.1f}s")
+    return lines
+
+
 def rows_table(choice: Choice) -> list[str]:
     """A choice's pilot table (when it has one) and its rationale."""
-    lines = []
-    if choice.pilot:
-        lines.append(f"{'candidate':22s} {'repetitions (s)':34s} {'start-up':>8s} {'projected run':>14s}")
-        for row in choice.pilot:
-            reps = ", ".join(f"{s:.2f}" for s in row.seconds[:6])
-            lines.append(f"{row.candidate:22s} {reps:34s} {row.startup:7.2f}s "
-                         f"{statistics.median(row.projected or row.seconds):13.1f}s")
-    return lines + list(choice.rationale)
+    return _table(choice.pilot) + list(choice.rationale)
 
 
 def table(pilot: Pilot) -> list[str]:
     """The pilot's table and rule, for a log or a terminal."""
     if not pilot.rows:
         return list(pilot.why)
-    lines = [f"{'candidate':22s} {'repetitions (s)':34s} {'start-up':>8s} {'projected run':>14s}"]
-    for row in pilot.rows:
-        reps = ", ".join(f"{s:.2f}" for s in row.seconds[:6])
-        lines.append(f"{row.candidate:22s} {reps:34s} {row.startup:7.2f}s {statistics.median(row.projected):13.1f}s")
-    lines += list(pilot.why)
+    lines = _table(pilot.rows) + list(pilot.why)
     lines.append(f"pilot: {pilot.seconds:.1f} s on {len(pilot.done)} units, of which {pilot.cost:.1f} s "
                  "beyond what the pick would have taken")
     return lines
