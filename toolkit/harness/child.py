@@ -88,6 +88,28 @@ def worker_main(spec_path: str, worker: int) -> int:
     """Entry point of a worker process (forked or spawned). Returns its exit code."""
     spec = json.loads(Path(spec_path).read_text())
     tdir = Path(spec["trial_dir"])
+    _redirect(tdir, worker)
+    result_path = tdir / f"result.{worker}.json"
+    if spec.get("core"):
+        # A core dump of a crash gives gdb the native frames of the crashing thread.
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        os.chdir(tdir)
+    try:
+        for plugin in spec.get("plugins", []):
+            refs.load_plugin(plugin)
+        report = _prepare(spec) if spec["stage"] == "prepare" else _trial(spec, tdir, worker)
+        write_json_atomic(result_path, report)
+    except BaseException as exc:  # a harness fault is reported, not raised into the void
+        write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
+
+
+def _redirect(tdir: Path, worker: int) -> None:
+    """Faults (and, on SIGUSR1, every thread's stack) to fault.N; output to out.N."""
     fault = open(tdir / f"fault.{worker}", "w")
     faulthandler.enable(fault, all_threads=True)
     # The parent's fallback for stacks of a hung worker, when py-spy cannot attach.
@@ -97,57 +119,39 @@ def worker_main(spec_path: str, worker: int) -> int:
     os.dup2(out, 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    result_path = tdir / f"result.{worker}.json"
-    if spec.get("core"):
-        # A core dump of a crash gives gdb the native frames of the crashing thread.
-        import resource
 
-        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        os.chdir(tdir)
-    audit = None
+
+def _trial(spec: dict[str, Any], tdir: Path, worker: int) -> dict[str, Any]:
+    """This worker's share of a trial, released with the others, under the lock audit if asked."""
+    trial = spec["trial"]
+    slot = Slot(tdir / "progress", worker)
+
+    def wait_go() -> None:
+        fd = os.open(tdir / "go", os.O_RDONLY)
+        try:
+            os.read(fd, 1)  # blocks until the parent releases every worker at once
+        finally:
+            os.close(fd)
+        if trial["processes"] > 1:
+            slot.wait_peers(trial["processes"])
+
+    audit = lockaudit if spec.get("instrument") == "iris_lock_audit" and lockaudit.install() else None
     try:
-        for plugin in spec.get("plugins", []):
-            refs.load_plugin(plugin)
-        if spec["stage"] == "prepare":
-            report = _prepare(spec)
-        else:
-            trial = spec["trial"]
-            slot = Slot(tdir / "progress", worker)
-
-            def wait_go() -> None:
-                fd = os.open(tdir / "go", os.O_RDONLY)
-                try:
-                    os.read(fd, 1)  # blocks until the parent releases every worker at once
-                finally:
-                    os.close(fd)
-                if trial["processes"] > 1:
-                    slot.wait_peers(trial["processes"])
-
-            if spec.get("instrument") == "iris_lock_audit":
-                audit = lockaudit if lockaudit.install() else None
-            try:
-                probe = refs.load(trial["ref"])()
-            except Exception as exc:
-                slot.state(READY)
-                report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
-            else:
-                def ready() -> None:
-                    slot.state(READY)
-                    if audit is not None:
-                        audit.stage("tasks")
-
-                report = run_worker(probe, trial, worker, Path(spec["workdir"]), ready=ready, wait_go=wait_go,
-                                    tick=slot.tick)
-            slot.state(DONE)
+        probe = refs.load(trial["ref"])()
+    except Exception as exc:
+        slot.state(READY)
+        report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
+    else:
+        def ready() -> None:
+            slot.state(READY)
             if audit is not None:
-                report["audit"] = audit.snapshot()
-        write_json_atomic(result_path, report)
-    except BaseException as exc:  # a harness fault is reported, not raised into the void
+                audit.stage("tasks")
 
-        write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return 0
+        report = run_worker(probe, trial, worker, Path(spec["workdir"]), ready=ready, wait_go=wait_go, tick=slot.tick)
+    slot.state(DONE)
+    if audit is not None:
+        report["audit"] = audit.snapshot()
+    return report
 
 
 def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
@@ -159,14 +163,8 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     return {"errors": []}
 
 
-def serve(preload: list[str]) -> None:
-    """The fork server's loop: import ``preload``, then fork a worker per request on stdin.
-
-    Protocol, one line each: parent -> ``fork WORKER PGID SPEC``; server -> ``pid PID``,
-    ``exit PID RETURNCODE CPU`` (CPU: the worker's user + system seconds), and once at start
-    ``ready THREADS [error]``.
-    """
-    die_with_parent()
+def _preload(preload: list[str]) -> str:
+    """Import what every worker of this server needs; the first failure's name, else ''."""
     failed = ""
     for module in preload:
         try:
@@ -176,17 +174,66 @@ def serve(preload: list[str]) -> None:
                 __import__(module)
         except BaseException as exc:  # the worker will meet the same error and report it properly
             failed = f"{module}: {type(exc).__name__}"
+    return failed
+
+
+def _send(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+def _reap() -> None:
+    """Report every worker that has exited (SIGCHLD woke us, or a request came in)."""
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(f"exit {pid} {os.waitstatus_to_exitcode(status)} {cpu_of(usage):.4f}")
+
+
+def _fork_worker(request: str, wake: tuple[int, int]) -> None:
+    """``fork WORKER PGID SPEC``: a worker in process group PGID (0: a new one, its own)."""
+    _, worker, pgid, spec_path = request.split(" ", 3)
+    pid = os.fork()
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wake:
+            os.close(fd)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        code = 70
+        try:
+            os.setpgid(0, int(pgid))
+            die_with_parent()
+            code = worker_main(spec_path, int(worker))
+        finally:
+            os._exit(code)
+    try:  # both sides set the group, so the next fork can join it at once
+        os.setpgid(pid, int(pgid) or pid)
+    except OSError:
+        pass
+    _send(f"pid {pid}")
+
+
+def serve(preload: list[str]) -> None:
+    """The fork server's loop: import ``preload``, then fork a worker per request on stdin.
+
+    Protocol, one line each: parent -> ``fork WORKER PGID SPEC``; server -> ``pid PID``,
+    ``exit PID RETURNCODE CPU`` (CPU: the worker's user + system seconds), and once at start
+    ``ready THREADS [error]``.
+    """
+    die_with_parent()
+    failed = _preload(preload)
     threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
-
-    def send(line: str) -> None:
-        os.write(1, (line + "\n").encode())
-
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    send(f"ready {threads} {failed}".rstrip())
+    _send(f"ready {threads} {failed}".rstrip())
     buffer = b""
     while True:
         try:
@@ -199,14 +246,7 @@ def serve(preload: list[str]) -> None:
                     pass
             except BlockingIOError:
                 pass
-        while True:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            send(f"exit {pid} {os.waitstatus_to_exitcode(status)} {cpu_of(usage):.4f}")
+        _reap()
         if 0 in readable:
             chunk = os.read(0, 65536)
             if not chunk:
@@ -214,27 +254,7 @@ def serve(preload: list[str]) -> None:
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                _, worker, pgid, spec_path = line.decode().split(" ", 3)
-                pid = os.fork()
-                if pid == 0:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    devnull = os.open(os.devnull, os.O_RDONLY)
-                    os.dup2(devnull, 0)
-                    code = 70
-                    try:
-                        os.setpgid(0, int(pgid))
-                        die_with_parent()
-                        code = worker_main(spec_path, int(worker))
-                    finally:
-                        os._exit(code)
-                try:  # both sides set the group, so the next fork can join it at once
-                    os.setpgid(pid, int(pgid) or pid)
-                except OSError:
-                    pass
-                send(f"pid {pid}")
+                _fork_worker(line.decode(), (wake_r, wake_w))
 
 
 def main(argv: list[str]) -> int:
