@@ -30,6 +30,7 @@ from toolkit.records import (
     Result,
     TrialRun,
     Verdict,
+    WorkerRun,
     worst,
 )
 
@@ -77,51 +78,12 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
     """Classify one trial. ``oracle`` comes from the serial run (None for the oracle trial itself)."""
     trial = run.trial
     evidence: list[Evidence] = []
-    kinds: list[Kind] = []
-    missing: str | None = None
-
-    def add(kind: Kind, **fields: object) -> None:
-        kinds.append(kind)
-        evidence.append(Evidence(kind=kind.value, trial=trial.index, **fields))  # type: ignore[arg-type]
-
     if run.harness_error:
-        add(Kind.ERROR, stage="harness", summary=f"harness failure: {run.harness_error}", message=run.harness_error)
-    tasks = 0
+        evidence.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, stage="harness",
+                                 summary=f"harness failure: {run.harness_error}", message=run.harness_error))
     for w in run.workers:
-        report = w.report or {}
-        tasks += int(report.get("tasks") or 0)
-        if run.hung and w.stacks is not None:
-            add(Kind.HANG, worker=w.worker, stacks=w.stacks, stack_source=w.stack_source,
-                summary=f"worker {w.worker} made no progress for {trial.timeout:g}s; stacks taken, tree killed")
-            continue
-        if w.signal is not None:
-            add(Kind.CRASH, worker=w.worker, signal=w.signal, traceback=w.fault or w.output,
-                summary=f"worker {w.worker} died by {w.signal}")
-            continue
-        if w.report is None:
-            add(Kind.ERROR, worker=w.worker, stage="exit", error_type="WorkerExit", message=w.output[-2000:],
-                summary=f"worker {w.worker} exited with code {w.returncode} before reporting")
-            continue
-        for err in report.get("errors", []):
-            if err.get("missing") and err.get("stage") in ("open", "prepare"):
-                missing = missing or err["missing"]
-            where = f" at i={err['index']}" if err.get("index") is not None else ""
-            add(Kind.ERROR, worker=w.worker, stage=err.get("stage"), index=err.get("index"),
-                error_type=err.get("error_type"), message=err.get("message"), traceback=err.get("traceback"),
-                summary=f"{err.get('error_type')} in {err.get('stage')}{where}: {first_line(err.get('message'))}")
-        if oracle is not None:
-            digests = report.get("digests", {})
-            data = report.get("data_digests", {})
-            bad = sorted(int(i) for i, d in digests.items() if i in oracle.digests and oracle.digests[i] != d)
-            for i in bad[:MAX_MISMATCHES]:
-                key = str(i)
-                only_message = data.get(key, digests[key]) == oracle.data_of(key)
-                severity = Corruption.MESSAGE if only_message else Corruption.DATA
-                what = "an exception's message" if only_message else "the result"
-                add(Kind.CORRUPT, worker=w.worker, index=i, expected=oracle.digests[key], actual=digests[key],
-                    severity=severity,
-                    summary=f"{what} of i={i} differs from the serial run ({len(bad)} of {len(digests)} differ)")
-    kind = worst(kinds)
+        evidence += _worker_evidence(w, run, oracle)
+    kind = worst([Kind(e.kind) for e in evidence])
     reports = [w.report for w in run.workers if w.report]
     cpu = [r["cpu"] for r in reports if r.get("cpu") is not None]
     process_cpu = [w.cpu for w in run.workers if w.cpu is not None]
@@ -129,7 +91,7 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
         trial=trial,
         kind=kind,
         evidence=tuple(evidence),
-        tasks=tasks,
+        tasks=sum(int((w.report or {}).get("tasks") or 0) for w in run.workers),
         seconds=run.seconds if kind == Kind.OK else None,
         cpu=sum(cpu) if len(cpu) == len(run.workers) else None,
         cpu_only=any(r.get("cpu_only") for r in reports),
@@ -137,8 +99,57 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
         wall=run.wall,
         process_cpu=sum(process_cpu) if process_cpu else None,
         states=dict(run.states),
-        unavailable=missing,
+        unavailable=next((err["missing"] for w in run.workers if _reported(w, run)
+                          for err in w.report.get("errors", [])  # type: ignore[union-attr]
+                          if err.get("missing") and err.get("stage") in ("open", "prepare")), None),
     )
+
+
+def _reported(w: WorkerRun, run: TrialRun) -> bool:
+    """The worker lived to write its report (it did not hang, die by a signal or exit early)."""
+    return not (run.hung and w.stacks is not None) and w.signal is None and w.report is not None
+
+
+def _worker_evidence(w: WorkerRun, run: TrialRun, oracle: Oracle | None) -> list[Evidence]:
+    """What one worker shows: a hang, a crash, an early exit, or its errors and wrong results."""
+    trial = run.trial
+    if run.hung and w.stacks is not None:
+        return [Evidence(kind=Kind.HANG.value, trial=trial.index, worker=w.worker, stacks=w.stacks,
+                         stack_source=w.stack_source,
+                         summary=f"worker {w.worker} made no progress for {trial.timeout:g}s; stacks taken, tree killed")]
+    if w.signal is not None:
+        return [Evidence(kind=Kind.CRASH.value, trial=trial.index, worker=w.worker, signal=w.signal,
+                         traceback=w.fault or w.output, summary=f"worker {w.worker} died by {w.signal}")]
+    if w.report is None:
+        return [Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage="exit",
+                         error_type="WorkerExit", message=w.output[-2000:],
+                         summary=f"worker {w.worker} exited with code {w.returncode} before reporting")]
+    found = []
+    for err in w.report.get("errors", []):
+        where = f" at i={err['index']}" if err.get("index") is not None else ""
+        found.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=err.get("stage"),
+                              index=err.get("index"), error_type=err.get("error_type"), message=err.get("message"),
+                              traceback=err.get("traceback"),
+                              summary=f"{err.get('error_type')} in {err.get('stage')}{where}: "
+                                      f"{first_line(err.get('message'))}"))
+    return found + (_corruption(w, trial.index, oracle) if oracle is not None else [])
+
+
+def _corruption(w: WorkerRun, index: int, oracle: Oracle) -> list[Evidence]:
+    """The worker's results that differ from the serial oracle's (the first few), with severity."""
+    digests = w.report.get("digests", {}) if w.report else {}
+    data = w.report.get("data_digests", {}) if w.report else {}
+    bad = sorted(int(i) for i, d in digests.items() if i in oracle.digests and oracle.digests[i] != d)
+    found = []
+    for i in bad[:MAX_MISMATCHES]:
+        key = str(i)
+        only_message = data.get(key, digests[key]) == oracle.data_of(key)
+        what = "an exception's message" if only_message else "the result"
+        found.append(Evidence(kind=Kind.CORRUPT.value, trial=index, worker=w.worker, index=i,
+                              expected=oracle.digests[key], actual=digests[key],
+                              severity=Corruption.MESSAGE if only_message else Corruption.DATA,
+                              summary=f"{what} of i={i} differs from the serial run ({len(bad)} of {len(digests)} differ)"))
+    return found
 
 
 def first_line(text: object) -> str:
