@@ -1,13 +1,15 @@
 """Whole diagnoses of planted defects: each is found, the safe function never is, nothing stops
 the run, no child outlives it, and the adaptive plan spends the budget it is given."""
 
+import json
 import pathlib
 
 import pytest
 
 from tests.conftest import PLANTED, result, run_planted
-from toolkit import fingerprint
+from toolkit import detect, diagnose as diagnose_module, fingerprint, plan
 from toolkit.diagnose import QUICK_TRIALS, Options, diagnose
+from toolkit.records import Mode, Purpose
 
 PLUGINS = pathlib.Path(__file__).parent / "plugins"
 REPEATS = 5
@@ -100,3 +102,75 @@ def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
     assert crash.verdict == "crash" and crash.trials == 1
     safe = next(r for r in diag.results if r.probe == "planted.safe" and r.mode == "threads")
     assert safe.trials == QUICK_TRIALS and safe.failure_rate_upper95 < 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# The one trial step (diagnose and threadprobe.check), against a fake launcher: no process runs,
+# as pytest-xdist tests its schedulers against a MockNode.
+
+
+class FakeLauncher:
+    """Plays a worker for each start: writes the report a worker would, or dies as told."""
+
+    def __init__(self, answer, signal=None):
+        self.answer, self.signal = answer, signal  # answer(i) -> digest of task i; signal: die by it
+        self.exited, self.started = {}, []
+
+    def start(self, spec_path, worker, pgid):
+        spec = json.loads(pathlib.Path(spec_path).read_text())
+        pid = 10_000 + len(self.started)
+        self.started.append(spec["trial"])
+        trial, tdir = spec["trial"], pathlib.Path(spec["trial_dir"])
+        if self.signal is None:
+            digests = {str(i): self.answer(i) for t in range(trial["threads"]) for i in
+                       range(worker * trial["threads"] + t, trial["iterations"], trial["processes"] * trial["threads"])}
+            report = {"schema": "threadprobe.worker/1", "worker": worker, "digests": digests, "data_digests": {},
+                      "errors": [], "tasks": len(digests), "t_start": 1.0, "t_end": 2.0, "cpu": 0.5}
+            (tdir / f"result.{worker}.json").write_text(json.dumps(report))
+        self.exited[pid] = (-self.signal if self.signal else 0, 0.1)
+        return pid
+
+    def exits(self, wait):
+        got, self.exited = self.exited, {}
+        return got
+
+    def close(self):
+        pass
+
+
+def step(tmp_path, launcher, oracle, cell=plan.Cell(Mode.THREADS, 1, 2), name="t"):
+    request = plan.Request("fake", cell, Purpose.STRESS, switch_interval=plan.STRESS_SWITCH_INTERVAL)
+    trial = diagnose_module.make_trial("fake", "inline:fake", request, iterations=8, index=0, timeout=5.0)
+    return diagnose_module.run_one(trial, launcher, tmp_path, tmp_path / name, oracle)
+
+
+def test_the_trial_step_classifies_what_a_fake_worker_reports(tmp_path):
+    right = lambda i: f"d{i}"  # noqa: E731
+    got, serial = step(tmp_path, FakeLauncher(right), None, plan.SERIAL, "serial")
+    assert serial.kind == "ok" and serial.tasks == 8 and got.seconds == 1.0
+    oracle = detect.Oracle.of(got)
+    assert step(tmp_path, FakeLauncher(right), oracle, name="ok")[1].kind == "ok"
+    wrong = step(tmp_path, FakeLauncher(lambda i: "x" if i == 5 else f"d{i}"), oracle, name="bad")[1]
+    assert wrong.kind == "corrupt" and [e.index for e in wrong.evidence] == [5]
+    dead = step(tmp_path, FakeLauncher(right, signal=11), oracle, name="dead")[1]
+    assert dead.kind == "crash" and {e.signal for e in dead.evidence} == {"SIGSEGV"}
+
+
+def test_threadprobe_check_runs_its_trials_through_the_same_step(tmp_path, monkeypatch):
+    from toolkit import pytest_plugin
+
+    seen = []
+    real = diagnose_module.run_one
+
+    def spy(trial, *args, **kwargs):
+        seen.append((str(trial.mode), trial.threads, str(trial.purpose)))
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(diagnose_module, "run_one", spy)
+    launcher = FakeLauncher(lambda i: f"d{i}")
+    probe = type("P", (), {"name": "fake", "dependency": "none"})
+    results = pytest_plugin.check_trials(probe, "inline:fake", launcher, tmp_path, threads=2, processes=0, trials=3,
+                                         iterations=8, timeout=5.0)
+    assert seen == [("serial", 1, "timing"), ("threads", 2, "timing"), ("threads", 2, "stress"),
+                    ("threads", 2, "stress")]
+    assert {(r.mode, r.trials, r.verdict) for r in results} == {("serial", 1, "safe"), ("threads", 3, "safe")}

@@ -128,6 +128,26 @@ class ProbeRun:
         return [w for runs in self.runs.values() for run, _ in runs for w in run.state_windows]
 
 
+def make_trial(name: str, ref: str, request: plan.Request, iterations: int, index: int, timeout: float,
+               remedy: str | None = None) -> Trial:
+    """The trial a plan's request asks for."""
+    cell = request.cell
+    return Trial(probe=name, ref=ref, mode=cell.mode, processes=cell.processes, threads=cell.threads,
+                 iterations=iterations, index=index, rounds=request.rounds, timeout=timeout,
+                 switch_interval=request.switch_interval, purpose=request.purpose, remedy=remedy,
+                 jitter=request.jitter, states=request.states)
+
+
+def run_one(trial: Trial, launcher: launch.Launcher, workdir: Path, folder: Path, oracle: detect.Oracle | None,
+            plugins: tuple[str, ...] = (), on_start: Callable[[list[int]], None] | None = None,
+            extra: dict[str, Any] | None = None) -> tuple[TrialRun, Outcome]:
+    """The one trial step that diagnose and the plugin's ``threadprobe.check`` share: a trial
+    through a launcher (a fork server, a spawn, a direct fork, or a fake one in tests), then
+    classified against the serial oracle (None while the oracle itself runs)."""
+    got = harness.run_trial(trial, launcher, workdir, folder, plugins, on_start=on_start, extra=extra)
+    return got, detect.classify(got, oracle)
+
+
 def _seen(run: TrialRun, outcome: Outcome) -> plan.Seen:
     return plan.Seen(run.trial.purpose, outcome.kind, run.wall, run.seconds, run.trial.rounds)
 
@@ -205,21 +225,14 @@ class Diagnoser:
               record: bool = True) -> tuple[TrialRun, Outcome]:
         """Run one trial of ``run`` as ``request`` says, classify it and (``record``) keep it."""
         cell = request.cell
-        index = len(run.runs.get(cell, []))
-        trial = Trial(
-            probe=run.name, ref=run.info.ref, mode=cell.mode, processes=cell.processes, threads=cell.threads,
-            iterations=run.iterations, index=index, rounds=request.rounds, timeout=self.options.timeout,
-            switch_interval=request.switch_interval, purpose=request.purpose, remedy=remedy, jitter=request.jitter,
-            states=request.states,
-        )
+        trial = make_trial(run.name, run.info.ref, request, run.iterations, len(run.runs.get(cell, [])),
+                           self.options.timeout, remedy)
         self.progress.update(run.name, cell.label, self.trials, self.failures)
         self.serial_number += 1  # trials that are not recorded reuse no folder either
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{request.purpose}" + (
             f"-{remedy}" if remedy else "")
-        launcher = self.launcher(run)
-        got = harness.run_trial(trial, launcher, run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
-                                self.options.plugins, on_start=on_start, extra=extra)
-        outcome = detect.classify(got, run.oracle)
+        got, outcome = run_one(trial, self.launcher(run), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
+                               run.oracle, tuple(self.options.plugins), on_start=on_start, extra=extra)
         if request.purpose == Purpose.ORACLE:
             if outcome.unavailable:
                 run.failed = unavailable(outcome.unavailable, registry.load(run.info.ref).unavailable_hint)

@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from toolkit import detect, plan, pytest_fixtures as fixtures, pytest_races, refs, report
+from toolkit import detect, diagnose as diagnosing, plan, pytest_fixtures as fixtures, pytest_races, refs, report
 from toolkit.errors import UsageError
 from toolkit.harness import launch, trial as harness
 from toolkit.harness.valgrind import valgrind
@@ -491,25 +491,9 @@ class Checker:
             ref = f"inline:{key}"
             refs.INLINE[key] = probe
             launcher = launch.DirectFork()
-        k = iterations or max(len(inputs), 20)
-        cells = [plan.SERIAL] + ([plan.Cell(Mode.THREADS, 1, threads)] if threads > 1 else []) + \
-                ([plan.Cell(Mode.PROCESSES, processes, 1)] if processes > 1 else [])
         try:
-            runs: dict[Any, list[Any]] = {c: [] for c in cells}
-            for rep in range(trials):
-                for cell in cells:
-                    if cell.mode == Mode.SERIAL and rep > 0:
-                        continue
-                    purpose = Purpose.TIMING if rep == 0 else Purpose.STRESS
-                    trial = Trial(probe.name, ref, cell.mode, cell.processes, cell.threads, k, index=rep,
-                                  timeout=timeout, purpose=purpose,
-                                  switch_interval=plan.DEFAULT_SWITCH_INTERVAL if rep == 0 else plan.STRESS_SWITCH_INTERVAL)
-                    runs[cell].append(harness.run_trial(trial, launcher, root, root / f"{cell.mode}-{rep}"))
-            oracle = detect.Oracle.of(runs[plan.SERIAL][0]) if detect.classify(runs[plan.SERIAL][0], None).kind == "ok" \
-                else None
-            results = [detect.summarise(probe.name, probe.dependency, [detect.classify(r, oracle) for r in rs],
-                                        cores=os.cpu_count() or 1) for rs in runs.values()]
-            results = detect.add_scaling(results, os.cpu_count() or 1)
+            results = check_trials(probe, ref, launcher, root, threads, processes, trials,
+                                   iterations or max(len(inputs), 20), timeout)
         finally:
             launcher.close()
             refs.INLINE.pop(key, None)
@@ -519,6 +503,28 @@ class Checker:
             if problems:
                 pytest.fail(_failure_text(problems, inputs), pytrace=False)
         return checked
+
+
+def check_trials(probe: Any, ref: str, launcher: launch.Launcher, root: Path, threads: int, processes: int,
+                 trials: int, iterations: int, timeout: float) -> list[Any]:
+    """``threadprobe.check``'s trials, through diagnose's own trial step: the serial oracle
+    (timed), then per repetition each concurrent cell (timed first, then stressed)."""
+    cells = [plan.SERIAL] + ([plan.Cell(Mode.THREADS, 1, threads)] if threads > 1 else []) + \
+            ([plan.Cell(Mode.PROCESSES, processes, 1)] if processes > 1 else [])
+    outcomes: dict[plan.Cell, list[Any]] = {c: [] for c in cells}
+    oracle = None
+    for rep in range(trials):
+        for cell in cells[1:] if rep else cells:
+            request = plan.Request(probe.name, cell, Purpose.TIMING if rep == 0 else Purpose.STRESS,
+                                   switch_interval=plan.DEFAULT_SWITCH_INTERVAL if rep == 0 else plan.STRESS_SWITCH_INTERVAL)
+            trial = diagnosing.make_trial(probe.name, ref, request, iterations, rep, timeout)
+            got, outcome = diagnosing.run_one(trial, launcher, root, root / f"{cell.mode}-{rep}", oracle)
+            if cell == plan.SERIAL and outcome.kind == "ok":
+                oracle = detect.Oracle.of(got)
+            outcomes[cell].append(outcome)
+    cores = os.cpu_count() or 1
+    return detect.add_scaling([detect.summarise(probe.name, probe.dependency, found, cores=cores)
+                               for found in outcomes.values()], cores)
 
 
 def _importable(fn: Any) -> bool:
