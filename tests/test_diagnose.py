@@ -109,6 +109,9 @@ def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
 # as pytest-xdist tests its schedulers against a MockNode.
 
 
+PID_MAX = int(pathlib.Path("/proc/sys/kernel/pid_max").read_text())
+
+
 class FakeLauncher:
     """Plays a worker for each start: writes the report a worker would, or dies as told."""
 
@@ -118,7 +121,7 @@ class FakeLauncher:
 
     def start(self, spec_path, worker, pgid):
         spec = json.loads(pathlib.Path(spec_path).read_text())
-        pid = 10_000 + len(self.started)
+        pid = PID_MAX + 1 + len(self.started)  # no process can have it: the parent's kill_tree finds nothing
         self.started.append(spec["trial"])
         trial, tdir = spec["trial"], pathlib.Path(spec["trial_dir"])
         if self.signal is None:
