@@ -1,7 +1,6 @@
 """Whole diagnoses of planted defects: each is found, the safe function never is, nothing stops
 the run, no child outlives it, and the adaptive plan spends the budget it is given."""
 
-import json
 import pathlib
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from tests.conftest import PLANTED, result, run_planted
 from toolkit import detect, diagnose as diagnose_module, fingerprint, plan
 from toolkit.diagnose import QUICK_TRIALS, Options, diagnose
+from tests.harness.fakes import FakeLauncher
 from toolkit.records import Mode, Purpose
 
 PLUGINS = pathlib.Path(__file__).parent / "plugins"
@@ -107,38 +107,6 @@ def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
 # --------------------------------------------------------------------------------------------
 # The one trial step (diagnose and threadprobe.check), against a fake launcher: no process runs,
 # as pytest-xdist tests its schedulers against a MockNode.
-
-
-PID_MAX = int(pathlib.Path("/proc/sys/kernel/pid_max").read_text())
-
-
-class FakeLauncher:
-    """Plays a worker for each start: writes the report a worker would, or dies as told."""
-
-    def __init__(self, answer, signal=None):
-        self.answer, self.signal = answer, signal  # answer(i) -> digest of task i; signal: die by it
-        self.exited, self.started = {}, []
-
-    def start(self, spec_path, worker, pgid):
-        spec = json.loads(pathlib.Path(spec_path).read_text())
-        pid = PID_MAX + 1 + len(self.started)  # no process can have it: the parent's kill_tree finds nothing
-        self.started.append(spec["trial"])
-        trial, tdir = spec["trial"], pathlib.Path(spec["trial_dir"])
-        if self.signal is None:
-            digests = {str(i): self.answer(i) for t in range(trial["threads"]) for i in
-                       range(worker * trial["threads"] + t, trial["iterations"], trial["processes"] * trial["threads"])}
-            report = {"schema": "threadprobe.worker/1", "worker": worker, "digests": digests, "data_digests": {},
-                      "errors": [], "tasks": len(digests), "t_start": 1.0, "t_end": 2.0, "cpu": 0.5}
-            (tdir / f"result.{worker}.json").write_text(json.dumps(report))
-        self.exited[pid] = (-self.signal if self.signal else 0, 0.1)
-        return pid
-
-    def exits(self, wait):
-        got, self.exited = self.exited, {}
-        return got
-
-    def close(self):
-        pass
 
 
 def step(tmp_path, launcher, oracle, cell=plan.Cell(Mode.THREADS, 1, 2), name="t"):
