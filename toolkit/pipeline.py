@@ -20,7 +20,7 @@ from typing import Any
 from toolkit import choose, diagnose as diagnosing, evidence, fingerprint, racepass, report
 from toolkit.diagnose import Diagnoser, Options, assemble, run_session
 from toolkit.errors import UsageError
-from toolkit.records import Choice, Diagnosis
+from toolkit.records import Choice, Diagnosis, RunRequest
 from toolkit.runner import cache, load, pilot as piloting, schedulers, wind
 from toolkit.runner.schedulers import activated, explicit, on_cluster
 from toolkit.workloads import WORKLOADS, Workload
@@ -135,9 +135,7 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, sche
             found = tuple(dict.fromkeys(on_cluster(c, **cluster) for c in found if c.scheduler in ("distributed",)))
             if not found:
                 raise UsageError("a cluster was asked for, but no process-based scheduler is safe for this workload")
-        arrays = [a for a in (getattr(job, "u", None), getattr(job, "v", None)) if a is not None]
-        sig = cache.signature(fmt, [a.core_data() for a in arrays], getattr(job, "units", 1))
-        k = cache.key(name, sig, cache.builds(diag.fingerprint), tuple(probes))
+        k = cache.key(name, job.signature(fmt), cache.builds(diag.fingerprint), tuple(probes))
         if use_cache and not cluster:
             hit = cache.lookup(k)
             if hit is not None and any(choose.label(c) == choose.label(hit) for c in found):
@@ -162,57 +160,43 @@ def _formats(pattern: str) -> str | None:
     return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
 
 
-def run_wind(x_glob: str, y_glob: str, out: Path, scheduler: str = "auto", workers: int | None = None,
-             threads_per_worker: int | None = None, address: str | None = None, cluster: str = "local",
-             adapt: str | None = None, diagnosis: str | None = None, progress: Any = None, cache: bool = True,
-             unit_bytes: int | None = None, on_client: Any = None) -> Any:
-    """The wind study on the chosen scheduler. Inputs are loaded and checked before any choice."""
-    schedulers.check_options(scheduler, address, cluster, adapt)
+def _decide(name: str, fmt: str | None, request: RunRequest, progress: Any) -> Any:
+    """How a run of workload ``name`` gets its scheduler: the one asked for, else (auto) safety
+    looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
+    if request.scheduler != "auto":
+        explicit = schedulers.explicit(name, request.scheduler, request.workers, request.threads_per_worker,
+                                       request.address, request.cluster, request.adapt)
+        return decider(name, (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
+    wl = workload(name)
+
+    def decide(job: Any, stack: ExitStack) -> Any:
+        probes = wl.probes_for(fmt)
+        diag, source = safety(probes + choose.FORK_PROBES, request.diagnosis)
+        return decider(name, probes, diag, source, fmt=fmt, use_cache=request.cache, cluster=request.on_cluster(),
+                       memory_per_worker_gb=wl.memory_per_worker_gb,
+                       note=progress.note if progress is not None else None)(job, stack)
+
+    return decide
+
+
+def run_wind(x_glob: str, y_glob: str, out: Path, progress: Any = None, unit_bytes: int | None = None,
+             on_client: Any = None, **options: Any) -> Any:
+    """The wind study on the chosen scheduler (``options``: a ``RunRequest``'s fields). Inputs are
+    loaded and checked before any choice."""
+    request = RunRequest(**options)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
     wind.expand(x_glob, "--x-wind")
     wind.expand(y_glob, "--y-wind")
-    wl = workload("wind")
-    fmt = _formats(x_glob)
-    if scheduler != "auto":
-        explicit = schedulers.explicit("wind", scheduler, workers, threads_per_worker, address, cluster, adapt)
-        decide = decider("wind", (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
-    else:
-        holder: dict[str, Any] = {}
-
-        def decide(job: Any, stack: ExitStack) -> Any:
-            # Safety is looked up only now, after the inputs loaded: a bad file fails first.
-            probes = wl.probes_for(fmt)
-            diag, source = safety(probes + choose.FORK_PROBES, diagnosis, progress=None)
-            holder["inner"] = decider("wind", probes, diag, source, fmt=fmt, use_cache=cache,
-                                      cluster={"address": address, "cluster": cluster, "adapt": adapt}
-                                      if (address or cluster != "local" or adapt) else None,
-                                      memory_per_worker_gb=wl.memory_per_worker_gb,
-                                      note=progress.note if progress is not None else None)
-            return holder["inner"](job, stack)
-
-    return wind.run(x_glob, y_glob, out, decide, progress=progress, on_client=on_client,
-                    **({"unit_bytes": unit_bytes} if unit_bytes else {}))
+    return wind.run(x_glob, y_glob, out, _decide("wind", _formats(x_glob), request, progress), progress=progress,
+                    on_client=on_client, **({"unit_bytes": unit_bytes} if unit_bytes else {}))
 
 
-def run_load(pattern: str, scheduler: str = "auto", workers: int | None = None, threads_per_worker: int | None = None,
-             address: str | None = None, cluster: str = "local", adapt: str | None = None,
-             diagnosis: str | None = None, progress: Any = None, cache: bool = True) -> Any:
-    schedulers.check_options(scheduler, address, cluster, adapt)
+def run_load(pattern: str, progress: Any = None, **options: Any) -> Any:
+    """The load study on the chosen scheduler (``options``: a ``RunRequest``'s fields)."""
+    request = RunRequest(**options)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
     load.check(wind.expand(pattern, "--files"))
-    wl = workload("load")
-    fmt = _formats(pattern)
-    if scheduler != "auto":
-        explicit = schedulers.explicit("load", scheduler, workers, threads_per_worker, address, cluster, adapt)
-        decide = decider("load", (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
-    else:
-        def decide(job: Any, stack: ExitStack) -> Any:
-            probes = wl.probes_for(fmt)
-            diag, source = safety(probes + choose.FORK_PROBES, diagnosis)
-            return decider("load", probes, diag, source, fmt=fmt, use_cache=cache,
-                           cluster={"address": address, "cluster": cluster, "adapt": adapt}
-                           if (address or cluster != "local" or adapt) else None,
-                           memory_per_worker_gb=wl.memory_per_worker_gb,
-                           note=progress.note if progress is not None else None)(job, stack)
-    return load.run(pattern, decide, progress=progress)
+    return load.run(pattern, _decide("load", _formats(pattern), request, progress), progress=progress)
 
 
 def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | None,
@@ -272,6 +256,9 @@ class CollectionJob:
 
     def run(self, active: Any, units: Sequence[int], tasks: int) -> None:
         active.compute(*[self.array.blocks[self.indices[k]] for k in units])
+
+    def signature(self, fmt: str | None) -> dict[str, Any]:
+        return cache.signature(fmt, [self.array], self.units)
 
 
 @contextlib.contextmanager

@@ -537,3 +537,25 @@ def is_safe(result: Result, fails_serially: bool = False) -> bool:
     """Safe for a scheduler to rely on: clean, or broken the same way serially (no concurrency issue)."""
     verdict = Verdict(result.verdict)
     return verdict == Verdict.SAFE or (verdict == Verdict.ERROR and fails_serially)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run needs besides its input: the scheduler asked for (``auto``: the diagnosis and a
+    pilot decide), workers, a cluster (an address, SLURM, adaptive bounds), where safety comes
+    from, and whether a cached choice may be used."""
+
+    scheduler: str = "auto"
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    address: str | None = None
+    cluster: str = "local"
+    adapt: str | None = None
+    diagnosis: str | None = None
+    cache: bool = True
+
+    def on_cluster(self) -> dict[str, Any] | None:
+        """The cluster to run on, or None for this machine's own schedulers."""
+        wanted = self.address or self.cluster != "local" or self.adapt
+        return {"address": self.address, "cluster": self.cluster, "adapt": self.adapt} if wanted else None
+

@@ -36,6 +36,9 @@ class SleepJob:
                          for _ in range(max(1, tasks))])
         self.done += list(units)
 
+    def signature(self, fmt):
+        return {"format": fmt, "units": self.units, "unit": self.unit}
+
 
 @pytest.fixture
 def long_enough(monkeypatch):

@@ -18,6 +18,7 @@ from typing import Any
 
 from toolkit.errors import UsageError
 from toolkit.records import Choice
+from toolkit.runner import cache
 from toolkit.runner.locks import held
 from toolkit.runner.schedulers import Active
 from toolkit.runner.wind import expand
@@ -42,6 +43,10 @@ class LoadJob:
         self.paths = [str(p) for p in paths]
         self.units = len(self.paths)
         self.loaded: dict[int, Any] = {}
+
+    def signature(self, fmt: str | None) -> dict[str, Any]:
+        """This input's shape of work, for the choice cache: its format and how many files."""
+        return cache.signature(fmt, [], self.units)
 
     def run(self, active: Active, units: Sequence[int], tasks: int,
             on_done: Callable[[str], None] | None = None) -> None:

@@ -47,11 +47,14 @@ MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain throug
 
 class Job(Protocol):
     """Work cut into independent units; ``run`` computes some of them on an active scheduler, in
-    ``tasks`` tasks, and keeps their results. A job may say how big each unit is (``sizes``)."""
+    ``tasks`` tasks, and keeps their results. A job may say how big each unit is (``sizes``), and
+    states its input's shape of work (``signature``), which keys the choice cache."""
 
     units: int
 
     def run(self, active: Active, units: Sequence[int], tasks: int) -> None: ...
+
+    def signature(self, fmt: str | None) -> dict[str, object]: ...
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Any
 
 from toolkit.errors import UsageError
 from toolkit.records import Choice
+from toolkit.runner import cache
 from toolkit.runner.locks import held
 from toolkit.runner.schedulers import Active
 from toolkit.runner.display import PeakMemory
@@ -267,6 +268,10 @@ class WindJob:
         # small tasks would hold 50 MB of sums apiece (2.5 GB on the bench data), and the page
         # faults of that growth slowed every candidate it timed by a quarter.
         self.total: tuple[Any, ...] | None = None
+
+    def signature(self, fmt: str | None) -> dict[str, Any]:
+        """This input's shape of work, for the choice cache: both fields' grids, chunks and sizes."""
+        return cache.signature(fmt, [self.u.core_data(), self.v.core_data()], self.units)
 
     def _units(self, unit_bytes: int) -> list[tuple[int, int]]:
         """Time ranges of about ``unit_bytes`` per variable that never cut a chunk of either
