@@ -148,7 +148,15 @@ def reproducibility(n: int, tmp: Path, log: dict) -> list[str]:
             f"one probe at most {max(per_probe):.0f} s"]
 
 
-PARTS = {"planted": (planted, 10), "rare": (rare, 10), "stress": (stress, 400), "wheels": (wheels, 10),
+def slow(n: int, tmp: Path, log: dict) -> list[str]:
+    """The probe whose one call under helgrind takes most of the default seconds: its verdict, pass by pass."""
+    runs = repeat("slow", ["--probe", "iris_netcdf.load_realise"], n, tmp, log)
+    seen = Counter(r["cells"]["iris_netcdf.load_realise"]["status"] for r in runs if "iris_netcdf.load_realise" in r["cells"])
+    calls = [r["cells"]["iris_netcdf.load_realise"]["calls"] for r in runs if "iris_netcdf.load_realise" in r["cells"]]
+    return [f"iris_netcdf.load_realise alone: {dict(seen)} in {n} passes; calls per pass {calls}"]
+
+
+PARTS = {"planted": (planted, 10), "slow": (slow, 5), "rare": (rare, 10), "stress": (stress, 400), "wheels": (wheels, 10),
          "debian": (debian, 10), "repro": (reproducibility, 5)}
 
 
