@@ -1,5 +1,6 @@
 """Pure classification: synthetic runs in, outcomes, verdicts, bounds and contention out."""
 
+import json
 import math
 
 import pytest
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from toolkit import detect
 from toolkit.probe import digest
-from toolkit.records import Corruption, Outcome, Trial, TrialRun, WorkerRun
+from toolkit.records import Corruption, Outcome, Trial, TrialRun, WorkerReport, WorkerRun
 
 scipy_stats = pytest.importorskip("scipy.stats")  # an independent implementation to check against
 
@@ -16,6 +17,8 @@ TRIAL = Trial("p", "r", "threads", 1, 2, 4, index=1, timeout=3)
 
 
 def worker(report=None, returncode=0, **kw):
+    """A worker as the parent sees it, its report parsed as the harness parses the result file."""
+    report = WorkerReport.parse(json.dumps(report)) if report is not None else None
     return WorkerRun(worker=0, pid=1, returncode=returncode, report=report, fault=kw.pop("fault", ""),
                      output=kw.pop("output", ""), **kw)
 
@@ -97,7 +100,7 @@ def test_exit_without_report_is_an_error_naming_the_code():
 
 
 def test_the_worst_outcome_of_the_workers_wins():
-    a = WorkerRun(0, 1, 0, ok_report({"0": "a", "1": "WRONG"}), "", "")
+    a = WorkerRun(0, 1, 0, WorkerReport.parse(json.dumps(ok_report({"0": "a", "1": "WRONG"}))), "", "")
     b = WorkerRun(1, 2, -6, None, "abort", "")
     outcome = detect.classify(TrialRun(TRIAL, (a, b), False, None), ORACLE)
     assert outcome.kind == "crash" and {e.kind for e in outcome.evidence} == {"crash", "corrupt"}

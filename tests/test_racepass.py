@@ -10,7 +10,7 @@ import pytest
 from toolkit import racepass
 from toolkit.diagnose import Diagnoser, Options
 from toolkit.harness.valgrind import valgrind
-from toolkit.records import (Mode, RacePair, RacePass, RaceStatus, Result, Trial, TrialRun, Verdict, WorkerRun,
+from toolkit.records import (Mode, RacePair, RacePass, RaceStatus, Result, Trial, TrialRun, Verdict, WorkerReport, WorkerRun,
                              is_unsafe)
 
 PLANTED = str(Path(__file__).parent / "planted" / "probes.py")
@@ -73,7 +73,7 @@ def test_why_a_pass_did_not_finish_is_one_line(run, words):
 
 
 def test_a_pass_that_finished_has_no_failure():
-    assert racepass.failure_of(_run((WorkerRun(0, 1, 0, {"tasks": 10}, "", ""),)), "helgrind") is None
+    assert racepass.failure_of(_run((WorkerRun(0, 1, 0, WorkerReport(tasks=10), "", ""),)), "helgrind") is None
 
 
 @needs_valgrind

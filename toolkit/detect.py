@@ -69,8 +69,9 @@ class Oracle:
         digests: dict[str, str] = {}
         data: dict[str, str] = {}
         for w in run.workers:
-            digests.update((w.report or {}).get("digests", {}))
-            data.update((w.report or {}).get("data_digests", {}))
+            if w.report is not None:
+                digests.update(w.report.digests)
+                data.update(w.report.data_digests)
         return cls(digests, data)
 
 
@@ -84,24 +85,23 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
     for w in run.workers:
         evidence += _worker_evidence(w, run, oracle)
     kind = worst([Kind(e.kind) for e in evidence])
-    reports = [w.report for w in run.workers if w.report]
-    cpu = [r["cpu"] for r in reports if r.get("cpu") is not None]
+    reports = [w.report for w in run.workers if w.report is not None]
+    cpu = [r.cpu for r in reports if r.cpu is not None]
     process_cpu = [w.cpu for w in run.workers if w.cpu is not None]
     return Outcome(
         trial=trial,
         kind=kind,
         evidence=tuple(evidence),
-        tasks=sum(int((w.report or {}).get("tasks") or 0) for w in run.workers),
+        tasks=sum(r.tasks for r in reports),
         seconds=run.seconds if kind == Kind.OK else None,
         cpu=sum(cpu) if len(cpu) == len(run.workers) else None,
-        cpu_only=any(r.get("cpu_only") for r in reports),
-        queued=sum(r.get("queued") or 0.0 for r in reports) if cpu else None,
+        cpu_only=any(r.cpu_only for r in reports),
+        queued=sum(r.queued or 0.0 for r in reports) if cpu else None,
         wall=run.wall,
         process_cpu=sum(process_cpu) if process_cpu else None,
         states=dict(run.states),
-        unavailable=next((err["missing"] for w in run.workers if _reported(w, run)
-                          for err in w.report.get("errors", [])  # type: ignore[union-attr]
-                          if err.get("missing") and err.get("stage") in ("open", "prepare")), None),
+        unavailable=next((err.missing for w in run.workers if w.report is not None and _reported(w, run)
+                          for err in w.report.errors if err.missing and err.stage in ("open", "prepare")), None),
     )
 
 
@@ -125,20 +125,19 @@ def _worker_evidence(w: WorkerRun, run: TrialRun, oracle: Oracle | None) -> list
                          error_type="WorkerExit", message=w.output[-2000:],
                          summary=f"worker {w.worker} exited with code {w.returncode} before reporting")]
     found = []
-    for err in w.report.get("errors", []):
-        where = f" at i={err['index']}" if err.get("index") is not None else ""
-        found.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=err.get("stage"),
-                              index=err.get("index"), error_type=err.get("error_type"), message=err.get("message"),
-                              traceback=err.get("traceback"),
-                              summary=f"{err.get('error_type')} in {err.get('stage')}{where}: "
-                                      f"{first_line(err.get('message'))}"))
+    for err in w.report.errors:
+        where = f" at i={err.index}" if err.index is not None else ""
+        found.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=err.stage,
+                              index=err.index, error_type=err.error_type, message=err.message,
+                              traceback=err.traceback,
+                              summary=f"{err.error_type} in {err.stage}{where}: {first_line(err.message)}"))
     return found + (_corruption(w, trial.index, oracle) if oracle is not None else [])
 
 
 def _corruption(w: WorkerRun, index: int, oracle: Oracle) -> list[Evidence]:
     """The worker's results that differ from the serial oracle's (the first few), with severity."""
-    digests = w.report.get("digests", {}) if w.report else {}
-    data = w.report.get("data_digests", {}) if w.report else {}
+    digests = w.report.digests if w.report else {}
+    data = w.report.data_digests if w.report else {}
     bad = sorted(int(i) for i, d in digests.items() if i in oracle.digests and oracle.digests[i] != d)
     found = []
     for i in bad[:MAX_MISMATCHES]:

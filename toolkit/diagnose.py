@@ -207,15 +207,15 @@ class Diagnoser:
         except launch.HarnessError as exc:
             run.failed = Evidence(kind="error", trial=0, stage="harness", summary=f"cannot start workers: {exc}")
             return False
-        if prep["errors"]:
-            err = prep["errors"][0]
-            if err.get("missing"):
-                run.failed = unavailable(err["missing"], cls.unavailable_hint)
+        if prep:
+            err = prep[0]
+            if err.missing:
+                run.failed = unavailable(err.missing, cls.unavailable_hint)
             else:
                 run.failed = Evidence(
-                    kind="error", trial=0, stage="prepare", error_type=err.get("error_type"),
-                    message=err.get("message"), traceback=err.get("traceback"),
-                    summary=f"prepare failed: {err.get('error_type')}: {detect.first_line(err.get('message'))}")
+                    kind="error", trial=0, stage="prepare", error_type=err.error_type, message=err.message,
+                    traceback=err.traceback,
+                    summary=f"prepare failed: {err.error_type}: {detect.first_line(err.message)}")
             return False
         run.prepared = True
         return True

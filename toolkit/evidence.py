@@ -122,16 +122,16 @@ def lock_audit(session: Diagnoser, run: ProbeRun) -> dict[str, Any] | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
     got, _ = session.trial(run, plan.Request(run.name, plan.SERIAL, Purpose.AUDIT), record=False,
                            extra={"instrument": "iris_lock_audit"})
-    report = got.workers[0].report or {}
-    stages = report.get("audit")
-    if stages is None:
+    report = got.workers[0].report
+    stages = report.audit if report is not None else None
+    if report is None or stages is None:
         return None
     empty = {"calls": 0, "unlocked": 0, "unlocked_by_caller": []}
     tasks, opened = stages.get("tasks", empty), stages.get("open", empty)
     return {
         "probe": run.name,
         "lock": "iris.fileformats.netcdf._thread_safe_nc._GLOBAL_NETCDF4_LOCK",
-        "tasks": report.get("tasks", 0),
+        "tasks": report.tasks,
         # What the probe's tasks do concurrently: the figure that decides thread safety.
         "calls": tasks["calls"],
         "unlocked": tasks["unlocked"],

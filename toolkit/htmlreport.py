@@ -19,8 +19,7 @@ from toolkit.compare import Comparison, summary
 from toolkit.harness.proc import write_text_atomic
 from toolkit.races import stack_text
 from toolkit.records import Diagnosis, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
-from toolkit.report import matrix, mode_label
-from toolkit.report import remedy_summary
+from toolkit.report import matrix, mode_label, remedy_summary
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "racy": "#ffcc80", "unavailable": "#e0e0e0"}

@@ -32,6 +32,7 @@ changes meaning or disappears; adding an optional field does not need a bump):
 from __future__ import annotations
 
 import dataclasses
+import json
 import enum
 import types
 import typing
@@ -223,13 +224,58 @@ class Trial(Record):
 
 
 @dataclass(frozen=True)
+class WorkerError(Record):
+    """One failure a worker caught: where (``stage``: open, task, readback, close, prepare,
+    harness), at which task index, what, and the module that was missing when an import failed."""
+
+    stage: str | None = None
+    index: int | None = None
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    missing: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerReport(Record):
+    """A worker's own account of its share of a trial (``threadprobe.worker/1``), written as JSON
+    by the worker side (any interpreter, standard library only) and parsed once, here, where it
+    enters the parent: digests per task index (of the whole result, and of its data alone where
+    an exception's message differs), the errors, counts and clocks, and the lock audit's tallies."""
+
+    worker: int = 0
+    pid: int | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    data_digests: dict[str, str] = field(default_factory=dict)
+    errors: tuple[WorkerError, ...] = ()
+    error_count: int = 0
+    tasks: int = 0
+    t_start: float | None = None
+    t_end: float | None = None
+    cpu: float | None = None
+    queued: float | None = None
+    cpu_only: bool = False
+    audit: dict[str, Any] | None = None
+
+    @staticmethod
+    def parse(text: str) -> "WorkerReport | None":
+        """The report in a worker's result file; None when it is not one (a worker killed while
+        writing leaves no file, since writes are atomic, but a foreign file could be anything)."""
+        try:
+            data = json.loads(text)
+            return WorkerReport.from_json(data) if isinstance(data, dict) else None
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
 class WorkerRun(Record):
     """What the parent saw of one worker process."""
 
     worker: int
     pid: int
     returncode: int | None
-    report: dict[str, Any] | None
+    report: WorkerReport | None
     fault: str
     output: str
     stacks: str | None = None

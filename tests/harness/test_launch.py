@@ -47,13 +47,13 @@ def test_an_ok_trial_reports_every_digest(launcher, tmp_path, no_orphans):
     assert not got.hung and got.harness_error is None
     (worker,) = got.workers
     assert worker.returncode == 0
-    assert worker.report["digests"] == {str(i): digest(1) for i in range(10)}
+    assert worker.report.digests == {str(i): digest(1) for i in range(10)}
 
 
 def test_each_trial_gets_fresh_processes(launcher, tmp_path):
     for k in range(3):
         got = run(launcher, trial("faults.fresh", mode="processes", processes=2, threads=1), tmp_path, f"t{k}")
-        assert {d for w in got.workers for d in w.report["digests"].values()} == {digest(1)}
+        assert {d for w in got.workers for d in w.report.digests.values()} == {digest(1)}
 
 
 def test_a_segfault_becomes_a_signal_with_a_faulthandler_traceback(launcher, tmp_path, no_orphans):
@@ -69,7 +69,7 @@ def test_an_abort_in_one_of_two_processes_leaves_the_other_reported(launcher, tm
     got = run(launcher, trial("faults.abort", mode="processes", processes=2, threads=1), tmp_path)
     by_worker = {w.worker: w for w in got.workers}
     assert by_worker[0].signal == "SIGABRT"  # worker 0 gets i=2
-    assert by_worker[1].returncode == 0 and by_worker[1].report["tasks"] == 4
+    assert by_worker[1].returncode == 0 and by_worker[1].report.tasks == 4
 
 
 def test_a_hang_gets_stacks_then_the_tree_is_killed(launcher, tmp_path, no_orphans):
@@ -117,7 +117,7 @@ def test_an_exit_without_a_report_is_recorded_with_its_code(launcher, tmp_path):
 
 def test_processes_start_together_behind_the_barrier(launcher, tmp_path):
     got = run(launcher, trial("faults.fresh", mode="processes", processes=2, threads=1, iterations=4), tmp_path)
-    starts = [w.report["t_start"] for w in got.workers]
+    starts = [w.report.t_start for w in got.workers]
     assert max(starts) - min(starts) < 0.05
 
 
@@ -138,5 +138,5 @@ def test_prepare_runs_in_a_child_and_reports_errors(tmp_path):
     plugin = pathlib.Path(__file__).parents[1] / "plugins" / "bad_prepare.py"
     info = next(p for p in registry.discover([plugin], entry_points=False) if p.name == "bad.prepare")
     result = harness.run_prepare(info.ref, launch.SpawnLauncher(), tmp_path / "w", tmp_path / "j", [str(plugin)])
-    (err,) = result["errors"]
-    assert err["stage"] == "prepare" and "disk on fire" in err["message"]
+    (err,) = result
+    assert err.stage == "prepare" and "disk on fire" in err.message

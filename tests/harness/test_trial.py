@@ -16,7 +16,7 @@ def test_every_worker_is_started_released_and_gathered(tmp_path: Path):
     launcher, started = FakeLauncher(lambda i: f"d{i}"), []
     run = harness.run_trial(TRIAL, launcher, tmp_path, tmp_path / "t", on_start=started.append)
     assert [w.worker for w in run.workers] == [0, 1] and not run.hung and run.harness_error is None
-    assert sum(len(w.report["digests"]) for w in run.workers) == 12  # every index, once
+    assert sum(len(w.report.digests) for w in run.workers) == 12  # every index, once
     assert started == [[]]  # released after both had exited (a fake worker exits at once)
     assert run.seconds == 1.0  # from the reports' own clocks, not the parent's polling
 
@@ -29,10 +29,9 @@ def test_a_silent_worker_is_a_hang_with_its_stacks(tmp_path: Path, monkeypatch):
 
 
 def test_a_dead_prepare_is_an_error_that_says_how_it_died(tmp_path: Path):
-    got = harness.run_prepare("inline:fake", FakeLauncher(lambda i: "", signal=11), tmp_path / "w", tmp_path / "p")
-    assert got["errors"][0]["message"] == "prepare died (SIGSEGV)"
-    assert harness.run_prepare("inline:fake", FakeLauncher(lambda i: ""), tmp_path / "w", tmp_path / "q") == {
-        "errors": []}
+    (died,) = harness.run_prepare("inline:fake", FakeLauncher(lambda i: "", signal=11), tmp_path / "w", tmp_path / "p")
+    assert died.stage == "prepare" and died.message == "prepare died (SIGSEGV)"
+    assert harness.run_prepare("inline:fake", FakeLauncher(lambda i: ""), tmp_path / "w", tmp_path / "q") == ()
 
 
 def test_a_launcher_that_fails_is_a_harness_error_not_an_exception(tmp_path: Path):

@@ -8,7 +8,6 @@ pytest-xdist. Contention trials also sample the probe threads' states from /proc
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import time
@@ -21,7 +20,7 @@ from toolkit.harness.child import READY, SLOT
 from toolkit.harness.launch import HarnessError, Launcher
 from toolkit.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
 from toolkit.harness.states import ThreadStates
-from toolkit.records import TRIAL_SCHEMA, Purpose, Trial, TrialRun, WorkerRun
+from toolkit.records import TRIAL_SCHEMA, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun
 
 
 def _new_trial_dir(trial_dir: Path, processes: int) -> None:
@@ -154,16 +153,11 @@ def _worker_runs(launched: Launched, trial_dir: Path) -> tuple[list[WorkerRun], 
     reported start and end times of the work."""
     workers, starts, ends = [], [], []
     for worker, pid in launched.pids.items():
-        report = None
         path = trial_dir / f"result.{worker}.json"
-        if path.exists():
-            try:
-                report = json.loads(path.read_text())
-            except ValueError:
-                report = None
-        if report and report.get("t_end") is not None and report.get("t_start") is not None:
-            starts.append(report["t_start"])
-            ends.append(report["t_end"])
+        report = WorkerReport.parse(path.read_text()) if path.exists() else None
+        if report is not None and report.t_end is not None and report.t_start is not None:
+            starts.append(report.t_start)
+            ends.append(report.t_end)
         stack_text, source = launched.stacks.get(worker, (None, None))
         code, cpu = launched.codes.get(worker, (None, None))
         workers.append(WorkerRun(
@@ -224,8 +218,8 @@ def run_trial(
 
 
 def run_prepare(ref: str, launcher: Launcher, workdir: Path, job_dir: Path, plugins: Sequence[str] = (),
-                timeout: float = 300.0) -> dict[str, Any]:
-    """Call a probe's ``prepare`` in a child. Returns ``{"errors": [...]}``; a crash is an error too."""
+                timeout: float = 300.0) -> tuple[WorkerError, ...]:
+    """Call a probe's ``prepare`` in a child. Returns its errors (none: prepared); a crash is one too."""
     _new_trial_dir(job_dir, 1)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {"stage": "prepare", "ref": ref, "trial_dir": str(job_dir), "workdir": str(workdir),
@@ -233,12 +227,12 @@ def run_prepare(ref: str, launcher: Launcher, workdir: Path, job_dir: Path, plug
     # prepare reports no progress, so the "no progress" timeout is simply its time limit.
     launched = _launch_and_wait(launcher, spec, job_dir, 1, timeout, barrier=False)
     path = job_dir / "result.0.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    report = WorkerReport.parse(path.read_text()) if path.exists() else None
+    if report is not None:
+        return report.errors
     code = launched.codes.get(0, (None, None))[0]
     why = (
         f"prepare did not finish within {timeout:.0f}s" if launched.hung
         else launched.harness_error or f"prepare died ({signal_name(code) or f'exit code {code}'})"
     )
-    fault = tail(job_dir / "fault.0")
-    return {"errors": [{"stage": "prepare", "error_type": "PrepareFailed", "message": why, "traceback": fault}]}
+    return (WorkerError(stage="prepare", error_type="PrepareFailed", message=why, traceback=tail(job_dir / "fault.0")),)
