@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +167,19 @@ def remedy(session: Diagnoser, run: ProbeRun, result: Result) -> list[Result]:
     return [r for r in detect.add_scaling(summarised, cores) if r.mode == Mode.THREADS]
 
 
-def gather(session: Diagnoser, results: list[Result], out: str | None = None) -> dict[str, Any]:
-    """Everything beyond the verdicts. Returns results (with native frames and waits attached)
-    and the extras the report carries: reproducers, remedies, the lock audit."""
+@dataclass(frozen=True)
+class Bundle:
+    """What the evidence adds to the verdicts: the results again (with native frames and py-spy's
+    waits attached), reproducer paths by probe, remedies verified, and the lock audit."""
+
+    results: tuple[Result, ...]
+    repro: dict[str, str] = field(default_factory=dict)
+    remedies: tuple[Result, ...] = ()
+    lock_audit: tuple[dict[str, Any], ...] = ()
+
+
+def gather(session: Diagnoser, results: list[Result], out: str | None = None) -> Bundle:
+    """Everything beyond the verdicts, as one bundle (see ``Bundle``)."""
     options, progress = session.options, session.progress
     by_name = {run.name: run for run in session.probes}
     unsafe = to_reproduce(results)
@@ -181,7 +192,7 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             if path is not None:
                 extras["repro"][name] = str(path.relative_to(out))
     if options.quick:
-        return {"results": results, **extras}
+        return Bundle(tuple(results), extras["repro"])
 
     for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == Verdict.CRASH}):
         progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
@@ -217,7 +228,7 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             extras["remedies"].extend(remedy(session, by_name[r.probe], r))
             extras["remedies"].extend(x.replace(remedy="processes") for x in results
                                       if x.probe == r.probe and x.mode == Mode.PROCESSES and x.remedy is None)
-    return {"results": results, **extras}
+    return Bundle(tuple(results), extras["repro"], tuple(extras["remedies"]), tuple(extras["lock_audit"]))
 
 
-__all__ = ["gather", "to_reproduce", "first_per_dependency", "Evidence"]
+__all__ = ["Bundle", "gather", "to_reproduce", "first_per_dependency", "Evidence"]

@@ -45,12 +45,9 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
         passes = racepass.run_races(session, racepass.of(options), session.results(), _race_note(progress)) \
             if options.races else {}
         results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
-        extras: dict[str, Any] = {}
-        if options.evidence:
-            extras = evidence.gather(session, results, options.out)
-            results = extras.pop("results")
-        diagnosis = assemble(session, fingerprint, results=results, remedies=tuple(extras.get("remedies", ())),
-                             lock_audit=tuple(extras.get("lock_audit", ())), repro=extras.get("repro", {}))
+        bundle = evidence.gather(session, results, options.out) if options.evidence else evidence.Bundle(tuple(results))
+        diagnosis = assemble(session, fingerprint, results=list(bundle.results), remedies=bundle.remedies,
+                             lock_audit=bundle.lock_audit, repro=bundle.repro)
     choices = safe_choices(diagnosis)
     return diagnosis.replace(recommendations=choices)
 
