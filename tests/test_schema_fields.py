@@ -13,7 +13,8 @@ from toolkit import records
 
 SCHEMA = json.loads(resources.files("toolkit").joinpath("schema/diagnosis-3.schema.json").read_text())
 PAIRS = [("result", records.Result), ("evidence", records.Evidence), ("race_pass", records.RacePass),
-         ("race_pair", records.RacePair), ("frame", records.Frame), ("choice", records.Choice)]
+         ("race_pair", records.RacePair), ("frame", records.Frame), ("choice", records.Choice),
+         ("audit", records.LockAudit)]
 
 
 def json_keys(cls: type) -> set[str]:
@@ -32,3 +33,8 @@ def test_every_field_of_a_record_is_in_its_schema_and_nothing_else(name, cls):
 def test_the_diagnosis_itself():
     written = json_keys(records.Diagnosis) | {"schema"}
     assert written == set(SCHEMA["properties"]), written ^ set(SCHEMA["properties"])
+
+
+def test_an_audit_row_is_one_record():
+    row = SCHEMA["$defs"]["audit"]["properties"]["unlocked_by_caller"]["items"]["properties"]
+    assert set(row) == json_keys(records.UnlockedCalls)

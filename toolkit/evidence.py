@@ -26,7 +26,8 @@ from typing import Any
 
 from toolkit import detect, plan, repro
 from toolkit.diagnose import Diagnoser, ProbeRun
-from toolkit.records import Contention, Evidence, Kind, Mode, Purpose, Result, Verdict, unsafe_results
+from toolkit.records import (Contention, Evidence, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls, Verdict,
+                             unsafe_results)
 from toolkit.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
@@ -119,7 +120,7 @@ def where_waiting(session: Diagnoser, run: ProbeRun) -> dict[str, int]:
     return sampler.stop()[1]
 
 
-def lock_audit(session: Diagnoser, run: ProbeRun) -> dict[str, Any] | None:
+def lock_audit(session: Diagnoser, run: ProbeRun) -> LockAudit | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
     got, _ = session.trial(run, plan.Request(run.name, plan.SERIAL, Purpose.AUDIT), record=False,
                            extra={"instrument": "iris_lock_audit"})
@@ -129,18 +130,18 @@ def lock_audit(session: Diagnoser, run: ProbeRun) -> dict[str, Any] | None:
         return None
     empty = {"calls": 0, "unlocked": 0, "unlocked_by_caller": []}
     tasks, opened = stages.get("tasks", empty), stages.get("open", empty)
-    return {
-        "probe": run.name,
-        "lock": "iris.fileformats.netcdf._thread_safe_nc._GLOBAL_NETCDF4_LOCK",
-        "tasks": report.tasks,
+    return LockAudit(
+        probe=run.name,
+        lock="iris.fileformats.netcdf._thread_safe_nc._GLOBAL_NETCDF4_LOCK",
+        tasks=report.tasks,
         # What the probe's tasks do concurrently: the figure that decides thread safety.
-        "calls": tasks["calls"],
-        "unlocked": tasks["unlocked"],
-        "unlocked_by_caller": tasks["unlocked_by_caller"][:25],
+        calls=tasks["calls"],
+        unlocked=tasks["unlocked"],
+        unlocked_by_caller=tuple(UnlockedCalls(**row) for row in tasks["unlocked_by_caller"][:25]),
         # What open() does once per worker (e.g. the metadata load before lazy realisation).
-        "open_calls": opened["calls"],
-        "open_unlocked": opened["unlocked"],
-    }
+        open_calls=opened["calls"],
+        open_unlocked=opened["unlocked"],
+    )
 
 
 def remedy(session: Diagnoser, run: ProbeRun, result: Result) -> list[Result]:
@@ -175,7 +176,7 @@ class Bundle:
     results: tuple[Result, ...]
     repro: dict[str, str] = field(default_factory=dict)
     remedies: tuple[Result, ...] = ()
-    lock_audit: tuple[dict[str, Any], ...] = ()
+    lock_audit: tuple[LockAudit, ...] = ()
 
 
 def gather(session: Diagnoser, results: list[Result], out: str | None = None) -> Bundle:

@@ -87,7 +87,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 </details>{% else %}<p>No failures.</p>{% endfor %}</section>
 {% if d.lock_audit %}<section id="lock-audit"><h2>Lock coverage audit: Iris's netCDF lock</h2>
 <table><tr><th>probe</th><th>netCDF4 calls in tasks</th><th>unlocked</th><th>in open() (once)</th><th>unlocked callers (top)</th></tr>
-{% for a in d.lock_audit %}<tr><td>{{ a.probe }}</td><td>{{ a.calls }}</td><td>{{ a.unlocked }}</td><td>{{ a.get('open_calls', '') }} ({{ a.get('open_unlocked', '') }} unlocked)</td>
+{% for a in d.lock_audit %}<tr><td>{{ a.probe }}</td><td>{{ a.calls }}</td><td>{{ a.unlocked }}</td><td>{{ a.open_calls if a.open_calls is not none else '' }} ({{ a.open_unlocked if a.open_unlocked is not none else '' }} unlocked)</td>
 <td><small>{% for u in a.unlocked_by_caller[:8] %}{{ u.count }} &times; {{ u.operation }} at {{ u.caller }}<br>{% endfor %}</small></td></tr>{% endfor %}
 </table></section>{% endif %}
 {% if remedy_lines %}<section id="remedies"><h2>Remedies verified</h2><ul>{% for line in remedy_lines %}<li>{{ line }}</li>{% endfor %}</ul></section>{% endif %}

@@ -224,6 +224,33 @@ class Trial(Record):
 
 
 @dataclass(frozen=True)
+class UnlockedCalls(Record):
+    """How often one netCDF4 operation was called, from one caller, outside Iris's lock."""
+
+    operation: str
+    caller: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LockAudit(Record):
+    """One serial run of an Iris netCDF probe under the lock audit: its netCDF4 calls in tasks
+    (what runs concurrently, which decides thread safety), how many ran outside ``lock``, and by
+    whom; and those of ``open()``, made once per worker."""
+
+    _omit_none: ClassVar[bool] = True
+
+    probe: str
+    lock: str
+    calls: int
+    unlocked: int
+    unlocked_by_caller: tuple[UnlockedCalls, ...] = ()
+    tasks: int | None = None
+    open_calls: int | None = None
+    open_unlocked: int | None = None
+
+
+@dataclass(frozen=True)
 class WorkerError(Record):
     """One failure a worker caught: where (``stage``: open, task, readback, close, prepare,
     harness), at which task index, what, and the module that was missing when an import failed."""
@@ -512,7 +539,7 @@ class Diagnosis(Record):
     seconds: float = 0.0
     recommendations: dict[str, Choice] = field(default_factory=dict)
     remedies: tuple[Result, ...] = ()
-    lock_audit: tuple[dict[str, Any], ...] = ()
+    lock_audit: tuple[LockAudit, ...] = ()
     repro: dict[str, str] = field(default_factory=dict)
     interpreter: str = ""  # the Python whose libraries were diagnosed
 
