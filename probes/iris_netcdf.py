@@ -100,10 +100,6 @@ class LoadRealise(_IrisNetcdf):
     """Concurrent iris.load_cube(...).data of several files (the study's parallel loading)."""
 
     name = "iris_netcdf.load_realise"
-    #: Under helgrind one load takes 8 s or more: in the pass's default 10 s each thread made one
-    #: call, and the two overlapped in valgrind's schedule in 2 of 5 whole passes (the pairs, when
-    #: seen, were the same). 30 s gives each thread about four.
-    race_seconds = 30.0
     reproducer = REPRO_CUBE + '''
 
 def setup(work):

@@ -45,13 +45,6 @@ def test_a_pass_alone_gets_a_cell_of_its_own_with_no_stress_bound():
     assert mine.failure_rate_upper95 == 1.0 and mine.races == CLEAN
 
 
-def test_a_probe_may_ask_for_more_seconds_of_calls_never_fewer():
-    options = racepass.RaceOptions(seconds=10.0)
-    slow, plain = type("Slow", (), {"race_seconds": 30.0}), type("Plain", (), {})
-    assert racepass.seconds_for(slow, options) == 30.0 and racepass.seconds_for(plain, options) == 10.0
-    assert racepass.seconds_for(slow, racepass.RaceOptions(seconds=60.0)) == 60.0
-
-
 def test_an_unavailable_probe_gets_no_race_cell():
     gone = result("p", verdict=Verdict.UNAVAILABLE).replace(threads=4, workers=4)
     assert racepass.attach([gone], {"p": CLEAN}, {}) == [gone]

@@ -68,13 +68,6 @@ def calls_for(cls: type, options: RaceOptions) -> int:
     return options.calls or getattr(cls, "race_calls", None) or DEFAULT_CALLS
 
 
-def seconds_for(cls: type, options: RaceOptions) -> float:
-    """Seconds of calls: the pass's, or more for a probe whose one call takes most of them under
-    the detector (``race_seconds``): two threads' calls must overlap more than once or twice
-    for a race between them to be seen every time."""
-    return max(options.seconds, getattr(cls, "race_seconds", None) or 0.0)
-
-
 def priority(run: ProbeRun, results: Sequence[Result]) -> tuple[int, float]:
     """Sort key, lowest first: clean concurrent cells (or none diagnosed) before failing ones,
     then the estimated cost of the pass, from the probe's own serial timing where known."""
@@ -85,10 +78,10 @@ def priority(run: ProbeRun, results: Sequence[Result]) -> tuple[int, float]:
     return (1 if failing else 0, cost)
 
 
-def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int, seconds: float | None = None) -> Trial:
+def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int) -> Trial:
     return Trial(probe=run.name, ref=run.info.ref, mode=Mode.THREADS, processes=1, threads=options.threads,
                  iterations=calls, index=index, rounds=1, timeout=options.timeout, switch_interval=SWITCH_INTERVAL,
-                 purpose=Purpose.RACES, deadline=seconds or options.seconds)
+                 purpose=Purpose.RACES, deadline=options.seconds)
 
 
 def of(options: Options) -> RaceOptions:
@@ -138,8 +131,7 @@ class Lane:
 
     def run(self, run: ProbeRun) -> RacePass:
         began = time.monotonic()
-        cls = registry.load(run.info.ref)
-        trial = race_trial(run, calls_for(cls, self.options), self.options, 0, seconds_for(cls, self.options))
+        trial = race_trial(run, calls_for(registry.load(run.info.ref), self.options), self.options, index=0)
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
         launcher = self.launcher
         got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)

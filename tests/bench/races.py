@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -149,8 +150,12 @@ def reproducibility(n: int, tmp: Path, log: dict) -> list[str]:
 
 
 def slow(n: int, tmp: Path, log: dict) -> list[str]:
-    """The probe whose one call under helgrind takes most of the default seconds: its verdict, pass by pass."""
-    runs = repeat("slow", ["--probe", "iris_netcdf.load_realise"], n, tmp, log)
+    """The probe whose one call under helgrind takes most of the pass's seconds (Iris's netCDF load,
+    8 s or more a call): its race verdict, pass by pass, and its calls. Pass ``--race-seconds`` through
+    ``RACE_SECONDS`` to see whether more calls settle it."""
+    seconds = os.environ.get("RACE_SECONDS")
+    runs = repeat("slow", ["--probe", "iris_netcdf.load_realise", *(["--race-seconds", seconds] if seconds else [])],
+                  n, tmp, log)
     seen = Counter(r["cells"]["iris_netcdf.load_realise"]["status"] for r in runs if "iris_netcdf.load_realise" in r["cells"])
     calls = [r["cells"]["iris_netcdf.load_realise"]["calls"] for r in runs if "iris_netcdf.load_realise" in r["cells"]]
     return [f"iris_netcdf.load_realise alone: {dict(seen)} in {n} passes; calls per pass {calls}"]
