@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 from collections.abc import Callable
 
 #: Pids above the kernel's maximum: no process can have one, so the parent's kill_tree (SIGKILL to
@@ -16,10 +17,12 @@ class FakeLauncher:
     """Plays a worker for each start: writes the report a worker would, or dies as told."""
 
     def __init__(self, answer: Callable[[int], str], signal: int | None = None, silent: bool = False) -> None:
-        # answer(i): the digest of task i; signal: die by it; silent: never exit, never report
+        # answer(i): the digest of task i; signal: die by it; silent: never report, and exit (as
+        # killed) only a second after starting, long after a short hang timeout
         self.answer, self.signal, self.silent = answer, signal, silent
         self.exited: dict[int, tuple[int, float]] = {}
         self.started: list[dict] = []
+        self.quiet: dict[int, float] = {}  # silent pid -> when it started
 
     def start(self, spec_path, worker, pgid):
         spec = json.loads(pathlib.Path(spec_path).read_text())
@@ -35,11 +38,17 @@ class FakeLauncher:
             report = {"schema": "threadprobe.worker/1", "worker": worker, "digests": digests, "data_digests": {},
                       "errors": [], "tasks": len(digests), "t_start": 1.0, "t_end": 2.0, "cpu": 0.5}
             (tdir / f"result.{worker}.json").write_text(json.dumps(report))
-        if not self.silent:
+        if self.silent:
+            self.quiet[pid] = time.monotonic()
+        else:
             self.exited[pid] = (-self.signal if self.signal else 0, 0.1)
         return pid
 
     def exits(self, wait):
+        for pid, began in list(self.quiet.items()):
+            if time.monotonic() - began > 1.0:
+                self.exited[pid] = (-9, None)
+                del self.quiet[pid]
         got, self.exited = self.exited, {}
         return got
 

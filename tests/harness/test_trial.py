@@ -25,7 +25,7 @@ def test_a_silent_worker_is_a_hang_with_its_stacks(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(harness, "capture_stacks", lambda pid, fault: (f"stack of {pid}", "fake"))
     run = harness.run_trial(TRIAL, FakeLauncher(lambda i: "", silent=True), tmp_path, tmp_path / "t")
     assert run.hung and run.seconds is None
-    assert all(w.stacks and w.stack_source == "fake" and w.returncode is None for w in run.workers)
+    assert all(w.stacks and w.stack_source == "fake" and w.returncode == -9 for w in run.workers)
 
 
 def test_a_dead_prepare_is_an_error_that_says_how_it_died(tmp_path: Path):
