@@ -32,6 +32,7 @@ The plugin's state lives in one object, ``Threadprobe``, registered per session.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -43,7 +44,7 @@ import pytest
 
 from toolkit import detect, diagnose as diagnosing, plan, pytest_fixtures as fixtures, pytest_races, refs, report
 from toolkit.errors import UsageError
-from toolkit.harness import launch, trial as harness
+from toolkit.harness import launch
 from toolkit.harness.valgrind import valgrind
 from toolkit.probe import Probe, function_probe
 from toolkit.pytest_fixtures import num_iterations, num_parallel_threads, thread_index  # noqa: F401 (fixtures)
@@ -373,14 +374,11 @@ def run_body(item: pytest.Function, threads: int, iterations: int, timeout: floa
                   layout.runs, timeout=timeout, purpose=Purpose.STRESS,
                   switch_interval=plan.DEFAULT_SWITCH_INTERVAL if control else plan.STRESS_SWITCH_INTERVALS[1])
     try:
-        got = harness.run_trial(trial, launcher, folder, folder / "trial")
+        got, outcome = diagnosing.run_one(trial, launcher, folder, folder / "trial", None)
     finally:
         launcher.close()
         refs.INLINE.pop(key, None)
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
-    outcome = detect.classify(got, None)
     run = BodyRun(str(outcome.kind), threads_at_fork=got.threads_at_fork)
     errors = [e for e in outcome.evidence if e.kind == "error"]
     if outcome.kind == "ok":
