@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit import Probe
+from threadprobe.probe import Probe
 
 CALENDARS = ("standard", "proleptic_gregorian", "noleap", "360_day", "julian", "all_leap", "366_day")
 UNITS = ("hours since 1970-01-01 00:00:00", "days since 1850-01-01", "minutes since 2000-02-28 12:00")

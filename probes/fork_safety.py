@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 
-from probes._common import Layout, write_h5, write_nc
-from toolkit import Probe
+from threadprobe.probes._common import Layout, write_h5, write_nc
+from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128))
 _inherited = None  # the parent's open handle, inherited by the forked pool workers

@@ -6,8 +6,8 @@ under threads and should not scale: these probes check both claims.
 
 from __future__ import annotations
 
-from probes._common import Layout, create_h5_dataset, out_dir, write_h5
-from toolkit import Probe
+from threadprobe.probes._common import Layout, create_h5_dataset, out_dir, write_h5
+from threadprobe.probe import Probe
 
 NFILES = 8
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128))

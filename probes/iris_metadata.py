@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import warnings
 
-from probes._common import IRIS_PRELOAD
-from toolkit import Probe
+from threadprobe.probes._common import IRIS_PRELOAD
+from threadprobe.probe import Probe
 
 
 class ConcatenateStringAttributes(Probe):

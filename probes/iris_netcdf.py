@@ -17,8 +17,8 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-from probes._common import IRIS_PRELOAD, Layout, out_dir, values, wind_chunk
-from toolkit import Probe
+from threadprobe.probes._common import IRIS_PRELOAD, Layout, out_dir, values, wind_chunk
+from threadprobe.probe import Probe
 
 NFILES = 4
 REPRO_CUBE = '''

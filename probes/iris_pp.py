@@ -12,8 +12,8 @@ import shutil
 import struct
 import warnings
 
-from probes._common import IRIS_PRELOAD, Layout, out_dir, wind_chunk
-from toolkit import Probe
+from threadprobe.probes._common import IRIS_PRELOAD, Layout, out_dir, wind_chunk
+from threadprobe.probe import Probe
 
 # The small ones: uk_hires.pp (22 fields) and colpex.pp take 0.1-0.3 s to load, which a
 # 3-minute diagnosis cannot afford dozens of times.
@@ -48,7 +48,7 @@ def sample_dir() -> pathlib.Path:
 def write_generated(workdir: pathlib.Path) -> None:
     import iris
 
-    from probes.iris_netcdf import make_cube
+    from threadprobe.probes.iris_netcdf import make_cube
 
     ctx = quiet()
     try:
@@ -163,7 +163,7 @@ class WindChunks(_IrisPP):
     def prepare(self, workdir):
         import iris
 
-        from probes.iris_netcdf import WIND_LAYOUT, make_cube
+        from threadprobe.probes.iris_netcdf import WIND_LAYOUT, make_cube
 
         ctx = quiet()
         try:
@@ -183,7 +183,7 @@ class WindChunks(_IrisPP):
             ctx.__exit__(None, None, None)
 
     def task(self, ctx, i):
-        from probes.iris_netcdf import WIND_LAYOUT, WIND_STEPS
+        from threadprobe.probes.iris_netcdf import WIND_LAYOUT, WIND_STEPS
 
         return wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
 
@@ -202,7 +202,7 @@ class Save(_IrisPP):
     def task(self, out, i):
         import iris
 
-        from probes.iris_netcdf import make_cube
+        from threadprobe.probes.iris_netcdf import make_cube
 
         path = out / f"{i}.pp"
         ctx = quiet()

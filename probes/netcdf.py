@@ -12,8 +12,8 @@ from __future__ import annotations
 import pathlib
 import threading
 
-from probes._common import RAW, Layout, create_nc_var, expected, out_dir, write_nc
-from toolkit import Probe
+from threadprobe.probes._common import RAW, Layout, create_nc_var, expected, out_dir, write_nc
+from threadprobe.probe import Probe
 
 NFILES = 8  # with 2 or 4 workers dealing i round-robin, each worker meets only its own files
 

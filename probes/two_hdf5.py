@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 
-from probes._common import Layout, write_h5, write_nc
-from toolkit import Probe
+from threadprobe.probes._common import Layout, write_h5, write_nc
+from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128))
 

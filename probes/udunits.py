@@ -12,7 +12,7 @@ thread the message is then always the same, and another thread's call in between
 
 from __future__ import annotations
 
-from toolkit import Probe
+from threadprobe.probe import Probe
 
 VALID = (
     "m s-1", "km h-1", "knot", "m/s", "K", "degC", "degF", "kelvin", "Pa", "hPa", "mbar", "kg m-2 s-1",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import warnings
 
-from probes._common import IRIS_PRELOAD, Layout, write_nc
-from toolkit import Probe
+from threadprobe.probes._common import IRIS_PRELOAD, Layout, write_nc
+from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128), fill_value=None)
 NFILES = 4

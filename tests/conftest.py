@@ -9,11 +9,11 @@ import shutil
 import psutil
 import pytest
 
-from toolkit import fingerprint
-from toolkit.diagnose import Options, diagnose
+from threadprobe.harness import fingerprint
+from threadprobe.diagnosis.diagnose import Options, diagnose
 
 # Every report written during the tests, in this process or in a CLI subprocess, is checked
-# against the shipped JSON Schema before it is written (see toolkit.report.write).
+# against the shipped JSON Schema before it is written (see threadprobe.report.write).
 os.environ["THREADPROBE_VALIDATE"] = "1"
 
 # Targets for the pytest plugin's tests: run by those tests in sessions of their own.
@@ -94,7 +94,7 @@ def busy_neighbour():
 @pytest.fixture(scope="session")
 def wind_nc(tmp_path_factory):
     """A small wind data set (3 x/y pairs, netCDF), made once per session."""
-    from toolkit.runner.data import DataSpec, make_data
+    from threadprobe.scheduling.runs.data import DataSpec, make_data
 
     out = tmp_path_factory.mktemp("wind_nc")
     make_data(DataSpec(out, files=3, size_mb=1.0, fmt="nc", ny=45, nx=60), quiet=True)
@@ -104,7 +104,7 @@ def wind_nc(tmp_path_factory):
 @pytest.fixture(scope="session")
 def wind_pp(tmp_path_factory):
     """The same, as PP."""
-    from toolkit.runner.data import DataSpec, make_data
+    from threadprobe.scheduling.runs.data import DataSpec, make_data
 
     out = tmp_path_factory.mktemp("wind_pp")
     make_data(DataSpec(out, files=3, size_mb=1.0, fmt="pp", ny=45, nx=60), quiet=True)

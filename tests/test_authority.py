@@ -1,4 +1,4 @@
-"""One authority: verdicts are turned into safe or unsafe only in toolkit/records.py.
+"""One authority: verdicts are turned into safe or unsafe only in threadprobe.records (toolkit/records/).
 
 An AST scan fails when any other module compares a verdict with a string literal, and a property
 test shows that the two gates, ``--baseline`` (compare) and ``--fail-on unsafe`` (records), agree:
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from toolkit.compare import compare
-from toolkit.detect import failure_upper95
-from toolkit.records import VERDICTS, Diagnosis, Result, unsafe_results
+from threadprobe.report.compare import compare
+from threadprobe.diagnosis.detect import failure_upper95
+from threadprobe.records import VERDICTS, Diagnosis, Result, unsafe_results
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
 
@@ -50,7 +50,7 @@ def test_the_scan_finds_a_planted_literal():
 
 def test_no_module_but_records_compares_verdicts_with_literals():
     found = {str(p.relative_to(TOOLKIT)): verdict_literals(p.read_text())
-             for p in TOOLKIT.rglob("*.py") if p.name != "records.py"}
+             for p in TOOLKIT.rglob("*.py") if p.relative_to(TOOLKIT).as_posix() != "records/__init__.py"}
     assert {k: v for k, v in found.items() if v} == {}
 
 

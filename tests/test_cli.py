@@ -8,13 +8,13 @@ import sys
 import pytest
 
 from tests.conftest import TRIVIAL
-from toolkit.records import DIAGNOSIS_SCHEMA
+from threadprobe.records import DIAGNOSIS_SCHEMA
 
 PLUGINS = pathlib.Path(__file__).parent / "plugins"
 
 
 def tp(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "threadprobe.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -44,7 +44,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
 def test_races_without_valgrind_is_one_line_and_exit_code_2(tmp_path):
     """A machine without valgrind: the PATH here has python's folder and nothing else."""
     env = {"PATH": str(pathlib.Path(sys.executable).parent), "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--races", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--races", "--out", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -89,7 +89,7 @@ def diagnose_switch(tmp_path, build, *extra):
     import os
 
     env = {**os.environ, "THREADPROBE_TEST_BUILD": build}
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(SWITCH),
+    return subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(SWITCH),
                            "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "2",
                            "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
                           capture_output=True, text=True, timeout=300, env=env)
@@ -125,7 +125,7 @@ def test_rich_progress_on_a_terminal_and_none_with_quiet(tmp_path):
 
     def on_a_tty(*extra):
         controller, terminal = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(TRIVIAL),
+        proc = subprocess.Popen([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(TRIVIAL),
                                  "--no-entry-points", "--budget", "2", "--no-evidence", "--out", str(tmp_path), *extra],
                                 stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
         os.close(terminal)

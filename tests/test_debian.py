@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.environment, pytest.mark.xdist_group
 
 
 def diagnose(tmp_path, name, *extra):
-    args = [sys.executable, "-m", "toolkit.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "6",
+    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "6",
             "--out", str(tmp_path / name), *[x for p in PROBES for x in ("--probe", p)], *extra]
     subprocess.run(args, check=True, capture_output=True, timeout=600)
     return json.loads((tmp_path / name / "diagnosis.json").read_text())
@@ -59,7 +59,7 @@ def test_the_facts_that_differ_between_the_builds(both):
 
 def test_their_diff_fits_one_screen_and_names_every_change(both):
     _, _, tmp = both
-    done = subprocess.run([sys.executable, "-m", "toolkit.cli", "compare", str(tmp / "wheels" / "diagnosis.json"),
+    done = subprocess.run([sys.executable, "-m", "threadprobe.cli", "compare", str(tmp / "wheels" / "diagnosis.json"),
                            str(tmp / "debian" / "diagnosis.json")], capture_output=True, text=True, timeout=120)
     lines = done.stdout.splitlines()
     assert len(lines) <= 30, done.stdout

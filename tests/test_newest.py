@@ -35,7 +35,7 @@ def own_report(python: str | Path, code: str) -> str:
 
 
 def diagnose(out: Path, python: str | Path, *args: str) -> dict:
-    subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--quiet", "--python", str(python),
+    subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--python", str(python),
                     "--threads", "2", "--processes", "1", "--budget", "2", "--out", str(out), *args],
                    check=True, capture_output=True, timeout=600)
     return json.loads((out / "diagnosis.json").read_text())

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.probe import Probe, digest
+from threadprobe.probe import Probe, digest
 
 __all__ = ["Probe", "digest", "recommend", "scheduler"]
 
 
 def recommend(*args: Any, **kwargs: Any) -> Any:
-    """The choice for a workload without a pilot; see ``toolkit.pipeline.recommend``."""
+    """The choice for a workload without a pilot; see ``threadprobe.scheduling.pipeline.recommend``."""
     # Here, not at the top: every module of the package, a worker's included (under any
     # interpreter, without dask or jinja2), imports this package first; the pipeline brings them.
-    from toolkit.pipeline import recommend as _recommend
+    from threadprobe.scheduling.pipeline import recommend as _recommend
 
     return _recommend(*args, **kwargs)
 
 
 def scheduler(*args: Any, **kwargs: Any) -> Any:
-    """Context manager running dask on a choice (or ``"auto"``); see ``toolkit.pipeline.scheduler``."""
-    from toolkit.pipeline import scheduler as _scheduler  # as in recommend: keep the package light
+    """Context manager running dask on a choice (or ``"auto"``); see ``threadprobe.scheduling.pipeline.scheduler``."""
+    from threadprobe.scheduling.pipeline import scheduler as _scheduler  # as in recommend: keep the package light
 
     return _scheduler(*args, **kwargs)

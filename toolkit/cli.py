@@ -1,4 +1,5 @@
-"""The ``threadprobe`` command: subcommands only, each delegating to the module that does the job.
+"""The ``threadprobe`` command line: the parser, and one small function per command that hands
+the work to the stage that does it.
 
 Exit codes: 0 when the command completed (a diagnosis that finds crashes still completed),
 1 when a gate failed (a regression, ``--fail-on unsafe``), 2 for bad usage or bad input,
@@ -8,6 +9,7 @@ which always gets one line on stderr and no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -16,19 +18,26 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from toolkit import bugreport, fingerprint, htmlreport, pipeline, registry, report
-from toolkit.compare import compare, summary
-from toolkit.diagnose import Options
-from toolkit.errors import UsageError
-from toolkit.harness.proc import interpreter_of
-from toolkit.harness.valgrind import valgrind
-from toolkit.progress import make_progress
-from toolkit.runner import bench, pilot
-from toolkit.runner.data import DataSpec, make_data
-from toolkit.runner.display import RunProgress
-from toolkit.runner.schedulers import WorkersLost, as_env, as_yaml
-from toolkit.runner.wind import CIRCULAR_HELP
-from toolkit.validate import errors
+from threadprobe.report import bugreport
+from threadprobe.harness import fingerprint
+from threadprobe.report import html as htmlreport
+from threadprobe.scheduling import pipeline
+from threadprobe.probe import registry
+from threadprobe.harness import available
+from threadprobe import report
+from threadprobe.report.compare import compare, summary
+from threadprobe.diagnosis.diagnose import Options
+from threadprobe.records.errors import UsageError
+from threadprobe.harness.proc import interpreter_of
+from threadprobe.harness.valgrind import valgrind
+from threadprobe.diagnosis.progress import make_progress
+from threadprobe.scheduling import pilot
+from threadprobe.scheduling.runs import bench
+from threadprobe.scheduling.runs.data import DataSpec, make_data
+from threadprobe.scheduling.runs.display import RunProgress
+from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml
+from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
+from threadprobe.report.validate import errors
 
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
@@ -76,8 +85,28 @@ def positive_float(text: str) -> float:
     return _positive(text, float, "a positive number")
 
 
+DESCRIPTION = """\
+Measure whether the Iris stack's native libraries (netCDF-C, HDF5, udunits2 and the Python
+packages around them) are safe and fast under threads and processes, and choose a dask scheduler
+from what was measured.
+
+Start with `threadprobe diagnose` (writes reports/diagnosis.json and .html), then
+`threadprobe recommend` or `threadprobe run` for a workload. Each command has its own --help.
+
+Exit codes: 0 done (a diagnosis that finds crashes is still done), 1 a gate failed
+(--baseline regression, --fail-on unsafe), 2 bad usage or input (one line, no traceback)."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("threadprobe")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="threadprobe", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="threadprobe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"threadprobe {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_diagnose, _add_report_readers, _add_recommend_and_data, _add_run, _add_bench):
         add(sub)
@@ -297,7 +326,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table(title=f"threadprobe probes ({args.python or sys.executable})")
     for col in ("probe", "dependency", "available", "what it does"):
         table.add_column(col)
-    for info in registry.availability(registry.discover(args.plugin), args.python):
+    for info in available.availability(registry.discover(args.plugin), args.python):
         table.add_row(info.name, info.dependency, "yes" if info.available else f"no: {info.reason}", info.doc)
     Console(width=200).print(table)
     return 0

@@ -25,9 +25,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from toolkit import detect, refs  # noqa: E402
-from toolkit.harness import launch, trial as harness  # noqa: E402
-from toolkit.records import Mode, Purpose, Trial  # noqa: E402
+from threadprobe.diagnosis import detect
+from threadprobe import refs  # noqa: E402
+from threadprobe.harness import launch, trial as harness  # noqa: E402
+from threadprobe.records import Mode, Purpose, Trial  # noqa: E402
 
 PLANTED = ROOT / "tests" / "planted" / "probes.py"
 DEFECTS = {

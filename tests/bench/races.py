@@ -38,7 +38,7 @@ DEBIAN = "/usr/bin/python3.11"
 def race_pass(args: list[str], out: Path) -> tuple[dict, float]:
     """One fresh race pass; its results by probe (threads cells), and its wall time."""
     began = time.monotonic()
-    subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--races", "--no-stress", "--no-evidence",
+    subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--races", "--no-stress", "--no-evidence",
                     "--quiet", "--out", str(out), *args], check=True, capture_output=True, text=True)
     wall = time.monotonic() - began
     data = json.loads((out / "diagnosis.json").read_text())
@@ -90,7 +90,7 @@ def rare(n: int, tmp: Path, log: dict) -> list[str]:
 def stress(n: int, tmp: Path, log: dict) -> list[str]:
     """Native 2-thread stress trials of the rare races: the share that fails."""
     out = tmp / "stress"
-    subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", PLANTED, "--no-entry-points",
+    subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", PLANTED, "--no-entry-points",
                     *[a for p in RARE_PROBES for a in ("--probe", p)], "--threads", "2", "--processes", "1",
                     "--trials", str(n), "--target", "0.0001", "--budget", str(30 + n), "--no-evidence", "--quiet",
                     "--out", str(out)], check=True, capture_output=True)

@@ -11,9 +11,9 @@ import pathlib
 
 import pytest
 
-from tests.test_contention import CASES, QUICK_CASES, contention_of, quick_contention
-from toolkit.harness.proc import write_json_atomic
-from toolkit.records import BENCH_SCHEMA
+from tests.harness.instruments.test_contention import CASES, QUICK_CASES, contention_of, quick_contention
+from threadprobe.harness.proc import write_json_atomic
+from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
 RUNS = 20

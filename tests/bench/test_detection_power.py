@@ -20,10 +20,11 @@ import tempfile
 import pytest
 
 from tests.conftest import PLANTED
-from toolkit import detect, refs
-from toolkit.harness import launch, trial as harness
-from toolkit.harness.proc import write_json_atomic
-from toolkit.records import BENCH_SCHEMA, Mode, Purpose, Trial
+from threadprobe.diagnosis import detect
+from threadprobe.probe import refs
+from threadprobe.harness import launch, trial as harness
+from threadprobe.harness.proc import write_json_atomic
+from threadprobe.records import BENCH_SCHEMA, Mode, Purpose, Trial
 
 pytestmark = pytest.mark.bench
 RUNS = 10
@@ -62,7 +63,7 @@ def test_a_rare_planted_race_is_found_in_9_of_10_default_diagnoses_and_verdicts_
         # Every built-in probe and the rare race (the other planted probes are left out: the point
         # is the rare race among the built-in probes, as a third party's probe would be).
         globs = [x for family in BUILT_IN for x in ("--probe", f"{family}.*")] + ["--probe", "planted.rare_race"]
-        subprocess.run([sys.executable, "-m", "toolkit.cli", "diagnose", "--plugin", str(PLANTED), *globs,
+        subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(PLANTED), *globs,
                         "--quiet", "--out", str(out)], check=True, capture_output=True, timeout=900)
         reports.append(json.loads((out / "diagnosis.json").read_text()))
     found = []

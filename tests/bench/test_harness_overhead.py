@@ -17,10 +17,10 @@ import time
 import pytest
 
 from tests.conftest import TRIVIAL
-from toolkit import fingerprint
-from toolkit.diagnose import Options, diagnose
-from toolkit.harness.proc import child_env, write_json_atomic
-from toolkit.records import BENCH_SCHEMA
+from threadprobe.harness import fingerprint
+from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.harness.proc import child_env, write_json_atomic
+from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
 REPEATS = 5

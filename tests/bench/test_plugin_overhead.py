@@ -15,8 +15,8 @@ import time
 import pytest
 
 from tests.conftest import TEST_DATA
-from toolkit.harness.proc import write_json_atomic
-from toolkit.records import BENCH_SCHEMA
+from threadprobe.harness.proc import write_json_atomic
+from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
 REPEATS = 5

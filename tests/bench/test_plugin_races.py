@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.harness.valgrind import valgrind
+from threadprobe.harness.valgrind import valgrind
 
 DEFECTS = Path(__file__).parents[1] / "planted" / "defects.c"
 TARGET = textwrap.dedent('''

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.harness.proc import write_json_atomic
-from toolkit.records import BENCH_SCHEMA
+from threadprobe.harness.proc import write_json_atomic
+from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
 
@@ -23,7 +23,7 @@ def test_recommend_from_a_matching_diagnosis_is_under_a_second():
     times = []
     for _ in range(5):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "toolkit.cli", "recommend", "--workload", "wind"],
+        done = subprocess.run([sys.executable, "-m", "threadprobe.cli", "recommend", "--workload", "wind"],
                               capture_output=True, text=True, timeout=300)
         times.append(time.perf_counter() - started)
         assert done.returncode == 0 and json.loads(done.stdout)["source"] == f"diagnosis {report}", done.stderr

@@ -1,4 +1,4 @@
-"""The worker's side of the harness (toolkit.harness.child): a worker process writes its report
+"""The worker's side of the harness (threadprobe.harness.child): a worker process writes its report
 whatever its probe does, and the fork server's preload reports what it could not import."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import TRIVIAL
-from toolkit.harness import child
-from toolkit.harness.proc import child_env
+from threadprobe.harness import child
+from threadprobe.harness.proc import child_env
 
 
 def worker(tmp_path: Path, spec: dict) -> dict:
@@ -19,7 +19,7 @@ def worker(tmp_path: Path, spec: dict) -> dict:
     tdir.mkdir(exist_ok=True)
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"trial_dir": str(tdir), "workdir": str(tmp_path), **spec}))
-    done = subprocess.run([sys.executable, "-m", "toolkit.harness.child", "worker", str(path), "0"], env=child_env(),
+    done = subprocess.run([sys.executable, "-m", "threadprobe.harness.child", "worker", str(path), "0"], env=child_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads((tdir / "result.0.json").read_text())
@@ -42,6 +42,6 @@ def test_preload_names_the_first_module_it_could_not_import():
 
 
 def test_a_wrong_command_line_is_a_usage_line():
-    done = subprocess.run([sys.executable, "-m", "toolkit.harness.child", "nonsense"], env=child_env(),
+    done = subprocess.run([sys.executable, "-m", "threadprobe.harness.child", "nonsense"], env=child_env(),
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.startswith("usage: python -m toolkit.harness.child")
+    assert done.returncode == 2 and done.stderr.startswith("usage: python -m threadprobe.harness.child")

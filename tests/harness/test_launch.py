@@ -7,10 +7,10 @@ import time
 import psutil
 import pytest
 
-from toolkit import registry
-from toolkit.harness import launch, proc, trial as harness
-from toolkit.probe import digest
-from toolkit.records import Trial
+from threadprobe.probe import registry
+from threadprobe.harness import launch, proc, trial as harness
+from threadprobe.probe import digest
+from threadprobe.records import Trial
 
 FAULTS = pathlib.Path(__file__).parents[1] / "plugins" / "faults.py"
 

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 
-from toolkit.harness import proc
+from threadprobe.harness import proc
 
 
 def test_an_atomic_write_leaves_no_temporary_and_replaces_whole(tmp_path):

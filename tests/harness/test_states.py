@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from toolkit.harness import states
-from toolkit.harness.proc import name_thread
+from threadprobe.harness import states
+from threadprobe.harness.proc import name_thread
 
 CALLS = states.SYSCALLS["x86_64"]
 

@@ -1,4 +1,4 @@
-"""The parent's side of a trial (toolkit.harness.trial), against a fake launcher: workers that
+"""The parent's side of a trial (threadprobe.harness.trial), against a fake launcher: workers that
 report, die or fall silent become a TrialRun, a crash or a hang, never an exception."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.harness.fakes import FakeLauncher
-from toolkit.harness import trial as harness
-from toolkit.records import Mode, Purpose, Trial
+from threadprobe.harness import trial as harness
+from threadprobe.records import Mode, Purpose, Trial
 
 TRIAL = Trial("fake", "inline:fake", Mode.PROCESSES, 2, 2, 12, timeout=0.3, purpose=Purpose.STRESS)
 

@@ -1,4 +1,4 @@
-"""toolkit.harness.valgrind and the shipped suppressions, under the real valgrind.
+"""threadprobe.harness.valgrind and the shipped suppressions, under the real valgrind.
 
 Per shipped suppression: the report it hides (shown by a run without it), and that a real race
 beside it is still reported. The planted program (tests/planted/suppressed.c) is plain C with
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import races
-from toolkit.harness.valgrind import SHIPPED, TOOLS, Detector, valgrind
+from threadprobe.diagnosis.races import parse as races
+from threadprobe.harness.valgrind import SHIPPED, TOOLS, Detector, valgrind
 
 pytestmark = pytest.mark.skipif(valgrind() is None, reason="valgrind is not installed (.ci/run installs it)")
 SOURCE = Path(__file__).parents[1] / "planted" / "suppressed.c"

@@ -6,9 +6,9 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.harness.worker import indices_for, run_together, run_worker
-from toolkit.probe import Probe, digest
-from toolkit.records import Trial
+from threadprobe.harness.worker import indices_for, run_together, run_worker
+from threadprobe.probe import Probe, digest
+from threadprobe.records import Trial
 
 
 def spec(*args, **kwargs):

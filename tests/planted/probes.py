@@ -14,7 +14,7 @@ import os
 import pathlib
 import subprocess
 
-from toolkit import Probe
+from threadprobe import Probe
 
 SOURCE = pathlib.Path(__file__).with_name("defects.c")
 WORK = int(os.environ.get("PLANTED_WORK", "20000"))

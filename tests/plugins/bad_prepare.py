@@ -1,6 +1,6 @@
 """A probe whose prepare raises, next to one that works: the run must go on."""
 
-from toolkit import Probe
+from threadprobe import Probe
 
 
 class BadPrepare(Probe):

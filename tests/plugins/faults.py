@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from toolkit import Probe
+from threadprobe import Probe
 
 COUNTER = {"opens": 0}
 

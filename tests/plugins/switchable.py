@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from toolkit import Probe
+from threadprobe import Probe
 
 
 class Switchable(Probe):

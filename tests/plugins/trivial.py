@@ -1,6 +1,6 @@
 """A probe with nothing to find: pure Python arithmetic. The harness's overhead baseline."""
 
-from toolkit import Probe
+from threadprobe import Probe
 
 
 class Trivial(Probe):

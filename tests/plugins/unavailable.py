@@ -1,6 +1,6 @@
 """Probes whose library is not installed, whatever their ``dependency`` label says: unavailable."""
 
-from toolkit import Probe
+from threadprobe import Probe
 
 
 class Missing(Probe):

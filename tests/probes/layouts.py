@@ -2,7 +2,7 @@
 
 from hypothesis import strategies as st
 
-from probes._common import Layout
+from threadprobe.probes._common import Layout
 
 
 @st.composite

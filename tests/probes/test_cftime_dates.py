@@ -1,7 +1,7 @@
 """cftime probes: deterministic, and correct in a calendar we can check by hand."""
 
-from probes import cftime_dates
-from toolkit.probe import digest
+from threadprobe.probes import cftime_dates
+from threadprobe.probe import digest
 
 
 def test_num2date_round_trips_and_is_deterministic():

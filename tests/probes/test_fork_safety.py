@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from probes import fork_safety
-from probes._common import expected, h5_expected
+from threadprobe.probes import fork_safety
+from threadprobe.probes._common import expected, h5_expected
 
 
 def test_children_read_the_right_slices(tmp_path):

@@ -3,10 +3,10 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from probes import hdf5
-from probes._common import h5_expected
+from threadprobe.probes import hdf5
+from threadprobe.probes._common import h5_expected
 from tests.probes.layouts import layouts, with_layout
-from toolkit.probe import digest
+from threadprobe.probe import digest
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 import pytest
 
-from probes import iris_metadata
+from threadprobe.probes import iris_metadata
 
 
 def test_concatenate_with_string_attributes_works_serially():

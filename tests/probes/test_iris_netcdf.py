@@ -4,8 +4,8 @@ import warnings
 
 import numpy as np
 
-from probes import iris_netcdf
-from toolkit.probe import digest
+from threadprobe.probes import iris_netcdf
+from threadprobe.probe import digest
 
 
 def test_load_realise_returns_the_saved_cube(tmp_path):

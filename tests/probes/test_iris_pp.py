@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from probes import iris_pp
-from toolkit.probe import digest
+from threadprobe.probes import iris_pp
+from threadprobe.probe import digest
 
 
 def test_sample_files_load_and_differ(tmp_path):
@@ -22,7 +22,7 @@ def test_generated_files_round_trip_through_load_load_raw_and_fields(tmp_path):
     loaded = iris_pp.LoadRealiseGenerated().task(tmp_path, 1)
     raw = iris_pp.LoadRawRealise().task(tmp_path, 1)
     fields = iris_pp.FieldLoad().task(tmp_path, 1)
-    from probes.iris_netcdf import make_cube
+    from threadprobe.probes.iris_netcdf import make_cube
 
     want = make_cube(1, iris_pp.LAYOUT).data
     assert np.array_equal(loaded[0][2], want)
@@ -50,8 +50,8 @@ def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
 
     if importlib.util.find_spec("mo_pack") is not None:
         pytest.skip("mo_pack is installed here")
-    from toolkit import fingerprint
-    from toolkit.diagnose import Options, diagnose
+    from threadprobe.harness import fingerprint
+    from threadprobe.diagnosis.diagnose import Options, diagnose
 
     diag = diagnose(Options(probes=("iris_pp.load_realise.wgdos_packed",), evidence=False, budget=1.0,
                             workdir=str(tmp_path)), fingerprint=fingerprint.light)

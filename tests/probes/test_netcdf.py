@@ -3,10 +3,10 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from probes import netcdf
-from probes._common import expected, values
+from threadprobe.probes import netcdf
+from threadprobe.probes._common import expected, values
 from tests.probes.layouts import layouts, with_layout
-from toolkit.probe import digest
+from threadprobe.probe import digest
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from probes import two_hdf5
-from probes._common import expected, h5_expected
+from threadprobe.probes import two_hdf5
+from threadprobe.probes._common import expected, h5_expected
 
 
 def test_even_tasks_read_netcdf_and_odd_tasks_read_hdf5(tmp_path):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from probes import udunits
-from toolkit.probe import digest
+from threadprobe.probes import udunits
+from threadprobe.probe import digest
 
 
 def test_parse_results_are_deterministic_whatever_came_before():

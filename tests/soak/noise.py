@@ -3,10 +3,10 @@
 Reads reports/soak/run-*.json (written by tests/soak/baseline_chain.sh: run k was diagnosed with
 run k-1 as its baseline; repetition r is runs 2r-1 and 2r) and prints:
 
-- the gate's exit code for every run, recomputed with the current ``toolkit.compare``, and how
+- the gate's exit code for every run, recomputed with the current ``threadprobe.report.compare``, and how
   many repetitions passed both runs (the issue's figure: at least 9 of 10);
 - the relative speedup drops between consecutive runs of every probe x mode: their 95th
-  percentile is the noise threshold ``toolkit.compare.SCALING_NOISE`` must exceed;
+  percentile is the noise threshold ``threadprobe.report.compare.SCALING_NOISE`` must exceed;
 - every verdict that changed between consecutive runs.
 """
 
@@ -14,8 +14,8 @@ import glob
 import statistics
 import sys
 
-from toolkit import report
-from toolkit.compare import compare
+from threadprobe import report
+from threadprobe.report.compare import compare
 
 paths = sorted(glob.glob(sys.argv[1] if len(sys.argv) > 1 else "reports/soak/run-*.json"))
 runs = [report.read(p) for p in paths]

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from toolkit import fingerprint
-from toolkit.diagnose import Options, diagnose
-from toolkit.records import is_unsafe
+from threadprobe.harness import fingerprint
+from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.records import is_unsafe
 
 SCRIPT = pathlib.Path(__file__).parents[1] / "groundtruth" / "stress.py"
 RUNS = 3

@@ -1,8 +1,8 @@
 """The worker side of a trial: what runs in the child processes, and the fork server's loop.
 
-This module must stay light (standard library, ``toolkit.probe``, ``toolkit.refs`` and the
+This module must stay light (standard library, ``threadprobe.probe``, ``threadprobe.probe.refs`` and the
 worker), because ``diagnose --python PATH`` injects it into another interpreter that has only
-the libraries under test: ``PATH -m toolkit.harness.child serve|worker ...``.
+the libraries under test: ``PATH -m threadprobe.harness.child serve|worker ...``.
 
 A worker enables faulthandler into a file, reports progress through a small shared-memory
 slot, waits on a FIFO so that every process of a trial starts together, and writes its report
@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from toolkit import lockaudit, refs
-from toolkit.harness.proc import cpu_of, die_with_parent, write_json_atomic
-from toolkit.harness.worker import error_record, run_worker
-from toolkit.refs import load_plugin
+from threadprobe.harness.instruments import lockaudit
+from threadprobe.probe import refs
+from threadprobe.harness.proc import cpu_of, die_with_parent, write_json_atomic
+from threadprobe.harness.worker import error_record, run_worker
+from threadprobe.probe.refs import load_plugin
 
 SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
 STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
@@ -266,7 +267,7 @@ def main(argv: list[str]) -> int:
         code = worker_main(argv[1], int(argv[2]))
         sys.stdout.flush()
         os._exit(code)
-    print("usage: python -m toolkit.harness.child serve [MODULE...] | worker SPEC WORKER", file=sys.stderr)
+    print("usage: python -m threadprobe.harness.child serve [MODULE...] | worker SPEC WORKER", file=sys.stderr)
     return 2
 
 

@@ -4,13 +4,13 @@
   stays single-threaded, and forks one worker per request. A fork of a warm, single-threaded
   process that never opened a file is as fresh as a new interpreter, and costs milliseconds
   instead of the second Iris takes to import (the ``forkserver`` idea).
-- ``SpawnLauncher``: ``python -m toolkit.harness.child worker ...``, a new interpreter every time.
+- ``SpawnLauncher``: ``python -m threadprobe.harness.child worker ...``, a new interpreter every time.
 - ``DirectFork``: a fork of this very process, so that workers inherit closures and fixtures
   (the pytest plugin). Thread pools that did not survive the fork are reset in the child, and
   the threads alive at the fork are named in the report.
 
 Fork servers and spawned workers may run another interpreter (``diagnose --python``), and
-either may run under a command prefix: valgrind's race detectors (``toolkit.harness.valgrind``).
+either may run under a command prefix: valgrind's race detectors (``threadprobe.harness.valgrind``).
 ``Launchers`` keeps one fork server per set of preloaded libraries for a whole diagnosis.
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from toolkit.harness.proc import child_env, cpu_of, die_with_parent, interpreter_of, kill_tree
-from toolkit.harness.child import forget_parent_threads, worker_main
+from threadprobe.harness.proc import child_env, cpu_of, die_with_parent, interpreter_of, kill_tree
+from threadprobe.harness.child import forget_parent_threads, worker_main
 
 
 class Launcher(Protocol):
@@ -56,7 +56,7 @@ class SpawnLauncher:
 
     def start(self, spec_path: Path, worker: int, pgid: int) -> int:
         proc = subprocess.Popen(
-            [*self._prefix, self.python, "-m", "toolkit.harness.child", "worker", str(spec_path), str(worker)],
+            [*self._prefix, self.python, "-m", "threadprobe.harness.child", "worker", str(spec_path), str(worker)],
             env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             process_group=pgid, preexec_fn=die_with_parent,
         )
@@ -139,7 +139,7 @@ class ForkServer:
         self.preload = tuple(preload)
         self.python, foreign = interpreter_of(python)
         self._proc = subprocess.Popen(
-            [*prefix, self.python, "-m", "toolkit.harness.child", "serve", *self.preload],
+            [*prefix, self.python, "-m", "threadprobe.harness.child", "serve", *self.preload],
             env=child_env(env, foreign), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
         )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from toolkit.errors import UsageError
+from threadprobe.records.errors import UsageError
 
 MAX_TEXT = 16000
 CHILD_ENV = {
@@ -31,8 +31,11 @@ CHILD_ENV = {
 }
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
-#: Where toolkit/ and probes/ live: children import them from here, whatever their interpreter.
-ROOT = Path(__file__).resolve().parents[2]
+#: The package's own folder (``toolkit/`` in a checkout): a foreign child imports it from a copy of links.
+PACKAGE = Path(__file__).resolve().parents[1]
+#: The folder above it: children of this interpreter run with it on their path, so that a test's
+#: plugin module named by dotted path (``tests.plugins...``) imports as it does here.
+ROOT = PACKAGE.parent
 
 
 def child_env(extra: dict[str, str] | None = None, foreign: bool = False) -> dict[str, str]:
@@ -56,15 +59,24 @@ _SOURCES: list[str] = []
 
 
 def sources_only() -> str:
-    """A folder holding only links to toolkit/ and probes/: when threadprobe is installed in a
-    site-packages, putting that on another interpreter's path would bring every package along."""
+    """A folder holding only ``threadprobe/`` (links to the package's entries and to the built-in
+    probes, which setuptools maps from another folder): putting a site-packages on another
+    interpreter's path would bring every package along."""
     if not _SOURCES:
         import atexit
         import tempfile
 
+        import importlib.util
+
         folder = tempfile.mkdtemp(prefix="threadprobe-src-")
-        for name in ("toolkit", "probes"):
-            os.symlink(ROOT / name, os.path.join(folder, name))
+        package = Path(folder) / "threadprobe"
+        package.mkdir()
+        for entry in PACKAGE.iterdir():
+            if entry.name not in ("probes", "__pycache__"):
+                os.symlink(entry, package / entry.name)
+        spec = importlib.util.find_spec("threadprobe.probes")
+        assert spec is not None and spec.submodule_search_locations
+        os.symlink(spec.submodule_search_locations[0], package / "probes")
         atexit.register(shutil.rmtree, folder, True)
         _SOURCES.append(folder)
     return _SOURCES[0]

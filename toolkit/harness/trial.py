@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.harness.child import READY, SLOT
-from toolkit.harness.launch import HarnessError, Launcher
-from toolkit.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
-from toolkit.harness.states import ThreadStates
-from toolkit.records import TRIAL_SCHEMA, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun
+from threadprobe.harness.child import READY, SLOT
+from threadprobe.harness.launch import HarnessError, Launcher
+from threadprobe.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
+from threadprobe.harness.states import ThreadStates
+from threadprobe.records import TRIAL_SCHEMA, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun
 
 
 def _new_trial_dir(trial_dir: Path, processes: int) -> None:
@@ -180,7 +180,7 @@ def run_trial(
     """Run one trial in fresh worker processes and gather what happened. Never raises for a child.
 
     ``extra`` adds to the worker's spec: ``core`` (allow core dumps, for gdb) or ``instrument``
-    (``iris_lock_audit``: run under toolkit.lockaudit).
+    (``iris_lock_audit``: run under threadprobe.harness.instruments.lockaudit).
     """
     began = time.monotonic()
     _new_trial_dir(trial_dir, trial.processes)

@@ -8,7 +8,7 @@ XML file's name gives every forked worker a report of its own.
 
 Shipped suppressions (``threadprobe.supp``, beside this file) hide lock implementations' fast
 paths that these tools misread; the interpreter's own reports are left out later, by attribution
-(``toolkit.races``), since they share no symbol a suppression could name on every build.
+(``threadprobe.diagnosis.races.parse``), since they share no symbol a suppression could name on every build.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from toolkit.harness.proc import name_thread
-from toolkit.probe import Probe, digest
+from threadprobe.harness.proc import name_thread
+from threadprobe.probe import Probe, digest
 
 WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable

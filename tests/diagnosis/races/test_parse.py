@@ -1,0 +1,132 @@
+"""threadprobe.diagnosis.races.parse: valgrind's XML -> race pairs, on stored reports of planted C code
+(tests/fixtures/valgrind/make.sh made them) and on reports built here, one per attribution rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from threadprobe.diagnosis.races import parse as races
+from threadprobe.records import Frame, RaceStatus
+from tests.conftest import HERE
+
+FIXTURES = HERE / "fixtures" / "valgrind"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / f"{name}.xml").read_text()
+
+
+def test_a_planted_race_is_one_pair_naming_its_function_and_line():
+    got = races.analyse([fixture("helgrind-racy")], "helgrind", 2, 20)
+    assert got.status == RaceStatus.RACY
+    assert [p.key for p in got.pairs] == ["libdefects.so: racy_fill <-> racy_fill"]
+    pair = got.pairs[0]
+    assert pair.count >= 1 and "data race" in pair.what
+    assert len(pair.stacks) == 2  # both accesses, with --history-level=full
+    for stack in pair.stacks:
+        top = races.site(stack)
+        assert top is not None and (top.fn, top.file) == ("racy_fill", "defects.c") and top.line
+
+
+def test_the_same_work_behind_a_mutex_has_only_the_interpreters_own_reports():
+    got = races.analyse([fixture("helgrind-mutex")], "helgrind", 2, 20)
+    assert got.status == RaceStatus.CLEAN and got.pairs == ()
+    assert got.reports > 0 and got.ignored == got.reports  # the GIL's atomics: seen, and left out
+    assert "no race in 20 concurrent calls" in got.summary()
+
+
+def test_drd_names_the_racing_function_and_leaves_segment_stacks_out():
+    got = races.analyse([fixture("drd-racy")], "drd", 2, 20)
+    assert [p.key for p in got.pairs] == ["libdefects.so: racy_fill"]
+
+
+def test_a_report_cut_short_still_gives_every_block_it_finished():
+    text = fixture("helgrind-racy")
+    cut = text[: text.rindex("<error>") - 1]  # a worker killed mid-report
+    whole = races.analyse([text], "helgrind", 2, 20)
+    part = races.analyse([cut], "helgrind", 2, 20)
+    assert 0 < part.reports == whole.reports - 1
+
+
+def test_a_failed_run_without_pairs_is_failed_not_clean():
+    got = races.analyse([fixture("helgrind-mutex")], "helgrind", 2, 3, failure="no progress for 300s")
+    assert got.status == RaceStatus.FAILED and "no progress" in got.summary()
+    racy = races.analyse([fixture("helgrind-racy")], "helgrind", 2, 3, failure="SIGSEGV")
+    assert racy.status == RaceStatus.RACY  # pairs found before the end still count
+
+
+# One report built per rule: the stack's innermost frame in one kind of object, called from libfoo.
+LIB = Frame("/opt/lib/libfoo.so.1", "foo_write", "foo.c", 12)
+CALLER_IN_PYTHON = Frame("/usr/lib/libpython3.11.so.1.0", "_PyEval_EvalFrameDefault", "ceval.c", 1)
+
+
+def report(*frames: Frame) -> races.Report:
+    return races.Report("Race", "Possible data race", (tuple(frames), tuple(frames)))
+
+
+@pytest.mark.parametrize("obj", [
+    "/usr/libexec/valgrind/vgpreload_helgrind-amd64-linux.so",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/ld-linux-x86-64.so.2",
+    "/usr/lib/x86_64-linux-gnu/libffi.so.8.1.2",
+])
+def test_pass_through_code_hands_the_race_to_its_caller(obj):
+    got, total, ignored = races.pairs([report(Frame(obj, "memcpy"), LIB)])
+    assert (total, ignored) == (1, 0)
+    assert [p.key for p in got] == ["libfoo.so.1: foo_write <-> foo_write"]
+
+
+@pytest.mark.parametrize("obj", [
+    "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0",
+    "/usr/bin/python3.11",
+    "/usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
+])
+def test_the_interpreters_own_reports_are_left_out(obj):
+    got, total, ignored = races.pairs([report(Frame(obj, "take_gil"), LIB)])
+    assert got == () and (total, ignored) == (1, 1)
+
+
+def test_nothing_else_is_left_out():
+    """Every other object counts: a Cython wrapper, libhdf5, a probe's own library."""
+    for obj in ("/site-packages/netCDF4/_netCDF4.cpython-311-x86_64-linux-gnu.so",
+                "/site-packages/h5py.libs/libhdf5-9a8b.so.310", "/tmp/work/libdefects.so"):
+        got, _, ignored = races.pairs([report(Frame(obj, "f"), CALLER_IN_PYTHON)])
+        assert ignored == 0 and got[0].object == obj.rsplit("/", 1)[-1]
+
+
+def test_a_pair_is_the_same_whichever_access_came_first():
+    a, b = Frame("/l/libx.so", "reader"), Frame("/l/libx.so", "writer")
+    one = races.Report("Race", "r", ((a,), (b,)))
+    two = races.Report("Race", "r", ((b,), (a,)))
+    got, _, _ = races.pairs([one, two])
+    assert [(p.key, p.count) for p in got] == [("libx.so: reader <-> writer", 2)]
+
+
+def test_reports_that_are_not_races_are_not_counted():
+    misc = races.Report("Misc", "pthread_cond_signal: associated lock is not held", ((LIB,),))
+    assert races.pairs([misc]) == ((), 0, 0)
+
+
+@pytest.mark.parametrize("mangled, name", [
+    ("__pyx_pf_7netCDF4_8_netCDF4_8Variable_82_put", "netCDF4._netCDF4.Variable._put"),
+    ("__pyx_pw_7netCDF4_8_netCDF4_7Dataset_1__init__", "netCDF4._netCDF4.Dataset.__init__"),
+    ("__pyx_pf_7netCDF4_8_netCDF4_8Variable_60__setitem__", "netCDF4._netCDF4.Variable.__setitem__"),
+    ("__pyx_pf_7netCDF4_8_netCDF4_7Dataset___init__.constprop.0", "netCDF4._netCDF4.Dataset.__init__"),
+    ("__pyx_f_7netCDF4_8_netCDF4__get_vars.constprop.0", "netCDF4._netCDF4._get_vars"),
+    ("H5Dread", "H5Dread"),
+])
+def test_cython_names_are_read_back_as_python_names(mangled, name):
+    assert races.cython_name(mangled) == name
+
+
+def test_a_pair_names_the_python_operation_that_reached_it():
+    wrapper = Frame("/site/netCDF4/_netCDF4.abi3.so", "__pyx_pf_7netCDF4_8_netCDF4_8Variable_82_put")
+    stack = (Frame("/x/libhdf5.so", "H5FL_reg_free"), Frame("/x/libnetcdf.so", "nc_put_vara"), wrapper,
+             Frame("/x/libpython3.11.so.1.0", "_PyEval_EvalFrameDefault"))
+    got, _, _ = races.pairs([races.Report("Race", "r", (stack, stack[:1]))])
+    assert got[0].operations == ("netCDF4._netCDF4.Variable._put",)
+    ctypes_only = (Frame("/tmp/libdefects.so", "racy_fill"),
+                   Frame("/py/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so", "_ctypes_callproc"))
+    assert races.operation(ctypes_only) is None  # the interpreter's own modules name no operation

@@ -1,0 +1,106 @@
+"""threadprobe.diagnosis.races.run: the race pass over planted probes under the real helgrind, and its pure parts
+(attaching passes to results, the order of probes, the reasons a pass did not finish)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from threadprobe.diagnosis.races import run as racepass
+from threadprobe.diagnosis.diagnose import Diagnoser, Options
+from threadprobe.harness.valgrind import valgrind
+from threadprobe.records import (Mode, RacePair, RacePass, RaceStatus, Result, Trial, TrialRun, Verdict, WorkerReport, WorkerRun,
+                             is_unsafe)
+from tests.conftest import HERE
+
+PLANTED = str(HERE / "planted" / "probes.py")
+needs_valgrind = pytest.mark.skipif(valgrind() is None, reason="valgrind is not installed (.ci/run installs it)")
+
+
+def result(probe: str, mode: Mode = Mode.THREADS, threads: int = 2, verdict: Verdict = Verdict.SAFE) -> Result:
+    return Result(probe=probe, dependency="planted", mode=mode, workers=threads, processes=1, threads=threads,
+                  trials=5, outcomes={"ok": 5}, verdict=verdict, failure_rate_upper95=0.45)
+
+
+RACY = RacePass("helgrind", 2, 100, RaceStatus.RACY, (RacePair("libx.so", ("f", "g"), 3),))
+CLEAN = RacePass("helgrind", 2, 100, RaceStatus.CLEAN)
+
+
+def test_a_pass_with_pairs_makes_a_clean_cell_racy_and_unsafe():
+    got = racepass.attach([result("p"), result("p", threads=4)], {"p": RACY}, {"p": "planted"})
+    assert [r.verdict for r in got] == [Verdict.RACY, Verdict.SAFE]  # only the cell of its width
+    assert got[0].races == RACY and got[0].failure_rate_upper95 == 0.45  # the bound is kept, beside it
+    assert is_unsafe(got[0]) and not is_unsafe(got[1])
+
+
+def test_a_failing_cell_keeps_its_verdict_with_the_pairs_beside_it():
+    got = racepass.attach([result("p", verdict=Verdict.CRASH)], {"p": RACY}, {})
+    assert got[0].verdict == Verdict.CRASH and got[0].races == RACY
+
+
+def test_a_pass_alone_gets_a_cell_of_its_own_with_no_stress_bound():
+    got = racepass.attach([result("p", Mode.SERIAL, 1)], {"p": CLEAN}, {"p": "planted"})
+    mine = got[-1]
+    assert (mine.mode, mine.threads, mine.trials, mine.verdict) == (Mode.THREADS, 2, 0, Verdict.SAFE)
+    assert mine.failure_rate_upper95 == 1.0 and mine.races == CLEAN
+
+
+def test_an_unavailable_probe_gets_no_race_cell():
+    gone = result("p", verdict=Verdict.UNAVAILABLE).replace(threads=4, workers=4)
+    assert racepass.attach([gone], {"p": CLEAN}, {}) == [gone]
+
+
+def _run(workers: tuple[WorkerRun, ...], hung: bool = False, error: str | None = None) -> TrialRun:
+    trial = Trial("p", "m:C", Mode.THREADS, 1, 2, 10, timeout=30)
+    return TrialRun(trial, workers, hung, None, error)
+
+
+@pytest.mark.parametrize("run, words", [
+    (_run((WorkerRun(0, 1, -4, None, "", ""),)), "SIGILL under helgrind (an instruction valgrind cannot run?)"),
+    (_run((WorkerRun(0, 1, None, None, "", ""),), hung=True), "no progress for 30s"),
+    (_run((), error="fork server did not answer"), "could not start under helgrind"),
+    (_run((WorkerRun(0, 1, 3, None, "", ""),)), "exited with code 3"),
+])
+def test_why_a_pass_did_not_finish_is_one_line(run, words):
+    assert words in racepass.failure_of(run, "helgrind")
+
+
+def test_a_pass_that_finished_has_no_failure():
+    assert racepass.failure_of(_run((WorkerRun(0, 1, 0, WorkerReport(tasks=10), "", ""),)), "helgrind") is None
+
+
+@needs_valgrind
+@pytest.mark.slow
+def test_planted_race_is_racy_and_locked_and_free_work_are_clean(tmp_path):
+    """The detector's test: a race on every call is named; the same work behind a mutex, and
+    lock-free work, have no race in their own code; a deadlock is a failed pass, never clean."""
+    options = Options(probes=("planted.race", "planted.mutex", "planted.safe", "planted.deadlock"),
+                      plugins=(PLANTED,), entry_points=False, workdir=str(tmp_path))
+    with Diagnoser(options) as session:
+        passes = racepass.run_races(session, racepass.RaceOptions(seconds=2.0, timeout=5.0))
+    assert set(passes) == {"planted.race", "planted.mutex", "planted.safe", "planted.deadlock"}
+    race = passes["planted.race"]
+    assert race.status == RaceStatus.RACY, race.summary()
+    assert any(p.object == "libdefects.so" and "racy_fill" in p.functions for p in race.pairs)
+    for name in ("planted.mutex", "planted.safe"):
+        got = passes[name]
+        assert got.status == RaceStatus.CLEAN and got.calls > 0, got.summary()
+        assert not any(p.object == "libdefects.so" for p in got.pairs)
+    stuck = passes["planted.deadlock"]
+    assert stuck.status != RaceStatus.CLEAN, stuck.summary()
+    if stuck.status == RaceStatus.FAILED:
+        assert "no progress" in (stuck.reason or "")
+
+
+def test_probes_with_clean_cells_go_first():
+    class Run:  # the two fields priority reads, as a ProbeRun has them
+        def __init__(self, name: str) -> None:
+            self.name, self.iterations = name, 100
+
+        def outcomes(self, cell):
+            return []
+
+    results = [result("failing", verdict=Verdict.CRASH), result("clean")]
+    ordered = sorted([Run("failing"), Run("clean")], key=lambda r: racepass.priority(r, results))
+    assert [r.name for r in ordered] == ["clean", "failing"]

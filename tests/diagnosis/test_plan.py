@@ -1,0 +1,173 @@
+"""The planner is a pure policy: fed fake histories, it must ask for the right next trial.
+
+No process runs here (as pytest-xdist tests its schedulers against a fake node): a simulated
+diagnosis feeds the planner outcomes drawn from known failure rates and costs.
+"""
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from threadprobe.diagnosis import plan
+from threadprobe.records import Kind, Mode, Purpose
+
+T2, T4, P2 = plan.Cell(Mode.THREADS, 1, 2), plan.Cell(Mode.THREADS, 1, 4), plan.Cell(Mode.PROCESSES, 2, 1)
+CELLS = (plan.SERIAL, T2, T4, P2)
+ORACLE = plan.Seen(Purpose.ORACLE, Kind.OK, wall=0.4, seconds=0.3)
+
+
+def probe(name="p", history=None):
+    full = {plan.SERIAL: (ORACLE,)}
+    full.update(history or {})
+    return plan.ProbeState(name, CELLS, full)
+
+
+def seen(kind=Kind.OK, purpose=Purpose.STRESS, wall=0.1):
+    return plan.Seen(purpose, kind, wall=wall, seconds=0.1 if kind == Kind.OK else None)
+
+
+def test_the_oracle_comes_first():
+    request = plan.next_trial(plan.Plan((plan.ProbeState("p", CELLS),)))
+    assert (request.cell, request.purpose) == (plan.SERIAL, Purpose.ORACLE)
+
+
+def test_timing_trials_go_round_the_modes_and_the_widest_threads_one_samples_thread_states():
+    state, asked = probe(), []
+    policy = plan.Policy(timing_trials=2)
+    for _ in range(7):
+        request = plan.next_trial(plan.Plan((state,), policy))
+        asked.append((request.cell.label, request.purpose, request.states))
+        history = dict(state.seen)
+        history[request.cell] = history.get(request.cell, ()) + (seen(purpose=request.purpose),)
+        state = plan.ProbeState("p", CELLS, history)
+    assert asked[:3] == [("threads 2", Purpose.TIMING, False), ("threads 4", Purpose.TIMING, True),
+                         ("processes 2", Purpose.TIMING, False)]
+    # The oracle (one pass of 0.3 s, so one round) stood in for serial's first timing trial.
+    assert asked[3:7] == [("serial", Purpose.TIMING, False), ("threads 2", Purpose.TIMING, False),
+                          ("threads 4", Purpose.TIMING, True), ("processes 2", Purpose.TIMING, False)]
+
+
+def test_narrow_threads_modes_get_a_contention_trial_of_their_own_at_4_threads():
+    state = plan.ProbeState("p", (plan.SERIAL, T2), {plan.SERIAL: (ORACLE,), T2: (seen(purpose=Purpose.TIMING),)})
+    request = plan.next_trial(plan.Plan((state,)))
+    assert (request.cell, request.purpose, request.states) == (T4, Purpose.CONTENTION, True)
+
+
+def test_quick_mode_samples_thread_states_in_a_contention_trial_of_its_widest_threads_mode():
+    quick = plan.Policy(quick=True, timing_trials=0)
+    cells = (plan.SERIAL, T4, P2)  # quick diagnoses the widest modes only
+    state = plan.ProbeState("p", cells, {plan.SERIAL: (ORACLE,)})
+    request = plan.next_trial(plan.Plan((state,), quick))
+    assert (request.cell, request.purpose, request.states) == (T4, Purpose.CONTENTION, True)
+    sampled = plan.ProbeState("p", cells, {plan.SERIAL: (ORACLE,), T4: (seen(purpose=Purpose.CONTENTION),)})
+    after = plan.next_trial(plan.Plan((sampled,), quick))
+    assert after.purpose == Purpose.STRESS and not after.states  # once per probe
+    assert plan.verdict_trials(sampled.history(T4))  # and it counts towards the verdict
+
+
+def test_a_cell_that_crashed_gets_no_timing_trial_and_no_more_trials():
+    state = probe(history={T2: (seen(Kind.CRASH, Purpose.TIMING),)})
+    request = plan.next_trial(plan.Plan((state,)))
+    assert request.cell != T2
+    assert plan.stopped(state.history(T2), T2, plan.Policy())
+
+
+def test_a_failure_that_is_not_a_crash_is_settled_with_more_trials_first():
+    # threads 2 failed once (corrupt): it outranks every clean cell until it has failed 3 times.
+    history = {T2: (seen(), seen(Kind.CORRUPT)), T4: (seen(),), P2: (seen(),)}
+    state = probe(history=history)
+    request = plan.next_trial(plan.Plan((state,), plan.Policy(timing_trials=0)))
+    assert request.cell == T2 and request.purpose == Purpose.STRESS
+    settled = probe(history={**history, T2: (seen(Kind.CORRUPT),) * 3})
+    assert plan.stopped(settled.history(T2), T2, plan.Policy())
+
+
+def test_cheap_cells_whose_bound_is_weakest_come_first():
+    cheap = probe("cheap", {T2: (seen(wall=0.05),) * 3, T4: (seen(wall=0.05),) * 30, P2: (seen(wall=0.05),) * 30})
+    dear = probe("dear", {T2: (seen(wall=1.0),) * 3, T4: (seen(wall=1.0),) * 30, P2: (seen(wall=1.0),) * 30})
+    request = plan.next_trial(plan.Plan((dear, cheap), plan.Policy(timing_trials=0)))
+    assert (request.probe, request.cell) == ("cheap", T2)
+
+
+def test_nothing_more_once_the_budget_is_spent_but_the_minimum_rounds_always_run():
+    spent = plan.Plan((probe(history={T2: (seen(),), T4: (seen(),), P2: (seen(),)}),), plan.Policy(timing_trials=0),
+                      elapsed=10.0, budget=5.0)
+    assert plan.next_trial(spent) is None
+    fresh = plan.Plan((plan.ProbeState("q", CELLS),), elapsed=10.0, budget=5.0)
+    assert plan.next_trial(fresh).purpose == Purpose.ORACLE
+
+
+def test_a_probe_whose_oracle_failed_gets_one_trial_per_mode_and_no_more():
+    broken = plan.Seen(Purpose.ORACLE, Kind.ERROR, wall=0.1)
+    state = plan.ProbeState("p", CELLS, {plan.SERIAL: (broken,)})
+    asked = []
+    for _ in range(5):
+        request = plan.next_trial(plan.Plan((state,)))
+        if request is None:
+            break
+        asked.append(request.cell)
+        history = dict(state.seen)
+        history[request.cell] = (seen(Kind.ERROR),)
+        state = plan.ProbeState("p", CELLS, history)
+    assert asked == [T2, T4, P2]
+
+
+def test_quick_mode_stops_a_cell_at_its_first_failure_and_a_clean_one_at_29_trials():
+    policy = plan.Policy(quick=True, timing_trials=0)
+    assert plan.stopped((seen(Kind.CORRUPT),), T4, policy)
+    assert not plan.stopped((seen(),) * 28, T4, policy)
+    assert plan.stopped((seen(),) * 29, T4, policy)
+
+
+@given(st.integers(1, 400))
+def test_the_bound_and_the_trials_for_a_target_agree(n):
+    assert plan.bound(plan.trials_for(plan.bound(n))) <= plan.bound(n) + 1e-12
+
+
+# --------------------------------------------------------------------------------------------
+# Simulated diagnoses: known rates and costs in, how often a rare defect is found out
+
+
+def simulate(rates: dict[str, tuple[float, float]], budget: float, seed: int) -> dict[str, dict]:
+    """One diagnosis of probes with per-trial failure rate and cost per concurrent cell."""
+    rng = random.Random(seed)
+    states = {name: plan.ProbeState(name, CELLS, {plan.SERIAL: (ORACLE,)}) for name in rates}
+    elapsed = 0.0
+    policy = plan.Policy()
+    while True:
+        request = plan.next_trial(plan.Plan(tuple(states.values()), policy, elapsed, budget))
+        if request is None:
+            return {name: dict(s.seen) for name, s in states.items()}
+        rate, cost = rates[request.probe]
+        failing = request.cell.mode == Mode.THREADS and rng.random() < rate
+        kind = Kind.CORRUPT if failing else Kind.OK
+        elapsed += cost
+        state = states[request.probe]
+        history = dict(state.seen)
+        history[request.cell] = history.get(request.cell, ()) + (seen(kind, request.purpose, cost),)
+        states[request.probe] = plan.ProbeState(request.probe, CELLS, history)
+
+
+def test_a_simulated_rare_defect_in_a_cheap_probe_is_found_among_many_dear_safe_ones():
+    # 20 safe probes whose trials cost 0.3 s, 10 at 0.1 s, and one at 0.1 s failing 20% of its
+    # threads trials: after the minimum rounds (~30 s) the adaptive phase must find it.
+    rates = {f"dear{k}": (0.0, 0.3) for k in range(20)} | {f"cheap{k}": (0.0, 0.1) for k in range(10)}
+    rates["rare"] = (0.2, 0.1)
+    runs = [simulate(rates, budget=80.0, seed=k) for k in range(10)]
+    found = sum(any(s.kind != Kind.OK for cell in (T2, T4) for s in run["rare"].get(cell, ())) for run in runs)
+    trials = [len(run["rare"].get(T2, ())) for run in runs]
+    assert found >= 9, (found, trials)
+
+
+def test_the_plan_spends_more_trials_where_they_are_cheap():
+    run = simulate({"cheap": (0.0, 0.05), "dear": (0.0, 1.0)}, budget=30.0, seed=1)
+    assert len(run["cheap"][T2]) > 2 * len(run["dear"][T2])
+
+
+def test_a_defect_that_always_fails_costs_one_or_three_trials_not_the_budget():
+    run = simulate({"broken": (1.0, 0.1), "fine": (0.0, 0.1)}, budget=20.0, seed=2)
+    assert len(run["broken"][T2]) <= 3 < len(run["fine"][T2])
+    with pytest.raises(KeyError):
+        run["broken"][plan.Cell(Mode.THREADS, 1, 8)]

@@ -1,0 +1,86 @@
+"""Where threads wait (py-spy samples), and the contention figure on planted defects."""
+
+import pytest
+
+from tests.conftest import PLANTED
+from threadprobe.harness.instruments import contention
+
+
+def thread(name, active, gil=False, frames=()):
+    return {"thread_name": name, "active": active, "owns_gil": gil,
+            "frames": [{"name": n, "filename": f, "short_filename": f, "line": 1} for n, f in frames]}
+
+
+MUTEX_WAIT = (("0x7f00", "libc.so.6"), ("pthread_mutex_lock", "libc.so.6"), ("task", "probes.py"))
+RUNNING = (("safe_sum", "libdefects.so"), ("task", "probes.py"))
+
+
+def test_a_thread_in_a_mutex_is_waiting_even_when_py_spy_calls_it_active():
+    assert contention.waiting(thread("probe-0", True, frames=MUTEX_WAIT))
+    assert not contention.waiting(thread("probe-1", True, frames=RUNNING))
+
+
+def test_tally_counts_waits_with_the_gil_free_only():
+    lock_bound = [[thread("probe-0", True, frames=MUTEX_WAIT), thread("probe-1", True, frames=RUNNING)]] * 4
+    share, waits = contention.tally(lock_bound)
+    assert share == 0.5 and waits == {"pthread_mutex_lock <- task (probes.py:1)": 4}
+    gil_bound = [[thread("probe-0", True, gil=True, frames=RUNNING),
+                  thread("probe-1", False, frames=(("take_gil", "libpython3.11.so"), ("task", "probes.py")))]] * 4
+    assert contention.tally(gil_bound) == (0.0, {})
+    assert contention.tally([[thread("MainThread", False)]]) == (None, {})
+
+
+REPEATS = 5
+# The planted cases test the classifier. The last two describe the installed wheels, and how
+# often a real library's waits are sampled right beside a busy neighbour is that library's
+# behaviour, not the classifier's: they are benchmarks (20 runs each in
+# tests/bench/test_contention_noise.py), never a make test result (h5py's once gave 3 of 5).
+CASES = [("planted.gil", "gil"), ("planted.mutex", "library_lock"), ("planted.safe", "none"),
+         pytest.param("cf_units.parse", "gil", marks=[pytest.mark.environment, pytest.mark.bench]),
+         pytest.param("h5py.read_shared_file.gzip", "library_lock", marks=[pytest.mark.environment, pytest.mark.bench])]
+
+
+def contention_of(probe, tmp_path):
+    from threadprobe.harness import fingerprint
+    from threadprobe.diagnosis.diagnose import Options, diagnose
+
+    planted = probe.startswith("planted.")
+    diag = diagnose(Options(probes=(probe,), plugins=(str(PLANTED),) if planted else (), entry_points=not planted,
+                            threads=(2, 4), processes=(), evidence=False, budget=0.5, workdir=str(tmp_path)),
+                    fingerprint=fingerprint.light)
+    return {str(r.contention) for r in diag.results if r.mode == "threads"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("probe, expected", CASES)
+def test_contention_is_classified_right_beside_a_busy_neighbour(planted, tmp_path, busy_neighbour, probe, expected):
+    got = [contention_of(probe, tmp_path / str(k)) for k in range(REPEATS)]
+    right = sum(classes == {expected} for classes in got)
+    assert right >= REPEATS - 1, f"{probe}: {right}/{REPEATS} classified {expected}: {got}"
+
+
+QUICK_CASES = {"planted.gil": "gil", "planted.mutex": "library_lock", "planted.safe": "none"}
+
+
+def quick_contention(tmp_path) -> dict[str, set[str]]:
+    """One quick diagnosis (``--quick``: the widest threads mode only, no timing trials) of the
+    planted GIL-bound, mutex and free probes: each probe's contention class(es)."""
+    from threadprobe.harness import fingerprint
+    from threadprobe.diagnosis.diagnose import Options, diagnose
+
+    diag = diagnose(Options(probes=tuple(QUICK_CASES), plugins=(str(PLANTED),), entry_points=False, threads=(2, 4),
+                            processes=(), quick=True, evidence=False, budget=2.0, workdir=str(tmp_path)),
+                    fingerprint=fingerprint.light)
+    found: dict[str, set[str]] = {}
+    for r in diag.results:
+        if r.mode == "threads":
+            found.setdefault(r.probe, set()).add(str(r.contention))
+    return found
+
+
+@pytest.mark.slow
+def test_quick_mode_measures_contention_on_its_widest_threads_mode(planted, tmp_path, busy_neighbour):
+    runs = [quick_contention(tmp_path / str(k)) for k in range(3)]
+    for probe, expected in QUICK_CASES.items():
+        right = sum(run.get(probe) == {expected} for run in runs)
+        assert right >= 2, f"{probe}: {right}/3 quick diagnoses classified {expected}: {runs}"

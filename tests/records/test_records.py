@@ -1,0 +1,103 @@
+"""Records survive a JSON round trip unchanged, and the worst outcome wins."""
+
+import json
+
+from threadprobe.records import (
+    DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair, RacePass,
+    RaceStatus, Recommendation, Result, Trial, Verdict, is_unsafe, race_keys, unsafe_results, with_races, worst,
+)
+from threadprobe.report.validate import errors
+
+
+def make_result(**changes):
+    base = dict(
+        probe="p", dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=3,
+        outcomes={"ok": 2, "crash": 1, "corrupt": 0, "error": 0, "hang": 0}, verdict="crash",
+        failure_rate_upper95=0.9,
+        evidence=(Evidence(kind="crash", trial=1, summary="died", signal="SIGSEGV", traceback="tb"),),
+        speedup=1.5, contention_evidence=("a", "b"),
+    )
+    base.update(changes)
+    return Result(**base)
+
+
+def test_diagnosis_round_trip_through_json_text():
+    rec = Choice("wind", "threads", 1, 2, locks=("netcdf",), rationale=("why",),
+                 pilot=(PilotRow("threads 2", (1.0, 1.1), 0.0, (10.0, 11.0)),))
+    diag = Diagnosis(
+        created="2026-11-27T00:00:00+00:00", threadprobe="0", config={"trials": 3}, fingerprint={"python": {}},
+        results=(make_result(), make_result(mode="serial", workers=1, threads=1)),
+        recommendations={"wind": rec}, remedies=(make_result(remedy="global_lock"),),
+    )
+    text = json.dumps(diag.to_json())
+    back = Diagnosis.from_json(json.loads(text))
+    assert back == diag
+    assert back.schema == DIAGNOSIS_SCHEMA
+    assert isinstance(back.results[0].evidence[0], Evidence)
+    assert back.recommendations["wind"].locks == ("netcdf",)
+    assert back.results[0].mode is Mode.THREADS and back.results[0].verdict is Verdict.CRASH
+    assert Recommendation is Choice  # version 1 reports still read
+
+
+def test_enums_are_their_json_strings():
+    assert Verdict.CRASH == "crash" and f"{Mode.THREADS} 2" == "threads 2" and str(Kind.OK) == "ok"
+    assert json.dumps({"v": Verdict.SAFE}) == '{"v": "safe"}'
+
+
+def test_unsafe_is_decided_in_one_place():
+    results = [make_result(probe="a", verdict="crash"), make_result(probe="b", verdict="error"),
+               make_result(probe="c", verdict="error"), make_result(probe="c", mode="serial", verdict="error"),
+               make_result(probe="d", verdict="safe"), make_result(probe="e", verdict="corrupt", remedy="global_lock")]
+    assert [r.probe for r in unsafe_results(results)] == ["a", "b"]  # c errs serially too: a broken probe
+    assert not is_unsafe(make_result(mode="serial", verdict="crash"))
+
+
+def test_evidence_omits_empty_fields_but_keeps_its_kind():
+    data = Evidence(kind="hang", trial=0, summary="stuck", stacks="...").to_json()
+    assert data == {"kind": "hang", "trial": 0, "summary": "stuck", "stacks": "..."}
+
+
+def test_outcome_round_trip_keeps_the_trial():
+    trial = Trial("p", "m:C", "processes", 2, 1, 50, index=3, rounds=4, purpose="timing")
+    outcome = Outcome(trial, "ok", tasks=200, seconds=0.5, cpu=0.9)
+    assert Outcome.from_json(outcome.to_json()) == outcome
+    assert trial.workers == 2
+
+
+def test_worst_outcome_wins():
+    assert worst(["ok", "error", "corrupt"]) == "corrupt"
+    assert worst(["hang", "crash"]) == "crash"
+    assert worst(["ok", "ok"]) == "ok"
+    assert worst([]) == "ok"
+
+
+PAIR = RacePair("libhdf5.so.310", ("H5FL_reg_malloc", "H5FL_reg_malloc"), 4, "Possible data race",
+                ((Frame("/x/libhdf5.so.310", "H5FL_reg_malloc", "H5FL.c", 10),), (Frame("/x/libhdf5.so.310", "H5FL_reg_malloc"),)))
+
+
+def test_a_race_pass_round_trips_and_a_racy_cell_is_unsafe():
+    found = RacePass("helgrind", 2, 40, RaceStatus.RACY, (PAIR,), reports=9, ignored=5, seconds=12.5)
+    racy = with_races(make_result(verdict="safe", outcomes={"ok": 3}), found)
+    assert racy.verdict == Verdict.RACY and is_unsafe(racy)
+    assert Result.from_json(json.loads(json.dumps(racy.to_json()))) == racy
+    assert race_keys(racy) == {"libhdf5.so.310: H5FL_reg_malloc <-> H5FL_reg_malloc"}
+    clean = with_races(make_result(verdict="safe", outcomes={"ok": 3}), RacePass("helgrind", 2, 40, RaceStatus.CLEAN))
+    assert clean.verdict == Verdict.SAFE and not is_unsafe(clean) and race_keys(clean) == frozenset()
+
+
+FINGERPRINT = {"python": {"version": "3.11.7", "executable": "/x/python", "gil_enabled": True},
+               "platform": "x", "packages": {}}
+
+
+def test_a_report_with_a_race_pass_meets_its_schema_and_older_formats_still_read():
+    found = RacePass("drd", 2, 40, RaceStatus.RACY, (PAIR,))
+    diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint=FINGERPRINT,
+                     results=(with_races(make_result(verdict="safe", outcomes={"ok": 3, "crash": 0, "corrupt": 0,
+                                                                                "error": 0, "hang": 0}), found),))
+    assert errors(diag.to_json()) == []
+    old = dict(diag.to_json(), schema="threadprobe.diagnosis/2")
+    old["results"] = [{k: v for k, v in r.items() if k != "races"} | {"verdict": "safe"} for r in old["results"]]
+    assert errors(old) == [] and Diagnosis.from_json(old).results[0].races is None
+    broken = diag.to_json()
+    broken["results"][0]["races"]["status"] = "maybe"
+    assert any("races" in e for e in errors(broken))

@@ -1,0 +1,67 @@
+"""The console table, the HTML page and the issue body show a race pass beside the stress bound,
+with the pairs (and both stacks) one step away."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+from threadprobe.report import bugreport
+from threadprobe.report import html as htmlreport
+from threadprobe import report
+from threadprobe.records import Diagnosis, Frame, RacePair, RacePass, RaceStatus, Result, with_races
+
+STACK = (Frame("/x/libnetcdf.so.19", "add_to_NCList", "nclistmgr.c", 42),
+         Frame("/site/netCDF4/_netCDF4.abi3.so", "__pyx_pf_7netCDF4_8_netCDF4_7Dataset___init__"))
+PAIR = RacePair("libnetcdf.so.19", ("add_to_NCList", "add_to_NCList"), 7, "Possible data race during write",
+                (STACK, STACK[:1]), ("netCDF4._netCDF4.Dataset.__init__",))
+
+
+def result(probe: str, races: RacePass | None, mode: str = "threads") -> Result:
+    base = Result(probe=probe, dependency="netCDF4", mode=mode, workers=2 if mode == "threads" else 1, processes=1,
+                  threads=2 if mode == "threads" else 1, trials=6, outcomes={"ok": 6}, verdict="safe",
+                  failure_rate_upper95=0.39)
+    return with_races(base, races) if races is not None else base
+
+
+def diagnosis() -> Diagnosis:
+    return Diagnosis(created="t", threadprobe="0", config={"cores": 2}, results=(
+        result("netcdf4.read_separate_files.raw", None, "serial"),
+        result("netcdf4.read_separate_files.raw", RacePass("helgrind", 2, 40, RaceStatus.RACY, (PAIR,))),
+        result("netcdf4.read_shared_dataset.raw", RacePass("helgrind", 2, 40, RaceStatus.CLEAN)),
+        result("netcdf4.bad_input.empty", RacePass("helgrind", 2, 0, RaceStatus.FAILED, reason="no progress for 300s")),
+    ), fingerprint={"python": {"version": "3.11", "gil_enabled": True, "executable": "/usr/bin/python3.11"},
+                    "platform": "x", "packages": {}})
+
+
+def test_console_shows_the_pass_beside_the_bound_and_names_the_pairs():
+    out = io.StringIO()
+    report.console_table(diagnosis(), out)
+    text = out.getvalue()
+    assert "racy | 1 race pair(s)" in text and "safe (<39%) | no race in 40 calls" in text
+    assert "race libnetcdf.so.19: add_to_NCList <-> add_to_NCList x7 via netCDF4._netCDF4.Dataset.__init__" in text
+    assert "not run to the end" in text and "no progress for 300s" in text
+    assert report.unsafe(diagnosis()) == ["netcdf4.read_separate_files.raw (threads 2): racy"]
+
+
+def test_a_quick_diagnosis_says_what_evidence_it_left_out():
+    quick, full = io.StringIO(), io.StringIO()
+    report.console_table(dataclasses.replace(diagnosis(), config={"cores": 2, "quick": True}), quick)
+    report.console_table(diagnosis(), full)
+    assert "quick diagnosis: no lock audit" in quick.getvalue().replace("\n", " ")
+    assert "quick diagnosis" not in full.getvalue()
+
+
+def test_html_links_a_racy_cell_to_its_pairs_and_stacks():
+    page = htmlreport.render(diagnosis())
+    assert 'href="#ev-netcdf4_read_separate_files_raw-threads-2">racy</a>' in page
+    assert "add_to_NCList (nclistmgr.c:42) in libnetcdf.so.19" in page
+    assert "reached through netCDF4._netCDF4.Dataset.__init__" in page
+    assert "no race in 40 calls (helgrind)" in page and "helgrind: not run to the end" in page
+
+
+def test_the_issue_body_carries_the_pair_and_both_stacks():
+    text = bugreport.markdown(diagnosis(), "netcdf4.read_separate_files.raw")
+    assert "## Data races (valgrind, happens-before analysis)" in text
+    assert "**libnetcdf.so.19: add_to_NCList <-> add_to_NCList** (7 report(s), reached through" in text
+    assert text.count("add_to_NCList (nclistmgr.c:42) in libnetcdf.so.19") == 2  # this access, and the other

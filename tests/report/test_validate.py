@@ -1,0 +1,41 @@
+"""The shipped JSON Schema accepts real reports and names what is wrong with broken ones."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import TRIVIAL
+from threadprobe.harness import fingerprint
+from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.report.validate import errors
+
+
+def real_report(tmp_path):
+    d = diagnose(Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(2,), trials=1,
+                         timing_trials=1, evidence=False, budget=0.5, workdir=str(tmp_path / "w")),
+                 fingerprint=fingerprint.light)
+    return d.to_json()
+
+
+def test_a_real_report_is_valid_and_broken_ones_are_not(tmp_path):
+    data = real_report(tmp_path)
+    assert errors(data) == []
+    broken = json.loads(json.dumps(data))
+    broken["results"][0]["verdict"] = "fine"
+    del broken["results"][1]["outcomes"]["hang"]
+    found = errors(broken)
+    assert any("results.0.verdict" in e for e in found) and any("results.1.outcomes" in e for e in found)
+    assert errors({"schema": "something/else"})[0].startswith("$: not a known threadprobe report")
+
+
+def test_cli_validate_exit_codes(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(real_report(tmp_path)))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "threadprobe.diagnosis/1"}))
+    run = lambda f: subprocess.run([sys.executable, "-m", "threadprobe.cli", "validate", str(f)], capture_output=True,
+                                   text=True, timeout=60)
+    ok, no, missing = run(good), run(bad), run(tmp_path / "missing.json")
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    assert no.returncode == 2 and "required property" in no.stderr and no.stderr.count("\n") == 1
+    assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -1,0 +1,138 @@
+"""The pilot: real units on each safe candidate, side by side; the simplest unless another is
+clearly faster; nothing computed twice; a short run is not piloted; a cached answer is instant."""
+
+import os
+import time
+from contextlib import ExitStack
+
+import dask
+import pytest
+
+from threadprobe.scheduling import pipeline
+from threadprobe.records import Choice, Diagnosis
+from threadprobe.scheduling import cache, pilot
+
+SYNC, THREADS = Choice("w", "synchronous"), Choice("w", "threads", 1, 2)
+PROCESSES = Choice("w", "processes", 2, 1, context="fork")
+
+
+def nap(seconds, parent, away):
+    """Sleep; ``away`` times as long in a process other than ``parent`` (a planted transfer cost)."""
+    time.sleep(seconds * (away if os.getpid() != parent else 1.0))
+
+
+class SleepJob:
+    """Units that each take ``unit`` seconds of sleep, split over the tasks a scheduler runs at
+    once: threads and processes halve the time, as work that releases the GIL would; in worker
+    processes a task takes ``away`` times as long."""
+
+    def __init__(self, units, unit, away=1.5):
+        self.units, self.unit, self.away = units, unit, away
+        self.done: list[int] = []
+
+    def run(self, active, units, tasks, on_done=None):
+        per_task = self.unit * len(units) / max(1, tasks)
+        active.compute(*[dask.delayed(nap, pure=False)(per_task, os.getpid(), self.away)
+                         for _ in range(max(1, tasks))])
+        self.done += list(units)
+
+    def signature(self, fmt):
+        return {"format": fmt, "units": self.units, "unit": self.unit}
+
+
+@pytest.fixture
+def long_enough(monkeypatch):
+    """These jobs are made of sleeps: pilot them although they are shorter than a real pilot needs."""
+    monkeypatch.setattr(pilot, "SHORT_RUN", 0.5)
+    monkeypatch.setattr(pilot, "MIN_BATCH", 0.1)
+
+
+def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_enough):
+    job = SleepJob(units=120, unit=0.06)  # long enough units that a compute's overhead is no tie-breaker
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
+    assert sorted(job.done) == sorted(set(job.done)) == sorted(result.done)  # every unit once, kept
+    rows = {row.candidate: row for row in result.rows}
+    assert set(rows) == {"synchronous", "threads 2", "processes 2 (fork)"}
+    assert all(len(row.seconds) >= 2 for row in rows.values())  # a 2x gap shows in two repetitions
+    # Threads halve the sleep; processes take half as long again: threads are the pick.
+    assert result.choice == THREADS and active.choice == THREADS
+    assert any(line.startswith("fastest on the pilot: threads 2") for line in result.why)
+    assert result.cost < result.seconds
+
+
+def test_a_run_too_short_to_gain_is_not_piloted(long_enough):
+    job = SleepJob(units=20, unit=0.01)  # 0.2 s of serial work
+    with ExitStack() as stack:
+        result, _ = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
+    assert not result.rows and result.choice == THREADS and "not piloted" in result.why[0]
+    assert len(result.done) == 2
+
+
+def test_a_local_cluster_is_not_tried_beside_the_processes_scheduler(long_enough):
+    job = SleepJob(units=120, unit=0.02)
+    with ExitStack() as stack:
+        result, _ = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES, Choice("w", "distributed", 2, 1)), stack)
+    assert "distributed 2x1" not in {row.candidate for row in result.rows}
+    assert any("LocalCluster" in line for line in result.why)
+
+
+def test_a_second_run_on_the_same_input_reuses_the_answer_in_well_under_a_second(tmp_path, monkeypatch, long_enough):
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    monkeypatch.setattr(pipeline.choose, "candidates", lambda *a, **k: ((SYNC, THREADS, PROCESSES), ()))
+    diag = Diagnosis("t", "0", {}, {"packages": {}}, ())
+    decide = pipeline.decider("w", ("p",), diag, "test", fmt="nc")
+    with ExitStack() as stack:
+        first, _, ran = decide(SleepJob(units=120, unit=0.02), stack)
+    assert ran is not None and ran.rows and cache.path().exists()
+    began = time.perf_counter()
+    with ExitStack() as stack:
+        second, _, again = decide(SleepJob(units=120, unit=0.02), stack)
+    assert time.perf_counter() - began < 1.0
+    assert again is None and second.scheduler == first.scheduler and second.source.startswith("cached pilot")
+
+
+def test_a_run_told_not_to_read_the_cache_pilots_and_still_stores_its_answer(tmp_path, monkeypatch, long_enough):
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    monkeypatch.setattr(pipeline.choose, "candidates", lambda *a, **k: ((SYNC, THREADS, PROCESSES), ()))
+    diag = Diagnosis("t", "0", {}, {"packages": {}}, ())
+    for _ in range(2):  # --no-cache twice: both pilot
+        with ExitStack() as stack:
+            _, _, ran = pipeline.decider("w", ("p",), diag, "test", fmt="nc", use_cache=False)(
+                SleepJob(units=120, unit=0.02), stack)
+        assert ran is not None and ran.rows
+    with ExitStack() as stack:  # a plain run then reuses what they stored
+        chosen, _, again = pipeline.decider("w", ("p",), diag, "test", fmt="nc")(SleepJob(units=120, unit=0.02), stack)
+    assert again is None and chosen.source.startswith("cached pilot")
+
+
+def test_a_damaged_cache_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    (tmp_path / "choices.json").write_text("{not json")
+    assert cache.lookup("anything") is None
+    cache.store("k", THREADS)
+    assert cache.lookup("k") == THREADS
+
+
+class SizedJob(SleepJob):
+    """Units of 1 and 3 time steps in turn: a unit's sleep is proportional to its size."""
+
+    def __init__(self, units, unit):
+        super().__init__(units, unit)
+        self.sizes = [1 + 2 * (k % 2) for k in range(units)]
+
+    def run(self, active, units, tasks, on_done=None):
+        per_task = self.unit * sum(self.sizes[k] for k in units) / max(1, tasks)
+        active.compute(*[dask.delayed(nap, pure=False)(per_task, os.getpid(), self.away)
+                         for _ in range(max(1, tasks))])
+        self.done += list(units)
+
+
+def test_units_are_weighed_by_their_size(long_enough):
+    job = SizedJob(units=60, unit=0.03)
+    with ExitStack() as stack:
+        result, _ = pilot.run_pilot(job, (SYNC, THREADS), stack)
+    true_serial = job.unit * sum(job.sizes)  # 3.6 s; one unit of 3 counted as one would say 5.4 s
+    assert abs(result.serial_estimate - true_serial) < 0.25 * true_serial
+    sync = next(row for row in result.rows if row.candidate == "synchronous")
+    assert max(sync.projected) < 1.3 * min(sync.projected)

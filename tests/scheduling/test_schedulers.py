@@ -1,0 +1,176 @@
+"""Running on a Choice: options, the dask config dask obeys, locks held, clusters and addresses."""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import dask
+import dask.array as da
+import pytest
+
+from threadprobe.records.errors import UsageError
+from threadprobe.records import Choice
+from threadprobe.scheduling import locks, schedulers
+
+
+def test_explicit_choices_follow_the_options():
+    assert schedulers.explicit("wind", "threads", threads_per_worker=3) == Choice("wind", "threads", 1, 3)
+    assert schedulers.explicit("wind", "processes", workers=2).context == "fork"
+    c = schedulers.explicit("wind", "distributed", workers=3, threads_per_worker=2, adapt="1:4")
+    assert (c.n_workers, c.threads_per_worker, c.adapt, c.cluster) == (3, 2, (1, 4), "local")
+    assert "adaptive 1-4" in c.describe()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scheduler="threads", address="tcp://x:1"), "need --scheduler distributed"),
+    (dict(scheduler="distributed", adapt="4:1"), "0 <= MIN <= MAX"),
+    (dict(scheduler="distributed", adapt="x"), "MIN:MAX"),
+    (dict(scheduler="distributed", address="tcp://x:1", cluster="slurm"), "not both"),
+])
+def test_contradictory_options_are_usage_errors(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        schedulers.explicit("wind", **kwargs)
+
+
+@pytest.mark.parametrize("choice, scheduler, workers", [
+    (Choice("w", "threads", 1, 3), "threads", 3),
+    (Choice("w", "processes", 2, 1, context="fork"), "processes", 2),
+    (Choice("w", "synchronous"), "synchronous", None),
+])
+def test_the_yaml_is_a_dask_config_that_dask_itself_obeys(tmp_path, choice, scheduler, workers):
+    (tmp_path / "threadprobe.yaml").write_text(schedulers.as_yaml(choice))
+    config = dask.config.collect(paths=[str(tmp_path)], env={})
+    with dask.config.set(config):
+        get = dask.base.get_scheduler()
+        expected = {"threads": dask.threaded.get, "processes": dask.multiprocessing.get,
+                    "synchronous": dask.local.get_sync}[scheduler]
+        assert get is expected
+        assert dask.config.get("num_workers", None) == workers
+        if scheduler == "processes":
+            assert dask.config.get("multiprocessing.context") == "fork" and dask.config.get("chunksize") == 1
+            assert int(da.ones(10, chunks=2).sum().compute()) == 10  # and it runs there
+
+
+def test_a_cluster_choice_tells_a_client_where_to_connect(tmp_path):
+    text = schedulers.as_yaml(Choice("w", "distributed", 2, 1, address="tcp://10.0.0.1:8786"))
+    (tmp_path / "t.yaml").write_text(text)
+    assert dask.config.collect(paths=[str(tmp_path)], env={})["scheduler-address"] == "tcp://10.0.0.1:8786"
+    assert "Client(LocalCluster(n_workers=2" in schedulers.as_yaml(Choice("w", "distributed", 2, 1))
+
+
+def test_env_exports_are_what_dask_reads_from_the_environment():
+    import shlex
+
+    env = {}
+    for line in schedulers.as_env(Choice("load", "processes", 2, 1, context="fork")).splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0]
+    config = dask.config.collect_env(env)
+    assert config["scheduler"] == "processes" and config["num_workers"] == 2
+    assert config["multiprocessing"]["context"] == "fork"
+
+
+class Overlap:
+    """Counts how many threads are inside a task at once."""
+
+    def __init__(self):
+        self.inside = self.most = 0
+        self.guard = threading.Lock()
+
+    def task(self, x):
+        with self.guard:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.01)
+        with self.guard:
+            self.inside -= 1
+        return x
+
+
+def test_a_choice_that_needs_a_global_lock_holds_it_around_every_task():
+    free, held = Overlap(), Overlap()
+    with schedulers.activated(Choice("w", "threads", 1, 4)):
+        dask.compute(*[dask.delayed(free.task)(k) for k in range(16)])
+    with schedulers.activated(Choice("w", "threads", 1, 4, locks=("global:planted",))) as active:
+        assert active.lock is not None
+        dask.compute(*[dask.delayed(held.task)(k) for k in range(16)])  # any dask code, not only the runner's
+    assert free.most > 1 and held.most == 1
+
+
+def test_each_active_scheduler_runs_its_own_work_while_several_are_open():
+    """A pilot keeps several open: threads must not run on the process pool another one opened."""
+    import os
+
+    here = os.getpid()
+    with schedulers.activated(Choice("w", "processes", 2, 1, context="fork")) as procs, \
+            schedulers.activated(Choice("w", "threads", 1, 2)) as threads:
+        in_procs = procs.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+        in_threads = threads.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+        again = procs.compute(*[dask.delayed(os.getpid, pure=False)() for _ in range(4)])
+    assert set(in_threads) == {here}
+    assert here not in set(in_procs) | set(again)
+    assert len(set(in_procs) | set(again)) <= 2  # one pool of two, reused: a pool per compute shows new pids
+
+
+def test_locks_are_made_per_scheduler_as_xarray_makes_them():
+    from dask.utils import SerializableLock
+
+    assert isinstance(locks.lock_for(("global:x",), "threads"), SerializableLock)
+    assert locks.lock_for(("global:x",), "processes") is None  # one thread per process: nothing to hold
+    assert locks.lock_for((), "threads") is None
+    from distributed import Lock
+
+    assert isinstance(locks.lock_for(("global:x",), "distributed", threads_per_worker=2), Lock)
+
+
+def test_an_unreachable_address_is_a_one_line_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(UsageError, match="cannot reach the dask scheduler"):
+            with schedulers.activated(Choice("w", "distributed", address=f"tcp://127.0.0.1:{port}")):
+                pass
+
+
+@pytest.mark.slow
+def test_an_existing_persisted_scheduler_is_used(wind_nc, tmp_path, no_orphans):
+    """`dask scheduler` and `dask worker` started by hand, as a user would, then --address."""
+    from threadprobe.scheduling import pipeline
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    bindir = __import__("pathlib").Path(sys.executable).parent
+    sched = subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([str(bindir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from dask.distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout="2s") as c:
+                    if len(c.scheduler_info()["workers"]) == 2:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the hand-started cluster did not come up"
+            time.sleep(0.5)
+        result = pipeline.run_wind(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), tmp_path / "o.nc",
+                                   scheduler="distributed", address=address)
+        assert address in result.choice.describe() and (tmp_path / "o.nc").exists()
+    finally:
+        for proc in (worker, sched):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

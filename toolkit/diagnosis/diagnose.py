@@ -1,0 +1,352 @@
+"""A diagnosis is a loop: ask the plan for the next trial, run it through the harness, classify it.
+
+``Diagnoser`` owns the loop's state (fork servers, work folders, every trial's run and outcome)
+and nothing else: which trial comes next is ``threadprobe.diagnosis.plan``'s decision, what a trial showed is
+``threadprobe.diagnosis.detect``'s. It prepares each probe (in a child) just before the probe's first trial;
+a probe whose ``prepare`` or ``open`` cannot import what it needs is *unavailable* there.
+
+``evidence`` reuses a Diagnoser's probes and fork servers after the loop (remedies, native
+frames, the lock audit), which is why ``diagnose`` hands it back instead of closing it; the
+pipeline composes the two. Nothing here chooses a scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threadprobe.diagnosis import detect
+from threadprobe.diagnosis import plan
+from threadprobe.probe import registry
+from threadprobe.harness import launch, trial as harness
+from threadprobe.diagnosis.progress import NullProgress, Progress
+from threadprobe.records import Diagnosis, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Result, Trial, TrialRun, Verdict
+from threadprobe.harness import fingerprint as fp
+
+DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
+QUICK_TRIALS = 29  # 29 clean trials bound the failure rate below 10% at 95% confidence
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    probes: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    entry_points: bool = True
+    threads: tuple[int, ...] = (2, 4)
+    processes: tuple[int, ...] = (2,)
+    trials: int = 0  # stress trials every concurrent mode gets before the adaptive phase (timing trials count)
+    timing_trials: int = 1  # bare timing trials per mode, interleaved; 0 skips scaling (and contention)
+    iterations: int | None = None
+    budget: float | None = None  # seconds for all trials; the adaptive phase stops there
+    timeout: float = DEFAULT_TIMEOUT
+    prepare_timeout: float = 300.0
+    quick: bool = False
+    start: str = "fork"  # fork (a warm fork server per library set) or spawn (a new interpreter per worker)
+    python: str | None = None  # another interpreter whose libraries to diagnose
+    attribute: bool = True  # evidence: py-spy says where threads held by a library lock wait
+    evidence: bool = True  # reproducers, remedies, native frames and the lock audit
+    remedies: str = "first"  # verify remedies for the first failing probe per dependency, "all" or "none"
+    target: float = 0.02  # a clean cell stops when its failure-rate bound is this low
+    stress_target: float | None = None  # seconds of serial work per stress trial (plan's default)
+    jitter: float | None = None
+    workdir: str | None = None
+    keep: bool = False
+    out: str | None = None  # where reproducer scripts go (reports/repro)
+    stress: bool = True  # the stress trials; False with a race pass alone (--races --no-stress)
+    races: str | None = None  # helgrind | drd: run the race pass (threadprobe.diagnosis.races.run) too
+    race_threads: int = 2
+    race_calls: int | None = None  # per probe (default: the probe's race_calls, else racepass's)
+    race_seconds: float | None = None  # seconds of calls per probe under the detector
+    race_budget: float | None = None  # seconds for the whole race pass
+    suppressions: tuple[str, ...] = ()  # the user's own valgrind suppression files
+
+    def cells(self) -> tuple[plan.Cell, ...]:
+        threads = (max(self.threads),) if self.quick and self.threads else self.threads
+        processes = (max(self.processes),) if self.quick and self.processes else self.processes
+        return ((plan.SERIAL,) + tuple(plan.Cell(Mode.THREADS, 1, n) for n in sorted(set(threads)) if n > 1)
+                + tuple(plan.Cell(Mode.PROCESSES, n, 1) for n in sorted(set(processes)) if n > 1))
+
+    def policy(self) -> plan.Policy:
+        changes: dict[str, Any] = {}
+        if self.stress_target is not None:
+            changes["stress_target"] = self.stress_target
+        if self.jitter is not None:
+            changes["jitter"] = self.jitter
+        return plan.Policy(timing_trials=0 if self.quick else self.timing_trials,
+                           min_stress=max(self.trials, 1 if self.quick or not self.timing_trials else 0),
+                           quick=self.quick, quick_trials=QUICK_TRIALS, target=self.target, **changes)
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+@dataclass
+class ProbeRun:
+    """Everything one probe's diagnosis produced: its trials, their outcomes, its oracle."""
+
+    info: ProbeInfo
+    cells: tuple[plan.Cell, ...]
+    iterations: int = DEFAULT_ITERATIONS
+    workdir: Path = Path()
+    runs: dict[plan.Cell, list[tuple[TrialRun, Outcome]]] = field(default_factory=dict)
+    oracle: detect.Oracle | None = None
+    prepared: bool = False
+    failed: Evidence | None = None  # prepare failed, or the probe is unavailable here
+    waits: dict[str, int] = field(default_factory=dict)  # py-spy: where lock-bound threads wait
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def state(self) -> plan.ProbeState:
+        seen = {cell: tuple(_seen(run, outcome) for run, outcome in runs) for cell, runs in self.runs.items()}
+        return plan.ProbeState(self.name, self.cells, seen, ready=self.failed is None)
+
+    def outcomes(self, cell: plan.Cell) -> list[Outcome]:
+        return [o for _, o in self.runs.get(cell, [])]
+
+    def states(self) -> dict[str, int]:
+        """Thread states sampled in this probe's trials (the contention instrument), summed."""
+        total: dict[str, int] = {}
+        for runs in self.runs.values():
+            for run, _ in runs:
+                if run.states:
+                    for state, n in run.states.items():
+                        total[state] = total.get(state, 0) + n
+        return total
+
+    def state_windows(self) -> list[dict[str, int]]:
+        """The same samples, per window of sweeps (see harness.states)."""
+        return [w for runs in self.runs.values() for run, _ in runs for w in run.state_windows]
+
+
+def make_trial(name: str, ref: str, request: plan.Request, iterations: int, index: int, timeout: float,
+               remedy: str | None = None) -> Trial:
+    """The trial a plan's request asks for."""
+    cell = request.cell
+    return Trial(probe=name, ref=ref, mode=cell.mode, processes=cell.processes, threads=cell.threads,
+                 iterations=iterations, index=index, rounds=request.rounds, timeout=timeout,
+                 switch_interval=request.switch_interval, purpose=request.purpose, remedy=remedy,
+                 jitter=request.jitter, states=request.states)
+
+
+def run_one(trial: Trial, launcher: launch.Launcher, workdir: Path, folder: Path, oracle: detect.Oracle | None,
+            plugins: tuple[str, ...] = (), on_start: Callable[[list[int]], None] | None = None,
+            extra: dict[str, Any] | None = None) -> tuple[TrialRun, Outcome]:
+    """The one trial step that diagnose and the plugin's ``threadprobe.check`` share: a trial
+    through a launcher (a fork server, a spawn, a direct fork, or a fake one in tests), then
+    classified against the serial oracle (None while the oracle itself runs)."""
+    got = harness.run_trial(trial, launcher, workdir, folder, plugins, on_start=on_start, extra=extra)
+    return got, detect.classify(got, oracle)
+
+
+def _seen(run: TrialRun, outcome: Outcome) -> plan.Seen:
+    return plan.Seen(run.trial.purpose, outcome.kind, run.wall, run.seconds, run.trial.rounds)
+
+
+class Diagnoser:
+    """Runs the plan's trials. Use as a context manager: it closes its fork servers."""
+
+    def __init__(self, options: Options, progress: Progress | None = None) -> None:
+        self.options = options
+        self.progress = progress or NullProgress()
+        self.policy = options.policy()
+        infos = registry.select(registry.discover(options.plugins, options.entry_points), options.probes)
+        self.root = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="threadprobe-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.launchers = launch.Launchers(options.start, options.python, options.plugins)
+        cells = options.cells()
+        self.probes = [ProbeRun(info, cells) for info in infos]
+        for run in self.probes:
+            if not run.info.available:
+                run.failed = Evidence(kind="unavailable", trial=0, summary=run.info.reason or "unavailable")
+        self.started = time.monotonic()
+        self.trials = 0
+        self.failures = 0
+        self.serial_number = 0
+
+    def __enter__(self) -> Diagnoser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.launchers.close()
+        if not self.options.keep and not self.options.workdir:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    # ----------------------------------------------------------------------------------------
+    def launcher(self, run: ProbeRun) -> launch.Launcher:
+        return self.launchers.get(run.info.preload, run.name)
+
+    def prepare(self, run: ProbeRun) -> bool:
+        """Prepare the probe's inputs in a child, once. False (and ``run.failed``) when it cannot."""
+        if run.prepared or run.failed is not None:
+            return run.failed is None
+        cls = registry.load(run.info.ref)
+        run.iterations = self.options.iterations or cls.iterations or DEFAULT_ITERATIONS
+        run.workdir = self.root / "work" / safe_name(run.name)
+        self.progress.update(run.name, "prepare", self.trials, self.failures)
+        try:
+            prep = harness.run_prepare(run.info.ref, self.launcher(run), run.workdir,
+                                       self.root / "jobs" / safe_name(run.name) / "prepare",
+                                       self.options.plugins, timeout=self.options.prepare_timeout)
+        except launch.HarnessError as exc:
+            run.failed = Evidence(kind="error", trial=0, stage="harness", summary=f"cannot start workers: {exc}")
+            return False
+        if prep:
+            err = prep[0]
+            if err.missing:
+                run.failed = unavailable(err.missing, cls.unavailable_hint)
+            else:
+                run.failed = Evidence(
+                    kind="error", trial=0, stage="prepare", error_type=err.error_type, message=err.message,
+                    traceback=err.traceback,
+                    summary=f"prepare failed: {err.error_type}: {detect.first_line(err.message)}")
+            return False
+        run.prepared = True
+        return True
+
+    def trial(self, run: ProbeRun, request: plan.Request, remedy: str | None = None,
+              on_start: Callable[[list[int]], None] | None = None, extra: dict[str, Any] | None = None,
+              record: bool = True) -> tuple[TrialRun, Outcome]:
+        """Run one trial of ``run`` as ``request`` says, classify it and (``record``) keep it."""
+        cell = request.cell
+        trial = make_trial(run.name, run.info.ref, request, run.iterations, len(run.runs.get(cell, [])),
+                           self.options.timeout, remedy)
+        self.progress.update(run.name, cell.label, self.trials, self.failures)
+        self.serial_number += 1  # trials that are not recorded reuse no folder either
+        tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{request.purpose}" + (
+            f"-{remedy}" if remedy else "")
+        got, outcome = run_one(trial, self.launcher(run), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
+                               run.oracle, tuple(self.options.plugins), on_start=on_start, extra=extra)
+        if request.purpose == Purpose.ORACLE:
+            if outcome.unavailable:
+                run.failed = unavailable(outcome.unavailable, registry.load(run.info.ref).unavailable_hint)
+            elif outcome.kind == Kind.OK:
+                run.oracle = detect.Oracle.of(got)
+        if record:
+            run.runs.setdefault(cell, []).append((got, outcome))
+            self.trials += 1
+            self.failures += outcome.kind != Kind.OK
+            self.progress.update(run.name, cell.label, self.trials, self.failures)
+        return got, outcome
+
+    def run(self) -> list[ProbeRun]:
+        """The whole loop: plan, run, classify, until the plan says stop."""
+        budget = self.options.budget
+        by_name = {run.name: run for run in self.probes}
+        while True:
+            state = plan.Plan(tuple(run.state() for run in self.probes), self.policy, self.elapsed, budget)
+            request = plan.next_trial(state)
+            if request is None:
+                return self.probes
+            run = by_name[request.probe]
+            if self.prepare(run):
+                self.trial(run, request)
+
+    # ----------------------------------------------------------------------------------------
+    def results(self) -> list[Result]:
+        """A verdict per probe x mode, with scaling and the contention class."""
+        cores = os.cpu_count() or 1
+        results: list[Result] = []
+        for run in self.probes:
+            if run.failed is not None:
+                verdict = Verdict.UNAVAILABLE if run.failed.kind == "unavailable" else Verdict.ERROR
+                results += [detect.not_run(run.name, run.info.dependency, c.mode, c.processes, c.threads, verdict,
+                                           run.failed) for c in run.cells]
+                continue
+            for cell in run.cells:
+                outcomes = [o for o in run.outcomes(cell) if o.trial.threads == cell.threads]
+                if outcomes:
+                    results.append(detect.summarise(run.name, run.info.dependency, outcomes, cores=cores))
+        states = {run.name: run.states() for run in self.probes if run.states()}
+        windows = {run.name: run.state_windows() for run in self.probes}
+        waits = {run.name: run.waits for run in self.probes if run.waits}
+        return detect.add_scaling(results, cores, states, waits, windows)
+
+    def config(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "probes": list(o.probes),
+            "plugins": [str(Path(p).resolve()) for p in o.plugins],
+            "modes": [{"mode": c.mode.value, "processes": c.processes, "threads": c.threads} for c in o.cells()],
+            "trials": o.trials,
+            "iterations": {run.name: run.iterations for run in self.probes if run.prepared},
+            "probe_seconds": {run.name: round(sum(r.wall for runs in run.runs.values() for r, _ in runs), 2)
+                              for run in self.probes},
+            "budget": o.budget,
+            "timeout": o.timeout,
+            "quick": o.quick,
+            "start": o.start,
+            "python": o.python,
+            "cores": os.cpu_count(),
+            "policy": {k: v for k, v in vars(self.policy).items()},
+            "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},
+            "notes": list(self.launchers.notes),
+            "stress": o.stress,
+            "races": o.races,
+        }
+
+
+def unavailable(module: str, hint: str = "") -> Evidence:
+    return Evidence(kind="unavailable", trial=0, stage="import",
+                    summary=f"No module named {module!r}" + (f": {hint}" if hint else ""))
+
+
+def diagnose(options: Options, progress: Progress | None = None,
+             fingerprint: Callable[[], dict[str, Any]] | None = None) -> Diagnosis:
+    """A diagnosis without evidence or recommendations (the pipeline adds those)."""
+    with Diagnoser(options, progress) as session:
+        run_session(session)
+        return assemble(session, fingerprint)
+
+
+def run_session(session: Diagnoser) -> None:
+    progress = session.progress
+    progress.begin(session.options.budget)
+    try:
+        session.run()
+    finally:
+        progress.end()
+
+
+def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | None = None,
+             results: list[Result] | None = None, **extras: Any) -> Diagnosis:
+    """Turn a session whose loop has run into a Diagnosis record."""
+    collect = fingerprint or (lambda: fp.collect(session.options.python))
+    found = collect()
+    return Diagnosis(
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        threadprobe=version(),
+        config=session.config(),
+        fingerprint=found,
+        results=tuple(results if results is not None else session.results()),
+        seconds=round(session.elapsed, 2),
+        interpreter=(found.get("python") or {}).get("executable") or session.options.python or "",
+        **extras,
+    )
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import version as of
+
+        return of("threadprobe")
+    except Exception:
+        return "0+unknown"

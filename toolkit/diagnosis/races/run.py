@@ -1,0 +1,227 @@
+"""The race pass: each probe's concurrent work once under a happens-before race detector.
+
+A stress trial can only say that no trial *happened* to fail; a race detector says whether two
+threads touched the same memory with nothing ordering them, whether or not that run's timing made
+them collide. So the pass is one more kind of trial (``Purpose.RACES``), run through the same
+harness and worker side as every other trial, but under ``valgrind --tool=helgrind`` (or DRD):
+
+- **Cost.** Importing Iris under helgrind takes about 2 minutes, so each lane keeps one fork server
+  under the detector that imports every probe's libraries once; each probe's trial is a fork of it
+  (a forked child stays under valgrind, with an XML report of its own). valgrind runs one thread
+  at a time, so the pass runs one lane per core, side by side.
+- **Order.** Within a budget, probes go in order of what a pass settles per second: a probe whose
+  concurrent cells are clean first (only a pass can say more there), then failing ones (a pass
+  names the racing code), cheapest first within each.
+- **Verdicts** are ``records.with_races``'s: a clean cell with race pairs becomes ``racy``.
+
+Probes are prepared (their input files written) natively, before the pass.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from threadprobe.diagnosis import detect
+from threadprobe.diagnosis.races import parse as races
+from threadprobe.probe import registry
+from threadprobe.diagnosis.diagnose import Diagnoser, Options, ProbeRun, safe_name
+from threadprobe.harness import launch, trial as harness
+from threadprobe.diagnosis.plan import SERIAL, Request
+from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector
+from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, Trial, TrialRun, is_failing, is_unavailable, verdict_of,
+                             with_races)
+
+#: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
+#: them. Each call's GIL hand-offs order the threads unless a thread switch lands inside a call,
+#: so a rare path needs calls, not time: a planted race on one call in 48 went unreported in 400
+#: calls and was reported at 2,000 (tests/bench/test_races.py has the rates). A netCDF4 call
+#: takes about half a second under helgrind, so the time cap decides for the real libraries.
+DEFAULT_CALLS = 2000
+DEFAULT_SECONDS = 10.0
+#: The GIL hands over at every chance: valgrind runs one thread at a time, and two calls into the
+#: library overlap (and so can race unordered) only when a thread switch falls inside one. At
+#: CPython's default 5 ms, helgrind saw no race in 40 calls of the planted race on every call;
+#: at 1 us it did (measured with the harness's own start barrier).
+SWITCH_INTERVAL = 1e-6
+#: Under helgrind a call runs 30 to 100 times slower than natively.
+SLOWDOWN = 60.0
+
+
+@dataclass(frozen=True)
+class RaceOptions:
+    tool: str = "helgrind"
+    threads: int = 2
+    calls: int | None = None  # per probe; None: the probe's race_calls, else DEFAULT_CALLS
+    seconds: float = DEFAULT_SECONDS  # of calls per probe: each thread stops taking tasks then
+    timeout: float = 300.0  # seconds without progress before a pass is declared failed
+    suppressions: tuple[str, ...] = ()
+    budget: float | None = None  # seconds for the whole pass; probes past it are not run
+    lanes: int = 0  # 0: one per core, at most 2
+
+
+def calls_for(cls: type, options: RaceOptions) -> int:
+    return options.calls or getattr(cls, "race_calls", None) or DEFAULT_CALLS
+
+
+def priority(run: ProbeRun, results: Sequence[Result]) -> tuple[int, float]:
+    """Sort key, lowest first: clean concurrent cells (or none diagnosed) before failing ones,
+    then the estimated cost of the pass, from the probe's own serial timing where known."""
+    mine = [r for r in results if r.probe == run.name and r.mode != Mode.SERIAL]
+    failing = any(is_failing(r.verdict) for r in mine)
+    per_call = [o.seconds / max(o.tasks, 1) for o in run.outcomes(SERIAL) if o.seconds]
+    cost = (min(per_call) if per_call else 0.01) * SLOWDOWN * run.iterations
+    return (1 if failing else 0, cost)
+
+
+def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int) -> Trial:
+    return Trial(probe=run.name, ref=run.info.ref, mode=Mode.THREADS, processes=1, threads=options.threads,
+                 iterations=calls, index=index, rounds=1, timeout=options.timeout, switch_interval=SWITCH_INTERVAL,
+                 purpose=Purpose.RACES, deadline=options.seconds)
+
+
+def of(options: Options) -> RaceOptions:
+    """The race pass's options, from a diagnosis's."""
+    return RaceOptions(tool=options.races or "helgrind", threads=options.race_threads, calls=options.race_calls,
+                       seconds=options.race_seconds or DEFAULT_SECONDS, suppressions=options.suppressions,
+                       budget=options.race_budget)
+
+
+def failure_of(got: TrialRun, tool: str) -> str | None:
+    """Why a pass did not run to the end, in one line (None when it did)."""
+    if got.harness_error:
+        return f"the worker could not start under {tool}: {got.harness_error}"
+    if got.hung:
+        return f"no progress for {got.trial.timeout:g}s under {tool} (a timeout)"
+    for w in got.workers:
+        if w.signal is not None:
+            hint = " (an instruction valgrind cannot run?)" if w.signal == "SIGILL" else ""
+            return f"the worker died by {w.signal} under {tool}{hint}"
+        if w.report is None:
+            return f"the worker exited with code {w.returncode} under {tool} before reporting"
+    return None
+
+
+class Lane:
+    """One fork server under the detector, and the trials it forks, one at a time."""
+
+    def __init__(self, session: Diagnoser, options: RaceOptions, folder: Path) -> None:
+        self.session = session
+        self.options = options
+        self.detector = Detector(options.tool, folder, options.suppressions)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
+                                          prefix=self.detector.prefix(), env=ENV, ready_timeout=READY_TIMEOUT)
+        self.launcher: launch.Launcher | None = None
+        self.startup = 0.0
+
+    def start(self, preload: Sequence[str]) -> str | None:
+        """Start the lane's fork server (the imports, once); why it could not, or None."""
+        began = time.monotonic()
+        try:
+            self.launcher = self.launchers.get(preload, "race pass")
+        except launch.HarnessError as exc:
+            return f"{self.options.tool} could not start the interpreter: {exc}"
+        self.startup = time.monotonic() - began
+        return None
+
+    def run(self, run: ProbeRun) -> RacePass:
+        began = time.monotonic()
+        trial = race_trial(run, calls_for(registry.load(run.info.ref), self.options), self.options, index=0)
+        folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
+        launcher = self.launcher
+        got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)
+        outcome = detect.classify(got, run.oracle)
+        reports = [self.detector.xml_of(w.pid) for w in got.workers]
+        texts = [path.read_text(errors="replace") for path in reports if path.exists()]
+        failure = failure_of(got, self.options.tool)
+        if failure is None and not texts:
+            failure = f"{self.options.tool} wrote no report"
+        return races.analyse(texts, self.options.tool, self.options.threads, outcome.tasks, failure,
+                             time.monotonic() - began)
+
+    def close(self) -> None:
+        self.launchers.close()
+
+
+def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result] = (),
+              on_done: Callable[[str, RacePass], None] | None = None) -> dict[str, RacePass]:
+    """Run the pass over the session's probes; a pass per probe name.
+
+    The lanes' fork servers import under the detector (minutes, for Iris) while this thread
+    prepares the probes and runs any missing serial oracle natively; then each lane takes probes
+    from one queue, in ``priority`` order."""
+    available = [run for run in session.probes if run.failed is None]
+    preload = tuple(dict.fromkeys(m for run in available for m in run.info.preload))
+    lanes = max(1, min(options.lanes or min(2, os.cpu_count() or 1), len(available)))
+    work: queue.Queue[ProbeRun | None] = queue.Queue()
+    done: dict[str, RacePass] = {}
+    guard = threading.Lock()
+    began = [time.monotonic()]
+
+    def lane_loop(n: int) -> None:
+        lane = Lane(session, options, session.root / "races" / f"lane{n}")
+        try:
+            failed = lane.start(preload)
+            with guard:
+                session.launchers.notes.append(
+                    f"race pass lane {n}: " + (failed or f"{options.tool} imported {len(preload)} modules in "
+                                               f"{lane.startup:.0f}s, once for every probe it ran"))
+            while (run := work.get()) is not None:
+                if options.budget is not None and time.monotonic() - began[0] > options.budget:
+                    continue  # past the budget: left out, and said so by its absence
+                got = lane.run(run) if failed is None else RacePass(
+                    options.tool, options.threads, 0, RaceStatus.FAILED, reason=failed)
+                with guard:
+                    done[run.name] = got
+                if on_done is not None:
+                    on_done(run.name, got)
+        finally:
+            lane.close()
+
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        futures = [pool.submit(lane_loop, n) for n in range(lanes)]
+        try:
+            for run in sorted(_ready(session), key=lambda run: priority(run, results)):
+                work.put(run)
+        finally:
+            began[0] = time.monotonic()
+            for _ in futures:
+                work.put(None)  # one stop sign per lane
+        for future in futures:
+            future.result()
+    return done
+
+
+def _ready(session: Diagnoser) -> list[ProbeRun]:
+    """Prepared probes with a serial oracle (run natively when the stress trials did not)."""
+    todo = [run for run in session.probes if session.prepare(run)]
+    for run in todo:
+        if run.oracle is None:  # a pass alone (--no-stress): the serial oracle, to check results by
+            session.trial(run, Request(run.name, SERIAL, Purpose.ORACLE))
+    return [run for run in todo if run.failed is None]
+
+
+def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies: dict[str, str]) -> list[Result]:
+    """Pure: each pass joins its probe's threads cell of the same width (a cell of its own when the
+    diagnosis has none: a pass alone, ``--no-stress``), through ``records.with_races``."""
+    out = list(results)
+    for probe, found in passes.items():
+        at = next((k for k, r in enumerate(out) if r.probe == probe and r.mode == Mode.THREADS
+                   and r.processes == 1 and r.threads == found.threads and r.remedy is None), None)
+        if at is not None:
+            out[at] = with_races(out[at], found)
+            continue
+        if any(r.probe == probe and is_unavailable(r.verdict) for r in out):
+            continue
+        out.append(with_races(Result(
+            probe=probe, dependency=dependencies.get(probe, ""), mode=Mode.THREADS, workers=found.threads, processes=1,
+            threads=found.threads, trials=0, outcomes={k.value: 0 for k in Kind}, verdict=verdict_of(Kind.OK),
+            failure_rate_upper95=1.0, seconds=found.seconds), found))
+    return out

@@ -1,0 +1,233 @@
+"""reports/diagnosis.html: the diagnosis at a glance, in one self-contained file.
+
+No network requests and no JavaScript: styles are inline, plots are PNGs embedded as data URIs,
+tooltips are title attributes and the evidence folds with <details>. It opens offline, on a
+cluster login node. Sections: changes since the baseline (when given), the recommendations,
+the probe x mode matrix coloured by verdict, scaling plots per dependency, the evidence of every
+failure (with its reproducer), the lock audit and remedies, and the fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from threadprobe.report.compare import Comparison, summary
+from threadprobe.harness.proc import write_text_atomic
+from threadprobe.diagnosis.races.parse import stack_text
+from threadprobe.records import Diagnosis, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
+from threadprobe.report import matrix, mode_label, remedy_summary
+
+COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
+           "racy": "#ffcc80", "unavailable": "#e0e0e0"}
+
+SHOWN_PAIRS = 12  # per cell with both stacks; the rest by name (a netCDF4 probe has hundreds)
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>threadprobe diagnosis {{ d.created }}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #212121; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; vertical-align: top; }
+th { background: #f5f5f5; text-align: left; } td.cell { text-align: center; white-space: nowrap; }
+pre { background: #fafafa; border: 1px solid #eee; padding: .6em; overflow-x: auto; max-height: 28em; font-size: 12px; }
+.regression { background: #ffebee; border: 2px solid #c62828; padding: .6em 1em; }
+.ok { background: #e8f5e9; border: 1px solid #2e7d32; padding: .6em 1em; }
+.muted { color: #757575; } .legend span { padding: 2px 8px; margin-right: 4px; border: 1px solid #bbb; }
+img.plot { max-width: 100%; border: 1px solid #eee; }
+</style></head><body>
+<h1>threadprobe diagnosis</h1>
+<p><b>Interpreter diagnosed:</b> <code>{{ d.interpreter or fp.python.executable }}</code></p>
+<p class="muted">{{ d.created }} &middot; threadprobe {{ d.threadprobe }} &middot; {{ '%.0f'|format(d.seconds) }} s &middot;
+{{ fp.get('platform', '') }} &middot; Python {{ fp.python.version }} (GIL {{ 'on' if fp.python.gil_enabled else 'off' }})
+&middot; {{ d.config.get('cores') }} cores</p>
+{% if changes %}
+<section id="changes"><h2>Changed since the baseline</h2>
+<div class="{{ 'regression' if comparison.regressed else 'ok' }}">{% for line in changes %}{{ line }}<br>{% endfor %}</div></section>
+{% endif %}
+<section id="recommendation"><h2>Schedulers</h2>
+<p class="muted">The probes decide which schedulers are safe; a run times those on its own input (the pilot) and picks the fastest.</p>
+{% for name, rec in d.recommendations.items() %}
+<p><b>{{ name }}</b>: without a pilot, <b>{{ rec.scheduler }}</b>, {{ rec.n_workers }} worker(s) &times; {{ rec.threads_per_worker }} thread(s)
+{% if rec.locks %}, holding {{ rec.locks|join('; ') }}{% endif %}</p>
+<ul>{% for line in rec.rationale %}<li>{{ line }}</li>{% endfor %}</ul>
+{% endfor %}</section>
+<section id="matrix"><h2>Verdicts: probe &times; mode</h2>
+<p class="legend">{% for v, c in colours.items() %}<span style="background:{{ c }}">{{ v }}</span>{% endfor %}
+<span class="muted">cells: verdict, failing/total trials or the 95% bound on the failure rate, speedup; hover for details</span></p>
+<table id="verdicts"><tr><th>probe</th><th>dependency</th>{% for m in modes %}<th>{{ m }}</th>{% endfor %}</tr>
+{% for probe, row in matrix %}<tr><td>{{ probe }}</td><td>{{ row.dependency }}</td>
+{% for m in modes %}{% set r = row.cells.get(m) %}{% if r %}
+<td class="cell verdict-{{ r.verdict }}" style="background:{{ colours[r.verdict] }}" title="{{ tip(r) }}">
+{% if r in failures %}<a href="#ev-{{ anchor(r) }}">{{ r.verdict }}</a>{% else %}{{ r.verdict }}{% endif %}
+<br><small>{{ cell(r) }}</small>{% if r.races %}<br><small class="races">{{ race_cell(r.races) }}</small>{% endif %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
+</table></section>
+<section id="scaling"><h2>Scaling: throughput against workers</h2>
+<p class="muted">Throughput relative to serial (clean timing trials, median), threads and processes side by side, per dependency. Dashed: ideal on {{ d.config.get('cores') }} cores.</p>
+{% for dep, png in plots %}<h3>{{ dep }}</h3><img class="plot" alt="scaling of {{ dep }}" src="data:image/png;base64,{{ png }}">{% endfor %}
+</section>
+<section id="evidence"><h2>Evidence</h2>
+{% for r in failures %}<details id="ev-{{ anchor(r) }}"><summary><b>{{ r.probe }}</b> {{ mode_label(r) }}: {{ r.verdict }}
+({{ r.trials - r.outcomes.get('ok', 0) }} of {{ r.trials }} trials{% if r.races %}; {{ r.races.summary() }}{% endif %})
+{% if r.probe in d.repro %} &middot; reproducer: <a href="{{ d.repro[r.probe] }}">{{ d.repro[r.probe] }}</a>{% endif %}</summary>
+{% for e in r.evidence %}<p><b>{{ e.kind }}</b>: {{ e.summary }}</p>
+{% if e.traceback %}<pre>{{ e.traceback }}</pre>{% endif %}{% if e.native %}<p>native frames of the crashing thread (gdb):</p><pre>{{ e.native }}</pre>{% endif %}
+{% if e.stacks %}<p>stacks ({{ e.stack_source }}):</p><pre>{{ e.stacks }}</pre>{% endif %}
+{% if e.expected %}<p>i={{ e.index }}: expected digest {{ e.expected }}, got {{ e.actual }}</p>{% endif %}{% endfor %}
+{% if r.races %}{% for p in r.races.pairs[:shown_pairs] %}<p class="race-pair"><b>race</b> in <code>{{ p.object }}</code>: <code>{{ p.functions|join(' ⇄ ') }}</code>
+({{ p.count }} report(s)){% if p.operations %}, reached through {{ p.operations|join(', ') }}{% endif %}: {{ p.what }}</p>{% for st in p.stacks %}<pre>{{ stack_text(st) }}</pre>{% endfor %}{% endfor %}
+{% if r.races.pairs|length > shown_pairs %}<details><summary>{{ r.races.pairs|length - shown_pairs }} more race pairs (all with stacks in diagnosis.json)</summary>
+<ul>{% for p in r.races.pairs[shown_pairs:] %}<li><code>{{ p.key }}</code> &times;{{ p.count }}</li>{% endfor %}</ul></details>{% endif %}
+{% if r.races.reason %}<p>race pass: {{ r.races.summary() }}</p>{% endif %}{% endif %}
+</details>{% else %}<p>No failures.</p>{% endfor %}</section>
+{% if d.lock_audit %}<section id="lock-audit"><h2>Lock coverage audit: Iris's netCDF lock</h2>
+<table><tr><th>probe</th><th>netCDF4 calls in tasks</th><th>unlocked</th><th>in open() (once)</th><th>unlocked callers (top)</th></tr>
+{% for a in d.lock_audit %}<tr><td>{{ a.probe }}</td><td>{{ a.calls }}</td><td>{{ a.unlocked }}</td><td>{{ a.open_calls if a.open_calls is not none else '' }} ({{ a.open_unlocked if a.open_unlocked is not none else '' }} unlocked)</td>
+<td><small>{% for u in a.unlocked_by_caller[:8] %}{{ u.count }} &times; {{ u.operation }} at {{ u.caller }}<br>{% endfor %}</small></td></tr>{% endfor %}
+</table></section>{% endif %}
+{% if remedy_lines %}<section id="remedies"><h2>Remedies verified</h2><ul>{% for line in remedy_lines %}<li>{{ line }}</li>{% endfor %}</ul></section>{% endif %}
+<section id="fingerprint"><h2>Fingerprint</h2>
+<p>{{ fp.get('hdf5_copies', '?') }} HDF5 copies and {{ fp.get('netcdf_copies', '?') }} netCDF copies loaded in one process
+(libraries are recognised by the symbols they define, whatever their file names).</p>
+{% if fp.get('hdf5') %}<table><tr><th>HDF5 copy</th><th>version</th><th>thread-safe build</th><th>loaded by</th></tr>
+{% for h in fp.hdf5 %}<tr><td>{{ h.path }}</td><td>{{ h.version }}</td><td>{{ h.threadsafe }}</td><td>{{ h.loaded_by }}</td></tr>{% endfor %}</table>{% endif %}
+<table><tr><th>package</th><th>version</th></tr>{% for k, v in fp.packages.items() %}<tr><td>{{ k }}</td><td>{{ v or 'not installed' }}</td></tr>{% endfor %}</table>
+{% if fp.get('libraries') %}<details><summary>{{ fp.libraries|length }} native libraries mapped</summary>
+<table><tr><th>family</th><th>version</th><th>soname</th><th>loaded by</th><th>sha256</th><th>path</th></tr>
+{% for l in fp.libraries %}<tr><td>{{ l.family }}</td><td>{{ l.version or '' }}</td><td>{{ l.soname or '' }}</td><td>{{ l.loaded_by }}</td><td><code>{{ l.sha256[:16] }}</code></td><td><small>{{ l.path }}</small></td></tr>{% endfor %}
+</table></details>{% endif %}</section>
+</body></html>
+"""
+
+
+def cell(r: Result) -> str:
+    if is_unavailable(r.verdict):
+        return ""
+    failing = r.trials - r.outcomes.get("ok", 0)
+    if not r.trials:
+        return "no stress trials"
+    text = f"<{r.failure_rate_upper95:.0%}" if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
+    if r.corruption:
+        text += " (message only)" if r.corruption == "message" else " (data)"
+    if r.speedup is not None:
+        text += f" x{r.speedup:.2f}"
+    return text
+
+
+def tip(r: Result) -> str:
+    parts = [f"{r.trials} trials", ", ".join(f"{k} {n}" for k, n in r.outcomes.items() if n),
+             f"95% bound on the failure rate {r.failure_rate_upper95:.1%} per trial"]
+    if r.operation_bound is not None:
+        parts.append(f"{r.operations} concurrent calls clean: {r.operation_bound:.2%} per call if calls were independent")
+    if r.speedup is not None:
+        parts.append(f"speedup x{r.speedup:.2f}, efficiency {r.efficiency:.2f}, {r.scaling}")
+    if r.contention:
+        parts.append(f"contention {r.contention}")
+    if r.evidence:
+        parts.append(r.evidence[0].summary)
+    if r.races is not None:
+        parts.append(r.races.summary())
+    return " | ".join(p for p in parts if p)
+
+
+def race_cell(races: RacePass) -> str:
+    """The race pass in a matrix cell, beside (never mixed with) the stress bound above it."""
+    if races.status == RaceStatus.RACY:
+        return f"{len(races.pairs)} race pair(s) ({races.tool})"
+    if races.status == RaceStatus.FAILED:
+        return f"{races.tool}: not run to the end"
+    return f"no race in {races.calls} calls ({races.tool})"
+
+
+def anchor(r: Result) -> str:
+    return f"{r.probe}-{r.mode}-{r.workers}".replace(".", "_")
+
+
+def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
+    """One PNG per dependency: relative throughput against workers, threads | processes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_dep: dict[str, dict[str, list[Result]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r.remedy is None and (r.speedup is not None or r.mode == "serial") and r.throughput:
+            by_dep[r.dependency][r.probe].append(r)
+    out = []
+    for dep, probes in sorted(by_dep.items()):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+        top = 1.0
+        for ax, mode in zip(axes, ("threads", "processes")):
+            for probe, rs in sorted(probes.items()):
+                points = sorted([(1, 1.0)] + [(r.workers, r.speedup) for r in rs if r.mode == mode and r.speedup])
+                if len(points) > 1:
+                    xs, ys = zip(*points)
+                    top = max(top, *ys)
+                    ax.plot(xs, ys, marker="o", label=probe.split(".", 1)[-1])
+            widest = max([r.workers for rs in probes.values() for r in rs if r.mode == mode] or [2])
+            xs = list(range(1, widest + 1))
+            ax.plot(xs, [min(x, cores) for x in xs], linestyle="--", color="#9e9e9e", linewidth=1)
+            ax.set_title(mode)
+            ax.set_xlabel("workers")
+            ax.set_xticks(xs)
+        axes[0].set_ylabel("throughput / serial")
+        axes[0].set_ylim(0, max(top, cores) * 1.1)
+        if any(ax.get_legend_handles_labels()[0] for ax in axes):  # a serial run alone plots no curve
+            axes[1].legend(*_handles(axes), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90)
+        plt.close(fig)
+        out.append((dep, base64.b64encode(buffer.getvalue()).decode()))
+    return out
+
+
+def _handles(axes: Any) -> tuple[list[Any], list[str]]:
+    """Every probe's curve once, whichever panel drew it."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
+def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
+    import jinja2
+
+    modes, by_probe = matrix(d.results)
+    rows = {probe: {"dependency": next(iter(cells.values())).dependency, "cells": cells}
+            for probe, cells in by_probe.items()}
+    failures = [r for r in d.results if is_failing(r.verdict) or (r.races is not None and r.races.status != RaceStatus.CLEAN)]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(TEMPLATE).render(
+        d=d, fp=_Attr(d.fingerprint), modes=modes, matrix=sorted(rows.items()), colours=COLOURS,
+        cell=cell, race_cell=race_cell, shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
+        plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
+        comparison=comparison, changes=summary(comparison) if comparison else [],
+        remedy_lines=remedy_summary(d.remedies),
+    )
+
+
+class _Attr(dict):
+    """Dict access as attributes in the template (fp.python.version), recursively."""
+
+    def __getattr__(self, name: str) -> Any:
+        value = self[name]
+        if isinstance(value, dict):
+            return _Attr(value)
+        if isinstance(value, list):
+            return [_Attr(v) if isinstance(v, dict) else v for v in value]
+        return value
+
+
+def write(d: Diagnosis, out: Path, comparison: Comparison | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "diagnosis.html"
+    write_text_atomic(path, render(d, comparison))
+    return path

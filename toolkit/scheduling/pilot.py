@@ -1,0 +1,261 @@
+"""The pilot: the run's own work, timed on each safe scheduler side by side, before the rest of it.
+
+A workload that can be cut into independent *units* (the wind study's time slabs, the load
+study's files) hands the pilot a ``Job``. The pilot does real work, not a rehearsal: every unit
+it computes, on whichever candidate, is kept and never computed again, so what it costs is only
+the slower candidates' extra time on their share.
+
+1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
+   expected serial run. A run too short to gain from parallelism by more than a pilot would
+   cost (``SHORT_RUN``) is not piloted.
+2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
+   as the processes scheduler and only adds start-up.
+3. Rounds: each candidate still in play computes a fresh batch, in rotating order so that a
+   noisy spell hits them alike. A batch is about ``TARGET`` of the serial run per worker (a
+   single unit is too short to time on a shared machine; a parallel candidate gets twice that,
+   in one task a worker), and units are weighed by their size (``Job.sizes``: a slab of one
+   time step is half a slab of two). Each repetition is projected to the whole run (start-up +
+   seconds per size x total size). From the second round on, ``choose.decide`` applies its rule
+   and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
+   is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
+   ``MIN_ROUNDS``), after ``MAX_ROUNDS``, or once it has done ``SHARE`` of the work.
+
+The rest of the work then runs on the pick, in one compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from threadprobe.scheduling import choose
+from threadprobe.records import Choice, PilotRow
+from threadprobe.scheduling.schedulers import Active, activated
+
+SHORT_RUN = 20.0  # seconds of serial work below which a pilot cannot pay for itself on 2 cores
+TARGET = 0.01  # of the expected serial run, per worker and batch (at least MIN_BATCH seconds)
+MIN_BATCH = 0.4
+PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
+SHARE = 0.25  # rounds beyond the third stop once the pilot has done this share of the work
+MAX_ROUNDS = 6
+MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/test_choose.py)
+
+
+class Job(Protocol):
+    """Work cut into independent units; ``run`` computes some of them on an active scheduler, in
+    ``tasks`` tasks, and keeps their results. A job may say how big each unit is (``sizes``), and
+    states its input's shape of work (``signature``), which keys the choice cache."""
+
+    units: int
+
+    def run(self, active: Active, units: Sequence[int], tasks: int) -> None: ...
+
+    def signature(self, fmt: str | None) -> dict[str, object]: ...
+
+
+@dataclass
+class Pilot:
+    """What the pilot did: its pick, its table, the units it already computed, what it cost."""
+
+    choice: Choice
+    rows: list[PilotRow] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)
+    seconds: float = 0.0  # wall time spent in the pilot
+    cost: float = 0.0  # of that, what running those units on the pick would not have cost
+    serial_estimate: float | None = None
+    why: tuple[str, ...] = ()
+
+
+def _parallelism(c: Choice) -> int:
+    return max(1, c.n_workers * c.threads_per_worker)
+
+
+def _tasks(c: Choice, units: int) -> int:
+    """One task a worker: a task has a fixed cost (its sums, 50 MB for the wind study, allocated,
+    returned and added up), and tasks of one unit each ran threads 20% slower than the whole run
+    does; equal units split evenly leave little tail."""
+    return 1 if c.scheduler == "synchronous" else min(units, _parallelism(c))
+
+
+class _Pool:
+    """The job's units not computed yet, their sizes, and the schedulers entered so far."""
+
+    def __init__(self, job: Job, stack: contextlib.ExitStack) -> None:
+        self.job, self.stack = job, stack
+        self.sizes = list(getattr(job, "sizes", None) or [1.0] * job.units)
+        self.total = float(sum(self.sizes))
+        self.left = list(range(job.units))
+        self.actives: dict[str, Active] = {}
+
+    def size(self, units: Sequence[int]) -> float:
+        return float(sum(self.sizes[k] for k in units)) or 1.0
+
+    def active(self, c: Choice) -> Active:
+        key = choose.label(c)
+        if key not in self.actives:
+            self.actives[key] = self.stack.enter_context(activated(c))
+        return self.actives[key]
+
+    def take(self, amount: float) -> list[int]:
+        """Units from the front of the pool, about ``amount`` in size, at least one."""
+        taken: list[int] = []
+        held = 0.0
+        while self.left and (not taken or held + self.sizes[self.left[0]] / 2 <= amount):
+            held += self.sizes[self.left[0]]
+            taken.append(self.left.pop(0))
+        return taken
+
+    def close_losers(self, pick: str) -> None:
+        for key, here in list(self.actives.items()):
+            if key != pick and here.client is not None:
+                here.client.close()  # a cluster that lost: its workers can go now
+
+
+def _worth_trying(pilot: Pilot, found: Sequence[Choice]) -> list[Choice]:
+    """The parallel candidates that can win (step 2)."""
+    parallel = list(found[1:])
+    if any(c.scheduler == "processes" for c in parallel) and not any(c.address or c.cluster != "local"
+                                                                     for c in parallel):
+        dropped = [c for c in parallel if c.scheduler == "distributed"]
+        parallel = [c for c in parallel if c.scheduler != "distributed"]
+        if dropped:
+            pilot.why += ("not tried: a LocalCluster runs the same one-thread processes as the processes "
+                          "scheduler and only adds its start-up",)
+    return parallel
+
+
+@dataclass
+class _Rounds:
+    """The timed repetitions of each candidate (step 3): seconds and size per batch, start-ups."""
+
+    tried: list[Choice]
+    total: float
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    amount: dict[str, list[float]] = field(default_factory=dict)
+    startup: dict[str, float] = field(default_factory=dict)
+    played: int = 0
+
+    def rows(self) -> list[PilotRow]:
+        return [_row(key, self.seconds, self.amount, self.startup, self.total)
+                for key in map(choose.label, self.tried) if self.seconds.get(key)]
+
+    def play(self, pool: _Pool, playing: list[Choice], per_worker: float, pilot: Pilot) -> None:
+        """One round: a fresh batch per candidate still in play, in rotating order."""
+        self.played += 1
+        turn = self.played % len(playing)
+        for c in playing[turn:] + playing[:turn]:
+            key, here = choose.label(c), pool.active(c)
+            self.startup.setdefault(key, here.started)
+            workers = _parallelism(c)
+            batch = pool.take(per_worker * workers * (PARALLEL_BATCH if workers > 1 else 1))
+            if not batch:
+                break
+            t0 = time.perf_counter()
+            pool.job.run(here, batch, _tasks(c, len(batch)))
+            self.seconds.setdefault(key, []).append(time.perf_counter() - t0)
+            self.amount.setdefault(key, []).append(pool.size(batch))
+            pilot.done += batch
+
+    def still_in_play(self, playing: list[Choice], note: Callable[[str], None]) -> list[Choice] | None:
+        """Who stays after this round; None when the ranking is settled."""
+        rows = self.rows()
+        pick_row, settled, _ = choose.decide(rows)
+        note(f"pilot round {self.played}: " + ", ".join(
+            f"{r.candidate} {statistics.median(r.projected):.1f}s" for r in rows))
+        if settled and self.played >= MIN_ROUNDS:
+            return None
+        # A candidate slower beyond the noise leaves at once (two repetitions can show a 2x gap).
+        keep = {r.candidate for r in rows if r is pick_row or not choose.clearly_slower(r, pick_row)}
+        return [c for c in playing if choose.label(c) in keep]
+
+
+def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
+              note: Callable[[str], None] = lambda text: None, share: float = SHARE) -> tuple[Pilot, Active]:
+    """Pilot ``job`` on the candidates ``found`` (synchronous first). Returns the pilot and the
+    pick's active scheduler (entered on ``stack``, so that the rest of the run uses it)."""
+    began = time.perf_counter()
+    sync = found[0]
+    assert sync.scheduler == "synchronous"
+    pool = _Pool(job, stack)
+    first = pool.take(0)  # one-time costs (imports, opening files)
+    job.run(pool.active(sync), first, 1)
+    second = pool.take(0)
+    t0 = time.perf_counter()
+    job.run(pool.active(sync), second, 1)
+    per_size = (time.perf_counter() - t0) / pool.size(second)
+    serial = per_size * pool.total
+    pilot = Pilot(sync, done=first + second, serial_estimate=serial)
+    parallel = _worth_trying(pilot, found)
+    if not parallel or serial < SHORT_RUN:
+        pick = sync if not parallel else choose.fallback(found)
+        pilot.choice = pick
+        pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
+            f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
+            f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}, the simplest safe concurrent choice",))
+        pilot.seconds = time.perf_counter() - began
+        return pilot, pool.active(pick)
+    rounds = _Rounds([sync] + parallel, pool.total)
+    per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
+    playing: list[Choice] | None = list(rounds.tried)
+    while playing and rounds.played < MAX_ROUNDS and pool.left and (
+            rounds.played < MIN_ROUNDS or pool.size(pilot.done) < share * pool.total):
+        rounds.play(pool, playing, per_worker, pilot)
+        if rounds.played >= 2:
+            playing = rounds.still_in_play(playing, note)
+            playing = playing if playing is None or len(playing) > 1 else None
+    return _conclude(pilot, rounds, pool, began), pool.active(pilot.choice)
+
+
+def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot:
+    """The pick, its table and why, and what the pilot cost beyond running its units on the pick."""
+    rows = rounds.rows()
+    pick_row, settled, why = choose.decide(rows)
+    pilot.why += why + ((f"settled after {rounds.played} rounds",) if settled else (
+        f"not settled after {rounds.played} rounds ({pool.size(pilot.done) / pool.total:.0%} of the work): the "
+        "simpler candidate keeps a tie",))
+    pilot.choice = next(c for c in rounds.tried if choose.label(c) == pick_row.candidate)
+    pilot.rows = rows
+    pilot.seconds = time.perf_counter() - began
+    key = pick_row.candidate
+    rate = statistics.median(s / a for s, a in zip(rounds.seconds[key], rounds.amount[key]))
+    pilot.cost = max(0.0, pilot.seconds - rate * pool.size(pilot.done))
+    pool.close_losers(key)
+    return pilot
+
+
+def _row(key: str, seconds: dict[str, list[float]], amount: dict[str, list[float]], startup: dict[str, float],
+         total: float) -> PilotRow:
+    projected = tuple(round(startup.get(key, 0.0) + s / max(a, 1e-9) * total, 3)
+                      for s, a in zip(seconds[key], amount[key]))
+    return PilotRow(key, tuple(round(s, 4) for s in seconds[key]), round(startup.get(key, 0.0), 3), projected)
+
+
+def _table(rows: Sequence[PilotRow]) -> list[str]:
+    """Candidates, their repetitions, start-up and projected run: one line each, with a header."""
+    if not rows:
+        return []
+    lines = [f"{'candidate':22s} {'repetitions (s)':34s} {'start-up':>8s} {'projected run':>14s}"]
+    for row in rows:
+        reps = ", ".join(f"{s:.2f}" for s in row.seconds[:6])
+        lines.append(f"{row.candidate:22s} {reps:34s} {row.startup:7.2f}s "
+                     f"{statistics.median(row.projected or row.seconds):13.1f}s")
+    return lines
+
+
+def rows_table(choice: Choice) -> list[str]:
+    """A choice's pilot table (when it has one) and its rationale."""
+    return _table(choice.pilot) + list(choice.rationale)
+
+
+def table(pilot: Pilot) -> list[str]:
+    """The pilot's table and rule, for a log or a terminal."""
+    if not pilot.rows:
+        return list(pilot.why)
+    lines = _table(pilot.rows) + list(pilot.why)
+    lines.append(f"pilot: {pilot.seconds:.1f} s on {len(pilot.done)} units, of which {pilot.cost:.1f} s "
+                 "beyond what the pick would have taken")
+    return lines

@@ -1,0 +1,300 @@
+"""The one place that composes the steps: diagnose -> evidence -> choose -> run.
+
+Nothing below this module imports anything above it: the diagnosis never imports the runner, the
+runner never imports the diagnosis, and the choice stays a pure function of records. The CLI,
+the Python API (``threadprobe.recommend`` / ``threadprobe.scheduler``) and the pytest plugin's gate call
+these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from threadprobe.scheduling import choose
+from threadprobe.diagnosis import diagnose as diagnosing
+from threadprobe import evidence
+from threadprobe.harness import fingerprint
+from threadprobe.diagnosis.races import run as racepass
+from threadprobe import report
+from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
+from threadprobe.records.errors import UsageError
+from threadprobe.records import Choice, Diagnosis, RunRequest
+from threadprobe.scheduling import cache, pilot as piloting, schedulers
+from threadprobe.scheduling.runs import load, wind
+from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
+from threadprobe.scheduling.workloads import WORKLOADS, Workload
+
+DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
+
+
+# --------------------------------------------------------------------------------------------
+# diagnose -> evidence
+
+
+def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) -> Diagnosis:
+    """A whole diagnosis: trials, then evidence, then the safe candidates of every workload."""
+    with Diagnoser(options, progress) as session:
+        if progress is not None:
+            progress.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
+        if options.stress:
+            run_session(session)
+        if options.races and progress is not None:
+            progress.note(f"race pass under {options.races}: {len(session.probes)} probes; each lane first imports "
+                          "their libraries under the detector (minutes for Iris), then forks a worker per probe")
+        passes = racepass.run_races(session, racepass.of(options), session.results(), _race_note(progress)) \
+            if options.races else {}
+        results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
+        bundle = evidence.gather(session, results, options.out) if options.evidence else evidence.Bundle(tuple(results))
+        diagnosis = assemble(session, fingerprint, results=list(bundle.results), remedies=bundle.remedies,
+                             lock_audit=bundle.lock_audit, repro=bundle.repro)
+    choices = safe_choices(diagnosis)
+    return diagnosis.replace(recommendations=choices)
+
+
+def _race_note(progress: Any) -> Any:
+    def note(probe: str, found: Any) -> None:
+        if progress is not None:
+            progress.note(f"races: {probe}: {found.summary()}")
+    return note
+
+
+def safe_choices(diagnosis: Diagnosis, machine: choose.Machine | None = None) -> dict[str, Choice]:
+    """Per workload: the choice without a pilot, its rationale listing every safe candidate."""
+    machine = machine or choose.Machine.here()
+    out = {}
+    for name, wl in WORKLOADS.items():
+        found, why = choose.candidates(diagnosis.results, wl.probes_for(), machine, name, diagnosis.remedies,
+                                       wl.memory_per_worker_gb)
+        pick = choose.fallback(found)
+        out[name] = pick.replace(source="diagnosis (no pilot: a run pilots its own input)", rationale=(
+            f"workload {name}: {wl.description}", *why,
+            "safe candidates: " + ", ".join(choose.label(c) for c in found),
+            f"without a pilot: {choose.label(pick)}; `threadprobe run` times the candidates on its own input"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# safety for a run: a matching diagnosis, else a quick one
+
+
+def workload(name: str) -> Workload:
+    if name not in WORKLOADS:
+        raise UsageError(f"unknown workload {name!r} (choose from {', '.join(WORKLOADS)})")
+    return WORKLOADS[name]
+
+
+def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = None, progress: Any = None,
+           budget: float = 30.0) -> tuple[Diagnosis, str]:
+    """The verdicts a choice rests on: a stored diagnosis that still matches the installed
+    libraries and covers ``probes``, else a quick diagnosis of ``probes`` alone (and why)."""
+    if isinstance(diagnosis, Diagnosis):
+        return diagnosis, "diagnosis"
+    path = Path(diagnosis) if diagnosis else DEFAULT_DIAGNOSIS
+    why = f"no {path}"
+    if path.exists():
+        diag = report.read(path)
+        ok, changed = fingerprint.matches(diag.fingerprint)
+        covered = {r.probe for r in diag.results}
+        if not ok:
+            why = f"{path} was made with other libraries ({'; '.join(changed[:3])})"
+        elif not set(probes) <= covered:
+            why = f"{path} does not cover {', '.join(sorted(set(probes) - covered))}"
+        else:
+            return diag, f"diagnosis {path}"
+    elif diagnosis:
+        raise UsageError(f"no such diagnosis: {path}")
+    cores = os.cpu_count() or 1
+    options = Options(probes=tuple(probes), threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
+                      evidence=False, budget=budget, timing_trials=0)
+
+    quick = diagnosing.diagnose(options, progress=progress, fingerprint=fingerprint.light)
+    return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
+
+
+# --------------------------------------------------------------------------------------------
+# choose -> run
+
+
+def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, scheduler: str = "auto",
+            explicit: Choice | None = None, cluster: dict[str, Any] | None = None, fmt: str | None = None,
+            memory_per_worker_gb: float = 2.0, use_cache: bool = True, note: Any = None) -> Any:
+    """How a run gets its scheduler: the explicit choice, else a cached answer for this input,
+    else a pilot among the safe candidates. Returns a ``(job, stack) -> (choice, active, pilot)``."""
+    say = note or (lambda text: None)
+
+    def decide(job: Any, stack: ExitStack) -> tuple[Choice, Any, Any]:
+        if explicit is not None:
+            return explicit, stack.enter_context(activated(explicit)), None
+        machine = choose.Machine.here()
+        found, why = choose.candidates(diag.results, probes, machine, name, diag.remedies, memory_per_worker_gb)
+        if cluster:
+            found = tuple(dict.fromkeys(on_cluster(c, **cluster) for c in found if c.scheduler in ("distributed",)))
+            if not found:
+                raise UsageError("a cluster was asked for, but no process-based scheduler is safe for this workload")
+        k = cache.key(name, job.signature(fmt), cache.builds(diag.fingerprint), tuple(probes))
+        if use_cache and not cluster:
+            hit = cache.lookup(k)
+            if hit is not None and any(choose.label(c) == choose.label(hit) for c in found):
+                chosen = hit.replace(source=f"cached pilot ({cache.path()})")
+                say(f"cached choice for this input, builds and machine: {choose.label(chosen)}")
+                return chosen, stack.enter_context(activated(chosen)), None
+        if len(found) == 1:
+            only = found[0].replace(source=source, rationale=why)
+            return only, stack.enter_context(activated(only)), None
+        result, active = piloting.run_pilot(job, found, stack, note=say)
+        chosen = result.choice.replace(source=f"pilot on this input; safety from {source}",
+                                       rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
+        if result.rows:  # stored even when this run was told not to read the cache: the next one may
+            cache.store(k, chosen, note=f"{name} {fmt}")
+        return chosen, active, result
+
+    return decide
+
+
+def _formats(pattern: str) -> str | None:
+    low = pattern.lower()
+    return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
+
+
+def _decide(name: str, fmt: str | None, request: RunRequest, progress: Any) -> Any:
+    """How a run of workload ``name`` gets its scheduler: the one asked for, else (auto) safety
+    looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
+    if request.scheduler != "auto":
+        explicit = schedulers.explicit(name, request.scheduler, request.workers, request.threads_per_worker,
+                                       request.address, request.cluster, request.adapt)
+        return decider(name, (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
+    wl = workload(name)
+
+    def decide(job: Any, stack: ExitStack) -> Any:
+        probes = wl.probes_for(fmt)
+        diag, source = safety(probes + choose.FORK_PROBES, request.diagnosis)
+        return decider(name, probes, diag, source, fmt=fmt, use_cache=request.cache, cluster=request.on_cluster(),
+                       memory_per_worker_gb=wl.memory_per_worker_gb,
+                       note=progress.note if progress is not None else None)(job, stack)
+
+    return decide
+
+
+def run_wind(x_glob: str, y_glob: str, out: Path, progress: Any = None, unit_bytes: int | None = None,
+             on_client: Any = None, **options: Any) -> Any:
+    """The wind study on the chosen scheduler (``options``: a ``RunRequest``'s fields). Inputs are
+    loaded and checked before any choice."""
+    request = RunRequest(**options)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
+    wind.expand(x_glob, "--x-wind")
+    wind.expand(y_glob, "--y-wind")
+    return wind.run(x_glob, y_glob, out, _decide("wind", _formats(x_glob), request, progress), progress=progress,
+                    on_client=on_client, **({"unit_bytes": unit_bytes} if unit_bytes else {}))
+
+
+def run_load(pattern: str, progress: Any = None, **options: Any) -> Any:
+    """The load study on the chosen scheduler (``options``: a ``RunRequest``'s fields)."""
+    request = RunRequest(**options)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
+    load.check(wind.expand(pattern, "--files"))
+    return load.run(pattern, _decide("load", _formats(pattern), request, progress), progress=progress)
+
+
+def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | None,
+               diagnosis: str | None = None, quiet: bool = False) -> Choice:
+    """``recommend`` with an input: the choice a run would make (a cached one, or a pilot whose
+    work is then discarded), without running the rest."""
+    wl = workload(name)
+    if name == "wind":
+        if not (x_glob and y_glob):
+            raise UsageError("recommend --workload wind pilots with both --x-wind and --y-wind")
+        fmt = _formats(x_glob)
+        u, v, _ = wind.load_pair(x_glob, y_glob)
+        job: Any = wind.WindJob(u, v)
+    else:
+        if not files:
+            raise UsageError("recommend --workload load pilots with --files")
+        fmt = _formats(files)
+        paths = wind.expand(files, "--files")
+        load.check(paths)
+        job = load.LoadJob(paths)
+    probes = wl.probes_for(fmt)
+    diag, source = safety(probes + choose.FORK_PROBES, diagnosis)
+    with ExitStack() as stack:
+        chosen, _, _ = decider(name, probes, diag, source, fmt=fmt, memory_per_worker_gb=wl.memory_per_worker_gb)(
+            job, stack)
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# The Python API
+
+
+def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | None = None, fmt: str | None = None,
+              progress: Any = None) -> Choice:
+    """The choice without a pilot (safe candidates, then the simplest safe concurrent one);
+    ``run`` and ``scheduler`` refine it with a pilot of the real input."""
+    wl = workload(workload_name)
+    diag, source = safety(wl.probes_for(fmt), diagnosis, progress)
+    found, why = choose.candidates(diag.results, wl.probes_for(fmt), choose.Machine.here(), workload_name,
+                                   diag.remedies, wl.memory_per_worker_gb)
+    pick = choose.fallback(found)
+    return pick.replace(source=source, rationale=(
+        *why, "safe candidates: " + ", ".join(choose.label(c) for c in found),
+        f"without a pilot: {choose.label(pick)} (a run times the candidates on its own input)"))
+
+
+class CollectionJob:
+    """A dask collection's output blocks as units, for a pilot of an arbitrary computation. The
+    pilot's work is discarded (the caller computes the collection itself), so it samples little."""
+
+    def __init__(self, array: Any) -> None:
+        import itertools
+
+        self.array = array
+        self.indices = list(itertools.product(*(range(n) for n in array.numblocks)))
+        self.units = len(self.indices)
+
+    def run(self, active: Any, units: Sequence[int], tasks: int) -> None:
+        active.compute(*[self.array.blocks[self.indices[k]] for k in units])
+
+    def signature(self, fmt: str | None) -> dict[str, Any]:
+        return cache.signature(fmt, [self.array], self.units)
+
+
+@contextlib.contextmanager
+def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Sequence[str] = (),
+              diagnosis: str | Path | Diagnosis | None = None, address: str | None = None) -> Iterator[Choice]:
+    """Apply a choice to dask for a ``with`` block, holding its locks; ``"auto"`` chooses it for
+    ``collection`` (a dask collection or a lazy cube) from the safety of ``probes`` (the
+    operations it runs concurrently) and, when it has enough blocks to sample, a pilot."""
+    if isinstance(choice, Choice):
+        chosen = choice.replace(scheduler="distributed", address=address) if address else choice
+        with activated(chosen):
+            yield chosen
+        return
+    if choice != "auto":
+        with activated(explicit("custom", choice, address=address)) as active:
+            yield active.choice
+        return
+    diag, source = safety(tuple(probes), diagnosis)
+    found, why = choose.candidates(diag.results, tuple(probes), choose.Machine.here(), "custom", diag.remedies)
+    array = collection.core_data() if hasattr(collection, "core_data") else collection
+    with ExitStack() as stack:
+        if array is not None and hasattr(array, "numblocks") and len(found) > 1 and \
+                math.prod(array.numblocks) >= 8 * (os.cpu_count() or 1):
+            job = CollectionJob(array)
+            result, _ = piloting.run_pilot(job, found, stack, share=0.1)
+            chosen = result.choice.replace(source=f"pilot on a sample of the collection; safety from {source}",
+                                           rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
+            stack.close()
+        else:
+            chosen = choose.fallback(found).replace(source=source, rationale=tuple(why) + (
+                "no pilot: the collection has too few blocks to sample",))
+    with activated(chosen):
+        yield chosen
+
+
+__all__ = ["diagnose", "safe_choices", "safety", "decider", "run_wind", "run_load", "recommend", "scheduler"]

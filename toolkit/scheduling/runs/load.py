@@ -1,0 +1,101 @@
+"""The loading experiment: metadata-only iris.load of many files, in parallel, merged into one CubeList.
+
+Each file is a unit: one task loads it (``iris.load`` reads headers and builds lazy data, it
+reads no values), on whichever scheduler is active, and the cubes are joined along time at the
+end. This is the study's first experiment; under threads it runs ``iris.load`` calls
+concurrently, which the diagnosis finds unsafe on this stack, so threads are never a candidate.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threadprobe.records.errors import UsageError
+from threadprobe.records import Choice
+from threadprobe.scheduling import cache
+from threadprobe.scheduling.locks import held
+from threadprobe.scheduling.schedulers import Active
+from threadprobe.scheduling.runs.wind import expand
+
+
+def load_one(path: str) -> Any:
+    """One file's cubes, data left lazy. Runs in whatever worker the scheduler chose."""
+    import iris
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return iris.load(path)
+        except Exception as exc:
+            raise UsageError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+
+
+class LoadJob:
+    """One unit per file; computed units keep their cubes."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = [str(p) for p in paths]
+        self.units = len(self.paths)
+        self.loaded: dict[int, Any] = {}
+
+    def signature(self, fmt: str | None) -> dict[str, Any]:
+        """This input's shape of work, for the choice cache: its format and how many files."""
+        return cache.signature(fmt, [], self.units)
+
+    def run(self, active: Active, units: Sequence[int], tasks: int,
+            on_done: Callable[[str], None] | None = None) -> None:
+        import dask
+
+        work = held(active.lock, load_one)
+        delayed = [dask.delayed(work, pure=False, name=f"threadprobe-load-{k}")(self.paths[k]) for k in units]
+        for k, cubes in zip(units, active.compute(*delayed, on_done=on_done)):
+            self.loaded[k] = cubes
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    files: int
+    cubes: int
+    summary: tuple[str, ...]
+    choice: Choice
+    seconds: float
+    pilot: Any = None
+
+
+def check(paths: Sequence[Path]) -> None:
+    """Bad input first: an empty file is refused before any scheduler is chosen."""
+    for path in paths:
+        if path.stat().st_size == 0:
+            raise UsageError(f"cannot read {path}: the file is empty")
+
+
+def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Active, Any]],
+        progress: Any = None) -> LoadResult:
+    from iris.cube import CubeList
+
+    paths = expand(pattern, "--files")
+    check(paths)
+    started = time.perf_counter()
+    job = LoadJob(paths)
+    with ExitStack() as stack:
+        choice, active, pilot = decider(job, stack)
+        rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
+        if rest:
+            if progress is not None:
+                progress.start("load", len(rest))
+            job.run(active, rest, len(rest), on_done=progress.done if progress is not None else None)
+            if progress is not None:
+                progress.stop()
+    cubes = CubeList(cube for k in sorted(job.loaded) for cube in job.loaded[k])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        merged = cubes.concatenate().merge()
+    lazy = all(c.has_lazy_data() for c in merged)
+    summary = tuple(c.summary(shorten=True) for c in merged) + (("data still lazy",) if lazy else ())
+    return LoadResult(len(paths), len(merged), summary, choice, time.perf_counter() - started, pilot)

@@ -1,0 +1,266 @@
+"""Running dask work on a chosen scheduler, from a laptop to a SLURM cluster, holding its locks.
+
+A ``Choice`` (threadprobe.records) says what to run on: ``synchronous``, ``threads``, ``processes``
+(with its multiprocessing start method), or ``distributed`` on a LocalCluster, an existing
+scheduler (``address``) or dask-jobqueue's SLURMCluster (``cluster="slurm"``, configured from
+dask's config files), optionally adaptive. ``activated`` applies a Choice for a ``with`` block
+and yields an ``Active`` whose ``compute`` runs collections there, holding the choice's locks,
+with progress, and with a watchdog that ends a distributed run whose workers keep dying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from threadprobe.records.errors import UsageError
+from threadprobe.records import SCHEDULERS, Choice
+from threadprobe.scheduling.locks import LockedPool, LockedWorkers, lock_for
+
+
+def parse_adapt(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        low, high = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--adapt expects MIN:MAX, got {text!r}") from None
+    if low < 0 or high < max(1, low):
+        raise UsageError(f"--adapt expects 0 <= MIN <= MAX and MAX >= 1, got {text!r}")
+    return low, high
+
+
+def check_options(scheduler: str, address: str | None, cluster: str, adapt: str | None) -> None:
+    """Contradictory scheduler options, as one-line usage errors (no I/O: check them first)."""
+    if scheduler not in ("auto", *SCHEDULERS):
+        raise UsageError(f"unknown scheduler {scheduler!r} (auto, {', '.join(SCHEDULERS)})")
+    if (address or cluster != "local" or adapt) and scheduler not in ("auto", "distributed"):
+        raise UsageError("--address, --cluster and --adapt need --scheduler distributed")
+    if address and cluster != "local":
+        raise UsageError("choose --address or --cluster, not both")
+    parse_adapt(adapt)
+
+
+def explicit(workload: str, scheduler: str, workers: int | None = None, threads_per_worker: int | None = None,
+             address: str | None = None, cluster: str = "local", adapt: str | None = None) -> Choice:
+    """The Choice the command-line options name (everything but ``auto``)."""
+    check_options(scheduler, address, cluster, adapt)
+    cores = os.cpu_count() or 1
+    if scheduler == "synchronous":
+        return Choice(workload, "synchronous")
+    if scheduler == "threads":
+        return Choice(workload, "threads", 1, threads_per_worker or workers or cores)
+    if scheduler == "processes":
+        return Choice(workload, "processes", workers or cores, 1, context="fork")
+    return Choice(workload, "distributed", workers or cores, threads_per_worker or 1, address=address,
+                  cluster=cluster, adapt=parse_adapt(adapt))
+
+
+def on_cluster(choice: Choice, address: str | None, cluster: str, adapt: str | None) -> Choice:
+    """A chosen worker shape, run where the user asked (an address, SLURM, adaptive)."""
+    if not (address or cluster != "local" or adapt):
+        return choice
+    return choice.replace(scheduler="distributed", address=address, cluster=cluster, adapt=parse_adapt(adapt))
+
+
+class WorkersLost(RuntimeError):
+    """Every dask worker died and none came back: the computation cannot finish."""
+
+
+@dataclass
+class Active:
+    """A scheduler in use: where ``compute`` runs, and the lock its tasks must hold."""
+
+    choice: Choice
+    client: Any = None
+    lock: Any = None
+    started: float = 0.0  # seconds it took to start (a cluster's start-up)
+    settings: dict[str, Any] | None = None  # a local scheduler's dask config: several can be active at once
+
+    def compute(self, *collections: Any, on_done: Callable[[str], None] | None = None,
+                worker_grace: float = 60.0) -> tuple[Any, ...]:
+        """Compute collections once here. ``on_done(key)`` hears of every finished task."""
+        import dask
+
+        if self.client is None:
+            with dask.config.set(self.settings or {}):
+                if on_done is None:
+                    return dask.compute(*collections)
+                from dask.callbacks import Callback
+
+                with Callback(posttask=lambda key, *_: on_done(str(key))):
+                    return dask.compute(*collections)
+        from dask.distributed import as_completed, wait
+
+        futures = self.client.compute(list(collections))
+        if on_done is not None:
+            import threading
+
+            def follow() -> None:
+                for future in as_completed(futures):
+                    on_done(str(future.key))
+
+            threading.Thread(target=follow, name="threadprobe-follow", daemon=True).start()
+        empty_since = None
+        while True:
+            try:
+                wait(futures, timeout=2)
+                break
+            except TimeoutError:
+                pass
+            if self.client.scheduler_info().get("workers"):
+                empty_since = None
+                continue
+            empty_since = empty_since or time.monotonic()
+            if time.monotonic() - empty_since > worker_grace:
+                import logging
+
+                logging.getLogger("distributed.scheduler").setLevel(logging.CRITICAL)  # its cancel traceback is noise
+                self.client.cancel(futures)
+                raise WorkersLost(f"every dask worker died and none came back within {worker_grace:.0f}s: the tasks "
+                                  "kill their workers (run `threadprobe diagnose` to see which operation is unsafe)")
+        return tuple(self.client.gather(futures))
+
+
+def dask_settings(choice: Choice) -> dict[str, Any]:
+    """The dask configuration that makes dask itself run on ``choice`` (a plain ``cube.data``
+    included): the local schedulers' keys, or the address a ``Client()`` connects to."""
+    if choice.scheduler == "synchronous":
+        return {"scheduler": "synchronous"}
+    if choice.scheduler == "threads":
+        return {"scheduler": "threads", "num_workers": choice.threads_per_worker}
+    if choice.scheduler == "processes":
+        # dask batches 6 ready tasks per submission by default: a handful of big tasks would all
+        # land on one worker.
+        return {"scheduler": "processes", "num_workers": choice.n_workers,
+                "multiprocessing": {"context": choice.context or "spawn"}, "chunksize": 1}
+    return {"scheduler-address": choice.address} if choice.address else {}
+
+
+def as_yaml(choice: Choice) -> str:
+    """A dask config file (``~/.config/dask/threadprobe.yaml``): dask's own keys, and the whole
+    choice under ``threadprobe`` for the record."""
+    import yaml
+
+    config = dict(dask_settings(choice))
+    config["threadprobe"] = {"workload": choice.workload, "scheduler": choice.scheduler, "n_workers": choice.n_workers,
+                             "threads_per_worker": choice.threads_per_worker, "locks": list(choice.locks),
+                             "source": choice.source}
+    head = [f"threadprobe choice ({choice.source})", *choice.rationale]
+    if choice.scheduler == "distributed" and not choice.address:
+        head.append(f"a script starts the cluster: Client(LocalCluster(n_workers={choice.n_workers}, "
+                    f"threads_per_worker={choice.threads_per_worker})); with scheduler-address set, Client() connects")
+    if choice.locks:
+        head.append("the run must hold one global lock around every task: use threadprobe.scheduler(choice), which does")
+    return "".join(f"# {line}\n" for line in head) + yaml.safe_dump(config, sort_keys=False)
+
+
+def as_env(choice: Choice) -> str:
+    """Shell exports in dask's own environment convention (DASK_ prefix, __ for nesting)."""
+    lines = [f"# threadprobe choice ({choice.source})"]
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}__{key.upper().replace('-', '_')}" if prefix else key.upper().replace("-", "_"), inner)
+        else:
+            import shlex
+
+            lines.append(f"export DASK_{prefix}={shlex.quote(str(value))}")
+
+    walk("", dask_settings(choice))
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def activated(choice: Choice) -> Iterator[Active]:
+    """Apply ``choice`` to dask inside the block, holding its locks; yields where to compute."""
+    import dask
+
+    lock = lock_for(choice.locks, choice.scheduler, choice.threads_per_worker)
+    if choice.scheduler != "distributed":
+        # Every local Active names its pool, None included: a pilot has several active at once,
+        # and dask would otherwise run "threads" on the pool another one put in the config.
+        settings = {**dask_settings(choice), "pool": None}
+        pool = None
+        if choice.scheduler == "threads" and lock is not None:
+            pool = settings["pool"] = LockedPool(choice.threads_per_worker, lock)
+        elif choice.scheduler == "processes":
+            # One pool for the whole block: dask would otherwise start (and fork) a fresh pool on
+            # every compute, which a pilot's many small computes would pay again and again.
+            pool = settings["pool"] = process_pool(choice)
+        try:
+            with dask.config.set(settings):
+                yield Active(choice, None, lock, settings=settings)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return
+    from dask.distributed import Client
+
+    began = time.perf_counter()
+    cluster = None
+    try:
+        if choice.address:
+            client = Client(choice.address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"))
+        else:
+            cluster = make_cluster(choice)
+            client = Client(cluster)
+    except OSError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise UsageError(f"cannot reach the dask scheduler at {choice.address}: {exc}") from None
+    try:
+        if cluster is not None and not choice.adapt:
+            client.wait_for_workers(choice.n_workers, timeout=600)
+        if lock is not None:
+            client.register_plugin(LockedWorkers(lock))
+        with dask.config.set(scheduler=client):
+            yield Active(choice, client, lock, time.perf_counter() - began, {"scheduler": client})
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def process_pool(choice: Choice) -> Any:
+    """The worker processes dask's processes scheduler would start, started once (lazily, at the
+    first task, so that they inherit what the parent loaded by then)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from dask import multiprocessing as dask_mp
+
+    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+        os.environ["PYTHONHASHSEED"] = "6640"  # as dask does: consistent hashing in the workers
+    setup = getattr(dask_mp, "initialize_worker_process", None)  # dask's per-worker reseeding
+    return ProcessPoolExecutor(choice.n_workers, mp_context=multiprocessing.get_context(choice.context or "spawn"),
+                               initializer=partial(setup, user_initializer=None) if setup else None)
+
+
+def make_cluster(choice: Choice) -> Any:
+    if choice.cluster == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise UsageError("--cluster slurm needs dask-jobqueue (pip install dask-jobqueue)") from None
+        # Everything else (queue, account, memory, walltime, interface) comes from dask's config
+        # files (jobqueue.slurm.*), as dask-jobqueue documents; the python is this one.
+        cluster = SLURMCluster(processes=1, cores=choice.threads_per_worker, python=sys.executable)
+    else:
+        from dask.distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=0 if choice.adapt else choice.n_workers,
+                               threads_per_worker=choice.threads_per_worker, processes=True,
+                               dashboard_address=None)
+    if choice.adapt:
+        cluster.adapt(minimum=choice.adapt[0], maximum=choice.adapt[1])
+    elif choice.cluster == "slurm":
+        cluster.scale(jobs=choice.n_workers)
+    return cluster
