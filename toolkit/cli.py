@@ -28,7 +28,8 @@ from threadprobe import report
 from threadprobe.report.compare import compare, summary
 from threadprobe.diagnosis.diagnose import Options
 from threadprobe.records.errors import UsageError
-from threadprobe.harness.proc import interpreter_of
+from threadprobe.harness.proc import free_threaded, interpreter_of
+from threadprobe.records import GilState
 from threadprobe.harness.valgrind import valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
@@ -119,6 +120,9 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--probe", action="append", default=[], metavar="GLOB", help="probes to run (repeatable)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load probes from a file")
     d.add_argument("--no-entry-points", action="store_true", help="only the probes of --plugin files")
+    d.add_argument("--gil", choices=[g.value for g in GilState], default=GilState.AS_IMPORTED.value,
+                   help="on a free-threaded interpreter (--python), run every trial with the GIL as the imports "
+                        "leave it (as_imported, the default) or forced off (off: PYTHON_GIL=0)")
     d.add_argument("--threads", type=int_list, default=(2, 4), metavar="N,M", help="thread counts (default 2,4)")
     d.add_argument("--processes", type=int_list, default=(2,), metavar="N", help="process counts (default 2)")
     d.add_argument("--trials", type=int, default=0, metavar="N",
@@ -283,8 +287,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
-        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions),
+        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=GilState(args.gil),
     )
+    if options.gil == GilState.OFF and not free_threaded(options.python):
+        raise UsageError(f"--gil off needs a free-threaded interpreter (CPython built with --disable-gil); "
+                         f"{interpreter_of(options.python)[0]} has the GIL")
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
     diagnosis = pipeline.diagnose(options, progress=make_progress(args.quiet))

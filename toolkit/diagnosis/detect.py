@@ -102,7 +102,14 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
         states=dict(run.states),
         unavailable=next((err.missing for w in run.workers if w.report is not None and _reported(w, run)
                           for err in w.report.errors if err.missing and err.stage in ("open", "prepare")), None),
+        gil_enabled=any_true(r.gil_enabled for r in reports),
     )
+
+
+def any_true(flags: Iterable[bool | None]) -> bool | None:
+    """True if any says so, False if all that spoke said not, None if none spoke."""
+    said = [f for f in flags if f is not None]
+    return any(said) if said else None
 
 
 def _reported(w: WorkerRun, run: TrialRun) -> bool:
@@ -256,6 +263,7 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         operations=ops,
         operation_bound=round(failure_upper95(0, ops), 9) if ops and not failures else None,
         seconds=round(sum(o.wall for o in outcomes), 3),
+        gil_enabled=any_true(o.gil_enabled for o in outcomes),
     )
 
 

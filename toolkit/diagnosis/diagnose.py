@@ -26,9 +26,9 @@ from typing import Any
 from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
-from threadprobe.harness import launch, trial as harness
+from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import NullProgress, Progress
-from threadprobe.records import Diagnosis, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Result, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Result, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -68,6 +68,11 @@ class Options:
     race_seconds: float | None = None  # seconds of calls per probe under the detector
     race_budget: float | None = None  # seconds for the whole race pass
     suppressions: tuple[str, ...] = ()  # the user's own valgrind suppression files
+    gil: GilState = GilState.AS_IMPORTED  # OFF: PYTHON_GIL=0 in every child (free-threaded builds only)
+
+    def child_env(self) -> dict[str, str]:
+        """What every child of this diagnosis gets in its environment on top of the harness's."""
+        return dict(gil.FORCED_OFF) if self.gil == GilState.OFF else {}
 
     def cells(self) -> tuple[plan.Cell, ...]:
         threads = (max(self.threads),) if self.quick and self.threads else self.threads
@@ -164,7 +169,7 @@ class Diagnoser:
         infos = registry.select(registry.discover(options.plugins, options.entry_points), options.probes)
         self.root = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="threadprobe-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self.launchers = launch.Launchers(options.start, options.python, options.plugins)
+        self.launchers = launch.Launchers(options.start, options.python, options.plugins, env=options.child_env())
         cells = options.cells()
         self.probes = [ProbeRun(info, cells) for info in infos]
         for run in self.probes:
@@ -295,6 +300,7 @@ class Diagnoser:
             "quick": o.quick,
             "start": o.start,
             "python": o.python,
+            "gil": o.gil.value,
             "cores": os.cpu_count(),
             "policy": {k: v for k, v in vars(self.policy).items()},
             "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},

@@ -27,9 +27,9 @@ import platform
 import re
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
+from threadprobe.harness import gil
 from threadprobe.harness.proc import child_env, interpreter_of
 
 SCHEMA = "threadprobe.fingerprint/2"
@@ -153,7 +153,6 @@ def sha256(path: str) -> str:
 
 
 def python_build() -> dict[str, Any]:
-    gil = getattr(sys, "_is_gil_enabled", None)
     return {
         "version": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -161,8 +160,8 @@ def python_build() -> dict[str, Any]:
         "prefix": sys.prefix,
         "compiler": platform.python_compiler(),
         "build": " ".join(platform.python_build()),
-        "gil_enabled": bool(gil()) if gil else True,
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "gil_enabled": gil.enabled(),
+        "free_threaded_build": gil.free_threaded_build(),
     }
 
 
@@ -220,12 +219,15 @@ def collect_here(dependencies: tuple[str, ...] = DEPENDENCIES) -> dict[str, Any]
     """Import each dependency in turn in *this* process and describe what got mapped."""
     first_seen: dict[str, str] = {p: "python" for p in mapped_libraries()}
     imports: dict[str, str | None] = {}
+    reenabled: list[str] = []
     for module in dependencies:
         try:
-            importlib.import_module(module)
+            with gil.watching() as turned_on:
+                importlib.import_module(module)
             imports[module] = None
         except Exception as exc:
             imports[module] = f"{type(exc).__name__}: {exc}"
+        reenabled += turned_on
         for path in mapped_libraries():
             first_seen.setdefault(path, module)
     libraries = []
@@ -243,7 +245,7 @@ def collect_here(dependencies: tuple[str, ...] = DEPENDENCIES) -> dict[str, Any]
     families = summarise(libraries)
     return {
         "schema": SCHEMA,
-        "python": python_build(),
+        "python": {**python_build(), "gil_reenabled_by": reenabled},
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import functools
 import os
 import shutil
 import signal
@@ -211,3 +212,16 @@ def kill_tree(pids: Sequence[int], pgid: int | None) -> None:
             proc.kill()
         except psutil.Error:
             pass
+
+
+@functools.lru_cache(maxsize=None)
+def free_threaded(python: str | None) -> bool:
+    """Whether ``python`` (this interpreter by default) is a free-threaded build (Py_GIL_DISABLED)."""
+    executable, foreign = interpreter_of(python)
+    code = "import sysconfig; print(int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))"
+    try:
+        done = subprocess.run([executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env=child_env(foreign=foreign))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"cannot run {executable}: {exc}") from None
+    return done.stdout.strip() == "1"

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from threadprobe.harness import gil
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
 
@@ -236,6 +237,7 @@ def run_worker(
         share.note("open", exc)
         ready()
         return share.report
+    share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks
     ready()
     wait_go()
     run_together(trial["threads"], share.body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),

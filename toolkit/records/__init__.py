@@ -26,7 +26,9 @@ changes meaning or disappears; adding an optional field does not need a bump):
 - ``threadprobe.choice/1``      (2026-11) a cached scheduler choice (workload, input, machine).
 - ``threadprobe.diagnosis/3``   (2026-12) adds the ``racy`` verdict and, per result, the race pass
   (``races``: the happens-before detector's tool, calls, status and race pairs). Versions 1 and 2
-  are still read: their results simply have no race pass.
+  are still read: their results simply have no race pass. Later optional fields: per result,
+  ``gil_enabled`` (the GIL as the workers found it after their imports); in the fingerprint's
+  ``python``, ``gil_reenabled_by``; in ``config``, ``gil`` (``as_imported`` or ``off``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ class Purpose(_Text):
     AUDIT = "audit"  # the lock coverage audit
     RACES = "races"  # under a happens-before race detector (valgrind's helgrind or DRD)
     NATIVE = "native"  # a crash once more, core dumps on
+
+
+class GilState(_Text):
+    """The GIL a diagnosis runs its trials under. On a GIL build only ``AS_IMPORTED`` exists."""
+
+    AS_IMPORTED = "as_imported"  # as the probe's imports leave it (on, where an import re-enabled it)
+    OFF = "off"  # forced off (PYTHON_GIL=0) on a free-threaded build, whatever is imported
 
 
 class Contention(_Text):
@@ -283,6 +292,7 @@ class WorkerReport(Record):
     queued: float | None = None
     cpu_only: bool = False
     audit: dict[str, Any] | None = None
+    gil_enabled: bool | None = None  # after the probe's imports and open (None: not reported)
 
     @staticmethod
     def parse(text: str) -> "WorkerReport | None":
@@ -377,6 +387,7 @@ class Outcome(Record):
     process_cpu: float | None = None  # rusage of every worker process
     states: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None  # the module a probe needs is missing (ModuleNotFoundError)
+    gil_enabled: bool | None = None  # any worker ran with the GIL on (None: no worker said)
 
 
 @dataclass(frozen=True)
@@ -471,6 +482,7 @@ class Result(Record):
     seconds: float = 0.0  # wall time its trials cost
     gil_wait_fraction: float | None = None  # version 1 only
     races: RacePass | None = None  # the happens-before pass of this cell, when one ran
+    gil_enabled: bool | None = None  # the GIL was on in its workers (None: not reported)
 
     @property
     def failed_trials(self) -> int:

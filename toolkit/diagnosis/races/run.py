@@ -32,7 +32,7 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis.races import parse as races
 from threadprobe.probe import registry
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, ProbeRun, safe_name
-from threadprobe.harness import launch, trial as harness
+from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
 from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector
 from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, Trial, TrialRun, is_failing, is_unavailable, verdict_of,
@@ -86,6 +86,16 @@ def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int) -> T
                  purpose=Purpose.RACES, deadline=options.seconds)
 
 
+def race_env(options: Options) -> dict[str, str]:
+    """The detector's environment for the interpreter under test. A free-threaded build refuses
+    ``PYTHONMALLOC=malloc`` ("unknown allocator"): it keeps mimalloc, whose reports the parser
+    attributes to the interpreter."""
+    env = {**ENV, **options.child_env()}
+    if proc.free_threaded(options.python):
+        env.pop("PYTHONMALLOC", None)
+    return env
+
+
 def of(options: Options) -> RaceOptions:
     """The race pass's options, from a diagnosis's."""
     return RaceOptions(tool=options.races or "helgrind", threads=options.race_threads, calls=options.race_calls,
@@ -117,7 +127,8 @@ class Lane:
         self.detector = Detector(options.tool, folder, options.suppressions)
         folder.mkdir(parents=True, exist_ok=True)
         self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
-                                          prefix=self.detector.prefix(), env=ENV, ready_timeout=READY_TIMEOUT)
+                                          prefix=self.detector.prefix(),
+                                          env=race_env(session.options), ready_timeout=READY_TIMEOUT)
         self.launcher: launch.Launcher | None = None
         self.startup = 0.0
 

@@ -1,0 +1,47 @@
+"""The GIL on a free-threaded build: whether it is on, and which extension modules turned it on.
+
+On CPython built with ``--disable-gil`` the GIL starts off, and importing an extension module that
+does not declare itself GIL-free turns it back on for the whole process, with a RuntimeWarning
+that names the module. ``PYTHON_GIL=0`` keeps it off whatever is imported. This module reads both
+facts in the process it runs in (standard library only: a worker under any interpreter imports it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import sysconfig
+import warnings
+from collections.abc import Iterator
+
+#: Python's own words when an import turns the GIL back on (CPython 3.13 and 3.14).
+REENABLED = re.compile(r"GIL\) has been enabled to load module '([^']+)'")
+#: The environment that forces the GIL off on a free-threaded build, read at start-up.
+FORCED_OFF = {"PYTHON_GIL": "0"}
+
+
+def free_threaded_build() -> bool:
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def enabled() -> bool:
+    """Whether the GIL is on now (always, on a GIL build)."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return bool(probe()) if probe is not None else True
+
+
+@contextlib.contextmanager
+def watching() -> Iterator[list[str]]:
+    """Collects, into the list it yields, the modules whose import turned the GIL on inside the
+    block. Other warnings are shown as they would have been."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield found
+    for warning in caught:
+        match = REENABLED.search(str(warning.message))
+        if match:
+            found.append(match.group(1))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
