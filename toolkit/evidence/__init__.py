@@ -34,7 +34,7 @@ from threadprobe.harness.instruments.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
 REMEDY_TRIALS = 3
-AUDITED_MODULES = ("probes.iris_netcdf",)
+AUDITED_MODULES = ("threadprobe.probes.iris_netcdf",)
 
 
 def to_reproduce(results: Sequence[Result]) -> dict[str, Result]:
