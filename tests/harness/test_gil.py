@@ -106,3 +106,12 @@ def test_the_free_threaded_stack_names_netcdf4_as_the_module_that_turns_the_gil_
     python = json.loads(done.stdout)["python"]
     assert python["free_threaded_build"] is True
     assert "netCDF4._netCDF4" in python["gil_reenabled_by"] and python["gil_enabled"] is True
+
+
+def test_watching_still_names_the_module_when_the_import_then_fails():
+    message = "The global interpreter lock (GIL) has been enabled to load module 'planted._half'"
+    with pytest.raises(ImportError):
+        with gil.watching() as found:
+            warnings.warn(message, RuntimeWarning)
+            raise ImportError("planted")
+    assert found == ["planted._half"]

@@ -36,12 +36,14 @@ def watching() -> Iterator[list[str]]:
     """Collects, into the list it yields, the modules whose import turned the GIL on inside the
     block. Other warnings are shown as they would have been."""
     found: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield found
-    for warning in caught:
-        match = REENABLED.search(str(warning.message))
-        if match:
-            found.append(match.group(1))
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+    finally:  # also when the import fails: a module may have turned the GIL on before it raised
+        for warning in caught:
+            match = REENABLED.search(str(warning.message))
+            if match:
+                found.append(match.group(1))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
