@@ -19,7 +19,7 @@ def test_the_wheel_installs_threadprobe_alone(tmp_path):
     top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
     assert top == {"threadprobe"}
     assert (target / "threadprobe" / "probes" / "netcdf.py").exists()
-    assert (target / "threadprobe" / "records" / "schema" / "diagnosis-3.schema.json").exists()
+    assert (target / "threadprobe" / "records" / "schema" / "diagnosis-4.schema.json").exists()
     assert (target / "threadprobe" / "harness" / "threadprobe.supp").exists()
     [info] = target.glob("threadprobe-*.dist-info")
     points = configparser.ConfigParser()

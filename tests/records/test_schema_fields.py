@@ -11,7 +11,7 @@ import pytest
 
 from threadprobe import records
 
-SCHEMA = json.loads(resources.files("threadprobe.records").joinpath("schema/diagnosis-3.schema.json").read_text())
+SCHEMA = json.loads(resources.files("threadprobe.records").joinpath("schema/diagnosis-4.schema.json").read_text())
 PAIRS = [("result", records.Result), ("evidence", records.Evidence), ("race_pass", records.RacePass),
          ("race_pair", records.RacePair), ("frame", records.Frame), ("choice", records.Choice),
          ("audit", records.LockAudit)]

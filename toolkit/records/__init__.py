@@ -29,6 +29,10 @@ changes meaning or disappears; adding an optional field does not need a bump):
   are still read: their results simply have no race pass. Later optional fields: per result,
   ``gil_enabled`` (the GIL as the workers found it after their imports); in the fingerprint's
   ``python``, ``gil_reenabled_by``; in ``config``, ``gil`` (``as_imported`` or ``off``).
+- ``threadprobe.diagnosis/4``   (2026-12) the GIL state is a dimension of the matrix: each result
+  names the state its trials ran in (``gil``: ``as_imported`` or ``off``) and the modules whose
+  import turned the GIL back on in its workers (``gil_reenabled_by``); on a free-threaded build one
+  diagnosis holds both states. Versions 1 to 3 are still read: their results ran ``as_imported``.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/1"
-DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/3"
-READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", DIAGNOSIS_SCHEMA)
+DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/4"
+READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", "threadprobe.diagnosis/3",
+                      DIAGNOSIS_SCHEMA)
 FINGERPRINT_SCHEMA = "threadprobe.fingerprint/2"
 BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
@@ -226,6 +231,7 @@ class Trial(Record):
     pin: str | None = None  # "one" core for every thread, or "spread" one per core (measurements)
     states: bool = False  # sample the threads' states from /proc (contention trials always do)
     deadline: float = 0.0  # seconds: each thread stops taking tasks after this long (0: never)
+    gil: GilState = GilState.AS_IMPORTED  # OFF: the workers start with PYTHON_GIL=0 (free-threaded builds)
 
     @property
     def workers(self) -> int:
@@ -293,6 +299,7 @@ class WorkerReport(Record):
     cpu_only: bool = False
     audit: dict[str, Any] | None = None
     gil_enabled: bool | None = None  # after the probe's imports and open (None: not reported)
+    gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned the GIL back on (free-threaded)
 
     @staticmethod
     def parse(text: str) -> "WorkerReport | None":
@@ -388,6 +395,7 @@ class Outcome(Record):
     states: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None  # the module a probe needs is missing (ModuleNotFoundError)
     gil_enabled: bool | None = None  # any worker ran with the GIL on (None: no worker said)
+    gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned it back on, in any worker
 
 
 @dataclass(frozen=True)
@@ -483,6 +491,8 @@ class Result(Record):
     gil_wait_fraction: float | None = None  # version 1 only
     races: RacePass | None = None  # the happens-before pass of this cell, when one ran
     gil_enabled: bool | None = None  # the GIL was on in its workers (None: not reported)
+    gil: GilState = GilState.AS_IMPORTED  # the GIL state its trials ran in
+    gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned the GIL back on in its workers
 
     @property
     def failed_trials(self) -> int:
@@ -490,7 +500,9 @@ class Result(Record):
 
     @property
     def label(self) -> str:
-        return "serial" if self.mode == Mode.SERIAL else f"{self.mode} {self.workers}"
+        """The cell's column: its mode and width, and the GIL state when it was forced off."""
+        base = "serial" if self.mode == Mode.SERIAL else f"{self.mode} {self.workers}"
+        return f"{base}, GIL off" if self.gil == GilState.OFF else base
 
 
 @dataclass(frozen=True)

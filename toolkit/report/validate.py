@@ -12,11 +12,11 @@ from importlib import resources
 from typing import Any
 
 SCHEMAS = {"threadprobe.diagnosis/1": "diagnosis-1.schema.json", "threadprobe.diagnosis/2": "diagnosis-2.schema.json",
-           "threadprobe.diagnosis/3": "diagnosis-3.schema.json"}
+           "threadprobe.diagnosis/3": "diagnosis-3.schema.json", "threadprobe.diagnosis/4": "diagnosis-4.schema.json"}
 
 
 @lru_cache(maxsize=None)
-def schema(name: str = "threadprobe.diagnosis/3") -> dict[str, Any]:
+def schema(name: str = "threadprobe.diagnosis/4") -> dict[str, Any]:
     return json.loads(resources.files("threadprobe.records").joinpath("schema", SCHEMAS[name]).read_text())
 
 
