@@ -10,7 +10,6 @@ inlines this file as it is.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
@@ -23,9 +22,6 @@ class Layout:
     chunks: tuple[int, ...] | None = (1, 96, 128)  # None: contiguous
     compression: bool = True  # zlib (netCDF) / gzip (HDF5)
     fill_value: float | None = -999.0  # with a few values set to it, so masks are exercised
-
-    def with_(self, **changes: object) -> Layout:
-        return dataclasses.replace(self, **changes)
 
 
 RAW = Layout(chunks=None, compression=False)

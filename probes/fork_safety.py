@@ -9,12 +9,13 @@ threads mode several threads also submit to the pool at once.
 from __future__ import annotations
 
 import multiprocessing
+from typing import Any
 
 from threadprobe.probes._common import Layout, write_h5, write_nc
 from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128))
-_inherited = None  # the parent's open handle, inherited by the forked pool workers
+_inherited: Any = None  # the parent's open handle (netCDF4 or h5py), inherited by the forked pool workers
 
 
 def _read_nc_fresh(path: str, t: int):

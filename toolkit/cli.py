@@ -48,7 +48,9 @@ BENCH_DATA_DIR = "reports/bench-data"
 BENCH_DATA = {"nc": 192.0, "pp": 200.0}
 #: The Met Office study's files were 1.5 GB each: two x/y pairs of them per format, at least 1.5 GB
 #: each on disk (MiB of data per file: netCDF's zlib keeps 85% of it, PP stores it whole).
-STUDY = {"files": 2, "size_mb": {"nc": 1700.0, "pp": 1536.0}, "data": "reports/bench-data/study"}
+STUDY_FILES = 2
+STUDY_SIZE_MB = {"nc": 1700.0, "pp": 1536.0}
+STUDY_DATA = "reports/bench-data/study"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,8 +267,8 @@ def _add_bench(sub: Any) -> None:
                     help="MiB per file of bench data (default 192 for nc, 200 for pp)")
     bn.add_argument("--grid", default="960x1280", metavar="NYxNX", help="grid of bench data (default 960x1280)")
     bn.add_argument("--study-scale", action="store_true",
-                    help=f"the study's own scale: {STUDY['files']} x/y pairs of files of 1.5 GB or more per format "
-                         f"(kept in {STUDY['data']}), and auto, synchronous, threads and processes only")
+                    help=f"the study's own scale: {STUDY_FILES} x/y pairs of files of 1.5 GB or more per format "
+                         f"(kept in {STUDY_DATA}), and auto, synchronous, threads and processes only")
     bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
     bn.add_argument("--out", default="reports", metavar="DIR")
 
@@ -437,13 +439,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not formats or any(f not in ("nc", "pp") for f in formats):
         raise UsageError(f"--formats takes nc, pp or nc,pp, not {args.formats!r}")
     study = args.study_scale
-    data = Path(STUDY["data"] if study and args.data == BENCH_DATA_DIR else args.data)
+    data = Path(STUDY_DATA if study and args.data == BENCH_DATA_DIR else args.data)
     for fmt in formats:
         if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
             print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
             ny, nx = parse_grid(args.grid)
-            make_data(DataSpec(data / fmt, files=STUDY["files"] if study else args.files,
-                               size_mb=STUDY["size_mb"][fmt] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
+            make_data(DataSpec(data / fmt, files=STUDY_FILES if study else args.files,
+                               size_mb=STUDY_SIZE_MB[fmt] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
                                ny=ny, nx=nx))
     result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,
                          progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True),

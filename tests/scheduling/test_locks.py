@@ -37,3 +37,32 @@ def test_a_held_function_never_runs_twice_at_once():
         t.join()
     assert most[0] == 1 and wrapped.__wrapped__ is work
     assert locks.held(None, work) is work
+
+
+_GUARD = threading.Lock()
+_INSIDE = [0, 0]  # tasks inside now, most at once
+
+
+def _occupy(_: int) -> int:
+    """A task that records how many of its kind run at once (module-level: distributed pickles it)."""
+    with _GUARD:
+        _INSIDE[0] += 1
+        _INSIDE[1] = max(_INSIDE[1], _INSIDE[0])
+    time.sleep(0.02)
+    with _GUARD:
+        _INSIDE[0] -= 1
+    return 1
+
+
+def test_distributed_workers_run_every_task_under_the_lock():
+    """distributed accepts the plugin (it refuses any that does not inherit its WorkerPlugin), and
+    a worker of four threads then runs its tasks one at a time."""
+    from distributed import Client, LocalCluster
+
+    lock = locks.lock_for(["global:planted"], "threads")  # in-process workers: a thread lock serves
+    _INSIDE[:] = [0, 0]
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(locks.locked_workers(lock))
+        assert sum(client.gather(client.map(_occupy, range(16), pure=False))) == 16
+    assert _INSIDE[1] == 1

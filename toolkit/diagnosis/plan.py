@@ -204,7 +204,7 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
     # No timing trial samples the states when the cell is not diagnosed, or in quick mode (no
     # timing trials): a contention trial of its own does, which counts towards the verdict too.
     own_trial = where is not None and (where not in probe.cells or policy.quick)
-    if own_trial and not any(dead(probe.history(c)) for c in concurrent):
+    if own_trial and where is not None and not any(dead(probe.history(c)) for c in concurrent):
         if not any(s.purpose == Purpose.CONTENTION for s in probe.history(where)):
             return Request(probe.name, where, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),
                            states=True)

@@ -85,7 +85,7 @@ class RichProgress(_Clock):
     def __init__(self, stream: IO[str]) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
         self._console = Console(file=stream)
         self._bar = Progress(
@@ -98,7 +98,7 @@ class RichProgress(_Clock):
             console=self._console,
             transient=False,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def begin(self, budget: float | None) -> None:
         self.budget = budget

@@ -71,9 +71,9 @@ def forget_parent_threads() -> None:
 
     dask_threaded = sys.modules.get("dask.threaded")
     if dask_threaded is not None:
-        dask_threaded.default_pool = None
+        setattr(dask_threaded, "default_pool", None)
         dask_threaded.pools.clear()
-        dask_threaded.pools_lock = threading.Lock()
+        setattr(dask_threaded, "pools_lock", threading.Lock())
     futures = sys.modules.get("concurrent.futures.thread")
     if futures is None:
         return

@@ -94,7 +94,7 @@ def defines(path: str, symbol: str) -> bool:
     dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
     if not dladdr(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(info)) or not info.dli_fname:
         return False
-    return os.path.realpath(info.dli_fname.decode()) == os.path.realpath(path)
+    return bool(os.path.realpath(info.dli_fname.decode()) == os.path.realpath(path))
 
 
 def family(path: str) -> str:
@@ -118,16 +118,16 @@ def reported_version(path: str, fam: str) -> str | None:
             return f"{maj.value}.{mnr.value}.{rel.value}"
         if fam == "libnetcdf":
             lib.nc_inq_libvers.restype = ctypes.c_char_p
-            return lib.nc_inq_libvers().decode().split()[0]
+            return str(lib.nc_inq_libvers().decode().split()[0])
         if fam == "libz":
             lib.zlibVersion.restype = ctypes.c_char_p
-            return lib.zlibVersion().decode()
+            return str(lib.zlibVersion().decode())
         if fam == "libcurl":
             lib.curl_version.restype = ctypes.c_char_p
-            return lib.curl_version().decode().split()[0].split("/")[-1]
+            return str(lib.curl_version().decode().split()[0].split("/")[-1])
         if fam == "libopenblas":
             lib.openblas_get_config.restype = ctypes.c_char_p
-            return lib.openblas_get_config().decode().split()[1]
+            return str(lib.openblas_get_config().decode().split()[1])
     except (OSError, AttributeError, IndexError, UnicodeDecodeError):
         return None
     return None
@@ -175,8 +175,8 @@ def package_versions() -> dict[str, dict[str, str | None] | None]:
         # By the name each distribution declares: looking a name up again normalises it, which
         # misses names such as Debian's "h5py.-debian-h5py-serial".
         versions: dict[str, str] = {}
-        for dist in metadata.distributions():
-            versions.setdefault(dist.metadata["Name"], dist.version)
+        for found in metadata.distributions():
+            versions.setdefault(found.metadata["Name"], found.version)
     except Exception:
         providers, versions = {}, {}
     out: dict[str, dict[str, str | None] | None] = {}
@@ -188,7 +188,8 @@ def package_versions() -> dict[str, dict[str, str | None] | None]:
         except (ImportError, ValueError):
             out[name] = None
             continue
-        version = dist = None
+        version: str | None = None
+        dist: str | None = None
         for candidate in providers.get(name, []):
             if candidate in versions:
                 version, dist = versions[candidate], candidate
@@ -270,7 +271,7 @@ def soname(path: str) -> str | None:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_SONAME":
-                            return str(tag.soname)
+                            return str(tag.soname)  # type: ignore[attr-defined]  # pyelftools sets it at parse time
     except Exception:
         return None
     return None
@@ -296,7 +297,7 @@ def collect(python: str | None = None, timeout: float = 180.0) -> dict[str, Any]
         found["python"]["executable"] = executable
         found["error"] = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return found
-    found = json.loads(done.stdout)
+    found = dict(json.loads(done.stdout))
     for lib in found.get("libraries", []):
         lib["soname"] = soname(lib["path"])
     return found

@@ -47,12 +47,13 @@ def _runtime_symbol(path: str, mtime: int) -> tuple[int, int, bool] | None:
     """(st_value, st_size, position-independent) of ``_PyRuntime`` in an ELF file, or None."""
     try:
         from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
 
         with open(path, "rb") as fh:
             elf = ELFFile(fh)
             for name in (".dynsym", ".symtab"):
                 section = elf.get_section_by_name(name)
-                symbols = section.get_symbol_by_name("_PyRuntime") if section is not None else None
+                symbols = section.get_symbol_by_name("_PyRuntime") if isinstance(section, SymbolTableSection) else None
                 if symbols:
                     return int(symbols[0]["st_value"]), int(symbols[0]["st_size"]), elf.header.e_type == "ET_DYN"
     except Exception:

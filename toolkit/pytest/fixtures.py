@@ -126,7 +126,7 @@ def fresh(item: pytest.Function, thread: int) -> Instance:
             # A new instance of the test class, for setup_method and self (pytest caches both).
             item._instance = item._getinstance()
             item._obj = item._getobj()
-        item.addfinalizer = collected.append  # type: ignore[method-assign]
+        item.addfinalizer = collected.append  # type: ignore[method-assign,assignment]
         request = TopRequest(item, _ispytest=True)
         values = {name: request.getfixturevalue(name) for name in item.fixturenames}
         kwargs = {name: values[name] for name in item._fixtureinfo.argnames}
@@ -172,7 +172,7 @@ def _dotted(node: ast.AST) -> str | None:
 HELPER_DEPTH = 3
 
 
-def _helper(node: ast.Call, func: Any, cls: type | None, home: str) -> Any:
+def _helper(node: ast.Call, func: Any, cls: type | None, home: str | None) -> Any:
     """The helper a call reaches when it is a function or a method of the test's class defined in
     the test's own file (``helper(...)``, ``self.helper(...)``); None otherwise."""
     target = None
@@ -196,6 +196,8 @@ def calls_unsafe_function(item: pytest.Item, names: Iterable[str]) -> str | None
     listed = {n.rsplit(".", 1)[-1]: n for n in names}
     obj = getattr(item, "obj", None)
     cls = getattr(item, "cls", None)
+    if obj is None:
+        return None
     try:
         home = inspect.getsourcefile(inspect.unwrap(obj))
     except TypeError:

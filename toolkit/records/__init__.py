@@ -55,11 +55,8 @@ BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
 
 
-class _Text(str, enum.Enum):
+class _Text(enum.StrEnum):
     """An enum whose members are their own JSON strings (and print as them)."""
-
-    __str__ = str.__str__
-    __format__ = str.__format__
 
 
 class Mode(_Text):

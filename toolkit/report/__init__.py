@@ -188,8 +188,8 @@ def remedy_summary(remedies: Sequence[Result]) -> list[str]:
     """One line per probe: which remedy made it safe, and at what speed."""
     lines = []
     by_probe: dict[str, dict[str, Result]] = {}
-    for r in remedies:
-        by_probe.setdefault(r.probe, {})[r.remedy or ""] = r
+    for result in remedies:
+        by_probe.setdefault(result.probe, {})[result.remedy or ""] = result
     for probe, got in sorted(by_probe.items()):
         parts = []
         for name in ("global_lock", "processes"):

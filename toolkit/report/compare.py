@@ -128,7 +128,9 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
     after = {_key(r): r for r in new.results if r.remedy is None}
     already_unsafe = _failing_kinds(old)
     broken = serial_failures(new.results)  # errs serially too: a broken probe, unsafe nowhere
-    worse, unconfirmed, better, changed, unavailable, scaling = [], [], [], [], [], []
+    worse: list[Change] = []
+    unconfirmed: list[Change] = []
+    better, changed, unavailable, scaling = [], [], [], []
     for key, r in sorted(after.items()):
         was = before.get(key)
         old_verdict = str(was.verdict) if was is not None else "not diagnosed"
@@ -180,8 +182,9 @@ def race_changes(before: dict[tuple[str, str, int], Result],
     for key, r in sorted(after.items()):
         was = before.get(key)
         new, old = race_keys(r), race_keys(was) if was is not None else frozenset()
+        tool = r.races.tool if r.races is not None else ""
         for pair in sorted(new - old):
-            detail = f"{r.races.tool}: not in the baseline's pass" if _ran(was) else "the baseline ran no race pass"
+            detail = f"{tool}: not in the baseline's pass" if _ran(was) else "the baseline ran no race pass"
             out.append(("worse" if _ran(was) else "unconfirmed", Change(*key, "no race pair", f"race {pair}", detail)))
         if _ran(r):
             out += [("better", Change(*key, f"race {pair}", "race pair gone")) for pair in sorted(old - new)]

@@ -9,7 +9,7 @@ schedulers, and process schedulers with one thread per worker, need none.
 Holding a lock around *every* task is what the verified remedy measured, so that is what
 ``held`` does: the runner's own tasks take the lock, and for any other dask computation the
 threads scheduler gets a pool whose every task runs under it (``LockedPool``), and a cluster's
-workers get an executor that does the same (``LockedWorkers``).
+workers get an executor that does the same (``locked_workers``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed.diagnostics.plugin import WorkerPlugin
 
 _THREAD_LOCKS: dict[str, Any] = {}
 
@@ -63,29 +66,28 @@ class LockedPool(ThreadPoolExecutor):
         return super().submit(held(self.lock, fn), *args, **kwargs)
 
 
-class LockedWorkers:
-    """A distributed worker plugin: each worker's default executor runs every task under the lock."""
+def locked_workers(lock: Any) -> WorkerPlugin:
+    """A distributed worker plugin: each worker's default executor runs every task under the lock.
+    (distributed refuses plugins that do not inherit its base class, which costs a second to
+    import: hence the class is made here, when a distributed run needs it.)"""
+    from distributed.diagnostics.plugin import WorkerPlugin
 
-    name = "threadprobe-locks"
+    class LockedWorkers(WorkerPlugin):
+        name = "threadprobe-locks"
 
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
+        def setup(self, worker: Any) -> None:
+            inner = worker.executors["default"]
 
-    def setup(self, worker: Any) -> None:
-        inner = worker.executors["default"]
-        lock = self.lock
+            class Locked:
+                def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+                    return inner.submit(held(lock, fn), *args, **kwargs)
 
-        class Locked:
-            def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-                return inner.submit(held(lock, fn), *args, **kwargs)
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(inner, name)
 
-            def __getattr__(self, name: str) -> Any:
-                return getattr(inner, name)
+            worker.executors["default"] = Locked()
 
-        worker.executors["default"] = Locked()
-
-    def teardown(self, worker: Any) -> None:
-        pass
+    return LockedWorkers()
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from typing import Any
 
 from threadprobe.records.errors import UsageError
 from threadprobe.records import SCHEDULERS, Choice
-from threadprobe.scheduling.locks import LockedPool, LockedWorkers, lock_for
+from threadprobe.scheduling.locks import LockedPool, lock_for, locked_workers
 
 
 def parse_adapt(text: str | None) -> tuple[int, int] | None:
@@ -219,7 +219,7 @@ def activated(choice: Choice) -> Iterator[Active]:
         if cluster is not None and not choice.adapt:
             client.wait_for_workers(choice.n_workers, timeout=600)
         if lock is not None:
-            client.register_plugin(LockedWorkers(lock))
+            client.register_plugin(locked_workers(lock))
         with dask.config.set(scheduler=client):
             yield Active(choice, client, lock, time.perf_counter() - began, {"scheduler": client})
     finally:
@@ -245,6 +245,7 @@ def process_pool(choice: Choice) -> Any:
 
 
 def make_cluster(choice: Choice) -> Any:
+    cluster: Any  # a SLURMCluster or a LocalCluster: dask's own types, no common base declared
     if choice.cluster == "slurm":
         try:
             from dask_jobqueue import SLURMCluster

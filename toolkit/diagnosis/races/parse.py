@@ -25,6 +25,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from threadprobe.records import Frame, RacePair, RacePass, RaceStatus
 
@@ -55,7 +56,7 @@ def site(stack: tuple[Frame, ...]) -> Frame | None:
     return next((f for f in stack if f.obj and not _matches(PASS_THROUGH, f.obj)), None)
 
 
-def in_library(frame: Frame | None) -> bool:
+def in_library(frame: Frame | None) -> TypeGuard[Frame]:
     """Is this site in the library under test (not the interpreter, not pass-through code)?"""
     return frame is not None and not _matches(INTERPRETER, frame.obj)
 

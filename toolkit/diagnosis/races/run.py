@@ -147,6 +147,7 @@ class Lane:
         trial = race_trial(run, calls_for(registry.load(run.info.ref), self.options), self.options, index=0)
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
         launcher = self.launcher
+        assert launcher is not None, "start() before run()"
         got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)
         outcome = detect.classify(got, run.oracle)
         reports = [self.detector.xml_of(w.pid) for w in got.workers]

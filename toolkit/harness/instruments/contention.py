@@ -16,13 +16,17 @@ import json
 import subprocess
 import threading
 from collections import Counter
+from typing import Any
 
 from threadprobe.harness.proc import find_py_spy
 
 WORKER_THREAD_PREFIX = "probe-"  # threadprobe.harness.worker names the probe threads so
 
+#: One thread (or frame) of py-spy's JSON dump: py-spy's own format, read key by key.
+SpyRecord = dict[str, Any]
 
-def wait_label(frames: list[dict]) -> str:
+
+def wait_label(frames: list[SpyRecord]) -> str:
     """The first named native frame and the first Python frame of a waiting thread."""
     native = next(
         (f["name"] for f in frames if f.get("name") and not str(f["name"]).startswith("0x")
@@ -40,7 +44,7 @@ def wait_label(frames: list[dict]) -> str:
 BLOCKING = ("lock", "wait", "futex", "take_gil", "sem_", "cond_", "poll", "select", "sleep")
 
 
-def waiting(thread: dict) -> bool:
+def waiting(thread: SpyRecord) -> bool:
     """Is this thread blocked? py-spy's own "active" flag misses threads stuck in a mutex, so
     look at the native frames: a blocking primitive, or unnamed libc internals (futex waits),
     above the first frame of real work."""
@@ -52,7 +56,7 @@ def waiting(thread: dict) -> bool:
     return not thread.get("active", True)
 
 
-def tally(dumps: list[list[dict]]) -> tuple[float | None, dict[str, int]]:
+def tally(dumps: list[list[SpyRecord]]) -> tuple[float | None, dict[str, int]]:
     """From py-spy JSON dumps: share of probe-thread samples blocked with the GIL free, and where."""
     seen = 0
     idle_free = 0
@@ -77,7 +81,7 @@ class StackSampler:
 
     def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
-        self.dumps: list[list[dict]] = []
+        self.dumps: list[list[SpyRecord]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._spy = find_py_spy()

@@ -67,7 +67,7 @@ class OwnedLock:
 
 
 def _caller() -> str:
-    frame = sys._getframe(2)
+    frame: types.FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename == _HERE:
         frame = frame.f_back
     if frame is None:

@@ -62,7 +62,7 @@ def _subprocess(spec: dict[str, Any], timeout: float, env: dict[str, str]) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def same(a: list[Any], b: list[Any]) -> bool:
+def same(a: list[Any] | None, b: list[Any] | None) -> bool:
     import numpy as np
 
     if a is None or b is None or len(a) != len(b):
@@ -119,7 +119,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str) -> di
         row = {name: runs[name][k] for name in runs}
         ok = {name: r for name, r in row.items() if "seconds" in r and same(r["digest"], reference)}
         explicit = {name: ok[name]["seconds"] for name in EXPLICIT if name in ok}
-        best = min(explicit, key=explicit.get) if explicit else None
+        best = min(explicit, key=explicit.__getitem__) if explicit else None
         entry: dict[str, Any] = {"seconds": {name: r.get("seconds") for name, r in row.items()},
                                  "failures": {name: r["failed"] for name, r in row.items() if "failed" in r},
                                  "fastest_explicit": best}
