@@ -122,9 +122,10 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--probe", action="append", default=[], metavar="GLOB", help="probes to run (repeatable)")
     d.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load probes from a file")
     d.add_argument("--no-entry-points", action="store_true", help="only the probes of --plugin files")
-    d.add_argument("--gil", choices=[g.value for g in GilState], default=GilState.AS_IMPORTED.value,
-                   help="on a free-threaded interpreter (--python), run every trial with the GIL as the imports "
-                        "leave it (as_imported, the default) or forced off (off: PYTHON_GIL=0)")
+    d.add_argument("--gil", choices=[*(g.value for g in GilState), "both"], default=None,
+                   help="the GIL states of the threads modes on a free-threaded interpreter (--python): as the "
+                        "imports leave it (as_imported), forced off (off: PYTHON_GIL=0), or both side by side "
+                        "(both, the default there); a GIL build has only as_imported")
     d.add_argument("--threads", type=int_list, default=(2, 4), metavar="N,M", help="thread counts (default 2,4)")
     d.add_argument("--processes", type=int_list, default=(2,), metavar="N", help="process counts (default 2)")
     d.add_argument("--trials", type=int, default=0, metavar="N",
@@ -189,6 +190,8 @@ def _add_report_readers(sub: Any) -> None:
     c.add_argument("old", metavar="OLD.json")
     c.add_argument("new", metavar="NEW.json")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--html", default=None, metavar="FILE.html",
+                   help="also write both diagnoses side by side, cell by cell, as an HTML page")
 
     v = sub.add_parser("validate", help="check a diagnosis.json against the threadprobe.diagnosis/1 JSON Schema")
     v.add_argument("file", metavar="FILE")
@@ -289,11 +292,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
-        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=GilState(args.gil),
+        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=gil_states(args.gil, args.python),
     )
-    if options.gil == GilState.OFF and not free_threaded(options.python):
-        raise UsageError(f"--gil off needs a free-threaded interpreter (CPython built with --disable-gil); "
-                         f"{interpreter_of(options.python)[0]} has the GIL")
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
     diagnosis = pipeline.diagnose(options, progress=make_progress(args.quiet))
@@ -315,6 +315,18 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"UNSAFE: {'; '.join(unsafe)}")
             code = 1
     return code
+
+
+def gil_states(asked: str | None, python: str | None) -> tuple[GilState, ...]:
+    """The GIL states to diagnose: both by default on a free-threaded interpreter, where forcing the
+    GIL off is the point; the one state of a GIL build, where asking for ``off`` is an error."""
+    ft = free_threaded(python)
+    if asked in ("off", "both") and not ft:
+        raise UsageError(f"--gil {asked} needs a free-threaded interpreter (CPython built with --disable-gil); "
+                         f"{interpreter_of(python)[0]} has the GIL")
+    if asked == "both" or (asked is None and ft):
+        return (GilState.AS_IMPORTED, GilState.OFF)
+    return (GilState(asked),) if asked else (GilState.AS_IMPORTED,)
 
 
 def check_races(args: argparse.Namespace) -> None:
@@ -475,11 +487,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    comparison = compare(report.read(args.old), report.read(args.new))
+    old, new = report.read(args.old), report.read(args.new)
+    comparison = compare(old, new)
     if args.json:
         print(json.dumps(comparison.to_json(), indent=1))
     else:
         print("\n".join(summary(comparison)))
+    if args.html:
+        print(f"wrote {htmlreport.write_pair(old, new, comparison, Path(args.html))}", file=sys.stderr)
     return 1 if comparison.regressed else 0
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from threadprobe.diagnosis import detect
 from threadprobe.probe import digest
-from threadprobe.records import Corruption, Outcome, Trial, TrialRun, WorkerReport, WorkerRun
+from threadprobe.records import Corruption, GilState, Outcome, Trial, TrialRun, WorkerReport, WorkerRun
 
 scipy_stats = pytest.importorskip("scipy.stats")  # an independent implementation to check against
 
@@ -205,8 +205,30 @@ def test_scaling_is_judged_against_the_usable_cores():
 def test_add_scaling_fills_speedup_and_the_probes_contention_class():
     serial = detect.summarise("p", "d", [outcome("ok", "timing", mode="serial", workers=1, seconds=1.0, cpu=1.0)])
     threads = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0)], cores=2)
-    out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2, states={"p": {"running": 100, "gil": 200}})}
+    out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2, states={("p", GilState.AS_IMPORTED): {"running": 100, "gil": 200}})}
     assert out["threads"].speedup == 1.0 and out["threads"].efficiency == 0.5
     assert out["threads"].scaling == "serialized" and out["threads"].contention == "gil"
     assert out["threads"].thread_states == {"gil": 0.667, "running": 0.333}
     assert out["serial"].speedup is None
+
+
+def test_without_the_gil_the_class_is_none_or_a_library_lock_and_the_interpreters_own_locks_never_count():
+    parked = {"running": 300, "interp": 200, "lock": 1}
+    assert detect.contention(parked)[0] == "none"
+    assert "per-object locks in 40%" in detect.contention(parked)[1][0]
+    # Waits on an address inside _PyRuntime cannot be the GIL where the workers said it was off.
+    odd = {"running": 100, "gil": 200}
+    assert detect.contention(odd, gil_enabled=False)[0] == "none"
+    assert detect.contention(odd, gil_enabled=True)[0] == "gil"
+    assert detect.contention({"running": 100, "lock": 60, "interp": 60}, gil_enabled=False)[0] == "library_lock"
+
+
+def test_a_cell_says_which_module_turned_the_gil_back_on_and_a_forced_off_cell_says_so():
+    on = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0)]).replace(
+        gil_enabled=True, gil_reenabled_by=("netCDF4._netCDF4",))
+    assert detect.gil_lines(on) == ("the GIL was on in the workers: importing netCDF4._netCDF4 turned it back on",)
+    off = on.replace(gil=GilState.OFF, gil_enabled=False, gil_reenabled_by=())
+    assert detect.gil_lines(off) == ("GIL forced off (PYTHON_GIL=0); in the workers it was off",)
+    states = {("p", GilState.OFF): {"running": 100, "gil": 200}}
+    (got,) = detect.add_scaling([off], cores=2, states=states)
+    assert got.contention == "none" and got.contention_evidence[0].startswith("GIL forced off")

@@ -149,3 +149,28 @@ def test_threadprobe_check_runs_its_trials_through_the_same_step(tmp_path, monke
     assert seen == [("serial", 1, "timing"), ("threads", 2, "timing"), ("threads", 2, "stress"),
                     ("threads", 2, "stress")]
     assert {(r.mode, r.trials, r.verdict) for r in results} == {("serial", 1, "safe"), ("threads", 3, "safe")}
+
+
+FT = HERE.parent / ".venv-ft" / "bin" / "python"
+FT_PLANTED = HERE / "planted" / "ft_probes.py"
+
+
+@pytest.mark.skipif(not FT.exists(), reason=".venv-ft is missing (.ci/freethreaded-up builds it)")
+def test_a_free_threaded_build_is_diagnosed_in_both_gil_states_in_one_matrix(tmp_path, no_orphans):
+    from threadprobe.records import GilState
+
+    both = (GilState.AS_IMPORTED, GilState.OFF)
+    diag = diagnose(Options(probes=("ft.gil", "ft.free"), plugins=(str(FT_PLANTED),), entry_points=False,
+                            python=str(FT), gil=both, threads=(2,), processes=(2,), evidence=False, budget=1.0,
+                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    cells = {(r.probe, r.label): r for r in diag.results}
+    assert sorted(label for probe, label in cells if probe == "ft.gil") == [
+        "processes 2", "serial", "threads 2", "threads 2, GIL off"]  # the serial oracle once
+    assert diag.config["gil"] == ["as_imported", "off"]
+    # As imported, the planted module turned the GIL back on, and the cell names it; forced off, it stays off.
+    held = cells[("ft.gil", "threads 2")]
+    assert (held.gil, held.gil_enabled, held.gil_reenabled_by) == (GilState.AS_IMPORTED, True, ("planted_gil_user",))
+    forced = cells[("ft.gil", "threads 2, GIL off")]
+    assert (forced.gil, forced.gil_enabled) == (GilState.OFF, False)
+    assert cells[("ft.free", "threads 2")].gil_enabled is False  # nothing turned it on: off as imported too
+    assert {r.verdict for r in diag.results} == {"safe"}

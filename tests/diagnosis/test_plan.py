@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from threadprobe.diagnosis import plan
-from threadprobe.records import Kind, Mode, Purpose
+from threadprobe.records import GilState, Kind, Mode, Purpose
 
 T2, T4, P2 = plan.Cell(Mode.THREADS, 1, 2), plan.Cell(Mode.THREADS, 1, 4), plan.Cell(Mode.PROCESSES, 2, 1)
 CELLS = (plan.SERIAL, T2, T4, P2)
@@ -171,3 +171,40 @@ def test_a_defect_that_always_fails_costs_one_or_three_trials_not_the_budget():
     assert len(run["broken"][T2]) <= 3 < len(run["fine"][T2])
     with pytest.raises(KeyError):
         run["broken"][plan.Cell(Mode.THREADS, 1, 8)]
+
+
+# --------------------------------------------------------------------------------------------
+# The GIL state as a dimension of the matrix (free-threaded builds)
+
+BOTH = (GilState.AS_IMPORTED, GilState.OFF)
+
+
+def test_both_gil_states_are_threads_cells_of_one_grid_with_one_serial_oracle():
+    cells = plan.grid((2, 4), (2,), BOTH)
+    assert [c.label for c in cells] == ["serial", "threads 2", "threads 2, GIL off", "threads 4",
+                                        "threads 4, GIL off", "processes 2"]
+    assert sum(c.mode == Mode.SERIAL for c in cells) == 1
+    assert {c.gil for c in cells if c.mode != Mode.THREADS} == {GilState.AS_IMPORTED}
+
+
+def test_the_gil_forced_off_alone_runs_every_cell_off():
+    cells = plan.grid((2,), (2,), (GilState.OFF,))
+    assert {c.gil for c in cells} == {GilState.OFF}
+    state = plan.ProbeState("p", cells)
+    request = plan.next_trial(plan.Plan((state,)))
+    assert (request.cell, request.purpose) == (cells[0], Purpose.ORACLE) and request.cell.gil == GilState.OFF
+
+
+def test_each_gil_state_samples_its_own_thread_states_and_times_its_own_cells():
+    cells = plan.grid((2, 4), (2,), BOTH)
+    state, asked = plan.ProbeState("p", cells, {cells[0]: (ORACLE,)}), []
+    for _ in range(5):
+        request = plan.next_trial(plan.Plan((state,), plan.Policy(timing_trials=1)))
+        asked.append((request.cell.label, request.purpose, request.states))
+        history = dict(state.seen)
+        history[request.cell] = history.get(request.cell, ()) + (seen(purpose=request.purpose),)
+        state = plan.ProbeState("p", cells, history)
+    assert asked == [("threads 2", Purpose.TIMING, False), ("threads 2, GIL off", Purpose.TIMING, False),
+                     ("threads 4", Purpose.TIMING, True), ("threads 4, GIL off", Purpose.TIMING, True),
+                     ("processes 2", Purpose.TIMING, False)]
+    assert plan.contention_cells(state, plan.Policy()) == (cells[3], cells[4])

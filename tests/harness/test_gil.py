@@ -58,11 +58,14 @@ def test_this_build_is_described():
         assert gil.enabled()
 
 
-def test_forcing_the_gil_off_on_a_gil_build_is_one_line_and_exit_2(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--gil", "off", "--out", str(tmp_path)],
+@pytest.mark.parametrize("asked", ["off", "both"])
+def test_forcing_the_gil_off_on_a_gil_build_is_one_line_and_exit_2(tmp_path, asked):
+    if gil.free_threaded_build():
+        pytest.skip("this interpreter is free-threaded")
+    done = subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--gil", asked, "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1 and "--gil off needs a free-threaded interpreter" in done.stderr
+    assert done.stderr.count("\n") == 1 and f"--gil {asked} needs a free-threaded interpreter" in done.stderr
     assert not (tmp_path / "diagnosis.json").exists()
 
 

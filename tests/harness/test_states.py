@@ -1,6 +1,7 @@
 """Thread states from /proc: parsing and classification, then live threads that wait on the GIL or a lock."""
 
 import ctypes
+import pathlib
 import os
 import threading
 import time
@@ -113,3 +114,74 @@ def test_windows_with_one_thread_alive_are_left_out():
     counts, windows = _sample_child(_child_with_one_thread, 0.3)
     assert counts.get("lock", 0) > 20, counts  # sampled, but no window has two threads to contend
     assert windows == []
+
+
+# --------------------------------------------------------------------------------------------
+# The free-threaded interpreter's own locks: parked on the waiter's stack
+
+def test_a_futex_on_the_waiters_own_stack_is_named_by_the_frames_above_it():
+    line = "202 0x7ffd0010 0x80 0x0 0x0 0x0 0x0 0x7ffd0000 0x7f12"
+    sample, sp = states.parse(line), states.stack_pointer(line)
+    assert sp == 0x7ffd0000 and states.on_own_stack(sample[1], sp)
+    assert not states.on_own_stack(0x5555, sp)
+    parking = ["_PySemaphore_Wait", "_PyParkingLot_Park", "PyMutex_Lock"]
+    assert states.parked(parking + ["_PyCriticalSection_BeginSlow", "dict_get"]) == "interp"
+    assert states.parked(parking + ["lock_PyThread_acquire_lock"]) == "lock"  # a threading.Lock: Python code's
+    assert states.parked(["some_library_function", None]) == "lock"  # no parking lot: as before
+    runtime = (0x1000, 0x2000)
+    assert states.classify(sample, runtime, CALLS, "interp") == "interp"
+    assert states.classify(states.parse("202 0x1800 0x80"), runtime, CALLS, "interp") == "gil"  # the GIL wins
+
+
+def test_interpreter_return_addresses_are_picked_out_of_a_stack():
+    import struct
+
+    ranges = ((0x400000, 0x500000, "/x/python3.13t"),)
+    memory = struct.pack("<6Q", 0x7f00, 0x400010, 0x1234, 0x4fffff, 0x500000, 0x400000)
+    assert states.return_addresses(memory, ranges) == (0x400010, 0x4fffff, 0x400000)
+
+
+FT = pathlib.Path(__file__).resolve().parents[2] / ".venv-ft" / "bin" / "python"
+needs_ft = pytest.mark.skipif(not FT.exists(), reason=".venv-ft is missing (.ci/freethreaded-up builds it)")
+
+PARKERS = r"""
+import os, sys, threading, time
+from threadprobe.harness.proc import name_thread
+held = threading.Lock(); held.acquire()
+shared = {}
+def on_lock():  # a Python lock: parks under lock_PyThread_acquire_lock
+    name_thread("probe-0"); held.acquire()
+def on_dict(t):  # the interpreter's own per-object locks: critical sections on one dict
+    name_thread(f"probe-{t}")
+    while True:
+        for k in range(1000):
+            shared[k] = k
+            shared.pop(k, None)
+threads = [threading.Thread(target=on_lock, daemon=True)] + [
+    threading.Thread(target=on_dict, args=(t,), daemon=True) for t in (1, 2, 3, 4)]
+for th in threads: th.start()
+time.sleep(0.2); print("ready", flush=True); time.sleep(30)
+"""
+
+
+@needs_ft
+@needs_proc
+def test_on_the_free_threaded_build_object_locks_are_the_interpreters_and_a_python_lock_is_a_lock():
+    import subprocess
+
+    from threadprobe.harness.proc import child_env
+
+    child = subprocess.Popen([str(FT), "-c", PARKERS], stdout=subprocess.PIPE, text=True,
+                             env=child_env({"PYTHON_GIL": "0"}, foreign=True))
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        sampler = states.ThreadStates(interval=0.002)
+        sampler.start([child.pid])
+        time.sleep(2.0)
+        counts = sampler.stop()
+    finally:
+        child.kill()
+        child.wait()
+    # probe-0 waits on the Python lock all along; four threads on one dict park on its lock often.
+    assert counts.get("lock", 0) >= 100, counts
+    assert counts.get("interp", 0) >= 5, counts

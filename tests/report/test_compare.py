@@ -154,3 +154,51 @@ def test_a_pair_against_a_baseline_without_a_race_pass_is_unconfirmed():
 def test_a_pass_that_did_not_finish_fixes_nothing():
     c = compare(diag([raced("p", ("f", "g"))]), diag([raced("p", status=RaceStatus.FAILED)]))
     assert c.better == () and not c.regressed
+
+
+# --------------------------------------------------------------------------------------------
+# Two builds side by side: a GIL build against a free-threaded one with both GIL states
+
+def ft_diag(results):
+    d = diag(results)
+    python = {"version": "3.13.5", "gil_enabled": True, "free_threaded_build": True,
+              "gil_reenabled_by": ["netCDF4._netCDF4"]}
+    return d.replace(fingerprint={**d.fingerprint, "python": python})
+
+
+def test_a_cell_with_the_gil_forced_off_is_set_against_the_gil_builds_cell_of_the_same_mode():
+    from threadprobe.records import GilState
+
+    old = diag([r("nc", "safe", speedup=0.9, trials=30), r("h5", "safe", speedup=0.8, trials=30)])
+    off = GilState.OFF
+    new = ft_diag([r("nc", "safe", speedup=0.9, trials=30), r("nc", "crash", trials=30, failed=5).replace(gil=off),
+                   r("h5", "safe", speedup=0.8, trials=30), r("h5", "safe", speedup=1.6, trials=30).replace(gil=off)])
+    c = compare(old, new)
+    assert [x.where for x in c.worse] == ["nc (threads 2, GIL off)"]
+    assert "against the baseline's cell with the GIL as imported" in c.worse[0].detail
+    assert [(x.where, x.old, x.new) for x in c.faster] == [("h5 (threads 2, GIL off)", "x0.80", "x1.60")]
+    lines = summary(c)
+    assert "GIL: GIL build -> free-threaded build; GIL as imported on (turned on by netCDF4._netCDF4); " \
+           "cells with the GIL forced off" in lines
+    assert not c.notes  # the GIL build's cells were all matched
+
+
+def test_the_summary_fits_one_screen():
+    old = diag([r(f"p{k}", "safe", trials=30) for k in range(80)])
+    c = compare(old, diag([r(f"p{k}", "crash", trials=30) for k in range(80)]))
+    lines = summary(c)
+    assert len(lines) == 40 and lines[-1].startswith("... and ") and "--json" in lines[-1]
+
+
+def test_what_forcing_the_gil_off_changes_one_line_per_probe():
+    from threadprobe.records import GilState
+    from threadprobe.report.compare import gil_effects
+
+    off = GilState.OFF
+    on = r("nc", "safe", speedup=0.9).replace(gil_enabled=True, gil_reenabled_by=("netCDF4._netCDF4",))
+    results = [on, r("nc", "crash").replace(gil=off),
+               r("h5", "safe", speedup=0.8), r("h5", "safe", speedup=1.6).replace(gil=off)]
+    assert gil_effects(results) == [
+        "nc: threads 2: safe x0.90 -> crash [as imported, the GIL was on: netCDF4._netCDF4]",
+        "h5: threads 2: safe x0.80 -> safe x1.60"]
+    assert gil_effects([r("p", "safe")]) == []  # a GIL build: nothing to say

@@ -79,3 +79,25 @@ def test_a_real_browser_renders_the_matrix_and_the_plots_without_errors(page, tm
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.exists()
     assert shot.stat().st_size > 50_000  # a rendered matrix and plots, not a blank page
+
+
+def test_two_diagnoses_side_by_side_set_a_gil_off_cell_beside_the_old_builds_cell(tmp_path):
+    from threadprobe.records import Diagnosis, GilState, Result
+
+    def cell(verdict, gil=GilState.AS_IMPORTED):
+        return Result(probe="nc.read", dependency="netCDF4", mode="threads", workers=2, processes=1, threads=2,
+                      trials=30, outcomes={"ok": 30 if verdict == "safe" else 25, "crash": 0 if verdict == "safe" else 5},
+                      verdict=verdict, failure_rate_upper95=failure_upper95(0 if verdict == "safe" else 5, 30), gil=gil)
+
+    def diag(results, python):
+        return Diagnosis(created="t", threadprobe="0", config={}, results=tuple(results),
+                         fingerprint={"python": python, "packages": {}}, interpreter=python["version"])
+
+    old = diag([cell("safe")], {"version": "3.11.7", "gil_enabled": True})
+    new = diag([cell("safe"), cell("crash", GilState.OFF)],
+               {"version": "3.13.5", "gil_enabled": False, "free_threaded_build": True, "gil_reenabled_by": []})
+    path = htmlreport.write_pair(old, new, compare(old, new), tmp_path / "pair.html")
+    page = path.read_text()
+    assert "<th colspan=\"2\">threads 2, GIL off</th>" in page and "3.11.7" in page and "3.13.5" in page
+    assert page.count('class="cell fallback"') == 1  # the GIL build's cell, set beside the GIL-off one
+    assert "REGRESSION: nc.read (threads 2, GIL off) safe -&gt; crash" in page

@@ -23,6 +23,7 @@ from threadprobe.records import (
     Contention,
     Corruption,
     Evidence,
+    GilState,
     Kind,
     Mode,
     Outcome,
@@ -103,6 +104,7 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
         unavailable=next((err.missing for w in run.workers if w.report is not None and _reported(w, run)
                           for err in w.report.errors if err.missing and err.stage in ("open", "prepare")), None),
         gil_enabled=any_true(r.gil_enabled for r in reports),
+        gil_reenabled_by=tuple(sorted({m for r in reports for m in r.gil_reenabled_by})),
     )
 
 
@@ -264,16 +266,18 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         operation_bound=round(failure_upper95(0, ops), 9) if ops and not failures else None,
         seconds=round(sum(o.wall for o in outcomes), 3),
         gil_enabled=any_true(o.gil_enabled for o in outcomes),
+        gil=trial.gil,
+        gil_reenabled_by=tuple(sorted({m for o in outcomes for m in o.gil_reenabled_by})),
     )
 
 
 def not_run(probe: str, dependency: str, mode: Mode, processes: int, threads: int, verdict: Verdict,
-            evidence: Evidence) -> Result:
+            evidence: Evidence, gil: GilState = GilState.AS_IMPORTED) -> Result:
     """A result for a probe that could not run at all (unavailable, or its prepare failed)."""
     return Result(
         probe=probe, dependency=dependency, mode=mode, workers=processes * threads, processes=processes,
         threads=threads, trials=0, outcomes={k.value: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
-        verdict=verdict, failure_rate_upper95=1.0, evidence=(evidence,),
+        verdict=verdict, failure_rate_upper95=1.0, evidence=(evidence,), gil=gil,
     )
 
 
@@ -312,47 +316,71 @@ def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] 
     return whole.get("gil", 0.0), lock, "GIL: all samples"
 
 
-def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = ()
-               ) -> tuple[Contention | None, tuple[str, ...]]:
+def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = (),
+               gil_enabled: bool | None = None) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
-    that matters. None when too few samples were taken (or /proc could not be read)."""
+    that matters. None when too few samples were taken (or /proc could not be read).
+
+    Waits on a free-threaded interpreter's own locks (``interp``: per-object locks, critical
+    sections) are neither: they are reported, and never make a class. With the GIL off in the
+    workers (``gil_enabled`` False) the class is ``none`` or ``library_lock``: there is no GIL to
+    wait on, whatever an address says."""
     samples = counted(states)
     if samples < MIN_SAMPLES:
         return None, (f"not measured: {samples} thread samples (at least {MIN_SAMPLES} needed)",)
     gil, lock, how = wait_shares(states, windows)
     queued_share = states.get("queued", 0) / max(1, sum(states.values()))
-    lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%} of {samples} samples "
+    interp = state_shares(states).get("interp", 0.0)
+    own = f", on the interpreter's own per-object locks in {interp:.0%} (never a class)" if interp else ""
+    lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%}{own} of {samples} samples "
              f"({how}; GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
              f"{queued_share:.0%} of all samples waited for a CPU and are left out",)
     if lock >= LOCK_SHARE:
         # A thread waiting on a library's lock while its holder keeps the GIL (h5py's calls hold
         # both) adds GIL waits too: any real lock wait means a lock serialises the work.
         return Contention.LIBRARY_LOCK, lines
-    if gil >= GIL_SHARE:
+    if gil >= GIL_SHARE and gil_enabled is not False:
         return Contention.GIL, lines
     return Contention.NONE, lines
 
 
+#: Thread states are sampled per probe and GIL state: the threads modes of one state share them.
+StateKey = tuple[str, GilState]
+
+
+def gil_lines(r: Result) -> tuple[str, ...]:
+    """What the workers said of the GIL, where it matters: a free-threaded build whose imports
+    turned it back on (and which module did), or a cell that ran with it forced off."""
+    if r.gil_reenabled_by and r.gil_enabled:
+        return (f"the GIL was on in the workers: importing {', '.join(r.gil_reenabled_by)} turned it back on",)
+    if r.gil == GilState.OFF:
+        said = {None: "not reported", True: "ON (not forced off)", False: "off"}[r.gil_enabled]
+        return (f"GIL forced off (PYTHON_GIL=0); in the workers it was {said}",)
+    return ()
+
+
 def add_scaling(results: Sequence[Result], cores: int,
-                states: Mapping[str, Mapping[str, int]] | None = None,
-                waits: Mapping[str, Mapping[str, int]] | None = None,
-                windows: Mapping[str, Sequence[Mapping[str, int]]] | None = None) -> list[Result]:
+                states: Mapping[StateKey, Mapping[str, int]] | None = None,
+                waits: Mapping[StateKey, Mapping[str, int]] | None = None,
+                windows: Mapping[StateKey, Sequence[Mapping[str, int]]] | None = None) -> list[Result]:
     """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
-    contention class (measured once per probe, from ``states``) on its threads results."""
+    contention class (measured once per probe and GIL state, from ``states``) on its threads results."""
     serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == Mode.SERIAL}
     out = []
     for r in results:
         base = serial.get((r.probe, r.remedy))
+        key = (r.probe, r.gil)
         changes: dict[str, object] = {}
         if r.mode != Mode.SERIAL and base and r.throughput is not None:
             speedup = r.throughput / base
             changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
                            scaling="scales" if scales(speedup, r.workers, cores) else "serialized")
-        if r.mode == Mode.THREADS and states and r.probe in states and r.remedy is None:
-            cls, lines = contention(states[r.probe], (windows or {}).get(r.probe, ()))
-            for frame, n in sorted(((waits or {}).get(r.probe) or {}).items(), key=lambda kv: -kv[1])[:3]:
+        if r.mode == Mode.THREADS and states and key in states and r.remedy is None:
+            cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled)
+            lines = gil_lines(r) + lines
+            for frame, n in sorted(((waits or {}).get(key) or {}).items(), key=lambda kv: -kv[1])[:3]:
                 lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)
-            changes.update(contention=cls, contention_evidence=lines, thread_states=state_shares(states[r.probe]))
+            changes.update(contention=cls, contention_evidence=lines, thread_states=state_shares(states[key]))
         elif r.mode == Mode.PROCESSES and r.throughput is not None:
             # Separate processes share no GIL and no in-process lock: whatever holds them back
             # (disk, memory bandwidth, a busy machine) is not contention in this sense.

@@ -68,17 +68,25 @@ class Options:
     race_seconds: float | None = None  # seconds of calls per probe under the detector
     race_budget: float | None = None  # seconds for the whole race pass
     suppressions: tuple[str, ...] = ()  # the user's own valgrind suppression files
-    gil: GilState = GilState.AS_IMPORTED  # OFF: PYTHON_GIL=0 in every child (free-threaded builds only)
+    #: The GIL states of the threads cells (OFF: PYTHON_GIL=0 in their children, free-threaded builds
+    #: only); the serial oracle and the processes cells run in the first. The command line asks for
+    #: both on a free-threaded interpreter.
+    gil: tuple[GilState, ...] = (GilState.AS_IMPORTED,)
+
+    @property
+    def race_state(self) -> GilState:
+        """The GIL state of the race pass: off when asked for, since nothing then orders the calls
+        but the library's own locks."""
+        return GilState.OFF if GilState.OFF in self.gil else GilState.AS_IMPORTED
 
     def child_env(self) -> dict[str, str]:
-        """What every child of this diagnosis gets in its environment on top of the harness's."""
-        return dict(gil.FORCED_OFF) if self.gil == GilState.OFF else {}
+        """What the race pass's children get in their environment on top of the harness's."""
+        return dict(gil.FORCED_OFF) if self.race_state == GilState.OFF else {}
 
     def cells(self) -> tuple[plan.Cell, ...]:
         threads = (max(self.threads),) if self.quick and self.threads else self.threads
         processes = (max(self.processes),) if self.quick and self.processes else self.processes
-        return ((plan.SERIAL,) + tuple(plan.Cell(Mode.THREADS, 1, n) for n in sorted(set(threads)) if n > 1)
-                + tuple(plan.Cell(Mode.PROCESSES, n, 1) for n in sorted(set(processes)) if n > 1))
+        return plan.grid(threads, processes, self.gil)
 
     def policy(self) -> plan.Policy:
         changes: dict[str, Any] = {}
@@ -107,11 +115,16 @@ class ProbeRun:
     oracle: detect.Oracle | None = None
     prepared: bool = False
     failed: Evidence | None = None  # prepare failed, or the probe is unavailable here
-    waits: dict[str, int] = field(default_factory=dict)  # py-spy: where lock-bound threads wait
+    waits: dict[GilState, dict[str, int]] = field(default_factory=dict)  # py-spy: where lock-bound threads wait
 
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def serial(self) -> plan.Cell:
+        """The cell of the serial oracle (in the diagnosis's first GIL state)."""
+        return next((c for c in self.cells if c.mode == Mode.SERIAL), plan.SERIAL)
 
     def state(self) -> plan.ProbeState:
         seen = {cell: tuple(_seen(run, outcome) for run, outcome in runs) for cell, runs in self.runs.items()}
@@ -120,19 +133,20 @@ class ProbeRun:
     def outcomes(self, cell: plan.Cell) -> list[Outcome]:
         return [o for _, o in self.runs.get(cell, [])]
 
-    def states(self) -> dict[str, int]:
-        """Thread states sampled in this probe's trials (the contention instrument), summed."""
+    def states(self, gil: GilState) -> dict[str, int]:
+        """Thread states sampled in this probe's trials in one GIL state (the contention
+        instrument), summed."""
         total: dict[str, int] = {}
-        for runs in self.runs.values():
+        for cell, runs in self.runs.items():
             for run, _ in runs:
-                if run.states:
+                if run.states and cell.gil == gil:
                     for state, n in run.states.items():
                         total[state] = total.get(state, 0) + n
         return total
 
-    def state_windows(self) -> list[dict[str, int]]:
+    def state_windows(self, gil: GilState) -> list[dict[str, int]]:
         """The same samples, per window of sweeps (see harness.states)."""
-        return [w for runs in self.runs.values() for run, _ in runs for w in run.state_windows]
+        return [w for cell, runs in self.runs.items() if cell.gil == gil for run, _ in runs for w in run.state_windows]
 
 
 def make_trial(name: str, ref: str, request: plan.Request, iterations: int, index: int, timeout: float,
@@ -142,7 +156,7 @@ def make_trial(name: str, ref: str, request: plan.Request, iterations: int, inde
     return Trial(probe=name, ref=ref, mode=cell.mode, processes=cell.processes, threads=cell.threads,
                  iterations=iterations, index=index, rounds=request.rounds, timeout=timeout,
                  switch_interval=request.switch_interval, purpose=request.purpose, remedy=remedy,
-                 jitter=request.jitter, states=request.states)
+                 jitter=request.jitter, states=request.states, gil=cell.gil)
 
 
 def run_one(trial: Trial, launcher: launch.Launcher, workdir: Path, folder: Path, oracle: detect.Oracle | None,
@@ -169,7 +183,7 @@ class Diagnoser:
         infos = registry.select(registry.discover(options.plugins, options.entry_points), options.probes)
         self.root = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="threadprobe-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self.launchers = launch.Launchers(options.start, options.python, options.plugins, env=options.child_env())
+        self.launchers = launch.Launchers(options.start, options.python, options.plugins)
         cells = options.cells()
         self.probes = [ProbeRun(info, cells) for info in infos]
         for run in self.probes:
@@ -196,8 +210,8 @@ class Diagnoser:
         return time.monotonic() - self.started
 
     # ----------------------------------------------------------------------------------------
-    def launcher(self, run: ProbeRun) -> launch.Launcher:
-        return self.launchers.get(run.info.preload, run.name)
+    def launcher(self, run: ProbeRun, state: GilState | None = None) -> launch.Launcher:
+        return self.launchers.get(run.info.preload, run.name, state or run.serial.gil)
 
     def prepare(self, run: ProbeRun) -> bool:
         """Prepare the probe's inputs in a child, once. False (and ``run.failed``) when it cannot."""
@@ -236,9 +250,9 @@ class Diagnoser:
                            self.options.timeout, remedy)
         self.progress.update(run.name, cell.label, self.trials, self.failures)
         self.serial_number += 1  # trials that are not recorded reuse no folder either
-        tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{request.purpose}" + (
+        tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
             f"-{remedy}" if remedy else "")
-        got, outcome = run_one(trial, self.launcher(run), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
+        got, outcome = run_one(trial, self.launcher(run, cell.gil), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
                                run.oracle, tuple(self.options.plugins), on_start=on_start, extra=extra)
         if request.purpose == Purpose.ORACLE:
             if outcome.unavailable:
@@ -280,9 +294,9 @@ class Diagnoser:
                 outcomes = [o for o in run.outcomes(cell) if o.trial.threads == cell.threads]
                 if outcomes:
                     results.append(detect.summarise(run.name, run.info.dependency, outcomes, cores=cores))
-        states = {run.name: run.states() for run in self.probes if run.states()}
-        windows = {run.name: run.state_windows() for run in self.probes}
-        waits = {run.name: run.waits for run in self.probes if run.waits}
+        states = {(run.name, g): run.states(g) for run in self.probes for g in self.options.gil if run.states(g)}
+        windows = {(run.name, g): run.state_windows(g) for run in self.probes for g in self.options.gil}
+        waits = {(run.name, g): w for run in self.probes for g, w in run.waits.items() if w}
         return detect.add_scaling(results, cores, states, waits, windows)
 
     def config(self) -> dict[str, Any]:
@@ -300,7 +314,7 @@ class Diagnoser:
             "quick": o.quick,
             "start": o.start,
             "python": o.python,
-            "gil": o.gil.value,
+            "gil": [state.value for state in o.gil],
             "cores": os.cpu_count(),
             "policy": {k: v for k, v in vars(self.policy).items()},
             "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},

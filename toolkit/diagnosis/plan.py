@@ -34,7 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from threadprobe.records import Kind, Mode, Purpose
+from threadprobe.records import GilState, Kind, Mode, Purpose
 
 DEFAULT_SWITCH_INTERVAL = 0.005  # CPython's own default: what a real dask run sees
 STRESS_SWITCH_INTERVAL = 1e-6
@@ -48,11 +48,13 @@ MAX_ROUNDS = 4000
 
 @dataclass(frozen=True)
 class Cell:
-    """One probe x mode: P processes of T threads."""
+    """One probe x mode: P processes of T threads, in a GIL state (on a free-threaded build, the
+    same mode with the GIL as the imports leave it and forced off are two cells)."""
 
     mode: Mode
     processes: int = 1
     threads: int = 1
+    gil: GilState = GilState.AS_IMPORTED
 
     @property
     def workers(self) -> int:
@@ -64,10 +66,21 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return "serial" if self.mode == Mode.SERIAL else f"{self.mode} {self.workers}"
+        base = "serial" if self.mode == Mode.SERIAL else f"{self.mode} {self.workers}"
+        return f"{base}, GIL off" if self.gil == GilState.OFF else base
 
 
 SERIAL = Cell(Mode.SERIAL)
+
+
+def grid(threads: Sequence[int], processes: Sequence[int], states: Sequence[GilState]) -> tuple[Cell, ...]:
+    """The cells of a diagnosis: one serial oracle and the processes modes, in the first GIL state
+    (one thread per process: no GIL state can change them), and every threads mode in each state,
+    the states of a width side by side."""
+    first = states[0]
+    return ((Cell(Mode.SERIAL, gil=first),)
+            + tuple(Cell(Mode.THREADS, 1, n, state) for n in sorted(set(threads)) if n > 1 for state in states)
+            + tuple(Cell(Mode.PROCESSES, n, 1, first) for n in sorted(set(processes)) if n > 1))
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,13 @@ class ProbeState:
         return tuple(self.seen.get(cell, ()))
 
     @property
+    def serial(self) -> Cell:
+        """The cell of the serial oracle (in the diagnosis's first GIL state)."""
+        return next((c for c in self.cells if c.mode == Mode.SERIAL), SERIAL)
+
+    @property
     def oracle(self) -> Seen | None:
-        return next((s for s in self.history(SERIAL) if s.purpose == Purpose.ORACLE), None)
+        return next((s for s in self.history(self.serial) if s.purpose == Purpose.ORACLE), None)
 
     @property
     def broken(self) -> bool:
@@ -165,21 +183,27 @@ def verdict_trials(history: Sequence[Seen]) -> list[Seen]:
     return [s for s in history if s.purpose in (Purpose.ORACLE, Purpose.TIMING, Purpose.STRESS, Purpose.CONTENTION)]
 
 
-def contention_cell(probe: ProbeState, policy: Policy) -> Cell | None:
-    """Where the threads' states are sampled: the widest threads mode, at least 4 threads wide
-    (at 2 threads, waits on a C mutex hide behind slow wake-ups on a virtual machine)."""
-    threads = [c for c in probe.cells if c.mode == Mode.THREADS]
+def contention_cell(probe: ProbeState, policy: Policy, state: GilState = GilState.AS_IMPORTED) -> Cell | None:
+    """Where the threads' states are sampled in a GIL state: the widest threads mode, at least 4
+    threads wide (at 2 threads, waits on a C mutex hide behind slow wake-ups on a virtual machine)."""
+    threads = [c for c in probe.cells if c.mode == Mode.THREADS and c.gil == state]
     if not threads:
         return None
     widest = max(c.threads for c in threads)
-    return Cell(Mode.THREADS, 1, max(widest, policy.contention_threads))
+    return Cell(Mode.THREADS, 1, max(widest, policy.contention_threads), state)
+
+
+def contention_cells(probe: ProbeState, policy: Policy) -> tuple[Cell, ...]:
+    """One contention cell per GIL state diagnosed: what threads wait for differs between them."""
+    states = dict.fromkeys(c.gil for c in probe.cells if c.mode == Mode.THREADS)
+    return tuple(cell for state in states if (cell := contention_cell(probe, policy, state)) is not None)
 
 
 def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
     """The next trial of this probe's minimum rounds, or None when they are done."""
     oracle = probe.oracle
     if oracle is None:
-        return Request(probe.name, SERIAL, Purpose.ORACLE)
+        return Request(probe.name, probe.serial, Purpose.ORACLE)
     concurrent = [c for c in probe.cells if c.concurrent]
     if probe.broken:
         for cell in concurrent:  # one trial each: the report shows what they do, no more
@@ -189,7 +213,7 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
         return None
     timing = 0 if policy.quick else policy.timing_trials
     rounds = calibrate(oracle, policy.timing_target)
-    where = contention_cell(probe, policy)
+    where = contention_cells(probe, policy)
     for k in range(timing):  # interleaved, so that a noisy spell hits every mode alike
         for cell in probe.cells:
             history = probe.history(cell)
@@ -197,17 +221,19 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
                 continue  # it crashed or hung: no timing to take, and a hang costs a whole timeout
             done = sum(s.purpose == Purpose.TIMING or (s.purpose == Purpose.ORACLE and rounds == 1) for s in history)
             if done <= k:
-                if cell == where:  # it also samples thread states: a few hundred samples need longer
+                if cell in where:  # it also samples thread states: a few hundred samples need longer
                     return Request(probe.name, cell, Purpose.TIMING, calibrate(oracle, policy.contention_target),
                                    states=True)
                 return Request(probe.name, cell, Purpose.TIMING, rounds)
     # No timing trial samples the states when the cell is not diagnosed, or in quick mode (no
     # timing trials): a contention trial of its own does, which counts towards the verdict too.
-    own_trial = where is not None and (where not in probe.cells or policy.quick)
-    if own_trial and where is not None and not any(dead(probe.history(c)) for c in concurrent):
-        if not any(s.purpose == Purpose.CONTENTION for s in probe.history(where)):
-            return Request(probe.name, where, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),
-                           states=True)
+    for cell in where:
+        own_trial = cell not in probe.cells or policy.quick
+        same_state = [c for c in concurrent if c.gil == cell.gil]
+        if own_trial and not any(dead(probe.history(c)) for c in same_state):
+            if not any(s.purpose == Purpose.CONTENTION for s in probe.history(cell)):
+                return Request(probe.name, cell, Purpose.CONTENTION, calibrate(oracle, policy.contention_target),
+                               states=True)
     for cell in concurrent:
         if not dead(probe.history(cell)) and len(verdict_trials(probe.history(cell))) < policy.min_stress:
             return _stress(probe, cell, policy)

@@ -28,8 +28,8 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import plan
 from threadprobe.evidence import repro
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (Contention, Evidence, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls, Verdict,
-                             unsafe_results)
+from threadprobe.records import (Contention, Evidence, GilState, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls,
+                             Verdict, unsafe_results)
 from threadprobe.harness.instruments.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
@@ -80,7 +80,7 @@ def gdb_backtrace(core: Path, executable: str) -> str | None:
 
 def native_frames(session: Diagnoser, run: ProbeRun, result: Result) -> str | None:
     """Crash the probe once more with core dumps on, and let gdb read the crashing thread."""
-    cell = plan.Cell(result.mode, result.processes, result.threads)
+    cell = plan.Cell(result.mode, result.processes, result.threads, result.gil)
     executable = session.options.python or sys.executable
     request = plan.Request(run.name, cell, Purpose.NATIVE, plan.calibrate(run.state().oracle, 0.2),
                            plan.STRESS_SWITCH_INTERVAL)
@@ -96,10 +96,11 @@ def native_frames(session: Diagnoser, run: ProbeRun, result: Result) -> str | No
     return None
 
 
-def attach_native(results: list[Result], probe: str, mode: str, workers: int, text: str) -> list[Result]:
+def attach_native(results: list[Result], crashed: Result, text: str) -> list[Result]:
     out = []
     for r in results:
-        if r.probe == probe and r.mode == mode and r.workers == workers and r.remedy is None:
+        if (r.probe, r.mode, r.workers, r.gil) == (crashed.probe, crashed.mode, crashed.workers, crashed.gil) \
+                and r.remedy is None:
             evidence = list(r.evidence)
             for k, ev in enumerate(evidence):
                 if ev.kind == Kind.CRASH.value:
@@ -110,13 +111,13 @@ def attach_native(results: list[Result], probe: str, mode: str, workers: int, te
     return out
 
 
-def where_waiting(session: Diagnoser, run: ProbeRun) -> dict[str, int]:
+def where_waiting(session: Diagnoser, run: ProbeRun, state: GilState) -> dict[str, int]:
     """py-spy's view of where the probe's threads wait with the GIL free (a longer trial: each
     native sample pauses the worker)."""
     sampler = StackSampler()
     if not sampler.available:
         return {}
-    where = plan.contention_cell(run.state(), session.policy) or plan.Cell(Mode.THREADS, 1, 4)
+    where = plan.contention_cell(run.state(), session.policy, state) or plan.Cell(Mode.THREADS, 1, 4, state)
     request = plan.Request(run.name, where, Purpose.ATTRIBUTION, 4 * plan.calibrate(run.state().oracle, 0.15))
     session.trial(run, request, on_start=sampler.start, record=False)
     return sampler.stop()[1]
@@ -124,7 +125,7 @@ def where_waiting(session: Diagnoser, run: ProbeRun) -> dict[str, int]:
 
 def lock_audit(session: Diagnoser, run: ProbeRun) -> LockAudit | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
-    got, _ = session.trial(run, plan.Request(run.name, plan.SERIAL, Purpose.AUDIT), record=False,
+    got, _ = session.trial(run, plan.Request(run.name, run.serial, Purpose.AUDIT), record=False,
                            extra={"instrument": "iris_lock_audit"})
     report = got.workers[0].report
     stages = report.audit if report is not None else None
@@ -150,10 +151,10 @@ def remedy(session: Diagnoser, run: ProbeRun, result: Result) -> list[Result]:
     """Re-run the failing threads mode with one process-wide lock around every task: timing
     trials beside serial ones for its speed, stress trials for its verdict."""
     oracle = run.state().oracle
-    cell = plan.Cell(Mode.THREADS, 1, result.threads)
+    cell = plan.Cell(Mode.THREADS, 1, result.threads, result.gil)
     timing = plan.calibrate(oracle, session.policy.timing_target)
-    outcomes: dict[plan.Cell, list[Any]] = {plan.SERIAL: [], cell: []}
-    for where in (plan.SERIAL, cell):
+    outcomes: dict[plan.Cell, list[Any]] = {run.serial: [], cell: []}
+    for where in (run.serial, cell):
         _, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy="global_lock",
                                    record=False)
         outcomes[where].append(outcome)
@@ -201,20 +202,21 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
         progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
         text = native_frames(session, by_name[r.probe], r)
         if text:
-            results = attach_native(results, r.probe, r.mode, r.workers, text)
+            results = attach_native(results, r, text)
 
     if options.attribute:
-        lock_bound = {r.probe: r for r in results if r.contention == Contention.LIBRARY_LOCK and r.remedy is None}
+        lock_bound = {f"{r.probe} {r.gil}": r for r in results
+                      if r.contention == Contention.LIBRARY_LOCK and r.remedy is None}
         for r in first_per_dependency(lock_bound):
             progress.note(f"where {r.probe}'s threads wait (py-spy)")
-            waits = where_waiting(session, by_name[r.probe])
+            waits = where_waiting(session, by_name[r.probe], r.gil)
             if waits:
-                by_name[r.probe].waits = waits
+                by_name[r.probe].waits[r.gil] = waits
                 lines = tuple(f"py-spy: idle with the GIL free in {frame} ({n} samples)"
                               for frame, n in sorted(waits.items(), key=lambda kv: -kv[1])[:3])
                 results = [x.replace(contention_evidence=x.contention_evidence + lines)
-                           if x.probe == r.probe and x.mode == Mode.THREADS and x.remedy is None else x
-                           for x in results]
+                           if x.probe == r.probe and x.mode == Mode.THREADS and x.gil == r.gil and x.remedy is None
+                           else x for x in results]
 
     for run in session.probes:
         if run.failed is None and run.oracle is not None and run.info.ref.rpartition(":")[0] in AUDITED_MODULES:

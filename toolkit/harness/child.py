@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from threadprobe.harness import gil
 from threadprobe.harness.instruments import lockaudit
 from threadprobe.probe import refs
 from threadprobe.harness.proc import cpu_of, die_with_parent, write_json_atomic
@@ -138,7 +139,8 @@ def _trial(spec: dict[str, Any], tdir: Path, worker: int) -> dict[str, Any]:
 
     audit = lockaudit if spec.get("instrument") == "iris_lock_audit" and lockaudit.install() else None
     try:
-        probe = refs.load(trial["ref"])()
+        with gil.watching():
+            probe = refs.load(trial["ref"])()
     except Exception as exc:
         slot.state(READY)
         report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
@@ -169,10 +171,11 @@ def _preload(preload: list[str]) -> str:
     failed = ""
     for module in preload:
         try:
-            if module.endswith(".py"):
-                load_plugin(module)
-            else:
-                __import__(module)
+            with gil.watching():  # the workers inherit the names of modules that turned the GIL on
+                if module.endswith(".py"):
+                    load_plugin(module)
+                else:
+                    __import__(module)
         except BaseException as exc:  # the worker will meet the same error and report it properly
             failed = f"{module}: {type(exc).__name__}"
     return failed

@@ -19,6 +19,10 @@ from collections.abc import Iterator
 REENABLED = re.compile(r"GIL\) has been enabled to load module '([^']+)'")
 #: The environment that forces the GIL off on a free-threaded build, read at start-up.
 FORCED_OFF = {"PYTHON_GIL": "0"}
+#: Every module whose import turned the GIL on in this process, as ``watching`` saw them. A fork
+#: server imports the probes' libraries before it forks, so its workers inherit this list: that is
+#: how a worker names a module it never imported itself.
+REENABLED_BY: list[str] = []
 
 
 def free_threaded_build() -> bool:
@@ -45,5 +49,7 @@ def watching() -> Iterator[list[str]]:
             match = REENABLED.search(str(warning.message))
             if match:
                 found.append(match.group(1))
+                if match.group(1) not in REENABLED_BY:
+                    REENABLED_BY.append(match.group(1))
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

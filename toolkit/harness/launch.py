@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from threadprobe.harness import gil
 from threadprobe.harness.proc import child_env, cpu_of, die_with_parent, interpreter_of, kill_tree
 from threadprobe.harness.child import forget_parent_threads, worker_main
+from threadprobe.records import GilState
 
 
 class Launcher(Protocol):
@@ -270,24 +272,30 @@ class Launchers:
         self.env = env
         self.ready_timeout = ready_timeout
         self.notes: list[str] = []
-        self._servers: dict[tuple[str, ...], ForkServer] = {}
+        self._servers: dict[tuple[GilState, tuple[str, ...]], ForkServer] = {}
 
-    def get(self, preload: Sequence[str], who: str = "") -> Launcher:
+    def env_for(self, state: GilState) -> dict[str, str]:
+        """The children's environment in a GIL state: ``PYTHON_GIL=0`` is read only at start-up, so
+        each state has fork servers of its own."""
+        return {**(self.env or {}), **(gil.FORCED_OFF if state == GilState.OFF else {})}
+
+    def get(self, preload: Sequence[str], who: str = "", state: GilState = GilState.AS_IMPORTED) -> Launcher:
+        env = self.env_for(state)
         if self.start == "spawn":
-            return SpawnLauncher(self.env, self.python, self.prefix)
-        key = tuple(preload) + self.plugins
-        for have, running in self._servers.items():
+            return SpawnLauncher(env, self.python, self.prefix)
+        key = (state, tuple(preload) + self.plugins)
+        for (have_state, have), running in self._servers.items():
             # A server that already imports all of these (and more) serves this probe as well.
-            if set(key) <= set(have) and running.alive:
+            if have_state == state and set(key[1]) <= set(have) and running.alive:
                 return _Loan(running)
         server = self._servers.get(key)
         if server is not None:
             server.close()
-        server = ForkServer([*preload, *self.plugins], self.env, self.python, self.prefix, self.ready_timeout)
+        server = ForkServer([*preload, *self.plugins], env, self.python, self.prefix, self.ready_timeout)
         if not server.single_threaded:
             self.notes.append(f"{who}: fork server had {server.threads} threads after imports; used fresh interpreters")
             server.close()
-            return SpawnLauncher(self.env, self.python, self.prefix)
+            return SpawnLauncher(env, self.python, self.prefix)
         self._servers[key] = server
         return _Loan(server)
 

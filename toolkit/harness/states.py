@@ -11,9 +11,21 @@ Why not a GIL monitor thread or CPU accounting: both read waiting for a CPU as w
 lock, so a busy neighbour process turns "library lock" into "GIL" and "scales" into "lock".
 A blocked thread's state does not depend on how busy the machine is.
 
-Samples are kept raw (system call, address) and classified when sampling stops, because
-finding ``_PyRuntime`` means reading the interpreter's ELF symbols, which takes longer than a
-short trial; the worker's memory map is read at the first sample, while it is alive.
+On a free-threaded build the interpreter has locks of its own: every object's mutex and
+critical section, ``threading.Lock`` (a ``PyMutex``), stop-the-world pauses. They all wait in
+CPython's parking lot, on a semaphore in the *waiting thread's own stack frame*, and none is a
+library lock, except a ``threading.Lock`` that a library's Python code holds (Iris's netCDF lock,
+dask's). So a futex word on the waiter's own stack is looked at once more: the return addresses in
+the top of that stack are read (``/proc/PID/mem``) and named from the interpreter's ELF symbols.
+Parked under ``lock_PyThread_acquire_lock`` it is a Python lock (``lock``); parked anywhere else,
+it is the interpreter's own (``interp``: per-object locks, critical sections), which is neither
+the GIL nor a library's lock. A futex on the stack with no parking lot above it (a GIL build) stays
+``lock``.
+
+Samples are kept raw (system call, address, the interpreter's return addresses when parked) and
+classified when sampling stops, because finding ``_PyRuntime`` and naming frames means reading the
+interpreter's ELF symbols, which takes longer than a short trial; the worker's memory map is read
+at the first sample, while it is alive.
 
 Samples are also kept per window of ``WINDOW`` sweeps: one trial's threads can fall into a
 convoy for part of it (a GIL holder preempted by a busy neighbour, and every waiter behind it),
@@ -23,8 +35,10 @@ GIL-bound in 1 of 4 trials beside three busy processes).
 
 from __future__ import annotations
 
+import bisect
 import os
 import platform
+import struct
 import threading
 from collections import Counter
 from functools import lru_cache
@@ -37,9 +51,22 @@ SYSCALLS = {
     "aarch64": {"futex": {98, 449}, "io": {63, 64, 65, 66, 67, 68, 69, 70, 286, 287},
                 "sleep": {72, 73, 101, 115, 22}},
 }
-STATES = ("running", "queued", "gil", "lock", "io", "sleep", "other")
+STATES = ("running", "queued", "gil", "lock", "interp", "io", "sleep", "other")
 QUEUED = (-2, 0)  # a runnable thread that got less CPU than it waited for, since the last sample
 WINDOW = 10  # sweeps per window: 10-40 ms, about forty samples of four threads
+#: A futex word this close above the waiting thread's stack pointer lies in its own stack frames.
+STACK_REACH = 1 << 16
+#: Bytes of the waiter's stack read for return addresses, and how many interpreter addresses kept.
+STACK_READ = 4096
+FRAMES_KEPT = 24
+#: The parking lot: a wait whose stack holds one of these is the free-threaded interpreter's.
+PARKING = frozenset({"_PyParkingLot_Park", "_PySemaphore_Wait"})
+#: Where a Python ``threading.Lock`` parks: a lock of the Python code above (a library's or the
+#: probe's), not of the interpreter.
+PYTHON_LOCKS = frozenset({"lock_PyThread_acquire_lock"})
+
+Sample = tuple[int, int] | None  # (system call, first argument); None: running
+Frames = tuple[int, ...]  # interpreter return addresses above a parked wait, innermost first
 
 
 @lru_cache(maxsize=16)
@@ -108,8 +135,89 @@ def parse(text: str) -> tuple[int, int] | None:
         return -1, 0
 
 
-def classify(sample: tuple[int, int] | None, runtime: tuple[int, int] | None, calls: dict[str, set[int]]) -> str:
-    """One sample as a state."""
+def stack_pointer(text: str) -> int | None:
+    """The stack pointer of a blocked thread's /proc/.../syscall line (its next-to-last field)."""
+    parts = text.split()
+    try:
+        return int(parts[-2], 16) if len(parts) >= 9 else None
+    except ValueError:
+        return None
+
+
+def on_own_stack(argument: int, sp: int | None) -> bool:
+    return sp is not None and sp <= argument < sp + STACK_REACH
+
+
+def text_ranges(pid: int) -> tuple[tuple[int, int, str], ...]:
+    """The executable mappings of the interpreter (its executable, or a shared libpython)."""
+    try:
+        exe = os.path.realpath(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/maps") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ()
+    found = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and "x" in parts[1] and (parts[5] == exe or "libpython" in os.path.basename(parts[5])):
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            found.append((start, end, parts[5]))
+    return tuple(found)
+
+
+def return_addresses(memory: bytes, ranges: tuple[tuple[int, int, str], ...]) -> Frames:
+    """Words of a stack that point into the interpreter's code, innermost first: the return
+    addresses of the interpreter's frames (and, rarely, a stale one)."""
+    words = struct.unpack(f"<{len(memory) // 8}Q", memory[: len(memory) // 8 * 8])
+    return tuple(w for w in words if any(lo <= w < hi for lo, hi, _ in ranges))[:FRAMES_KEPT]
+
+
+@lru_cache(maxsize=8)
+def _functions(path: str, mtime: int) -> tuple[list[int], list[tuple[int, str]], bool]:
+    """Function symbols of an ELF file, sorted: (starts, (end, name) per start, position-independent)."""
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            found: dict[int, tuple[int, str]] = {}
+            for name in (".symtab", ".dynsym"):
+                section = elf.get_section_by_name(name)
+                for sym in (section.iter_symbols() if section is not None and hasattr(section, "iter_symbols") else ()):
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"]:
+                        found.setdefault(int(sym["st_value"]), (int(sym["st_value"] + sym["st_size"]), sym.name))
+            pie = elf.header.e_type == "ET_DYN"
+    except Exception:
+        return [], [], False
+    starts = sorted(found)
+    return starts, [found[k] for k in starts], pie
+
+
+def symbol(address: int, ranges: tuple[tuple[int, int, str], ...], bases: dict[str, int]) -> str | None:
+    """The interpreter function an address lies in, from its ELF symbols."""
+    for lo, hi, path in ranges:
+        if lo <= address < hi:
+            try:
+                starts, ends, pie = _functions(path, os.stat(path).st_mtime_ns)
+            except OSError:
+                return None
+            where = address - bases.get(path, 0) if pie else address
+            k = bisect.bisect_right(starts, where) - 1
+            return ends[k][1] if k >= 0 and where < max(ends[k][0], starts[k] + 1) else None
+    return None
+
+
+def parked(names: list[str | None]) -> str:
+    """A futex on the waiter's stack, from the names above it: ``interp`` for the free-threaded
+    interpreter's own locks, ``lock`` for a Python lock or anything not parked."""
+    if not PARKING & set(names):
+        return "lock"
+    return "lock" if PYTHON_LOCKS & set(names) else "interp"
+
+
+def classify(sample: Sample, runtime: tuple[int, int] | None, calls: dict[str, set[int]],
+             kind: str | None = None) -> str:
+    """One sample as a state. ``kind``: what a futex on the waiter's own stack was (``parked``)."""
     if sample is None:
         return "running"
     if sample == QUEUED:
@@ -118,7 +226,7 @@ def classify(sample: tuple[int, int] | None, runtime: tuple[int, int] | None, ca
     if number in calls["futex"]:
         if runtime is not None and runtime[0] <= argument < runtime[1]:
             return "gil"
-        return "lock"
+        return kind or "lock"
     if number in calls["io"]:
         return "io"
     if number in calls["sleep"]:
@@ -132,7 +240,9 @@ class ThreadStates:
 
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
-        self._raw: Counter[tuple[int, int, tuple[int, int] | None]] = Counter()
+        self._raw: Counter[tuple[int, int, Sample, Frames]] = Counter()
+        self._text: dict[int, tuple[tuple[int, int, str], ...]] = {}
+        self._mem: dict[int, int] = {}
         self._windows: list[dict[str, int]] = []
         self._sweeps = 0
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
@@ -150,9 +260,37 @@ class ThreadStates:
         self._thread = threading.Thread(target=self._loop, args=(list(pids),), name="threadprobe-states", daemon=True)
         self._thread.start()
 
+    def _frames(self, pid: int, sample: Sample, text: str) -> Frames:
+        """The interpreter's return addresses above a futex wait on the thread's own stack."""
+        if sample is None or self._calls is None or sample[0] not in self._calls["futex"]:
+            return ()
+        sp = stack_pointer(text)
+        if sp is None or not on_own_stack(sample[1], sp) or not self._text.get(pid):
+            return ()
+        if pid not in self._mem:
+            try:
+                self._mem[pid] = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+            except OSError:
+                self._mem[pid] = -1
+        if self._mem[pid] < 0:
+            return ()
+        try:
+            return return_addresses(os.pread(self._mem[pid], STACK_READ, sp), self._text[pid])
+        except OSError:
+            return ()
+
     def _loop(self, pids: list[int]) -> None:
         for pid in pids:
             self._maps[pid] = memory_map(pid)
+            self._text[pid] = text_ranges(pid)
+        try:
+            self._sweep(pids)
+        finally:
+            for fd in self._mem.values():
+                if fd >= 0:
+                    os.close(fd)
+
+    def _sweep(self, pids: list[int]) -> None:
         probe_threads: set[tuple[int, str]] = set()
         clocks: dict[tuple[int, str], tuple[int, int]] = {}
         while not self._stop.wait(self.interval):
@@ -188,7 +326,7 @@ class ThreadStates:
                     # wake-up on a virtual machine. Counted apart, they do not dilute the waits.
                     if sample is None and before is not None and delay - before[1] > on_cpu - before[0]:
                         sample = QUEUED
-                    self._raw[(pid, window, sample)] += 1
+                    self._raw[(pid, window, sample, self._frames(pid, sample, text))] += 1
 
     def stop(self) -> dict[str, int]:
         """Counts of samples per state (see STATES); per window in ``windows`` after this."""
@@ -200,8 +338,12 @@ class ThreadStates:
         counts: Counter[str] = Counter()
         windows: dict[int, Counter[str]] = {}
         runtimes = {pid: runtime_range(mapped) for pid, mapped in self._maps.items()}
-        for (pid, window, sample), n in self._raw.items():
-            state = classify(sample, runtimes.get(pid), self._calls)
+        kinds: dict[tuple[int, Frames], str] = {}
+        for (pid, window, sample, frames), n in self._raw.items():
+            if frames and (pid, frames) not in kinds:
+                bases = (self._maps.get(pid) or ("", {}))[1]
+                kinds[(pid, frames)] = parked([symbol(a, self._text[pid], bases) for a in frames])
+            state = classify(sample, runtimes.get(pid), self._calls, kinds.get((pid, frames)))
             counts[state] += n
             windows.setdefault(window, Counter())[state] += n
         # Only windows with two probe threads alive on average: at the end of a trial the last

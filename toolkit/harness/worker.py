@@ -232,12 +232,14 @@ def run_worker(
     """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
     share = _Share(probe, trial, worker, tick)
     try:
-        share.ctx = probe.open(workdir)
+        with gil.watching():  # open may import the library: a module that turns the GIL on is named
+            share.ctx = probe.open(workdir)
     except Exception as exc:
         share.note("open", exc)
         ready()
         return share.report
     share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks
+    share.report["gil_reenabled_by"] = list(gil.REENABLED_BY)
     ready()
     wait_go()
     run_together(trial["threads"], share.body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),

@@ -16,8 +16,9 @@ from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import write_json_atomic
 from collections.abc import Sequence
 
-from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, Result, is_clean, is_unavailable,
-                             unsafe_results)
+from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Result, is_clean,
+                             is_unavailable, unsafe_results)
+from threadprobe.report.compare import gil_effects, gil_words
 from threadprobe.report.validate import errors
 
 VERDICT_STYLE = {
@@ -112,9 +113,20 @@ def cell(r: Result) -> str:
         text += f" [{counts} of {r.trials}]"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
+    text += gil_mark(r)
     if r.races is not None:  # beside the stress bound, never mixed with it
         text += f" | {race_text(r)}"
     return text
+
+
+def gil_mark(r: Result) -> str:
+    """Where the GIL was not what the column says: on in a free-threaded build's workers (an import
+    turned it back on), or not off although forced off."""
+    if r.gil == GilState.OFF and r.gil_enabled:
+        return " (GIL NOT off)"
+    if r.gil_reenabled_by and r.gil_enabled and r.mode == Mode.THREADS:
+        return " (GIL on)"
+    return ""
 
 
 def race_text(r: Result) -> str:
@@ -175,10 +187,16 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
                       "detector, not a bound; racy: race pairs in the library under test.[/]")
         for line in race_lines(diagnosis.results):
             console.print(line, markup=False, highlight=False)
+    effects = gil_effects(diagnosis.results)
+    if effects:
+        console.print("[bold]forcing the GIL off[/] (PYTHON_GIL=0), against the GIL as imported "
+                      "(verdict, speedup, contention):")
+        for line in effects:
+            console.print(f"  {line}", markup=False, highlight=False)
     if diagnosis.config.get("quick"):
         console.print(f"[dim]{QUICK_NOTE}[/]")
     if diagnosis.interpreter:
-        console.print(f"[dim]interpreter diagnosed: {diagnosis.interpreter}[/]")
+        console.print(f"[dim]interpreter diagnosed: {diagnosis.interpreter} ({gil_words(diagnosis)})[/]")
     for name, rec in diagnosis.recommendations.items():
         safe = next((line for line in rec.rationale if line.startswith("safe candidates")), "")
         console.print(f"[bold]{name}[/]: {safe}; a run pilots them on its own input")

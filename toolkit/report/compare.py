@@ -32,10 +32,11 @@ Exit codes of the gate: 0 when nothing got worse, 1 when a safety verdict regres
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadprobe.records import (Diagnosis, Mode, RaceStatus, Record, Result, Verdict, is_clean, is_failing,
+from threadprobe.records import (Diagnosis, GilState, Mode, RaceStatus, Record, Result, Verdict, is_clean, is_failing,
                              is_unavailable, is_unsafe, race_keys, serial_failures)
 
 #: A relative fall in speedup larger than this is reported (it never gates). Measured on this
@@ -46,6 +47,8 @@ SCALING_NOISE = 0.35
 IMPORT_NAMES = {"scitools-iris": "iris", "cf-units": "cf_units", "iris-sample-data": "iris_sample_data"}
 IGNORED_PACKAGES = {"threadprobe", "toolkit", "gilknocker", "py-spy"}
 WATCHED = ("libhdf5", "libnetcdf", "libudunits2", "libz", "libcurl")
+#: A summary fits on one screen.
+SUMMARY_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,24 @@ class Change(Record):
     old: str
     new: str
     detail: str = ""
+    gil: GilState = GilState.AS_IMPORTED  # the new cell's GIL state
+
+    @property
+    def cell(self) -> str:
+        return f"{self.mode} {self.workers}" + (", GIL off" if self.gil == GilState.OFF else "")
 
     @property
     def where(self) -> str:
-        return self.probe if self.mode in ("serial", "library", "package", "python") else \
-            f"{self.probe} ({self.mode} {self.workers})"
+        return self.probe if self.mode in ("serial", "library", "package", "python") else f"{self.probe} ({self.cell})"
+
+
+#: A cell of a diagnosis: probe, mode, workers and GIL state.
+Key = tuple[str, str, int, GilState]
+
+
+def _change(key: Key, old: str, new: str, detail: str = "") -> Change:
+    probe, mode, workers, gil = key
+    return Change(probe, mode, workers, old, new, detail, gil)
 
 
 @dataclass(frozen=True)
@@ -78,14 +94,40 @@ class Comparison(Record):
     scaling: tuple[Change, ...] = ()
     noise_threshold: float = SCALING_NOISE
     notes: tuple[str, ...] = field(default_factory=tuple)
+    faster: tuple[Change, ...] = ()  # speedups that rose beyond the noise (never gated)
+    contention: tuple[Change, ...] = ()  # contention classes that changed
+    gil: tuple[str, str] = ("", "")  # the GIL of each side, in words
 
     @property
     def regressed(self) -> bool:
         return bool(self.worse)
 
 
-def _key(r: Result) -> tuple[str, str, int]:
-    return (r.probe, str(r.mode), r.workers)
+def _key(r: Result) -> Key:
+    return (r.probe, str(r.mode), r.workers, r.gil)
+
+
+def _baseline(before: dict[Key, Result], key: Key, forced: bool) -> tuple[Result | None, str]:
+    """The baseline's cell for ``key``: the same cell, or (for a cell with the GIL forced off, against
+    a baseline that never forced it off: another build, or one state) its cell with the GIL as
+    imported, which is what that build ran. The second value says which, when it is not the same."""
+    was = before.get(key)
+    if was is not None or key[3] != GilState.OFF or forced:
+        return was, ""
+    was = before.get((*key[:3], GilState.AS_IMPORTED))
+    return was, "against the baseline's cell with the GIL as imported" if was is not None else ""
+
+
+def gil_words(d: Diagnosis) -> str:
+    """The GIL of a diagnosis in a few words: a GIL build; or a free-threaded one, its GIL as the
+    imports left it (and which module turned it on), and whether cells forced it off."""
+    python = d.fingerprint.get("python") or {}
+    if not python.get("free_threaded_build"):
+        return "GIL build"
+    on = python.get("gil_reenabled_by") or []
+    imported = f"on (turned on by {', '.join(on)})" if on and python.get("gil_enabled") else "off"
+    forced = any(r.gil == GilState.OFF for r in d.results)
+    return f"free-threaded build; GIL as imported {imported}" + ("; cells with the GIL forced off" if forced else "")
 
 
 def _evidence(r: Result) -> str:
@@ -106,12 +148,12 @@ def contradicts(was: Result | None, now: Result) -> bool:
     return failing_fraction(now) > was.failure_rate_upper95
 
 
-def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str], str]:
-    """(probe, mode kind) -> one failing result of that kind, e.g. 'threads 4: crash'."""
-    out: dict[tuple[str, str], str] = {}
+def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str, GilState], str]:
+    """(probe, mode kind, GIL state) -> one failing result of that kind, e.g. 'threads 4: crash'."""
+    out: dict[tuple[str, str, GilState], str] = {}
     for r in d.results:
         if r.remedy is None and is_failing(r.verdict) and r.mode != Mode.SERIAL:
-            out.setdefault((r.probe, str(r.mode)), f"{r.mode} {r.workers}: {r.verdict}")
+            out.setdefault((r.probe, str(r.mode), r.gil), f"{r.label}: {r.verdict}")
     return out
 
 
@@ -122,47 +164,83 @@ def _counts(was: Result | None, now: Result) -> str:
     return text
 
 
+@dataclass
+class _Lists:
+    """The changes ``compare`` sorts, as it sorts them."""
+
+    worse: list[Change] = field(default_factory=list)
+    unconfirmed: list[Change] = field(default_factory=list)
+    better: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    unavailable: list[Change] = field(default_factory=list)
+    scaling: list[Change] = field(default_factory=list)
+    faster: list[Change] = field(default_factory=list)
+    contention: list[Change] = field(default_factory=list)
+
+
+def _speed_and_contention(key: Key, was: Result, r: Result, threshold: float, lists: _Lists, how: str) -> None:
+    """Speedups beyond the noise either way, and a changed contention class (never gated)."""
+    if was.speedup and r.speedup and r.speedup < was.speedup * (1 - threshold):
+        lists.scaling.append(_change(key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}", "; ".join(filter(None, [
+            f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})", how]))))
+    elif was.speedup and r.speedup and r.speedup > was.speedup / (1 - threshold):
+        lists.faster.append(_change(key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}", how))
+    if was.contention and r.contention and was.contention != r.contention:
+        lists.contention.append(_change(key, str(was.contention), str(r.contention), how))
+
+
+def _verdict_change(key: Key, was: Result | None, r: Result, how: str, context: tuple[dict[tuple[str, str, GilState], str],
+                    set[str]], lists: _Lists) -> None:
+    """Sort one cell whose verdict changed (see the module's docstring)."""
+    already_unsafe, broken = context
+    old_verdict = str(was.verdict) if was is not None else "not diagnosed"
+    verdict = str(r.verdict)
+    change = _change(key, old_verdict, verdict, "; ".join(filter(None, [_evidence(r), how])))
+    if is_unavailable(verdict) or (is_unavailable(old_verdict) and not is_failing(verdict)):
+        lists.unavailable.append(change)  # a failure where nothing was known before still gates, below
+    elif is_failing(verdict) and not is_failing(old_verdict) and is_unsafe(r, r.probe in broken):
+        bounded = was if is_clean(old_verdict) else None
+        sibling = already_unsafe.get((r.probe, str(r.mode), was.gil if was is not None else r.gil)) \
+            if bounded is not None else None
+        why = f"already unsafe in the baseline ({sibling})" if sibling else None
+        change = _change(key, old_verdict, verdict, "; ".join(filter(None, [_counts(bounded, r), why, how, _evidence(r)])))
+        (lists.worse if contradicts(bounded, r) and not sibling else lists.unconfirmed).append(change)
+    elif is_failing(old_verdict) and not is_failing(verdict):
+        lists.better.append(change)
+    else:
+        lists.changed.append(change)
+
+
 def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) -> Comparison:
-    """Pure: the differences between two diagnoses."""
+    """Pure: the differences between two diagnoses, cell by cell (probe, mode, workers, GIL state)."""
     before = {_key(r): r for r in old.results if r.remedy is None}
     after = {_key(r): r for r in new.results if r.remedy is None}
-    already_unsafe = _failing_kinds(old)
-    broken = serial_failures(new.results)  # errs serially too: a broken probe, unsafe nowhere
-    worse: list[Change] = []
-    unconfirmed: list[Change] = []
-    better, changed, unavailable, scaling = [], [], [], []
+    forced = any(k[3] == GilState.OFF for k in before)
+    context = (_failing_kinds(old), serial_failures(new.results))  # errs serially too: a broken probe
+    lists = _Lists()
+    matched: set[Key] = set()
     for key, r in sorted(after.items()):
-        was = before.get(key)
+        was, how = _baseline(before, key, forced)
+        if was is not None:
+            matched.add(_key(was))
         old_verdict = str(was.verdict) if was is not None else "not diagnosed"
-        verdict = str(r.verdict)
-        if _race_only(old_verdict, verdict):
+        if _race_only(old_verdict, str(r.verdict)):
             continue  # safe <-> racy: the race pairs below say what changed
-        if verdict == old_verdict:
-            if was is not None and was.speedup and r.speedup and r.speedup < was.speedup * (1 - threshold):
-                scaling.append(Change(*key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}",
-                                      f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})"))
+        if str(r.verdict) == old_verdict:
+            if was is not None:
+                _speed_and_contention(key, was, r, threshold, lists, how)
             continue
-        change = Change(*key, old_verdict, verdict, _evidence(r))
-        if is_unavailable(verdict) or (is_unavailable(old_verdict) and not is_failing(verdict)):
-            unavailable.append(change)  # a failure where nothing was known before still gates, below
-        elif is_failing(verdict) and not is_failing(old_verdict) and is_unsafe(r, r.probe in broken):
-            bounded = was if is_clean(old_verdict) else None
-            sibling = already_unsafe.get((r.probe, str(r.mode))) if bounded is not None else None
-            why = f"already unsafe in the baseline ({sibling})" if sibling else None
-            change = Change(*key, old_verdict, verdict, "; ".join(filter(None, [_counts(bounded, r), why, _evidence(r)])))
-            (worse if contradicts(bounded, r) and not sibling else unconfirmed).append(change)
-        elif is_failing(old_verdict) and not is_failing(verdict):
-            better.append(change)
-        else:
-            changed.append(change)
+        _verdict_change(key, was, r, how, context, lists)
     for kind, change in race_changes(before, after):
-        {"worse": worse, "unconfirmed": unconfirmed, "better": better}[kind].append(change)
-    notes = tuple(f"{p} ({m} {w}) is no longer diagnosed (was {before[(p, m, w)].verdict})"
-                  for (p, m, w) in sorted(set(before) - set(after)))
+        getattr(lists, kind).append(change)
+    notes = tuple(f"{p} ({m} {w}{', GIL off' if g == GilState.OFF else ''}) is no longer diagnosed "
+                  f"(was {before[(p, m, w, g)].verdict})" for (p, m, w, g) in sorted(set(before) - set(after) - matched))
     families, others, moved = library_changes(old.fingerprint, new.fingerprint)
-    return Comparison(tuple(worse), tuple(unconfirmed), tuple(better), tuple(changed), tuple(unavailable),
-                      tuple(families), others, moved, tuple(package_changes(old.fingerprint, new.fingerprint)),
-                      tuple(python_changes(old, new)), tuple(scaling), threshold, notes)
+    return Comparison(tuple(lists.worse), tuple(lists.unconfirmed), tuple(lists.better), tuple(lists.changed),
+                      tuple(lists.unavailable), tuple(families), others, moved,
+                      tuple(package_changes(old.fingerprint, new.fingerprint)), tuple(python_changes(old, new)),
+                      tuple(lists.scaling), threshold, notes, tuple(lists.faster), tuple(lists.contention),
+                      (gil_words(old), gil_words(new)))
 
 
 def _race_only(old: str, new: str) -> bool:
@@ -175,19 +253,18 @@ def _ran(r: Result | None) -> bool:
     return r is not None and r.races is not None and r.races.status != RaceStatus.FAILED
 
 
-def race_changes(before: dict[tuple[str, str, int], Result],
-                 after: dict[tuple[str, str, int], Result]) -> list[tuple[str, Change]]:
+def race_changes(before: dict[Key, Result], after: dict[Key, Result]) -> list[tuple[str, Change]]:
     """New race pairs (worse when the baseline's pass ran, else unconfirmed), and pairs gone (better)."""
     out: list[tuple[str, Change]] = []
     for key, r in sorted(after.items()):
         was = before.get(key)
         new, old = race_keys(r), race_keys(was) if was is not None else frozenset()
-        tool = r.races.tool if r.races is not None else ""
+        tool = r.races.tool if r.races is not None else "race pass"
         for pair in sorted(new - old):
             detail = f"{tool}: not in the baseline's pass" if _ran(was) else "the baseline ran no race pass"
-            out.append(("worse" if _ran(was) else "unconfirmed", Change(*key, "no race pair", f"race {pair}", detail)))
+            out.append(("worse" if _ran(was) else "unconfirmed", _change(key, "no race pair", f"race {pair}", detail)))
         if _ran(r):
-            out += [("better", Change(*key, f"race {pair}", "race pair gone")) for pair in sorted(old - new)]
+            out += [("better", _change(key, f"race {pair}", "race pair gone")) for pair in sorted(old - new)]
     return out
 
 
@@ -275,7 +352,7 @@ def _grouped(items: tuple[Change, ...]) -> list[str]:
         by_probe[x.probe].append(x)
     lines = []
     for probe, changes in by_probe.items():
-        parts = [f"{x.mode} {x.workers}: {x.old} -> {x.new}" if x.mode != "serial" else f"serial: {x.old} -> {x.new}"
+        parts = [f"{x.cell}: {x.old} -> {x.new}" if x.mode != "serial" else f"serial: {x.old} -> {x.new}"
                  for x in changes]
         detail = next((x.detail for x in changes if x.detail), "")
         lines.append(f"  {probe}: " + "; ".join(parts) + (f"  [{detail[:160]}]" if detail else ""))
@@ -286,11 +363,14 @@ def summary(c: Comparison) -> list[str]:
     """Human lines, one screen: the first names every probe that regressed (or says nothing did);
     then the builds (interpreter, library families, packages), then the verdicts."""
     if c.worse:
-        lines = ["REGRESSION: " + "; ".join(f"{x.where} {x.old} -> {x.new}" for x in c.worse)]
+        lines = ["REGRESSION: " + "; ".join(f"{x.where} {x.old} -> {x.new}" for x in c.worse[:6])
+                 + (f" and {len(c.worse) - 6} more" if len(c.worse) > 6 else "")]
     else:
         lines = ["no safety regression against the baseline"]
     for x in c.python:
         lines.append(f"python: {x.old} -> {x.new}")
+    if c.gil[0] != c.gil[1] or "free-threaded" in c.gil[1]:
+        lines.append(f"GIL: {c.gil[0] or '?'} -> {c.gil[1] or '?'}")
     if c.libraries or c.other_libraries or c.moved_libraries:
         lines.append("native libraries:")
         lines.extend(f"  {x.probe}: {x.old} -> {x.new}" for x in c.libraries)
@@ -306,7 +386,9 @@ def summary(c: Comparison) -> list[str]:
     for title, items in (("got worse", c.worse),
                          ("unsafe now, not a regression the baseline can confirm (not gated; more trials tell)",
                           c.unconfirmed),
-                         ("got better", c.better), ("changed between failing kinds", c.changed)):
+                         ("got better", c.better), ("changed between failing kinds", c.changed),
+                         ("contention changed", c.contention), (f"faster beyond the noise ({c.noise_threshold:.0%})",
+                                                                c.faster)):
         if items:
             lines.append(f"{title}:")
             lines.extend(_grouped(items))
@@ -321,9 +403,44 @@ def summary(c: Comparison) -> list[str]:
         lines.append("scaling fell: " + "; ".join(f"{x.where} {x.old} -> {x.new}" for x in c.scaling[:6])
                      + (f" and {len(c.scaling) - 6} more" if len(c.scaling) > 6 else ""))
     lines.extend(c.notes[:3])
-    return lines
+    return _fold(lines)
+
+
+def _fold(lines: list[str], limit: int = SUMMARY_LINES) -> list[str]:
+    """One screen: past ``limit`` lines, the tail is counted, not shown (``--json`` has it all)."""
+    if len(lines) <= limit:
+        return lines
+    return lines[:limit - 1] + [f"... and {len(lines) - limit + 1} more lines (threadprobe compare --json has every change)"]
 
 
 def _short(names: list[str], limit: int = 4) -> str:
     families = sorted({n.split(".")[0] for n in names})
     return ", ".join(families[:limit]) + (" ..." if len(families) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------
+# The two GIL states of one diagnosis
+
+
+def gil_effects(results: Sequence[Result]) -> list[str]:
+    """What forcing the GIL off changes, one line per probe: each threads cell against the same
+    mode with the GIL as imported (verdict, speedup, contention). Empty on a GIL build."""
+    cells = {_key(r): r for r in results if r.remedy is None and r.mode == Mode.THREADS}
+    lines = []
+    for probe in dict.fromkeys(k[0] for k in cells if k[3] == GilState.OFF):
+        parts = []
+        for key, off in sorted((k, r) for k, r in cells.items() if k[0] == probe and k[3] == GilState.OFF):
+            on = cells.get((*key[:3], GilState.AS_IMPORTED))
+            if on is not None:
+                parts.append(f"{off.mode} {off.workers}: {_brief(on)} -> {_brief(off)}")
+        if parts:
+            on_by = next((r.gil_reenabled_by for k, r in cells.items() if k[0] == probe and r.gil_enabled), ())
+            note = f" [as imported, the GIL was on: {', '.join(on_by)}]" if on_by else ""
+            lines.append(f"{probe}: " + "; ".join(parts) + note)
+    return lines
+
+
+def _brief(r: Result) -> str:
+    """A cell in a few words: verdict, speedup, contention class."""
+    speed = f" x{r.speedup:.2f}" if r.speedup is not None else ""
+    return f"{r.verdict}{speed}" + (f" {r.contention}" if r.contention else "")

@@ -15,11 +15,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from threadprobe.report.compare import Comparison, summary
+from threadprobe.report.compare import Comparison, gil_effects, gil_words, summary
 from threadprobe.harness.proc import write_text_atomic
 from threadprobe.diagnosis.races.parse import stack_text
-from threadprobe.records import Diagnosis, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
-from threadprobe.report import matrix, mode_label, remedy_summary
+from threadprobe.records import Diagnosis, GilState, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
+from threadprobe.report import gil_mark, matrix, mode_label, remedy_summary
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "racy": "#ffcc80", "unavailable": "#e0e0e0"}
@@ -44,7 +44,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 <h1>threadprobe diagnosis</h1>
 <p><b>Interpreter diagnosed:</b> <code>{{ d.interpreter or fp.python.executable }}</code></p>
 <p class="muted">{{ d.created }} &middot; threadprobe {{ d.threadprobe }} &middot; {{ '%.0f'|format(d.seconds) }} s &middot;
-{{ fp.get('platform', '') }} &middot; Python {{ fp.python.version }} (GIL {{ 'on' if fp.python.gil_enabled else 'off' }})
+{{ fp.get('platform', '') }} &middot; Python {{ fp.python.version }} ({{ gil_words }})
 &middot; {{ d.config.get('cores') }} cores</p>
 {% if changes %}
 <section id="changes"><h2>Changed since the baseline</h2>
@@ -67,6 +67,9 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 {% if r in failures %}<a href="#ev-{{ anchor(r) }}">{{ r.verdict }}</a>{% else %}{{ r.verdict }}{% endif %}
 <br><small>{{ cell(r) }}</small>{% if r.races %}<br><small class="races">{{ race_cell(r.races) }}</small>{% endif %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></section>
+{% if gil_lines %}<section id="gil"><h2>Forcing the GIL off</h2>
+<p class="muted">Each threads mode with the GIL forced off (PYTHON_GIL=0) against the same mode with the GIL as the imports left it: verdict, speedup, contention.</p>
+<ul>{% for line in gil_lines %}<li>{{ line }}</li>{% endfor %}</ul></section>{% endif %}
 <section id="scaling"><h2>Scaling: throughput against workers</h2>
 <p class="muted">Throughput relative to serial (clean timing trials, median), threads and processes side by side, per dependency. Dashed: ideal on {{ d.config.get('cores') }} cores.</p>
 {% for dep, png in plots %}<h3>{{ dep }}</h3><img class="plot" alt="scaling of {{ dep }}" src="data:image/png;base64,{{ png }}">{% endfor %}
@@ -116,7 +119,7 @@ def cell(r: Result) -> str:
         text += " (message only)" if r.corruption == "message" else " (data)"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
-    return text
+    return text + gil_mark(r)
 
 
 def tip(r: Result) -> str:
@@ -128,6 +131,9 @@ def tip(r: Result) -> str:
         parts.append(f"speedup x{r.speedup:.2f}, efficiency {r.efficiency:.2f}, {r.scaling}")
     if r.contention:
         parts.append(f"contention {r.contention}")
+    if r.gil_enabled is not None:
+        parts.append(f"GIL {'on' if r.gil_enabled else 'off'} in the workers"
+                     + (f" (turned on by {', '.join(r.gil_reenabled_by)})" if r.gil_reenabled_by and r.gil_enabled else ""))
     if r.evidence:
         parts.append(r.evidence[0].summary)
     if r.races is not None:
@@ -145,7 +151,8 @@ def race_cell(races: RacePass) -> str:
 
 
 def anchor(r: Result) -> str:
-    return f"{r.probe}-{r.mode}-{r.workers}".replace(".", "_")
+    off = "-gil-off" if r.gil == GilState.OFF else ""
+    return f"{r.probe}-{r.mode}-{r.workers}{off}".replace(".", "_")
 
 
 def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
@@ -210,8 +217,68 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
         cell=cell, race_cell=race_cell, shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
         plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
         comparison=comparison, changes=summary(comparison) if comparison else [],
-        remedy_lines=remedy_summary(d.remedies),
+        remedy_lines=remedy_summary(d.remedies), gil_words=gil_words(d), gil_lines=gil_effects(d.results),
     )
+
+
+PAIR_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>threadprobe: two diagnoses side by side</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1600px; padding: 0 1em; color: #212121; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; vertical-align: top; }
+th { background: #f5f5f5; text-align: left; } td.cell { text-align: center; white-space: nowrap; font-size: 12px; }
+td.fallback { font-style: italic; opacity: .75; } .regression { background: #ffebee; border: 2px solid #c62828; padding: .6em 1em; }
+.ok { background: #e8f5e9; border: 1px solid #2e7d32; padding: .6em 1em; } .muted { color: #757575; }
+</style></head><body>
+<h1>threadprobe: two diagnoses side by side</h1>
+<table><tr><th></th><th>old</th><th>new</th></tr>
+<tr><th>interpreter</th><td><code>{{ old.interpreter }}</code></td><td><code>{{ new.interpreter }}</code></td></tr>
+<tr><th>Python</th><td>{{ pyver(old) }}</td><td>{{ pyver(new) }}</td></tr>
+<tr><th>GIL</th><td>{{ gil_words(old) }}</td><td>{{ gil_words(new) }}</td></tr>
+<tr><th>made</th><td>{{ old.created }}</td><td>{{ new.created }}</td></tr></table>
+<div class="{{ 'regression' if comparison.regressed else 'ok' }}">{% for line in changes %}{{ line }}<br>{% endfor %}</div>
+<p class="muted">Each mode: the old cell, then the new one. A cell with the GIL forced off is set beside the old
+diagnosis's cell with the GIL as imported when the old one never forced it off (in italics).</p>
+<table id="pair"><tr><th rowspan="2">probe</th>{% for m in modes %}<th colspan="2">{{ m }}</th>{% endfor %}</tr>
+<tr>{% for m in modes %}<th>old</th><th>new</th>{% endfor %}</tr>
+{% for probe in probes %}<tr><td>{{ probe }}</td>{% for m in modes %}{% for r, fallback in pair(probe, m) %}
+{% if r %}<td class="cell{{ ' fallback' if fallback else '' }}" style="background:{{ colours[r.verdict] }}" title="{{ tip(r) }}">{{ r.verdict }}<br>{{ cell(r) }}{% if r.contention %}<br>{{ r.contention }}{% endif %}</td>
+{% else %}<td></td>{% endif %}{% endfor %}{% endfor %}</tr>{% endfor %}
+</table></body></html>
+"""
+
+
+def render_pair(old: Diagnosis, new: Diagnosis, comparison: Comparison) -> str:
+    """Two diagnoses next to each other: their builds and GIL, what changed, and every cell of
+    both, old beside new (a cell with the GIL forced off beside the old one's as-imported cell when
+    the old diagnosis never forced it off, as ``compare`` matches them)."""
+    import jinja2
+
+    old_modes, old_rows = matrix(old.results)
+    new_modes, new_rows = matrix(new.results)
+    forced = any(r.gil == GilState.OFF for r in old.results)
+
+    def pair(probe: str, label: str) -> list[tuple[Result | None, bool]]:
+        was = old_rows.get(probe, {}).get(label)
+        fallback = was is None and not forced and label.endswith(", GIL off")
+        if fallback:
+            was = old_rows.get(probe, {}).get(label.removesuffix(", GIL off"))
+        return [(was, fallback), (new_rows.get(probe, {}).get(label), False)]
+
+    def pyver(d: Diagnosis) -> str:
+        return str((d.fingerprint.get("python") or {}).get("version", "?"))
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(PAIR_TEMPLATE).render(
+        old=old, new=new, comparison=comparison, changes=summary(comparison), gil_words=gil_words, pyver=pyver,
+        modes=list(dict.fromkeys(new_modes + old_modes)), probes=sorted(set(old_rows) | set(new_rows)),
+        pair=pair, colours=COLOURS, cell=cell, tip=tip)
+
+
+def write_pair(old: Diagnosis, new: Diagnosis, comparison: Comparison, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, render_pair(old, new, comparison))
+    return path
 
 
 class _Attr(dict):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import PLANTED
+from tests.conftest import HERE, PLANTED
 from threadprobe.harness.instruments import contention
 
 
@@ -84,3 +84,41 @@ def test_quick_mode_measures_contention_on_its_widest_threads_mode(planted, tmp_
     for probe, expected in QUICK_CASES.items():
         right = sum(run.get(probe) == {expected} for run in runs)
         assert right >= 2, f"{probe}: {right}/3 quick diagnoses classified {expected}: {runs}"
+
+
+# --------------------------------------------------------------------------------------------
+# Without the GIL (the free-threaded build): none, a library lock, or the GIL where an import
+# turned it back on; the interpreter's own per-object locks are none of these.
+
+FT = HERE.parent / ".venv-ft" / "bin" / "python"
+FT_PLANTED = HERE / "planted" / "ft_probes.py"
+#: (probe, GIL state) -> the class. Planted C code compiled in the worker, against the headers of
+#: the free-threaded interpreter that runs it (tests/planted/ft_probes.py).
+FT_CASES = {("ft.free", "off"): "none", ("ft.mutex", "off"): "library_lock", ("ft.pylock", "off"): "library_lock",
+            ("ft.objects", "off"): "none", ("ft.gil", "as_imported"): "gil", ("ft.gil", "off"): "none"}
+
+
+def ft_contention(tmp_path) -> dict[tuple[str, str], set[str]]:
+    """One diagnosis of the planted free-threaded probes in both GIL states: each cell's classes."""
+    from threadprobe.harness import fingerprint
+    from threadprobe.diagnosis.diagnose import Options, diagnose
+    from threadprobe.records import GilState
+
+    diag = diagnose(Options(probes=tuple(dict.fromkeys(p for p, _ in FT_CASES)), plugins=(str(FT_PLANTED),),
+                            entry_points=False, python=str(FT), gil=(GilState.AS_IMPORTED, GilState.OFF),
+                            threads=(4,), processes=(), evidence=False, budget=2.0, workdir=str(tmp_path)),
+                    fingerprint=fingerprint.light)
+    found: dict[tuple[str, str], set[str]] = {}
+    for r in diag.results:
+        if r.mode == "threads":
+            found.setdefault((r.probe, str(r.gil)), set()).add(str(r.contention))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FT.exists(), reason=".venv-ft is missing (.ci/freethreaded-up builds it)")
+def test_without_the_gil_contention_is_none_a_library_lock_or_a_gil_an_import_turned_on(tmp_path, busy_neighbour):
+    runs = [ft_contention(tmp_path / str(k)) for k in range(3)]
+    for cell, expected in FT_CASES.items():
+        right = sum(run.get(cell) == {expected} for run in runs)
+        assert right >= 2, f"{cell}: {right}/3 diagnoses classified {expected}: {[run.get(cell) for run in runs]}"
