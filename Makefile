@@ -8,11 +8,11 @@ OUT      ?= reports
 BASELINE ?=
 ARGS     ?=
 
-.PHONY: diagnose quick races test bench soak clean install
+.PHONY: diagnose quick races test bench soak clean install docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
 	touch $@
 
 install: $(STAMP)
@@ -63,5 +63,13 @@ soak: $(STAMP)
 	REPS=$(REPS) tests/soak/baseline_chain.sh
 	$(BIN)/python tests/soak/noise.py
 
+# The documentation site (docs/, Sphinx), in docs/_build/html: warnings are errors, references
+# are checked (nitpicky). The CLI reference, the API, the schema and the benchmark pages are made
+# from the parser, the docstrings, the schema file and reports/bench*.json at every build.
+# make test builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) .venv-newest build *.egg-info .hypothesis
+	rm -rf $(VENV) .venv-newest build *.egg-info .hypothesis docs/_build docs/_generated

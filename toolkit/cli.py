@@ -29,7 +29,7 @@ from threadprobe.report.compare import compare, summary
 from threadprobe.diagnosis.diagnose import Options
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import GilState
+from threadprobe.records import DIAGNOSIS_SCHEMA, GilState
 from threadprobe.harness.valgrind import valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
@@ -193,7 +193,8 @@ def _add_report_readers(sub: Any) -> None:
     c.add_argument("--html", default=None, metavar="FILE.html",
                    help="also write both diagnoses side by side, cell by cell, as an HTML page")
 
-    v = sub.add_parser("validate", help="check a diagnosis.json against the threadprobe.diagnosis/1 JSON Schema")
+    v = sub.add_parser("validate", help=f"check a diagnosis.json against its JSON Schema ({DIAGNOSIS_SCHEMA}, or the "
+                                          "older format it names)")
     v.add_argument("file", metavar="FILE")
 
 

@@ -7,7 +7,7 @@ workers used (their rusage) and against wall time. Every technique changes one t
 baseline: 2 threads, switch interval 1 us, 0.05 s of serial work per trial, threads free to run
 on any core, no start delay.
 
-    python tests/bench/amplify.py [--rounds N] [--out reports/amplify.json]
+    python tests/bench/amplify.py [--rounds N] [--out reports/bench-amplify.json]
 
 Writes the table the README quotes (technique, failures per CPU-second, against the baseline).
 """
@@ -15,7 +15,6 @@ Writes the table the README quotes (technique, failures per CPU-second, against 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import sys
@@ -26,6 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from threadprobe.diagnosis import detect
+from threadprobe.report import benchfile  # noqa: E402
 from threadprobe import refs  # noqa: E402
 from threadprobe.harness import launch, trial as harness  # noqa: E402
 from threadprobe.records import Mode, Purpose, Trial  # noqa: E402
@@ -104,12 +104,12 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--out", default=str(ROOT / "reports" / "amplify.json"))
+    parser.add_argument("--out", default=str(ROOT / "reports" / "bench-amplify.json"))
     args = parser.parse_args()
     started = time.monotonic()
     results = measure(args.rounds)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.out).write_text(json.dumps({"rounds": args.rounds, "base": BASE, "results": results}, indent=1))
+    benchfile.write(args.out, {"rounds": args.rounds, "base": BASE, "results": results})
     print("\n".join(table(results)))
     print(f"({time.monotonic() - started:.0f} s)")
     return 0

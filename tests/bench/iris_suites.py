@@ -36,6 +36,8 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+from threadprobe.report import benchfile
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "iris-test-data" / "test_data"
 RUN_PARALLEL = "pytest-run-parallel==0.10.*"
@@ -154,7 +156,7 @@ def main() -> int:
         result["overhead"] = side_by_side(
             [tests / "unit" / "fileformats" / d for d in OVERHEAD_FOLDERS], args.rounds, "overhead")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    benchfile.write(out, result)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -27,6 +27,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from threadprobe.report import benchfile
+
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = str(ROOT / "tests" / "planted" / "probes.py")
 PLANTED_PROBES = ("planted.race", "planted.mutex", "planted.safe")
@@ -179,7 +181,7 @@ def main() -> int:
             part, n = PARTS[name]
             lines += part(args.repeats or n, Path(tmp), log)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(dict(log, summary=lines), indent=1))
+            benchfile.write(out, dict(log, summary=lines))
     print("\n".join(lines))
     return 0
 

@@ -11,12 +11,13 @@ clean environment, as a maintainer upstream would run it.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from threadprobe.report import benchfile
 
 
 def outcome(code: int) -> str:
@@ -55,7 +56,7 @@ def main() -> int:
         print(f"{script.stem:45s} {lines:3d} lines  {reproduced}/{args.runs}  {', '.join(sorted(set(seen)))}",
               flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"python": sys.executable, "rows": rows}, indent=1) + "\n")
+    benchfile.write(args.out, {"python": sys.executable, "rows": rows})
     good = sum(r["reproduced"] >= 4 and r["lines"] <= 80 for r in rows)
     print(f"{good}/{len(rows)} reproducers reproduce in >= 4 of {args.runs} runs within 80 lines; wrote {args.out}")
     return 0

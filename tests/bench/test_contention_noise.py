@@ -12,7 +12,7 @@ import pathlib
 import pytest
 
 from tests.harness.instruments.test_contention import CASES, QUICK_CASES, contention_of, quick_contention
-from threadprobe.harness.proc import write_json_atomic
+from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
@@ -27,9 +27,9 @@ def test_contention_classes_are_right_in_19_of_20_runs_beside_a_busy_neighbour(p
         got[probe] = {"expected": expected, "right": sum(c == [expected] for c in classes), "classes": classes}
         print(f"{probe}: {expected} in {got[probe]['right']} of {RUNS}", flush=True)
     os.makedirs("reports", exist_ok=True)
-    write_json_atomic(pathlib.Path("reports/bench-contention.json"),
-                      {"schema": BENCH_SCHEMA, "benchmark": "contention_beside_a_busy_neighbour", "runs": RUNS,
-                       "results": got})
+    benchfile.write("reports/bench-contention.json",
+                    {"schema": BENCH_SCHEMA, "benchmark": "contention_beside_a_busy_neighbour", "runs": RUNS,
+                     "results": got})
     assert all(v["right"] >= 19 for v in got.values()), {k: v["right"] for k, v in got.items()}
 
 
@@ -40,7 +40,7 @@ def test_quick_diagnoses_classify_the_planted_cases_in_19_of_20_beside_a_busy_ne
                    "classes": [sorted(r.get(probe, ())) for r in runs]} for probe, expected in QUICK_CASES.items()}
     for probe, v in got.items():
         print(f"quick {probe}: {v['expected']} in {v['right']} of {RUNS}", flush=True)
-    write_json_atomic(pathlib.Path("reports/bench-contention-quick.json"),
-                      {"schema": BENCH_SCHEMA, "benchmark": "quick_contention_beside_a_busy_neighbour", "runs": RUNS,
-                       "results": got})
+    benchfile.write("reports/bench-contention-quick.json",
+                    {"schema": BENCH_SCHEMA, "benchmark": "quick_contention_beside_a_busy_neighbour", "runs": RUNS,
+                     "results": got})
     assert all(v["right"] >= 19 for v in got.values()), {k: v["right"] for k, v in got.items()}

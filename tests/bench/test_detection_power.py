@@ -23,7 +23,7 @@ from tests.conftest import PLANTED
 from threadprobe.diagnosis import detect
 from threadprobe.probe import refs
 from threadprobe.harness import launch, trial as harness
-from threadprobe.harness.proc import write_json_atomic
+from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA, Mode, Purpose, Trial
 
 pytestmark = pytest.mark.bench
@@ -96,7 +96,7 @@ def test_a_rare_planted_race_is_found_in_9_of_10_default_diagnoses_and_verdicts_
            "rare_race_trials": [[r["trials"] for r in rep["results"] if r["probe"] == "planted.rare_race"
                                  and r["mode"] == "threads"] for rep in reports]}
     os.makedirs("reports", exist_ok=True)
-    write_json_atomic(pathlib.Path("reports/bench-detection.json"), out)
+    benchfile.write("reports/bench-detection.json", out)
     print(json.dumps({k: v for k, v in out.items() if k != "schema"}, indent=1))
     assert 0.05 <= rate <= 0.12, rate
     assert sum(found) >= 9, found

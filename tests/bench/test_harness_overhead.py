@@ -19,7 +19,8 @@ import pytest
 from tests.conftest import TRIVIAL
 from threadprobe.harness import fingerprint
 from threadprobe.diagnosis.diagnose import Options, diagnose
-from threadprobe.harness.proc import child_env, write_json_atomic
+from threadprobe.harness.proc import child_env
+from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
@@ -60,6 +61,6 @@ def test_harness_overhead_is_at_most_3x_child_start_cost(tmp_path):
     out = {"schema": BENCH_SCHEMA, "benchmark": "harness_overhead", "repeats": REPEATS, "children": CHILDREN,
            "seconds": times, "median_seconds": med, "ratios": ratios, "cores": os.cpu_count()}
     os.makedirs("reports", exist_ok=True)
-    write_json_atomic(__import__("pathlib").Path("reports/bench-harness.json"), out)
+    benchfile.write("reports/bench-harness.json", out)
     print(json.dumps({"median_seconds": med, "ratios": ratios}, indent=1))
     assert ratios["fork_vs_child_start"] <= 3.0

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import TEST_DATA
-from threadprobe.harness.proc import write_json_atomic
+from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
@@ -44,6 +44,6 @@ def test_plugin_overhead_on_a_suite_that_does_not_use_it(tmp_path):
            "last_summary": summary, "seconds_with_plugin": with_plugin, "seconds_without": without,
            "overhead": round(overhead, 4)}
     os.makedirs("reports", exist_ok=True)
-    write_json_atomic(__import__("pathlib").Path("reports/bench-plugin.json"), out)
+    benchfile.write("reports/bench-plugin-overhead.json", out)
     print(json.dumps(out, indent=1))
     assert overhead < 0.05

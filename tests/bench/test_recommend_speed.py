@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from threadprobe.harness.proc import write_json_atomic
+from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
 
 pytestmark = pytest.mark.bench
@@ -30,6 +30,6 @@ def test_recommend_from_a_matching_diagnosis_is_under_a_second():
     out = {"schema": BENCH_SCHEMA, "benchmark": "recommend_answer_time", "seconds": times,
            "median": statistics.median(times)}
     os.makedirs("reports", exist_ok=True)
-    write_json_atomic(Path("reports/bench-recommend.json"), out)
+    benchfile.write("reports/bench-recommend.json", out)
     print(json.dumps(out))
     assert statistics.median(times) < 1.0

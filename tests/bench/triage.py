@@ -10,7 +10,6 @@ Writes reports/bench-triage.json (every session's labels) and prints the counts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from threadprobe.report import benchfile
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "tests" / "plugin_targets" / "test_triage.py"
@@ -84,7 +85,7 @@ def main() -> int:
             neighbour.wait()
     log["summary"] = lines
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(log, indent=1))
+    benchfile.write(args.out, log)
     print("\n".join(lines))
     return 0
 

@@ -60,14 +60,19 @@ def test_the_page_has_every_section(page, diagnosis):
     assert "repro/planted.crash.py" in html and "HDF5 copies" in html
 
 
-@pytest.mark.browser
-def test_a_real_browser_renders_the_matrix_and_the_plots_without_errors(page, tmp_path):
+def chromium_flags(profile) -> list[str]:
+    """Headless Chromium with nothing that reaches the network; skips when it is not installed."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/browser-up installs it)")
-    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+
+
+@pytest.mark.browser
+def test_a_real_browser_renders_the_matrix_and_the_plots_without_errors(page, tmp_path):
+    flags = chromium_flags(tmp_path / "profile")
     dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count("verdict-crash") >= 1 and "<table id=\"verdicts\"" in dom.stdout

@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from threadprobe.harness.proc import signal_name, write_json_atomic
+from threadprobe.harness.proc import signal_name
 from threadprobe.records import BENCH_SCHEMA
+from threadprobe.report import benchfile
 from threadprobe.scheduling.workloads import WORKLOADS
 
 CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -202,8 +203,6 @@ def write(result: dict[str, Any], out: Path, workload: str) -> Path:
     except (OSError, ValueError):
         data = {}
     data["schema"] = BENCH_SCHEMA
-    data.setdefault("workloads", {})[workload] = result
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, data)
-    return path
+    data.setdefault("workloads", {})[workload] = benchfile.stamp(result)  # each workload says how it was made
+    return benchfile.write(path, data)
 

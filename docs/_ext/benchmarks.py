@@ -1,0 +1,230 @@
+"""The benchmark pages, made from ``reports/bench*.json`` at every docs build.
+
+Each known benchmark has a title, the command that makes its file, and a short reading: what it
+measures and the figure it aims at. The numbers come from the file alone (``render``), with the
+machine, the date and the command the file records, and a plot of its raw repetitions. A
+benchmark whose file is absent gets a page that says so and how to make it; a file no entry
+knows gets a page of its own too, so nothing ``make bench`` writes is left off.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threadprobe.report import benchfile
+
+
+@dataclass(frozen=True)
+class Bench:
+    stem: str  # reports/<stem>.json
+    title: str
+    make: str  # the command that writes it (make bench runs them all)
+    reading: str  # what it measures and the figure to reach; never a measured number
+
+
+BENCHMARKS = (
+    Bench("bench", "Schedulers on the runner's workloads",
+          "threadprobe bench wind --fresh --repeats 10; threadprobe bench load",
+          "Every scheduler and `auto` run the wind study (and the load study) side by side, each repetition "
+          "starting from a fresh diagnosis, in rotating order. Read the ratios to synchronous measured in the same "
+          "repetition, not the seconds: one run against another moves by up to 14% on a shared machine. "
+          "*Auto's regret* is its wall time, pilot included, over the fastest explicit scheduler of the same "
+          "repetition; the figure aimed at is a regret of at most 1.10. The study's own scale "
+          "(`threadprobe bench wind --study-scale --fresh --repeats 3`, files of 1.5 GB each) is the workload "
+          "`wind-study`; there the figure aimed at is also a peak memory under 2 GiB whatever the input size."),
+    Bench("bench-amplify", "Race amplification",
+          "python tests/bench/amplify.py --rounds 100",
+          "Each technique changes one thing from the baseline (2 threads, switch interval 1 us, 0.05 s of serial "
+          "work per trial, no pinning, no start delay); trials are interleaved round-robin and failures counted per "
+          "CPU-second of the workers. The diagnosis keeps the techniques that raise the rate on the defects here: "
+          "compare each row with the baseline's, per defect."),
+    Bench("bench-detection", "Detection power and verdict reproducibility",
+          "python -m pytest -m bench tests/bench/test_detection_power.py",
+          "Ten default diagnoses of every built-in probe plus a planted race that spoils a few per cent of "
+          "2-thread trials. Aimed at: the planted race found in at least 9 of 10, and at least 99% of probe x mode "
+          "cells with the same verdict in all ten."),
+    Bench("bench-contention", "Contention classes beside a busy neighbour",
+          "python -m pytest -m bench tests/bench/test_contention_noise.py",
+          "Each case is a whole diagnosis of one probe while another process keeps a core busy, 20 times; the "
+          "class (gil, library_lock, none) must be right in at least 19 of 20."),
+    Bench("bench-contention-quick", "Contention classes from quick diagnoses",
+          "python -m pytest -m bench tests/bench/test_contention_noise.py",
+          "As above, with `--quick` diagnoses, which sample threads in one contention trial per probe."),
+    Bench("bench-harness", "The harness's overhead",
+          "python -m pytest -m bench tests/bench/test_harness_overhead.py",
+          "A diagnosis of one trivial probe against the cost of starting as many fresh interpreters, side by side; "
+          "aimed at: at most 3 times that cost."),
+    Bench("bench-plugin-overhead", "The pytest plugin's cost on a suite that does not use it",
+          "python -m pytest -m bench tests/bench/test_plugin_overhead.py",
+          "Iris's PP unit tests with the plugin loaded and disabled, alternately; aimed at: under 5% overhead."),
+    Bench("bench-plugin", "The pytest plugin on Iris's own suites",
+          "python tests/bench/iris_suites.py",
+          "Iris's thread-safety and netCDF suites under `--threadprobe-threads=2`, beside plain pytest and "
+          "pytest-run-parallel; every failure's node id and label is kept for a hand check."),
+    Bench("bench-triage", "Not re-entrant or thread-unsafe",
+          "python tests/bench/triage.py --busy",
+          "Planted tests (one re-using its `tmp_path`, one that may pass once per process, a C race) in fresh "
+          "sessions, at 1 and 3 iterations: each must get its own label every time."),
+    Bench("bench-repro", "Reproducers",
+          "python tests/bench/repro_rate.py reports/repro",
+          "Every reproducer the last `make diagnose` wrote, run in fresh interpreters: how often each reproduces "
+          "(aimed at: 4 of 5 runs or more)."),
+    Bench("bench-races", "The race pass",
+          "python tests/bench/races.py",
+          "Each repetition a fresh `threadprobe diagnose --races --no-stress`: planted races found, clean code left "
+          "clean, the real libraries' verdicts, whole passes' reproducibility, and the cost per probe."),
+    Bench("bench-recommend", "Answer time of `threadprobe recommend`",
+          "python -m pytest -m bench tests/bench/test_recommend_speed.py",
+          "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),
+)
+
+RAW_JSON_LIMIT = 12_000  # characters: larger files are linked to, not printed
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _numbers(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      for x in v)
+
+
+def _fmt(v: Any) -> str:
+    if _numbers(v) and len(v) > 3:
+        return f"median {statistics.median(v):.4g} ({min(v):.4g} to {max(v):.4g}; n={len(v)})"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        text = json.dumps(v)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return "" if v is None else str(v)
+
+
+def _cell(v: Any) -> str:
+    return _fmt(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _rows_of_dicts(d: dict[str, Any]) -> bool:
+    """A dict whose values are dicts of short values: one table, a row per key."""
+    return len(d) > 0 and all(isinstance(v, dict) and v and all(_scalar(x) or _numbers(x) for x in v.values())
+                              for v in d.values())
+
+
+def render_value(name: str, value: Any, depth: int = 1) -> list[str]:
+    """Markdown for one part of a benchmark file: tables where the shape allows, else JSON."""
+    title = "#" * (depth + 1) + f" `{name}`" if name else ""  # under the page's "## The data"
+    if isinstance(value, dict) and _rows_of_dicts(value):
+        columns = list(dict.fromkeys(k for v in value.values() for k in v))
+        return [title, "", *_table(["", *columns], [[k, *(v.get(c) for c in columns)] for k, v in value.items()])]
+    if isinstance(value, dict) and value:
+        flat = [[k, v] for k, v in value.items() if _scalar(v) or _numbers(v)]
+        lines = [title, ""] if title else []
+        if flat:
+            lines += _table(["field", "value"], flat)
+        for k, v in value.items():
+            if not (_scalar(v) or _numbers(v)):
+                lines += render_value(k, v, depth + 1) if depth < 3 else [f"`{k}`: {_cell(v)}", ""]
+        return lines
+    return [title, "", f"{_cell(value)}", ""]
+
+
+def series(value: Any, path: str = "") -> list[tuple[str, list[float]]]:
+    """Every list of numbers in the file (raw repetitions), by where it sits."""
+    if _numbers(value) and len(value) > 1:
+        return [(path, [float(x) for x in value])]
+    out: list[tuple[str, list[float]]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += series(v, f"{path}.{k}" if path else str(k))
+    return out
+
+
+def plot(found: list[tuple[str, list[float]]], path: Path, limit: int = 24) -> bool:
+    """A dot per repetition, a tick at the median, one panel per kind of figure (the last key)."""
+    if not found:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, list[tuple[str, list[float]]]] = {}
+    for where, xs in found[:limit]:
+        panels.setdefault(where.rsplit(".", 1)[-1], []).append((where, xs))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.9 + sum(0.32 * len(v) + 0.5 for v in panels.values())),
+                             squeeze=False, gridspec_kw={"height_ratios": [len(v) for v in panels.values()]})
+    for ax, (kind, rows) in zip(axes[:, 0], panels.items()):
+        for k, (where, xs) in enumerate(rows):
+            ax.scatter(xs, [k] * len(xs), s=12, color="#1565c0", zorder=3)
+            ax.plot([statistics.median(xs)] * 2, [k - 0.3, k + 0.3], color="#c62828", linewidth=2)
+        ax.set_yticks(range(len(rows)), [w for w, _ in rows], fontsize=7)
+        ax.set_title(kind, fontsize=8, loc="left")
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def page(bench: Bench, reports: Path, out: Path) -> str:
+    """The page of one benchmark: its reading, then the file's stamp, data and plots, or its absence."""
+    source = reports / f"{bench.stem}.json"
+    lines = [f"# {bench.title}", "", bench.reading, "", f"Made by `{bench.make}` (part of `make bench`).", ""]
+    if not source.exists():
+        return "\n".join(lines + [
+            "```{warning}", f"No `reports/{bench.stem}.json` in this build: this benchmark has not been run on the "
+            "machine that built these pages, and no figure is shown. Run the command above, then `make docs`.", "```",
+            ""])
+    try:
+        bf = benchfile.read(source)
+    except ValueError as exc:
+        return "\n".join(lines + ["```{warning}", f"`reports/{bench.stem}.json` could not be read: {exc}", "```", ""])
+    lines += _table(["", ""], [["file", f"reports/{bench.stem}.json"], ["machine", bf.machine], ["date", bf.date],
+                                ["command", bf.command]])
+    for name in own_plots(bench, bf, out):
+        lines += [f"```{{image}} {name}", f":alt: {name}, drawn from reports/{bench.stem}.json", "```", ""]
+    if plot(series(bf.body()), out / f"{bench.stem}-repetitions.png"):
+        lines += ["Every list of numbers in the file, one dot per repetition, the median marked:", "",
+                  f"```{{image}} {bench.stem}-repetitions.png", f":alt: raw repetitions of {bench.stem}", "```", ""]
+    lines += ["## The data", "", *render_value("", bf.body())]
+    raw = json.dumps(bf.data, indent=1)
+    if len(raw) <= RAW_JSON_LIMIT:
+        lines += ["## The whole file", "", "```json", raw, "```", ""]
+    else:
+        lines += [f"The whole file ({len(raw):,} characters) is `reports/{bench.stem}.json`.", ""]
+    return "\n".join(lines)
+
+
+def own_plots(bench: Bench, bf: benchfile.BenchFile, out: Path) -> list[str]:
+    """The plots a benchmark draws itself, redrawn from its file by its own code (the runner's bench)."""
+    if bench.stem != "bench":
+        return []
+    from threadprobe.scheduling.runs import bench as runner_bench
+
+    names = []
+    for workload, result in sorted((bf.data.get("workloads") or {}).items()):
+        if isinstance(result, dict) and result.get("formats"):
+            runner_bench.plot(result, out / f"bench-{workload}.png")
+            names.append(f"bench-{workload}.png")
+    return names
+
+
+def known(reports: Path) -> list[Bench]:
+    """The registry, then every other ``bench*.json`` found, under its file name."""
+    stems = {b.stem for b in BENCHMARKS}
+    extra = [Bench(p.stem, p.stem, "see the file's command", "A benchmark file with no reading written for it yet.")
+             for p in sorted(reports.glob("bench*.json")) if p.stem not in stems]
+    return [*BENCHMARKS, *extra]
