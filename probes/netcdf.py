@@ -286,8 +286,3 @@ class BadEmpty(BadTruncated):
 
     def prepare(self, workdir):
         (workdir / "truncated.nc").write_bytes(b"")
-
-
-def expected_slice(layout: Layout, seed: int, t: int):
-    """The slice a correct read returns (used by tests)."""
-    return expected(layout, seed)[t]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -10,11 +11,8 @@ import psutil
 import pytest
 
 from threadprobe.harness import fingerprint
+from threadprobe.report.validate import errors as report_errors
 from threadprobe.diagnosis.diagnose import Options, diagnose
-
-# Every report written during the tests, in this process or in a CLI subprocess, is checked
-# against the shipped JSON Schema before it is written (see threadprobe.report.write).
-os.environ["THREADPROBE_VALIDATE"] = "1"
 
 # Targets for the pytest plugin's tests: run by those tests in sessions of their own.
 collect_ignore = ["plugin_targets"]
@@ -24,6 +22,24 @@ PLANTED = HERE / "planted" / "probes.py"
 TRIVIAL = HERE / "plugins" / "trivial.py"
 SHARED = HERE.parent.parent / "shared"
 TEST_DATA = SHARED / "iris-test-data" / "test_data"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Every report a test writes under its tmp_path, in this process or in a CLI subprocess,
+    keeps the shipped JSON Schema of the format it names (``write`` itself checks nothing)."""
+    result = yield
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    problems = reports_breaking_schema(pathlib.Path(tmp)) if tmp is not None else []
+    if problems:
+        pytest.fail("reports break their schema:\n" + "\n".join(problems[:10]))
+    return result
+
+
+def reports_breaking_schema(folder: pathlib.Path) -> list[str]:
+    """'path: $.where: why' for every diagnosis.json under ``folder`` that breaks its schema."""
+    return [f"{path}: {problem}" for path in sorted(folder.rglob("diagnosis.json"))
+            for problem in report_errors(json.loads(path.read_text()))]
 
 
 @pytest.fixture(scope="session")

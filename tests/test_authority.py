@@ -14,9 +14,10 @@ from hypothesis import given, settings, strategies as st
 
 from threadprobe.report.compare import compare
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.records import VERDICTS, Diagnosis, Result, unsafe_results
+from threadprobe.records import Diagnosis, Result, Verdict, unsafe_results
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
+VERDICTS = {v.value for v in Verdict}
 
 
 def _literals(node: ast.AST) -> list[str]:

@@ -33,3 +33,43 @@ def test_the_wheel_installs_threadprobe_alone(tmp_path):
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().startswith(str(target))
+
+
+#: Imported only where an optional feature needs them, and said so where they are imported.
+OPTIONAL = {"mo_pack": "WGDOS-packed PP (not on PyPI)", "xarray": "the optional xarray probe ([test])",
+            "iris_sample_data": "the PP probes' sample file ([test]; without it they are unavailable)"}
+
+
+def third_party_imports(root) -> dict[str, set[str]]:
+    """Top-level names imported anywhere under ``root`` that are neither the standard library nor
+    threadprobe, each with the files that import it."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "threadprobe":
+                    found.setdefault(top, set()).add(path.name)
+    return found
+
+
+def test_every_library_the_package_imports_is_a_runtime_dependency():
+    """Declared where used: what toolkit/ and probes/ import is in [project] dependencies (the
+    test tools are not: they are the [test] extra's)."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    def names(reqs): return {re.split(r"[<>=!~\[; ]", r, 1)[0].lower().replace("_", "-") for r in reqs}
+    runtime, test = names(project["dependencies"]), names(project["optional-dependencies"]["test"])
+    providers = packages_distributions()
+    imported = third_party_imports(ROOT / "toolkit") | third_party_imports(ROOT / "probes")
+    missing = {top: sorted(where) for top, where in imported.items() if top not in OPTIONAL
+               and not names(providers.get(top, [top])) & runtime}
+    assert missing == {}
+    assert {"pytest-xdist", "hypothesis", "mypy"} <= test and not {"pytest-xdist", "hypothesis", "mypy"} & runtime

@@ -3,7 +3,7 @@
 A test whose threads race on a static buffer but still get the right answer (both write the same
 bytes) must fail, labelled racy, naming racy_fill; the same work behind a mutex must pass. Each
 test's child starts pytest under helgrind (about a minute here), so this is not in make test;
-tests/test_pytest_races.py tests the plugin's side with a fake detector."""
+tests/pytest/test_races.py tests the plugin's side with a fake detector."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ long locked_sum(int i, long work) {
 /* A rare race, as netcdf-c's add_to_NCList is one: every call reads a shared table, and one call
  * in 48 rebuilds it in place without a lock. A reader that runs during a rebuild sees it torn
  * (zeros) -> a wrong sum. Serially every call sums the whole table. How often a stress trial is
- * spoiled is set by the rebuild's work (the window); tests/bench/test_races.py measures it. */
+ * spoiled is set by the rebuild's work (the window); tests/bench/races.py measures it. */
 static int table[64];
 __attribute__((constructor)) static void fill_table(void) {
     for (int k = 0; k < 64; k++) table[k] = k;

@@ -4,7 +4,7 @@ The C library is compiled with gcc in ``prepare``, at test time, into the probe'
 ``WORK`` scales the busy work per call (environment ``PLANTED_WORK``): it sizes the race
 windows, so it sets how often each defect fires. At the default, a threads-2 trial of 100 tasks
 fails in well over 90% of trials for the race, the crash and the deadlock (measured in
-tests/test_diagnose.py); set it low to make a defect rare on purpose.
+tests/diagnosis/test_diagnose.py); set it low to make a defect rare on purpose.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def task(lib, i):
 
 class RareRace(_Planted):
     """The same race with a window so narrow that it spoils only a few per cent of trials: what a
-    diagnosis must still find (``RARE_WORK`` sets the window; see tests/test_detection_power.py)."""
+    diagnosis must still find (``RARE_WORK`` sets the window; see tests/bench/test_detection_power.py)."""
 
     name = "planted.rare_race"
 
@@ -94,7 +94,7 @@ class RareRace(_Planted):
 class RareRebuild(_Planted):
     """A race on one call in 48: that call rebuilds a table every call reads, without a lock
     (netcdf-c's ``add_to_NCList`` pattern). ``PLANTED_REBUILD_WORK`` sets the rebuild's window;
-    the default spoils a few per cent of 2-thread stress trials (tests/bench/test_races.py)."""
+    the default spoils a few per cent of 2-thread stress trials (tests/bench/races.py)."""
 
     name = "planted.rare_rebuild"
 

@@ -3,7 +3,7 @@
 Run alone it passes: it opens a file, reads every slice, closes it. Under two threads the same
 body crashes netcdf-c/HDF5 (or makes it fail with "NetCDF: HDF error"), and the plugin must
 report that as this test's failure, every time, while the session goes on.
-(Not collected by threadprobe's own suite: tests/test_pytest_plugin.py runs it in sessions.)
+(Not collected by threadprobe's own suite: tests/pytest/test_plugin.py runs it in sessions.)
 """
 
 import netCDF4

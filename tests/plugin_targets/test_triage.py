@@ -12,7 +12,7 @@ depends on timing luck: each failure is forced.
 - ``test_planted_c_race``: a real C race (``racy_fill``: fill a static buffer, dawdle with the
   GIL released, copy it out), with a window far wider than the threads' start skew: the other
   thread's fill lands in this one's result. Fine serially: thread-unsafe.
-(Not collected by threadprobe's own suite: tests/test_pytest_plugin.py runs it in sessions.)
+(Not collected by threadprobe's own suite: tests/pytest/test_plugin.py runs it in sessions.)
 """
 
 import ctypes

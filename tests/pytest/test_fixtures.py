@@ -1,6 +1,6 @@
 """Which tests cannot run in threads (threadprobe.pytest.fixtures): decided from the test's fixtures
 and from what its source, and its own helpers', calls. Per-thread fixture instances are tested
-through real sessions in tests/test_pytest_plugin.py."""
+through real sessions in tests/pytest/test_plugin.py."""
 
 from __future__ import annotations
 

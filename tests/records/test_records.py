@@ -4,7 +4,7 @@ import json
 
 from threadprobe.records import (
     DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair, RacePass,
-    RaceStatus, Recommendation, Result, Trial, Verdict, is_unsafe, race_keys, unsafe_results, with_races, worst,
+    RaceStatus, Result, Trial, Verdict, is_unsafe, race_keys, unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 
@@ -36,7 +36,6 @@ def test_diagnosis_round_trip_through_json_text():
     assert isinstance(back.results[0].evidence[0], Evidence)
     assert back.recommendations["wind"].locks == ("netcdf",)
     assert back.results[0].mode is Mode.THREADS and back.results[0].verdict is Verdict.CRASH
-    assert Recommendation is Choice  # version 1 reports still read
 
 
 def test_enums_are_their_json_strings():

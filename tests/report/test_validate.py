@@ -39,3 +39,20 @@ def test_cli_validate_exit_codes(tmp_path):
     assert ok.returncode == 0 and "valid" in ok.stdout
     assert no.returncode == 2 and "required property" in no.stderr and no.stderr.count("\n") == 1
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_the_tests_catch_a_report_that_breaks_its_schema(tmp_path):
+    """What tests/conftest.py runs after every test that has a tmp_path: a valid report passes, a
+    broken one anywhere below is named with the field it breaks."""
+    from tests.conftest import reports_breaking_schema
+
+    data = real_report(tmp_path)
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "diagnosis.json").write_text(json.dumps(data))
+    assert reports_breaking_schema(tmp_path) == []
+    data["results"][0]["verdict"] = "fine"
+    (tmp_path / "deep" / "bad").mkdir(parents=True)
+    (tmp_path / "deep" / "bad" / "diagnosis.json").write_text(json.dumps(data))
+    [problem] = reports_breaking_schema(tmp_path)
+    assert problem.startswith(str(tmp_path / "deep" / "bad" / "diagnosis.json")) and "results.0.verdict" in problem
+    (tmp_path / "deep" / "bad" / "diagnosis.json").unlink()  # else this test's own check fails it

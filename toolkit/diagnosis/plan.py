@@ -3,7 +3,7 @@
 ``next_trial(plan)`` looks at every probe's history and returns one ``Request`` or None (stop).
 The diagnosis loop runs the request through the harness, classifies it, appends what it saw,
 and asks again. Being pure, the policy is tested against fakes and simulated diagnoses
-(tests/test_plan.py), the way pytest-xdist tests its schedulers without nodes.
+(tests/diagnosis/test_plan.py), the way pytest-xdist tests its schedulers without nodes.
 
 Two phases:
 

@@ -7,5 +7,5 @@
 - ``states``: what the probe's threads are doing, sampled from /proc without stopping them.
 - ``trial``: run one trial (or a probe's prepare) and gather a ``TrialRun``.
 
-Nothing here is imported by ``toolkit/__init__``: a worker pays only for what it uses.
+Nothing here is imported by ``threadprobe/__init__``: a worker pays only for what it uses.
 """

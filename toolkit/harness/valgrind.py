@@ -31,7 +31,7 @@ READY_TIMEOUT = 900.0
 #: so a waiting thread can starve for a whole call: ``--fair-sched=yes`` hands it over in turn.
 #: Shorter superblocks make valgrind's scheduling quantum (counted in blocks) fewer instructions,
 #: so switches land inside short calls too. Measured on a planted race on one call in 48
-#: (tests/bench/test_races.py): with neither, 0 reports in 2,000 calls; with both, found.
+#: (tests/bench/races.py): with neither, 0 reports in 2,000 calls; with both, found.
 #: Frames kept per stack: enough to climb from HDF5 (often 30 frames deep) through netcdf-c to the
 #: Cython wrapper that names the netCDF4 operation.
 CALLERS = 64

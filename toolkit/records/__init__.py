@@ -15,7 +15,7 @@ changes meaning or disappears; adding an optional field does not need a bump):
 
 - ``threadprobe.trial/1``       (2026-11) the spec a worker process receives.
 - ``threadprobe.worker/1``      (2026-11) what one worker process writes back.
-- ``threadprobe.diagnosis/1``   (2026-11) the report; JSON Schema in ``toolkit/schema/``.
+- ``threadprobe.diagnosis/1``   (2026-11) the report; JSON Schema in ``toolkit/records/schema/``.
 - ``threadprobe.fingerprint/1`` (2026-11) the library builds that were loaded.
 - ``threadprobe.bench/1``       (2026-11) benchmark results.
 - ``threadprobe.diagnosis/2``   (2026-11) adds the interpreter diagnosed, corruption severity, the
@@ -50,7 +50,6 @@ TRIAL_SCHEMA = "threadprobe.trial/1"
 DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/4"
 READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", "threadprobe.diagnosis/3",
                       DIAGNOSIS_SCHEMA)
-FINGERPRINT_SCHEMA = "threadprobe.fingerprint/2"
 BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
 
@@ -130,7 +129,6 @@ class Corruption(_Text):
     MESSAGE = "message"  # only an exception's message differs (the same exception types)
 
 
-VERDICTS = tuple(v.value for v in Verdict)
 SCHEDULERS = ("synchronous", "threads", "processes", "distributed")
 
 R = TypeVar("R", bound="Record")
@@ -542,9 +540,6 @@ class Choice(Record):
         size = (f"adaptive {self.adapt[0]}-{self.adapt[1]} workers" if self.adapt
                 else f"{self.n_workers} workers")
         return f"distributed on {where} ({size} x {self.threads_per_worker} threads{held})"
-
-
-Recommendation = Choice  # the name version 1 reports used
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ this module owns the JSON file and what a terminal shows.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from collections.abc import Iterable
 from typing import IO, Any
@@ -19,7 +18,6 @@ from collections.abc import Sequence
 from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Result, is_clean,
                              is_unavailable, unsafe_results)
 from threadprobe.report.compare import gil_effects, gil_words
-from threadprobe.report.validate import errors
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -39,10 +37,6 @@ QUICK_NOTE = ("quick diagnosis: no lock audit, no native frames of crashes, no p
 
 def write(diagnosis: Diagnosis, out: Path) -> Path:
     data = diagnosis.to_json()
-    if os.environ.get("THREADPROBE_VALIDATE"):
-        problems = errors(data)
-        if problems:
-            raise AssertionError("report breaks its schema:\n" + "\n".join(problems[:10]))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "diagnosis.json"
     write_json_atomic(path, data)

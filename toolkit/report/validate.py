@@ -1,7 +1,7 @@
 """Checking a report against the JSON Schema shipped in ``threadprobe/records/schema/``.
 
-Other tools read diagnosis.json too; the schema is the contract, and every report the tests
-write is checked against it (THREADPROBE_VALIDATE=1 makes ``report.write`` check before writing).
+Other tools read diagnosis.json too; the schema is the contract: ``threadprobe validate`` checks
+a report against it, and the tests check every report they write (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from threadprobe.records import DIAGNOSIS_SCHEMA
+
 SCHEMAS = {"threadprobe.diagnosis/1": "diagnosis-1.schema.json", "threadprobe.diagnosis/2": "diagnosis-2.schema.json",
            "threadprobe.diagnosis/3": "diagnosis-3.schema.json", "threadprobe.diagnosis/4": "diagnosis-4.schema.json"}
 
 
 @lru_cache(maxsize=None)
-def schema(name: str = "threadprobe.diagnosis/4") -> dict[str, Any]:
+def schema(name: str = DIAGNOSIS_SCHEMA) -> dict[str, Any]:
     return json.loads(resources.files("threadprobe.records").joinpath("schema", SCHEMAS[name]).read_text())
 
 

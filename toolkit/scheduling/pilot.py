@@ -42,7 +42,7 @@ MIN_BATCH = 0.4
 PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
 SHARE = 0.25  # rounds beyond the third stop once the pilot has done this share of the work
 MAX_ROUNDS = 6
-MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/test_choose.py)
+MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/scheduling/test_choose.py)
 
 
 class Job(Protocol):

@@ -41,7 +41,7 @@ from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Resu
 #: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
 #: them. Each call's GIL hand-offs order the threads unless a thread switch lands inside a call,
 #: so a rare path needs calls, not time: a planted race on one call in 48 went unreported in 400
-#: calls and was reported at 2,000 (tests/bench/test_races.py has the rates). A netCDF4 call
+#: calls and was reported at 2,000 (tests/bench/races.py has the rates). A netCDF4 call
 #: takes about half a second under helgrind, so the time cap decides for the real libraries.
 DEFAULT_CALLS = 2000
 DEFAULT_SECONDS = 10.0

@@ -154,15 +154,6 @@ def speed_and_direction(u: Any, v: Any) -> tuple[Any, Any]:
     return speed, direction
 
 
-def circular_variance(direction_degrees: Any, axis: int = 0) -> Any:
-    import numpy as np
-
-    theta = np.radians(direction_degrees)
-    c = np.cos(theta).mean(axis=axis)
-    s = np.sin(theta).mean(axis=axis)
-    return 1.0 - np.sqrt(c * c + s * s)
-
-
 class Slab:
     """Some time steps of a lazy array, sliced and culled in the parent (a graph of a few keys),
     read where the task runs. Sliced in the task instead, every read would cull the whole file
