@@ -42,6 +42,7 @@ from threadprobe.report.validate import errors
 
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
+EXTRA_STATE = 0.75  # of a budget, per GIL state beyond the first (free-threaded builds: both by default)
 # MiB per file: 8 pairs make over a minute of serial work per format here (the issue's threshold
 # for a pilot's cost), on the bench's grid (--grid, N640's size), whose fields weigh what model output's do.
 BENCH_DATA_DIR = "reports/bench-data"
@@ -285,15 +286,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.python:
         interpreter_of(args.python)  # a missing interpreter fails before any work
     check_races(args)
+    states = gil_states(args.gil, args.python)
     options = Options(
         probes=tuple(args.probe), plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
         entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
         timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
-        budget=args.budget or (QUICK_BUDGET if args.quick else DEFAULT_BUDGET), timeout=args.timeout,
+        budget=args.budget or default_budget(args.quick, states), timeout=args.timeout,
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
-        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=gil_states(args.gil, args.python),
+        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=states,
     )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
@@ -316,6 +318,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"UNSAFE: {'; '.join(unsafe)}")
             code = 1
     return code
+
+
+def default_budget(quick: bool, states: tuple[GilState, ...]) -> float:
+    """Seconds for the trials: a second GIL state doubles the threads cells, so it adds most of a
+    budget's worth (the whole diagnosis stays under 5 minutes on 2 cores)."""
+    return (QUICK_BUDGET if quick else DEFAULT_BUDGET) * (1 + EXTRA_STATE * (len(states) - 1))
 
 
 def gil_states(asked: str | None, python: str | None) -> tuple[GilState, ...]:

@@ -288,7 +288,7 @@ class Diagnoser:
             if run.failed is not None:
                 verdict = Verdict.UNAVAILABLE if run.failed.kind == "unavailable" else Verdict.ERROR
                 results += [detect.not_run(run.name, run.info.dependency, c.mode, c.processes, c.threads, verdict,
-                                           run.failed) for c in run.cells]
+                                           run.failed, c.gil) for c in run.cells]
                 continue
             for cell in run.cells:
                 outcomes = [o for o in run.outcomes(cell) if o.trial.threads == cell.threads]

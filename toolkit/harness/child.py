@@ -227,7 +227,7 @@ def serve(preload: list[str]) -> None:
 
     Protocol, one line each: parent -> ``fork WORKER PGID SPEC``; server -> ``pid PID``,
     ``exit PID RETURNCODE CPU`` (CPU: the worker's user + system seconds), and once at start
-    ``ready THREADS [error]``.
+    ``ready THREADS GIL_REENABLED_BY [error]``.
     """
     die_with_parent()
     failed = _preload(preload)
@@ -237,7 +237,9 @@ def serve(preload: list[str]) -> None:
     os.set_blocking(wake_r, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    _send(f"ready {threads} {failed}".rstrip())
+    # The modules whose import turned the GIL on ("-": none): a server whose imports changed the
+    # GIL serves only probes that import exactly the same (see launch.Launchers).
+    _send(f"ready {threads} {','.join(gil.REENABLED_BY) or '-'} {failed}".rstrip())
     buffer = b""
     while True:
         try:

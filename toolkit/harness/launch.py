@@ -148,11 +148,12 @@ class ForkServer:
         self._buffer = b""
         self._exits: dict[int, tuple[int, float | None]] = {}
         ready = self._next_line(timeout=ready_timeout)
-        parts = ready.split(" ", 2)
-        if parts[0] != "ready":
+        parts = ready.split(" ", 3)
+        if parts[0] != "ready" or len(parts) < 3:
             raise HarnessError(f"fork server did not start: {ready!r}")
         self.threads = int(parts[1])
-        self.import_error = parts[2] if len(parts) > 2 else ""
+        self.gil_reenabled_by = tuple(m for m in parts[2].split(",") if m and m != "-")
+        self.import_error = parts[3] if len(parts) > 3 else ""
 
     @property
     def single_threaded(self) -> bool:
@@ -285,8 +286,11 @@ class Launchers:
             return SpawnLauncher(env, self.python, self.prefix)
         key = (state, tuple(preload) + self.plugins)
         for (have_state, have), running in self._servers.items():
-            # A server that already imports all of these (and more) serves this probe as well.
-            if have_state == state and set(key[1]) <= set(have) and running.alive:
+            # A server that already imports all of these (and more) serves this probe as well,
+            # unless its other imports turned the GIL back on (a free-threaded build): the probe's
+            # GIL "as imported" must be what its own imports leave.
+            shares = not running.gil_reenabled_by or state == GilState.OFF or set(have) == set(key[1])
+            if have_state == state and set(key[1]) <= set(have) and shares and running.alive:
                 return _Loan(running)
         server = self._servers.get(key)
         if server is not None:
