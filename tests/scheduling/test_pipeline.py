@@ -65,3 +65,27 @@ def test_an_explicit_scheduler_is_applied_as_named(speed):
     with threadprobe.scheduler("threads") as choice:
         assert choice.scheduler == "threads" and dask.config.get("scheduler") == "threads"
     assert dask.config.get("scheduler", None) != "threads"  # and undone after the block
+
+
+def test_the_scheduler_section_has_a_choice_per_gil_state():
+    from threadprobe.diagnosis.detect import failure_upper95
+    from threadprobe.records import Diagnosis, GilState, Result
+    from threadprobe.scheduling import choose, pipeline
+
+    def cell(probe, mode, verdict, gil=GilState.AS_IMPORTED, workers=2):
+        failed = 0 if verdict == "safe" else 3
+        return Result(probe=probe, dependency="d", mode=mode, workers=workers if mode != "serial" else 1,
+                      processes=workers if mode == "processes" else 1, threads=workers if mode == "threads" else 1,
+                      trials=30, outcomes={"ok": 30 - failed, "crash": failed}, verdict=verdict,
+                      failure_rate_upper95=failure_upper95(failed, 30), gil=gil)
+
+    probes = [p for wl in pipeline.WORKLOADS.values() for p in wl.probes_for()] + list(choose.FORK_PROBES)
+    results = [cell(p, m, "safe") for p in probes for m in ("serial", "threads", "processes")]
+    results += [cell(p, "threads", "crash", GilState.OFF) for p in probes]
+    diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint={}, results=tuple(results))
+    choices = pipeline.safe_choices(diag, choose.Machine(cores=2, memory_gb=16))
+    assert set(choices) == {"wind", "load", "wind, GIL off", "load, GIL off"}
+    threads = [line for line in choices["load"].rationale if line.startswith("safe candidates")]
+    assert "threads 2" in threads[0]
+    off = [line for line in choices["load, GIL off"].rationale if line.startswith("safe candidates")]
+    assert "threads" not in off[0] and "processes 2" in off[0]

@@ -25,7 +25,7 @@ from threadprobe.diagnosis.races import run as racepass
 from threadprobe import report
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice, Diagnosis, RunRequest
+from threadprobe.records import Choice, Diagnosis, GilState, Mode, Result, RunRequest
 from threadprobe.scheduling import cache, pilot as piloting, schedulers
 from threadprobe.scheduling.runs import load, wind
 from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
@@ -65,15 +65,32 @@ def _race_note(progress: Any) -> Any:
     return note
 
 
+def in_state(results: Sequence[Result], state: GilState) -> list[Result]:
+    """The cells a run in one GIL state relies on: its threads cells, and the serial and processes
+    cells (one thread per process: every state shares them)."""
+    return [r for r in results if r.gil == state or r.mode != Mode.THREADS]
+
+
 def safe_choices(diagnosis: Diagnosis, machine: choose.Machine | None = None) -> dict[str, Choice]:
-    """Per workload: the choice without a pilot, its rationale listing every safe candidate."""
+    """Per workload and GIL state diagnosed: the choice without a pilot, its rationale listing
+    every safe candidate ("wind", and "wind, GIL off" on a free-threaded build)."""
     machine = machine or choose.Machine.here()
     out = {}
+    states = dict.fromkeys(r.gil for r in diagnosis.results if r.mode == Mode.THREADS) or [GilState.AS_IMPORTED]
+    for state in states:
+        out.update(_safe_choices(diagnosis, in_state(diagnosis.results, state), machine,
+                                 "" if state == GilState.AS_IMPORTED else ", GIL off"))
+    return out
+
+
+def _safe_choices(diagnosis: Diagnosis, results: Sequence[Result], machine: choose.Machine,
+                  suffix: str) -> dict[str, Choice]:
+    out = {}
     for name, wl in WORKLOADS.items():
-        found, why = choose.candidates(diagnosis.results, wl.probes_for(), machine, name, diagnosis.remedies,
+        found, why = choose.candidates(results, wl.probes_for(), machine, name, diagnosis.remedies,
                                        wl.memory_per_worker_gb)
         pick = choose.fallback(found)
-        out[name] = pick.replace(source="diagnosis (no pilot: a run pilots its own input)", rationale=(
+        out[name + suffix] = pick.replace(source="diagnosis (no pilot: a run pilots its own input)", rationale=(
             f"workload {name}: {wl.description}", *why,
             "safe candidates: " + ", ".join(choose.label(c) for c in found),
             f"without a pilot: {choose.label(pick)}; `threadprobe run` times the candidates on its own input"))
