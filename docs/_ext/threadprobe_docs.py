@@ -164,9 +164,30 @@ def records_api_page() -> str:
 
 
 def evidence_colours() -> str:
+    """The key to the greens, then one probe's threads cell as the report draws it, from the same
+    trials without and with a clean race pass."""
+    import html
+
+    from threadprobe.diagnosis.detect import failure_upper95
+    from threadprobe.records import RacePass, RaceStatus, Result, with_races
+    from threadprobe.report import html as htmlreport
     from threadprobe.report import strength
 
-    return strength.legend_html()
+    def example(trials: int) -> Result:
+        return Result(probe="netcdf4.example", dependency="netCDF4", mode="threads", workers=2, processes=1, threads=2,
+                      trials=trials, outcomes={"ok": trials}, verdict="safe",
+                      failure_rate_upper95=failure_upper95(0, trials), speedup=1.62)
+
+    shown = [("make diagnose, 11 clean trials", example(11)),
+             ("make diagnose, 149 clean trials", example(149)),
+             ("make races, then make diagnose: the same 11 trials",
+              with_races(example(11), RacePass("helgrind", 2, 2000, RaceStatus.CLEAN)))]
+    cells = "".join(
+        f'<tr><td>{html.escape(what)}</td><td class="cell" style="{htmlreport.cell_css(r)}">'
+        f"{html.escape(strength.word(r) or '')}<br><small>{html.escape(htmlreport.cell(r))}</small><br>"
+        f"<small>{html.escape(strength.race_text(r))}</small></td></tr>" for what, r in shown)
+    return (strength.legend_html() + '<p>One threads cell, as the HTML report draws it:</p>'
+            f'<table class="evidence-legend"><tr><th>evidence</th><th>threads 2</th></tr>{cells}</table>')
 
 
 # ----------------------------------------------------------------------------------------------

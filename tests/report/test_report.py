@@ -38,7 +38,7 @@ def test_console_shows_the_pass_beside_the_bound_and_names_the_pairs():
     out = io.StringIO()
     report.console_table(diagnosis(), out)
     text = out.getvalue()
-    assert "racy | 1 race pair(s)" in text and "safe (<39%) | no race in 40 calls" in text
+    assert "racy | 1 race pair(s)" in text and "safe 0/6 trials (<39%) | no race in 40 calls" in text
     assert "race libnetcdf.so.19: add_to_NCList <-> add_to_NCList x7 via netCDF4._netCDF4.Dataset.__init__" in text
     assert "not run to the end" in text and "no progress for 300s" in text
     assert report.unsafe(diagnosis()) == ["netcdf4.read_separate_files.raw (threads 2): racy"]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Result, is_clean,
                              is_unavailable, unsafe_results)
 from threadprobe.report.compare import gil_effects, gil_words
+from threadprobe.report import strength
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -99,18 +100,19 @@ def matrix(results: Iterable[Result]) -> tuple[list[str], dict[str, dict[str, Re
 
 
 def cell(r: Result) -> str:
+    """A matrix cell: its verdict (a clean one in the words of its evidence, ``strength``), counts or
+    bound, speedup, GIL mark, and after ``|`` the race pass."""
     if is_unavailable(r.verdict):
         return str(r.verdict)
     counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != "ok")
-    text = f"{r.verdict} (<{r.failure_rate_upper95:.0%})" if is_clean(r.verdict) and r.trials else verdict_text(r)
+    text = strength.label(r) if is_clean(r.verdict) else verdict_text(r)
     if counts:
         text += f" [{counts} of {r.trials}]"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
     text += gil_mark(r)
-    if r.races is not None:  # beside the stress bound, never mixed with it
-        text += f" | {race_text(r)}"
-    return text
+    races = race_text(r)
+    return f"{text} | {races}" if races else text  # beside the stress bound, never mixed with it
 
 
 def gil_mark(r: Result) -> str:
@@ -124,12 +126,7 @@ def gil_mark(r: Result) -> str:
 
 
 def race_text(r: Result) -> str:
-    races = r.races
-    if races is None:
-        return ""
-    if races.pairs:
-        return f"{len(races.pairs)} race pair(s)"
-    return "races: not run to the end" if races.reason else f"no race in {races.calls} calls"
+    return strength.race_text(r)
 
 
 SHOWN_PAIRS = 3  # per probe on a terminal: the most reported first
@@ -167,15 +164,14 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
         cells = []
         for label in modes:
             r = row.get(label)
-            cells.append("" if r is None else f"[{VERDICT_STYLE.get(r.verdict, '')}]{cell(r)}[/]")
+            cells.append("" if r is None else f"[{strength.style(r) or VERDICT_STYLE.get(r.verdict, '')}]{cell(r)}[/]")
         table.add_row(probe, *cells)
     console.print(table)
-    bound = "safe (<X%)" if diagnosis.results else ""
-    if bound:
-        console.print(
-            "[dim]safe (<X%): no failure in any trial; X is the 95% upper bound on the per-trial failure rate. "
-            "xS: throughput against serial.[/]"
-        )
+    if diagnosis.results:
+        console.print("[dim]clean cells: N/M trials failed (<X%: the 95% upper bound on the per-trial failure "
+                      "rate); xS: throughput against serial.[/]")
+        for line in strength.legend_lines():
+            console.print(f"[dim]  {line}[/]", highlight=False)
     if any(r.races is not None for r in diagnosis.results):
         console.print("[dim]race pass (after |): a statement about the code paths run under a happens-before "
                       "detector, not a bound; racy: race pairs in the library under test.[/]")

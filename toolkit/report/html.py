@@ -18,8 +18,8 @@ from typing import Any
 from threadprobe.report.compare import Comparison, gil_effects, gil_words, summary
 from threadprobe.harness.proc import write_text_atomic
 from threadprobe.diagnosis.races.parse import stack_text
-from threadprobe.records import Diagnosis, GilState, RacePass, RaceStatus, Result, is_clean, is_failing, is_unavailable
-from threadprobe.report import gil_mark, matrix, mode_label, remedy_summary
+from threadprobe.records import Diagnosis, GilState, RaceStatus, Result, is_clean, is_failing, is_unavailable
+from threadprobe.report import gil_mark, matrix, mode_label, remedy_summary, strength
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "racy": "#ffcc80", "unavailable": "#e0e0e0"}
@@ -58,14 +58,15 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 <ul>{% for line in rec.rationale %}<li>{{ line }}</li>{% endfor %}</ul>
 {% endfor %}</section>
 <section id="matrix"><h2>Verdicts: probe &times; mode</h2>
-<p class="legend">{% for v, c in colours.items() %}<span style="background:{{ c }}">{{ v }}</span>{% endfor %}
-<span class="muted">cells: verdict, failing/total trials or the 95% bound on the failure rate, speedup; hover for details</span></p>
+<p class="legend">{% for v, c in colours.items() if v != 'safe' %}<span style="background:{{ c }}">{{ v }}</span>{% endfor %}
+<span class="muted">cells: verdict, failing/total trials and, when clean, the 95% bound on the failure rate, speedup; the race pass below; hover for details</span></p>
+<details class="legend"><summary>clean cells, by the strength of their evidence</summary>{{ evidence_legend|safe }}</details>
 <table id="verdicts"><tr><th>probe</th><th>dependency</th>{% for m in modes %}<th>{{ m }}</th>{% endfor %}</tr>
 {% for probe, row in matrix %}<tr><td>{{ probe }}</td><td>{{ row.dependency }}</td>
 {% for m in modes %}{% set r = row.cells.get(m) %}{% if r %}
-<td class="cell verdict-{{ r.verdict }}" style="background:{{ colours[r.verdict] }}" title="{{ tip(r) }}">
-{% if r in failures %}<a href="#ev-{{ anchor(r) }}">{{ r.verdict }}</a>{% else %}{{ r.verdict }}{% endif %}
-<br><small>{{ cell(r) }}</small>{% if r.races %}<br><small class="races">{{ race_cell(r.races) }}</small>{% endif %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
+<td class="cell verdict-{{ r.verdict }}" style="{{ cell_css(r) }}" title="{{ tip(r) }}">
+{% if r in failures %}<a href="#ev-{{ anchor(r) }}">{{ word(r) or r.verdict }}</a>{% else %}{{ word(r) or r.verdict }}{% endif %}
+<br><small>{{ cell(r) }}</small>{% set races = race_text(r) %}{% if races %}<br><small class="races">{{ races }}</small>{% endif %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></section>
 {% if gil_lines %}<section id="gil"><h2>Forcing the GIL off</h2>
 <p class="muted">Each threads mode with the GIL forced off (PYTHON_GIL=0) against the same mode with the GIL as the imports left it: verdict, speedup, contention.</p>
@@ -114,12 +115,17 @@ def cell(r: Result) -> str:
     failing = r.trials - r.outcomes.get("ok", 0)
     if not r.trials:
         return "no stress trials"
-    text = f"<{r.failure_rate_upper95:.0%}" if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
+    text = strength.trials_text(r) if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
     if r.corruption:
         text += " (message only)" if r.corruption == "message" else " (data)"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
     return text + gil_mark(r)
+
+
+def cell_css(r: Result) -> str:
+    """A clean cell's green says how strong its evidence is (``strength``); others, their verdict."""
+    return strength.css(r) or f"background:{COLOURS.get(r.verdict, '#fff')}"
 
 
 def tip(r: Result) -> str:
@@ -139,15 +145,6 @@ def tip(r: Result) -> str:
     if r.races is not None:
         parts.append(r.races.summary())
     return " | ".join(p for p in parts if p)
-
-
-def race_cell(races: RacePass) -> str:
-    """The race pass in a matrix cell, beside (never mixed with) the stress bound above it."""
-    if races.status == RaceStatus.RACY:
-        return f"{len(races.pairs)} race pair(s) ({races.tool})"
-    if races.status == RaceStatus.FAILED:
-        return f"{races.tool}: not run to the end"
-    return f"no race in {races.calls} calls ({races.tool})"
 
 
 def anchor(r: Result) -> str:
@@ -214,7 +211,8 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
         d=d, fp=_Attr(d.fingerprint), modes=modes, matrix=sorted(rows.items()), colours=COLOURS,
-        cell=cell, race_cell=race_cell, shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
+        cell=cell, cell_css=cell_css, word=strength.word, race_text=strength.race_text,
+        evidence_legend=strength.legend_html(), shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
         plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
         comparison=comparison, changes=summary(comparison) if comparison else [],
         remedy_lines=remedy_summary(d.remedies), gil_words=gil_words(d), gil_lines=gil_effects(d.results),
@@ -242,7 +240,7 @@ diagnosis's cell with the GIL as imported when the old one never forced it off (
 <table id="pair"><tr><th rowspan="2">probe</th>{% for m in modes %}<th colspan="2">{{ m }}</th>{% endfor %}</tr>
 <tr>{% for m in modes %}<th>old</th><th>new</th>{% endfor %}</tr>
 {% for probe in probes %}<tr><td>{{ probe }}</td>{% for m in modes %}{% for r, fallback in pair(probe, m) %}
-{% if r %}<td class="cell{{ ' fallback' if fallback else '' }}" style="background:{{ colours[r.verdict] }}" title="{{ tip(r) }}">{{ r.verdict }}<br>{{ cell(r) }}{% if r.contention %}<br>{{ r.contention }}{% endif %}</td>
+{% if r %}<td class="cell{{ ' fallback' if fallback else '' }}" style="{{ cell_css(r) }}" title="{{ tip(r) }}">{{ word(r) or r.verdict }}<br>{{ cell(r) }}{% if r.contention %}<br>{{ r.contention }}{% endif %}</td>
 {% else %}<td></td>{% endif %}{% endfor %}{% endfor %}</tr>{% endfor %}
 </table></body></html>
 """
@@ -272,7 +270,7 @@ def render_pair(old: Diagnosis, new: Diagnosis, comparison: Comparison) -> str:
     return env.from_string(PAIR_TEMPLATE).render(
         old=old, new=new, comparison=comparison, changes=summary(comparison), gil_words=gil_words, pyver=pyver,
         modes=list(dict.fromkeys(new_modes + old_modes)), probes=sorted(set(old_rows) | set(new_rows)),
-        pair=pair, colours=COLOURS, cell=cell, tip=tip)
+        pair=pair, colours=COLOURS, cell=cell, cell_css=cell_css, word=strength.word, tip=tip)
 
 
 def write_pair(old: Diagnosis, new: Diagnosis, comparison: Comparison, path: Path) -> Path:

@@ -45,7 +45,7 @@ SHOWN: dict[Strength, tuple[str, str, str, str, str]] = {
                       "no race pass"),
     Strength.WIDE: ("no failure seen", "#f1f8e9", "1px dashed #9ccc65", "dim green",
                     f"no trial failed, but the bound is over {WIDE_BOUND:.0%} and no race pass covers the cell: "
-                    "more trials (--budget) or a race pass (make races) would say more"),
+                    "more trials (--budget) or make races would say more"),
     Strength.ORACLE: ("ok (oracle)", "#f5f5f5", "1px solid #ccc", "",
                       "the serial run every other cell is compared with"),
 }
@@ -82,10 +82,11 @@ def trials_text(r: Result) -> str:
 
 
 def race_text(r: Result) -> str:
-    """The race evidence, beside (never mixed with) the stress bound."""
+    """The race evidence, beside (never mixed with) the stress bound; for a clean threads cell with
+    none, that it has none (a pass cannot cover separate processes, so theirs stay silent)."""
     races = r.races
     if races is None:
-        return "no race pass" if r.mode == Mode.THREADS else ""
+        return "no race pass" if of(r) in (Strength.NARROW, Strength.WIDE) and r.mode == Mode.THREADS else ""
     if races.status == RaceStatus.RACY:
         return f"{len(races.pairs)} race pair(s) ({races.tool})"
     if races.status == RaceStatus.FAILED:
@@ -94,10 +95,8 @@ def race_text(r: Result) -> str:
 
 
 def label(r: Result) -> str:
-    """A clean cell's whole label: its word, its trials and bound, its race evidence."""
-    text = f"{word(r)} {trials_text(r)}" if of(r) != Strength.ORACLE else str(word(r))
-    races = race_text(r)
-    return f"{text} | {races}" if races else text
+    """A clean cell's words: what it is called, then its trials and bound (the oracle: its word)."""
+    return f"{word(r)} {trials_text(r)}" if of(r) not in (None, Strength.ORACLE) else str(word(r) or r.verdict)
 
 
 def style(r: Result) -> str | None:
@@ -114,7 +113,7 @@ def css(r: Result) -> str | None:
 
 def legend_lines() -> list[str]:
     """The key to the greens, one line each, for a terminal."""
-    return [f"{SHOWN[s][0]} ({s.value}): {SHOWN[s][4]}" for s in Strength]
+    return [f"{SHOWN[s][0]}{'' if s.value in SHOWN[s][0] else f' ({s.value})'}: {SHOWN[s][4]}" for s in Strength]
 
 
 def legend_html() -> str:
