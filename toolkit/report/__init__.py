@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Result, is_clean,
                              is_unavailable, unsafe_results)
 from threadprobe.report.compare import gil_effects, gil_words
-from threadprobe.report import strength
+from threadprobe.report import racesource, strength
 
 VERDICT_STYLE = {
     "safe": "green",
@@ -172,6 +172,9 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
                       "rate); xS: throughput against serial.[/]")
         for line in strength.legend_lines():
             console.print(f"[dim]  {line}[/]", highlight=False)
+    source = racesource.of(diagnosis)
+    if source is not None:
+        console.print(source.describe(), style="dim" if source.reused else "yellow", markup=False, highlight=False)
     if any(r.races is not None for r in diagnosis.results):
         console.print("[dim]race pass (after |): a statement about the code paths run under a happens-before "
                       "detector, not a bound; racy: race pairs in the library under test.[/]")

@@ -19,7 +19,7 @@ from threadprobe.report.compare import Comparison, gil_effects, gil_words, summa
 from threadprobe.harness.proc import write_text_atomic
 from threadprobe.diagnosis.races.parse import stack_text
 from threadprobe.records import Diagnosis, GilState, RaceStatus, Result, is_clean, is_failing, is_unavailable
-from threadprobe.report import gil_mark, matrix, mode_label, remedy_summary, strength
+from threadprobe.report import gil_mark, matrix, mode_label, racesource, remedy_summary, strength
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
            "racy": "#ffcc80", "unavailable": "#e0e0e0"}
@@ -61,6 +61,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 <p class="legend">{% for v, c in colours.items() if v != 'safe' %}<span style="background:{{ c }}">{{ v }}</span>{% endfor %}
 <span class="muted">cells: verdict, failing/total trials and, when clean, the 95% bound on the failure rate, speedup; the race pass below; hover for details</span></p>
 <details class="legend"><summary>clean cells, by the strength of their evidence</summary>{{ evidence_legend|safe }}</details>
+{% if race_source %}<p id="race-source" class="{{ 'muted' if race_source.reused else 'regression' }}">{{ race_source.describe() }}</p>{% endif %}
 <table id="verdicts"><tr><th>probe</th><th>dependency</th>{% for m in modes %}<th>{{ m }}</th>{% endfor %}</tr>
 {% for probe, row in matrix %}<tr><td>{{ probe }}</td><td>{{ row.dependency }}</td>
 {% for m in modes %}{% set r = row.cells.get(m) %}{% if r %}
@@ -212,7 +213,7 @@ def render(d: Diagnosis, comparison: Comparison | None = None) -> str:
     return env.from_string(TEMPLATE).render(
         d=d, fp=_Attr(d.fingerprint), modes=modes, matrix=sorted(rows.items()), colours=COLOURS,
         cell=cell, cell_css=cell_css, word=strength.word, race_text=strength.race_text,
-        evidence_legend=strength.legend_html(), shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
+        evidence_legend=strength.legend_html(), race_source=racesource.of(d), shown_pairs=SHOWN_PAIRS, stack_text=stack_text, tip=tip, anchor=anchor, mode_label=mode_label, failures=failures,
         plots=scaling_plots(list(d.results), int(d.config.get("cores") or 1)),
         comparison=comparison, changes=summary(comparison) if comparison else [],
         remedy_lines=remedy_summary(d.remedies), gil_words=gil_words(d), gil_lines=gil_effects(d.results),

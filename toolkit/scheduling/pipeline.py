@@ -23,6 +23,7 @@ from threadprobe import evidence
 from threadprobe.harness import fingerprint
 from threadprobe.diagnosis.races import run as racepass
 from threadprobe import report
+from threadprobe.report import racesource
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice, Diagnosis, GilState, Mode, Result, RunRequest
@@ -54,6 +55,8 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
         bundle = evidence.gather(session, results, options.out) if options.evidence else evidence.Bundle(tuple(results))
         diagnosis = assemble(session, fingerprint, results=list(bundle.results), remedies=bundle.remedies,
                              lock_audit=bundle.lock_audit, repro=bundle.repro)
+    if not options.races and options.out:  # the latest `make races` of this same build, said either way
+        diagnosis = racesource.reuse(diagnosis, Path(options.out))
     choices = safe_choices(diagnosis)
     return diagnosis.replace(recommendations=choices)
 
