@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class Site:
     reports: Path
     stderr: str
     returncode: int
-    seconds: float
+    cpu_seconds: float  # the build's own CPU time: what 2 cores must give it, however busy they are
 
     def text(self, page: str) -> str:
         return (self.html / page).read_text()
@@ -70,14 +70,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
         if path.stem != LEFT_OUT:
             shutil.copy(path, reports / path.name)
     (reports / "bench-planted.json").write_text(json.dumps(PLANTED))
-    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = sphinx(copy_of_the_docs(tree), tree / "html", "-D", f"threadprobe_reports={reports}")
-    return Site(tree / "html", reports, done.stderr, done.returncode, time.monotonic() - started)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Site(tree / "html", reports, done.stderr, done.returncode, cpu)
 
 
 def test_the_site_builds_with_no_warning_within_a_minute(site: Site) -> None:
     assert site.returncode == 0 and "WARNING" not in site.stderr and "ERROR" not in site.stderr, site.stderr[-3000:]
-    assert site.seconds < 60, site.seconds
+    assert site.cpu_seconds < 60, site.cpu_seconds
 
 
 def links(page: Path, root: Path) -> set[Path]:

@@ -174,7 +174,8 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
             console.print(f"[dim]  {line}[/]", highlight=False)
     source = racesource.of(diagnosis)
     if source is not None:
-        console.print(source.describe(), style="dim" if source.reused else "yellow", markup=False, highlight=False)
+        console.print(source.describe(), style="dim" if source.reused else "yellow", markup=False, highlight=False,
+                      soft_wrap=True)  # a path and a command to copy, whole
     if any(r.races is not None for r in diagnosis.results):
         console.print("[dim]race pass (after |): a statement about the code paths run under a happens-before "
                       "detector, not a bound; racy: race pairs in the library under test.[/]")
