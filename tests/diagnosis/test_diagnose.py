@@ -131,26 +131,6 @@ def test_the_trial_step_classifies_what_a_fake_worker_reports(tmp_path):
     assert dead.kind == "crash" and {e.signal for e in dead.evidence} == {"SIGSEGV"}
 
 
-def test_threadprobe_check_runs_its_trials_through_the_same_step(tmp_path, monkeypatch):
-    from threadprobe.pytest import plugin as pytest_plugin
-
-    seen = []
-    real = diagnose_module.run_one
-
-    def spy(trial, *args, **kwargs):
-        seen.append((str(trial.mode), trial.threads, str(trial.purpose)))
-        return real(trial, *args, **kwargs)
-
-    monkeypatch.setattr(diagnose_module, "run_one", spy)
-    launcher = FakeLauncher(lambda i: f"d{i}")
-    probe = type("P", (), {"name": "fake", "dependency": "none"})
-    results = pytest_plugin.check_trials(probe, "inline:fake", launcher, tmp_path, threads=2, processes=0, trials=3,
-                                         iterations=8, timeout=5.0)
-    assert seen == [("serial", 1, "timing"), ("threads", 2, "timing"), ("threads", 2, "stress"),
-                    ("threads", 2, "stress")]
-    assert {(r.mode, r.trials, r.verdict) for r in results} == {("serial", 1, "safe"), ("threads", 3, "safe")}
-
-
 FT = HERE.parent / ".venv-ft" / "bin" / "python"
 FT_PLANTED = HERE / "planted" / "ft_probes.py"
 

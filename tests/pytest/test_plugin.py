@@ -8,7 +8,6 @@ import textwrap
 import pytest
 
 from tests.bench import triage as triage_bench
-from threadprobe.pytest import plugin
 from tests.conftest import HERE
 
 pytest_plugins = ["pytester"]
@@ -265,20 +264,6 @@ def test_triage_mirrors_fixture_sharing_and_never_blames_the_library_for_test_st
     result.assert_outcomes(passed=2, failed=1)  # not re-entrant passes, listed, unless --threadprobe-strict
 
 
-@pytest.mark.parametrize("threads, iterations, control, instances, runs", [
-    (2, 1, False, [0, 1], 2),  # each thread its own fixtures, one run each
-    (2, 3, False, [0, 1, 0, 1, 0, 1], 6),  # thread t runs i % 2 == t, all on its own instance
-    (3, 2, False, [0, 1, 2, 0, 1, 2], 6),
-    (2, 1, True, [0, 1], 2),  # the control: two threads' worth, one after another
-    (2, 3, True, [0, 0, 0, 1, 1, 1], 6),  # each instance's iterations in a row, as its thread had them
-    (4, 2, True, [0, 0, 1, 1], 4),  # two threads' worth, whatever the thread count
-])
-def test_layout_gives_the_control_the_threads_fixture_sharing(threads, iterations, control, instances, runs):
-    layout = plugin.Layout.of(threads, iterations, control)
-    assert layout.runs == runs
-    assert [layout.instance(i) for i in range(layout.runs)] == instances
-
-
 def test_a_plain_failure_is_reported_as_one(suite):
     suite.makepyfile(test_plain="def test_wrong():\n    assert 1 + 1 == 3\n")
     result = suite.runpytest_subprocess("--threadprobe-threads=2")
@@ -500,17 +485,3 @@ def test_a_raw_netcdf4_crash_is_reported_thread_unsafe_in_every_session(tmp_path
         reported.append("1 failed" in done.stdout and "1 thread-unsafe" in done.stdout)
     assert all(reported), reported
 
-
-
-@pytest.mark.parametrize("threaded, control, index, label", [
-    ("error", "ok", None, plugin.THREAD_UNSAFE),  # only concurrently
-    ("crash", "ok", None, plugin.THREAD_UNSAFE),
-    ("error", "error", 1, plugin.NOT_REENTRANT),  # the second run in one thread fails too
-    ("crash", "error", 1, plugin.THREAD_UNSAFE),  # only the threads died: concurrency, whatever the state
-    ("hang", "error", 1, plugin.THREAD_UNSAFE),
-    ("error", "error", 0, plugin.SERIAL_FAILURE),  # the first run fails: not about threads
-    ("error", "error", None, plugin.SERIAL_FAILURE),
-    ("crash", "crash", 1, plugin.SERIAL_FAILURE),  # the control died: nothing after is known
-])
-def test_triage_is_a_pure_rule(threaded, control, index, label):
-    assert plugin.triage(threaded, control, index) == label

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from threadprobe.pytest import plugin as pytest_plugin
+from threadprobe.pytest import session as pytest_session
 from threadprobe.pytest import races as pytest_races
 from threadprobe.records import Frame, RacePair, RacePass, RaceStatus
 
@@ -31,7 +31,7 @@ def fake_detector(monkeypatch):
         return RESULTS[item.name.removeprefix("test_")]
 
     monkeypatch.setattr(pytest_races, "check", check)
-    monkeypatch.setattr(pytest_plugin, "valgrind", lambda: "/usr/bin/valgrind")
+    monkeypatch.setattr(pytest_session, "valgrind", lambda: "/usr/bin/valgrind")
     return seen
 
 
@@ -41,7 +41,7 @@ def test_a_race_pair_fails_a_test_whose_threads_were_right(pytester, fake_detect
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*racy: 1 race pair(s) in 10 concurrent calls under helgrind*",
                                  "*race libdefects.so: racy_fill <-> racy_fill x5*", "*racy_fill (defects.c:20)*",
-                                 "*1 racy (race pairs in native code*", "*1 not run to the end under the race detector*",
+                                 "*1 racy (race pairs in native code*", "*1 races not run (not run to the end under the race detector*",
                                  "*test_stuck*no result within 1200s*"])
     assert sorted(fake_detector) == [(n, "helgrind", 2, 1) for n in ("test_clean", "test_racy", "test_stuck")]
 
