@@ -3,7 +3,8 @@
 tests/plugin_targets/test_triage.py under ``--threadprobe-threads=2``, at 1 and at 3 iterations:
 the test that re-uses its own ``tmp_path`` and the one that may pass once per process must be
 labelled not re-entrant (the first only when a thread has more than one iteration: at one, it
-passes unlabelled), and the planted C race thread-unsafe. Optionally beside a busy neighbour.
+passes unlabelled), the planted C race thread-unsafe, and the threads' claims on one module-scoped
+fixture shared state. Optionally beside a busy neighbour.
 Writes reports/bench-triage.json (every session's labels) and prints the counts.
 """
 
@@ -26,7 +27,8 @@ DEFECTS = ROOT / "tests" / "planted" / "defects.c"
 
 
 def expected(iterations: int) -> dict[str, str]:
-    labels = {"test_once_per_process": "not re-entrant", "test_planted_c_race": "thread-unsafe"}
+    labels = {"test_once_per_process": "not re-entrant", "test_planted_c_race": "thread-unsafe",
+              "test_shared_module_box": "shared state"}
     if iterations > 1:
         labels["test_own_file"] = "not re-entrant"
     return labels
@@ -74,7 +76,7 @@ def main() -> int:
                           f"({time.monotonic() - began:.0f}s): {runs[-1]}", flush=True)
                 log["sessions"][str(iterations)] = runs
                 want = expected(iterations)
-                for test in ("test_own_file", "test_once_per_process", "test_planted_c_race"):
+                for test in ("test_own_file", "test_once_per_process", "test_planted_c_race", "test_shared_module_box"):
                     label = want.get(test, "unlabelled (passes)")
                     hits = sum(1 for r in runs if r.get(test, "unlabelled (passes)") == label)
                     seen = Counter(r.get(test, "unlabelled (passes)") for r in runs)

@@ -12,12 +12,18 @@ depends on timing luck: each failure is forced.
 - ``test_planted_c_race``: a real C race (``racy_fill``: fill a static buffer, dawdle with the
   GIL released, copy it out), with a window far wider than the threads' start skew: the other
   thread's fill lands in this one's result. Fine serially: thread-unsafe.
+- ``test_shared_module_box``: the threads share a module-scoped fixture, and each claims it and
+  then finds the other's claim (the claims are 0.2 s apart from the check, far longer than the
+  threads' start skew). Fine in one thread, and fine when each thread has its own box: shared state.
 (Not collected by threadprobe's own suite: tests/pytest/test_plugin.py runs it in sessions.)
 """
 
 import ctypes
 import os
 import threading
+import time
+
+import pytest
 
 #: About 20 ms of busy work inside the race window: the second thread enters it long before the
 #: first leaves, even on one busy core (it gets the GIL the moment the first releases it).
@@ -46,3 +52,14 @@ def test_planted_c_race(thread_index):
     i = thread_index + 1
     lib.racy_fill(i, buf, SIZE, ctypes.c_long(WORK))
     assert buf.raw == bytes((i * 31 + k) & 0xFF for k in range(SIZE)), "another call's fill"
+
+
+@pytest.fixture(scope="module")
+def box():
+    return {"owner": None}
+
+
+def test_shared_module_box(box, thread_index):
+    box["owner"] = thread_index
+    time.sleep(0.2)
+    assert box["owner"] == thread_index, "another thread claimed the module's box"
