@@ -1,7 +1,7 @@
 """The plugin on the free-threaded build (.venv-ft, built by .ci/freethreaded-up): a planted crash that
 only two threads inside one C function at once can cause, with no GIL between them.
 
-``touch`` counts the threads inside it, waits there up to 2 s for another (holding the GIL, where
+``touch`` counts the threads inside it, waits there up to 1 s for another (holding the GIL, where
 there is one), and dereferences NULL when it found company. Compiled twice against the free-threaded
 headers: ``planted_free`` declares itself GIL-free (the GIL stays off as imported: two threads meet
 inside, a crash); ``planted_held`` does not (its import turns the GIL back on, which keeps the
@@ -30,7 +30,7 @@ static atomic_int inside = 0;
 static PyObject *touch(PyObject *self, PyObject *args) {
     atomic_fetch_add(&inside, 1);
     int crowded = 0;
-    for (int k = 0; k < 100 && !crowded; k++) {  /* up to 2 s for company: a busy machine's start skew */
+    for (int k = 0; k < 50 && !crowded; k++) {  /* up to 1 s for company: a busy machine's start skew */
         usleep(20000);
         crowded = atomic_load(&inside) > 1;
     }
