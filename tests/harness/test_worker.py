@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from threadprobe.harness.worker import indices_for, run_together, run_worker
 from threadprobe.probe import Probe, digest
-from threadprobe.records import Trial
+from threadprobe.records import Remedy, RemedyKind, Trial
 
 
 def spec(*args, **kwargs):
@@ -141,7 +141,7 @@ def test_the_global_lock_remedy_serializes_every_task():
     probe.open = lambda workdir: free.setdefault("ctx", Overlap.open(probe, workdir))
     run_worker(probe, spec("p", "r", "threads", 1, 4, 40), 0, None)
     probe.open = lambda workdir: locked.setdefault("ctx", Overlap.open(probe, workdir))
-    run_worker(probe, spec("p", "r", "threads", 1, 4, 40, remedy="global_lock"), 0, None)
+    run_worker(probe, spec("p", "r", "threads", 1, 4, 40, remedy=Remedy(RemedyKind.GLOBAL_LOCK)), 0, None)
     assert free["ctx"]["most"] > 1
     assert locked["ctx"]["most"] == 1
 

@@ -4,7 +4,8 @@ import json
 
 from threadprobe.records import (
     DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair, RacePass,
-    RaceStatus, Result, Trial, Verdict, is_unsafe, race_keys, unsafe_results, with_races, worst,
+    RaceStatus, Remedy, RemedyKind, Result, Scheduler, Trial, Verdict, is_unsafe, race_keys,
+    unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 
@@ -22,19 +23,22 @@ def make_result(**changes):
 
 
 def test_diagnosis_round_trip_through_json_text():
-    rec = Choice("wind", "threads", 1, 2, locks=("netcdf",), rationale=("why",),
+    cf = Remedy(RemedyKind.LIBRARY_LOCK, "cf_units", ("parse", "format"), 3)
+    rec = Choice("wind", Scheduler.THREADS, 1, 2, locks=(cf,), rationale=("why",),
                  pilot=(PilotRow("threads 2", (1.0, 1.1), 0.0, (10.0, 11.0)),))
     diag = Diagnosis(
         created="2026-11-27T00:00:00+00:00", threadprobe="0", config={"trials": 3}, fingerprint={"python": {}},
         results=(make_result(), make_result(mode="serial", workers=1, threads=1)),
-        recommendations={"wind": rec}, remedies=(make_result(remedy="global_lock"),),
+        recommendations={"wind": rec}, remedies=(make_result(remedy=Remedy(RemedyKind.GLOBAL_LOCK)),
+                                                 make_result(remedy=cf)),
     )
     text = json.dumps(diag.to_json())
     back = Diagnosis.from_json(json.loads(text))
     assert back == diag
     assert back.schema == DIAGNOSIS_SCHEMA
     assert isinstance(back.results[0].evidence[0], Evidence)
-    assert back.recommendations["wind"].locks == ("netcdf",)
+    assert back.recommendations["wind"].locks == (cf,) and back.recommendations["wind"].scheduler is Scheduler.THREADS
+    assert not [e for e in errors(diag.to_json()) if not e.startswith("$.fingerprint")]  # remedies as the schema says
     assert back.results[0].mode is Mode.THREADS and back.results[0].verdict is Verdict.CRASH
 
 
@@ -46,7 +50,7 @@ def test_enums_are_their_json_strings():
 def test_unsafe_is_decided_in_one_place():
     results = [make_result(probe="a", verdict="crash"), make_result(probe="b", verdict="error"),
                make_result(probe="c", verdict="error"), make_result(probe="c", mode="serial", verdict="error"),
-               make_result(probe="d", verdict="safe"), make_result(probe="e", verdict="corrupt", remedy="global_lock")]
+               make_result(probe="d", verdict="safe"), make_result(probe="e", verdict="corrupt", remedy=Remedy(RemedyKind.GLOBAL_LOCK))]
     assert [r.probe for r in unsafe_results(results)] == ["a", "b"]  # c errs serially too: a broken probe
     assert not is_unsafe(make_result(mode="serial", verdict="crash"))
 
@@ -100,3 +104,23 @@ def test_a_report_with_a_race_pass_meets_its_schema_and_older_formats_still_read
     broken = diag.to_json()
     broken["results"][0]["races"]["status"] = "maybe"
     assert any("races" in e for e in errors(broken))
+
+
+def test_remedies_of_older_reports_and_choices_read_as_records():
+    assert Remedy.from_json("global_lock") == Remedy(RemedyKind.GLOBAL_LOCK)
+    assert Remedy.from_json("processes") == Remedy(RemedyKind.PROCESSES)
+    assert Remedy.from_json("global:netCDF4") == Remedy(RemedyKind.GLOBAL_LOCK)
+    assert Remedy.from_json("library:cf_units") == Remedy(RemedyKind.LIBRARY_LOCK, "cf_units")
+    old = make_result(verdict="safe").to_json() | {"remedy": "global_lock"}
+    assert Result.from_json(old).remedy == Remedy(RemedyKind.GLOBAL_LOCK)
+
+
+def test_every_scheduler_has_one_row_and_a_choice_reads_from_it():
+    from threadprobe.records import SCHEDULERS, scheduler_row
+
+    assert set(SCHEDULERS) == set(Scheduler) and [scheduler_row(s).rank for s in SCHEDULERS] == sorted(
+        scheduler_row(s).rank for s in Scheduler)
+    held = Choice("w", Scheduler.THREADS, 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, "cf_units", ("parse",)),))
+    assert held.describe() == "threads (4 threads, holding a lock around cf_units (parse))"
+    assert held.row.settings(held) == {"scheduler": "threads", "num_workers": 4}
+    assert Choice("w", Scheduler.PROCESSES, 2, context="fork").describe() == "processes (2 processes, fork)"

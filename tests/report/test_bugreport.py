@@ -4,7 +4,7 @@ import pytest
 
 from threadprobe.report import bugreport
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Diagnosis, Evidence, Result
+from threadprobe.records import Diagnosis, Evidence, Remedy, RemedyKind, Result
 
 
 def result(probe, mode, workers, verdict, remedy=None, native=None):
@@ -31,7 +31,7 @@ DIAGNOSIS = Diagnosis(
     fingerprint=FINGERPRINT, interpreter="/usr/bin/python3.11",
     results=(result(PROBE, "serial", 1, "safe"), result(PROBE, "threads", 2, "crash", native="#0 add_to_NCList"),
              result(PROBE, "processes", 2, "safe"), result("cftime.num2date", "threads", 2, "safe")),
-    remedies=(result(PROBE, "threads", 2, "safe", remedy="global_lock"),),
+    remedies=(result(PROBE, "threads", 2, "safe", remedy=Remedy(RemedyKind.GLOBAL_LOCK)),),
 )
 
 
@@ -41,7 +41,7 @@ def test_the_issue_body_has_builds_counts_frames_remedy_and_a_plain_reproducer()
     assert "| threads 2 | crash | 3 of 4 |" in text and "| processes 2 | safe | 0 of 4 | < 53% |" in text
     assert "libnetcdf 4.9.0" in text and "libhdf5 1.10.8 (thread-safe)" in text and "Python 3.11.2" in text
     assert "#0 add_to_NCList" in text
-    assert "one global lock: safe" in text
+    assert "one global lock around every task: safe" in text
     code = text.split("```python")[1].split("```")[0]
     assert "import netCDF4" in code and "threadprobe" not in code and "exec(" not in code
     compile(code, "repro.py", "exec")

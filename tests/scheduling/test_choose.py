@@ -5,23 +5,31 @@ import random
 import pytest
 
 from threadprobe.scheduling import choose
-from threadprobe.records import Choice, PilotRow, Result
+from threadprobe.records import Choice, GilState, PilotRow, Remedy, RemedyKind, Result, Scheduler, is_unsafe
 
 MACHINE = choose.Machine(cores=2, memory_gb=24)
 WIND = ("iris_netcdf.wind_chunks",)
 
 
-def r(probe, mode, workers, verdict="safe", remedy=None):
+GLOBAL = Remedy(RemedyKind.GLOBAL_LOCK)
+
+
+def library(name):
+    return Remedy(RemedyKind.LIBRARY_LOCK, name)
+
+
+def r(probe, mode, workers, verdict="safe", remedy=None, gil=GilState.AS_IMPORTED, speedup=None):
     failed = 0 if verdict == "safe" else 3
     return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=workers if mode == "processes" else 1,
                   threads=workers if mode == "threads" else 1, trials=3,
                   outcomes={"ok": 3 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0}, verdict=verdict,
-                  failure_rate_upper95=0.63 if not failed else 1.0, remedy=remedy)
+                  failure_rate_upper95=0.63 if not failed else 1.0, remedy=remedy, gil=gil, speedup=speedup)
 
 
-def verdicts(probe="iris_netcdf.wind_chunks", t2="safe", t4="safe", p2="safe", fork="safe"):
-    out = [r(probe, "serial", 1), r(probe, "threads", 2, t2), r(probe, "threads", 4, t4), r(probe, "processes", 2, p2)]
-    out += [r(f, "processes", 2, fork) for f in choose.FORK_PROBES]
+def verdicts(probe="iris_netcdf.wind_chunks", t2="safe", t4="safe", p2="safe", fork="safe", gil=GilState.AS_IMPORTED):
+    out = [r(probe, "serial", 1, gil=gil), r(probe, "threads", 2, t2, gil=gil), r(probe, "threads", 4, t4, gil=gil),
+           r(probe, "processes", 2, p2, gil=gil)]
+    out += [r(f, "processes", 2, fork, gil=gil) for f in choose.FORK_PROBES]
     return out
 
 
@@ -56,10 +64,74 @@ def test_without_evidence_only_synchronous_is_known_safe():
 
 def test_a_verified_global_lock_makes_threads_a_candidate_that_holds_it():
     results = verdicts(t2="crash", t4="crash", p2="crash")
-    remedies = [r("iris_netcdf.wind_chunks", "threads", 2, "safe", remedy="global_lock")]
+    remedies = [r("iris_netcdf.wind_chunks", "threads", 2, "safe", remedy=GLOBAL)]
     found, _ = choose.candidates(results, WIND, MACHINE, remedies=remedies)
     (locked,) = [c for c in found if c.scheduler == "threads"]
-    assert locked.locks == ("global:d",) and choose.label(locked) == "threads 2 + lock"
+    assert locked.locks == (GLOBAL,) and choose.label(locked) == "threads 2 + lock"
+
+
+def test_the_narrowest_verified_remedy_is_held_a_library_lock_before_the_global_one():
+    results = verdicts(t2="crash", t4="crash", p2="crash")
+    remedies = [r("iris_netcdf.wind_chunks", "threads", 4, "safe", remedy=GLOBAL, speedup=1.0),
+                r("iris_netcdf.wind_chunks", "threads", 4, "crash", remedy=library("numpy")),
+                r("iris_netcdf.wind_chunks", "threads", 4, "safe", remedy=library("cf_units"), speedup=1.6)]
+    found, why = choose.candidates(results, WIND, MACHINE, remedies=remedies)
+    (locked,) = [c for c in found if c.scheduler == "threads"]
+    assert locked.locks == (library("cf_units"),) and choose.label(locked) == "threads 2 + cf_units"
+    assert any("a lock around cf_units" in line for line in why)
+    # An unverified (failing) library lock is never held.
+    found, _ = choose.candidates(results, WIND, MACHINE, remedies=remedies[1:2])
+    assert [c.scheduler for c in found] == ["synchronous"]
+
+
+def test_only_the_cells_of_the_run_s_gil_state_count():
+    safe_on, unsafe_off = verdicts(), verdicts(t2="crash", t4="crash", gil=GilState.OFF)
+    off = choose.Machine(2, 24, GilState.OFF)
+    found, why = choose.candidates(safe_on + unsafe_off, WIND, off)
+    assert Scheduler.THREADS not in [c.scheduler for c in found] and any("GIL off UNSAFE" in w for w in why)
+    found, _ = choose.candidates(safe_on + unsafe_off, WIND, choose.Machine(2, 24, GilState.AS_IMPORTED))
+    assert Scheduler.THREADS in [c.scheduler for c in found]
+    # A diagnosis with no threads cell in the run's state is no evidence for threads; its serial
+    # and processes cells (one thread per process) hold in either state.
+    found, why = choose.candidates(safe_on, WIND, off)
+    assert Scheduler.THREADS not in [c.scheduler for c in found] and Scheduler.PROCESSES in [c.scheduler for c in found]
+    assert any("threads with the GIL off not diagnosed" in w for w in why)
+    # A remedy verified with the GIL as imported does not make threads safe with it off.
+    fixed = [r("iris_netcdf.wind_chunks", "threads", 4, "safe", remedy=GLOBAL)]
+    found, _ = choose.candidates(unsafe_off, WIND, off, remedies=fixed)
+    assert Scheduler.THREADS not in [c.scheduler for c in found]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_no_candidate_is_ever_unsafe_without_a_verified_remedy(seed):
+    """Random verdicts, remedies and GIL states: every threads candidate is safe as it is in the
+    run's state, or holds a remedy verified clean in that state for each probe that is not."""
+    rng = random.Random(seed)
+    verdict = lambda: rng.choice(["safe", "safe", "crash", "corrupt", "racy", "hang", "unavailable"])  # noqa: E731
+    probes = ("a", "b")
+    results, remedies = [], []
+    for gil in GilState:
+        for p in probes:
+            results += [r(p, "serial", 1, gil=gil), r(p, "threads", 2, verdict(), gil=gil),
+                        r(p, "threads", 4, verdict(), gil=gil), r(p, "processes", 2, verdict(), gil=gil)]
+            for fix in (GLOBAL, library("x"), library("y")):
+                if rng.random() < 0.4:
+                    remedies.append(r(p, "threads", 4, verdict(), remedy=fix, gil=gil))
+    state = rng.choice(list(GilState))
+    found, _ = choose.candidates(results, probes, choose.Machine(2, 24, state), remedies=remedies)
+    for c in found:
+        mode = c.row.mode
+        if mode is None:
+            continue
+        for p in probes:
+            # Threads cells of the run's own state; serial and processes cells hold in either.
+            mine = [x for x in results if x.probe == p and x.mode == mode and (x.gil == state or mode != "threads")]
+            assert any(x.verdict != "unavailable" for x in mine)
+            if any(is_unsafe(x) for x in mine):
+                assert mode == "threads" and c.locks, (c, p)
+                verified = {x.remedy for x in remedies if x.verdict == "safe" and x.gil == state and x.probe == p}
+                # A global lock serialises every task, so it covers whatever a library lock covered.
+                assert set(c.locks) & verified or (GLOBAL in c.locks and verified), (c, p)
 
 
 def test_workers_are_capped_by_cores_and_memory():
@@ -125,8 +197,16 @@ def test_under_planted_noise_a_real_speed_up_is_taken_and_a_tie_keeps_the_simple
 
 @pytest.mark.parametrize("found, expected", [
     ((Choice("w", "synchronous"), Choice("w", "threads", 1, 2)), "threads"),
-    ((Choice("w", "synchronous"), Choice("w", "threads", 1, 2, locks=("global:x",))), "synchronous"),
+    ((Choice("w", "synchronous"), Choice("w", "threads", 1, 2, locks=(GLOBAL,))), "synchronous"),
     ((Choice("w", "synchronous"), Choice("w", "processes", 2, 1)), "synchronous"),
 ])
 def test_without_a_pilot_threads_if_safe_and_lock_free_else_synchronous(found, expected):
     assert choose.fallback(found).scheduler == expected
+
+
+def test_the_choice_reads_no_host_the_purity_contract_says_so(tmp_path):
+    from tests.test_layers import lint, planted_copy
+
+    root = planted_copy(tmp_path, "scheduling/choose.py", "import os")
+    done = lint(root, root)
+    assert done.returncode == 1 and "threadprobe.scheduling.choose is not allowed to import os" in done.stdout

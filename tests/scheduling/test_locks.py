@@ -1,23 +1,30 @@
-"""Locks that are applied: one named lock per set of global locks, held around every call."""
+"""Locks that are applied: the global lock made per scheduler, held around every call; library
+locks installed for a block and held around every call into that library."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+from threadprobe.records import Choice, Remedy, RemedyKind
 from threadprobe.scheduling import locks
+
+GLOBAL = Remedy(RemedyKind.GLOBAL_LOCK)
+CF = Remedy(RemedyKind.LIBRARY_LOCK, "cf_units")
 
 
 def test_no_lock_where_no_two_tasks_of_a_process_run_at_once():
-    assert locks.lock_for([], "threads") is None
-    assert locks.lock_for(["global:netCDF4"], "synchronous") is None
-    assert locks.lock_for(["global:netCDF4"], "processes") is None
-    same = locks.lock_for(["global:netCDF4", "global:h5py"], "threads")
-    assert same is locks.lock_for(["global:h5py", "global:netCDF4"], "threads")  # one lock per set, by name
+    assert locks.lock_for(Choice("w", "threads", 1, 2)) is None
+    assert locks.lock_for(Choice("w", "synchronous", locks=(GLOBAL,))) is None
+    assert locks.lock_for(Choice("w", "processes", 2, 1, locks=(GLOBAL,))) is None
+    assert locks.libraries(Choice("w", "processes", 2, 1, locks=(CF,))) == ()
+    assert locks.libraries(Choice("w", "threads", 1, 2, locks=(CF, GLOBAL))) == ("cf_units",)
+    same = locks.lock_for(Choice("w", "threads", 1, 2, locks=(GLOBAL,)))
+    assert same is locks.lock_for(Choice("w", "threads", 1, 4, locks=(GLOBAL,)))  # one lock, by name
 
 
 def test_a_held_function_never_runs_twice_at_once():
-    lock = locks.lock_for(["global:planted"], "threads")
+    lock = locks.lock_for(Choice("w", "threads", 1, 2, locks=(GLOBAL,)))
     inside, most = [0], [0]
     guard = threading.Lock()
 
@@ -59,10 +66,50 @@ def test_distributed_workers_run_every_task_under_the_lock():
     a worker of four threads then runs its tasks one at a time."""
     from distributed import Client, LocalCluster
 
-    lock = locks.lock_for(["global:planted"], "threads")  # in-process workers: a thread lock serves
+    lock = locks.lock_for(Choice("w", "threads", 1, 2, locks=(GLOBAL,)))  # in-process workers: a thread lock serves
     _INSIDE[:] = [0, 0]
     with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.register_plugin(locks.locked_workers(lock))
         assert sum(client.gather(client.map(_occupy, range(16), pure=False))) == 16
     assert _INSIDE[1] == 1
+def test_a_choice_holding_a_library_lock_serialises_that_library_and_nothing_else(monkeypatch):
+    """Tasks overlap outside the library, never inside it, for any dask code in the block; after
+    the block the library is its own again."""
+    import sys
+    import types
+
+    import dask
+
+    from threadprobe.scheduling import schedulers
+
+    inside, outside = {"now": 0, "most": 0}, {"now": 0, "most": 0}
+    count = threading.Lock()
+
+    def busy(where: dict[str, int]) -> None:
+        with count:
+            where["now"] += 1
+            where["most"] = max(where["most"], where["now"])
+        time.sleep(0.01)
+        with count:
+            where["now"] -= 1
+
+    lib = types.ModuleType("plantedlib")
+
+    def call(k: int) -> int:
+        busy(inside)
+        return k
+
+    call.__module__ = "plantedlib"
+    lib.call = call
+    monkeypatch.setitem(sys.modules, "plantedlib", lib)
+
+    def task(k: int) -> int:
+        busy(outside)
+        return sys.modules["plantedlib"].call(k)
+
+    choice = Choice("w", "threads", 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, "plantedlib"),))
+    with schedulers.activated(choice):
+        assert dask.compute(*[dask.delayed(task)(k) for k in range(16)]) == tuple(range(16))
+    assert inside["most"] == 1 and outside["most"] > 1
+    assert lib.call is call

@@ -61,7 +61,8 @@ def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_e
     assert result.cost < result.seconds
 
 
-def test_a_run_too_short_to_gain_is_not_piloted(long_enough):
+def test_a_run_too_short_to_gain_is_not_piloted(long_enough, monkeypatch):
+    monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)  # 10 times the work: a busy machine's slow sleeps stay under it
     job = SleepJob(units=20, unit=0.01)  # 0.2 s of serial work
     with ExitStack() as stack:
         result, _ = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)

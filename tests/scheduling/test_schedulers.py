@@ -11,7 +11,7 @@ import dask.array as da
 import pytest
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice
+from threadprobe.records import Choice, Remedy, RemedyKind
 from threadprobe.scheduling import locks, schedulers
 
 
@@ -94,7 +94,7 @@ def test_a_choice_that_needs_a_global_lock_holds_it_around_every_task():
     free, held = Overlap(), Overlap()
     with schedulers.activated(Choice("w", "threads", 1, 4)):
         dask.compute(*[dask.delayed(free.task)(k) for k in range(16)])
-    with schedulers.activated(Choice("w", "threads", 1, 4, locks=("global:planted",))) as active:
+    with schedulers.activated(Choice("w", "threads", 1, 4, locks=(Remedy(RemedyKind.GLOBAL_LOCK),))) as active:
         assert active.lock is not None
         dask.compute(*[dask.delayed(held.task)(k) for k in range(16)])  # any dask code, not only the runner's
     assert free.most > 1 and held.most == 1
@@ -118,12 +118,13 @@ def test_each_active_scheduler_runs_its_own_work_while_several_are_open():
 def test_locks_are_made_per_scheduler_as_xarray_makes_them():
     from dask.utils import SerializableLock
 
-    assert isinstance(locks.lock_for(("global:x",), "threads"), SerializableLock)
-    assert locks.lock_for(("global:x",), "processes") is None  # one thread per process: nothing to hold
-    assert locks.lock_for((), "threads") is None
+    held = (Remedy(RemedyKind.GLOBAL_LOCK),)
+    assert isinstance(locks.lock_for(Choice("w", "threads", 1, 2, locks=held)), SerializableLock)
+    assert locks.lock_for(Choice("w", "processes", 2, 1, locks=held)) is None  # one thread per process
+    assert locks.lock_for(Choice("w", "threads", 1, 2)) is None
     from distributed import Lock
 
-    assert isinstance(locks.lock_for(("global:x",), "distributed", threads_per_worker=2), Lock)
+    assert isinstance(locks.lock_for(Choice("w", "distributed", 2, 2, locks=held)), Lock)
 
 
 def test_an_unreachable_address_is_a_one_line_error():

@@ -28,6 +28,7 @@ from threadprobe.records import (
     Mode,
     Outcome,
     Purpose,
+    Remedy,
     Result,
     TrialRun,
     Verdict,
@@ -233,7 +234,7 @@ def operations(outcomes: Sequence[Outcome]) -> int:
     return sum(o.tasks for o in outcomes if o.kind == Kind.OK and o.trial.workers > 1)
 
 
-def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: str | None = None,
+def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: Remedy | None = None,
               cores: int = 1) -> Result:
     """The verdict of one probe x mode x workers: the worst outcome seen wins."""
     trial = outcomes[0].trial

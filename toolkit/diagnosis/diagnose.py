@@ -28,7 +28,7 @@ from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import NullProgress, Progress
-from threadprobe.records import Diagnosis, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Result, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -150,7 +150,7 @@ class ProbeRun:
 
 
 def make_trial(name: str, ref: str, request: plan.Request, iterations: int, index: int, timeout: float,
-               remedy: str | None = None) -> Trial:
+               remedy: Remedy | None = None) -> Trial:
     """The trial a plan's request asks for."""
     cell = request.cell
     return Trial(probe=name, ref=ref, mode=cell.mode, processes=cell.processes, threads=cell.threads,
@@ -241,7 +241,7 @@ class Diagnoser:
         run.prepared = True
         return True
 
-    def trial(self, run: ProbeRun, request: plan.Request, remedy: str | None = None,
+    def trial(self, run: ProbeRun, request: plan.Request, remedy: Remedy | None = None,
               on_start: Callable[[list[int]], None] | None = None, extra: dict[str, Any] | None = None,
               record: bool = True) -> tuple[TrialRun, Outcome]:
         """Run one trial of ``run`` as ``request`` says, classify it and (``record``) keep it."""
@@ -251,7 +251,7 @@ class Diagnoser:
         self.progress.update(run.name, cell.label, self.trials, self.failures)
         self.serial_number += 1  # trials that are not recorded reuse no folder either
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
-            f"-{remedy}" if remedy else "")
+            f"-{remedy.kind}" + (f"-{remedy.library}" if remedy.library else "") if remedy else "")
         got, outcome = run_one(trial, self.launcher(run, cell.gil), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
                                run.oracle, tuple(self.options.plugins), on_start=on_start, extra=extra)
         if request.purpose == Purpose.ORACLE:

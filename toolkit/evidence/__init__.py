@@ -7,9 +7,10 @@
   lock-bound probe of each dependency), named in the contention evidence.
 - **Lock coverage audit** of Iris's netCDF lock: the Iris netCDF probes run once, serially,
   under ``threadprobe.harness.instruments.lockaudit``, counting netCDF4 calls made without the lock, by caller.
-- **Remedies**: the widest failing threads mode re-run with one global lock around every task
-  (first failing probe of each dependency, or all with ``remedies="all"``); its verdict and
-  speedup stand next to the processes mode, the other remedy.
+- **Remedies** (``threadprobe.evidence.remedies``): the narrowest lock that makes the widest
+  failing threads mode safe, a lock around one library before one global lock, verified by
+  stress trials (first failing probe of each dependency, or all with ``remedies="all"``); its
+  verdict and speedup stand next to the processes mode, the other remedy.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import plan
-from threadprobe.evidence import repro
+from threadprobe.evidence import remedies, repro
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
 from threadprobe.records import (Contention, Evidence, GilState, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls,
                              Verdict, unsafe_results)
 from threadprobe.harness.instruments.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
-REMEDY_TRIALS = 3
 AUDITED_MODULES = ("threadprobe.probes.iris_netcdf",)
 
 
@@ -147,30 +146,6 @@ def lock_audit(session: Diagnoser, run: ProbeRun) -> LockAudit | None:
     )
 
 
-def remedy(session: Diagnoser, run: ProbeRun, result: Result) -> list[Result]:
-    """Re-run the failing threads mode with one process-wide lock around every task: timing
-    trials beside serial ones for its speed, stress trials for its verdict."""
-    oracle = run.state().oracle
-    cell = plan.Cell(Mode.THREADS, 1, result.threads, result.gil)
-    timing = plan.calibrate(oracle, session.policy.timing_target)
-    outcomes: dict[plan.Cell, list[Any]] = {run.serial: [], cell: []}
-    for where in (run.serial, cell):
-        _, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy="global_lock",
-                                   record=False)
-        outcomes[where].append(outcome)
-    for _ in range(REMEDY_TRIALS):
-        request = plan.Request(run.name, cell, Purpose.STRESS, plan.calibrate(oracle, session.policy.stress_target),
-                               plan.STRESS_SWITCH_INTERVAL)
-        _, outcome = session.trial(run, request, remedy="global_lock", record=False)
-        outcomes[cell].append(outcome)
-        if outcome.kind != Kind.OK:
-            break
-    cores = os.cpu_count() or 1
-    summarised = [detect.summarise(run.name, run.info.dependency, outs, remedy="global_lock", cores=cores)
-                  for outs in outcomes.values()]
-    return [r for r in detect.add_scaling(summarised, cores) if r.mode == Mode.THREADS]
-
-
 @dataclass(frozen=True)
 class Bundle:
     """What the evidence adds to the verdicts: the results again (with native frames and py-spy's
@@ -225,14 +200,13 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             if audit is not None:
                 extras["lock_audit"].append(audit)
 
-    threads_unsafe = {n: r for n, r in unsafe.items() if r.mode == Mode.THREADS}
-    chosen = list(threads_unsafe.values()) if options.remedies == "all" else first_per_dependency(threads_unsafe)
     if options.remedies != "none":
+        chosen = remedies.to_remedy(results, every=options.remedies == "all")
         for r in chosen:
-            progress.note(f"verifying a remedy for {r.probe}: one global lock around every task")
-            extras["remedies"].extend(remedy(session, by_name[r.probe], r))
-            extras["remedies"].extend(x.replace(remedy="processes") for x in results
-                                      if x.probe == r.probe and x.mode == Mode.PROCESSES and x.remedy is None)
+            extras["remedies"].extend(remedies.search(session, by_name[r.probe], r, options.remedies == "all",
+                                                      progress.note))
+        for probe in dict.fromkeys(r.probe for r in chosen):
+            extras["remedies"].extend(remedies.processes(results, probe))
     return Bundle(tuple(results), extras["repro"], tuple(extras["remedies"]), tuple(extras["lock_audit"]))
 
 

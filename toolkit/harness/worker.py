@@ -19,9 +19,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from threadprobe.harness import gil
+from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
+from threadprobe.records import RemedyKind
 
 WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
@@ -140,7 +141,12 @@ class _Share:
         self.queued: list[float] = []
         self.cpu_only = False
         self.done = [0] * trial["threads"]
-        self.guard = threading.Lock() if trial.get("remedy") == "global_lock" else None
+        remedy = trial.get("remedy") or {}
+        kind = remedy.get("kind")
+        self.guard = threading.Lock() if kind == RemedyKind.GLOBAL_LOCK else None
+        # library_lock: every call into that library, here and in open(), holds its lock
+        self.library = libguard.guard(remedy["library"]) if kind == RemedyKind.LIBRARY_LOCK else None
+        self.opened: dict[str, int] = {}  # the library's calls made by open()
         self.deadline = trial.get("deadline") or 0.0
 
     def note(self, stage: str, exc: BaseException, index: int | None = None) -> None:
@@ -208,6 +214,9 @@ class _Share:
                            t_end=max(self.ends) if self.ends else None, tasks=sum(self.done), cpu=sum(self.cpu),
                            queued=sum(self.queued),  # runnable but waiting for a CPU: other load on the machine
                            cpu_only=self.cpu_only)  # no schedstat: run-queue waits could not be told apart
+        if self.library is not None:  # the calls the tasks made under it (open's are not concurrent)
+            self.report["guarded"] = {k: n - self.opened.get(k, 0) for k, n in self.library.counts.items()
+                                      if n > self.opened.get(k, 0)}
         for i in sorted(self.values):
             try:
                 self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
@@ -240,6 +249,7 @@ def run_worker(
         return share.report
     share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks
     share.report["gil_reenabled_by"] = list(gil.REENABLED_BY)
+    share.opened = dict(share.library.counts) if share.library is not None else {}
     ready()
     wait_go()
     run_together(trial["threads"], share.body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),

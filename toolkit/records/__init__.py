@@ -33,6 +33,10 @@ changes meaning or disappears; adding an optional field does not need a bump):
   names the state its trials ran in (``gil``: ``as_imported`` or ``off``) and the modules whose
   import turned the GIL back on in its workers (``gil_reenabled_by``); on a free-threaded build one
   diagnosis holds both states. Versions 1 to 3 are still read: their results ran ``as_imported``.
+  A remedy is an object, in results and in a choice's ``locks`` (``kind``: ``library_lock`` with
+  its ``library`` and the ``calls`` made under it, ``global_lock``, ``processes``; ``trials``);
+  the strings of earlier versions read as those kinds. A choice names the ``gil`` state it was
+  made for.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import json
 import enum
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -129,7 +133,36 @@ class Corruption(_Text):
     MESSAGE = "message"  # only an exception's message differs (the same exception types)
 
 
-SCHEDULERS = ("synchronous", "threads", "processes", "distributed")
+class Scheduler(_Text):
+    """dask's schedulers. What each one is, how it starts and what it needs: ``SCHEDULERS``."""
+
+    SYNCHRONOUS = "synchronous"
+    THREADS = "threads"
+    PROCESSES = "processes"
+    DISTRIBUTED = "distributed"
+
+
+class Cluster(_Text):
+    """Where a distributed scheduler's workers run."""
+
+    LOCAL = "local"  # a LocalCluster on this machine
+    SLURM = "slurm"  # dask-jobqueue's SLURMCluster, configured from dask's config files
+
+
+class LockMaker(_Text):
+    """The object a global lock becomes under a scheduler, as in xarray's ``backends/locks.py``."""
+
+    NONE = "none"  # no two tasks of one process ever run at once: nothing to hold
+    PROCESS = "process"  # dask's SerializableLock: one per process, the same name the same lock
+    CLUSTER = "cluster"  # distributed.Lock: one lock across the cluster's workers
+
+
+class RemedyKind(_Text):
+    """What makes an unsafe probe safe: narrowest first."""
+
+    LIBRARY_LOCK = "library_lock"  # one lock per process around every call into one library
+    GLOBAL_LOCK = "global_lock"  # one lock per process around every task
+    PROCESSES = "processes"  # no shared memory at all: one thread per process
 
 R = TypeVar("R", bound="Record")
 
@@ -193,6 +226,49 @@ def _load(hint: Any, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Remedy(Record):
+    """A way to make an unsafe probe safe: its kind, the library a ``library_lock`` wraps, and,
+    once trials verified it, the entry points they called (most called first) and how many
+    stress trials showed it safe. A remedy is what the workers apply; ``key`` is that alone."""
+
+    _omit_none: ClassVar[bool] = True
+
+    kind: RemedyKind
+    library: str | None = None  # library_lock: the top-level package whose entry points hold the lock
+    calls: tuple[str, ...] = ()  # library_lock: entry points called under it in the verifying trials
+    trials: int = 0  # stress trials that ran under it (the verdict and bound are its Result's)
+
+    @property
+    def key(self) -> Remedy:
+        """What the workers apply, without what its verification found."""
+        return Remedy(self.kind, self.library)
+
+    def describe(self, calls: int = 4) -> str:
+        if self.kind == RemedyKind.LIBRARY_LOCK:
+            shown = ", ".join(self.calls[:calls]) + (", ..." if len(self.calls) > calls else "")
+            return f"a lock around {self.library}" + (f" ({shown})" if shown else "")
+        if self.kind == RemedyKind.GLOBAL_LOCK:
+            return "one global lock around every task"
+        return "processes (no shared memory)"
+
+    @classmethod
+    def from_json(cls, data: Any) -> Remedy:
+        """Also the strings older reports and choices carry: ``global_lock``, ``processes``,
+        ``global:LABEL`` and ``library:PACKAGE``."""
+        if isinstance(data, str):
+            head, _, library = data.partition(":")
+            if head == "library":
+                return cls(RemedyKind.LIBRARY_LOCK, library)
+            return cls(RemedyKind.GLOBAL_LOCK if head == "global" else RemedyKind(head))
+        return super().from_json(data)
+
+
+def remedy_key(result: Result) -> Remedy | None:
+    """The remedy a result ran under, as the workers applied it (None: none)."""
+    return result.remedy.key if result.remedy is not None else None
+
+
+@dataclass(frozen=True)
 class ProbeInfo(Record):
     """What discovery knows about a probe without importing the library it tests."""
 
@@ -221,7 +297,7 @@ class Trial(Record):
     timeout: float = 20.0
     switch_interval: float = 1e-6
     purpose: Purpose = Purpose.STRESS
-    remedy: str | None = None  # "global_lock": one process-wide lock around every task
+    remedy: Remedy | None = None  # the lock the workers hold (a global lock, or one around a library)
     jitter: float = 0.0  # seconds: each thread waits a random share of this before it starts
     pin: str | None = None  # "one" core for every thread, or "spread" one per core (measurements)
     states: bool = False  # sample the threads' states from /proc (contention trials always do)
@@ -295,6 +371,7 @@ class WorkerReport(Record):
     audit: dict[str, Any] | None = None
     gil_enabled: bool | None = None  # after the probe's imports and open (None: not reported)
     gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned the GIL back on (free-threaded)
+    guarded: dict[str, int] = field(default_factory=dict)  # library_lock: calls per entry point under it
 
     @staticmethod
     def parse(text: str) -> "WorkerReport | None":
@@ -478,7 +555,7 @@ class Result(Record):
     contention: Contention | None = None
     contention_evidence: tuple[str, ...] = ()
     thread_states: dict[str, float] = field(default_factory=dict)  # share of samples per state
-    remedy: str | None = None
+    remedy: Remedy | None = None  # the remedy this cell ran under (None: as the libraries are)
     corruption: Corruption | None = None  # set when the verdict is corrupt
     operations: int = 0  # concurrent task calls in clean trials
     operation_bound: float | None = None  # 95% bound per call, if calls were independent
@@ -515,31 +592,102 @@ class Choice(Record):
     """Which dask scheduler to run on, with the locks it must hold, and why."""
 
     workload: str
-    scheduler: str
+    scheduler: Scheduler
     n_workers: int = 1
     threads_per_worker: int = 1
-    locks: tuple[str, ...] = ()
+    locks: tuple[Remedy, ...] = ()  # verified remedies the run applies (a library lock, a global lock)
     rationale: tuple[str, ...] = ()
     source: str = "command line"
     address: str | None = None
-    cluster: str = "local"  # local | slurm
+    cluster: Cluster = Cluster.LOCAL
     adapt: tuple[int, ...] | None = None
     pilot: tuple[PilotRow, ...] = ()
     context: str | None = None  # multiprocessing start method of a processes pool
+    gil: GilState | None = None  # the GIL state the choice was made for (None: a GIL build)
+
+    @property
+    def row(self) -> SchedulerRow:
+        return scheduler_row(self.scheduler)
 
     def describe(self) -> str:
-        held = f", holding {len(self.locks)} lock(s)" if self.locks else ""
-        if self.scheduler == "synchronous":
-            return "synchronous (single-threaded)"
-        if self.scheduler == "threads":
-            return f"threads ({self.threads_per_worker} threads{held})"
-        if self.scheduler == "processes":
-            how = f", {self.context}" if self.context else ""
-            return f"processes ({self.n_workers} processes{how})"
-        where = self.address or ("SLURM via dask-jobqueue" if self.cluster == "slurm" else "LocalCluster")
-        size = (f"adaptive {self.adapt[0]}-{self.adapt[1]} workers" if self.adapt
-                else f"{self.n_workers} workers")
-        return f"distributed on {where} ({size} x {self.threads_per_worker} threads{held})"
+        return self.row.describe(self)
+
+    def held(self) -> str:
+        """The locks, in words: '' when there are none."""
+        return ", holding " + "; ".join(r.describe() for r in self.locks) if self.locks else ""
+
+
+@dataclass(frozen=True)
+class SchedulerRow:
+    """Everything about one scheduler: what it is, how it starts, the dask settings that select
+    it, which diagnosed mode must be safe for it, the lock maker its global locks need, whether
+    its workers share memory, and its simplicity rank (the pilot's tie-break: lower is simpler)."""
+
+    what: str
+    starts: str
+    rank: int
+    mode: Mode | None  # the diagnosed mode whose safety it needs (None: runs one task at a time)
+    shares_memory: bool  # tasks of one worker run as threads of one process
+    lock: LockMaker
+    shape: Callable[[int | None, int | None, int], tuple[int, int]]  # (workers, threads, cores) asked -> used
+    settings: Callable[[Choice], dict[str, Any]]  # dask config that makes dask run on the choice
+    label: Callable[[Choice], str]  # a candidate's short name in pilot tables
+    describe: Callable[[Choice], str]
+    client: bool = False  # runs through a dask.distributed Client (a cluster), not a local pool
+    context: str | None = None  # the multiprocessing start method an explicit choice uses
+    shadowed_by: Scheduler | None = None  # not piloted beside it: the same workers plus a start-up
+
+
+def _plus_lock(c: Choice) -> str:
+    return " + " + "; ".join(r.library or "lock" for r in c.locks) if c.locks else ""
+
+
+def _distributed_text(c: Choice) -> str:
+    where = c.address or ("SLURM via dask-jobqueue" if c.cluster == Cluster.SLURM else "LocalCluster")
+    size = f"adaptive {c.adapt[0]}-{c.adapt[1]} workers" if c.adapt else f"{c.n_workers} workers"
+    return f"distributed on {where} ({size} x {c.threads_per_worker} threads{c.held()})"
+
+
+def scheduler_row(s: Scheduler) -> SchedulerRow:
+    """The scheduler table: one row per member (mypy checks that every member has one)."""
+    match s:
+        case Scheduler.SYNCHRONOUS:
+            return SchedulerRow(
+                "every task in the calling thread, one at a time", "nothing to start", 0, None, True, LockMaker.NONE,
+                lambda w, t, cores: (1, 1), lambda c: {"scheduler": "synchronous"},
+                lambda c: "synchronous", lambda c: "synchronous (single-threaded)")
+        case Scheduler.THREADS:
+            return SchedulerRow(
+                "a pool of threads in this process", "a thread pool, in microseconds", 1, Mode.THREADS, True,
+                LockMaker.PROCESS, lambda w, t, cores: (1, t or w or cores),
+                lambda c: {"scheduler": "threads", "num_workers": c.threads_per_worker},
+                lambda c: f"threads {c.threads_per_worker}{_plus_lock(c)}",
+                lambda c: f"threads ({c.threads_per_worker} threads{c.held()})")
+        case Scheduler.PROCESSES:
+            # dask batches 6 ready tasks per submission by default: a handful of big tasks would
+            # all land on one worker, hence chunksize 1.
+            return SchedulerRow(
+                "a pool of one-thread worker processes", "forks (or spawns) its processes at the first task", 2,
+                Mode.PROCESSES, False, LockMaker.NONE, lambda w, t, cores: (w or cores, 1),
+                lambda c: {"scheduler": "processes", "num_workers": c.n_workers,
+                           "multiprocessing": {"context": c.context or "spawn"}, "chunksize": 1},
+                lambda c: f"processes {c.n_workers}" + (f" ({c.context})" if c.context else ""),
+                lambda c: f"processes ({c.n_workers} processes" + (f", {c.context})" if c.context else ")"),
+                context="fork")
+        case Scheduler.DISTRIBUTED:
+            return SchedulerRow(
+                "dask.distributed: a scheduler and worker processes (LocalCluster, an address or SLURM)",
+                "a scheduler, nannies and workers, in seconds", 3, Mode.PROCESSES, False, LockMaker.CLUSTER,
+                lambda w, t, cores: (w or cores, t or 1),
+                lambda c: {"scheduler-address": c.address} if c.address else {},
+                lambda c: f"distributed {c.n_workers}x{c.threads_per_worker}{_plus_lock(c)}",
+                _distributed_text, client=True, shadowed_by=Scheduler.PROCESSES)
+        case _:
+            typing.assert_never(s)
+
+
+#: Every scheduler, simplest first.
+SCHEDULERS: tuple[Scheduler, ...] = tuple(sorted(Scheduler, key=lambda s: scheduler_row(s).rank))
 
 
 @dataclass(frozen=True)
@@ -634,17 +782,17 @@ class RunRequest:
     pilot decide), workers, a cluster (an address, SLURM, adaptive bounds), where safety comes
     from, and whether a cached choice may be used."""
 
-    scheduler: str = "auto"
+    scheduler: str = "auto"  # "auto", or a Scheduler's name
     workers: int | None = None
     threads_per_worker: int | None = None
     address: str | None = None
-    cluster: str = "local"
+    cluster: Cluster = Cluster.LOCAL
     adapt: str | None = None
     diagnosis: str | None = None
     cache: bool = True
 
     def on_cluster(self) -> dict[str, Any] | None:
         """The cluster to run on, or None for this machine's own schedulers."""
-        wanted = self.address or self.cluster != "local" or self.adapt
+        wanted = self.address or self.cluster != Cluster.LOCAL or self.adapt
         return {"address": self.address, "cluster": self.cluster, "adapt": self.adapt} if wanted else None
 

@@ -15,8 +15,8 @@ from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import write_json_atomic
 from collections.abc import Sequence
 
-from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Result, is_clean,
-                             is_unavailable, unsafe_results)
+from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Remedy, RemedyKind, Result,
+                             is_clean, is_unavailable, unsafe_results)
 from threadprobe.report.compare import gil_effects, gil_words
 from threadprobe.report import racesource, strength
 
@@ -197,19 +197,20 @@ def console_table(diagnosis: Diagnosis, stream: IO[str] | None = None) -> None:
 
 
 def remedy_summary(remedies: Sequence[Result]) -> list[str]:
-    """One line per probe: which remedy made it safe, and at what speed."""
+    """One line per probe (and GIL state): each remedy tried, narrowest first, with its verdict,
+    bound, speed and, for a lock around a library, the calls it covered."""
+    by_probe: dict[tuple[str, str], list[Result]] = {}
+    for r in remedies:
+        if r.remedy is not None:
+            by_probe.setdefault((r.probe, "" if r.gil == GilState.AS_IMPORTED else ", GIL off"), []).append(r)
     lines = []
-    by_probe: dict[str, dict[str, Result]] = {}
-    for result in remedies:
-        by_probe.setdefault(result.probe, {})[result.remedy or ""] = result
-    for probe, got in sorted(by_probe.items()):
+    for (probe, state), got in sorted(by_probe.items()):
         parts = []
-        for name in ("global_lock", "processes"):
-            r = got.get(name)
-            if r is None:
-                continue
+        for r in got:
+            remedy = r.remedy or Remedy(RemedyKind.GLOBAL_LOCK)
             speed = f", speedup x{r.speedup:.2f}" if r.speedup is not None else ""
-            label = "one global lock" if name == "global_lock" else f"{r.workers} processes"
-            parts.append(f"{label}: {r.verdict} (bound {r.failure_rate_upper95:.0%}{speed})")
-        lines.append(f"{probe}: " + "; ".join(parts))
+            what = f"{r.workers} processes" if remedy.kind == RemedyKind.PROCESSES else remedy.describe()
+            trials = f" in {remedy.trials} stress trials" if remedy.trials else ""
+            parts.append(f"{what}: {r.verdict}{trials} (bound {r.failure_rate_upper95:.0%}{speed})")
+        lines.append(f"{probe}{state}: " + "; ".join(parts))
     return lines

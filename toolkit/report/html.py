@@ -54,7 +54,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 <p class="muted">The probes decide which schedulers are safe; a run times those on its own input (the pilot) and picks the fastest.</p>
 {% for name, rec in d.recommendations.items() %}
 <p><b>{{ name }}</b>: without a pilot, <b>{{ rec.scheduler }}</b>, {{ rec.n_workers }} worker(s) &times; {{ rec.threads_per_worker }} thread(s)
-{% if rec.locks %}, holding {{ rec.locks|join('; ') }}{% endif %}</p>
+{{ rec.held() }}</p>
 <ul>{% for line in rec.rationale %}<li>{{ line }}</li>{% endfor %}</ul>
 {% endfor %}</section>
 <section id="matrix"><h2>Verdicts: probe &times; mode</h2>

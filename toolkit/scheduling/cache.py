@@ -1,8 +1,8 @@
 """Scheduler choices remembered by workload, input signature, library builds and machine.
 
 A pilot costs a few per cent of a run; a second run on similar input (the same format, grid,
-chunking and order of magnitude of size, on the same builds and machine) reuses its answer in
-milliseconds. The file is ``$THREADPROBE_CACHE``, else ``$XDG_CACHE_HOME/threadprobe/choices.json``
+chunking and order of magnitude of size, on the same builds and machine, in the same GIL state)
+reuses its answer in milliseconds. The file is ``$THREADPROBE_CACHE``, else ``$XDG_CACHE_HOME/threadprobe/choices.json``
 (``~/.cache`` by default), written atomically; a damaged file is ignored, never fatal.
 """
 
@@ -59,9 +59,12 @@ def signature(fmt: str | None, arrays: list[Any], files: int) -> dict[str, Any]:
     return out
 
 
-def key(workload: str, sig: dict[str, Any], build: dict[str, Any], probes: tuple[str, ...] = ()) -> str:
-    text = json.dumps({"workload": workload, "input": sig, "builds": build, "machine": machine(), "probes": probes},
-                      sort_keys=True, default=str)
+def key(workload: str, sig: dict[str, Any], build: dict[str, Any], probes: tuple[str, ...] = (),
+        gil: dict[str, Any] | None = None) -> str:
+    """The cache key of a choice. ``gil``: the run's GIL state and whether the GIL was on after
+    its imports: a choice made with the GIL off is never reused with it on, nor the reverse."""
+    text = json.dumps({"workload": workload, "input": sig, "builds": build, "machine": machine(), "probes": probes,
+                       **({"gil": gil} if gil else {})}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -8,7 +8,10 @@ Two pure functions, no I/O:
   crash at 4 threads rules out 2): threads need the threads modes, process schedulers the
   processes modes, and forking a process that already opened files needs the fork-safety probes.
   A probe with no result is no evidence: only the synchronous scheduler survives without one.
-  Threads made safe by a verified remedy (one global lock) are a candidate that holds that lock.
+  Only the cells of the run's GIL state count (``Machine.gil``): on a free-threaded build, what
+  is safe with the GIL as imported says nothing of a run with it off. Threads made safe by a
+  verified remedy are a candidate that holds the narrowest one: a lock around one library (the
+  fastest, where several were verified), else one global lock around every task.
 - ``decide``: the fastest candidate on the pilot (the run's own graph, timed side by side), but
   the simplest one unless another is faster beyond the noise: a one-sided 95% Welch interval on
   the ratio of their projected times (logs) lies wholly beyond ``MARGIN``. The noise is what the
@@ -24,15 +27,13 @@ only ever rule candidates out; the pilot ranks them.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from threadprobe.records import Choice, Mode, PilotRow, Result, is_clean, is_safe, is_unavailable, serial_failures
+from threadprobe.records import (SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result, Scheduler,
+                                 is_clean, is_safe, is_unavailable, serial_failures)
 
-#: Simplicity, most simple first: the tie-break when a pilot cannot tell candidates apart.
-ORDER = ("synchronous", "threads", "processes", "distributed")
 #: A more complex scheduler must be this much faster (median projected time) to be worth it.
 MARGIN = 0.03
 #: The least relative spread assumed of one timed repetition on a shared machine.
@@ -46,29 +47,25 @@ FORK_PROBES = ("fork_safety.netcdf4_fresh_open_in_child", "fork_safety.netcdf4_i
 
 @dataclass(frozen=True)
 class Machine:
+    """What the choice needs to know of where the run happens (read by the caller, not here):
+    cores, memory, and the GIL state the run's workers will have (None: a GIL build)."""
+
     cores: int
     memory_gb: float
-
-    @classmethod
-    def here(cls) -> Machine:
-        try:
-            import psutil
-
-            memory = psutil.virtual_memory().total / 2**30
-        except Exception:
-            memory = 4.0
-        return cls(os.cpu_count() or 1, memory)
+    gil: GilState | None = None
 
 
 def label(c: Choice) -> str:
     """A candidate's short name in pilot tables: 'threads 2', 'processes 2 (fork)'..."""
-    if c.scheduler == "synchronous":
-        return "synchronous"
-    if c.scheduler == "threads":
-        return f"threads {c.threads_per_worker}" + (" + lock" if c.locks else "")
-    if c.scheduler == "processes":
-        return f"processes {c.n_workers}" + (f" ({c.context})" if c.context else "")
-    return f"distributed {c.n_workers}x{c.threads_per_worker}" + (" + lock" if c.locks else "")
+    return c.row.label(c)
+
+
+def in_state(results: Sequence[Result], gil: GilState | None) -> list[Result]:
+    """The cells a run in one GIL state relies on (a GIL build has only ``as_imported``): its
+    threads cells and remedies, and the serial and processes cells (one thread per process: every
+    state shares them)."""
+    state = gil or GilState.AS_IMPORTED
+    return [r for r in results if r.gil == state or (r.mode != Mode.THREADS and r.remedy is None)]
 
 
 def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[str]) -> bool | None:
@@ -80,47 +77,81 @@ def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[st
     return all(is_safe(r, probe in broken) for r in mine)
 
 
+def narrowest(remedies: Sequence[Result], probe: str) -> Remedy | None:
+    """The narrowest remedy verified for ``probe`` under threads: a library lock before the
+    global lock; among library locks, the fastest."""
+    verified = [r for r in remedies if r.probe == probe and r.mode == Mode.THREADS and r.remedy is not None
+                and r.remedy.kind != RemedyKind.PROCESSES and is_clean(r.verdict)]
+    rank = {RemedyKind.LIBRARY_LOCK: 0, RemedyKind.GLOBAL_LOCK: 1}
+    best = min(verified, key=lambda r: (rank[r.remedy.kind], -(r.speedup or 0.0)), default=None)  # type: ignore[union-attr]
+    return best.remedy if best is not None else None
+
+
+def _threads_locks(probes: Sequence[str], safe: Sequence[bool | None], remedies: Sequence[Result]
+                   ) -> tuple[Remedy, ...] | None:
+    """The locks under which threads are safe for every probe (() when none are needed), or None."""
+    needed: list[Remedy] = []
+    for p, ok in zip(probes, safe):
+        if ok:
+            continue
+        fix = narrowest(remedies, p) if ok is False else None
+        if fix is None:
+            return None
+        needed.append(fix)
+    if any(r.kind == RemedyKind.GLOBAL_LOCK for r in needed):
+        return tuple(r for r in needed if r.kind == RemedyKind.GLOBAL_LOCK)[:1]
+    return tuple({r.library: r for r in needed}.values())
+
+
 def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machine, workload: str = "",
                remedies: Sequence[Result] = (), memory_per_worker_gb: float = 2.0
                ) -> tuple[tuple[Choice, ...], tuple[str, ...]]:
-    """The safe schedulers for a computation that runs ``probes`` concurrently, and why."""
+    """The safe schedulers for a computation that runs ``probes`` concurrently, and why: judged on
+    the cells of the run's GIL state only (``machine.gil``)."""
+    results, remedies = in_state(results, machine.gil), in_state(remedies, machine.gil)
     broken = serial_failures(results)
     rationale: list[str] = []
-    found: list[Choice] = [Choice(workload, "synchronous", 1, 1, source="safe candidates")]
+    found: list[Choice] = [Choice(workload, Scheduler.SYNCHRONOUS, 1, 1, source="safe candidates", gil=machine.gil)]
     workers = max(1, min(machine.cores, int(machine.memory_gb // memory_per_worker_gb) or 1))
     if not probes:
         rationale.append("no operations declared: only the synchronous scheduler is known safe")
         return tuple(found), tuple(rationale)
-    threads = [_kind_safe(results, p, Mode.THREADS, broken) for p in probes]
-    processes = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in probes]
-    missing = [p for p, t, q in zip(probes, threads, processes) if t is None and q is None]
+    safe = {mode: [_kind_safe(results, p, mode, broken) for p in probes] for mode in (Mode.THREADS, Mode.PROCESSES)}
+    missing = [p for k, p in enumerate(probes) if all(v[k] is None for v in safe.values())]
     if missing:
         rationale.append(f"no evidence for {', '.join(missing)} (not diagnosed, or unavailable): "
                          "only the synchronous scheduler is known safe")
         return tuple(found), tuple(rationale)
-    for p, ok in zip(probes, threads):
-        rationale.append(f"{p}: threads {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}")
-    for p, ok in zip(probes, processes):
-        rationale.append(f"{p}: processes {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}")
-    if all(threads):
-        found.append(Choice(workload, "threads", 1, machine.cores, source="safe candidates"))
-    else:
-        fixed = {r.probe for r in remedies if r.remedy == "global_lock" and is_clean(r.verdict)}
-        if all(ok or p in fixed for p, ok in zip(probes, threads)):
-            deps = sorted({r.dependency for r in remedies if r.probe in probes and r.remedy == "global_lock"})
-            locks = tuple(f"global:{d}" for d in deps) or ("global:threadprobe",)
-            found.append(Choice(workload, "threads", 1, machine.cores, locks=locks, source="safe candidates"))
-            rationale.append("threads are safe with one global lock around every task (remedy verified): "
-                             "a candidate that holds it")
-    if all(processes):
-        fork = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in FORK_PROBES]
-        fork_ok = all(fork) if any(f is not None for f in fork) else False
-        context = "fork" if fork_ok else "spawn"
-        if not fork_ok:
-            rationale.append("forking after files were opened is not known safe: processes spawn fresh interpreters")
-        found.append(Choice(workload, "processes", workers, 1, context=context, source="safe candidates"))
-        found.append(Choice(workload, "distributed", workers, 1, source="safe candidates"))
+    state = f" with the GIL {'off' if machine.gil == GilState.OFF else 'as imported'}" if machine.gil else ""
+    for mode, oks in safe.items():
+        rationale += [f"{p}: {mode}{state} {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}"
+                      for p, ok in zip(probes, oks)]
+    for kind in SCHEDULERS:
+        row = Choice(workload, kind).row
+        if row.mode is None:
+            continue
+        locks = _threads_locks(probes, safe[row.mode], remedies) if row.shares_memory else (
+            () if all(safe[row.mode]) else None)
+        if locks is None:
+            continue
+        n = machine.cores if row.shares_memory else workers
+        n_workers, threads = row.shape(n, None, n)
+        context = _context(results, broken, rationale) if row.context else None
+        found.append(Choice(workload, kind, n_workers, threads, locks=locks, source="safe candidates",
+                            context=context, gil=machine.gil))
+        if locks:
+            rationale.append(f"{kind} are safe holding {'; '.join(r.describe() for r in locks)} "
+                             "(remedy verified by stress trials): a candidate that holds it")
     return tuple(found), tuple(rationale)
+
+
+def _context(results: Sequence[Result], broken: set[str], rationale: list[str]) -> str:
+    """fork when forking after files were opened is known safe, else spawn (and why)."""
+    fork = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in FORK_PROBES]
+    if any(f is not None for f in fork) and all(fork):
+        return "fork"
+    rationale.append("forking after files were opened is not known safe: processes spawn fresh interpreters")
+    return "spawn"
 
 
 def _median(row: PilotRow) -> float:
@@ -183,8 +214,28 @@ def decide(rows: Sequence[PilotRow], margin: float = MARGIN) -> tuple[PilotRow, 
     return pick, settled, tuple(why)
 
 
+def pessimistic(row: PilotRow) -> float:
+    """A candidate's projected time once its spread is counted: the median times e^(standard
+    deviation of the log repetitions), so that of two equal medians the steadier one wins."""
+    logs = _logs(row)
+    spread = statistics.stdev(logs) if len(logs) >= 2 else NOISE_FLOOR
+    return _median(row) * math.exp(spread)
+
+
+def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
+              ) -> tuple[PilotRow, tuple[str, ...]]:
+    """When the pilot could not settle: of the pick and the candidates not slower than it beyond
+    the noise, the one with the least ``pessimistic`` time (the simpler one on equal terms)."""
+    tied = [r for r in rows if r is pick or (_logs(r) and not clearly_slower(r, pick, margin))]
+    best = min(tied, key=pessimistic)
+    if len(tied) < 2:
+        return pick, ()
+    scores = ", ".join(f"{r.candidate} {pessimistic(r):.1f}s" for r in tied)
+    return best, (f"a tie within the noise, broken on the spread (median x e^spread: {scores}): {best.candidate}",)
+
+
 def fallback(found: Sequence[Choice]) -> Choice:
     """Without a pilot (a run too short to time, no input to sample): threads when safe and
     lock-free (they start in microseconds and share memory), else synchronous."""
-    plain = [c for c in found if c.scheduler == "threads" and not c.locks]
+    plain = [c for c in found if c.scheduler == Scheduler.THREADS and not c.locks]
     return plain[0] if plain else found[0]

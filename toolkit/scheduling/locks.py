@@ -1,45 +1,89 @@
-"""Locks a choice says the run must hold, as objects the chosen scheduler can hold.
+"""The locks a choice says the run must hold, as objects the chosen scheduler can hold.
 
-A lock spec is a name such as ``global:netCDF4`` ("one process-wide lock around every task that
-touches netCDF4"). As in xarray's ``backends/locks.py``, the object depends on the scheduler:
-a ``SerializableLock`` for threads (one per process, and picklable, so that the same name
-means the same lock wherever a task lands) and a ``distributed.Lock`` for a cluster. Serial
-schedulers, and process schedulers with one thread per worker, need none.
+A choice's ``locks`` are verified remedies (``records.Remedy``), of two kinds:
 
-Holding a lock around *every* task is what the verified remedy measured, so that is what
-``held`` does: the runner's own tasks take the lock, and for any other dask computation the
-threads scheduler gets a pool whose every task runs under it (``LockedPool``), and a cluster's
-workers get an executor that does the same (``locked_workers``).
+- **library locks**: one lock per process around every call into one library
+  (``threadprobe.harness.libguard``, the very mechanism the diagnosis's workers verified). The
+  threads scheduler installs it in this process for the run; a cluster's workers install it in
+  theirs (``guarded_workers``).
+- **a global lock** around every task. As in xarray's ``backends/locks.py``, its object depends
+  on the scheduler (``records.LockMaker``, from the scheduler table): a ``SerializableLock`` for
+  threads (one per process, picklable, so that the same name means the same lock wherever a task
+  lands) and a ``distributed.Lock`` for a cluster. The threads scheduler gets a pool whose every
+  task runs under it (``LockedPool``), a cluster's workers an executor that does the same
+  (``locked_workers``).
+
+No lock is needed where no two tasks of one process run at once (one thread per worker).
 """
 
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+
+from threadprobe.harness import libguard
+from threadprobe.records import Choice, LockMaker, RemedyKind
 
 if TYPE_CHECKING:
     from distributed.diagnostics.plugin import WorkerPlugin
 
 _THREAD_LOCKS: dict[str, Any] = {}
+GLOBAL_NAME = "threadprobe-global"
 
 
-def lock_for(specs: Sequence[str], scheduler: str, threads_per_worker: int = 1) -> Any | None:
-    """One lock object standing for every spec (they are all global locks), or None when the
-    scheduler runs no two tasks of a process at once."""
-    if not specs:
+def needed(choice: Choice) -> bool:
+    """Whether two tasks of one process can run at once under ``choice``."""
+    return choice.threads_per_worker > 1 and choice.row.lock != LockMaker.NONE
+
+
+def libraries(choice: Choice) -> tuple[str, ...]:
+    """The libraries whose locks the run holds (none when no two tasks of a process meet)."""
+    if not needed(choice):
+        return ()
+    return tuple(sorted({r.library for r in choice.locks if r.kind == RemedyKind.LIBRARY_LOCK and r.library}))
+
+
+def lock_for(choice: Choice) -> Any | None:
+    """The global lock's object for ``choice`` (None without a global lock, or where not needed)."""
+    if not needed(choice) or not any(r.kind == RemedyKind.GLOBAL_LOCK for r in choice.locks):
         return None
-    name = "threadprobe-" + "+".join(sorted(s.split(":", 1)[-1] for s in specs))
-    if scheduler == "threads":
-        from dask.utils import SerializableLock
+    maker = choice.row.lock
+    match maker:
+        case LockMaker.PROCESS:
+            from dask.utils import SerializableLock
 
-        return _THREAD_LOCKS.setdefault(name, SerializableLock(name))
-    if scheduler == "distributed" and threads_per_worker > 1:
-        from distributed import Lock
+            return _THREAD_LOCKS.setdefault(GLOBAL_NAME, SerializableLock(GLOBAL_NAME))
+        case LockMaker.CLUSTER:
+            from distributed import Lock
 
-        return Lock(name)
-    return None
+            return Lock(GLOBAL_NAME)
+        case LockMaker.NONE:
+            return None
+        case _:
+            typing.assert_never(maker)
+
+
+@contextlib.contextmanager
+def guarded(names: Sequence[str]) -> Iterator[None]:
+    """The library locks of ``names`` installed in this process for the block."""
+    done: list[str] = []
+    try:
+        for name in names:
+            libguard.guard(name)
+            done.append(name)
+        libguard.only(done)
+        yield
+    finally:
+        for name in done:
+            libguard.release(name)
+
+
+def only(choice: Choice) -> None:
+    """Hold ``choice``'s library locks and no other's (a pilot times several choices in turn)."""
+    libguard.only(libraries(choice))
 
 
 def held(lock: Any | None, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,6 +132,25 @@ def locked_workers(lock: Any) -> WorkerPlugin:
             worker.executors["default"] = Locked()
 
     return LockedWorkers()
+
+
+def guarded_workers(names: Sequence[str]) -> WorkerPlugin:
+    """A distributed worker plugin: each worker process holds the library locks around every call
+    into those libraries, as the diagnosis's workers did."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class GuardedWorkers(WorkerPlugin):
+        name = "threadprobe-library-locks"
+
+        def setup(self, worker: Any) -> None:
+            for name in names:
+                libguard.guard(name)
+
+        def teardown(self, worker: Any) -> None:
+            for name in names:
+                libguard.release(name)
+
+    return GuardedWorkers()
 
 
 @contextlib.contextmanager

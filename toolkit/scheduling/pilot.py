@@ -19,6 +19,12 @@ the slower candidates' extra time on their share.
    and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
    is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
    ``MIN_ROUNDS``), after ``MAX_ROUNDS``, or once it has done ``SHARE`` of the work.
+4. A tie: when the two candidates left are within the pilot's own noise, it samples them longer
+   (to ``TIE_ROUNDS`` and ``TIE_SHARE``: nearly free, since they run at about the same speed and
+   every unit is kept). Still unsettled, ``choose.break_tie`` takes the one whose repetitions
+   promise the least time once their spread is counted.
+
+A candidate's library locks are held only while it is timed (``locks.only``), then the pick's.
 
 The rest of the work then runs on the pick, in one compute.
 """
@@ -32,8 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from threadprobe.scheduling import choose
-from threadprobe.records import Choice, PilotRow
+from threadprobe.scheduling import choose, locks
+from threadprobe.records import Choice, Cluster, PilotRow, Scheduler
 from threadprobe.scheduling.schedulers import Active, activated
 
 SHORT_RUN = 20.0  # seconds of serial work below which a pilot cannot pay for itself on 2 cores
@@ -42,6 +48,10 @@ MIN_BATCH = 0.4
 PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
 SHARE = 0.25  # rounds beyond the third stop once the pilot has done this share of the work
 MAX_ROUNDS = 6
+#: Two leaders within the noise: sampling them longer costs little (they run at about the same
+#: speed, and every unit is kept), so a tie may go on to these many rounds and this share.
+TIE_ROUNDS = 12
+TIE_SHARE = 0.5
 MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/scheduling/test_choose.py)
 
 
@@ -78,7 +88,7 @@ def _tasks(c: Choice, units: int) -> int:
     """One task a worker: a task has a fixed cost (its sums, 50 MB for the wind study, allocated,
     returned and added up), and tasks of one unit each ran threads 20% slower than the whole run
     does; equal units split evenly leave little tail."""
-    return 1 if c.scheduler == "synchronous" else min(units, _parallelism(c))
+    return 1 if _parallelism(c) == 1 else min(units, _parallelism(c))
 
 
 class _Pool:
@@ -118,14 +128,13 @@ class _Pool:
 def _worth_trying(pilot: Pilot, found: Sequence[Choice]) -> list[Choice]:
     """The parallel candidates that can win (step 2)."""
     parallel = list(found[1:])
-    if any(c.scheduler == "processes" for c in parallel) and not any(c.address or c.cluster != "local"
-                                                                     for c in parallel):
-        dropped = [c for c in parallel if c.scheduler == "distributed"]
-        parallel = [c for c in parallel if c.scheduler != "distributed"]
-        if dropped:
-            pilot.why += ("not tried: a LocalCluster runs the same one-thread processes as the processes "
-                          "scheduler and only adds its start-up",)
-    return parallel
+    present = {c.scheduler for c in parallel}
+    dropped = [c for c in parallel if c.row.shadowed_by in present and not c.address and c.row.client
+               and c.cluster == Cluster.LOCAL]
+    for c in dropped:
+        pilot.why += (f"not tried: {choose.label(c)} on a LocalCluster runs the same workers as the "
+                      f"{c.row.shadowed_by} scheduler and only adds its start-up",)
+    return [c for c in parallel if c not in dropped]
 
 
 @dataclass
@@ -154,6 +163,7 @@ class _Rounds:
             batch = pool.take(per_worker * workers * (PARALLEL_BATCH if workers > 1 else 1))
             if not batch:
                 break
+            locks.only(c)  # its library locks held, no other candidate's
             t0 = time.perf_counter()
             pool.job.run(here, batch, _tasks(c, len(batch)))
             self.seconds.setdefault(key, []).append(time.perf_counter() - t0)
@@ -179,7 +189,7 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     pick's active scheduler (entered on ``stack``, so that the rest of the run uses it)."""
     began = time.perf_counter()
     sync = found[0]
-    assert sync.scheduler == "synchronous"
+    assert sync.scheduler == Scheduler.SYNCHRONOUS
     pool = _Pool(job, stack)
     first = pool.take(0)  # one-time costs (imports, opening files)
     job.run(pool.active(sync), first, 1)
@@ -201,22 +211,35 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     rounds = _Rounds([sync] + parallel, pool.total)
     per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
     playing: list[Choice] | None = list(rounds.tried)
-    while playing and rounds.played < MAX_ROUNDS and pool.left and (
-            rounds.played < MIN_ROUNDS or pool.size(pilot.done) < share * pool.total):
+    while playing and pool.left and _more(rounds.played, len(playing), pool.size(pilot.done) / pool.total, share):
         rounds.play(pool, playing, per_worker, pilot)
         if rounds.played >= 2:
             playing = rounds.still_in_play(playing, note)
             playing = playing if playing is None or len(playing) > 1 else None
-    return _conclude(pilot, rounds, pool, began), pool.active(pilot.choice)
+    done = _conclude(pilot, rounds, pool, began)
+    locks.only(done.choice)
+    return done, pool.active(done.choice)
+
+
+def _more(played: int, playing: int, done: float, share: float) -> bool:
+    """Another round? At least ``MIN_ROUNDS``; then up to ``MAX_ROUNDS`` and ``share`` of the work,
+    or, when two leaders are left within the noise, up to ``TIE_ROUNDS`` and ``TIE_SHARE``."""
+    if played < MIN_ROUNDS:
+        return True
+    if playing == 2:
+        return played < TIE_ROUNDS and done < max(share, TIE_SHARE)
+    return played < MAX_ROUNDS and done < share
 
 
 def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot:
     """The pick, its table and why, and what the pilot cost beyond running its units on the pick."""
     rows = rounds.rows()
     pick_row, settled, why = choose.decide(rows)
+    if not settled:
+        pick_row, tie = choose.break_tie(rows, pick_row)
+        why += tie
     pilot.why += why + ((f"settled after {rounds.played} rounds",) if settled else (
-        f"not settled after {rounds.played} rounds ({pool.size(pilot.done) / pool.total:.0%} of the work): the "
-        "simpler candidate keeps a tie",))
+        f"not settled after {rounds.played} rounds ({pool.size(pilot.done) / pool.total:.0%} of the work)",))
     pilot.choice = next(c for c in rounds.tried if choose.label(c) == pick_row.candidate)
     pilot.rows = rows
     pilot.seconds = time.perf_counter() - began

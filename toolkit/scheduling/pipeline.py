@@ -9,6 +9,7 @@ these functions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -26,8 +27,8 @@ from threadprobe import report
 from threadprobe.report import racesource
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice, Diagnosis, GilState, Mode, Result, RunRequest
-from threadprobe.scheduling import cache, pilot as piloting, schedulers
+from threadprobe.records import Choice, Diagnosis, GilState, Mode, RunRequest, Scheduler
+from threadprobe.scheduling import cache, here, pilot as piloting, schedulers
 from threadprobe.scheduling.runs import load, wind
 from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
 from threadprobe.scheduling.workloads import WORKLOADS, Workload
@@ -68,29 +69,22 @@ def _race_note(progress: Any) -> Any:
     return note
 
 
-def in_state(results: Sequence[Result], state: GilState) -> list[Result]:
-    """The cells a run in one GIL state relies on: its threads cells, and the serial and processes
-    cells (one thread per process: every state shares them)."""
-    return [r for r in results if r.gil == state or r.mode != Mode.THREADS]
-
-
 def safe_choices(diagnosis: Diagnosis, machine: choose.Machine | None = None) -> dict[str, Choice]:
     """Per workload and GIL state diagnosed: the choice without a pilot, its rationale listing
     every safe candidate ("wind", and "wind, GIL off" on a free-threaded build)."""
-    machine = machine or choose.Machine.here()
+    machine = machine or here.machine()
     out = {}
     states = dict.fromkeys(r.gil for r in diagnosis.results if r.mode == Mode.THREADS) or [GilState.AS_IMPORTED]
     for state in states:
-        out.update(_safe_choices(diagnosis, in_state(diagnosis.results, state), machine,
+        out.update(_safe_choices(diagnosis, dataclasses.replace(machine, gil=state),
                                  "" if state == GilState.AS_IMPORTED else ", GIL off"))
     return out
 
 
-def _safe_choices(diagnosis: Diagnosis, results: Sequence[Result], machine: choose.Machine,
-                  suffix: str) -> dict[str, Choice]:
+def _safe_choices(diagnosis: Diagnosis, machine: choose.Machine, suffix: str) -> dict[str, Choice]:
     out = {}
     for name, wl in WORKLOADS.items():
-        found, why = choose.candidates(results, wl.probes_for(), machine, name, diagnosis.remedies,
+        found, why = choose.candidates(diagnosis.results, wl.probes_for(), machine, name, diagnosis.remedies,
                                        wl.memory_per_worker_gb)
         pick = choose.fallback(found)
         out[name + suffix] = pick.replace(source="diagnosis (no pilot: a run pilots its own input)", rationale=(
@@ -122,7 +116,12 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
         diag = report.read(path)
         ok, changed = fingerprint.matches(diag.fingerprint)
         covered = {r.probe for r in diag.results}
-        if not ok:
+        other = here.mismatch(diag, [p for p in probes if p not in choose.FORK_PROBES])
+        if other and diagnosis:
+            raise UsageError(f"{path} cannot choose for this run: {other} (diagnose in this state, or run in its)")
+        if other:
+            why = f"{path} cannot choose for this run: {other}"
+        elif not ok:
             why = f"{path} was made with other libraries ({'; '.join(changed[:3])})"
         elif not set(probes) <= covered:
             why = f"{path} does not cover {', '.join(sorted(set(probes) - covered))}"
@@ -132,7 +131,7 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
         raise UsageError(f"no such diagnosis: {path}")
     cores = os.cpu_count() or 1
     options = Options(probes=tuple(probes), threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
-                      evidence=False, budget=budget, timing_trials=0)
+                      evidence=False, budget=budget, timing_trials=0, gil=(here.run_gil() or GilState.AS_IMPORTED,))
 
     quick = diagnosing.diagnose(options, progress=progress, fingerprint=fingerprint.light)
     return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
@@ -152,13 +151,14 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, sche
     def decide(job: Any, stack: ExitStack) -> tuple[Choice, Any, Any]:
         if explicit is not None:
             return explicit, stack.enter_context(activated(explicit)), None
-        machine = choose.Machine.here()
+        machine = here.machine()
         found, why = choose.candidates(diag.results, probes, machine, name, diag.remedies, memory_per_worker_gb)
+        why = (here.describe(), *why)
         if cluster:
-            found = tuple(dict.fromkeys(on_cluster(c, **cluster) for c in found if c.scheduler in ("distributed",)))
+            found = tuple(dict.fromkeys(on_cluster(c, **cluster) for c in found if c.row.client))
             if not found:
                 raise UsageError("a cluster was asked for, but no process-based scheduler is safe for this workload")
-        k = cache.key(name, job.signature(fmt), cache.builds(diag.fingerprint), tuple(probes))
+        k = cache.key(name, job.signature(fmt), cache.builds(diag.fingerprint), tuple(probes), here.cache_state())
         if use_cache and not cluster:
             hit = cache.lookup(k)
             if hit is not None and any(choose.label(c) == choose.label(hit) for c in found):
@@ -258,7 +258,7 @@ def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | N
     ``run`` and ``scheduler`` refine it with a pilot of the real input."""
     wl = workload(workload_name)
     diag, source = safety(wl.probes_for(fmt), diagnosis, progress)
-    found, why = choose.candidates(diag.results, wl.probes_for(fmt), choose.Machine.here(), workload_name,
+    found, why = choose.candidates(diag.results, wl.probes_for(fmt), here.machine(), workload_name,
                                    diag.remedies, wl.memory_per_worker_gb)
     pick = choose.fallback(found)
     return pick.replace(source=source, rationale=(
@@ -291,7 +291,7 @@ def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Seq
     ``collection`` (a dask collection or a lazy cube) from the safety of ``probes`` (the
     operations it runs concurrently) and, when it has enough blocks to sample, a pilot."""
     if isinstance(choice, Choice):
-        chosen = choice.replace(scheduler="distributed", address=address) if address else choice
+        chosen = choice.replace(scheduler=Scheduler.DISTRIBUTED, address=address) if address else choice
         with activated(chosen):
             yield chosen
         return
@@ -300,7 +300,7 @@ def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Seq
             yield active.choice
         return
     diag, source = safety(tuple(probes), diagnosis)
-    found, why = choose.candidates(diag.results, tuple(probes), choose.Machine.here(), "custom", diag.remedies)
+    found, why = choose.candidates(diag.results, tuple(probes), here.machine(), "custom", diag.remedies)
     array = collection.core_data() if hasattr(collection, "core_data") else collection
     with ExitStack() as stack:
         if array is not None and hasattr(array, "numblocks") and len(found) > 1 and \

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import SCHEDULERS, Choice
-from threadprobe.scheduling.locks import LockedPool, lock_for, locked_workers
+from threadprobe.records import SCHEDULERS, Choice, Cluster, Scheduler
+from threadprobe.scheduling.locks import LockedPool, guarded, guarded_workers, libraries, lock_for, locked_workers
 
 
 def parse_adapt(text: str | None) -> tuple[int, int] | None:
@@ -37,35 +37,35 @@ def parse_adapt(text: str | None) -> tuple[int, int] | None:
 
 def check_options(scheduler: str, address: str | None, cluster: str, adapt: str | None) -> None:
     """Contradictory scheduler options, as one-line usage errors (no I/O: check them first)."""
-    if scheduler not in ("auto", *SCHEDULERS):
+    if scheduler != "auto" and scheduler not in SCHEDULERS:
         raise UsageError(f"unknown scheduler {scheduler!r} (auto, {', '.join(SCHEDULERS)})")
-    if (address or cluster != "local" or adapt) and scheduler not in ("auto", "distributed"):
+    if cluster not in tuple(Cluster):
+        raise UsageError(f"unknown cluster {cluster!r} ({', '.join(Cluster)})")
+    if (address or cluster != Cluster.LOCAL or adapt) and scheduler not in ("auto", Scheduler.DISTRIBUTED):
         raise UsageError("--address, --cluster and --adapt need --scheduler distributed")
-    if address and cluster != "local":
+    if address and cluster != Cluster.LOCAL:
         raise UsageError("choose --address or --cluster, not both")
     parse_adapt(adapt)
 
 
 def explicit(workload: str, scheduler: str, workers: int | None = None, threads_per_worker: int | None = None,
-             address: str | None = None, cluster: str = "local", adapt: str | None = None) -> Choice:
+             address: str | None = None, cluster: str = Cluster.LOCAL, adapt: str | None = None) -> Choice:
     """The Choice the command-line options name (everything but ``auto``)."""
     check_options(scheduler, address, cluster, adapt)
-    cores = os.cpu_count() or 1
-    if scheduler == "synchronous":
-        return Choice(workload, "synchronous")
-    if scheduler == "threads":
-        return Choice(workload, "threads", 1, threads_per_worker or workers or cores)
-    if scheduler == "processes":
-        return Choice(workload, "processes", workers or cores, 1, context="fork")
-    return Choice(workload, "distributed", workers or cores, threads_per_worker or 1, address=address,
-                  cluster=cluster, adapt=parse_adapt(adapt))
+    kind = Scheduler(scheduler)
+    row = Choice(workload, kind).row
+    n_workers, threads = row.shape(workers, threads_per_worker, os.cpu_count() or 1)
+    remote = kind == Scheduler.DISTRIBUTED
+    return Choice(workload, kind, n_workers, threads, context=row.context, address=address if remote else None,
+                  cluster=Cluster(cluster), adapt=parse_adapt(adapt) if remote else None)
 
 
 def on_cluster(choice: Choice, address: str | None, cluster: str, adapt: str | None) -> Choice:
     """A chosen worker shape, run where the user asked (an address, SLURM, adaptive)."""
-    if not (address or cluster != "local" or adapt):
+    if not (address or cluster != Cluster.LOCAL or adapt):
         return choice
-    return choice.replace(scheduler="distributed", address=address, cluster=cluster, adapt=parse_adapt(adapt))
+    return choice.replace(scheduler=Scheduler.DISTRIBUTED, address=address, cluster=Cluster(cluster),
+                          adapt=parse_adapt(adapt))
 
 
 class WorkersLost(RuntimeError):
@@ -130,16 +130,7 @@ class Active:
 def dask_settings(choice: Choice) -> dict[str, Any]:
     """The dask configuration that makes dask itself run on ``choice`` (a plain ``cube.data``
     included): the local schedulers' keys, or the address a ``Client()`` connects to."""
-    if choice.scheduler == "synchronous":
-        return {"scheduler": "synchronous"}
-    if choice.scheduler == "threads":
-        return {"scheduler": "threads", "num_workers": choice.threads_per_worker}
-    if choice.scheduler == "processes":
-        # dask batches 6 ready tasks per submission by default: a handful of big tasks would all
-        # land on one worker.
-        return {"scheduler": "processes", "num_workers": choice.n_workers,
-                "multiprocessing": {"context": choice.context or "spawn"}, "chunksize": 1}
-    return {"scheduler-address": choice.address} if choice.address else {}
+    return choice.row.settings(choice)
 
 
 def as_yaml(choice: Choice) -> str:
@@ -148,15 +139,16 @@ def as_yaml(choice: Choice) -> str:
     import yaml
 
     config = dict(dask_settings(choice))
-    config["threadprobe"] = {"workload": choice.workload, "scheduler": choice.scheduler, "n_workers": choice.n_workers,
-                             "threads_per_worker": choice.threads_per_worker, "locks": list(choice.locks),
-                             "source": choice.source}
+    config["threadprobe"] = {"workload": choice.workload, "scheduler": str(choice.scheduler),
+                             "n_workers": choice.n_workers, "threads_per_worker": choice.threads_per_worker,
+                             "locks": [r.to_json() for r in choice.locks], "source": choice.source}
     head = [f"threadprobe choice ({choice.source})", *choice.rationale]
-    if choice.scheduler == "distributed" and not choice.address:
+    if choice.scheduler == Scheduler.DISTRIBUTED and not choice.address:
         head.append(f"a script starts the cluster: Client(LocalCluster(n_workers={choice.n_workers}, "
                     f"threads_per_worker={choice.threads_per_worker})); with scheduler-address set, Client() connects")
     if choice.locks:
-        head.append("the run must hold one global lock around every task: use threadprobe.scheduler(choice), which does")
+        head.append(f"the run must hold {'; '.join(r.describe() for r in choice.locks)}: use "
+                    "threadprobe.scheduler(choice), which does")
     return "".join(f"# {line}\n" for line in head) + yaml.safe_dump(config, sort_keys=False)
 
 
@@ -182,20 +174,21 @@ def activated(choice: Choice) -> Iterator[Active]:
     """Apply ``choice`` to dask inside the block, holding its locks; yields where to compute."""
     import dask
 
-    lock = lock_for(choice.locks, choice.scheduler, choice.threads_per_worker)
-    if choice.scheduler != "distributed":
+    lock = lock_for(choice)
+    names = libraries(choice)
+    if not choice.row.client:
         # Every local Active names its pool, None included: a pilot has several active at once,
         # and dask would otherwise run "threads" on the pool another one put in the config.
         settings = {**dask_settings(choice), "pool": None}
         pool = None
-        if choice.scheduler == "threads" and lock is not None:
+        if choice.row.shares_memory and lock is not None:
             pool = settings["pool"] = LockedPool(choice.threads_per_worker, lock)
-        elif choice.scheduler == "processes":
+        elif not choice.row.shares_memory:
             # One pool for the whole block: dask would otherwise start (and fork) a fresh pool on
             # every compute, which a pilot's many small computes would pay again and again.
             pool = settings["pool"] = process_pool(choice)
         try:
-            with dask.config.set(settings):
+            with guarded(names), dask.config.set(settings):
                 yield Active(choice, None, lock, settings=settings)
         finally:
             if pool is not None:
@@ -220,6 +213,8 @@ def activated(choice: Choice) -> Iterator[Active]:
             client.wait_for_workers(choice.n_workers, timeout=600)
         if lock is not None:
             client.register_plugin(locked_workers(lock))
+        if names:
+            client.register_plugin(guarded_workers(names))
         with dask.config.set(scheduler=client):
             yield Active(choice, client, lock, time.perf_counter() - began, {"scheduler": client})
     finally:
@@ -246,7 +241,7 @@ def process_pool(choice: Choice) -> Any:
 
 def make_cluster(choice: Choice) -> Any:
     cluster: Any  # a SLURMCluster or a LocalCluster: dask's own types, no common base declared
-    if choice.cluster == "slurm":
+    if choice.cluster == Cluster.SLURM:
         try:
             from dask_jobqueue import SLURMCluster
         except ImportError:
@@ -262,6 +257,6 @@ def make_cluster(choice: Choice) -> Any:
                                dashboard_address=None)
     if choice.adapt:
         cluster.adapt(minimum=choice.adapt[0], maximum=choice.adapt[1])
-    elif choice.cluster == "slurm":
+    elif choice.cluster == Cluster.SLURM:
         cluster.scale(jobs=choice.n_workers)
     return cluster

@@ -1,0 +1,84 @@
+"""The remedy search on planted libraries: the narrowest lock that holds is found by trials, the
+innocent library's lock is ruled out by them, and the choice then holds that lock; suspects come
+from the evidence before the declared modules; the trials a failure rate needs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from threadprobe.diagnosis.diagnose import Options
+from threadprobe.evidence import remedies
+from threadprobe.harness import fingerprint
+from threadprobe.records import Evidence, Remedy, RemedyKind, Result, Scheduler
+from threadprobe.report import remedy_summary
+from threadprobe.scheduling import choose
+from threadprobe.scheduling.pipeline import diagnose
+
+PLANTED = pathlib.Path(__file__).parents[1] / "planted"
+LIBRARY_PROBES = PLANTED / "library_probes.py"
+
+
+@pytest.fixture
+def planted_libs(planted, monkeypatch):
+    """The planted libraries importable here and in every child, as installed packages are."""
+    libs = str(PLANTED / "libs")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (libs, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.syspath_prepend(libs)
+    return LIBRARY_PROBES
+
+
+def result(probe="p", trials=10, failed=2, evidence=()):
+    return Result(probe=probe, dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=trials,
+                  outcomes={"ok": trials - failed, "crash": failed}, verdict="crash" if failed else "safe",
+                  failure_rate_upper95=1.0, evidence=evidence)
+
+
+def test_enough_trials_to_see_the_failure_again_at_the_rate_it_was_seen():
+    assert remedies.trials_needed(result(trials=10, failed=10)) == remedies.MIN_TRIALS
+    assert remedies.trials_needed(result(trials=10, failed=2)) == 14 or remedies.MAX_TRIALS < 14
+    assert remedies.trials_needed(result(trials=10, failed=5)) == 5  # 1 - 0.5**5 > 0.95
+    assert remedies.trials_needed(result(trials=20, failed=1)) == remedies.MAX_TRIALS
+
+
+FAULT = """Fatal Python error: Aborted
+
+Thread 0x00007f0000000001 (most recent call first):
+  File "/v/lib/python3.13t/site-packages/dask/threaded.py", line 90 in _worker
+
+Current thread 0x00007f0000000002 (most recent call first):
+  File "/v/lib/python3.13t/site-packages/cf_units/__init__.py", line 731 in __init__
+  File "/v/lib/python3.13t/site-packages/iris/fileformats/pp.py", line 1378 in time_unit
+  File "/work/threadprobe/probes/iris_pp.py", line 90 in task
+
+Extension modules: numpy._core._multiarray_umath
+"""
+
+
+def test_the_crashing_frame_names_the_first_suspect():
+    assert remedies.traceback_packages(FAULT) == ["cf_units", "iris"]
+    python = 'Traceback (most recent call last):\n  File "/s/site-packages/iris/a.py", line 1\n' \
+             '  File "/s/site-packages/netCDF4/b.py", line 2\nValueError: x'
+    assert remedies.traceback_packages(python) == ["netCDF4", "iris"]
+
+
+@pytest.mark.slow
+def test_the_search_finds_the_racy_library_s_lock_after_ruling_out_the_innocent_one(planted_libs, tmp_path):
+    diag = diagnose(Options(probes=("planted.library_race",), plugins=(str(planted_libs),), entry_points=False,
+                            threads=(2,), processes=(2,), trials=2, timing_trials=1, budget=3.0,
+                            out=str(tmp_path / "r"), workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
+    assert any(r.verdict == "corrupt" for r in diag.results if r.mode == "threads")
+    tried = {(r.remedy.kind, r.remedy.library): r for r in diag.remedies}
+    assert tried[(RemedyKind.LIBRARY_LOCK, "planted_innocent")].verdict == "corrupt"
+    racy = tried[(RemedyKind.LIBRARY_LOCK, "planted_racy")]
+    assert racy.verdict == "safe" and racy.speedup is not None and racy.remedy.trials >= remedies.MIN_TRIALS
+    assert racy.remedy.calls[0] == "fill" and "checksum" not in racy.remedy.calls
+    assert (RemedyKind.GLOBAL_LOCK, None) not in tried  # a library lock held: the wider one is not needed
+    assert any("a lock around planted_racy (fill): safe" in line for line in remedy_summary(diag.remedies))
+    # The choice: threads holding that lock, never threads bare.
+    found, why = choose.candidates(diag.results, ("planted.library_race",), choose.Machine(2, 8), "w", diag.remedies)
+    threads = [c for c in found if c.scheduler == Scheduler.THREADS]
+    assert [c.locks for c in threads] == [(Remedy(RemedyKind.LIBRARY_LOCK, "planted_racy", racy.remedy.calls,
+                                                 racy.remedy.trials),)]

@@ -1,0 +1,154 @@
+"""Remedies: the narrowest lock that makes a probe that is unsafe under threads safe, found by trials.
+
+For a probe unsafe under threads (in one GIL state), the search tries, narrowest first:
+
+1. **a lock around one library**: every call into that library's code holds one lock per process
+   (``threadprobe.harness.libguard``, as Iris wraps netCDF4 in ``_thread_safe_nc``), one library
+   at a time. The suspects come in the order of the evidence: the packages in the failing
+   trials' tracebacks (innermost frame first: where a crash happened), then the modules the
+   probe loads (its ``preload`` and ``requires``), at most ``MAX_SUSPECTS``;
+2. **one global lock around every task**, when no library lock holds.
+
+A try runs stress trials at the failing cell, as many as the failure rate seen there needs to
+fail again with 95% probability (``trials_needed``), and stops at its first failure. A remedy
+whose trials all pass is verified: its result carries the verdict, the bound over those trials,
+and a speedup measured beside serial trials under the same remedy; its record names the calls
+the lock covered, most called first. The search stops at the first verified library lock
+(``every=True``: every suspect and the global lock, to compare them). The processes cells are the
+other remedy: they need no trials of their own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from threadprobe.diagnosis import detect, plan
+from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
+from threadprobe.records import (GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result, TrialRun, is_clean,
+                                 unsafe_results)
+
+MIN_TRIALS = 3
+MAX_TRIALS = 12
+MAX_SUSPECTS = 3
+TIMING_PAIRS = 3  # serial and threads timing trials under the remedy, alternated, for its speedup
+CALLS_NAMED = 8  # entry points a remedy names, most called first
+_FRAME = re.compile(r'File "([^"]+)"')
+_SITE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][A-Za-z0-9_]*)")
+NOT_SUSPECTS = frozenset({"threadprobe", "tests", "_pytest", "pytest"})
+
+
+def to_remedy(results: Sequence[Result], every: bool = False) -> list[Result]:
+    """The threads cells to find a remedy for: per probe and GIL state, the failing one with the
+    most failures (the widest on a tie); only the first probe of each dependency unless ``every``."""
+    picked: dict[tuple[str, GilState], Result] = {}
+    for r in unsafe_results(results):
+        key = (r.probe, r.gil)
+        best = picked.get(key)
+        if r.mode == Mode.THREADS and (best is None or (r.failed_trials, r.workers) > (best.failed_trials, best.workers)):
+            picked[key] = r
+    out, seen = [], set()
+    for (probe, state), r in sorted(picked.items()):
+        if every or (r.dependency, state) not in seen:
+            seen.add((r.dependency, state))
+            out.append(r)
+    return out
+
+
+def trials_needed(result: Result) -> int:
+    """Stress trials that would show the failure again with 95% probability, at the rate the
+    unremedied cell showed it (a rate of 1 in 5 trials needs 14; capped at ``MAX_TRIALS``)."""
+    rate = result.failed_trials / max(1, result.trials)
+    if rate >= 1.0:
+        return MIN_TRIALS
+    if rate <= 0.0:
+        return MAX_TRIALS
+    return max(MIN_TRIALS, min(MAX_TRIALS, math.ceil(math.log(0.05) / math.log(1.0 - rate))))
+
+
+def traceback_packages(text: str) -> list[str]:
+    """Installed packages in a traceback, innermost frame first (faulthandler prints the crashing
+    thread, most recent call first, after 'Current thread'; Python prints most recent call last)."""
+    if "Current thread" in text:
+        text = text[text.index("Current thread"):].split("\n\n", 1)[0]
+    files = _FRAME.findall(text)
+    if "most recent call last" in text:
+        files.reverse()
+    found = [m.group(1) for f in files if (m := _SITE.search(f))]
+    return [p for p in dict.fromkeys(found) if p not in NOT_SUSPECTS]
+
+
+def suspects(run: ProbeRun, result: Result) -> list[str]:
+    """The libraries to lock, one at a time, most suspect first (top-level packages)."""
+    from_evidence = [p for ev in result.evidence for p in traceback_packages(ev.traceback or "")]
+    declared = [m.split(".")[0] for m in (*run.info.preload, *run.info.requires)]
+    return [p for p in dict.fromkeys(from_evidence + declared) if p not in NOT_SUSPECTS][:MAX_SUSPECTS]
+
+
+def _calls(runs: Sequence[TrialRun]) -> tuple[str, ...]:
+    counts: Counter[str] = Counter()
+    for got in runs:
+        for worker in got.workers:
+            if worker.report is not None:
+                counts.update(worker.report.guarded)
+    return tuple(name for name, _ in counts.most_common(CALLS_NAMED))
+
+
+def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) -> list[Result]:
+    """Stress trials at the failing cell under ``remedy`` (stopping at a failure); if they pass,
+    timing trials beside serial ones under it for its speed. The threads result, remedy named."""
+    oracle = run.state().oracle
+    cell = plan.Cell(Mode.THREADS, 1, result.threads, result.gil)
+    serial = plan.Cell(Mode.SERIAL, 1, 1, result.gil)  # the same GIL state, for the speedup
+    stress: list[Outcome] = []
+    runs: list[TrialRun] = []
+    for _ in range(trials_needed(result)):
+        request = plan.Request(run.name, cell, Purpose.STRESS, plan.calibrate(oracle, session.policy.stress_target),
+                               plan.STRESS_SWITCH_INTERVAL)
+        got, outcome = session.trial(run, request, remedy=remedy, record=False)
+        runs.append(got)
+        stress.append(outcome)
+        if outcome.kind != Kind.OK:
+            break
+    timed: dict[plan.Cell, list[Outcome]] = {serial: [], cell: []}
+    if all(o.kind == Kind.OK for o in stress):
+        timing = plan.calibrate(oracle, session.policy.timing_target)
+        for where in [serial, cell] * TIMING_PAIRS:  # side by side: a noisy spell hits both
+            got, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy=remedy,
+                                         record=False)
+            runs.append(got)
+            timed[where].append(outcome)
+    cores = os.cpu_count() or 1
+    found = remedy.replace(calls=_calls(runs), trials=len(stress)) if remedy.kind == RemedyKind.LIBRARY_LOCK else \
+        remedy.replace(trials=len(stress))
+    summarised = [detect.summarise(run.name, run.info.dependency, outs, remedy=remedy, cores=cores)
+                  for outs in (timed[serial], timed[cell] + stress) if outs]
+    return [r.replace(remedy=found) for r in detect.add_scaling(summarised, cores) if r.mode == Mode.THREADS]
+
+
+def search(session: Diagnoser, run: ProbeRun, result: Result, every: bool = False,
+           note: Any = None) -> list[Result]:
+    """Narrowest first: a lock around each suspect library, then one global lock (see above)."""
+    tries = [Remedy(RemedyKind.LIBRARY_LOCK, name) for name in suspects(run, result)]
+    tries.append(Remedy(RemedyKind.GLOBAL_LOCK))
+    out: list[Result] = []
+    for remedy in tries:
+        if remedy.kind == RemedyKind.GLOBAL_LOCK and any(is_clean(r.verdict) for r in out) and not every:
+            break
+        if note is not None:
+            note(f"verifying a remedy for {run.name}: {remedy.describe()}")
+        got = verify(session, run, result, remedy)
+        out += got
+        if not every and remedy.kind == RemedyKind.LIBRARY_LOCK and any(is_clean(r.verdict) for r in got):
+            break
+    return out
+
+
+def processes(results: Sequence[Result], probe: str) -> list[Result]:
+    """The other remedy: the probe's processes cells, named as such."""
+    return [r.replace(remedy=Remedy(RemedyKind.PROCESSES)) for r in results
+            if r.probe == probe and r.mode == Mode.PROCESSES and r.remedy is None]
