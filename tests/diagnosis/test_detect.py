@@ -232,3 +232,10 @@ def test_a_cell_says_which_module_turned_the_gil_back_on_and_a_forced_off_cell_s
     states = {("p", GilState.OFF): {"running": 100, "gil": 200}}
     (got,) = detect.add_scaling([off], cores=2, states=states)
     assert got.contention == "none" and got.contention_evidence[0].startswith("GIL forced off")
+
+
+def test_where_an_import_turned_the_gil_back_on_a_gil_bound_cell_is_gil_beside_a_library_locks_waits():
+    both = {"running": 100, "gil": 80, "lock": 20}
+    assert detect.contention(both, gil_enabled=True)[0] == "library_lock"  # a GIL build: the lock decides
+    assert detect.contention(both, gil_enabled=True, reenabled=True)[0] == "gil"
+    assert detect.contention({"running": 100, "lock": 20}, gil_enabled=True, reenabled=True)[0] == "library_lock"

@@ -318,14 +318,17 @@ def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] 
 
 
 def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = (),
-               gil_enabled: bool | None = None) -> tuple[Contention | None, tuple[str, ...]]:
+               gil_enabled: bool | None = None, reenabled: bool = False) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
     that matters. None when too few samples were taken (or /proc could not be read).
 
     Waits on a free-threaded interpreter's own locks (``interp``: per-object locks, critical
     sections) are neither: they are reported, and never make a class. With the GIL off in the
     workers (``gil_enabled`` False) the class is ``none`` or ``library_lock``: there is no GIL to
-    wait on, whatever an address says."""
+    wait on, whatever an address says. Where an import turned the GIL back on (``reenabled``, a
+    free-threaded build) a GIL-bound cell is ``gil`` even beside a library lock's waits: that GIL
+    is the first thing between the threads and the build's parallelism (the lock share stays in
+    the evidence)."""
     samples = counted(states)
     if samples < MIN_SAMPLES:
         return None, (f"not measured: {samples} thread samples (at least {MIN_SAMPLES} needed)",)
@@ -336,6 +339,8 @@ def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] =
     lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%}{own} of {samples} samples "
              f"({how}; GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
              f"{queued_share:.0%} of all samples waited for a CPU and are left out",)
+    if reenabled and gil_enabled and gil >= GIL_SHARE:
+        return Contention.GIL, lines
     if lock >= LOCK_SHARE:
         # A thread waiting on a library's lock while its holder keeps the GIL (h5py's calls hold
         # both) adds GIL waits too: any real lock wait means a lock serialises the work.
@@ -377,7 +382,8 @@ def add_scaling(results: Sequence[Result], cores: int,
             changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
                            scaling="scales" if scales(speedup, r.workers, cores) else "serialized")
         if r.mode == Mode.THREADS and states and key in states and r.remedy is None:
-            cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled)
+            cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled,
+                                    reenabled=bool(r.gil_reenabled_by))
             lines = gil_lines(r) + lines
             for frame, n in sorted(((waits or {}).get(key) or {}).items(), key=lambda kv: -kv[1])[:3]:
                 lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)
