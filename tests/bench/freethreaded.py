@@ -18,7 +18,9 @@ counts) and prints the counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +75,13 @@ def part_libraries(folder: Path) -> dict[str, Any]:
 
 
 def part_planted(folder: Path) -> dict[str, Any]:
-    diag, seconds = diagnose(folder, "--plugin", str(PLANTED), "--no-entry-points", "--threads", "4",
-                             "--processes", "2", "--no-evidence", "--budget", "4")
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a busy neighbour, all along
+    try:
+        diag, seconds = diagnose(folder, "--plugin", str(PLANTED), "--no-entry-points", "--threads", "4",
+                                 "--processes", "2", "--no-evidence", "--budget", "4")
+    finally:
+        neighbour.kill()
+        neighbour.wait()
     got = {f"{r['probe']} {r['gil']}": r.get("contention") for r in cells(diag)}
     return {"seconds": round(seconds, 1), "classes": got,
             "right": {cell: got.get(cell) == want for cell, want in PLANTED_CASES.items()}}
@@ -104,11 +111,28 @@ def counts(part: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"median_seconds": seconds[len(seconds) // 2], "min": seconds[0], "max": seconds[-1], "of": len(runs)}
 
 
+@contextlib.contextmanager
+def turn(lock: str | None) -> Iterator[None]:
+    """Hold ``lock`` (an flock file shared with other heavy jobs) for one run."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--repeats", type=int, default=None, help="runs per part (default: the part's own)")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench-freethreaded.json"))
+    parser.add_argument("--lock", default=None, metavar="FILE",
+                        help="hold this lock file (flock) for each run, not the whole bench: on a shared machine "
+                             "other heavy jobs take turns between runs")
     args = parser.parse_args()
     if not FT.exists():
         print(f"no {FT}: run .ci/freethreaded-up first", file=sys.stderr)
@@ -120,18 +144,12 @@ def main() -> int:
                            "parts": {}}
     for part in args.parts.split(","):
         run, default = PARTS[part]
-        neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if part == "planted" else None
         runs = []
-        try:
-            for k in range(args.repeats or default):
-                with tempfile.TemporaryDirectory(prefix=f"bench-ft-{part}-") as tmp:
-                    runs.append(run(Path(tmp)))
-                print(f"{part} {k + 1}/{args.repeats or default}: {json.dumps(runs[-1])[:300]}", flush=True)
-        finally:
-            if neighbour is not None:
-                neighbour.kill()
-                neighbour.wait()
-        log["parts"][part] = {"busy_neighbour": neighbour is not None, "runs": runs, "counts": counts(part, runs)}
+        for k in range(args.repeats or default):
+            with tempfile.TemporaryDirectory(prefix=f"bench-ft-{part}-") as tmp, turn(args.lock):
+                runs.append(run(Path(tmp)))
+            print(f"{part} {k + 1}/{args.repeats or default}: {json.dumps(runs[-1])[:300]}", flush=True)
+        log["parts"][part] = {"busy_neighbour": part == "planted", "runs": runs, "counts": counts(part, runs)}
         print(f"{part}: {log['parts'][part]['counts']}", flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(log, indent=1) + "\n")
