@@ -31,6 +31,14 @@ def tp(*args, cwd=None):
     (["diagnose", "--no-stress"], "--no-stress leaves nothing to run without --races"),
     (["diagnose", "--suppressions", "x.supp"], "need --races"),
     (["diagnose", "--races", "tsan"], "invalid choice"),
+    (["diagnose", "--trials", "-1"], "expected 0 or a positive integer"),
+    (["diagnose", "--timing-trials", "-2"], "expected 0 or a positive integer"),
+    (["diagnose", "--target", "-0.1"], "expected a number between 0 and 1"),
+    (["diagnose", "--target", "1.5"], "expected a number between 0 and 1"),
+    (["diagnose", "--target", "0"], "expected a number between 0 and 1"),
+    (["make-data", "--out", "d", "--levels", "-1"], "expected 0 or a positive integer"),
+    (["make-data", "--out", "d", "--pairs", "0"], "expected a positive integer"),
+    (["bench", "wind", "--data-format", "grib"], "--data-format takes nc, pp or nc,pp"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     done = tp(*args, "--out", tmp_path) if args[0] == "diagnose" else tp(*args)
@@ -60,6 +68,7 @@ def test_diagnose_writes_the_report_and_exits_0_even_when_it_finds_crashes(plant
     assert report["schema"] == DIAGNOSIS_SCHEMA and report["interpreter"] == sys.executable
     verdicts = {(r["mode"], r["workers"]): r["verdict"] for r in report["results"]}
     assert verdicts[("threads", 2)] == "crash" and verdicts[("serial", 1)] == "safe"
+    assert "planted.crash" in done.stdout and "[threadprobe]" not in done.stderr  # --quiet: results, no progress
     for r in report["results"]:
         assert set(r["outcomes"]) == {"ok", "crash", "corrupt", "error", "hang"}
         assert 0 < r["failure_rate_upper95"] <= 1
@@ -100,12 +109,14 @@ def test_a_planted_regression_and_an_unsafe_probe_each_exit_1(tmp_path):
     assert good.returncode == 0, good.stderr
     again = diagnose_switch(tmp_path / "again", "good", "--baseline", tmp_path / "good" / "diagnosis.json",
                             "--fail-on", "unsafe")
-    assert again.returncode == 0 and again.stdout.splitlines()[0] == "no safety regression against the baseline"
+    # --quiet silences the progress, not the results: the table comes first, then the gates.
+    assert again.returncode == 0 and "threadprobe diagnosis" in again.stdout.splitlines()[0]
+    assert "no safety regression against the baseline" in again.stdout.splitlines()
     assert "UNSAFE" not in again.stdout
     bad = diagnose_switch(tmp_path / "bad", "bad", "--baseline", tmp_path / "good" / "diagnosis.json",
                           "--fail-on", "unsafe")
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    first = bad.stdout.splitlines()[0]
+    first = next(line for line in bad.stdout.splitlines() if line.startswith("REGRESSION:"))
     assert first.startswith("REGRESSION:") and "switch.native_build" in first and "crash" in first
     assert "UNSAFE: switch.native_build" in bad.stdout  # the gate that needs no baseline fires too
     assert (tmp_path / "bad" / "diagnosis.html").exists()
@@ -145,15 +156,65 @@ def test_rich_progress_on_a_terminal_and_none_with_quiet(tmp_path):
     shown = on_a_tty()
     assert "trivial.square" in shown and "failed" in shown and "━" in shown  # rich's bar, live
     assert "[threadprobe] trivial" not in shown  # the plain lines are for logs, not terminals
+    assert "budget left" in shown
     quiet = on_a_tty("--quiet")
-    assert "failed" not in quiet and "━" not in quiet
+    assert "budget left" not in quiet and "threadprobe diagnosis" in quiet  # no progress; the results still
 
 
 def test_report_bug_writes_an_issue_body_for_an_unsafe_probe(planted, tmp_path):
     done = tp("diagnose", "--plugin", planted, "--no-entry-points", "--probe", "planted.race", "--threads", "2",
               "--processes", "2", "--budget", "2", "--out", tmp_path, "--no-evidence", "--quiet")
     assert done.returncode == 0, done.stderr
-    bug = tp("report-bug", "planted.race", "--diagnosis", tmp_path / "diagnosis.json", "--out", tmp_path / "bug.md")
+    bug = tp("report-bug", "planted.race", "--diagnosis", tmp_path / "diagnosis.json", "--out-file", tmp_path / "bug.md")
     assert bug.returncode == 0, bug.stderr
     text = (tmp_path / "bug.md").read_text()
     assert text.startswith("# planted: corrupt under 2 threads") and "```python" in text and "## Environment" in text
+
+
+def flag_meanings(parser) -> dict[str, dict[tuple, list[str]]]:
+    """Every long option of every command, by what it takes: its action, its type, its metavar
+    and its choices. A name with two of these means two things."""
+    import argparse
+
+    found: dict[str, dict[tuple, list[str]]] = {}
+
+    def walk(parser, command):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{command} {name}".strip())
+            elif action.help != argparse.SUPPRESS:
+                meaning = (type(action).__name__, getattr(action.type, "__name__", None), action.metavar,
+                           tuple(action.choices or ()))
+                for option in action.option_strings:
+                    if option.startswith("--") and option not in ("--help", "--version"):
+                        found.setdefault(option, {}).setdefault(meaning, []).append(command)
+
+    walk(parser, "")
+    return found
+
+
+def test_every_flag_name_means_one_thing_across_commands():
+    from threadprobe.cli import build_parser
+
+    parser = build_parser()
+    assert {name: meanings for name, meanings in flag_meanings(parser).items() if len(meanings) > 1} == {}
+    # A planted second meaning is found: --out as a file in one more command.
+    parser._subparsers._group_actions[0].choices["compare"].add_argument("--out", metavar="FILE.txt")
+    assert set(flag_meanings(parser)["--out"]) == {("_StoreAction", None, "DIR", ()),
+                                                   ("_StoreAction", None, "FILE.txt", ())}
+
+
+def test_load_of_files_iris_cannot_merge_is_one_line_naming_them(tmp_path):
+    """Two PP files holding the same field at the same time: iris raises DuplicateDataError."""
+    import shutil
+
+    from threadprobe.scheduling.runs.data import DataSpec, make_data
+
+    make_data(DataSpec(tmp_path, files=2, size_mb=0.01, fmt="pp", ny=45, nx=60), quiet=True)
+    shutil.copy(tmp_path / "x_wind_000.pp", tmp_path / "x_wind_copy.pp")
+    done = tp("run", "load", "--files", tmp_path / "*.pp", "--scheduler", "synchronous", "--quiet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()
+    assert "cannot merge the 5 files" in line and "Duplicate 'x_wind' cube" in line
+    assert f"{tmp_path / 'x_wind_000.pp'}, {tmp_path / 'x_wind_copy.pp'}" in line and "y_wind" not in line

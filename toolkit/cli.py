@@ -40,6 +40,8 @@ from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
 from threadprobe.report.validate import errors
 
+DATA_FORMATS = ("nc", "pp")
+QUIET_HELP = "no progress display (the results are still shown)"
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
 EXTRA_STATE = 0.75  # of a budget, per GIL state beyond the first (free-threaded builds: both by default)
@@ -83,6 +85,28 @@ def _positive(text: str, convert: type, what: str) -> Any:
 
 def positive_int(text: str) -> int:
     return _positive(text, int, "a positive integer")
+
+
+def count(text: str) -> int:
+    """A count that may be zero (trials of a kind, model levels)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A probability bound: strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -129,12 +153,12 @@ def _add_diagnose(sub: Any) -> None:
                         "(both, the default there); a GIL build has only as_imported")
     d.add_argument("--threads", type=int_list, default=(2, 4), metavar="N,M", help="thread counts (default 2,4)")
     d.add_argument("--processes", type=int_list, default=(2,), metavar="N", help="process counts (default 2)")
-    d.add_argument("--trials", type=int, default=0, metavar="N",
+    d.add_argument("--trials", type=count, default=0, metavar="N",
                    help="stress trials every concurrent mode gets before the adaptive ones (default 0: the timing "
                         "trials count)")
-    d.add_argument("--timing-trials", type=int, default=1, metavar="N",
+    d.add_argument("--timing-trials", type=count, default=1, metavar="N",
                    help="bare timing trials per mode, for speedups and thread states (default 1)")
-    d.add_argument("--target", type=float, default=0.02, metavar="BOUND",
+    d.add_argument("--target", type=fraction, default=0.02, metavar="BOUND",
                    help="a clean mode stops when its failure-rate bound is this low (default 0.02)")
     d.add_argument("--python", default=None, metavar="PATH",
                    help="diagnose another interpreter's libraries (a system Python, a conda env, a build tree's "
@@ -153,7 +177,7 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--no-evidence", action="store_true", help="skip reproducers, remedies and the lock audit")
     d.add_argument("--keep", action="store_true", help="keep the trial folders (printed at the end)")
     d.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
-    d.add_argument("--quiet", action="store_true", help="no progress display")
+    d.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     d.add_argument("--baseline", default=None, metavar="OLD.json",
                    help="compare with an earlier diagnosis; exit 1 if a safety verdict regressed")
     d.add_argument("--fail-on", choices=("unsafe",), default=None,
@@ -185,7 +209,7 @@ def _add_report_readers(sub: Any) -> None:
                                             "remedy and a plain reproducer")
     bug.add_argument("probe", metavar="PROBE")
     bug.add_argument("--diagnosis", default="reports/diagnosis.json", metavar="FILE")
-    bug.add_argument("--out", default=None, metavar="FILE.md", help="write here (default: standard output)")
+    bug.add_argument("--out-file", default=None, metavar="FILE.md", help="write here (default: standard output)")
 
     c = sub.add_parser("compare", help="what changed between two diagnoses; exit 1 if a safety verdict regressed")
     c.add_argument("old", metavar="OLD.json")
@@ -207,24 +231,24 @@ def _add_recommend_and_data(sub: Any) -> None:
                    help="a diagnosis.json (default reports/diagnosis.json; re-diagnosed quickly if its "
                         "fingerprint no longer matches the installed libraries)")
     r.add_argument("--workload", default="wind", help="wind or load (the runner's subcommands)")
-    r.add_argument("--input-format", choices=("nc", "pp"), default=None, help="judge only this format's probes")
+    r.add_argument("--data-format", choices=DATA_FORMATS, default=None, help="judge only this data format's probes")
     r.add_argument("--format", choices=("json", "yaml", "env"), default="json",
                    help="json, a dask config file (yaml), or shell exports (env)")
-    r.add_argument("--quiet", action="store_true", help="no progress if a quick diagnosis is needed")
+    r.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     r.add_argument("--x-wind", default=None, metavar="GLOB", help="with --y-wind: pilot the wind workload on this input")
     r.add_argument("--y-wind", default=None, metavar="GLOB")
     r.add_argument("--files", default=None, metavar="GLOB", help="pilot the load workload on these files")
 
     m = sub.add_parser("make-data", help="write UM-like x_wind/y_wind files for the runner")
     m.add_argument("--out", required=True, metavar="DIR")
-    m.add_argument("--files", type=positive_int, default=8, help="x/y file pairs (default 8)")
+    m.add_argument("--pairs", type=positive_int, default=8, metavar="N", help="x/y file pairs (default 8)")
     m.add_argument("--size-mb", type=positive_float, default=64.0, help="data per file, uncompressed (default 64; "
                    "the study's files were 1500)")
-    m.add_argument("--format", choices=("nc", "pp"), default="nc")
+    m.add_argument("--data-format", choices=DATA_FORMATS, default="nc", help="netCDF (nc, the default) or PP")
     m.add_argument("--grid", default="480x640", metavar="NYxNX", help="latitudes x longitudes (default 480x640)")
-    m.add_argument("--levels", type=int, default=0, help="model levels (default none)")
+    m.add_argument("--levels", type=count, default=0, help="model levels (default none)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--quiet", action="store_true")
+    m.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 
@@ -239,7 +263,7 @@ def _add_run(sub: Any) -> None:
                                     f"speed over time and the circular variance of direction. The {CIRCULAR_HELP}.")
     w.add_argument("--x-wind", required=True, metavar="GLOB", help="files with x_wind (may be the same as --y-wind)")
     w.add_argument("--y-wind", required=True, metavar="GLOB", help="files with y_wind")
-    w.add_argument("--out", required=True, metavar="FILE.nc", help="written atomically")
+    w.add_argument("--out-file", required=True, metavar="FILE.nc", help="written atomically")
     ld = runs.add_parser("load", help="parallel metadata-only iris.load of many files, merged into one CubeList")
     ld.add_argument("--files", required=True, metavar="GLOB")
     for p in (w, ld):
@@ -254,7 +278,7 @@ def _add_run(sub: Any) -> None:
         p.add_argument("--adapt", default=None, metavar="MIN:MAX", help="adaptive scaling of distributed workers")
         p.add_argument("--diagnosis", default=None, metavar="FILE", help="for --scheduler auto")
         p.add_argument("--no-cache", action="store_true", help="pilot again even if this input's choice is cached")
-        p.add_argument("--quiet", action="store_true", help="no progress display")
+        p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 
@@ -264,10 +288,11 @@ def _add_bench(sub: Any) -> None:
     bn.add_argument("workload", choices=("wind", "load"))
     bn.add_argument("--data", default=BENCH_DATA_DIR, metavar="DIR",
                     help="bench data (made here if missing: 8 x/y pairs per format, 2.5 to 4 GiB each)")
-    bn.add_argument("--formats", default="nc,pp", help="nc, pp or nc,pp (default)")
+    bn.add_argument("--data-format", default="nc,pp", metavar="nc,pp", help="nc, pp or nc,pp (default)")
     bn.add_argument("--repeats", type=positive_int, default=3)
     bn.add_argument("--fresh", action="store_true", help="start every repetition from a fresh diagnosis")
-    bn.add_argument("--files", type=positive_int, default=8, help="x/y pairs of bench data to make (default 8)")
+    bn.add_argument("--pairs", type=positive_int, default=8, metavar="N",
+                    help="x/y file pairs of bench data to make (default 8)")
     bn.add_argument("--size-mb", type=positive_float, default=None,
                     help="MiB per file of bench data (default 192 for nc, 200 for pp)")
     bn.add_argument("--grid", default="960x1280", metavar="NYxNX", help="grid of bench data (default 960x1280)")
@@ -305,8 +330,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         comparison = compare(baseline, diagnosis)
     path = report.write(diagnosis, out)
     page = htmlreport.write(diagnosis, out, comparison)
-    if not args.quiet:
-        report.console_table(diagnosis)
+    report.console_table(diagnosis)
     print(f"wrote {path} and {page}", file=sys.stderr)
     code = 0
     if comparison is not None:
@@ -372,9 +396,9 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 def cmd_report_bug(args: argparse.Namespace) -> int:
     text = bugreport.markdown(report.read(args.diagnosis), args.probe)
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}", file=sys.stderr)
+    if args.out_file:
+        Path(args.out_file).write_text(text)
+        print(f"wrote {args.out_file}", file=sys.stderr)
     else:
         print(text, end="")
     return 0
@@ -386,7 +410,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         choice = pipeline.pilot_only(args.workload, args.x_wind, args.y_wind, args.files, args.diagnosis,
                                      quiet=args.quiet)
     else:
-        choice = pipeline.recommend(args.workload, args.diagnosis, args.input_format,
+        choice = pipeline.recommend(args.workload, args.diagnosis, args.data_format,
                                     progress=make_progress(args.quiet))
     if args.format == "json":
         print(json.dumps(choice.to_json(), indent=1))
@@ -394,9 +418,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(as_yaml(choice), end="")
     else:
         print(as_env(choice), end="")
-    if not args.quiet:
-        for line in pilot.rows_table(choice):
-            print(f"  {line}", file=sys.stderr)
+    for line in pilot.rows_table(choice):
+        print(f"  {line}", file=sys.stderr)
     return 0
 
 
@@ -412,9 +435,7 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 def cmd_make_data(args: argparse.Namespace) -> int:
     ny, nx = parse_grid(args.grid)
-    if args.levels < 0:
-        raise UsageError("--levels must be 0 or more")
-    spec = DataSpec(Path(args.out), args.files, args.size_mb, args.format, ny, nx, args.levels, args.seed)
+    spec = DataSpec(Path(args.out), args.pairs, args.size_mb, args.data_format, ny, nx, args.levels, args.seed)
     written = make_data(spec, quiet=args.quiet)
     total = sum(p.stat().st_size for p in written)
     print(f"wrote {len(written)} files ({spec.times} time steps each, {total / 2**20:.0f} MiB on disk) to {spec.out}",
@@ -428,17 +449,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                    address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
                    progress=progress, cache=not args.no_cache)
     if args.workload == "wind":
-        result = pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out), **options)
+        result = pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out_file), **options)
     else:
         result = pipeline.run_load(args.files, **options)
     choice = result.choice
-    if not args.quiet:
-        progress.note(f"scheduler: {choice.describe()} [{choice.source}]")
-        for line in choice.rationale:
-            progress.note(f"  {line}")
-        if result.pilot is not None:
-            for line in pilot.table(result.pilot):
-                progress.note(f"  {line}")
+    why = [f"scheduler: {choice.describe()} [{choice.source}]", *(f"  {line}" for line in choice.rationale),
+           *(f"  {line}" for line in (pilot.table(result.pilot) if result.pilot is not None else ()))]
+    print("\n".join(why), file=sys.stderr)
     spent = f"pilot {result.pilot.seconds:.1f}s, " if result.pilot is not None and result.pilot.rows else ""
     if args.workload == "wind":
         memory = f", peak memory {result.peak_memory / 2**30:.2f} GiB" if result.peak_memory else ""
@@ -456,16 +473,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    if not formats or any(f not in ("nc", "pp") for f in formats):
-        raise UsageError(f"--formats takes nc, pp or nc,pp, not {args.formats!r}")
+    formats = [f.strip() for f in args.data_format.split(",") if f.strip()]
+    if not formats or any(f not in DATA_FORMATS for f in formats):
+        raise UsageError(f"--data-format takes nc, pp or nc,pp, not {args.data_format!r}")
     study = args.study_scale
     data = Path(STUDY_DATA if study and args.data == BENCH_DATA_DIR else args.data)
     for fmt in formats:
         if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
             print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
             ny, nx = parse_grid(args.grid)
-            make_data(DataSpec(data / fmt, files=STUDY_FILES if study else args.files,
+            make_data(DataSpec(data / fmt, files=STUDY_FILES if study else args.pairs,
                                size_mb=STUDY_SIZE_MB[fmt] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
                                ny=ny, nx=nx))
     result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,

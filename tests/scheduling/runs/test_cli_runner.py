@@ -16,7 +16,7 @@ def test_run_says_which_scheduler_and_why(tmp_path):
 
     make_data(DataSpec(tmp_path / "d", files=2, size_mb=4, fmt="nc", ny=240, nx=320), quiet=True)
     done = tp("run", "wind", "--x-wind", tmp_path / "d" / "x_wind_*.nc", "--y-wind", tmp_path / "d" / "y_wind_*.nc",
-              "--out", tmp_path / "o.nc", "--scheduler", "synchronous")
+              "--out-file", tmp_path / "o.nc", "--scheduler", "synchronous")
     assert done.returncode == 0, done.stderr
     assert "scheduler: synchronous (single-threaded) [command line]" in done.stderr
     assert "[threadprobe] wind: 1 tasks" in done.stderr and "\r" not in done.stderr  # plain lines in a log
@@ -25,8 +25,8 @@ def test_run_says_which_scheduler_and_why(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "wind", "--x-wind", "/nowhere/*.nc", "--y-wind", "/nowhere/*.nc", "--out", "o.nc"], "matches no file"),
-    (["run", "wind", "--x-wind", "X", "--y-wind", "X", "--out", "o.nc", "--scheduler", "threads", "--adapt", "1:2"],
+    (["run", "wind", "--x-wind", "/nowhere/*.nc", "--y-wind", "/nowhere/*.nc", "--out-file", "o.nc"], "matches no file"),
+    (["run", "wind", "--x-wind", "X", "--y-wind", "X", "--out-file", "o.nc", "--scheduler", "threads", "--adapt", "1:2"],
      "need --scheduler distributed"),
     (["make-data", "--out", "d", "--grid", "big"], "--grid expects NYxNX"),
     (["run", "load", "--files", "/nowhere/*.pp"], "matches no file"),
@@ -38,6 +38,6 @@ def test_bad_runner_input_is_one_line(tmp_path, args, message):
 
 def test_a_file_without_x_wind_names_the_file(wind_nc, tmp_path):
     done = tp("run", "wind", "--x-wind", wind_nc / "y_wind_000.nc", "--y-wind", wind_nc / "y_wind_*.nc",
-              "--out", tmp_path / "o.nc", "--scheduler", "synchronous")
+              "--out-file", tmp_path / "o.nc", "--scheduler", "synchronous")
     assert done.returncode == 2 and "no x_wind" in done.stderr and "y_wind_000.nc" in done.stderr
     assert not (tmp_path / "o.nc").exists()

@@ -42,10 +42,10 @@ def test_wind_on_slurm_equals_synchronous(wind_nc, tmp_path):
     args = ["--x-wind", str(wind_nc / "x_wind_*.nc"), "--y-wind", str(wind_nc / "y_wind_*.nc"), "--quiet"]
     cli = [sys.executable, "-m", "threadprobe.cli", "run", "wind"]
     env = {**__import__("os").environ, "DASK_CONFIG": str(tmp_path / "config")}
-    sync = subprocess.run(cli + args + ["--out", str(tmp_path / "sync.nc"), "--scheduler", "synchronous"],
+    sync = subprocess.run(cli + args + ["--out-file", str(tmp_path / "sync.nc"), "--scheduler", "synchronous"],
                           capture_output=True, text=True, timeout=600)
     assert sync.returncode == 0, sync.stderr
-    slurm = subprocess.run(cli + args + ["--out", str(tmp_path / "slurm.nc"), "--scheduler", "distributed",
+    slurm = subprocess.run(cli + args + ["--out-file", str(tmp_path / "slurm.nc"), "--scheduler", "distributed",
                                          "--cluster", "slurm", "--workers", "2"],
                            capture_output=True, text=True, timeout=900, env=env)
     assert slurm.returncode == 0, slurm.stderr

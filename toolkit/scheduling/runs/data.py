@@ -122,9 +122,9 @@ def write_file(cube, path: Path, fmt: str) -> None:
 def make_data(spec: DataSpec, quiet: bool = False) -> list[Path]:
     """Write ``spec.files`` x/y pairs. Returns the paths written."""
     if spec.fmt not in ("nc", "pp"):
-        raise UsageError(f"--format must be nc or pp, not {spec.fmt!r}")
+        raise UsageError(f"--data-format must be nc or pp, not {spec.fmt!r}")
     if spec.files < 1 or spec.size_mb <= 0:
-        raise UsageError("--files and --size-mb must be positive")
+        raise UsageError("--pairs and --size-mb must be positive")
     spec.out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, k, path) for k in range(spec.files) for name, path in paths(spec, k).items()]
     written = []

@@ -75,10 +75,36 @@ def check(paths: Sequence[Path]) -> None:
             raise UsageError(f"cannot read {path}: the file is empty")
 
 
+def merge(job: LoadJob, pattern: str) -> Any:
+    """The loaded cubes joined along time, or one line naming the files that hold the same field
+    at the same time (Iris cannot merge those: ``DuplicateDataError``)."""
+    from iris.cube import CubeList
+    from iris.exceptions import DuplicateDataError
+
+    cubes = CubeList(cube for k in sorted(job.loaded) for cube in job.loaded[k])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cubes.concatenate().merge()
+    except DuplicateDataError as exc:
+        files = duplicated_files(job)
+        named = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+        raise UsageError(f"cannot merge the {job.units} files of --files {pattern}: {' '.join(str(exc).split())}; "
+                         f"files holding the same field at the same time: {named or 'unknown'}") from None
+
+
+def duplicated_files(job: LoadJob) -> list[str]:
+    """Files holding a field (its name, at its times) that another file holds too."""
+    holders: dict[tuple[str, bytes], list[str]] = {}
+    for k, cubes in sorted(job.loaded.items()):
+        for cube in cubes:
+            times = cube.coords("time")
+            holders.setdefault((cube.name(), times[0].points.tobytes() if times else b""), []).append(job.paths[k])
+    return sorted({path for paths in holders.values() if len(paths) > 1 for path in paths})
+
+
 def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Active, Any]],
         progress: Any = None) -> LoadResult:
-    from iris.cube import CubeList
-
     paths = expand(pattern, "--files")
     check(paths)
     started = time.perf_counter()
@@ -92,10 +118,7 @@ def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Acti
             job.run(active, rest, len(rest), on_done=progress.done if progress is not None else None)
             if progress is not None:
                 progress.stop()
-    cubes = CubeList(cube for k in sorted(job.loaded) for cube in job.loaded[k])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        merged = cubes.concatenate().merge()
+    merged = merge(job, pattern)
     lazy = all(c.has_lazy_data() for c in merged)
     summary = tuple(c.summary(shorten=True) for c in merged) + (("data still lazy",) if lazy else ())
     return LoadResult(len(paths), len(merged), summary, choice, time.perf_counter() - started, pilot)
