@@ -113,7 +113,7 @@ def wind_nc(tmp_path_factory):
     from threadprobe.scheduling.runs.data import DataSpec, make_data
 
     out = tmp_path_factory.mktemp("wind_nc")
-    make_data(DataSpec(out, files=3, size_mb=1.0, fmt="nc", ny=45, nx=60), quiet=True)
+    make_data(DataSpec(out, files=3, size_mb=1.0, fmt="nc", ny=45, nx=60))
     return out
 
 
@@ -123,5 +123,5 @@ def wind_pp(tmp_path_factory):
     from threadprobe.scheduling.runs.data import DataSpec, make_data
 
     out = tmp_path_factory.mktemp("wind_pp")
-    make_data(DataSpec(out, files=3, size_mb=1.0, fmt="pp", ny=45, nx=60), quiet=True)
+    make_data(DataSpec(out, files=3, size_mb=1.0, fmt="pp", ny=45, nx=60))
     return out

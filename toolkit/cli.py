@@ -35,7 +35,6 @@ from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
 from threadprobe.scheduling.runs import bench
 from threadprobe.scheduling.runs.data import DataSpec, make_data
-from threadprobe.scheduling.runs.display import RunProgress
 from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
 from threadprobe.report.validate import errors
@@ -288,7 +287,8 @@ def _add_bench(sub: Any) -> None:
     bn.add_argument("workload", choices=("wind", "load"))
     bn.add_argument("--data", default=BENCH_DATA_DIR, metavar="DIR",
                     help="bench data (made here if missing: 8 x/y pairs per format, 2.5 to 4 GiB each)")
-    bn.add_argument("--data-format", default="nc,pp", metavar="nc,pp", help="nc, pp or nc,pp (default)")
+    bn.add_argument("--data-format", action="append", choices=DATA_FORMATS, default=None,
+                    help="nc or pp (repeatable; default both)")
     bn.add_argument("--repeats", type=positive_int, default=3)
     bn.add_argument("--fresh", action="store_true", help="start every repetition from a fresh diagnosis")
     bn.add_argument("--pairs", type=positive_int, default=8, metavar="N",
@@ -408,7 +408,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     pipeline.workload(args.workload)  # bad names fail before any work
     if args.x_wind or args.y_wind or args.files:
         choice = pipeline.pilot_only(args.workload, args.x_wind, args.y_wind, args.files, args.diagnosis,
-                                     quiet=args.quiet)
+                                     progress=make_progress(args.quiet))
     else:
         choice = pipeline.recommend(args.workload, args.diagnosis, args.data_format,
                                     progress=make_progress(args.quiet))
@@ -436,7 +436,7 @@ def parse_grid(text: str) -> tuple[int, int]:
 def cmd_make_data(args: argparse.Namespace) -> int:
     ny, nx = parse_grid(args.grid)
     spec = DataSpec(Path(args.out), args.pairs, args.size_mb, args.data_format, ny, nx, args.levels, args.seed)
-    written = make_data(spec, quiet=args.quiet)
+    written = make_data(spec, progress=make_progress(args.quiet))
     total = sum(p.stat().st_size for p in written)
     print(f"wrote {len(written)} files ({spec.times} time steps each, {total / 2**20:.0f} MiB on disk) to {spec.out}",
           file=sys.stderr)
@@ -444,7 +444,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    progress = RunProgress(quiet=args.quiet)
+    progress = make_progress(args.quiet)
     options = dict(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
                    address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
                    progress=progress, cache=not args.no_cache)
@@ -473,20 +473,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    formats = [f.strip() for f in args.data_format.split(",") if f.strip()]
-    if not formats or any(f not in DATA_FORMATS for f in formats):
-        raise UsageError(f"--data-format takes nc, pp or nc,pp, not {args.data_format!r}")
+    formats = list(dict.fromkeys(args.data_format or DATA_FORMATS))
     study = args.study_scale
     data = Path(STUDY_DATA if study and args.data == BENCH_DATA_DIR else args.data)
     for fmt in formats:
         if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
             print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
             ny, nx = parse_grid(args.grid)
-            make_data(DataSpec(data / fmt, files=STUDY_FILES if study else args.pairs,
+            make_data(progress=make_progress(), spec=DataSpec(data / fmt, files=STUDY_FILES if study else args.pairs,
                                size_mb=STUDY_SIZE_MB[fmt] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
                                ny=ny, nx=nx))
     result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,
-                         progress=lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True),
+                         progress=make_progress(),
                          configs=bench.STUDY_CONFIGS if study else None)
     out = Path(args.out)
     name = f"{args.workload}-study" if study else args.workload

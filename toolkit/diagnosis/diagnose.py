@@ -27,7 +27,7 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
-from threadprobe.diagnosis.progress import NullProgress, Progress
+from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.records import Diagnosis, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
@@ -133,6 +133,11 @@ class ProbeRun:
     def outcomes(self, cell: plan.Cell) -> list[Outcome]:
         return [o for _, o in self.runs.get(cell, [])]
 
+    def count(self, cell: plan.Cell) -> Count:
+        """This cell's own trials so far, and how many failed."""
+        outcomes = self.outcomes(cell)
+        return Count(len(outcomes), failed=sum(o.kind != Kind.OK for o in outcomes))
+
     def states(self, gil: GilState) -> dict[str, int]:
         """Thread states sampled in this probe's trials in one GIL state (the contention
         instrument), summed."""
@@ -209,6 +214,16 @@ class Diagnoser:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def count(self) -> Count:
+        """The run's trials so far in the cells the report has, and how many failed."""
+        return Count(self.trials, failed=self.failures)
+
+    def update(self, run: ProbeRun, cell: plan.Cell) -> Update:
+        """Where the loop stands, in the counts the report will have."""
+        if cell in run.cells:
+            return Update(run.name, cell.label, own=run.count(cell), run=self.count())
+        return Update(run.name, f"{cell.label} (thread states only: not a cell of the report)", run=self.count())
+
     # ----------------------------------------------------------------------------------------
     def launcher(self, run: ProbeRun, state: GilState | None = None) -> launch.Launcher:
         return self.launchers.get(run.info.preload, run.name, state or run.serial.gil)
@@ -220,7 +235,7 @@ class Diagnoser:
         cls = registry.load(run.info.ref)
         run.iterations = self.options.iterations or cls.iterations or DEFAULT_ITERATIONS
         run.workdir = self.root / "work" / safe_name(run.name)
-        self.progress.update(run.name, "prepare", self.trials, self.failures)
+        self.progress.update(Update(run.name, "prepare", run=self.count()))
         try:
             prep = harness.run_prepare(run.info.ref, self.launcher(run), run.workdir,
                                        self.root / "jobs" / safe_name(run.name) / "prepare",
@@ -248,7 +263,7 @@ class Diagnoser:
         cell = request.cell
         trial = make_trial(run.name, run.info.ref, request, run.iterations, len(run.runs.get(cell, [])),
                            self.options.timeout, remedy)
-        self.progress.update(run.name, cell.label, self.trials, self.failures)
+        self.progress.update(self.update(run, cell))
         self.serial_number += 1  # trials that are not recorded reuse no folder either
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
             f"-{remedy.kind}" + (f"-{remedy.library}" if remedy.library else "") if remedy else "")
@@ -261,9 +276,10 @@ class Diagnoser:
                 run.oracle = detect.Oracle.of(got)
         if record:
             run.runs.setdefault(cell, []).append((got, outcome))
-            self.trials += 1
-            self.failures += outcome.kind != Kind.OK
-            self.progress.update(run.name, cell.label, self.trials, self.failures)
+            if cell in run.cells:  # a cell outside the grid only samples thread states: no result has it
+                self.trials += 1
+                self.failures += outcome.kind != Kind.OK
+            self.progress.update(self.update(run, cell))
         return got, outcome
 
     def run(self) -> list[ProbeRun]:
@@ -338,12 +354,8 @@ def diagnose(options: Options, progress: Progress | None = None,
 
 
 def run_session(session: Diagnoser) -> None:
-    progress = session.progress
-    progress.begin(session.options.budget)
-    try:
+    with phase(session.progress, "trials", session.options.budget):
         session.run()
-    finally:
-        progress.end()
 
 
 def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | None = None,

@@ -1,32 +1,94 @@
-"""Live progress of a long diagnosis: rich on a terminal, plain periodic lines in CI logs.
+"""The one progress protocol: what every long command shows while it works.
 
-Shows the probe, the mode, trials done, failures so far, and the time left in the budget
-(the adaptive planner decides how many trials there will be, so progress is time, not a count).
-``--quiet`` turns it off.
+Diagnose, the race pass, the runner (``run wind``, ``run load``), the benches and ``make-data``
+each announce a phase (``begin``), send ``Update`` records as the work moves, and ``end`` the
+phase when the work ends, also when it fails. An update says what its counts refer to: ``own``
+is the subject's own count (one cell's trials), ``run`` the whole phase's (every trial so far).
+
+On a terminal this is rich's live bar; in a log or CI, plain ``[threadprobe]`` lines, at most one
+every few seconds and whenever the subject changes (never carriage-return redraws). ``--quiet``
+(``NullProgress``) shows nothing: results are printed by the commands, never through here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import IO, Protocol
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichBar, TaskID
+
+
+@dataclass(frozen=True)
+class Count:
+    """Units done so far, of how many (None: as many as a time budget allows), and how many of
+    them failed (None: failures are not counted for this unit)."""
+
+    done: int
+    unit: str = "trials"
+    total: int | None = None
+    failed: int | None = None
+
+    def text(self) -> str:
+        done = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
+        return f"{done} {self.unit}" + (f", {self.failed} failed" if self.failed is not None else "")
+
+
+@dataclass(frozen=True)
+class Update:
+    """Where the work stands: its subject (a probe, a file, a repetition), what is done to it now
+    (a cell such as "threads 4", or a stage such as "prepare"), the count of ``own_of`` (a cell's
+    own trials; None when there is none, as in a prepare) and the whole phase's."""
+
+    subject: str
+    doing: str = ""
+    own: Count | None = None
+    run: Count | None = None
+    own_of: str = "this cell"
+
+    def text(self) -> str:
+        parts = [f"{self.subject} {self.doing}".strip()]
+        if self.own is not None:
+            parts.append(f"{self.own.text()} in {self.own_of}")
+        if self.run is not None:
+            parts.append(f"{self.run.text()} in the run")
+        return "; ".join(parts)
 
 
 class Progress(Protocol):
-    def begin(self, budget: float | None) -> None: ...
+    def begin(self, title: str, budget: float | None = None) -> None:
+        """A phase starts; ``budget``: the seconds it may take (its bar is time when its total is open)."""
 
-    def update(self, probe: str, mode: str, done: int, failures: int) -> None: ...
+    def update(self, update: Update) -> None: ...
 
-    def note(self, text: str) -> None: ...
+    def note(self, text: str) -> None:
+        """One line about the work (a stage that starts, what a pass found), shown whole."""
 
-    def end(self) -> None: ...
+    def end(self) -> None:
+        """The phase ended (done, or failed): its display is taken down."""
+
+
+@contextlib.contextmanager
+def phase(progress: Progress, title: str, budget: float | None = None) -> Iterator[Progress]:
+    """``begin`` and ``end`` around a block, ``end`` also when it raises."""
+    progress.begin(title, budget)
+    try:
+        yield progress
+    finally:
+        progress.end()
 
 
 class NullProgress:
-    def begin(self, budget: float | None) -> None:
+    """``--quiet``: nothing."""
+
+    def begin(self, title: str, budget: float | None = None) -> None:
         pass
 
-    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
+    def update(self, update: Update) -> None:
         pass
 
     def note(self, text: str) -> None:
@@ -38,8 +100,12 @@ class NullProgress:
 
 class _Clock:
     def __init__(self) -> None:
+        self.title = ""
         self.started = time.monotonic()
         self.budget: float | None = None
+
+    def start(self, title: str, budget: float | None) -> None:
+        self.title, self.budget, self.started = title, budget, time.monotonic()
 
     @property
     def elapsed(self) -> float:
@@ -52,77 +118,80 @@ class _Clock:
 
 
 class LineProgress(_Clock):
-    """One plain line at most every ``every`` seconds, and whenever the probe changes."""
+    """Plain lines: one at most every ``every`` seconds, and whenever the subject changes."""
 
     def __init__(self, stream: IO[str], every: float = 5.0) -> None:
         super().__init__()
         self.stream = stream
         self.every = every
         self._last = 0.0
-        self._probe = ""
+        self._subject = ""
 
-    def begin(self, budget: float | None) -> None:
-        self.budget = budget
-        self.started = time.monotonic()
-
-    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
-        now = time.monotonic()
-        if probe != self._probe or now - self._last >= self.every:
-            self._probe, self._last = probe, now
-            print(f"[threadprobe] {probe} {mode}: {done} trials, {failures} failed, {self.left()}",
-                  file=self.stream, flush=True)
-
-    def note(self, text: str) -> None:
+    def _print(self, text: str) -> None:
         print(f"[threadprobe] {text}", file=self.stream, flush=True)
 
+    def begin(self, title: str, budget: float | None = None) -> None:
+        self.start(title, budget)
+        self._subject = ""
+
+    def update(self, update: Update) -> None:
+        now = time.monotonic()
+        if update.subject != self._subject or now - self._last >= self.every:
+            self._subject, self._last = update.subject, now
+            self._print(f"{self.title}: {update.text()}; {self.left()}")
+
+    def note(self, text: str) -> None:
+        self._print(text)
+
     def end(self) -> None:
-        print(f"[threadprobe] trials done in {self.elapsed:.0f}s", file=self.stream, flush=True)
+        self._print(f"{self.title} done in {self.elapsed:.0f}s")
 
 
 class RichProgress(_Clock):
-    """rich's live progress bar, for a terminal: the bar is the budget's time."""
+    """rich's live bar, for a terminal: the phase's count when it has a total, else its budget's time."""
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
         self._console = Console(file=stream)
-        self._bar = Progress(
-            TextColumn("{task.fields[probe]} [dim]{task.fields[mode]}"),
-            BarColumn(),
-            TextColumn("{task.fields[done]} trials"),
-            TextColumn("[red]{task.fields[failures]} failed"),
-            TextColumn("{task.fields[left]}"),
-            TimeElapsedColumn(),
-            console=self._console,
-            transient=False,
-        )
+        self._bar: RichBar | None = None
         self._task: TaskID | None = None
 
-    def begin(self, budget: float | None) -> None:
-        self.budget = budget
-        self.started = time.monotonic()
-        self._bar.start()
-        self._task = self._bar.add_task("diagnose", total=budget or None, probe="", mode="", done=0, failures=0,
-                                        left=self.left())
+    def begin(self, title: str, budget: float | None = None) -> None:
+        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
-    def update(self, probe: str, mode: str, done: int, failures: int) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, completed=min(self.elapsed, self.budget or self.elapsed), probe=probe,
-                             mode=mode, done=done, failures=failures, left=self.left())
+        self.end()
+        self.start(title, budget)
+        self._bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[text]}"),
+                        TimeElapsedColumn(), console=self._console, transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task(title, total=budget, text=self.left())
+
+    def update(self, update: Update) -> None:
+        if self._bar is None or self._task is None:
+            return
+        run = update.run
+        if run is not None and run.total:
+            self._bar.update(self._task, total=run.total, completed=run.done, text=update.text())
+        else:
+            self._bar.update(self._task, completed=min(self.elapsed, self.budget or self.elapsed),
+                             text=f"{update.text()}; {self.left()}")
 
     def note(self, text: str) -> None:
-        self._console.print(text)
+        self._console.print(text, markup=False, highlight=False)
 
     def end(self) -> None:
-        self._bar.stop()
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar = self._task = None
 
 
-def make_progress(quiet: bool = False, stream: IO[str] | None = None) -> Progress:
+def make_progress(quiet: bool = False, stream: IO[str] | None = None, every: float = 5.0) -> Progress:
+    """rich on a terminal, plain lines elsewhere, nothing with ``quiet``."""
     stream = stream or sys.stderr
     if quiet:
         return NullProgress()
     if stream.isatty():
         return RichProgress(stream)
-    return LineProgress(stream)
+    return LineProgress(stream, every)

@@ -13,7 +13,8 @@ import dataclasses
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from threadprobe import report
 from threadprobe.report import racesource
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice, Diagnosis, GilState, Mode, RunRequest, Scheduler
+from threadprobe.diagnosis.progress import Count, Progress, Update, phase
+from threadprobe.records import Choice, Diagnosis, GilState, Mode, RacePass, RaceStatus, RunRequest, Scheduler
 from threadprobe.scheduling import cache, here, pilot as piloting, schedulers
 from threadprobe.scheduling.runs import load, wind
 from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
@@ -40,18 +42,21 @@ DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
 # diagnose -> evidence
 
 
-def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) -> Diagnosis:
+def diagnose(options: Options, progress: Progress | None = None,
+             fingerprint: Callable[[], dict[str, Any]] | None = None) -> Diagnosis:
     """A whole diagnosis: trials, then evidence, then the safe candidates of every workload."""
     with Diagnoser(options, progress) as session:
-        if progress is not None:
-            progress.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
+        shown = session.progress
+        shown.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
         if options.stress:
             run_session(session)
-        if options.races and progress is not None:
-            progress.note(f"race pass under {options.races}: {len(session.probes)} probes; each lane first imports "
-                          "their libraries under the detector (minutes for Iris), then forks a worker per probe")
-        passes = racepass.run_races(session, racepass.of(options), session.results(), _race_note(progress)) \
-            if options.races else {}
+        passes: dict[str, RacePass] = {}
+        if options.races:
+            shown.note(f"race pass under {options.races}: {len(session.probes)} probes; each lane first imports "
+                       "their libraries under the detector (minutes for Iris), then forks a worker per probe")
+            with phase(shown, "race pass", options.race_budget):
+                passes = racepass.run_races(session, racepass.of(options), session.results(),
+                                            _race_updates(shown, len(session.probes)))
         results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
         bundle = evidence.gather(session, results, options.out) if options.evidence else evidence.Bundle(tuple(results))
         diagnosis = assemble(session, fingerprint, results=list(bundle.results), remedies=bundle.remedies,
@@ -62,11 +67,18 @@ def diagnose(options: Options, progress: Any = None, fingerprint: Any = None) ->
     return diagnosis.replace(recommendations=choices)
 
 
-def _race_note(progress: Any) -> Any:
-    def note(probe: str, found: Any) -> None:
-        if progress is not None:
-            progress.note(f"races: {probe}: {found.summary()}")
-    return note
+def _race_updates(progress: Progress, probes: int) -> Callable[[str, RacePass], None]:
+    """What the race pass shows as each probe's pass ends (called from its lanes' threads)."""
+    guard = threading.Lock()
+    done: list[RacePass] = []
+
+    def on_done(probe: str, found: RacePass) -> None:
+        with guard:
+            done.append(found)
+            count = Count(len(done), "probes", probes, sum(p.status != RaceStatus.CLEAN for p in done))
+        progress.note(f"races: {probe}: {found.summary()}")
+        progress.update(Update(probe, f"under {found.tool}", run=count))
+    return on_done
 
 
 def safe_choices(diagnosis: Diagnosis, machine: choose.Machine | None = None) -> dict[str, Choice]:
@@ -104,7 +116,7 @@ def workload(name: str) -> Workload:
     return WORKLOADS[name]
 
 
-def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = None, progress: Any = None,
+def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = None, progress: Progress | None = None,
            budget: float = 30.0) -> tuple[Diagnosis, str]:
     """The verdicts a choice rests on: a stored diagnosis that still matches the installed
     libraries and covers ``probes``, else a quick diagnosis of ``probes`` alone (and why)."""
@@ -183,7 +195,7 @@ def _formats(pattern: str) -> str | None:
     return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
 
 
-def _decide(name: str, fmt: str | None, request: RunRequest, progress: Any) -> Any:
+def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress | None) -> Any:
     """How a run of workload ``name`` gets its scheduler: the one asked for, else (auto) safety
     looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
     if request.scheduler != "auto":
@@ -202,7 +214,7 @@ def _decide(name: str, fmt: str | None, request: RunRequest, progress: Any) -> A
     return decide
 
 
-def run_wind(x_glob: str, y_glob: str, out: Path, progress: Any = None, unit_bytes: int | None = None,
+def run_wind(x_glob: str, y_glob: str, out: Path, progress: Progress | None = None, unit_bytes: int | None = None,
              on_client: Any = None, **options: Any) -> Any:
     """The wind study on the chosen scheduler (``options``: a ``RunRequest``'s fields). Inputs are
     loaded and checked before any choice."""
@@ -214,7 +226,7 @@ def run_wind(x_glob: str, y_glob: str, out: Path, progress: Any = None, unit_byt
                     on_client=on_client, **({"unit_bytes": unit_bytes} if unit_bytes else {}))
 
 
-def run_load(pattern: str, progress: Any = None, **options: Any) -> Any:
+def run_load(pattern: str, progress: Progress | None = None, **options: Any) -> Any:
     """The load study on the chosen scheduler (``options``: a ``RunRequest``'s fields)."""
     request = RunRequest(**options)
     schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
@@ -223,7 +235,7 @@ def run_load(pattern: str, progress: Any = None, **options: Any) -> Any:
 
 
 def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | None,
-               diagnosis: str | None = None, quiet: bool = False) -> Choice:
+               diagnosis: str | None = None, progress: Progress | None = None) -> Choice:
     """``recommend`` with an input: the choice a run would make (a cached one, or a pilot whose
     work is then discarded), without running the rest."""
     wl = workload(name)
@@ -241,10 +253,10 @@ def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | N
         load.check(paths)
         job = load.LoadJob(paths)
     probes = wl.probes_for(fmt)
-    diag, source = safety(probes + choose.FORK_PROBES, diagnosis)
+    diag, source = safety(probes + choose.FORK_PROBES, diagnosis, progress)
     with ExitStack() as stack:
-        chosen, _, _ = decider(name, probes, diag, source, fmt=fmt, memory_per_worker_gb=wl.memory_per_worker_gb)(
-            job, stack)
+        chosen, _, _ = decider(name, probes, diag, source, fmt=fmt, memory_per_worker_gb=wl.memory_per_worker_gb,
+                               note=progress.note if progress is not None else None)(job, stack)
     return chosen
 
 
@@ -253,7 +265,7 @@ def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | N
 
 
 def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | None = None, fmt: str | None = None,
-              progress: Any = None) -> Choice:
+              progress: Progress | None = None) -> Choice:
     """The choice without a pilot (safe candidates, then the simplest safe concurrent one);
     ``run`` and ``scheduler`` refine it with a pilot of the real input."""
     wl = workload(workload_name)

@@ -14,12 +14,12 @@ def tp(*args, **kw):
 def test_run_says_which_scheduler_and_why(tmp_path):
     from threadprobe.scheduling.runs.data import DataSpec, make_data
 
-    make_data(DataSpec(tmp_path / "d", files=2, size_mb=4, fmt="nc", ny=240, nx=320), quiet=True)
+    make_data(DataSpec(tmp_path / "d", files=2, size_mb=4, fmt="nc", ny=240, nx=320))
     done = tp("run", "wind", "--x-wind", tmp_path / "d" / "x_wind_*.nc", "--y-wind", tmp_path / "d" / "y_wind_*.nc",
               "--out-file", tmp_path / "o.nc", "--scheduler", "synchronous")
     assert done.returncode == 0, done.stderr
     assert "scheduler: synchronous (single-threaded) [command line]" in done.stderr
-    assert "[threadprobe] wind: 1 tasks" in done.stderr and "\r" not in done.stderr  # plain lines in a log
+    assert "[threadprobe] wind: compute; 0/1 tasks in the run" in done.stderr and "\r" not in done.stderr  # a log
     (summary,) = done.stdout.splitlines()  # one line: scheduler, times, memory, output
     assert summary.startswith("wind: synchronous") and "peak memory" in summary and str(tmp_path / "o.nc") in summary
 

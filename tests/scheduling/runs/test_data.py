@@ -42,7 +42,7 @@ def test_pp_and_netcdf_hold_the_same_values(wind_nc, wind_pp):
 
 def test_model_levels_and_size(tmp_path):
     spec = DataSpec(tmp_path, files=1, size_mb=0.1, fmt="nc", ny=10, nx=20, levels=3)
-    make_data(spec, quiet=True)
+    make_data(spec)
     cube = load(tmp_path / "x_wind_000.nc", "x_wind")
     assert cube.shape == (spec.times, 3, 10, 20) and cube.coord("model_level_number").points.tolist() == [1, 2, 3]
     assert spec.times == 44  # 0.1 MiB of 3 x 10 x 20 float32 fields

@@ -7,29 +7,33 @@ import subprocess
 import sys
 import time
 
-from threadprobe.scheduling.runs.display import PeakMemory, RunProgress
+from threadprobe.diagnosis.progress import LineProgress, make_progress, phase
+from threadprobe.scheduling.runs.display import PeakMemory, Tasks
 
 
-def test_a_log_gets_a_line_at_start_and_at_most_one_per_interval():
+def test_only_the_runs_own_tasks_count_and_each_update_says_of_how_many():
     out = io.StringIO()
-    progress = RunProgress(out, every=3600)
-    progress.start("compute", 4)
-    for k in range(4):
-        progress.done(f"threadprobe-{k}")
-    progress.done("dask-helper")  # dask's own tasks are not the run's
-    assert progress.count == 4
-    assert out.getvalue().splitlines() == ["[threadprobe] compute: 4 tasks"]
-    progress.every = 0.0
-    progress.done("threadprobe-5")
-    assert out.getvalue().splitlines()[-1].startswith("[threadprobe] compute: 5/4 tasks")
+    progress = LineProgress(out, every=3600)
+    with phase(progress, "wind"):
+        tasks = Tasks(progress, "compute", 4)
+        for k in range(4):
+            tasks.done(f"threadprobe-{k}")
+        tasks.done("dask-helper")  # dask's own tasks are not the run's
+        progress.every = 0.0
+        tasks.done("threadprobe-4")
+    assert tasks.count == 5
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[threadprobe] wind: compute; 0/4 tasks in the run")  # then none within the interval
+    assert lines[1].startswith("[threadprobe] wind: compute; 5/4 tasks in the run") and "wind done in" in lines[2]
+    assert len(lines) == 3
 
 
 def test_quiet_writes_nothing():
     out = io.StringIO()
-    progress = RunProgress(out, quiet=True)
-    progress.start("compute", 2)
-    progress.done("threadprobe-0")
-    progress.note("hello")
+    progress = make_progress(quiet=True, stream=out)
+    with phase(progress, "wind"):
+        Tasks(progress, "compute", 2).done("threadprobe-0")
+        progress.note("hello")
     assert out.getvalue() == ""
 
 

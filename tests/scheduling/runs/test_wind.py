@@ -132,7 +132,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(wind_nc, tmp_path, case,
     elif case == "grid":
         from threadprobe.scheduling.runs.data import DataSpec, make_data
 
-        make_data(DataSpec(tmp_path, files=1, size_mb=0.2, fmt="nc", ny=44, nx=60), quiet=True)
+        make_data(DataSpec(tmp_path, files=1, size_mb=0.2, fmt="nc", ny=44, nx=60))
         y = str(tmp_path / "y_wind_000.nc")
     elif case == "truncated":
         data = (wind_nc / "x_wind_000.nc").read_bytes()

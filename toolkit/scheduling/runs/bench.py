@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.harness.proc import signal_name
 from threadprobe.records import BENCH_SCHEMA
 from threadprobe.report import benchfile
@@ -84,10 +85,16 @@ def fresh_diagnosis(folder: Path, formats: list[str], workload: str) -> Path:
 
 
 def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh: bool = False,
-          diagnosis: str | None = None, timeout: float = 1800.0, progress: Any = None,
+          diagnosis: str | None = None, timeout: float = 1800.0, progress: Progress | None = None,
           configs: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``configs``: which of ``CONFIGS`` to run (default: all)."""
-    say = progress or (lambda text: None)
+    shown = progress or NullProgress()
+    with phase(shown, f"bench {workload}"):
+        return _bench(workload, data, formats, repeats, fresh, diagnosis, timeout, shown, configs)
+
+
+def _bench(workload: str, data: Path, formats: list[str], repeats: int, fresh: bool, diagnosis: str | None,
+           timeout: float, shown: Progress, configs: tuple[str, ...] | None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="threadprobe-bench-"))
     names = [name for name, _ in CONFIGS if configs is None or name in configs]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {fmt: {name: [] for name in names} for fmt in formats}
@@ -95,7 +102,7 @@ def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh
     for rep in range(repeats):
         env = dict(os.environ, THREADPROBE_CACHE=str(work / f"cache-{rep}.json"))
         if fresh:
-            say(f"repetition {rep + 1}/{repeats}: a fresh diagnosis")
+            shown.note(f"repetition {rep + 1}/{repeats}: a fresh diagnosis")
             diagnosis = str(fresh_diagnosis(work / f"diagnosis-{rep}", formats, workload))
             diagnoses.append(diagnosis)
         rotating = [n for n in names if n != "auto cached"]
@@ -104,7 +111,9 @@ def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh
         for fmt in formats:
             for name in order:
                 options = dict(dict(CONFIGS)[name])
-                say(f"repetition {rep + 1}/{repeats}: {workload} {fmt} {name}")
+                ran = sum(len(by_name) for by_format in runs.values() for by_name in by_format.values())
+                shown.update(Update(f"{workload} {fmt} {name}", f"repetition {rep + 1}/{repeats}",
+                                    run=Count(ran, "runs", repeats * len(formats) * len(names))))
                 spec = {"workload": workload, "inputs": inputs(data, fmt), "options": options,
                         "diagnosis": diagnosis}
                 runs[fmt][name].append(_subprocess(spec, timeout, env))

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.records.errors import UsageError
 
 FIELD_SEEDS = {"x_wind": 2, "y_wind": 3}
@@ -119,7 +120,7 @@ def write_file(cube, path: Path, fmt: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def make_data(spec: DataSpec, quiet: bool = False) -> list[Path]:
+def make_data(spec: DataSpec, progress: Progress | None = None) -> list[Path]:
     """Write ``spec.files`` x/y pairs. Returns the paths written."""
     if spec.fmt not in ("nc", "pp"):
         raise UsageError(f"--data-format must be nc or pp, not {spec.fmt!r}")
@@ -127,13 +128,10 @@ def make_data(spec: DataSpec, quiet: bool = False) -> list[Path]:
         raise UsageError("--pairs and --size-mb must be positive")
     spec.out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, k, path) for k in range(spec.files) for name, path in paths(spec, k).items()]
-    written = []
-    from rich.progress import Progress
-
-    with Progress(disable=quiet, transient=True) as bar:
-        task = bar.add_task(f"writing {len(jobs)} {spec.fmt} files", total=len(jobs))
+    written: list[Path] = []
+    with phase(progress or NullProgress(), "make-data") as shown:
         for name, k, path in jobs:
             write_file(lazy_cube(name, spec, k), path, spec.fmt)
             written.append(path)
-            bar.advance(task)
+            shown.update(Update(path.name, "written", run=Count(len(written), "files", len(jobs))))
     return written

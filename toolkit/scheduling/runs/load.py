@@ -21,6 +21,8 @@ from threadprobe.records import Choice
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.locks import held
 from threadprobe.scheduling.schedulers import Active
+from threadprobe.diagnosis.progress import NullProgress, Progress, phase
+from threadprobe.scheduling.runs.display import Tasks
 from threadprobe.scheduling.runs.wind import expand
 
 
@@ -104,7 +106,7 @@ def duplicated_files(job: LoadJob) -> list[str]:
 
 
 def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Active, Any]],
-        progress: Any = None) -> LoadResult:
+        progress: Progress | None = None) -> LoadResult:
     paths = expand(pattern, "--files")
     check(paths)
     started = time.perf_counter()
@@ -113,11 +115,8 @@ def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Acti
         choice, active, pilot = decider(job, stack)
         rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
         if rest:
-            if progress is not None:
-                progress.start("load", len(rest))
-            job.run(active, rest, len(rest), on_done=progress.done if progress is not None else None)
-            if progress is not None:
-                progress.stop()
+            with phase(progress or NullProgress(), "load") as shown:
+                job.run(active, rest, len(rest), on_done=Tasks(shown, "iris.load", len(rest)).done)
     merged = merge(job, pattern)
     lazy = all(c.has_lazy_data() for c in merged)
     summary = tuple(c.summary(shorten=True) for c in merged) + (("data still lazy",) if lazy else ())

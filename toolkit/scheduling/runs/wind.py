@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.locks import held
 from threadprobe.scheduling.schedulers import Active
-from threadprobe.scheduling.runs.display import PeakMemory
+from threadprobe.scheduling.runs.display import PeakMemory, Tasks
 
 CIRCULAR_HELP = (
     "direction's spread is the circular variance 1 - R (R: length of the mean unit vector of "
@@ -379,7 +380,7 @@ class RunResult:
 Decider = Callable[[WindJob, ExitStack], tuple[Choice, Active, Any]]
 
 
-def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = None,
+def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Progress | None = None,
         on_client: Callable[[Any], None] | None = None, unit_bytes: int = UNIT_BYTES) -> RunResult:
     """The whole wind workload. ``decider`` picks the scheduler (explicitly, or by a pilot)."""
     started = time.perf_counter()
@@ -398,11 +399,8 @@ def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Any = N
             if rest:
                 workers = max(1, choice.n_workers * choice.threads_per_worker)
                 tasks = min(len(rest), 4 * workers) if choice.scheduler != "synchronous" else 1
-                if progress is not None:
-                    progress.start("wind", tasks)
-                job.run(active, rest, tasks, on_done=progress.done if progress is not None else None)
-                if progress is not None:
-                    progress.stop()
+                with phase(progress or NullProgress(), "wind") as shown:
+                    job.run(active, rest, tasks, on_done=Tasks(shown, "compute", tasks).done)
             computed = time.perf_counter() - began
             cubes = job.result_cubes()
         save_atomic(cubes, out)  # outside the scheduler: Iris's saver refuses a processes scheduler
