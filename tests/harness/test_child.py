@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.conftest import TRIVIAL
 from threadprobe.harness import child
 from threadprobe.harness.proc import child_env
+from threadprobe.records import TRIAL_SCHEMA, Mode, Trial
 
 
 def worker(tmp_path: Path, spec: dict) -> dict:
@@ -18,7 +19,7 @@ def worker(tmp_path: Path, spec: dict) -> dict:
     tdir = tmp_path / "t"
     tdir.mkdir(exist_ok=True)
     path = tmp_path / "spec.json"
-    path.write_text(json.dumps({"trial_dir": str(tdir), "workdir": str(tmp_path), **spec}))
+    path.write_text(json.dumps({"schema": TRIAL_SCHEMA, "trial_dir": str(tdir), "workdir": str(tmp_path), **spec}))
     done = subprocess.run([sys.executable, "-m", "threadprobe.harness.child", "worker", str(path), "0"], env=child_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -32,8 +33,23 @@ def test_prepare_reports_no_errors_or_the_probes_own(tmp_path: Path):
 
 
 def test_a_harness_fault_is_reported_not_raised(tmp_path: Path):
-    report = worker(tmp_path, {"stage": "trial", "plugins": [str(tmp_path / "missing.py")]})
+    trial = Trial("trivial.square", f"{TRIVIAL}:Trivial", Mode.SERIAL, 1, 1, 4).to_json()
+    report = worker(tmp_path, {"stage": "trial", "trial": trial, "plugins": [str(tmp_path / "missing.py")]})
     assert report["errors"][0]["stage"] == "harness" and "plugin file not found" in report["errors"][0]["message"]
+
+
+def test_a_spec_is_checked_where_the_worker_reads_it(tmp_path: Path):
+    """Its schema, and what its stage needs, before any probe is loaded: a wrong one is the
+    worker's reported harness error, naming what is wrong."""
+    trial = Trial("trivial.square", f"{TRIVIAL}:Trivial", Mode.SERIAL, 1, 1, 4).to_json()
+    assert worker(tmp_path, {"stage": "prepare", "ref": f"{TRIVIAL}:Trivial", "instruments": ["core_dumps"]}) == {
+        "errors": []}
+    for spec, why in (({"schema": "threadprobe.trial/1", "stage": "trial", "trial": trial}, "not threadprobe.trial/2"),
+                      ({"stage": "trial"}, "a trial spec needs its trial"),
+                      ({"stage": "prepare"}, "a prepare spec needs the probe's ref"),
+                      ({"stage": "trial", "trial": trial, "instruments": ["core"]}, "'core' is not a valid Instrument")):
+        [error] = worker(tmp_path, spec)["errors"]
+        assert error["stage"] == "harness" and why in error["message"], (spec, error["message"])
 
 
 def test_preload_names_the_first_module_it_could_not_import():

@@ -12,8 +12,8 @@ from threadprobe.records import Remedy, RemedyKind, Trial
 
 
 def spec(*args, **kwargs):
-    """A trial as the worker receives it: its JSON form."""
-    return Trial(*args, **kwargs).to_json()
+    """A trial as the worker receives it (the child parses its spec into the record)."""
+    return Trial(*args, **kwargs)
 
 
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 200))

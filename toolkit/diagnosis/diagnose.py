@@ -28,7 +28,7 @@ from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, Instrument, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -166,11 +166,11 @@ def make_trial(name: str, ref: str, request: plan.Request, iterations: int, inde
 
 def run_one(trial: Trial, launcher: launch.Launcher, workdir: Path, folder: Path, oracle: detect.Oracle | None,
             plugins: tuple[str, ...] = (), on_start: Callable[[list[int]], None] | None = None,
-            extra: dict[str, Any] | None = None) -> tuple[TrialRun, Outcome]:
+            instruments: tuple[Instrument, ...] = ()) -> tuple[TrialRun, Outcome]:
     """The one trial step that diagnose and the plugin's ``threadprobe.check`` share: a trial
     through a launcher (a fork server, a spawn, a direct fork, or a fake one in tests), then
     classified against the serial oracle (None while the oracle itself runs)."""
-    got = harness.run_trial(trial, launcher, workdir, folder, plugins, on_start=on_start, extra=extra)
+    got = harness.run_trial(trial, launcher, workdir, folder, plugins, on_start=on_start, instruments=instruments)
     return got, detect.classify(got, oracle)
 
 
@@ -257,7 +257,7 @@ class Diagnoser:
         return True
 
     def trial(self, run: ProbeRun, request: plan.Request, remedy: Remedy | None = None,
-              on_start: Callable[[list[int]], None] | None = None, extra: dict[str, Any] | None = None,
+              on_start: Callable[[list[int]], None] | None = None, instruments: tuple[Instrument, ...] = (),
               record: bool = True) -> tuple[TrialRun, Outcome]:
         """Run one trial of ``run`` as ``request`` says, classify it and (``record``) keep it."""
         cell = request.cell
@@ -268,7 +268,7 @@ class Diagnoser:
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
             f"-{remedy.kind}" + (f"-{remedy.library}" if remedy.library else "") if remedy else "")
         got, outcome = run_one(trial, self.launcher(run, cell.gil), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
-                               run.oracle, tuple(self.options.plugins), on_start=on_start, extra=extra)
+                               run.oracle, tuple(self.options.plugins), on_start=on_start, instruments=instruments)
         if request.purpose == Purpose.ORACLE:
             if outcome.unavailable:
                 run.failed = unavailable(outcome.unavailable, registry.load(run.info.ref).unavailable_hint)

@@ -28,7 +28,7 @@ from typing import Any
 from threadprobe.diagnosis import plan
 from threadprobe.evidence import remedies, repro
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (Contention, Evidence, GilState, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls,
+from threadprobe.records import (Contention, Evidence, GilState, Instrument, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls,
                              Verdict, unsafe_results)
 from threadprobe.harness.instruments.contention import StackSampler
 
@@ -84,7 +84,7 @@ def native_frames(session: Diagnoser, run: ProbeRun, result: Result) -> str | No
     request = plan.Request(run.name, cell, Purpose.NATIVE, plan.calibrate(run.state().oracle, 0.2),
                            plan.STRESS_SWITCH_INTERVAL)
     for _ in range(NATIVE_ATTEMPTS):
-        got, _ = session.trial(run, request, extra={"core": True}, record=False)
+        got, _ = session.trial(run, request, instruments=(Instrument.CORE_DUMPS,), record=False)
         cores = sorted(Path(got.folder).glob("core*"))
         try:
             if cores and any(w.signal for w in got.workers):
@@ -125,7 +125,7 @@ def where_waiting(session: Diagnoser, run: ProbeRun, state: GilState) -> dict[st
 def lock_audit(session: Diagnoser, run: ProbeRun) -> LockAudit | None:
     """One serial trial of an Iris netCDF probe under the lock audit."""
     got, _ = session.trial(run, plan.Request(run.name, run.serial, Purpose.AUDIT), record=False,
-                           extra={"instrument": "iris_lock_audit"})
+                           instruments=(Instrument.IRIS_LOCK_AUDIT,))
     report = got.workers[0].report
     stages = report.audit if report is not None else None
     if report is None or stages is None:

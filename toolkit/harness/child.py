@@ -30,6 +30,7 @@ from threadprobe.probe import refs
 from threadprobe.harness.proc import cpu_of, die_with_parent, write_json_atomic
 from threadprobe.harness.worker import error_record, run_worker
 from threadprobe.probe.refs import load_plugin
+from threadprobe.records import Instrument, Job, WorkerSpec
 
 SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
 STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
@@ -88,20 +89,21 @@ def forget_parent_threads() -> None:
 
 def worker_main(spec_path: str, worker: int) -> int:
     """Entry point of a worker process (forked or spawned). Returns its exit code."""
-    spec = json.loads(Path(spec_path).read_text())
-    tdir = Path(spec["trial_dir"])
+    text = Path(spec_path).read_text()
+    tdir = Path(json.loads(text)["trial_dir"])  # where to report, even a spec that is wrong otherwise
     _redirect(tdir, worker)
     result_path = tdir / f"result.{worker}.json"
-    if spec.get("core"):
-        # A core dump of a crash gives gdb the native frames of the crashing thread.
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        os.chdir(tdir)
     try:
-        for plugin in spec.get("plugins", []):
+        spec = WorkerSpec.parse(text)
+        if Instrument.CORE_DUMPS in spec.instruments:
+            # A core dump of a crash gives gdb the native frames of the crashing thread.
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            os.chdir(tdir)
+        for plugin in spec.plugins:
             refs.load_plugin(plugin)
-        report = _prepare(spec) if spec["stage"] == "prepare" else _trial(spec, tdir, worker)
+        report = _prepare(spec) if spec.stage == Job.PREPARE else _trial(spec, tdir, worker)
         write_json_atomic(result_path, report)
     except BaseException as exc:  # a harness fault is reported, not raised into the void
         write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
@@ -123,9 +125,10 @@ def _redirect(tdir: Path, worker: int) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
-def _trial(spec: dict[str, Any], tdir: Path, worker: int) -> dict[str, Any]:
+def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> dict[str, Any]:
     """This worker's share of a trial, released with the others, under the lock audit if asked."""
-    trial = spec["trial"]
+    trial = spec.trial
+    assert trial is not None  # WorkerSpec checks that a trial's spec has one
     slot = Slot(tdir / "progress", worker)
 
     def wait_go() -> None:
@@ -134,13 +137,13 @@ def _trial(spec: dict[str, Any], tdir: Path, worker: int) -> dict[str, Any]:
             os.read(fd, 1)  # blocks until the parent releases every worker at once
         finally:
             os.close(fd)
-        if trial["processes"] > 1:
-            slot.wait_peers(trial["processes"])
+        if trial.processes > 1:
+            slot.wait_peers(trial.processes)
 
-    audit = lockaudit if spec.get("instrument") == "iris_lock_audit" and lockaudit.install() else None
+    audit = lockaudit if Instrument.IRIS_LOCK_AUDIT in spec.instruments and lockaudit.install() else None
     try:
         with gil.watching():
-            probe = refs.load(trial["ref"])()
+            probe = refs.load(trial.ref)()
     except Exception as exc:
         slot.state(READY)
         report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
@@ -150,17 +153,17 @@ def _trial(spec: dict[str, Any], tdir: Path, worker: int) -> dict[str, Any]:
             if audit is not None:
                 audit.stage("tasks")
 
-        report = run_worker(probe, trial, worker, Path(spec["workdir"]), ready=ready, wait_go=wait_go, tick=slot.tick)
+        report = run_worker(probe, trial, worker, Path(spec.workdir), ready=ready, wait_go=wait_go, tick=slot.tick)
     slot.state(DONE)
     if audit is not None:
         report["audit"] = audit.snapshot()
     return report
 
 
-def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
+def _prepare(spec: WorkerSpec) -> dict[str, Any]:
     try:
-        probe = refs.load(spec["ref"])()
-        probe.prepare(Path(spec["workdir"]))
+        probe = refs.load(spec.ref or "")()
+        probe.prepare(Path(spec.workdir))
     except Exception as exc:
         return {"errors": [error_record("prepare", exc)]}
     return {"errors": []}

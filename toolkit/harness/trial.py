@@ -20,7 +20,8 @@ from threadprobe.harness.child import READY, SLOT
 from threadprobe.harness.launch import HarnessError, Launcher
 from threadprobe.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
 from threadprobe.harness.states import ThreadStates
-from threadprobe.records import TRIAL_SCHEMA, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun
+from threadprobe.records import (Instrument, Job, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun,
+                                 WorkerSpec)
 
 
 def _new_trial_dir(trial_dir: Path, processes: int) -> None:
@@ -125,7 +126,7 @@ class _Watch:
 
 def _launch_and_wait(
     launcher: Launcher,
-    spec: dict[str, Any],
+    spec: WorkerSpec,
     trial_dir: Path,
     processes: int,
     timeout: float,
@@ -135,7 +136,7 @@ def _launch_and_wait(
 ) -> Launched:
     """Start ``processes`` workers, release them together, wait for them or declare a hang."""
     spec_path = trial_dir / "spec.json"
-    write_json_atomic(spec_path, spec)
+    write_json_atomic(spec_path, spec.to_json())
     watch = _Watch(launcher, trial_dir, processes, timeout, barrier)
     harness_error = None
     try:
@@ -175,24 +176,13 @@ def run_trial(
     plugins: Sequence[str] = (),
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[list[int]], None] | None = None,
-    extra: dict[str, Any] | None = None,
+    instruments: tuple[Instrument, ...] = (),
 ) -> TrialRun:
-    """Run one trial in fresh worker processes and gather what happened. Never raises for a child.
-
-    ``extra`` adds to the worker's spec: ``core`` (allow core dumps, for gdb) or ``instrument``
-    (``iris_lock_audit``: run under threadprobe.harness.instruments.lockaudit).
-    """
+    """Run one trial in fresh worker processes, under ``instruments``, and gather what happened.
+    Never raises for a child."""
     began = time.monotonic()
     _new_trial_dir(trial_dir, trial.processes)
-    spec = {
-        "schema": TRIAL_SCHEMA,
-        "stage": "trial",
-        "trial": trial.to_json(),
-        "trial_dir": str(trial_dir),
-        "workdir": str(workdir),
-        "plugins": list(plugins),
-        **(extra or {}),
-    }
+    spec = WorkerSpec(Job.TRIAL, str(trial_dir), str(workdir), tuple(plugins), trial=trial, instruments=instruments)
     sampler = ThreadStates() if trial.purpose == Purpose.CONTENTION or trial.states else None
 
     def started(pids: list[int]) -> None:
@@ -222,8 +212,7 @@ def run_prepare(ref: str, launcher: Launcher, workdir: Path, job_dir: Path, plug
     """Call a probe's ``prepare`` in a child. Returns its errors (none: prepared); a crash is one too."""
     _new_trial_dir(job_dir, 1)
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = {"stage": "prepare", "ref": ref, "trial_dir": str(job_dir), "workdir": str(workdir),
-            "plugins": list(plugins)}
+    spec = WorkerSpec(Job.PREPARE, str(job_dir), str(workdir), tuple(plugins), ref=ref)
     # prepare reports no progress, so the "no progress" timeout is simply its time limit.
     launched = _launch_and_wait(launcher, spec, job_dir, 1, timeout, barrier=False)
     path = job_dir / "result.0.json"

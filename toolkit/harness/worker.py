@@ -5,7 +5,9 @@ interval (as pytest-run-parallel does, so that races get a chance), deals the ta
 out among them, digests every result, reads writes back serially, and returns a plain
 ``threadprobe.worker/1`` report. Process plumbing (forking, signals, files) is not here.
 
-The trial arrives as a plain mapping (the JSON spec), so this runs under any interpreter.
+The trial arrives as its record (``Trial``, parsed from the spec by threadprobe.harness.child), whose
+fields carry the only defaults; like every module the worker imports, this one is standard
+library only, so it runs under any interpreter.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
-from threadprobe.records import RemedyKind
+from threadprobe.records import RemedyKind, Trial
 
 WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
@@ -101,10 +103,10 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
         sys.setswitchinterval(old_interval)
 
 
-def indices_for(trial: Mapping[str, Any], worker: int, thread: int) -> range:
+def indices_for(trial: Trial, worker: int, thread: int) -> range:
     """Task indices of one thread: ``i`` dealt round-robin over all P x T threads of the trial."""
-    g = worker * trial["threads"] + thread
-    return range(g, trial["iterations"], trial["processes"] * trial["threads"])
+    g = worker * trial.threads + thread
+    return range(g, trial.iterations, trial.processes * trial.threads)
 
 
 def error_record(stage: str, exc: BaseException, index: int | None = None) -> dict[str, Any]:
@@ -124,7 +126,7 @@ class _Share:
     """One worker's share of a trial as it runs: the report it fills, and what its threads
     gather (each index belongs to one thread, so their writes to the shared dicts never meet)."""
 
-    def __init__(self, probe: Probe, trial: Mapping[str, Any], worker: int, tick: Callable[[], None]) -> None:
+    def __init__(self, probe: Probe, trial: Trial, worker: int, tick: Callable[[], None]) -> None:
         self.probe, self.trial, self.worker, self.tick = probe, trial, worker, tick
         self.report: dict[str, Any] = {
             "schema": WORKER_SCHEMA, "worker": worker, "pid": os.getpid(), "digests": {},
@@ -140,14 +142,14 @@ class _Share:
         self.cpu: list[float] = []
         self.queued: list[float] = []
         self.cpu_only = False
-        self.done = [0] * trial["threads"]
-        remedy = trial.get("remedy") or {}
-        kind = remedy.get("kind")
-        self.guard = threading.Lock() if kind == RemedyKind.GLOBAL_LOCK else None
+        self.done = [0] * trial.threads
+        remedy = trial.remedy
+        self.guard = threading.Lock() if remedy is not None and remedy.kind == RemedyKind.GLOBAL_LOCK else None
         # library_lock: every call into that library, here and in open(), holds its lock
-        self.library = libguard.guard(remedy["library"]) if kind == RemedyKind.LIBRARY_LOCK else None
+        self.library = (libguard.guard(remedy.library) if remedy is not None and remedy.kind == RemedyKind.LIBRARY_LOCK
+                        and remedy.library else None)
         self.opened: dict[str, int] = {}  # the library's calls made by open()
-        self.deadline = trial.get("deadline") or 0.0
+        self.deadline = trial.deadline
 
     def note(self, stage: str, exc: BaseException, index: int | None = None) -> None:
         if len(self.report["errors"]) < MAX_ERRORS:
@@ -180,7 +182,7 @@ class _Share:
         cpu0, queue0 = thread_clock()
         self.starts.append(time.monotonic())
         stop = self.starts[-1] + self.deadline if self.deadline > 0 else float("inf")
-        for _ in range(self.trial.get("rounds", 1)):
+        for _ in range(self.trial.rounds):
             for i in indices_for(self.trial, self.worker, thread):
                 if time.monotonic() > stop:  # a time-boxed trial (the race pass): calls made so far count
                     break
@@ -231,7 +233,7 @@ class _Share:
 
 def run_worker(
     probe: Probe,
-    trial: Mapping[str, Any],
+    trial: Trial,
     worker: int,
     workdir: Any,
     ready: Callable[[], None] = lambda: None,
@@ -252,6 +254,5 @@ def run_worker(
     share.opened = dict(share.library.counts) if share.library is not None else {}
     ready()
     wait_go()
-    run_together(trial["threads"], share.body, trial.get("switch_interval", 1e-6), trial.get("jitter", 0.0),
-                 trial.get("pin"))
+    run_together(trial.threads, share.body, trial.switch_interval, trial.jitter, trial.pin)
     return share.finish()

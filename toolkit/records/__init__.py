@@ -14,6 +14,9 @@ Every JSON document names its schema. Format history, newest last (bump a versio
 changes meaning or disappears; adding an optional field does not need a bump):
 
 - ``threadprobe.trial/1``       (2026-11) the spec a worker process receives.
+- ``threadprobe.trial/2``       (2026-12) the spec is a record (``WorkerSpec``), checked where the
+  worker reads it; what the workers run under is a list of ``instruments`` by kind, in place of the
+  ``core`` and ``instrument`` keys.
 - ``threadprobe.worker/1``      (2026-11) what one worker process writes back.
 - ``threadprobe.diagnosis/1``   (2026-11) the report; JSON Schema in ``toolkit/records/schema/``.
 - ``threadprobe.fingerprint/1`` (2026-11) the library builds that were loaded.
@@ -50,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-TRIAL_SCHEMA = "threadprobe.trial/1"
+TRIAL_SCHEMA = "threadprobe.trial/2"
 DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/4"
 READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", "threadprobe.diagnosis/3",
                       DIAGNOSIS_SCHEMA)
@@ -58,8 +61,15 @@ BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
 
 
-class _Text(enum.StrEnum):
-    """An enum whose members are their own JSON strings (and print as them)."""
+class _Text(str, enum.Enum):
+    """An enum whose members are their own JSON strings (and print as them). Not ``StrEnum``: the
+    worker side imports this module under any interpreter (``--python``), 3.11's or older."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return str(self.value).__format__(spec)
 
 
 class Mode(_Text):
@@ -307,6 +317,58 @@ class Trial(Record):
     @property
     def workers(self) -> int:
         return self.processes * self.threads
+
+
+class Job(_Text):
+    """What a worker process is asked to do."""
+
+    PREPARE = "prepare"  # call the probe's prepare (write its inputs), once per probe
+    TRIAL = "trial"  # run its share of a trial
+
+
+class Instrument(_Text):
+    """What a trial's workers run under besides the probe."""
+
+    IRIS_LOCK_AUDIT = "iris_lock_audit"  # every netCDF4 call Iris makes, tallied against its lock
+    CORE_DUMPS = "core_dumps"  # core dumps allowed, written in the trial's folder, for gdb's native frames
+
+
+@dataclass(frozen=True)
+class WorkerSpec(Record):
+    """What the parent asks of one worker process (``threadprobe.trial/2``), written as JSON by the
+    parent and parsed once, with ``parse``, where the worker starts: a prepare names the probe by
+    ``ref``, a trial carries its ``Trial`` (whose defaults are the only ones)."""
+
+    stage: Job
+    trial_dir: str  # the job's files: spec, progress slot, results, faults
+    workdir: str  # the probe's inputs
+    plugins: tuple[str, ...] = ()  # plugin files to load before the probe's ref resolves
+    trial: Trial | None = None  # TRIAL only
+    ref: str | None = None  # PREPARE only: the probe to prepare
+    instruments: tuple[Instrument, ...] = ()
+    schema: str = TRIAL_SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.stage == Job.TRIAL and self.trial is None:
+            raise ValueError("a trial spec needs its trial")
+        if self.stage == Job.PREPARE and not self.ref:
+            raise ValueError("a prepare spec needs the probe's ref")
+
+    @staticmethod
+    def parse(text: str) -> "WorkerSpec":
+        """The spec in a worker's spec file, checked (its schema, its stage's fields); ValueError
+        names what is wrong."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"the worker spec is not JSON: {exc}") from None
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        if found != TRIAL_SCHEMA:
+            raise ValueError(f"the worker spec is {found!r}, not {TRIAL_SCHEMA}")
+        try:
+            return WorkerSpec.from_json(data)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"the worker spec is not valid: {exc}") from None
 
 
 @dataclass(frozen=True)
