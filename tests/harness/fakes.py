@@ -29,7 +29,7 @@ class FakeLauncher:
         pid = PID_MAX + 1 + len(self.started)  # no process can have it: the parent's kill_tree finds nothing
         self.started.append(spec)
         tdir = pathlib.Path(spec["trial_dir"])
-        if spec["stage"] == "prepare" and self.signal is None and not self.silent:
+        if spec["job"] == "prepare" and self.signal is None and not self.silent:
             (tdir / f"result.{worker}.json").write_text(json.dumps({"errors": []}))
         elif self.signal is None and not self.silent:
             trial = spec["trial"]

@@ -27,14 +27,14 @@ def worker(tmp_path: Path, spec: dict) -> dict:
 
 
 def test_prepare_reports_no_errors_or_the_probes_own(tmp_path: Path):
-    assert worker(tmp_path, {"stage": "prepare", "ref": f"{TRIVIAL}:Trivial"}) == {"errors": []}
-    failed = worker(tmp_path, {"stage": "prepare", "ref": f"{TRIVIAL}:NoSuchProbe"})
+    assert worker(tmp_path, {"job": "prepare", "ref": f"{TRIVIAL}:Trivial"}) == {"errors": []}
+    failed = worker(tmp_path, {"job": "prepare", "ref": f"{TRIVIAL}:NoSuchProbe"})
     assert failed["errors"][0]["stage"] == "prepare" and "NoSuchProbe" in failed["errors"][0]["message"]
 
 
 def test_a_harness_fault_is_reported_not_raised(tmp_path: Path):
     trial = Trial("trivial.square", f"{TRIVIAL}:Trivial", Mode.SERIAL, 1, 1, 4).to_json()
-    report = worker(tmp_path, {"stage": "trial", "trial": trial, "plugins": [str(tmp_path / "missing.py")]})
+    report = worker(tmp_path, {"job": "trial", "trial": trial, "plugins": [str(tmp_path / "missing.py")]})
     assert report["errors"][0]["stage"] == "harness" and "plugin file not found" in report["errors"][0]["message"]
 
 
@@ -42,12 +42,12 @@ def test_a_spec_is_checked_where_the_worker_reads_it(tmp_path: Path):
     """Its schema, and what its stage needs, before any probe is loaded: a wrong one is the
     worker's reported harness error, naming what is wrong."""
     trial = Trial("trivial.square", f"{TRIVIAL}:Trivial", Mode.SERIAL, 1, 1, 4).to_json()
-    assert worker(tmp_path, {"stage": "prepare", "ref": f"{TRIVIAL}:Trivial", "instruments": ["core_dumps"]}) == {
+    assert worker(tmp_path, {"job": "prepare", "ref": f"{TRIVIAL}:Trivial", "instruments": ["core_dumps"]}) == {
         "errors": []}
-    for spec, why in (({"schema": "threadprobe.trial/1", "stage": "trial", "trial": trial}, "not threadprobe.trial/2"),
-                      ({"stage": "trial"}, "a trial spec needs its trial"),
-                      ({"stage": "prepare"}, "a prepare spec needs the probe's ref"),
-                      ({"stage": "trial", "trial": trial, "instruments": ["core"]}, "'core' is not a valid Instrument")):
+    for spec, why in (({"schema": "threadprobe.trial/1", "job": "trial", "trial": trial}, "not threadprobe.trial/2"),
+                      ({"job": "trial"}, "a trial spec needs its trial"),
+                      ({"job": "prepare"}, "a prepare spec needs the probe's ref"),
+                      ({"job": "trial", "trial": trial, "instruments": ["core"]}, "'core' is not a valid Instrument")):
         [error] = worker(tmp_path, spec)["errors"]
         assert error["stage"] == "harness" and why in error["message"], (spec, error["message"])
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from threadprobe.records import (
     verdict_of,
+    Stage,
     SEVERITY,
     Contention,
     Corruption,
@@ -82,7 +83,7 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
     trial = run.trial
     evidence: list[Evidence] = []
     if run.harness_error:
-        evidence.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, stage="harness",
+        evidence.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, stage=Stage.HARNESS,
                                  summary=f"harness failure: {run.harness_error}", message=run.harness_error))
     for w in run.workers:
         evidence += _worker_evidence(w, run, oracle)
@@ -103,7 +104,7 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
         process_cpu=sum(process_cpu) if process_cpu else None,
         states=dict(run.states),
         unavailable=next((err.missing for w in run.workers if w.report is not None and _reported(w, run)
-                          for err in w.report.errors if err.missing and err.stage in ("open", "prepare")), None),
+                          for err in w.report.errors if err.missing and err.stage in (Stage.OPEN, Stage.PREPARE)), None),
         gil_enabled=any_true(r.gil_enabled for r in reports),
         gil_reenabled_by=tuple(sorted({m for r in reports for m in r.gil_reenabled_by})),
     )
@@ -131,7 +132,7 @@ def _worker_evidence(w: WorkerRun, run: TrialRun, oracle: Oracle | None) -> list
         return [Evidence(kind=Kind.CRASH.value, trial=trial.index, worker=w.worker, signal=w.signal,
                          traceback=w.fault or w.output, summary=f"worker {w.worker} died by {w.signal}")]
     if w.report is None:
-        return [Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage="exit",
+        return [Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=Stage.EXIT,
                          error_type="WorkerExit", message=w.output[-2000:],
                          summary=f"worker {w.worker} exited with code {w.returncode} before reporting")]
     found = []

@@ -30,7 +30,7 @@ from threadprobe.probe import refs
 from threadprobe.harness.proc import cpu_of, die_with_parent, write_json_atomic
 from threadprobe.harness.worker import error_record, run_worker
 from threadprobe.probe.refs import load_plugin
-from threadprobe.records import Instrument, Job, WorkerSpec
+from threadprobe.records import Instrument, Job, Stage, WorkerSpec
 
 SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
 STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
@@ -103,10 +103,10 @@ def worker_main(spec_path: str, worker: int) -> int:
             os.chdir(tdir)
         for plugin in spec.plugins:
             refs.load_plugin(plugin)
-        report = _prepare(spec) if spec.stage == Job.PREPARE else _trial(spec, tdir, worker)
+        report = _prepare(spec) if spec.job == Job.PREPARE else _trial(spec, tdir, worker)
         write_json_atomic(result_path, report)
     except BaseException as exc:  # a harness fault is reported, not raised into the void
-        write_json_atomic(result_path, {"errors": [error_record("harness", exc)], "digests": {}, "tasks": 0})
+        write_json_atomic(result_path, {"errors": [error_record(Stage.HARNESS, exc)], "digests": {}, "tasks": 0})
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
@@ -146,7 +146,7 @@ def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> dict[str, Any]:
             probe = refs.load(trial.ref)()
     except Exception as exc:
         slot.state(READY)
-        report = {"errors": [error_record("open", exc)], "digests": {}, "tasks": 0}
+        report = {"errors": [error_record(Stage.OPEN, exc)], "digests": {}, "tasks": 0}
     else:
         def ready() -> None:
             slot.state(READY)
@@ -165,7 +165,7 @@ def _prepare(spec: WorkerSpec) -> dict[str, Any]:
         probe = refs.load(spec.ref or "")()
         probe.prepare(Path(spec.workdir))
     except Exception as exc:
-        return {"errors": [error_record("prepare", exc)]}
+        return {"errors": [error_record(Stage.PREPARE, exc)]}
     return {"errors": []}
 
 

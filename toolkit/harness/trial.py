@@ -20,7 +20,7 @@ from threadprobe.harness.child import READY, SLOT
 from threadprobe.harness.launch import HarnessError, Launcher
 from threadprobe.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
 from threadprobe.harness.states import ThreadStates
-from threadprobe.records import (Instrument, Job, Purpose, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun,
+from threadprobe.records import (Instrument, Job, Purpose, Stage, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun,
                                  WorkerSpec)
 
 
@@ -224,4 +224,4 @@ def run_prepare(ref: str, launcher: Launcher, workdir: Path, job_dir: Path, plug
         f"prepare did not finish within {timeout:.0f}s" if launched.hung
         else launched.harness_error or f"prepare died ({signal_name(code) or f'exit code {code}'})"
     )
-    return (WorkerError(stage="prepare", error_type="PrepareFailed", message=why, traceback=tail(job_dir / "fault.0")),)
+    return (WorkerError(stage=Stage.PREPARE, error_type="PrepareFailed", message=why, traceback=tail(job_dir / "fault.0")),)

@@ -24,7 +24,7 @@ from typing import Any
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
-from threadprobe.records import RemedyKind, Trial
+from threadprobe.records import RemedyKind, Stage, Trial
 
 WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
@@ -109,7 +109,7 @@ def indices_for(trial: Trial, worker: int, thread: int) -> range:
     return range(g, trial.iterations, trial.processes * trial.threads)
 
 
-def error_record(stage: str, exc: BaseException, index: int | None = None) -> dict[str, Any]:
+def error_record(stage: Stage, exc: BaseException, index: int | None = None) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
         "stage": stage,
@@ -151,7 +151,7 @@ class _Share:
         self.opened: dict[str, int] = {}  # the library's calls made by open()
         self.deadline = trial.deadline
 
-    def note(self, stage: str, exc: BaseException, index: int | None = None) -> None:
+    def note(self, stage: Stage, exc: BaseException, index: int | None = None) -> None:
         if len(self.report["errors"]) < MAX_ERRORS:
             self.report["errors"].append(error_record(stage, exc, index))
         self.report["error_count"] = self.report.get("error_count", 0) + 1
@@ -203,7 +203,7 @@ class _Share:
         try:
             value = self.call(i)
         except Exception as exc:
-            self.note("task", exc, i)
+            self.note(Stage.TASK, exc, i)
             return
         if self.keep_values:
             self.values[i] = value
@@ -223,11 +223,11 @@ class _Share:
             try:
                 self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
             except Exception as exc:
-                self.note("readback", exc, i)
+                self.note(Stage.READBACK, exc, i)
         try:
             self.probe.close(self.ctx)
         except Exception as exc:
-            self.note("close", exc)
+            self.note(Stage.CLOSE, exc)
         return self.report
 
 
@@ -246,7 +246,7 @@ def run_worker(
         with gil.watching():  # open may import the library: a module that turns the GIL on is named
             share.ctx = probe.open(workdir)
     except Exception as exc:
-        share.note("open", exc)
+        share.note(Stage.OPEN, exc)
         ready()
         return share.report
     share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks

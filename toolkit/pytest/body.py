@@ -26,7 +26,7 @@ from threadprobe.diagnosis import diagnose as diagnosing
 from threadprobe.harness import launch
 from threadprobe.probe import Probe, refs
 from threadprobe.pytest import fixtures
-from threadprobe.records import Evidence, Kind, Mode, Outcome, Purpose, Trial
+from threadprobe.records import Evidence, Kind, Mode, Outcome, Purpose, Stage, Trial
 
 #: Innermost frames of a crashing thread that the summary shows.
 FRAMES = 3
@@ -150,7 +150,7 @@ def describe(outcome: Outcome, run: Run, layout: Layout, threads: int, timeout: 
         return base
     if errors and all((e.error_type or "").endswith("_Skip") for e in errors):
         return replace(base, skipped=errors[0].message or "skipped in threads")
-    opened = [e for e in errors if e.stage == "open"]
+    opened = [e for e in errors if e.stage == Stage.OPEN]
     if opened and run == Run.THREADS:
         return replace(base, open_error=f"{opened[0].error_type}: {detect.first_line(opened[0].message)}")
     first = outcome.evidence[0]
@@ -167,7 +167,7 @@ def describe(outcome: Outcome, run: Run, layout: Layout, threads: int, timeout: 
 
 def _error(base: BodyRun, errors: list[Evidence], first: Evidence, context: str, layout: Layout,
            threads: int) -> BodyRun:
-    tasks = [e for e in errors if e.stage == "task"]
+    tasks = [e for e in errors if e.stage == Stage.TASK]
     shown = tasks[0] if tasks else first
     where = shown.stage or ""
     if shown.index is not None:

@@ -326,6 +326,19 @@ class Job(_Text):
     TRIAL = "trial"  # run its share of a trial
 
 
+class Stage(_Text):
+    """Where in a worker's (or the harness's) work a failure happened."""
+
+    PREPARE = "prepare"  # the probe's prepare, in its own child
+    IMPORT = "import"  # a module the probe needs is missing
+    OPEN = "open"  # the probe's open, once per worker
+    TASK = "task"  # one task call
+    READBACK = "readback"  # the serial read-back of what a task wrote
+    CLOSE = "close"  # the probe's close
+    EXIT = "exit"  # the worker process ended without its report
+    HARNESS = "harness"  # threadprobe's own side: a spec, a plugin, starting workers
+
+
 class Instrument(_Text):
     """What a trial's workers run under besides the probe."""
 
@@ -339,7 +352,7 @@ class WorkerSpec(Record):
     parent and parsed once, with ``parse``, where the worker starts: a prepare names the probe by
     ``ref``, a trial carries its ``Trial`` (whose defaults are the only ones)."""
 
-    stage: Job
+    job: Job
     trial_dir: str  # the job's files: spec, progress slot, results, faults
     workdir: str  # the probe's inputs
     plugins: tuple[str, ...] = ()  # plugin files to load before the probe's ref resolves
@@ -349,9 +362,9 @@ class WorkerSpec(Record):
     schema: str = TRIAL_SCHEMA
 
     def __post_init__(self) -> None:
-        if self.stage == Job.TRIAL and self.trial is None:
+        if self.job == Job.TRIAL and self.trial is None:
             raise ValueError("a trial spec needs its trial")
-        if self.stage == Job.PREPARE and not self.ref:
+        if self.job == Job.PREPARE and not self.ref:
             raise ValueError("a prepare spec needs the probe's ref")
 
     @staticmethod
@@ -400,10 +413,10 @@ class LockAudit(Record):
 
 @dataclass(frozen=True)
 class WorkerError(Record):
-    """One failure a worker caught: where (``stage``: open, task, readback, close, prepare,
-    harness), at which task index, what, and the module that was missing when an import failed."""
+    """One failure a worker caught: where (``stage``), at which task index, what, and the module
+    that was missing when an import failed."""
 
-    stage: str | None = None
+    stage: Stage | None = None
     index: int | None = None
     error_type: str | None = None
     message: str | None = None
@@ -498,7 +511,7 @@ class Evidence(Record):
     trial: int
     summary: str
     worker: int | None = None
-    stage: str | None = None  # prepare | open | task | readback | close | exit
+    stage: Stage | None = None
     signal: str | None = None
     traceback: str | None = None  # faulthandler output (crash) or Python traceback (error)
     native: str | None = None  # native frames of the crashing thread, when gdb could give them

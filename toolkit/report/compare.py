@@ -67,7 +67,7 @@ class Change(Record):
 
     @property
     def where(self) -> str:
-        return self.probe if self.mode in ("serial", "library", "package", "python") else f"{self.probe} ({self.cell})"
+        return self.probe if self.mode in (Mode.SERIAL, "library", "package", "python") else f"{self.probe} ({self.cell})"
 
 
 #: A cell of a diagnosis: probe, mode, workers and GIL state.
@@ -352,7 +352,7 @@ def _grouped(items: tuple[Change, ...]) -> list[str]:
         by_probe[x.probe].append(x)
     lines = []
     for probe, changes in by_probe.items():
-        parts = [f"{x.cell}: {x.old} -> {x.new}" if x.mode != "serial" else f"serial: {x.old} -> {x.new}"
+        parts = [f"{x.cell}: {x.old} -> {x.new}" if x.mode != Mode.SERIAL else f"serial: {x.old} -> {x.new}"
                  for x in changes]
         detail = next((x.detail for x in changes if x.detail), "")
         lines.append(f"  {probe}: " + "; ".join(parts) + (f"  [{detail[:160]}]" if detail else ""))

@@ -18,7 +18,7 @@ from typing import Any
 from threadprobe.report.compare import Comparison, gil_effects, gil_words, summary
 from threadprobe.harness.proc import write_text_atomic
 from threadprobe.diagnosis.races.parse import stack_text
-from threadprobe.records import Diagnosis, GilState, RaceStatus, Result, is_clean, is_failing, is_unavailable
+from threadprobe.records import Corruption, Diagnosis, GilState, Mode, RaceStatus, Result, is_clean, is_failing, is_unavailable
 from threadprobe.report import gil_mark, matrix, mode_label, racesource, remedy_summary, strength
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
@@ -118,7 +118,7 @@ def cell(r: Result) -> str:
         return "no stress trials"
     text = strength.trials_text(r) if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
     if r.corruption:
-        text += " (message only)" if r.corruption == "message" else " (data)"
+        text += " (message only)" if r.corruption == Corruption.MESSAGE else " (data)"
     if r.speedup is not None:
         text += f" x{r.speedup:.2f}"
     return text + gil_mark(r)
@@ -162,7 +162,7 @@ def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
 
     by_dep: dict[str, dict[str, list[Result]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        if r.remedy is None and (r.speedup is not None or r.mode == "serial") and r.throughput:
+        if r.remedy is None and (r.speedup is not None or r.mode == Mode.SERIAL) and r.throughput:
             by_dep[r.dependency][r.probe].append(r)
     out = []
     for dep, probes in sorted(by_dep.items()):

@@ -34,7 +34,7 @@ from typing import Any
 
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice
+from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.locks import held
 from threadprobe.scheduling.schedulers import Active
@@ -398,7 +398,7 @@ def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Progres
             began = time.perf_counter()
             if rest:
                 workers = max(1, choice.n_workers * choice.threads_per_worker)
-                tasks = min(len(rest), 4 * workers) if choice.scheduler != "synchronous" else 1
+                tasks = min(len(rest), 4 * workers) if choice.scheduler != Scheduler.SYNCHRONOUS else 1
                 with phase(progress or NullProgress(), "wind") as shown:
                     job.run(active, rest, tasks, on_done=Tasks(shown, "compute", tasks).done)
             computed = time.perf_counter() - began
