@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/threadprobe bench load
 	$(BIN)/python tests/bench/races.py
 	$(BIN)/python tests/bench/triage.py --busy
+	test ! -x .venv-ft/bin/python || $(BIN)/python tests/bench/freethreaded.py
 
 # Long verification: the diagnosis against independent stress scripts, then REPS repetitions of
 # two baseline-gated diagnoses in a row (~3 min each) and the gate replayed over the chain.

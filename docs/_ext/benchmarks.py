@@ -77,6 +77,14 @@ BENCHMARKS = (
           "python tests/bench/races.py",
           "Each repetition a fresh `threadprobe diagnose --races --no-stress`: planted races found, clean code left "
           "clean, the real libraries' verdicts, whole passes' reproducibility, and the cost per probe."),
+    Bench("bench-freethreaded", "The free-threaded build, diagnosed whole",
+          "python tests/bench/freethreaded.py --lock /tmp/threadprobe-heavy.lock",
+          "Fresh runs against `.venv-ft` (CPython 3.13 built with `--disable-gil`): the fingerprint names the module "
+          "whose import turned the GIL back on (aimed at 10 of 10); default diagnoses with the GIL forced off find "
+          "netCDF4's separate-file reads unsafe (at least 9 of 10) and h5py safe behind its own lock (10 of 10); "
+          "the planted GIL-free, mutex and GIL-holding probes are classed `none`, `library_lock` and `gil` beside "
+          "a busy neighbour (at least 19 of 20), and the interpreter's own per-object locks never make a class; "
+          "a default diagnosis of every built-in probe in both GIL states takes at most 5 minutes."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import fcntl
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from threadprobe.report import benchfile
 
 ROOT = Path(__file__).resolve().parents[2]
 FT = ROOT / ".venv-ft" / "bin" / "python"
@@ -137,11 +136,7 @@ def main() -> int:
     if not FT.exists():
         print(f"no {FT}: run .ci/freethreaded-up first", file=sys.stderr)
         return 2
-    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded",
-                           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                           "machine": {"host": platform.node(), "cores": os.cpu_count(), "python": platform.python_version()},
-                           "parts": {}}
+    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded", "parts": {}}
     for part in args.parts.split(","):
         run, default = PARTS[part]
         runs = []
@@ -151,8 +146,7 @@ def main() -> int:
             print(f"{part} {k + 1}/{args.repeats or default}: {json.dumps(runs[-1])[:300]}", flush=True)
         log["parts"][part] = {"busy_neighbour": part == "planted", "runs": runs, "counts": counts(part, runs)}
         print(f"{part}: {log['parts'][part]['counts']}", flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(log, indent=1) + "\n")
+        benchfile.write(args.out, log)  # after every part: a long bench keeps what it measured
     print(f"wrote {args.out}")
     return 0
 
