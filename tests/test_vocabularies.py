@@ -43,10 +43,24 @@ def _literals(node: ast.AST) -> list[str]:
     return []
 
 
+def _keyed(node: ast.AST) -> tuple[str, ast.AST] | None:
+    """``x.field["key"]`` or ``x.field.get("key"...)``: the field and the key."""
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+        return node.value.attr, node.slice
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Attribute) and node.args):
+        return node.func.value.attr, node.args[0]
+    return None
+
+
 def bare_strings(source: str, fields: dict[str, set[str]]) -> list[tuple[int, str, str]]:
-    """(line, field, literal) wherever a field of an enum's type meets one of its values as a string."""
+    """(line, field, literal) wherever a field of an enum's type meets one of its values as a
+    string: compared with it, or (a dict keyed by the enum) looked up by it."""
     found = []
     for node in ast.walk(ast.parse(source)):
+        keyed = _keyed(node)
+        if keyed is not None:
+            found += [(node.lineno, keyed[0], text) for text in _literals(keyed[1]) if text in fields.get(keyed[0], ())]
         if not isinstance(node, ast.Compare):
             continue
         sides = [node.left, *node.comparators]
@@ -60,13 +74,15 @@ def bare_strings(source: str, fields: dict[str, set[str]]) -> list[tuple[int, st
 def test_the_fields_come_from_the_records():
     fields = vocabularies()
     assert "serial" in fields["mode"] and "synchronous" in fields["scheduler"] and "task" in fields["stage"]
-    assert "crash" in fields["verdict"] and "iris_lock_audit" in fields["instruments"]
+    assert "crash" in fields["verdict"] and "iris_lock_audit" in fields["instruments"] and "ok" in fields["outcomes"]
 
 
 def test_the_scan_finds_a_planted_literal():
     fields = vocabularies()
-    planted = 'if r.mode == "serial": pass\nok = choice.scheduler in ("threads", "x")\nerr.stage != "task"\n'
-    assert bare_strings(planted, fields) == [(1, "mode", "serial"), (2, "scheduler", "threads"), (3, "stage", "task")]
+    planted = ('if r.mode == "serial": pass\nok = choice.scheduler in ("threads", "x")\nerr.stage != "task"\n'
+               'n = r.outcomes.get("ok", 0) + r.outcomes["crash"]\n')
+    assert bare_strings(planted, fields) == [(1, "mode", "serial"), (2, "scheduler", "threads"), (3, "stage", "task"),
+                                             (4, "outcomes", "ok"), (4, "outcomes", "crash")]
     assert bare_strings('if r.mode == Mode.SERIAL: pass\nx = change.mode == "library"\n', fields) == []
 
 

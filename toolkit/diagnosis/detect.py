@@ -255,7 +255,7 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         processes=trial.processes,
         threads=trial.threads,
         trials=len(outcomes),
-        outcomes={k.value: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
+        outcomes={k: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
         verdict=verdict_of(kind),
         failure_rate_upper95=round(failure_upper95(failures, len(outcomes)), 4),
         evidence=pick_evidence(outcomes),
@@ -278,7 +278,7 @@ def not_run(probe: str, dependency: str, mode: Mode, processes: int, threads: in
     """A result for a probe that could not run at all (unavailable, or its prepare failed)."""
     return Result(
         probe=probe, dependency=dependency, mode=mode, workers=processes * threads, processes=processes,
-        threads=threads, trials=0, outcomes={k.value: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
+        threads=threads, trials=0, outcomes={k: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
         verdict=verdict, failure_rate_upper95=1.0, evidence=(evidence,), gil=gil,
     )
 

@@ -231,7 +231,7 @@ def _load(hint: Any, value: Any) -> Any:
     if origin is tuple:
         return tuple(_load(args[0], v) for v in value)
     if origin is dict:
-        return {k: _load(args[1], v) for k, v in value.items()}
+        return {_load(args[0], k): _load(args[1], v) for k, v in value.items()}
     return value
 
 
@@ -617,7 +617,7 @@ class Result(Record):
     processes: int
     threads: int
     trials: int
-    outcomes: dict[str, int]
+    outcomes: dict[Kind, int]  # trials per kind (every kind, zeros included)
     verdict: Verdict
     failure_rate_upper95: float  # per trial, Clopper-Pearson
     evidence: tuple[Evidence, ...] = ()

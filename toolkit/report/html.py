@@ -18,7 +18,7 @@ from typing import Any
 from threadprobe.report.compare import Comparison, gil_effects, gil_words, summary
 from threadprobe.harness.proc import write_text_atomic
 from threadprobe.diagnosis.races.parse import stack_text
-from threadprobe.records import Corruption, Diagnosis, GilState, Mode, RaceStatus, Result, is_clean, is_failing, is_unavailable
+from threadprobe.records import Corruption, Diagnosis, GilState, Kind, Mode, RaceStatus, Result, is_clean, is_failing, is_unavailable
 from threadprobe.report import gil_mark, matrix, mode_label, racesource, remedy_summary, strength
 
 COLOURS = {"safe": "#c8e6c9", "crash": "#ef9a9a", "corrupt": "#ce93d8", "hang": "#ffe082", "error": "#ffab91",
@@ -113,7 +113,7 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 def cell(r: Result) -> str:
     if is_unavailable(r.verdict):
         return ""
-    failing = r.trials - r.outcomes.get("ok", 0)
+    failing = r.trials - r.outcomes.get(Kind.OK, 0)
     if not r.trials:
         return "no stress trials"
     text = strength.trials_text(r) if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"

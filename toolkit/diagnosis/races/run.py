@@ -234,6 +234,6 @@ def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies:
             continue
         out.append(with_races(Result(
             probe=probe, dependency=dependencies.get(probe, ""), mode=Mode.THREADS, workers=found.threads, processes=1,
-            threads=found.threads, trials=0, outcomes={k.value: 0 for k in Kind}, verdict=verdict_of(Kind.OK),
+            threads=found.threads, trials=0, outcomes={k: 0 for k in Kind}, verdict=verdict_of(Kind.OK),
             failure_rate_upper95=1.0, seconds=found.seconds), found))
     return out
