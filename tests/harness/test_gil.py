@@ -118,3 +118,23 @@ def test_watching_still_names_the_module_when_the_import_then_fails():
             warnings.warn(message, RuntimeWarning)
             raise ImportError("planted")
     assert found == ["planted._half"]
+
+
+@needs_ft
+def test_each_module_imported_alone_names_every_module_that_turns_the_gil_on(tmp_path):
+    """In one process only the first import that turns the GIL on says so; alone, each does."""
+    build_planted(tmp_path, "planted_gil_first", declare=False)
+    build_planted(tmp_path, "planted_gil_second", declare=False)
+    build_planted(tmp_path, "planted_gil_free", declare=True)
+    from threadprobe.harness.proc import child_env
+
+    code = ("import json; from threadprobe.harness import gil\n"
+            "with gil.watching() as together:\n    import planted_gil_first, planted_gil_second\n"
+            "print(json.dumps([together, gil.each_alone(['planted_gil_first', 'planted_gil_second', 'planted_gil_free'])]))")
+    env = child_env(foreign=True)
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    together, alone = json.loads(subprocess.run([str(FT), "-c", code], capture_output=True, text=True, check=True,
+                                                env=env).stdout)
+    assert together == ["planted_gil_first"]
+    assert alone == {"planted_gil_first": ["planted_gil_first"], "planted_gil_second": ["planted_gil_second"],
+                     "planted_gil_free": []}

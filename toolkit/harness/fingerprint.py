@@ -244,9 +244,14 @@ def collect_here(dependencies: tuple[str, ...] = DEPENDENCIES) -> dict[str, Any]
             entry["threadsafe"] = hdf5_threadsafe(path)
         libraries.append(entry)
     families = summarise(libraries)
+    alone = gil.each_alone(dependencies) if gil.free_threaded_build() else {}
+    every = list(dict.fromkeys(reenabled + [m for named in alone.values() for m in named]))
     return {
         "schema": SCHEMA,
-        "python": {**python_build(), "gil_reenabled_by": reenabled},
+        # gil_reenabled_by: every module that turns the GIL on, each dependency imported alone (in
+        # one process only the first one says so); by_import: which dependency brings which.
+        "python": {**python_build(), "gil_reenabled_by": every,
+                   "gil_reenabled_by_import": {m: named for m, named in alone.items() if named}},
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -13,7 +13,7 @@ import re
 import sys
 import sysconfig
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 #: Python's own words when an import turns the GIL back on (CPython 3.13 and 3.14).
 REENABLED = re.compile(r"GIL\) has been enabled to load module '([^']+)'")
@@ -53,3 +53,29 @@ def watching() -> Iterator[list[str]]:
                     REENABLED_BY.append(match.group(1))
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+#: Imports one module in a fresh interpreter and prints the modules that turned the GIL on.
+_ALONE = ("import sys; from threadprobe.harness import gil\n"
+          "with gil.watching() as found:\n"
+          "    try:\n        __import__(sys.argv[1])\n    except BaseException:\n        pass\n"
+          "print(','.join(found))")
+
+
+def each_alone(modules: Sequence[str]) -> dict[str, list[str]]:
+    """Per module, the extension modules whose import turned the GIL on when it is imported alone,
+    each in a fresh interpreter (this one's executable), side by side.
+
+    One process can only say which import turned the GIL on *first*: once it is on, later imports
+    say nothing. Alone, each dependency names its own (Iris names netCDF4's, which it imports)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    children = {m: subprocess.Popen([sys.executable, "-c", _ALONE, m], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, env=env) for m in modules}
+    found = {}
+    for module, child in children.items():
+        out, _ = child.communicate(timeout=300)
+        found[module] = [m for m in out.strip().split(",") if m]
+    return found
