@@ -193,6 +193,11 @@ def _add_diagnose(sub: Any) -> None:
                    help="calls per probe under the detector, at most (default: the probe's, else 2000)")
     d.add_argument("--race-budget", type=positive_float, default=None, metavar="S",
                    help="seconds for the whole race pass; probes past it are not run (default: no limit)")
+    d.add_argument("--race-threads", type=positive_int, default=None, metavar="T",
+                   help="threads per probe under the detector (default 8: more threads, more unordered pairs per call)")
+    d.add_argument("--race-schedule", choices=("meet", "natural"), default=None,
+                   help="meet (default): a thread that releases the GIL waits for another to release it too, "
+                        "so their calls run unordered; natural: valgrind's own thread switches")
 
 
 
@@ -320,6 +325,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
+        race_threads=args.race_threads or Options.race_threads, race_schedule=args.race_schedule or "meet",
         suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=states,
     )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
@@ -367,10 +373,13 @@ def check_races(args: argparse.Namespace) -> None:
 
     if args.no_stress and not args.races:
         raise UsageError("--no-stress leaves nothing to run without --races")
-    if (args.suppressions or args.race_seconds or args.race_calls or args.race_budget) and not args.races:
+    if (args.suppressions or args.race_seconds or args.race_calls or args.race_budget or args.race_threads
+            or args.race_schedule) and not args.races:
         raise UsageError("--suppressions and --race-* options need --races")
     if args.races and valgrind() is None:
         raise UsageError("--races needs valgrind, which is not installed here (Debian: apt-get install valgrind)")
+    if args.race_threads is not None and args.race_threads < 2:
+        raise UsageError("--race-threads needs at least 2 threads: a race is between two")
     for path in args.suppressions:
         if not Path(path).is_file():
             raise UsageError(f"suppressions file not found: {path}")

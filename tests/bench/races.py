@@ -1,6 +1,13 @@
 """The race pass's figures (issue 18), each repetition a fresh `threadprobe diagnose --races --no-stress`.
 
-Parts (``--parts planted,rare,wheels,debian,repro,stress``; all by default, about 2 hours):
+Parts (``--parts power,planted,rare,wheels,debian,repro,stress``; all by default, about 3 hours):
+
+- ``power``: the designs of issue 35 side by side on planted rare races (tests/planted/rare.c: a
+  rare writer against common readers, and rare against rare, on 1 call in 14 to 96) and on the
+  same work under a mutex or on private memory: per design, the share of passes that found each,
+  the false pairs, the seconds, and what each pass said of its own power (the calls that ran
+  unordered, and the rarest path it states it finds 9 in 10). ``FT_PYTHON`` names the
+  free-threaded interpreter (default .venv-ft); its designs run with the GIL off.
 
 - ``planted``: the race on every call is racy naming ``racy_fill``; the same work behind a mutex
   and lock-free work have 0 race pairs in their own library.
@@ -31,6 +38,19 @@ from threadprobe.report import benchfile
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = str(ROOT / "tests" / "planted" / "probes.py")
+RARE_PLANTED = str(ROOT / "tests" / "planted" / "rare_probes.py")
+FT = os.environ.get("FT_PYTHON") or str(ROOT / ".venv-ft" / "bin" / "python")
+POWER_PROBES = ("planted.rare.writer_24", "planted.rare.writer_48", "planted.rare.writer_96", "planted.rare.pair_14",
+                "planted.rare.pair_24", "planted.rare.pair_48", "planted.rare.guarded_48", "planted.rare.private_48")
+#: label: (interpreter, diagnose arguments). The default design is the one without arguments.
+DESIGNS = {
+    "gil natural T2": (None, ["--race-schedule", "natural", "--race-threads", "2"]),
+    "gil meet T2": (None, ["--race-threads", "2"]),
+    "gil meet T4": (None, ["--race-threads", "4"]),
+    "gil meet T8": (None, ["--race-threads", "8"]),
+    "ft-off natural T2": (FT, ["--gil", "off", "--race-schedule", "natural", "--race-threads", "2"]),
+    "ft-off meet T8": (FT, ["--gil", "off", "--race-threads", "8"]),
+}
 PLANTED_PROBES = ("planted.race", "planted.mutex", "planted.safe")
 RARE_PROBES = ("planted.rare_rebuild", "planted.rare_race")
 WHEEL_PROBES = ("netcdf4.*", "h5py.*", "cf_units.parse")
@@ -56,7 +76,16 @@ def pairs_in(cell: dict, *objects: str) -> list[str]:
 def summary_of(cell: dict) -> dict:
     races = cell["races"]
     return {"verdict": cell["verdict"], "status": races["status"], "calls": races["calls"],
-            "seconds": races.get("seconds"), "pairs": pairs_in(cell), "reason": races.get("reason")}
+            "seconds": races.get("seconds"), "pairs": pairs_in(cell), "reason": races.get("reason"),
+            "threads": races.get("threads"), "unordered": races.get("unordered"), "sections": races.get("sections"),
+            "overlap_pairs": races.get("overlap_pairs"), "gil_enabled": races.get("gil_enabled"),
+            "rarest": rarest_of(races)}
+
+
+def rarest_of(races: dict) -> int | None:
+    from threadprobe.records import RacePass
+
+    return RacePass.from_json(races).rarest()
 
 
 def repeat(label: str, args: list[str], n: int, tmp: Path, log: dict) -> list[dict]:
@@ -163,7 +192,77 @@ def slow(n: int, tmp: Path, log: dict) -> list[str]:
     return [f"iris_netcdf.load_realise alone: {dict(seen)} in {n} passes; calls per pass {calls}"]
 
 
-PARTS = {"planted": (planted, 10), "slow": (slow, 5), "rare": (rare, 10), "stress": (stress, 400), "wheels": (wheels, 10),
+def power(n: int, tmp: Path, log: dict) -> list[str]:
+    """Every design on the planted rare races, ``n`` fresh passes each (``DESIGNS_ONLY`` narrows)."""
+    only = [d for d in os.environ.get("DESIGNS_ONLY", "").split(",") if d]
+    lines = []
+    for label, (python, extra) in DESIGNS.items():
+        if only and label not in only:
+            continue
+        if python is not None and not Path(python).exists():
+            lines.append(f"{label}: {python} is not here (.ci/freethreaded-up builds it)")
+            continue
+        args = ["--plugin", RARE_PLANTED, "--no-entry-points", *(["--python", python] if python else []), *extra,
+                *[a for p in POWER_PROBES for a in ("--probe", p)]]
+        runs = repeat(f"power {label}", args, n, tmp, log)
+        lines += power_lines(label, runs)
+    return lines
+
+
+def power_lines(label: str, runs: list[dict]) -> list[str]:
+    """Found per rare probe, false pairs on the correct ones, seconds, and the stated power."""
+    def cells(probe: str) -> list[dict]:
+        return [r["cells"][probe] for r in runs if probe in r["cells"]]
+
+    found = ", ".join(f"{p.removeprefix('planted.rare.')} {count(runs, p, lambda c: c['status'] == 'racy')}"
+                      for p in POWER_PROBES if "guarded" not in p and "private" not in p)
+    false = sum(len(pairs_in_summary(c, "librare")) for p in POWER_PROBES if "guarded" in p or "private" in p
+                for c in cells(p))
+    seconds = sorted(c["seconds"] for p in POWER_PROBES for c in cells(p) if c.get("seconds"))
+    unordered = sorted(c["unordered"] / c["calls"] for p in POWER_PROBES for c in cells(p)
+                       if c.get("unordered") is not None and c["calls"])
+    rarest = sorted(c["rarest"] for p in POWER_PROBES for c in cells(p) if c.get("rarest") is not None)
+    pairs = sorted(c["overlap_pairs"] / c["calls"] for p in POWER_PROBES for c in cells(p)
+                   if c.get("overlap_pairs") is not None and c["calls"])
+    mid = lambda xs: xs[len(xs) // 2] if xs else None  # noqa: E731
+    return [f"{label}: found {found}; false pairs in librare on guarded/private work: {false}; "
+            f"seconds per probe median {mid(seconds)} ({seconds[0] if seconds else None} to "
+            f"{seconds[-1] if seconds else None}); unordered calls median {mid(unordered)}; overlapping pairs per "
+            f"call median {mid(pairs)}; stated rarest path found 9 in 10: median 1 in {mid(rarest)}"]
+
+
+def plot_power(log: dict, path: Path) -> None:
+    """Share of passes that found each planted rare race, against its rarity, one line per design."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, shape, title in zip(axes, ("writer", "pair"), ("a rare writer, common readers", "rare against rare")):
+        for key, runs in sorted(log.items()):
+            if not key.startswith("power ") or not runs:
+                continue
+            points = []
+            for probe in POWER_PROBES:
+                if f".{shape}_" in probe:
+                    hits = [r["cells"][probe]["status"] == "racy" for r in runs if probe in r["cells"]]
+                    if hits:
+                        points.append((int(probe.rsplit("_", 1)[1]), sum(hits) / len(hits)))
+            if points:
+                ax.plot(*zip(*sorted(points)), marker="o", label=f"{key.removeprefix('power ')} ({len(runs)} passes)")
+        ax.axhline(0.9, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("the racing path is taken by 1 call in N")
+        ax.set_title(title)
+    axes[0].set_ylabel("passes that found it")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PARTS = {"power": (power, 10), "planted": (planted, 10), "slow": (slow, 5), "rare": (rare, 10), "stress": (stress, 400), "wheels": (wheels, 10),
          "debian": (debian, 10), "repro": (reproducibility, 5)}
 
 
@@ -182,6 +281,8 @@ def main() -> int:
             lines += part(args.repeats or n, Path(tmp), log)
             out.parent.mkdir(parents=True, exist_ok=True)
             benchfile.write(out, dict(log, summary=lines))
+    if any(k.startswith("power ") for k in log):
+        plot_power(log, out.with_name("bench-races-power.png"))
     print("\n".join(lines))
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from threadprobe.diagnosis.races import parse as races
-from threadprobe.harness.valgrind import SHIPPED, TOOLS, Detector, valgrind
+from threadprobe.harness.valgrind import SHIPPED, TOOLS, Detector, shim, valgrind
 
 pytestmark = pytest.mark.skipif(valgrind() is None, reason="valgrind is not installed (.ci/run installs it)")
 SOURCE = Path(__file__).parents[1] / "planted" / "suppressed.c"
@@ -63,3 +63,28 @@ def test_users_suppressions_follow_the_shipped_ones(tmp_path):
     command = Detector("helgrind", tmp_path, (str(mine),)).prefix()
     assert command.index(f"--suppressions={SHIPPED}") < command.index(f"--suppressions={mine}")
     assert f"--xml-file={tmp_path}/vg.%p.xml" in command and "--tool=helgrind" in command
+
+
+def test_the_shim_is_preloaded_with_its_mode_and_folder(tmp_path):
+    built = tmp_path / "overlap-0123456789ab.so"
+    env = Detector("helgrind", tmp_path, schedule="natural").env(built)
+    assert env["LD_PRELOAD"].split()[0] == str(built)
+    assert env["THREADPROBE_OVERLAP_DIR"] == str(tmp_path) and env["THREADPROBE_OVERLAP"] == "count"
+    assert Detector("helgrind", tmp_path).env(built)["THREADPROBE_OVERLAP"] == "meet"
+    assert Detector("helgrind", tmp_path).env(None) == {}  # not built: nothing preloaded
+
+
+def test_the_shims_counts_are_summed_over_a_workers_threads(tmp_path):
+    detector = Detector("helgrind", tmp_path)
+    (tmp_path / "overlap.41").write_text("100 120 80 150\n100 110 90 150\n")
+    assert detector.overlap_of(41) == (200, 230, 170, 150)  # pairs: each counted by both its sections
+    assert detector.overlap_of(42) is None
+    (tmp_path / "overlap.43").write_text("100 120\n")
+    assert detector.overlap_of(43) is None  # not the shim's format
+
+
+def test_the_shim_builds_here_and_is_rebuilt_only_when_its_source_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built, why = shim()
+    assert built is not None and built.exists(), why
+    assert shim() == (built, "") and built.parent == tmp_path / "threadprobe"

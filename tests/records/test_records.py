@@ -3,9 +3,9 @@
 import json
 
 from threadprobe.records import (
-    DIAGNOSIS_SCHEMA, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair, RacePass,
-    RaceStatus, Remedy, RemedyKind, Result, Scheduler, Trial, Verdict, is_unsafe, race_keys,
-    unsafe_results, with_races, worst,
+    DIAGNOSIS_SCHEMA, FIND_AT, STRONG_FROM, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair,
+    RacePass, RacePower, RaceSchedule, RaceStatus, Remedy, RemedyKind, Result, Scheduler, Trial, Verdict, is_unsafe,
+    race_keys, unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 
@@ -124,3 +124,30 @@ def test_every_scheduler_has_one_row_and_a_choice_reads_from_it():
     assert held.describe() == "threads (4 threads, holding a lock around cf_units (parse))"
     assert held.row.settings(held) == {"scheduler": "threads", "num_workers": 4}
     assert Choice("w", Scheduler.PROCESSES, 2, context="fork").describe() == "processes (2 processes, fork)"
+
+
+def test_a_clean_pass_states_the_rarest_path_it_finds_nine_times_in_ten():
+    counted = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=2100, unordered=1000, overlap_pairs=990)
+    n = counted.rarest()
+    assert n is not None and 1 - (1 - 1 / n) ** 1000 >= FIND_AT > 1 - (1 - 1 / (n + 1)) ** 1000
+    assert counted.power() == RacePower.STRONG
+    assert counted.verdict_text() == ("clean: 2,000 calls, 1,000 unordered (990 overlapping pairs); "
+                                      f"a path taken by fewer than 1 call in ~{n:,} may be missed")
+    thin = counted.replace(unordered=20)
+    assert thin.power() == RacePower.THIN and thin.rarest() < STRONG_FROM
+
+
+def test_nothing_unordered_is_blind_and_nothing_counted_is_unknown():
+    blind = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=0, unordered=0, overlap_pairs=0)
+    assert blind.power() == RacePower.BLIND and "no race between calls could be seen" in blind.verdict_text()
+    unknown = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, power_note="no C compiler to build the scheduling shim")
+    assert unknown.power() == RacePower.UNKNOWN and "no C compiler" in unknown.verdict_text()
+
+
+def test_with_the_gil_off_every_call_is_unordered_but_for_locks():
+    off = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, schedule=RaceSchedule.MEET, sections=2000, unordered=30,
+                   gil_enabled=False)
+    assert off.unordered_calls() == 2000 and off.power() == RacePower.STRONG
+    assert "with the GIL off" in off.verdict_text()
+    back = RacePass.from_json(json.loads(json.dumps(off.to_json())))
+    assert back == off and back.schedule is RaceSchedule.MEET

@@ -9,6 +9,7 @@ import io
 from threadprobe.report import bugreport
 from threadprobe.report import html as htmlreport
 from threadprobe import report
+from threadprobe.report import strength
 from threadprobe.records import Diagnosis, Frame, RacePair, RacePass, RaceStatus, Result, with_races
 
 STACK = (Frame("/x/libnetcdf.so.19", "add_to_NCList", "nclistmgr.c", 42),
@@ -29,6 +30,10 @@ def diagnosis() -> Diagnosis:
         result("netcdf4.read_separate_files.raw", None, "serial"),
         result("netcdf4.read_separate_files.raw", RacePass("helgrind", 2, 40, RaceStatus.RACY, (PAIR,))),
         result("netcdf4.read_shared_dataset.raw", RacePass("helgrind", 2, 40, RaceStatus.CLEAN)),
+        result("strong", RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=2000, unordered=1850,
+                                  overlap_pairs=1800)),
+        result("thin", RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=2000, unordered=40, overlap_pairs=40)),
+        result("blind", RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=0, unordered=0, overlap_pairs=0)),
         result("netcdf4.bad_input.empty", RacePass("helgrind", 2, 0, RaceStatus.FAILED, reason="no progress for 300s")),
     ), fingerprint={"python": {"version": "3.11", "gil_enabled": True, "executable": "/usr/bin/python3.11"},
                     "platform": "x", "packages": {}})
@@ -38,7 +43,11 @@ def test_console_shows_the_pass_beside_the_bound_and_names_the_pairs():
     out = io.StringIO()
     report.console_table(diagnosis(), out)
     text = out.getvalue()
-    assert "racy | 1 race pair(s)" in text and "safe 0/6 trials (<39%) | no race in 40 calls" in text
+    assert "racy | 1 race pair(s)" in text and "safe 0/6 trials (<39%) | clean (unknown): 40 calls" in text
+    flat = " ".join(text.split())
+    assert "clean (strong): 2,000 calls, 1,850 unordered; misses paths rarer than 1 in ~803" in flat
+    assert "clean (thin): 2,000 calls, 40 unordered; misses paths rarer than 1 in ~17" in flat
+    assert "clean (blind): 2,000 calls, none unordered" in flat
     assert "race libnetcdf.so.19: add_to_NCList <-> add_to_NCList x7 via netCDF4._netCDF4.Dataset.__init__" in text
     assert "not run to the end" in text and "no progress for 300s" in text
     assert report.unsafe(diagnosis()) == ["netcdf4.read_separate_files.raw (threads 2): racy"]
@@ -57,7 +66,11 @@ def test_html_links_a_racy_cell_to_its_pairs_and_stacks():
     assert 'href="#ev-netcdf4_read_separate_files_raw-threads-2">racy</a>' in page
     assert "add_to_NCList (nclistmgr.c:42) in libnetcdf.so.19" in page
     assert "reached through netCDF4._netCDF4.Dataset.__init__" in page
-    assert "no race in 40 calls (helgrind)" in page and "helgrind: not run to the end" in page
+    assert "clean (unknown): 40 calls (helgrind)" in page and "helgrind: not run to the end" in page
+    cells = {r.probe: r for r in diagnosis().results if r.races is not None}
+    strong, thin = strength.css(cells["strong"]), strength.css(cells["thin"])
+    assert strong != thin and strength.of(cells["thin"]) != strength.Strength.RACE_CLEAN  # a thin pass is not painted strong
+    assert strong in page and "a path taken by fewer than 1 call in ~803 may be missed" in page  # the statement, on hover
 
 
 def test_the_issue_body_carries_the_pair_and_both_stacks():

@@ -13,7 +13,10 @@ paths that these tools misread; the interpreter's own reports are left out later
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,37 @@ CALLERS = 64
 SCHEDULING = ("--fair-sched=yes", "--vex-guest-max-insns=4")
 
 
+#: The scheduling shim (``overlap.c``): valgrind wraps the interpreter's GIL release and re-take
+#: with it, to count the probe threads' unordered sections and, in ``meet`` mode, to make them
+#: overlap. Built with gcc on first use, against valgrind's own headers.
+SHIM_SOURCE = Path(__file__).with_name("overlap.c")
+SCHEDULES = ("meet", "natural")
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "threadprobe"
+
+
+def shim() -> tuple[Path | None, str]:
+    """The built shim, or None and why it could not be built (no gcc, no valgrind headers)."""
+    source = SHIM_SOURCE.read_bytes()
+    built = _cache() / f"overlap-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if built.exists():
+        return built, ""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        return None, "no C compiler to build the scheduling shim"
+    built.parent.mkdir(parents=True, exist_ok=True)
+    tmp = built.with_suffix(f".{os.getpid()}.tmp")
+    done = subprocess.run([gcc, "-O1", "-shared", "-fPIC", "-pthread", "-o", str(tmp), str(SHIM_SOURCE)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        return None, "the scheduling shim did not build: " + (done.stderr.strip().splitlines() or ["?"])[-1]
+    os.replace(tmp, built)
+    return built, ""
+
+
 def valgrind() -> str | None:
     """The valgrind executable, or None when it is not installed."""
     return shutil.which("valgrind")
@@ -50,6 +84,7 @@ class Detector:
     tool: str
     xml_dir: Path
     suppressions: tuple[str, ...] = ()  # the user's own, after the shipped ones
+    schedule: str = "meet"  # meet | natural: what the shim does besides counting (see overlap.c)
 
     def prefix(self) -> list[str]:
         exe = valgrind()
@@ -62,5 +97,26 @@ class Detector:
             command.append("--history-level=full")  # both stacks of a race, not only the second
         return command
 
+    def env(self, built: Path | None) -> dict[str, str]:
+        """The worker's environment for the shim (nothing when it could not be built)."""
+        if built is None:
+            return {}
+        preload = " ".join(p for p in (str(built), os.environ.get("LD_PRELOAD", "")) if p)
+        return {"LD_PRELOAD": preload, "THREADPROBE_OVERLAP_DIR": str(self.xml_dir),
+                "THREADPROBE_OVERLAP": "meet" if self.schedule == "meet" else "count"}
+
     def xml_of(self, pid: int) -> Path:
         return self.xml_dir / f"vg.{pid}.xml"
+
+    def overlap_of(self, pid: int) -> tuple[int, int, int, int] | None:
+        """The shim's count for one worker: its probe threads' task calls, their GIL-released
+        sections, the calls with a section that overlapped another thread's, and the overlapping
+        section pairs (None: not counted)."""
+        path = self.xml_dir / f"overlap.{pid}"
+        try:
+            rows = [tuple(int(x) for x in line.split()) for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return None
+        if not rows or any(len(r) != 4 for r in rows):
+            return None
+        return sum(r[0] for r in rows), sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows) // 2

@@ -114,6 +114,22 @@ class RaceStatus(_Text):
     FAILED = "failed"  # the detector could not run the probe to the end (reason given): not clean
 
 
+class RaceSchedule(_Text):
+    """How the race pass's threads were scheduled under the detector (see harness/overlap.c)."""
+
+    MEET = "meet"  # a thread that released the GIL yields until another has released it too
+    NATURAL = "natural"  # valgrind's own thread switches, only counted
+
+
+class RacePower(_Text):
+    """How strong a clean race pass's evidence is: the rarest path it finds 9 times in 10."""
+
+    STRONG = "strong"  # finds a path taken by 1 call in STRONG_FROM or rarer
+    THIN = "thin"  # ran unordered, but too little to find a path that rare
+    BLIND = "blind"  # nothing ran unordered: the pass could not have seen a race between calls
+    UNKNOWN = "unknown"  # not counted (the scheduling shim did not load)
+
+
 class Purpose(_Text):
     ORACLE = "oracle"  # the serial run every other result is compared with
     TIMING = "timing"  # bare, default switch interval: throughput
@@ -578,12 +594,22 @@ class RacePair(Record):
         return f"{self.object}: {' <-> '.join(self.functions)}"
 
 
+#: The chance at which a clean race pass's stated power is given: the rarest path it finds 9 in 10.
+FIND_AT = 0.9
+#: A clean pass is strong when it finds a path taken by 1 call in this many, 9 times in 10: a race
+#: that spoils 2% of calls.
+STRONG_FROM = 50
+
+
 @dataclass(frozen=True)
 class RacePass(Record):
     """One probe's concurrent work under a happens-before race detector.
 
     A clean pass is a statement about the code paths that ran ("no race in N concurrent calls"),
-    not a bound on a failure rate: it is kept beside the stress bound, never mixed with it.
+    not a bound on a failure rate: it is kept beside the stress bound, never mixed with it. Its
+    power is how much of that work ran *unordered*: under the GIL, two calls are unordered only
+    while both threads have released it at once (the scheduling shim counts those sections);
+    with the GIL off, nothing but locks orders them.
     """
 
     tool: str  # helgrind | drd
@@ -595,6 +621,12 @@ class RacePass(Record):
     reports: int = 0  # every report the detector made
     ignored: int = 0  # of those, outside the library under test (the interpreter, libc, valgrind)
     seconds: float = 0.0
+    schedule: RaceSchedule | None = None  # None: the scheduling shim did not load (power unknown)
+    sections: int | None = None  # GIL-released sections of the task calls, counted by the shim
+    unordered: int | None = None  # calls with a section that overlapped another probe thread's
+    overlap_pairs: int | None = None  # overlapping (so unordered) section pairs of two threads
+    gil_enabled: bool | None = None  # the GIL in the pass's workers (False: nothing orders calls but locks)
+    power_note: str | None = None  # why the power is unknown, when it is
 
     def summary(self) -> str:
         if self.status == RaceStatus.RACY:
@@ -603,7 +635,64 @@ class RacePass(Record):
                     + "; ".join(p.key for p in self.pairs[:3]))
         if self.status == RaceStatus.FAILED:
             return f"{self.tool} could not finish: {self.reason}"
-        return f"no race in {self.calls} concurrent calls under happens-before analysis ({self.tool})"
+        return f"no race in {self.calls} concurrent calls under happens-before analysis ({self.tool}); " + self.power_text()
+
+    def unordered_calls(self) -> int | None:
+        """Calls that ran unordered with another thread's call: all of them with the GIL off, else
+        those with a GIL-released section that overlapped another thread's (None: not counted)."""
+        if self.gil_enabled is False:
+            return self.calls
+        return None if self.unordered is None else min(self.unordered, self.calls)
+
+    def rarest(self) -> int | None:
+        """N such that a racing path taken by 1 call in N is found with probability FIND_AT, if
+        each unordered call is an independent chance: 1 - (1 - 1/N)^U = FIND_AT."""
+        unordered = self.unordered_calls()
+        if unordered is None:
+            return None
+        return int(1 / (1 - (1 - FIND_AT) ** (1 / unordered))) if unordered else 0
+
+    def power(self) -> RacePower:
+        rarest = self.rarest()
+        if rarest is None:
+            return RacePower.UNKNOWN
+        if rarest < 2:
+            return RacePower.BLIND
+        return RacePower.STRONG if rarest >= STRONG_FROM else RacePower.THIN
+
+    def power_text(self) -> str:
+        """What a pass saw, in one line: calls, unordered work, and the rarest path it finds."""
+        rarest, unordered = self.rarest(), self.unordered_calls()
+        if rarest is None or unordered is None:
+            return f"{self.calls:,} calls; unordered work not counted ({self.power_note or 'no shim'})"
+        if self.gil_enabled is False:
+            seen = f"{self.calls:,} calls with the GIL off, unordered but for locks"
+        else:
+            seen = f"{self.calls:,} calls, {unordered:,} unordered ({self.overlap_pairs or 0:,} overlapping pairs)"
+        if rarest < 2:
+            return f"{seen}; no call ran unordered with another, so no race between calls could be seen"
+        return f"{seen}; a path taken by fewer than 1 call in ~{rarest:,} may be missed"
+
+    def short_text(self) -> str:
+        """The verdict and its strength in a few words, for a table cell."""
+        if self.status == RaceStatus.RACY:
+            return f"{len(self.pairs)} race pair(s)"
+        if self.status == RaceStatus.FAILED:
+            return "race pass not run to the end"
+        power, rarest, unordered = self.power(), self.rarest(), self.unordered_calls()
+        if power == RacePower.UNKNOWN:
+            return f"clean ({power}): {self.calls:,} calls"
+        if power == RacePower.BLIND:
+            return f"clean ({power}): {self.calls:,} calls, none unordered"
+        return f"clean ({power}): {self.calls:,} calls, {unordered:,} unordered; misses paths rarer than 1 in ~{rarest:,}"
+
+    def verdict_text(self) -> str:
+        """The pass's verdict with its evidence, as the console and the HTML show it."""
+        if self.status == RaceStatus.RACY:
+            return f"racy: {len(self.pairs)} race pair(s) in {self.calls:,} calls"
+        if self.status == RaceStatus.FAILED:
+            return f"not run to the end: {self.reason}"
+        return f"clean: {self.power_text()}"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ happens-before race detector says that no two accesses in the library went unord
 it made, whatever their timing. So a clean cell is shown with its evidence (trials, the 95% bound,
 and the race pass when one ran), and in one of three greens:
 
-- ``race clean``: a race pass ran on this cell and saw no race (the strongest green);
+- ``race clean``: a race pass ran on this cell and saw no race, and it was strong (the strongest
+  green; a thin one leaves the cell the green of its trials, and says how thin it was);
 - ``narrow bound``: trials alone, with a bound of at most ``WIDE_BOUND``;
 - ``wide bound``: trials alone with a wider bound: the cell reads "no failure seen", pale and
   dashed, not "safe".
@@ -21,7 +22,7 @@ from __future__ import annotations
 import enum
 import html
 
-from threadprobe.records import Mode, RacePass, RaceStatus, Result, is_clean
+from threadprobe.records import STRONG_FROM, Mode, RacePass, RacePower, RaceStatus, Result, is_clean
 
 #: A clean cell's 95% bound on the per-trial failure rate above which trials alone are called
 #: weak: the default diagnosis stops a clean cell at 2%, and a bound over 5% means the cell got
@@ -39,7 +40,8 @@ class Strength(str, enum.Enum):
 #: Per strength: the word a cell shows, its HTML background, its border, its rich style, and what it means.
 SHOWN: dict[Strength, tuple[str, str, str, str, str]] = {
     Strength.RACE_CLEAN: ("safe", "#66bb6a", "1px solid #2e7d32", "bold green",
-                          "no trial failed, and a happens-before race pass over this cell saw no race"),
+                          "no trial failed, and a happens-before race pass over this cell saw no race, strong enough "
+                          f"to find a racing path taken by 1 call in {STRONG_FROM}, 9 times in 10"),
     Strength.NARROW: ("safe", "#a5d6a7", "1px solid #66bb6a", "green",
                       f"no trial failed, and the 95% bound on the failure rate is at most {WIDE_BOUND:.0%}; "
                       "no race pass"),
@@ -52,8 +54,10 @@ SHOWN: dict[Strength, tuple[str, str, str, str, str]] = {
 
 
 def race_evidence(races: RacePass | None) -> bool:
-    """Does a race pass vouch for this cell: it ran to the end, made concurrent calls, and saw no race?"""
-    return races is not None and races.status == RaceStatus.CLEAN and races.calls > 0
+    """Does a race pass vouch for this cell: it ran to the end, saw no race, and was strong enough to
+    find a path taken by 1 call in STRONG_FROM (``RacePass.power``)? A thin, blind or uncounted pass
+    does not: the cell keeps the green of its trials, and the race text says how thin the pass was."""
+    return races is not None and races.status == RaceStatus.CLEAN and races.calls > 0 and races.power() == RacePower.STRONG
 
 
 def of(r: Result) -> Strength | None:
@@ -91,7 +95,7 @@ def race_text(r: Result) -> str:
         return f"{len(races.pairs)} race pair(s) ({races.tool})"
     if races.status == RaceStatus.FAILED:
         return f"{races.tool}: not run to the end"
-    return f"no race in {races.calls} calls ({races.tool})"
+    return f"{races.short_text()} ({races.tool})"  # the record words how strong a clean pass was
 
 
 def label(r: Result) -> str:

@@ -130,3 +130,48 @@ def test_a_pair_names_the_python_operation_that_reached_it():
     ctypes_only = (Frame("/tmp/libdefects.so", "racy_fill"),
                    Frame("/py/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so", "_ctypes_callproc"))
     assert races.operation(ctypes_only) is None  # the interpreter's own modules name no operation
+
+
+EXTENSION = "/site/netCDF4/_netCDF4.cpython-313t-x86_64-linux-gnu.so"
+
+
+def on(memory: str, alloc: tuple[Frame, ...] = ()) -> races.Report:
+    return races.Report("Race", "Possible data race", ((LIB,), (LIB,)), memory, alloc)
+
+
+@pytest.mark.parametrize("memory, alloc", [
+    ('Address 0x4cb72e0 is 0 bytes inside data symbol "_PyRuntime"', ()),
+    ("Address 0x4db7bdc is in a rw- mapped file /usr/lib/libpython3.11.so.1.0 segment", ()),
+    ("Address 0x200001c0 is in a rw- anonymous segment", ()),  # mimalloc's heap: no malloc block
+    ("Address 0x5a1 is 16 bytes inside a block of size 56 alloc'd", (Frame("/x/libc.so.6", "malloc"), CALLER_IN_PYTHON)),
+])
+def test_a_race_on_the_interpreters_memory_is_left_out_whoever_made_it(memory, alloc):
+    assert races.interpreter_memory(on(memory, alloc))
+    assert races.pairs([on(memory, alloc)])[0] == ()
+
+
+@pytest.mark.parametrize("memory, alloc", [
+    ('Address 0x5962220 is 0 bytes inside data symbol "shared_buf"', ()),
+    ("Address 0x5a1 is 0 bytes inside a block of size 64 alloc'd", (Frame("/x/libc.so.6", "malloc"), LIB)),
+    ("", ()),  # no description: the library's, as before
+])
+def test_a_race_on_the_librarys_own_memory_counts(memory, alloc):
+    assert races.interpreter_memory(on(memory, alloc)) is None
+    assert [p.key for p in races.pairs([on(memory, alloc)])[0]] == ["libfoo.so.1: foo_write <-> foo_write"]
+
+
+def test_cpythons_inline_functions_in_an_extension_are_the_interpreters_code():
+    incref = Frame(EXTENSION, "Py_INCREF", "refcount.h", 240)
+    atomic = Frame(EXTENSION, "_Py_atomic_add_ssize", "pyatomic_gcc.h", 40)
+    wrapper = Frame(EXTENSION, "__pyx_pf_7netCDF4_8_netCDF4_7Dataset___init__", "_netCDF4.c", 9)
+    for frame in (incref, atomic):
+        assert races.pairs([report(frame, wrapper)])[0] == ()
+    # A library's own function of that name pattern, in its own source, is still the library's.
+    numpy = Frame("/site/numpy/_multiarray_umath.so", "PyArray_NewFromDescr", "ctors.c", 900)
+    assert races.pairs([report(numpy, CALLER_IN_PYTHON)])[0][0].functions == ("PyArray_NewFromDescr",) * 2
+
+
+def test_the_address_and_its_allocation_stack_are_read_from_the_xml():
+    found = [r for r in races.reports(fixture("helgrind-racy")) if r.kind == "Race"]
+    assert any('data symbol "shared_buf"' in r.memory for r in found)
+    assert all(len(r.stacks) <= 2 for r in found)  # the allocation stack is not an access

@@ -34,6 +34,12 @@ def test_a_pass_with_pairs_makes_a_clean_cell_racy_and_unsafe():
     assert is_unsafe(got[0]) and not is_unsafe(got[1])
 
 
+def test_a_wider_pass_joins_the_widest_threads_cell():
+    wide = RacePass("helgrind", 8, 100, RaceStatus.RACY, (RacePair("libx.so", ("f", "g"), 3),))
+    got = racepass.attach([result("p"), result("p", threads=4), result("p", Mode.SERIAL, 1)], {"p": wide}, {})
+    assert [r.verdict for r in got] == [Verdict.SAFE, Verdict.RACY, Verdict.SAFE] and got[1].races == wide
+
+
 def test_a_failing_cell_keeps_its_verdict_with_the_pairs_beside_it():
     got = racepass.attach([result("p", verdict=Verdict.CRASH)], {"p": RACY}, {})
     assert got[0].verdict == Verdict.CRASH and got[0].races == RACY
@@ -104,3 +110,27 @@ def test_probes_with_clean_cells_go_first():
     results = [result("failing", verdict=Verdict.CRASH), result("clean")]
     ordered = sorted([Run("failing"), Run("clean")], key=lambda r: racepass.priority(r, results))
     assert [r.name for r in ordered] == ["clean", "failing"]
+
+
+RARE = str(HERE / "planted" / "rare_probes.py")
+
+
+@needs_valgrind
+@pytest.mark.slow
+def test_the_pass_counts_what_ran_unordered_and_correct_work_stays_clean(tmp_path):
+    """Exact, not by luck: the planted race on every call is racy; the same rare-path work under a
+    mutex, or on private memory, has no race pair in its library; and the shim counted every call,
+    with unordered ones among them."""
+    options = Options(probes=("planted.rare.writer_1", "planted.rare.guarded_48", "planted.rare.private_48"),
+                      plugins=(RARE,), entry_points=False, workdir=str(tmp_path))
+    with Diagnoser(options) as session:
+        passes = racepass.run_races(session, racepass.RaceOptions(threads=4, calls=200, seconds=5.0, timeout=60.0))
+    racy = passes["planted.rare.writer_1"]
+    assert racy.status == RaceStatus.RACY and any("rare_writer" in p.functions for p in racy.pairs), racy.summary()
+    for name in ("planted.rare.guarded_48", "planted.rare.private_48"):
+        got = passes[name]
+        assert got.status == RaceStatus.CLEAN and not any(p.object == "librare.so" for p in got.pairs), got.summary()
+    for got in passes.values():
+        assert got.schedule is not None and got.sections is not None and got.sections >= got.calls > 0
+        assert got.unordered is not None and 0 < got.unordered <= got.calls and got.gil_enabled is True
+        assert got.rarest() is not None

@@ -4,11 +4,24 @@ Pure: text in, a ``RacePass`` out, so that it is tested on stored reports of pla
 
 **Attribution.** A report is two stacks (the access, and the earlier one it conflicts with). The
 *site* of a stack is its innermost frame once pass-through code is skipped (libc's ``memcpy``,
-the dynamic loader, libffi's call bridge, valgrind's preload): a race in ``memcpy`` is its
-caller's. A site in the interpreter (libpython, the python executable, CPython's own extension
-modules in ``lib-dynload``) is the interpreter's own doing: the GIL's drop-request atomics,
-obmalloc at exit. A report counts only when one of its sites lies in another native object, the
-library under test: libhdf5, libnetcdf, libudunits2, a Cython wrapper, a probe's ctypes library.
+the dynamic loader, libffi's call bridge, valgrind's preload, threadprobe's scheduling shim): a
+race in ``memcpy`` is its caller's. A site is the interpreter's own doing when it lies in the
+interpreter (libpython, the python executable, CPython's own extension modules in
+``lib-dynload``: the GIL's drop-request atomics, obmalloc at exit; on a free-threaded build,
+mimalloc, QSBR, the parking lot) or is a function of CPython's C API inlined into another object
+(``Py_INCREF``, ``_Py_atomic_add_ssize``: a name in CPython's ``Py``/``_Py`` namespace from a
+header file, seen when the object has debug information). A report counts only when one of its sites lies in another
+native object, the library under test: libhdf5, libnetcdf, libudunits2, a Cython wrapper, a
+probe's ctypes library.
+
+**The memory.** A report is left out, whoever made it, when the memory raced on is the
+interpreter's: a block the interpreter allocated (its alloc stack's site is the interpreter's), a
+global of CPython's (``_PyRuntime``, ``_Py_NoneStruct``), the interpreter's own segment, or
+anonymous memory that is no malloc block (the detector replaces malloc, so this is the
+interpreter's own allocator: mimalloc's heap of objects on a free-threaded build). There a
+library's accesses are reference counts and object headers (on a free-threaded build, biased
+reference counts inlined into every extension module), which the interpreter orders, not the
+library. A library's own state (its globals, the blocks it allocates) is never left out.
 
 **Pairs.** Counted reports are grouped by the object of the first counted site and the two sites'
 functions, sorted, so that A <-> B and B <-> A are one pair. The first report's stacks are kept.
@@ -38,6 +51,7 @@ PASS_THROUGH = (
     (re.compile(r"/(libc|libpthread|libdl|libm|librt)[.-][^/]*$"), "the C library: memcpy and friends act for their caller"),
     (re.compile(r"/ld-linux[^/]*$"), "the dynamic loader"),
     (re.compile(r"/libffi[.-][^/]*$"), "libffi: ctypes' call bridge into the library"),
+    (re.compile(r"/overlap-[0-9a-f]+\.so$"), "threadprobe's scheduling shim (harness/overlap.c)"),
 )
 #: The interpreter: a site here is the interpreter's own, not the library's.
 INTERPRETER = (
@@ -56,9 +70,40 @@ def site(stack: tuple[Frame, ...]) -> Frame | None:
     return next((f for f in stack if f.obj and not _matches(PASS_THROUGH, f.obj)), None)
 
 
+#: CPython's C API namespace: a function so named, inlined from a header, is the interpreter's
+#: code in another object (a reference count taken by an extension module).
+CAPI = re.compile(r"^_?Py[A-Z_]")
+
+
+def inlined_capi(frame: Frame) -> bool:
+    return bool(CAPI.match(frame.fn)) and (frame.file or "").endswith(".h")
+
+
 def in_library(frame: Frame | None) -> TypeGuard[Frame]:
     """Is this site in the library under test (not the interpreter, not pass-through code)?"""
-    return frame is not None and not _matches(INTERPRETER, frame.obj)
+    return frame is not None and not _matches(INTERPRETER, frame.obj) and not inlined_capi(frame)
+
+
+#: What the memory raced on is, from the detector's description of the address.
+MAPPED = re.compile(r"is in a [rwx-]+ mapped file (\S+) segment")
+SYMBOL = re.compile(r'inside data symbol "([^"]+)"')
+ANONYMOUS = re.compile(r"is in a [rwx-]+ anonymous segment")
+ALLOCATED = re.compile(r"inside a block of size \d+ alloc'd|Allocation context")
+
+
+def interpreter_memory(report: "Report") -> str | None:
+    """Why the memory a report races on is the interpreter's (None: it is the library's, or unknown)."""
+    where = report.memory
+    mapped, symbol = MAPPED.search(where), SYMBOL.search(where)
+    if mapped and _matches(INTERPRETER, mapped.group(1)):
+        return "the interpreter's own data"
+    if symbol and CAPI.match(symbol.group(1)):
+        return "a global of CPython's"
+    if ANONYMOUS.search(where):
+        return "the interpreter's object heap (anonymous memory, no malloc block)"
+    if report.alloc and not in_library(site(report.alloc)):
+        return "a block the interpreter allocated"
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +113,8 @@ class Report:
     kind: str
     what: str
     stacks: tuple[tuple[Frame, ...], ...]
+    memory: str = ""  # the detector's description of the address ("inside data symbol ...")
+    alloc: tuple[Frame, ...] = ()  # where the block raced on was allocated, when it is one
 
 
 def _frame(node: ET.Element) -> Frame:
@@ -85,11 +132,28 @@ def reports(xml: str) -> list[Report]:
         except ET.ParseError:
             continue
         what = node.findtext("xwhat/text") or node.findtext("what") or ""
-        # Only the accesses' own stacks: DRD adds where the other thread's segment began and
-        # ended (nested in other_segment_*), which is context, not the conflicting access.
-        stacks = tuple(tuple(_frame(f) for f in s.iter("frame")) for s in node.findall("stack"))
-        found.append(Report(node.findtext("kind") or "", what, stacks))
+        found.append(Report(node.findtext("kind") or "", what, *_stacks(node)))
     return found
+
+
+def _stacks(node: ET.Element) -> tuple[tuple[tuple[Frame, ...], ...], str, tuple[Frame, ...]]:
+    """The accesses' stacks, the description of the address, and the stack that allocated it.
+
+    Only direct children: DRD nests where the other thread's segment began and ended (in
+    other_segment_*), which is context, not the conflicting access. A stack that follows the
+    address's description ("... alloc'd") is where the block was allocated."""
+    stacks: list[tuple[Frame, ...]] = []
+    memory, alloc, after_address = "", (), False
+    for child in node:
+        if child.tag == "auxwhat" and (child.text or "").startswith("Address"):
+            memory, after_address = child.text or "", ALLOCATED.search(child.text or "") is not None
+        elif child.tag == "stack":
+            frames = tuple(_frame(f) for f in child.iter("frame"))
+            if after_address:
+                alloc, after_address = frames, False
+            else:
+                stacks.append(frames)
+    return tuple(stacks), memory, alloc
 
 
 EXTENSION = re.compile(r"\.(cpython-[^/]*|abi3)\.so$")
@@ -141,7 +205,7 @@ def pairs(found: Iterable[Report]) -> tuple[tuple[RacePair, ...], int, int]:
         total += 1
         sites = [site(stack) for stack in report.stacks[:2]] or [None]
         counted = [s for s in sites if in_library(s)]
-        if not counted:
+        if not counted or interpreter_memory(report):
             ignored += 1
             continue
         functions = tuple(sorted((s.fn or "???") if s is not None else "???" for s in sites))

@@ -34,9 +34,9 @@ from threadprobe.probe import registry
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, ProbeRun, safe_name
 from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
-from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector
-from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, Result, Trial, TrialRun, is_failing, is_unavailable, verdict_of,
-                             with_races)
+from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector, shim
+from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, Result, Trial, TrialRun, is_failing,
+                                 is_unavailable, verdict_of, with_races)
 
 #: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
 #: them. Each call's GIL hand-offs order the threads unless a thread switch lands inside a call,
@@ -57,13 +57,14 @@ SLOWDOWN = 60.0
 @dataclass(frozen=True)
 class RaceOptions:
     tool: str = "helgrind"
-    threads: int = 2
+    threads: int = 8
     calls: int | None = None  # per probe; None: the probe's race_calls, else DEFAULT_CALLS
     seconds: float = DEFAULT_SECONDS  # of calls per probe: each thread stops taking tasks then
     timeout: float = 300.0  # seconds without progress before a pass is declared failed
     suppressions: tuple[str, ...] = ()
     budget: float | None = None  # seconds for the whole pass; probes past it are not run
     lanes: int = 0  # 0: one per core, at most 2
+    schedule: RaceSchedule = RaceSchedule.MEET
 
 
 def calls_for(cls: type, options: RaceOptions) -> int:
@@ -100,7 +101,7 @@ def of(options: Options) -> RaceOptions:
     """The race pass's options, from a diagnosis's."""
     return RaceOptions(tool=options.races or "helgrind", threads=options.race_threads, calls=options.race_calls,
                        seconds=options.race_seconds or DEFAULT_SECONDS, suppressions=options.suppressions,
-                       budget=options.race_budget)
+                       budget=options.race_budget, schedule=RaceSchedule(options.race_schedule))
 
 
 def failure_of(got: TrialRun, tool: str) -> str | None:
@@ -121,14 +122,17 @@ def failure_of(got: TrialRun, tool: str) -> str | None:
 class Lane:
     """One fork server under the detector, and the trials it forks, one at a time."""
 
-    def __init__(self, session: Diagnoser, options: RaceOptions, folder: Path) -> None:
+    def __init__(self, session: Diagnoser, options: RaceOptions, folder: Path,
+                 built: tuple[Path | None, str] = (None, "not built")) -> None:
         self.session = session
         self.options = options
-        self.detector = Detector(options.tool, folder, options.suppressions)
+        self.detector = Detector(options.tool, folder, options.suppressions, options.schedule.value)
+        self.shim, self.shim_note = built
         folder.mkdir(parents=True, exist_ok=True)
         self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
                                           prefix=self.detector.prefix(),
-                                          env=race_env(session.options), ready_timeout=READY_TIMEOUT)
+                                          env={**race_env(session.options), **self.detector.env(self.shim)},
+                                          ready_timeout=READY_TIMEOUT)
         self.launcher: launch.Launcher | None = None
         self.startup = 0.0
 
@@ -155,8 +159,21 @@ class Lane:
         failure = failure_of(got, self.options.tool)
         if failure is None and not texts:
             failure = f"{self.options.tool} wrote no report"
-        return races.analyse(texts, self.options.tool, self.options.threads, outcome.tasks, failure,
-                             time.monotonic() - began)
+        found = races.analyse(texts, self.options.tool, self.options.threads, outcome.tasks, failure,
+                              time.monotonic() - began)
+        return self.with_power(found, got)
+
+    def with_power(self, found: RacePass, got: TrialRun) -> RacePass:
+        """The pass with what the shim counted in its workers, and the GIL they ran with."""
+        counts = [self.detector.overlap_of(w.pid) for w in got.workers if w.pid]
+        gil = [w.report.gil_enabled for w in got.workers if w.report is not None]
+        gil_enabled = None if not gil or None in gil else any(gil)
+        if self.shim is None or not counts or None in counts:
+            note = self.shim_note if self.shim is None else "the scheduling shim counted nothing"
+            return found.replace(gil_enabled=gil_enabled, power_note=note)
+        _, sections, unordered, pairs = (sum(c[k] for c in counts if c) for k in range(4))
+        return found.replace(schedule=self.options.schedule, sections=sections, unordered=unordered,
+                             overlap_pairs=pairs, gil_enabled=gil_enabled)
 
     def close(self) -> None:
         self.launchers.close()
@@ -177,8 +194,10 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
     guard = threading.Lock()
     began = [time.monotonic()]
 
+    built = shim()
+
     def lane_loop(n: int) -> None:
-        lane = Lane(session, options, session.root / "races" / f"lane{n}")
+        lane = Lane(session, options, session.root / "races" / f"lane{n}", built)
         try:
             failed = lane.start(preload)
             with guard:
@@ -220,13 +239,20 @@ def _ready(session: Diagnoser) -> list[ProbeRun]:
     return [run for run in todo if run.failed is None]
 
 
+def cell_for(results: Sequence[Result], probe: str, threads: int) -> int | None:
+    """Where a pass of ``threads`` threads joins: its probe's threads cell of that width, else its
+    widest threads cell (a race between two threads is there whatever the width), else none."""
+    cells = [(r.threads == threads, r.threads, k) for k, r in enumerate(results) if r.probe == probe
+             and r.mode == Mode.THREADS and r.processes == 1 and r.remedy is None and not is_unavailable(r.verdict)]
+    return max(cells)[2] if cells else None
+
+
 def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies: dict[str, str]) -> list[Result]:
-    """Pure: each pass joins its probe's threads cell of the same width (a cell of its own when the
+    """Pure: each pass joins its probe's threads cell (``cell_for``; a cell of its own when the
     diagnosis has none: a pass alone, ``--no-stress``), through ``records.with_races``."""
     out = list(results)
     for probe, found in passes.items():
-        at = next((k for k, r in enumerate(out) if r.probe == probe and r.mode == Mode.THREADS
-                   and r.processes == 1 and r.threads == found.threads and r.remedy is None), None)
+        at = cell_for(out, probe, found.threads)
         if at is not None:
             out[at] = with_races(out[at], found)
             continue
