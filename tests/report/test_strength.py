@@ -16,7 +16,7 @@ from threadprobe.report import html as htmlreport
 from threadprobe.report import strength
 from threadprobe.report.strength import Strength
 
-CLEAN = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN)
+CLEAN = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=2000, unordered=1900, overlap_pairs=1900)  # strong
 
 
 def cell(probe: str, trials: int, races: RacePass | None = None, mode: str = "threads", verdict: str = "safe") -> Result:
@@ -36,6 +36,9 @@ CASES = {
                           Strength.WIDE, "no failure seen"),
     "pass_with_no_calls": (cell("a.no_calls", 11, RacePass("helgrind", 2, 0, RaceStatus.CLEAN)), Strength.WIDE,
                            "no failure seen"),
+    "thin_pass": (cell("a.thin", 11, RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, sections=2000, unordered=20)),
+                  Strength.WIDE, "no failure seen"),  # a pass that could miss a path of 1 call in 9 is no vouch
+    "uncounted_pass": (cell("a.uncounted", 149, RacePass("helgrind", 2, 2000, RaceStatus.CLEAN)), Strength.NARROW, "safe"),
     "processes_wide": (cell("a.processes", 11, mode="processes"), Strength.WIDE, "no failure seen"),
     "serial_oracle": (cell("a.serial", 1, mode="serial"), Strength.ORACLE, "ok (oracle)"),
 }
@@ -62,7 +65,8 @@ def test_a_wide_bound_without_race_evidence_is_not_the_green_of_a_clean_race_pas
 def test_the_label_carries_trials_bound_and_race_evidence():
     r = CASES["race_clean_few_trials"][0]
     assert strength.label(r) == "safe 0/11 trials (<24%)"
-    assert strength.race_text(r) == "no race in 2000 calls (helgrind)"
+    assert strength.race_text(r) == ("clean (strong): 2,000 calls, 1,900 unordered; misses paths rarer than 1 in ~825 "
+                                     "(helgrind)")
     assert strength.race_text(CASES["wide_bound_no_pass"][0]) == "no race pass"
     assert strength.race_text(CASES["processes_wide"][0]) == ""  # a pass cannot cover separate processes
 

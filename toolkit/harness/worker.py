@@ -109,7 +109,8 @@ def task_marker() -> Callable[[int], None] | None:
     task call starts and ends, so that it counts the library's GIL-released sections and not the
     harness's own. Called through PyDLL, so marking releases no GIL."""
     try:
-        return ctypes.PyDLL(None).threadprobe_task  # type: ignore[no-any-return]
+        marker: Callable[[int], None] = ctypes.PyDLL(None).threadprobe_task
+        return marker
     except (OSError, AttributeError):
         return None
 

@@ -36,6 +36,11 @@ changes meaning or disappears; adding an optional field does not need a bump):
   names the state its trials ran in (``gil``: ``as_imported`` or ``off``) and the modules whose
   import turned the GIL back on in its workers (``gil_reenabled_by``); on a free-threaded build one
   diagnosis holds both states. Versions 1 to 3 are still read: their results ran ``as_imported``.
+  Later optional fields, in a result's race pass: how the pass's threads were scheduled
+  (``schedule``), the GIL-released sections of its calls, the calls that ran unordered with another
+  thread's and the overlapping pairs (``sections``, ``unordered``, ``overlap_pairs``: counted by the
+  scheduling shim), the GIL in its workers (``gil_enabled``), and why its power is unknown
+  (``power_note``). A pass without them states no power: it reads as ``unknown``, never strong.
   A remedy is an object, in results and in a choice's ``locks`` (``kind``: ``library_lock`` with
   its ``library`` and the ``calls`` made under it, ``global_lock``, ``processes``; ``trials``);
   the strings of earlier versions read as those kinds. A choice names the ``gil`` state it was

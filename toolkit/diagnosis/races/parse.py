@@ -143,7 +143,8 @@ def _stacks(node: ET.Element) -> tuple[tuple[tuple[Frame, ...], ...], str, tuple
     other_segment_*), which is context, not the conflicting access. A stack that follows the
     address's description ("... alloc'd") is where the block was allocated."""
     stacks: list[tuple[Frame, ...]] = []
-    memory, alloc, after_address = "", (), False
+    alloc: tuple[Frame, ...] = ()
+    memory, after_address = "", False
     for child in node:
         if child.tag == "auxwhat" and (child.text or "").startswith("Address"):
             memory, after_address = child.text or "", ALLOCATED.search(child.text or "") is not None
