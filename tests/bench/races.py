@@ -206,6 +206,7 @@ def power(n: int, tmp: Path, log: dict) -> list[str]:
                 *[a for p in POWER_PROBES for a in ("--probe", p)]]
         runs = repeat(f"power {label}", args, n, tmp, log)
         lines += power_lines(label, runs)
+        log.setdefault("power summary", {})[label] = lines[-1]  # kept when a later run measures other designs
     return lines
 
 

@@ -175,3 +175,41 @@ def test_the_address_and_its_allocation_stack_are_read_from_the_xml():
     found = [r for r in races.reports(fixture("helgrind-racy")) if r.kind == "Race"]
     assert any('data symbol "shared_buf"' in r.memory for r in found)
     assert all(len(r.stacks) <= 2 for r in found)  # the allocation stack is not an access
+
+
+# The free-threaded build with the GIL off (tests/fixtures/valgrind/make-ft.sh made these).
+def counted_sites(name: str) -> list[tuple[str, str | None]]:
+    """(function, why its memory is the interpreter's) for each report with a site in a library."""
+    out = []
+    for r in races.reports(fixture(name)):
+        sites = [s for s in (races.site(stack) for stack in r.stacks[:2]) if races.in_library(s)]
+        if r.kind in races.RACE_KINDS and sites:
+            out.append((sites[0].fn, races.interpreter_memory(r)))
+    return out
+
+
+def test_free_threaded_interpreters_own_reports_are_all_left_out():
+    """References to one shared object from a GIL-free extension: mimalloc's heap, the
+    interpreter's own data and blocks, all the interpreter's, none the extension's."""
+    got = races.analyse([fixture("ft-references")], "helgrind", 2, 20)
+    assert got.status == RaceStatus.CLEAN and got.reports == got.ignored > 0
+    reasons = {races.interpreter_memory(r) for r in races.reports(fixture("ft-references"))}
+    assert {"the interpreter's object heap (anonymous memory, no malloc block)", "the interpreter's own data",
+            "a block the interpreter allocated"} <= reasons  # each memory rule, read from real XML
+
+
+def test_free_threaded_extensions_own_race_is_still_named():
+    got = races.analyse([fixture("ft-racy-static")], "helgrind", 2, 20)
+    assert [p.key for p in got.pairs] == ["shared_object.cpython-313t-x86_64-linux-gnu.so: racy <-> racy"]
+    assert got.ignored == got.reports - sum(p.count for p in got.pairs)
+
+
+def test_a_recycled_python_buffer_is_not_the_librarys_race():
+    """Per-call ctypes buffers come from mimalloc, which hands a freed block to another thread with
+    nothing the detector sees ordering it: racy_fill's writes there are left out, its writes to
+    its own static are not."""
+    sites = counted_sites("ft-racy-fill")
+    assert ("racy_fill", "the interpreter's object heap (anonymous memory, no malloc block)") in sites
+    assert ("racy_fill", None) in sites
+    got = races.analyse([fixture("ft-racy-fill")], "helgrind", 2, 20)
+    assert [p.key for p in got.pairs] == ["libdefects.so: racy_fill <-> racy_fill"]
