@@ -69,6 +69,7 @@ def test_the_label_carries_trials_bound_and_race_evidence():
                                      "(helgrind)")
     assert strength.race_text(CASES["wide_bound_no_pass"][0]) == "no race pass"
     assert strength.race_text(CASES["processes_wide"][0]) == ""  # a pass cannot cover separate processes
+    assert strength.label(CASES["serial_oracle"][0]) == "ok (oracle) 0/1 trials"  # no bound: not a concurrency claim
 
 
 def diagnosis() -> Diagnosis:
@@ -97,8 +98,7 @@ def test_the_console_and_the_html_page_agree_on_every_cell():
         assert css == strength.css(r), (r.probe, css)
         assert word in text and word in report.cell(r)
         assert strength.race_text(r) in text and strength.race_text(r) in report.cell(r)
-        if r.trials and r.mode != "serial":
-            assert strength.trials_text(r) in text and strength.trials_text(r) in report.cell(r)
+        assert strength.trials_text(r) in text and strength.trials_text(r) in report.cell(r)
     assert all(line.split(":")[0] in console for line in strength.legend_lines())
 
 

@@ -78,10 +78,11 @@ def word(r: Result) -> str | None:
 
 
 def trials_text(r: Result) -> str:
-    """The stress evidence: failing of total trials and, for a clean cell, the bound."""
+    """The stress evidence: failing of total trials and, for a clean concurrent cell, the bound (the
+    oracle's runs are what the others are compared with, not a claim about concurrency)."""
     if not r.trials:
         return "no stress trials"
-    bound = f" (<{r.failure_rate_upper95:.0%})" if is_clean(r.verdict) else ""
+    bound = f" (<{r.failure_rate_upper95:.0%})" if is_clean(r.verdict) and r.mode != Mode.SERIAL else ""
     return f"{r.failed_trials}/{r.trials} trials{bound}"
 
 
@@ -99,8 +100,8 @@ def race_text(r: Result) -> str:
 
 
 def label(r: Result) -> str:
-    """A clean cell's words: what it is called, then its trials and bound (the oracle: its word)."""
-    return f"{word(r)} {trials_text(r)}" if of(r) not in (None, Strength.ORACLE) else str(word(r) or r.verdict)
+    """A clean cell's words: what it is called, then its trials and bound."""
+    return f"{word(r)} {trials_text(r)}" if of(r) is not None else str(r.verdict)
 
 
 def style(r: Result) -> str | None:
