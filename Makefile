@@ -42,13 +42,15 @@ test: $(STAMP)
 
 # Benchmarks, each writing reports/*.json: harness and plugin overhead, detection power, verdict
 # reproducibility, contention beside a busy neighbour, race amplification, the plugin on Iris's
-# own suites, the runner's workloads under every scheduler, each repetition from a fresh
-# diagnosis (makes about 6 GiB of data in reports/bench-data on first use), and the race pass's
-# figures (tests/bench/races.py: about 2 hours). About 6 hours.
+# own suites (on the free-threaded build too, beside pytest-run-parallel, when .venv-ft exists),
+# the runner's workloads under every scheduler, each repetition from a fresh diagnosis (makes
+# about 6 GiB of data in reports/bench-data on first use), and the race pass's figures
+# (tests/bench/races.py: about 2 hours). About 6 hours.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -p no:xdist -s --timeout=0 $(ARGS)
 	$(BIN)/python tests/bench/amplify.py --rounds 100
 	$(BIN)/python tests/bench/iris_suites.py
+	$(BIN)/python tests/bench/plugin_freethreaded.py
 	$(BIN)/python tests/bench/repro_rate.py reports/repro
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load

@@ -41,8 +41,8 @@ from threadprobe.report import benchfile
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "iris-test-data" / "test_data"
 RUN_PARALLEL = "pytest-run-parallel==0.10.*"
-SECTION = re.compile(r"^=+ threadprobe: (\d+) (thread-unsafe|not re-entrant) .*=+$")
-SERIAL = re.compile(r"^-+ threadprobe: (\d+) ran serially -+$")
+SECTION = re.compile(r"^=+ threadprobe: (\d+) (thread-unsafe|not re-entrant|shared state|serial failure) .*=+$")
+SERIAL = re.compile(r"^-+ threadprobe: (\d+) ran serially .*-+$")
 PARTS = ("thread_safety", "netcdf", "wider", "overhead")
 #: Iris's unit tests that never reach netcdf-c, so that pytest-run-parallel (whose session a
 #: segfault ends) finishes them too.
@@ -110,9 +110,9 @@ def labels(output: str) -> dict[str, list[str]]:
             current = match.group(2) if match.re is SECTION else "serial"
             out[current] = []
             continue
-        if line.startswith(("=", "-")) and current is not None and line.strip("=- ") != "":
+        if line.startswith(("=", "-", "threadprobe:")) and current is not None and line.strip("=- ") != "":
             current = None
-        if current is not None and line.strip():
+        if current is not None and "::" in line:  # a test's line, not a crash's frames under it
             out[current].append(line.strip())
     return out
 
@@ -204,7 +204,7 @@ def wider_suite(tests: Path) -> dict:
     wider = [tests / "unit" / "fileformats", tests / "integration" / "netcdf"]
     wide_plain, wide = session(wider, "plain"), session(wider, "threadprobe")
     table: dict[str, Counter] = {}
-    for label in ("thread-unsafe", "not re-entrant", "serial"):
+    for label in ("thread-unsafe", "shared state", "not re-entrant", "serial"):
         for line in wide["labels"].get(label, []):
             table.setdefault(folder_of(line.split(": ")[0]), Counter())[label] += 1
     return {
