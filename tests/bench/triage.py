@@ -28,7 +28,7 @@ DEFECTS = ROOT / "tests" / "planted" / "defects.c"
 
 def expected(iterations: int) -> dict[str, str]:
     labels = {"test_once_per_process": "not re-entrant", "test_planted_c_race": "thread-unsafe",
-              "test_shared_module_box": "shared state"}
+              "test_shared_module_box": "shared state", "TestClassFolder": "shared state"}
     if iterations > 1:
         labels["test_own_file"] = "not re-entrant"
     return labels
@@ -76,7 +76,8 @@ def main() -> int:
                           f"({time.monotonic() - began:.0f}s): {runs[-1]}", flush=True)
                 log["sessions"][str(iterations)] = runs
                 want = expected(iterations)
-                for test in ("test_own_file", "test_once_per_process", "test_planted_c_race", "test_shared_module_box"):
+                for test in ("test_own_file", "test_once_per_process", "test_planted_c_race", "test_shared_module_box",
+                             "TestClassFolder"):
                     label = want.get(test, "unlabelled (passes)")
                     hits = sum(1 for r in runs if r.get(test, "unlabelled (passes)") == label)
                     seen = Counter(r.get(test, "unlabelled (passes)") for r in runs)

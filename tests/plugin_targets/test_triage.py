@@ -15,10 +15,15 @@ depends on timing luck: each failure is forced.
 - ``test_shared_module_box``: the threads share a module-scoped fixture, and each claims it and
   then finds the other's claim (the claims are 0.2 s apart from the check, far longer than the
   threads' start skew). Fine in one thread, and fine when each thread has its own box: shared state.
+- ``TestClassFolder::test_lock``: a class-scoped fixture sets the class's folder (as Iris's UGRID
+  save tests set ``request.cls.temp_dir``), and each run holds an exclusive lock on one file there
+  for 0.2 s: in a row, fine; two threads on the class's one folder, the second cannot lock; with a
+  class of their own each (own state), fine: shared state.
 (Not collected by threadprobe's own suite: tests/pytest/test_plugin.py runs it in sessions.)
 """
 
 import ctypes
+import fcntl
 import os
 import threading
 import time
@@ -63,3 +68,14 @@ def test_shared_module_box(box, thread_index):
     box["owner"] = thread_index
     time.sleep(0.2)
     assert box["owner"] == thread_index, "another thread claimed the module's box"
+
+
+class TestClassFolder:
+    @pytest.fixture(autouse=True, scope="class")
+    def _folder(self, request, tmp_path_factory):
+        request.cls.folder = tmp_path_factory.mktemp("class-folder")
+
+    def test_lock(self):
+        with open(self.folder / "held.lock", "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while another run holds it
+            time.sleep(0.2)

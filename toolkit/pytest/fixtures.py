@@ -21,6 +21,9 @@ request for per-thread fixtures, its issue 14, is this). The private names used,
   again, and put back so that pytest tears down its own instance; each thread's finalizers are
   collected by overriding ``addfinalizer`` on the item and its parents while its instance is made.
 - ``Function._instance``, ``_obj``, ``_getinstance()``, ``_getobj()``: a new test-class instance.
+- ``Class._obj`` (with ``own_state``): the test class, swapped for a subclass of its own per thread
+  while its fixtures are made, so that what a class-scoped fixture sets on ``request.cls`` (Iris's
+  ``request.cls.temp_dir``) is that thread's.
 
 ``supported`` says whether this pytest has them; the plugin runs such tests serially when it does
 not, or when a fixture cannot be set up twice.
@@ -29,7 +32,7 @@ not, or when a fixture cannot be set up twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,32 +110,50 @@ def shared(item: pytest.Function) -> Instance:
 
 
 @contextmanager
-def _set_aside(item: pytest.Function, defs: list[Any], collected: list[Callable[[], Any]]) -> Iterator[None]:
-    """Inside: the definitions have no cached value, the item has a new class instance, and every
-    finalizer registered on the item or its parents lands in ``collected``. Put back after."""
+def _own_class(item: pytest.Function) -> Iterator[None]:
+    """Inside: the item's test class is a subclass of its own (class attributes set now are its)."""
+    node = item.getparent(pytest.Class)
+    if node is None:
+        yield
+        return
+    cls = node.obj
+    node._obj = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    try:
+        yield
+    finally:
+        node._obj = cls
+
+
+@contextmanager
+def _set_aside(item: pytest.Function, defs: list[Any], collected: list[Callable[[], Any]],
+               own_state: bool = False) -> Iterator[None]:
+    """Inside: the definitions have no cached value, the item has a new class instance (of a class
+    of its own, with ``own_state``), and every finalizer registered on the item or its parents
+    lands in ``collected``. Put back after."""
     saved = {fd: (fd.cached_result, list(fd._finalizers)) for fd in defs}
     saved_obj, saved_instance = getattr(item, "_obj", None), getattr(item, "_instance", None)
     nodes = item.listchain()
     originals = [node.addfinalizer for node in nodes]
-    try:
-        for fd in defs:
-            fd.cached_result = None
-            fd._finalizers.clear()
-        if getattr(item, "cls", None) is not None:
-            item._instance = item._getinstance()
-            item._obj = item._getobj()
-        for node in nodes:
-            node.addfinalizer = collected.append  # type: ignore[method-assign,assignment]
-        yield
-    finally:
-        for node, original in zip(nodes, originals):
-            node.addfinalizer = original  # type: ignore[method-assign]
-        for fd, (cached, fins) in saved.items():
-            fd.cached_result, fd._finalizers[:] = cached, fins
-        if saved_obj is not None:
-            item._obj = saved_obj
-        if saved_instance is not None:
-            item._instance = saved_instance
+    with _own_class(item) if own_state else nullcontext():
+        try:
+            for fd in defs:
+                fd.cached_result = None
+                fd._finalizers.clear()
+            if getattr(item, "cls", None) is not None:
+                item._instance = item._getinstance()
+                item._obj = item._getobj()
+            for node in nodes:
+                node.addfinalizer = collected.append  # type: ignore[method-assign,assignment]
+            yield
+        finally:
+            for node, original in zip(nodes, originals):
+                node.addfinalizer = original  # type: ignore[method-assign]
+            for fd, (cached, fins) in saved.items():
+                fd.cached_result, fd._finalizers[:] = cached, fins
+            if saved_obj is not None:
+                item._obj = saved_obj
+            if saved_instance is not None:
+                item._instance = saved_instance
 
 
 def fresh(item: pytest.Function, thread: int, own_state: bool = False) -> Instance:
@@ -144,7 +165,7 @@ def fresh(item: pytest.Function, thread: int, own_state: bool = False) -> Instan
     collected: list[Callable[[], Any]] = []
     CURRENT["thread"] = thread
     try:
-        with _set_aside(item, defs, collected):
+        with _set_aside(item, defs, collected, own_state):
             request = TopRequest(item, _ispytest=True)
             values = {name: request.getfixturevalue(name) for name in item.fixturenames}
             kwargs = {name: values[name] for name in argnames(item)}

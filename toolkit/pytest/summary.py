@@ -39,6 +39,8 @@ def why(label: Label, threaded: BodyRun, control: BodyRun, own: BodyRun | None) 
         return f"{threaded.headline}; serially: {control.headline}"
     if label == Label.SHARED_STATE:
         return f"{threaded.headline}; each thread with its own fixtures: fine"
+    if own is not None:
+        return f"{threaded.headline}; each thread with its own fixtures too: {own.headline}"
     return threaded.headline
 
 
