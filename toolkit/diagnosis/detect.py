@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from threadprobe.records import (
     verdict_of,
+    EvidenceKind,
     Stage,
     SEVERITY,
     Contention,
@@ -83,7 +84,7 @@ def classify(run: TrialRun, oracle: Oracle | None) -> Outcome:
     trial = run.trial
     evidence: list[Evidence] = []
     if run.harness_error:
-        evidence.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, stage=Stage.HARNESS,
+        evidence.append(Evidence(kind=EvidenceKind.ERROR, trial=trial.index, stage=Stage.HARNESS,
                                  summary=f"harness failure: {run.harness_error}", message=run.harness_error))
     for w in run.workers:
         evidence += _worker_evidence(w, run, oracle)
@@ -125,20 +126,20 @@ def _worker_evidence(w: WorkerRun, run: TrialRun, oracle: Oracle | None) -> list
     """What one worker shows: a hang, a crash, an early exit, or its errors and wrong results."""
     trial = run.trial
     if run.hung and w.stacks is not None:
-        return [Evidence(kind=Kind.HANG.value, trial=trial.index, worker=w.worker, stacks=w.stacks,
+        return [Evidence(kind=EvidenceKind.HANG, trial=trial.index, worker=w.worker, stacks=w.stacks,
                          stack_source=w.stack_source,
                          summary=f"worker {w.worker} made no progress for {trial.timeout:g}s; stacks taken, tree killed")]
     if w.signal is not None:
-        return [Evidence(kind=Kind.CRASH.value, trial=trial.index, worker=w.worker, signal=w.signal,
+        return [Evidence(kind=EvidenceKind.CRASH, trial=trial.index, worker=w.worker, signal=w.signal,
                          traceback=w.fault or w.output, summary=f"worker {w.worker} died by {w.signal}")]
     if w.report is None:
-        return [Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=Stage.EXIT,
+        return [Evidence(kind=EvidenceKind.ERROR, trial=trial.index, worker=w.worker, stage=Stage.EXIT,
                          error_type="WorkerExit", message=w.output[-2000:],
                          summary=f"worker {w.worker} exited with code {w.returncode} before reporting")]
     found = []
     for err in w.report.errors:
         where = f" at i={err.index}" if err.index is not None else ""
-        found.append(Evidence(kind=Kind.ERROR.value, trial=trial.index, worker=w.worker, stage=err.stage,
+        found.append(Evidence(kind=EvidenceKind.ERROR, trial=trial.index, worker=w.worker, stage=err.stage,
                               index=err.index, error_type=err.error_type, message=err.message,
                               traceback=err.traceback,
                               summary=f"{err.error_type} in {err.stage}{where}: {first_line(err.message)}"))
@@ -155,7 +156,7 @@ def _corruption(w: WorkerRun, index: int, oracle: Oracle) -> list[Evidence]:
         key = str(i)
         only_message = data.get(key, digests[key]) == oracle.data_of(key)
         what = "an exception's message" if only_message else "the result"
-        found.append(Evidence(kind=Kind.CORRUPT.value, trial=index, worker=w.worker, index=i,
+        found.append(Evidence(kind=EvidenceKind.CORRUPT, trial=index, worker=w.worker, index=i,
                               expected=oracle.digests[key], actual=digests[key],
                               severity=Corruption.MESSAGE if only_message else Corruption.DATA,
                               summary=f"{what} of i={i} differs from the serial run ({len(bad)} of {len(digests)} differ)"))

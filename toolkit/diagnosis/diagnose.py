@@ -28,7 +28,7 @@ from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, Instrument, Stage, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -194,7 +194,7 @@ class Diagnoser:
         self.probes = [ProbeRun(info, cells) for info in infos]
         for run in self.probes:
             if not run.info.available:
-                run.failed = Evidence(kind="unavailable", trial=0, summary=run.info.reason or "unavailable")
+                run.failed = Evidence(kind=EvidenceKind.UNAVAILABLE, trial=0, summary=run.info.reason or "unavailable")
         self.started = time.monotonic()
         self.trials = 0
         self.failures = 0
@@ -242,7 +242,7 @@ class Diagnoser:
                                        self.root / "jobs" / safe_name(run.name) / "prepare",
                                        self.options.plugins, timeout=self.options.prepare_timeout)
         except launch.HarnessError as exc:
-            run.failed = Evidence(kind="error", trial=0, stage=Stage.HARNESS, summary=f"cannot start workers: {exc}")
+            run.failed = Evidence(kind=EvidenceKind.ERROR, trial=0, stage=Stage.HARNESS, summary=f"cannot start workers: {exc}")
             return False
         if prep:
             err = prep[0]
@@ -250,7 +250,7 @@ class Diagnoser:
                 run.failed = unavailable(err.missing, cls.unavailable_hint)
             else:
                 run.failed = Evidence(
-                    kind="error", trial=0, stage=Stage.PREPARE, error_type=err.error_type, message=err.message,
+                    kind=EvidenceKind.ERROR, trial=0, stage=Stage.PREPARE, error_type=err.error_type, message=err.message,
                     traceback=err.traceback,
                     summary=f"prepare failed: {err.error_type}: {detect.first_line(err.message)}")
             return False
@@ -303,7 +303,7 @@ class Diagnoser:
         results: list[Result] = []
         for run in self.probes:
             if run.failed is not None:
-                verdict = Verdict.UNAVAILABLE if run.failed.kind == "unavailable" else Verdict.ERROR
+                verdict = Verdict.UNAVAILABLE if run.failed.kind == EvidenceKind.UNAVAILABLE else Verdict.ERROR
                 results += [detect.not_run(run.name, run.info.dependency, c.mode, c.processes, c.threads, verdict,
                                            run.failed, c.gil) for c in run.cells]
                 continue
@@ -342,7 +342,7 @@ class Diagnoser:
 
 
 def unavailable(module: str, hint: str = "") -> Evidence:
-    return Evidence(kind="unavailable", trial=0, stage=Stage.IMPORT,
+    return Evidence(kind=EvidenceKind.UNAVAILABLE, trial=0, stage=Stage.IMPORT,
                     summary=f"No module named {module!r}" + (f": {hint}" if hint else ""))
 
 

@@ -26,7 +26,7 @@ from threadprobe.diagnosis import diagnose as diagnosing
 from threadprobe.harness import launch
 from threadprobe.probe import Probe, refs
 from threadprobe.pytest import fixtures
-from threadprobe.records import Evidence, Kind, Mode, Outcome, Purpose, Stage, Trial
+from threadprobe.records import Evidence, EvidenceKind, Kind, Mode, Outcome, Purpose, Stage, Trial
 
 #: Innermost frames of a crashing thread that the summary shows.
 FRAMES = 3
@@ -145,7 +145,7 @@ def describe(outcome: Outcome, run: Run, layout: Layout, threads: int, timeout: 
              threads_at_fork: tuple[str, ...] = ()) -> BodyRun:
     """A classified outcome as the plugin shows it."""
     base = BodyRun(outcome.kind, run, gil_enabled=outcome.gil_enabled, threads_at_fork=threads_at_fork)
-    errors = [e for e in outcome.evidence if e.kind == Kind.ERROR]
+    errors = [e for e in outcome.evidence if e.kind == EvidenceKind.ERROR]
     if outcome.kind == Kind.OK:
         return base
     if errors and all((e.error_type or "").endswith("_Skip") for e in errors):

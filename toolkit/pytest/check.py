@@ -21,7 +21,7 @@ from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis import diagnose as diagnosing
 from threadprobe.harness import launch
 from threadprobe.probe import function_probe, refs
-from threadprobe.records import Kind, Mode, ProbeInfo, Purpose, Result, is_clean
+from threadprobe.records import EvidenceKind, Kind, Mode, ProbeInfo, Purpose, Result, is_clean
 
 
 @dataclass(frozen=True)
@@ -142,12 +142,12 @@ def failure_text(problems: list[Result], inputs: list[Any]) -> str:
         mode = "serially" if r.mode == Mode.SERIAL else f"under {r.workers} {r.mode}"
         lines.append(f"{r.probe} {r.verdict} {mode} in {r.failed_trials} of {r.trials} trials")
         for e in r.evidence[:3]:
-            if e.kind == Kind.CORRUPT and e.index is not None:
+            if e.kind == EvidenceKind.CORRUPT and e.index is not None:
                 lines.append(f"  input {inputs[e.index % len(inputs)]!r} (i={e.index}): expected digest "
                              f"{e.expected}, got {e.actual}")
-            elif e.kind == Kind.CRASH:
+            elif e.kind == EvidenceKind.CRASH:
                 lines.append(f"  killed by {e.signal}:\n{_indent(e.traceback)}")
-            elif e.kind == Kind.HANG:
+            elif e.kind == EvidenceKind.HANG:
                 lines.append(f"  hung; stacks ({e.stack_source}):\n{_indent(e.stacks)}")
             else:
                 lines.append(f"  {e.summary}\n{_indent(e.traceback)}")

@@ -97,6 +97,16 @@ class Kind(_Text):
 SEVERITY: tuple[Kind, ...] = tuple(Kind)
 
 
+class EvidenceKind(_Text):
+    """What one piece of evidence shows: a trial's failure, or why a probe could not run."""
+
+    CRASH = "crash"
+    CORRUPT = "corrupt"
+    HANG = "hang"
+    ERROR = "error"
+    UNAVAILABLE = "unavailable"  # a module the probe needs is missing here
+
+
 class Verdict(_Text):
     SAFE = "safe"
     CRASH = "crash"
@@ -528,7 +538,7 @@ class Evidence(Record):
 
     _omit_none: ClassVar[bool] = True
 
-    kind: str
+    kind: EvidenceKind
     trial: int
     summary: str
     worker: int | None = None
