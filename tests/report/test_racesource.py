@@ -82,12 +82,16 @@ def test_a_python_change_or_a_fingerprint_without_libraries_is_never_the_same_bu
         "the fingerprint of the stored pass records no native libraries, so the builds cannot be compared"]
 
 
-def test_a_stored_pass_joins_only_the_cell_of_its_probe_gil_state_and_width():
-    passes = racesource.passes(stored(BUILD, cell("p.a", CLEAN), cell("p.b", CLEAN, gil="off")))
-    now = (cell("p.a", trials=11), cell("p.b", trials=11), cell("p.c", trials=11),
-           cell("p.a", trials=11).replace(threads=4, workers=4))
+def test_a_stored_pass_joins_the_cell_a_pass_of_its_own_would_join_in_its_gil_state():
+    wide = RacePass("helgrind", 8, 2000, RaceStatus.CLEAN)  # make races: a cell of its own, 8 threads wide
+    passes = racesource.passes(stored(BUILD, cell("p.a", wide).replace(threads=8, workers=8), cell("p.b", CLEAN, gil="off"),
+                                      cell("p.c", CLEAN)))
+    now = (cell("p.a", trials=11), cell("p.a", trials=11).replace(threads=4, workers=4), cell("p.b", trials=11),
+           cell("p.c", trials=11, races=RACY))
     got = racesource.attach(now, passes)
-    assert got[0].races == CLEAN and got[1].races is None and got[2].races is None and got[3].races is None
+    assert got[0].races is None and got[1].races == wide  # the widest threads cell, as a fresh pass joins
+    assert got[2].races is None  # another GIL state's pass
+    assert got[3].races == RACY  # a pass of its own is kept
 
 
 def run(tmp_path, stored_diagnosis: Diagnosis | None) -> Diagnosis:

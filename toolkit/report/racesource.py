@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from threadprobe.diagnosis.races import run as racepass
 from threadprobe.records import Diagnosis, Mode, RacePass, Record, Result, with_races
 from threadprobe.records.errors import UsageError
 from threadprobe import report  # its read() at call time: report's own __init__ imports this module
@@ -64,21 +65,24 @@ def differences(stored: Diagnosis, current: Diagnosis) -> list[str]:
     return changes
 
 
-def passes(stored: Diagnosis) -> dict[tuple[str, str, int], RacePass]:
-    """The stored race passes by the cell they belong to: probe, GIL state, threads."""
-    return {(r.probe, str(r.gil), r.threads): r.races for r in stored.results
+def passes(stored: Diagnosis) -> dict[tuple[str, str], RacePass]:
+    """The stored race passes by probe and GIL state (a pass alone, ``--no-stress``, sits in a
+    threads cell of its own width)."""
+    return {(r.probe, str(r.gil)): r.races for r in stored.results
             if r.races is not None and r.mode == Mode.THREADS and r.remedy is None}
 
 
-def attach(results: tuple[Result, ...], found: dict[tuple[str, str, int], RacePass]) -> tuple[Result, ...]:
-    """Each stored pass joins its cell (same probe, GIL state and width), where that cell has none. Pure."""
-    def joined(r: Result) -> Result:
-        races = found.get((r.probe, str(r.gil), r.threads))
-        if races is None or r.races is not None or r.mode != Mode.THREADS or r.processes != 1 or r.remedy:
-            return r
-        return with_races(r, races)
-
-    return tuple(joined(r) for r in results)
+def attach(results: tuple[Result, ...], found: dict[tuple[str, str], RacePass]) -> tuple[Result, ...]:
+    """Each stored pass joins the cell a pass of its own would have joined (``racepass.cell_for``:
+    its width, else the widest threads cell) among the cells of its GIL state, where that cell has
+    no pass yet. Pure."""
+    out = list(results)
+    for (probe, gil), races in found.items():
+        same_gil = [k for k, r in enumerate(out) if str(r.gil) == gil]
+        at = racepass.cell_for([out[k] for k in same_gil], probe, races.threads)
+        if at is not None and out[same_gil[at]].races is None:
+            out[same_gil[at]] = with_races(out[same_gil[at]], races)
+    return tuple(out)
 
 
 def command(current: Diagnosis, out: Path) -> str:
