@@ -120,6 +120,42 @@ class LoadRawRealise(_IrisPP):
             ctx.__exit__(None, None, None)
 
 
+class LoadMetadataManyTimes(_IrisPP):
+    """iris.load of PP files of many time steps, data left lazy: what the load experiment runs
+    concurrently. More distinct times than Iris's PP time cache holds (128), so loads evict."""
+
+    name = "iris_pp.load_metadata.many_times"
+    TIMES = 160  # per file; files do not share a time
+
+    def prepare(self, workdir):
+        from threadprobe.probes.iris_netcdf import make_cube
+
+        ctx = quiet()
+        try:
+            for k in range(NGENERATED):
+                iris_save(make_cube(k, Layout(shape=(self.TIMES, 6, 8), chunks=None, fill_value=None)),
+                          workdir / f"many{k}.pp")
+        finally:
+            ctx.__exit__(None, None, None)
+
+    def task(self, workdir, i):
+        import iris
+
+        ctx = quiet()
+        try:
+            cubes = iris.load(str(workdir / f"many{i % NGENERATED}.pp"))
+            return tuple(sorted((c.name(), str(c.units), c.shape, c.has_lazy_data(),
+                                 tuple((x.name(), x.points.tobytes()) for x in c.coords())) for c in cubes))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+def iris_save(cube, path: pathlib.Path) -> None:
+    import iris
+
+    iris.save(cube, str(path))
+
+
 class FieldLoad(_IrisPP):
     """Field-level iris.fileformats.pp.load: headers and data of every field."""
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from threadprobe.report import bugreport
+from threadprobe.report import benchfile, bugreport
 from threadprobe.harness import fingerprint
 from threadprobe.report import html as htmlreport
 from threadprobe.scheduling import pipeline
@@ -29,13 +29,13 @@ from threadprobe.report.compare import compare, summary
 from threadprobe.diagnosis.diagnose import Options
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import DIAGNOSIS_SCHEMA, GilState
+from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState
 from threadprobe.harness.valgrind import valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
-from threadprobe.scheduling.runs import bench
+from threadprobe.scheduling.runs import bench, builds
 from threadprobe.scheduling.runs.data import DataSpec, make_data
-from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml
+from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml, parse_lock
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
 from threadprobe.report.validate import errors
 
@@ -53,6 +53,9 @@ BENCH_DATA = {"nc": 192.0, "pp": 200.0}
 STUDY_FILES = 2
 STUDY_SIZE_MB = {"nc": 1700.0, "pp": 1536.0}
 STUDY_DATA = "reports/bench-data/study"
+#: The load experiment across builds: many files of many small fields (metadata-only loading costs
+#: per field), about 25 s of serial loading per format here, enough for a pilot to pay.
+LOAD_DATA, LOAD_FILES, LOAD_SIZE_MB, LOAD_GRID = "reports/bench-data/load", 64, 1.5, "48x64"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,6 +177,10 @@ def _add_diagnose(sub: Any) -> None:
                    help="fork workers from a warm fork server (default) or spawn fresh interpreters")
     d.add_argument("--out", default="reports", metavar="DIR", help="report folder (default reports)")
     d.add_argument("--no-evidence", action="store_true", help="skip reproducers, remedies and the lock audit")
+    d.add_argument("--remedies", choices=("first", "all", "none"), default="first",
+                   help="remedies to verify for probes unsafe under threads: for the first of each dependency, the "
+                        "narrowest lock that holds (first, the default); every suspect library's lock and the global "
+                        "lock, for every unsafe probe (all); none")
     d.add_argument("--keep", action="store_true", help="keep the trial folders (printed at the end)")
     d.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     d.add_argument("--quiet", action="store_true", help=QUIET_HELP)
@@ -271,13 +278,15 @@ def _add_run(sub: Any) -> None:
     ld = runs.add_parser("load", help="parallel metadata-only iris.load of many files, merged into one CubeList")
     ld.add_argument("--files", required=True, metavar="GLOB")
     for p in (w, ld):
-        p.add_argument("--scheduler", default="auto",
-                       choices=("auto", "synchronous", "threads", "processes", "distributed"),
+        p.add_argument("--scheduler", default="auto", choices=("auto", *SCHEDULERS),
                        help="auto (default) takes the recommendation from the diagnosis")
+        p.add_argument("--lock", action="append", default=[], metavar="LIBRARY|global",
+                       help="with --scheduler threads: hold a lock around every call into this library (its package "
+                            "name, e.g. cf_units), or one global lock around every task (repeatable)")
         p.add_argument("--workers", type=positive_int, default=None, help="processes or distributed workers")
         p.add_argument("--threads-per-worker", type=positive_int, default=None)
         p.add_argument("--address", default=None, metavar="tcp://HOST:PORT", help="an existing dask scheduler")
-        p.add_argument("--cluster", choices=("local", "slurm"), default="local",
+        p.add_argument("--cluster", choices=tuple(Cluster), default=Cluster.LOCAL.value,
                        help="local (LocalCluster) or slurm (dask-jobqueue, configured in dask's config files)")
         p.add_argument("--adapt", default=None, metavar="MIN:MAX", help="adaptive scaling of distributed workers")
         p.add_argument("--diagnosis", default=None, metavar="FILE", help="for --scheduler auto")
@@ -306,6 +315,14 @@ def _add_bench(sub: Any) -> None:
                          f"(kept in {STUDY_DATA}), and auto, synchronous, threads and processes only")
     bn.add_argument("--diagnosis", default=None, metavar="FILE", help="for auto, and to judge which modes are safe")
     bn.add_argument("--out", default="reports", metavar="DIR")
+    bn.add_argument("--python", action="append", default=[], metavar="PATH",
+                    help="run on these interpreters side by side (repeatable; a free-threaded one runs with the GIL "
+                         "as imported and forced off), each from a diagnosis made in it with every remedy verified, "
+                         "threads also holding each verified remedy; writes reports/bench-builds-WORKLOAD.json")
+    bn.add_argument("--gil", choices=("as_imported", "off", "both"), default="both",
+                    help="with --python, the GIL states of a free-threaded interpreter (default both)")
+    bn.add_argument("--budget", type=positive_float, default=120.0, metavar="SECONDS",
+                    help="with --python, seconds of trials for each interpreter's diagnosis (default 120)")
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -322,7 +339,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
         timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
         budget=args.budget or default_budget(args.quick, states), timeout=args.timeout,
-        quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence,
+        quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence, remedies=args.remedies,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
         race_threads=args.race_threads or Options.race_threads, race_schedule=args.race_schedule or "meet",
@@ -456,7 +473,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = make_progress(args.quiet)
     options = dict(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
                    address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
-                   progress=progress, cache=not args.no_cache)
+                   progress=progress, cache=not args.no_cache, locks=tuple(parse_lock(x) for x in args.lock))
     if args.workload == "wind":
         result = pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out_file), **options)
     else:
@@ -484,14 +501,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     formats = list(dict.fromkeys(args.data_format or DATA_FORMATS))
     study = args.study_scale
-    data = Path(STUDY_DATA if study and args.data == BENCH_DATA_DIR else args.data)
-    for fmt in formats:
-        if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
-            print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
-            ny, nx = parse_grid(args.grid)
-            make_data(progress=make_progress(), spec=DataSpec(data / fmt, files=STUDY_FILES if study else args.pairs,
-                               size_mb=STUDY_SIZE_MB[fmt] if study else args.size_mb or BENCH_DATA[fmt], fmt=fmt,
-                               ny=ny, nx=nx))
+    data = bench_data(args, formats)
+    if args.python:
+        return bench_builds(args, data, formats)
     result = bench.bench(args.workload, data, formats, args.repeats, args.fresh, args.diagnosis,
                          progress=make_progress(),
                          configs=bench.STUDY_CONFIGS if study else None)
@@ -516,6 +528,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"  a cached answer's decision, seconds per repetition: {res['cached_decide_seconds']}")
     kept = f"; the data is kept in {data} (rm -rf it to free the disk)" if study else ""
     print(f"wrote {path} and {picture}{kept}", file=sys.stderr)
+    return 0
+
+
+def bench_data(args: argparse.Namespace, formats: list[str]) -> Path:
+    """Where the bench's input is, made there first if missing: the study's scale, the load
+    experiment's many small files (with --python), or the wind bench's big ones."""
+    study, load = args.study_scale, args.python and args.workload == "load" and args.data == BENCH_DATA_DIR
+    data = Path(STUDY_DATA if study and args.data == BENCH_DATA_DIR else LOAD_DATA if load else args.data)
+    for fmt in formats:
+        if not list((data / fmt).glob(f"x_wind_*.{fmt}")):
+            print(f"threadprobe: making bench data in {data / fmt}", file=sys.stderr)
+            ny, nx = parse_grid(LOAD_GRID if load else args.grid)
+            files = STUDY_FILES if study else LOAD_FILES if load else args.pairs
+            size = STUDY_SIZE_MB[fmt] if study else LOAD_SIZE_MB if load else (args.size_mb or BENCH_DATA[fmt])
+            make_data(progress=make_progress(), spec=DataSpec(data / fmt, files=files, size_mb=size, fmt=fmt, ny=ny, nx=nx))
+    return data
+
+
+def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> int:
+    """``bench --python A --python B``: the workload on every interpreter and GIL state, one table."""
+    states = tuple(GilState) if args.gil == "both" else (GilState(args.gil),)
+    envs = builds.environments(args.python, states)
+    result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress())
+    out = Path(args.out)
+    path = benchfile.write(out / f"bench-builds-{args.workload}.json", result)
+    picture = builds.plot(result, out / f"bench-builds-{args.workload}.png")
+    print("\n".join(builds.table(result)))
+    print(f"wrote {path} and {picture}", file=sys.stderr)
     return 0
 
 

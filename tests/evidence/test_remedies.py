@@ -57,11 +57,27 @@ Extension modules: numpy._core._multiarray_umath
 """
 
 
-def test_the_crashing_frame_names_the_first_suspect():
+DICT = """Traceback (most recent call last):
+  File "/v/lib/python3.13t/site-packages/iris/loading.py", line 235, in load
+  File "/v/lib/python3.13t/site-packages/iris/fileformats/pp_load_rules.py", line 643, in date2hours
+  File "/v/lib/python3.13t/site-packages/iris/fileformats/pp_load_rules.py", line 594, in _epoch_date_hours
+RuntimeError: dictionary changed size during iteration
+"""
+
+
+def test_the_failing_frame_names_the_suspects_narrowest_first():
     assert remedies.traceback_packages(FAULT) == ["cf_units", "iris"]
-    python = 'Traceback (most recent call last):\n  File "/s/site-packages/iris/a.py", line 1\n' \
-             '  File "/s/site-packages/netCDF4/b.py", line 2\nValueError: x'
-    assert remedies.traceback_packages(python) == ["netCDF4", "iris"]
+    assert remedies.targets(FAULT) == ["cf_units", "iris"]  # a method (__init__) is no module function
+    assert remedies.targets(DICT) == ["iris.fileformats.pp_load_rules:_epoch_date_hours",
+                                      "iris.fileformats.pp_load_rules", "iris"]
+
+
+def test_a_lock_that_moves_the_failure_elsewhere_is_kept_one_that_does_not_is_dropped():
+    after = result(evidence=(Evidence(kind="error", trial=0, summary="x", traceback=DICT),))
+    assert remedies.moved("cf_units", after)[0] == "iris.fileformats.pp_load_rules:_epoch_date_hours"
+    again = result(evidence=(Evidence(kind="crash", trial=0, summary="x", traceback=FAULT),))
+    assert remedies.moved("cf_units", again) == []
+    assert remedies.moved("cf_units", result(evidence=(Evidence(kind="corrupt", trial=0, summary="x"),))) == []
 
 
 @pytest.mark.slow
@@ -70,15 +86,15 @@ def test_the_search_finds_the_racy_library_s_lock_after_ruling_out_the_innocent_
                             threads=(2,), processes=(2,), trials=2, timing_trials=1, budget=3.0,
                             out=str(tmp_path / "r"), workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
     assert any(r.verdict == "corrupt" for r in diag.results if r.mode == "threads")
-    tried = {(r.remedy.kind, r.remedy.library): r for r in diag.remedies}
-    assert tried[(RemedyKind.LIBRARY_LOCK, "planted_innocent")].verdict == "corrupt"
-    racy = tried[(RemedyKind.LIBRARY_LOCK, "planted_racy")]
+    tried = {(r.remedy.kind, r.remedy.libraries): r for r in diag.remedies}
+    assert tried[(RemedyKind.LIBRARY_LOCK, ("planted_innocent",))].verdict == "corrupt"
+    racy = tried[(RemedyKind.LIBRARY_LOCK, ("planted_racy",))]
     assert racy.verdict == "safe" and racy.speedup is not None and racy.remedy.trials >= remedies.MIN_TRIALS
     assert racy.remedy.calls[0] == "fill" and "checksum" not in racy.remedy.calls
-    assert (RemedyKind.GLOBAL_LOCK, None) not in tried  # a library lock held: the wider one is not needed
+    assert (RemedyKind.GLOBAL_LOCK, ()) not in tried  # a library lock held: the wider one is not needed
     assert any("a lock around planted_racy (fill): safe" in line for line in remedy_summary(diag.remedies))
     # The choice: threads holding that lock, never threads bare.
     found, why = choose.candidates(diag.results, ("planted.library_race",), choose.Machine(2, 8), "w", diag.remedies)
     threads = [c for c in found if c.scheduler == Scheduler.THREADS]
-    assert [c.locks for c in threads] == [(Remedy(RemedyKind.LIBRARY_LOCK, "planted_racy", racy.remedy.calls,
+    assert [c.locks for c in threads] == [(Remedy(RemedyKind.LIBRARY_LOCK, ("planted_racy",), racy.remedy.calls,
                                                  racy.remedy.trials),)]

@@ -67,7 +67,7 @@ def fake_library(monkeypatch):
     for name, module in (("fakelib", top), ("fakelib.core", core), ("fakeuser", user)):
         monkeypatch.setitem(sys.modules, name, module)
     yield types.SimpleNamespace(top=top, core=core, user=user, inside=inside, originals=(work, Unit.__init__))
-    libguard.release("fakelib")
+    libguard.remove("fakelib")
 
 
 def hammer(fn, threads=4, calls=5):
@@ -94,13 +94,17 @@ def test_every_entry_point_holds_the_lock_and_is_counted_once_per_outer_call(fak
     assert {"Unit.__init__", "Unit.upper", "numbers"} <= set(guard.counts)
 
 
-def test_released_the_library_is_its_own_again(fake_library):
+def test_released_calls_go_through_and_removed_the_library_is_its_own_again(fake_library):
     lib = fake_library
-    libguard.guard("fakelib")
+    guard = libguard.guard("fakelib")
     libguard.guard("fakelib")  # a second user
     libguard.release("fakelib")
-    assert lib.user.work is not lib.originals[0]  # still one user
+    assert guard.on  # still one user
     libguard.release("fakelib")
+    assert not guard.on and lib.user.work is not lib.originals[0]  # off, wrappers kept (proxies made may live on)
+    hammer(lib.user.work)
+    assert lib.inside["most"] > 1
+    libguard.remove("fakelib")
     assert lib.user.work is lib.originals[0] and lib.top.work is lib.originals[0]
     assert lib.top.Unit.__init__ is lib.originals[1]
 
@@ -139,4 +143,17 @@ def test_the_lock_covers_a_real_compiled_library_and_keeps_its_answers():
         assert isinstance(cf_units.Unit("K"), cf_units.Unit)
         assert guard.counts
     finally:
-        libguard.release("cf_units")
+        libguard.remove("cf_units")
+
+
+def test_one_function_alone_can_be_the_target(fake_library):
+    lib = fake_library
+    guard = libguard.guard("fakelib.core:work")
+    try:
+        hammer(lib.user.work)
+        assert lib.inside["most"] == 1 and guard.counts["work"] == 20
+        assert lib.top.Unit.__init__ is lib.originals[1]  # the rest of the library is left alone
+        with pytest.raises(LookupError):
+            libguard.Guard("fakelib.core:nothing").install()
+    finally:
+        libguard.remove("fakelib.core:work")

@@ -23,7 +23,7 @@ def make_result(**changes):
 
 
 def test_diagnosis_round_trip_through_json_text():
-    cf = Remedy(RemedyKind.LIBRARY_LOCK, "cf_units", ("parse", "format"), 3)
+    cf = Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",), ("parse", "format"), 3)
     rec = Choice("wind", Scheduler.THREADS, 1, 2, locks=(cf,), rationale=("why",),
                  pilot=(PilotRow("threads 2", (1.0, 1.1), 0.0, (10.0, 11.0)),))
     diag = Diagnosis(
@@ -110,7 +110,7 @@ def test_remedies_of_older_reports_and_choices_read_as_records():
     assert Remedy.from_json("global_lock") == Remedy(RemedyKind.GLOBAL_LOCK)
     assert Remedy.from_json("processes") == Remedy(RemedyKind.PROCESSES)
     assert Remedy.from_json("global:netCDF4") == Remedy(RemedyKind.GLOBAL_LOCK)
-    assert Remedy.from_json("library:cf_units") == Remedy(RemedyKind.LIBRARY_LOCK, "cf_units")
+    assert Remedy.from_json("library:cf_units") == Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",))
     old = make_result(verdict="safe").to_json() | {"remedy": "global_lock"}
     assert Result.from_json(old).remedy == Remedy(RemedyKind.GLOBAL_LOCK)
 
@@ -120,7 +120,7 @@ def test_every_scheduler_has_one_row_and_a_choice_reads_from_it():
 
     assert set(SCHEDULERS) == set(Scheduler) and [scheduler_row(s).rank for s in SCHEDULERS] == sorted(
         scheduler_row(s).rank for s in Scheduler)
-    held = Choice("w", Scheduler.THREADS, 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, "cf_units", ("parse",)),))
+    held = Choice("w", Scheduler.THREADS, 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",), ("parse",)),))
     assert held.describe() == "threads (4 threads, holding a lock around cf_units (parse))"
     assert held.row.settings(held) == {"scheduler": "threads", "num_workers": 4}
     assert Choice("w", Scheduler.PROCESSES, 2, context="fork").describe() == "processes (2 processes, fork)"

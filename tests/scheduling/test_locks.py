@@ -10,7 +10,7 @@ from threadprobe.records import Choice, Remedy, RemedyKind
 from threadprobe.scheduling import locks
 
 GLOBAL = Remedy(RemedyKind.GLOBAL_LOCK)
-CF = Remedy(RemedyKind.LIBRARY_LOCK, "cf_units")
+CF = Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",))
 
 
 def test_no_lock_where_no_two_tasks_of_a_process_run_at_once():
@@ -81,6 +81,7 @@ def test_a_choice_holding_a_library_lock_serialises_that_library_and_nothing_els
 
     import dask
 
+    from threadprobe.harness import libguard
     from threadprobe.scheduling import schedulers
 
     inside, outside = {"now": 0, "most": 0}, {"now": 0, "most": 0}
@@ -108,8 +109,14 @@ def test_a_choice_holding_a_library_lock_serialises_that_library_and_nothing_els
         busy(outside)
         return sys.modules["plantedlib"].call(k)
 
-    choice = Choice("w", "threads", 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, "plantedlib"),))
-    with schedulers.activated(choice):
-        assert dask.compute(*[dask.delayed(task)(k) for k in range(16)]) == tuple(range(16))
-    assert inside["most"] == 1 and outside["most"] > 1
+    choice = Choice("w", "threads", 1, 4, locks=(Remedy(RemedyKind.LIBRARY_LOCK, ("plantedlib",)),))
+    try:
+        with schedulers.activated(choice):
+            assert dask.compute(*[dask.delayed(task)(k) for k in range(16)]) == tuple(range(16))
+        assert inside["most"] == 1 and outside["most"] > 1
+        inside["most"] = 0
+        dask.compute(*[dask.delayed(task)(k) for k in range(16)], scheduler="threads", num_workers=4)
+        assert inside["most"] > 1  # after the block, the library's calls run unlocked again
+    finally:
+        libguard.remove("plantedlib")
     assert lib.call is call

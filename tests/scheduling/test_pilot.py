@@ -137,3 +137,11 @@ def test_units_are_weighed_by_their_size(long_enough):
     assert abs(result.serial_estimate - true_serial) < 0.25 * true_serial
     sync = next(row for row in result.rows if row.candidate == "synchronous")
     assert max(sync.projected) < 1.3 * min(sync.projected)
+
+
+def test_a_tie_between_two_leaders_is_sampled_beyond_the_usual_rounds():
+    assert pilot._more(pilot.MAX_ROUNDS, 2, 0.3, pilot.SHARE)  # two left within the noise: go on
+    assert not pilot._more(pilot.MAX_ROUNDS, 3, 0.1, pilot.SHARE)  # three: the usual limit
+    assert not pilot._more(pilot.TIE_ROUNDS, 2, 0.1, pilot.SHARE)
+    assert not pilot._more(pilot.MIN_ROUNDS, 2, pilot.TIE_SHARE, pilot.SHARE)
+    assert pilot._more(1, 5, 0.9, pilot.SHARE)  # never fewer than the least rounds

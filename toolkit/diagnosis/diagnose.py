@@ -267,7 +267,7 @@ class Diagnoser:
         self.progress.update(self.update(run, cell))
         self.serial_number += 1  # trials that are not recorded reuse no folder either
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
-            f"-{remedy.kind}" + (f"-{remedy.library}" if remedy.library else "") if remedy else "")
+            f"-{remedy.kind}" + "".join(f"-{name}" for name in remedy.libraries) if remedy else "")
         got, outcome = run_one(trial, self.launcher(run, cell.gil), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
                                run.oracle, tuple(self.options.plugins), on_start=on_start, instruments=instruments)
         if request.purpose == Purpose.ORACLE:

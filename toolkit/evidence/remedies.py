@@ -34,11 +34,11 @@ from threadprobe.records import (GilState, Kind, Mode, Outcome, Purpose, Remedy,
 
 MIN_TRIALS = 3
 MAX_TRIALS = 12
-MAX_SUSPECTS = 3
+MAX_TRIES = 5  # library locks tried per probe and GIL state, before the global lock
 TIMING_PAIRS = 3  # serial and threads timing trials under the remedy, alternated, for its speedup
 CALLS_NAMED = 8  # entry points a remedy names, most called first
-_FRAME = re.compile(r'File "([^"]+)"')
-_SITE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][A-Za-z0-9_]*)")
+_FRAME = re.compile(r'File "([^"]+)", line \d+,? in (\S+)')
+_SITE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][\w/]*\.py)")
 NOT_SUSPECTS = frozenset({"threadprobe", "tests", "_pytest", "pytest"})
 
 
@@ -70,23 +70,56 @@ def trials_needed(result: Result) -> int:
     return max(MIN_TRIALS, min(MAX_TRIALS, math.ceil(math.log(0.05) / math.log(1.0 - rate))))
 
 
-def traceback_packages(text: str) -> list[str]:
-    """Installed packages in a traceback, innermost frame first (faulthandler prints the crashing
-    thread, most recent call first, after 'Current thread'; Python prints most recent call last)."""
+def frames(text: str) -> list[tuple[str, str]]:
+    """(module, function) of each frame in an installed package, innermost first (faulthandler
+    prints the crashing thread, most recent call first, after 'Current thread'; Python prints most
+    recent call last)."""
     if "Current thread" in text:
         text = text[text.index("Current thread"):].split("\n\n", 1)[0]
-    files = _FRAME.findall(text)
-    if "most recent call last" in text:
-        files.reverse()
-    found = [m.group(1) for f in files if (m := _SITE.search(f))]
-    return [p for p in dict.fromkeys(found) if p not in NOT_SUSPECTS]
+    found = []
+    for path, function in _FRAME.findall(text):
+        site = _SITE.search(path)
+        if site:
+            module = site.group(1).removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+            if module.split(".")[0] not in NOT_SUSPECTS:
+                found.append((module, function))
+    return found[::-1] if "most recent call last" in text else found
+
+
+def targets(text: str) -> list[str]:
+    """Locks to try for one failure, narrowest first: the innermost library frame's function (when
+    it is a module's own, not a method), its module, its package; then the outer frames' packages."""
+    found = frames(text)
+    out: list[str] = []
+    if found:
+        module, function = found[0]
+        if function.isidentifier() and not function.startswith("__"):
+            out.append(f"{module}:{function}")
+        out.append(module)
+    out += [module.split(".")[0] for module, _ in found]
+    return list(dict.fromkeys(out))
+
+
+def traceback_packages(text: str) -> list[str]:
+    """Installed packages in a traceback, innermost frame first."""
+    return list(dict.fromkeys(module.split(".")[0] for module, _ in frames(text)))
 
 
 def suspects(run: ProbeRun, result: Result) -> list[str]:
-    """The libraries to lock, one at a time, most suspect first (top-level packages)."""
-    from_evidence = [p for ev in result.evidence for p in traceback_packages(ev.traceback or "")]
+    """The locks to try, most suspect first: what the failures' frames name, then the packages the
+    probe declares (``preload``, ``requires``)."""
+    from_evidence = [t for ev in result.evidence for t in targets(ev.traceback or "")]
     declared = [m.split(".")[0] for m in (*run.info.preload, *run.info.requires)]
-    return [p for p in dict.fromkeys(from_evidence + declared) if p not in NOT_SUSPECTS][:MAX_SUSPECTS]
+    return [p for p in dict.fromkeys(from_evidence + declared) if p.split(".")[0] not in NOT_SUSPECTS]
+
+
+def moved(target: str, failed: Result) -> list[str]:
+    """When a lock around ``target`` left a failure whose frames point elsewhere (another package),
+    the lock fixed one fault and the next is there: the targets for it. Else (the same place, or no
+    frames) the lock did not help: []."""
+    found = [t for ev in failed.evidence for t in targets(ev.traceback or "")]
+    package = target.split(".")[0].split(":")[0]
+    return found if found and found[0].split(".")[0].split(":")[0] != package else []
 
 
 def _calls(runs: Sequence[TrialRun]) -> tuple[str, ...]:
@@ -132,19 +165,31 @@ def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) ->
 
 def search(session: Diagnoser, run: ProbeRun, result: Result, every: bool = False,
            note: Any = None) -> list[Result]:
-    """Narrowest first: a lock around each suspect library, then one global lock (see above)."""
-    tries = [Remedy(RemedyKind.LIBRARY_LOCK, name) for name in suspects(run, result)]
-    tries.append(Remedy(RemedyKind.GLOBAL_LOCK))
+    """Narrowest first (see above): a lock around each suspect in turn; a lock that moved the
+    failure elsewhere is kept and the next suspect added to it; then, unless a library lock held
+    (or ``every``), one global lock."""
+    queue = suspects(run, result)
+    held: tuple[str, ...] = ()
     out: list[Result] = []
-    for remedy in tries:
-        if remedy.kind == RemedyKind.GLOBAL_LOCK and any(is_clean(r.verdict) for r in out) and not every:
+    for _ in range(MAX_TRIES):
+        if not queue:
             break
+        target = queue.pop(0)
+        remedy = Remedy(RemedyKind.LIBRARY_LOCK, (*held, target))
         if note is not None:
             note(f"verifying a remedy for {run.name}: {remedy.describe()}")
         got = verify(session, run, result, remedy)
         out += got
-        if not every and remedy.kind == RemedyKind.LIBRARY_LOCK and any(is_clean(r.verdict) for r in got):
+        if any(is_clean(r.verdict) for r in got):
             break
+        elsewhere = [t for t in moved(target, got[-1]) if t not in held and t != target] if got else []
+        if elsewhere:
+            held = (*held, target)
+            queue = elsewhere + [t for t in queue if t not in elsewhere]
+    if every or not any(is_clean(r.verdict) for r in out):
+        if note is not None:
+            note(f"verifying a remedy for {run.name}: one global lock around every task")
+        out += verify(session, run, result, Remedy(RemedyKind.GLOBAL_LOCK))
     return out
 
 

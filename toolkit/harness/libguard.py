@@ -27,6 +27,7 @@ class attribute, a closure), and a generator's steps after a ``send``.
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import threading
 import types
@@ -37,17 +38,19 @@ IMMUTABLE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE (3.10+)
 GENERATOR = 0x20  # CO_GENERATOR
 _CALLABLE_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType,
                    types.WrapperDescriptorType, types.ClassMethodDescriptorType)
-_SKIP = frozenset({"__new__", "__init_subclass__", "__subclasshook__", "__class_getitem__", "__getattribute__",
+#: Left as they are: the machinery of attribute access and of the class itself. Pickling's hooks
+#: are wrapped like any method: ``__setstate__`` calls into the library (cf_units parses the unit).
+_SKIP = frozenset({"__init_subclass__", "__subclasshook__", "__class_getitem__", "__getattribute__",
                    "__setattr__", "__delattr__", "__dict__", "__weakref__", "__class__", "__doc__", "__module__",
-                   "__qualname__", "__slots__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
-                   "__sizeof__", "__dir__", "__format__", "__del__", "__dealloc__"})
+                   "__qualname__", "__slots__", "__sizeof__", "__dir__", "__format__", "__del__", "__dealloc__"})
 
 
 class Guard:
     """The lock of one library in this process, and the calls it covered."""
 
-    def __init__(self, library: str) -> None:
-        self.library = library
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.library, _, self.function = target.partition(":")  # "module:function": that function alone
         self.lock = threading.Lock()
         self.local = threading.local()
         self.counts: dict[str, int] = {}
@@ -119,8 +122,17 @@ class Guard:
 
     def install(self) -> Guard:
         """Wrap the library's entry points (importing it first), and rebind their importers."""
-        __import__(self.library)
+        module = importlib.import_module(self.library)
         replaced: dict[int, Any] = {}
+        if self.function:
+            value = getattr(module, self.function, None)
+            if not callable(value):
+                raise LookupError(f"{self.target}: {self.library} has no function {self.function}")
+            new = self.locked(value, self.function)
+            replaced[id(value)] = (value, new)
+            self._set(module, self.function, new)
+            self._rebind(replaced)
+            return self
         for module in self.modules():
             for name, value in list(vars(module).items()):
                 new = self._replacement(value, f"{module.__name__.rpartition('.')[2]}.{name}")
@@ -161,7 +173,7 @@ class Guard:
         if getattr(cls, "__threadprobe_guard__", None) is self:
             return
         for name, attr in list(cls.__dict__.items()):
-            if name in _SKIP:
+            if name in _SKIP or (name == "__new__" and not isinstance(attr, staticmethod)):  # a C type's own
                 continue
             label = f"{cls.__name__}.{name}"
             new: Any = None
@@ -323,27 +335,50 @@ _INSTALL = threading.Lock()
 
 
 def guard(library: str) -> Guard:
-    """This process's guard of ``library``, installed at its first user (importing the library)."""
+    """This process's guard of ``library`` (a package, a module, or ``module:function``), installed
+    at its first user (importing the library), and holding its lock from then on."""
     with _INSTALL:
         found = _GUARDS.get(library)
         if found is None:
             found = _GUARDS[library] = Guard(library).install()
         _USERS[library] = _USERS.get(library, 0) + 1
+        found.on = True
         return found
 
 
 def release(library: str) -> None:
-    """One user less; the last one takes the guard off (the entry points are the library's again)."""
+    """One user less; after the last one, calls go straight through again. The wrappers stay:
+    objects made under the guard (a run's cubes, with their units) hold proxies that only the
+    wrappers unwrap when they go back into the library."""
     with _INSTALL:
         _USERS[library] = _USERS.get(library, 1) - 1
-        found = _GUARDS.pop(library, None) if _USERS[library] <= 0 else None
+        found = _GUARDS.get(library)
+        if found is not None and _USERS[library] <= 0:
+            found.on = False
+
+
+def remove(library: str) -> None:
+    """Take the wrappers off altogether (the library's own entry points again): for tests, where
+    nothing made under the guard outlives it."""
+    with _INSTALL:
+        found = _GUARDS.pop(library, None)
+        _USERS.pop(library, None)
     if found is not None:
         found.uninstall()
 
 
+def counts(guards: Collection[Guard]) -> dict[str, int]:
+    """The outermost calls each guard covered so far, by entry point (all guards together)."""
+    total: dict[str, int] = {}
+    for found in guards:
+        for name, n in list(found.counts.items()):
+            total[name] = total.get(name, 0) + n
+    return total
+
+
 def only(libraries: Collection[str]) -> None:
-    """Hold the locks of ``libraries`` and no other installed guard's (a pilot timing candidates
-    that need different locks in one process)."""
+    """Hold the locks of ``libraries``, of the installed guards that have users, and no other's (a
+    pilot timing candidates that need different locks in one process)."""
     with _INSTALL:
         for name, found in _GUARDS.items():
-            found.on = name in libraries
+            found.on = name in libraries and _USERS.get(name, 0) > 0

@@ -157,10 +157,10 @@ class _Share:
         self.done = [0] * trial.threads
         remedy = trial.remedy
         self.guard = threading.Lock() if remedy is not None and remedy.kind == RemedyKind.GLOBAL_LOCK else None
-        # library_lock: every call into that library, here and in open(), holds its lock
-        self.library = (libguard.guard(remedy.library) if remedy is not None and remedy.kind == RemedyKind.LIBRARY_LOCK
-                        and remedy.library else None)
-        self.opened: dict[str, int] = {}  # the library's calls made by open()
+        # library_lock: every call into those libraries, here and in open(), holds their locks
+        self.libraries = ([libguard.guard(name) for name in remedy.libraries]
+                          if remedy is not None and remedy.kind == RemedyKind.LIBRARY_LOCK else [])
+        self.opened: dict[str, int] = {}  # the libraries' calls made by open()
         self.deadline = trial.deadline
         self.marker = task_marker()
 
@@ -238,9 +238,9 @@ class _Share:
                            t_end=max(self.ends) if self.ends else None, tasks=sum(self.done), cpu=sum(self.cpu),
                            queued=sum(self.queued),  # runnable but waiting for a CPU: other load on the machine
                            cpu_only=self.cpu_only)  # no schedstat: run-queue waits could not be told apart
-        if self.library is not None:  # the calls the tasks made under it (open's are not concurrent)
-            self.report["guarded"] = {k: n - self.opened.get(k, 0) for k, n in self.library.counts.items()
-                                      if n > self.opened.get(k, 0)}
+        if self.libraries:  # the calls the tasks made under them (open's are not concurrent)
+            counts = libguard.counts(self.libraries)
+            self.report["guarded"] = {k: n - self.opened.get(k, 0) for k, n in counts.items() if n > self.opened.get(k, 0)}
         for i in sorted(self.values):
             try:
                 self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
@@ -273,7 +273,7 @@ def run_worker(
         return share.report
     share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks
     share.report["gil_reenabled_by"] = list(gil.REENABLED_BY)
-    share.opened = dict(share.library.counts) if share.library is not None else {}
+    share.opened = libguard.counts(share.libraries)
     ready()
     wait_go()
     run_together(trial.threads, share.body, trial.switch_interval, trial.jitter, trial.pin)

@@ -42,7 +42,7 @@ changes meaning or disappears; adding an optional field does not need a bump):
   scheduling shim), the GIL in its workers (``gil_enabled``), and why its power is unknown
   (``power_note``). A pass without them states no power: it reads as ``unknown``, never strong.
   A remedy is an object, in results and in a choice's ``locks`` (``kind``: ``library_lock`` with
-  its ``library`` and the ``calls`` made under it, ``global_lock``, ``processes``; ``trials``);
+  its ``libraries`` (packages, modules or module:function) and the ``calls`` made under it, ``global_lock``, ``processes``; ``trials``);
   the strings of earlier versions read as those kinds. A choice names the ``gil`` state it was
   made for.
 """
@@ -268,26 +268,31 @@ def _load(hint: Any, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Remedy(Record):
-    """A way to make an unsafe probe safe: its kind, the library a ``library_lock`` wraps, and,
-    once trials verified it, the entry points they called (most called first) and how many
-    stress trials showed it safe. A remedy is what the workers apply; ``key`` is that alone."""
+    """A way to make an unsafe probe safe: its kind, what a ``library_lock`` wraps, and, once
+    trials verified it, the entry points they called (most called first) and how many stress
+    trials showed it safe. A remedy is what the workers apply; ``key`` is that alone.
+
+    A library lock wraps one or more *targets*, each with a lock of its own: a package
+    (``cf_units``: every call into it), a module (``iris.fileformats.pp_load_rules``), or one
+    function of a module (``iris.fileformats.pp_load_rules:_epoch_date_hours``), narrowest last."""
 
     _omit_none: ClassVar[bool] = True
 
     kind: RemedyKind
-    library: str | None = None  # library_lock: the top-level package whose entry points hold the lock
+    libraries: tuple[str, ...] = ()  # library_lock: the targets, each holding its own lock
     calls: tuple[str, ...] = ()  # library_lock: entry points called under it in the verifying trials
     trials: int = 0  # stress trials that ran under it (the verdict and bound are its Result's)
 
     @property
     def key(self) -> Remedy:
         """What the workers apply, without what its verification found."""
-        return Remedy(self.kind, self.library)
+        return Remedy(self.kind, self.libraries)
 
     def describe(self, calls: int = 4) -> str:
         if self.kind == RemedyKind.LIBRARY_LOCK:
             shown = ", ".join(self.calls[:calls]) + (", ..." if len(self.calls) > calls else "")
-            return f"a lock around {self.library}" + (f" ({shown})" if shown else "")
+            what = " and ".join(self.libraries)
+            return f"a lock around {what}" + (f" ({shown})" if shown else "")
         if self.kind == RemedyKind.GLOBAL_LOCK:
             return "one global lock around every task"
         return "processes (no shared memory)"
@@ -299,7 +304,7 @@ class Remedy(Record):
         if isinstance(data, str):
             head, _, library = data.partition(":")
             if head == "library":
-                return cls(RemedyKind.LIBRARY_LOCK, library)
+                return cls(RemedyKind.LIBRARY_LOCK, (library,))
             return cls(RemedyKind.GLOBAL_LOCK if head == "global" else RemedyKind(head))
         return super().from_json(data)
 
@@ -818,7 +823,7 @@ class SchedulerRow:
 
 
 def _plus_lock(c: Choice) -> str:
-    return " + " + "; ".join(r.library or "lock" for r in c.locks) if c.locks else ""
+    return " + " + "; ".join(" + ".join(r.libraries) or "lock" for r in c.locks) if c.locks else ""
 
 
 def _distributed_text(c: Choice) -> str:
@@ -969,6 +974,7 @@ class RunRequest:
     adapt: str | None = None
     diagnosis: str | None = None
     cache: bool = True
+    locks: tuple[Remedy, ...] = ()  # an explicit scheduler holds these (a library's lock, the global lock)
 
     def on_cluster(self) -> dict[str, Any] | None:
         """The cluster to run on, or None for this machine's own schedulers."""

@@ -100,7 +100,7 @@ def _threads_locks(probes: Sequence[str], safe: Sequence[bool | None], remedies:
         needed.append(fix)
     if any(r.kind == RemedyKind.GLOBAL_LOCK for r in needed):
         return tuple(r for r in needed if r.kind == RemedyKind.GLOBAL_LOCK)[:1]
-    return tuple({r.library: r for r in needed}.values())
+    return tuple({r.libraries: r for r in needed}.values())
 
 
 def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machine, workload: str = "",

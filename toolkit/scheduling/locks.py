@@ -43,7 +43,7 @@ def libraries(choice: Choice) -> tuple[str, ...]:
     """The libraries whose locks the run holds (none when no two tasks of a process meet)."""
     if not needed(choice):
         return ()
-    return tuple(sorted({r.library for r in choice.locks if r.kind == RemedyKind.LIBRARY_LOCK and r.library}))
+    return tuple(sorted({name for r in choice.locks if r.kind == RemedyKind.LIBRARY_LOCK for name in r.libraries}))
 
 
 def lock_for(choice: Choice) -> Any | None:

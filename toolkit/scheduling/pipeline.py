@@ -200,7 +200,7 @@ def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress 
     looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
     if request.scheduler != "auto":
         explicit = schedulers.explicit(name, request.scheduler, request.workers, request.threads_per_worker,
-                                       request.address, request.cluster, request.adapt)
+                                       request.address, request.cluster, request.adapt).replace(locks=request.locks)
         return decider(name, (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
     wl = workload(name)
 
@@ -219,7 +219,7 @@ def run_wind(x_glob: str, y_glob: str, out: Path, progress: Progress | None = No
     """The wind study on the chosen scheduler (``options``: a ``RunRequest``'s fields). Inputs are
     loaded and checked before any choice."""
     request = RunRequest(**options)
-    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt, request.locks)
     wind.expand(x_glob, "--x-wind")
     wind.expand(y_glob, "--y-wind")
     return wind.run(x_glob, y_glob, out, _decide("wind", _formats(x_glob), request, progress), progress=progress,
@@ -229,7 +229,7 @@ def run_wind(x_glob: str, y_glob: str, out: Path, progress: Progress | None = No
 def run_load(pattern: str, progress: Progress | None = None, **options: Any) -> Any:
     """The load study on the chosen scheduler (``options``: a ``RunRequest``'s fields)."""
     request = RunRequest(**options)
-    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt)
+    schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt, request.locks)
     load.check(wind.expand(pattern, "--files"))
     return load.run(pattern, _decide("load", _formats(pattern), request, progress), progress=progress)
 

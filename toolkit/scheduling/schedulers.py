@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import SCHEDULERS, Choice, Cluster, Scheduler
+from threadprobe.records import SCHEDULERS, Choice, Cluster, Remedy, RemedyKind, Scheduler
 from threadprobe.scheduling.locks import LockedPool, guarded, guarded_workers, libraries, lock_for, locked_workers
 
 
@@ -35,10 +35,26 @@ def parse_adapt(text: str | None) -> tuple[int, int] | None:
     return low, high
 
 
-def check_options(scheduler: str, address: str | None, cluster: str, adapt: str | None) -> None:
+def parse_lock(text: str) -> Remedy:
+    """``--lock``: a lock around every call into a package or module, or into one function
+    (``module:function``), or ``global``; ``+`` joins targets that each get a lock of their own."""
+    if text == "global":
+        return Remedy(RemedyKind.GLOBAL_LOCK)
+    targets = tuple(text.split("+"))
+    if not all(part.isidentifier() for t in targets for part in t.replace(":", ".").split(".")):
+        raise UsageError(f"--lock takes a package, a module or module:function (cf_units, "
+                         f"iris.fileformats.pp_load_rules:_epoch_date_hours), or global; not {text!r}")
+    return Remedy(RemedyKind.LIBRARY_LOCK, targets)
+
+
+def check_options(scheduler: str, address: str | None, cluster: str, adapt: str | None,
+                  locks: tuple[Remedy, ...] = ()) -> None:
     """Contradictory scheduler options, as one-line usage errors (no I/O: check them first)."""
     if scheduler != "auto" and scheduler not in SCHEDULERS:
         raise UsageError(f"unknown scheduler {scheduler!r} (auto, {', '.join(SCHEDULERS)})")
+    if locks and (scheduler == "auto" or not Choice("", Scheduler(scheduler)).row.shares_memory
+                  or scheduler == Scheduler.SYNCHRONOUS):
+        raise UsageError("--lock needs --scheduler threads (auto holds the remedies the diagnosis verified)")
     if cluster not in tuple(Cluster):
         raise UsageError(f"unknown cluster {cluster!r} ({', '.join(Cluster)})")
     if (address or cluster != Cluster.LOCAL or adapt) and scheduler not in ("auto", Scheduler.DISTRIBUTED):

@@ -35,7 +35,7 @@ WORKLOADS = {
     "load": Workload(
         name="load",
         description="run iris.load calls concurrently, one file each, and merge the cubes",
-        probes={"nc": ("iris_netcdf.load_realise",), "pp": ("iris_pp.load_realise.generated",)},
+        probes={"nc": ("iris_netcdf.load_realise",), "pp": ("iris_pp.load_metadata.many_times",)},
         memory_per_worker_gb=1.0,
     ),
 }

@@ -121,27 +121,30 @@ def _bench(workload: str, data: Path, formats: list[str], repeats: int, fresh: b
             "formats": {fmt: summarise(runs[fmt], data, fmt) for fmt in formats}}
 
 
-def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str) -> dict[str, Any]:
+def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str,
+              explicit: tuple[str, ...] = EXPLICIT) -> dict[str, Any]:
+    """Per repetition and over them: seconds, ratios to synchronous, correctness, and auto's regret
+    against the fastest of ``explicit`` (the configurations that count as safe)."""
     repeats = len(runs["synchronous"])
     reference = next((r["digest"] for r in runs["synchronous"] if "digest" in r), None)
     per_rep = []
     for k in range(repeats):
         row = {name: runs[name][k] for name in runs}
         ok = {name: r for name, r in row.items() if "seconds" in r and same(r["digest"], reference)}
-        explicit = {name: ok[name]["seconds"] for name in EXPLICIT if name in ok}
-        best = min(explicit, key=explicit.__getitem__) if explicit else None
+        timed = {name: ok[name]["seconds"] for name in explicit if name in ok}
+        best = min(timed, key=timed.__getitem__) if timed else None
         entry: dict[str, Any] = {"seconds": {name: r.get("seconds") for name, r in row.items()},
                                  "failures": {name: r["failed"] for name, r in row.items() if "failed" in r},
                                  "fastest_explicit": best}
         if best and "auto" in ok:
-            entry["regret"] = round(ok["auto"]["seconds"] / explicit[best], 3)
+            entry["regret"] = round(ok["auto"]["seconds"] / timed[best], 3)
             entry["auto_choice"] = ok["auto"]["choice"]
             entry["pilot_share"] = round(ok["auto"]["pilot_cost"] / ok["auto"]["seconds"], 4)
             entry["pilot_seconds"] = round(ok["auto"]["pilot_seconds"], 2)
         if best and "synchronous" in ok:
-            entry["best_speedup"] = round(ok["synchronous"]["seconds"] / explicit[best], 3)
+            entry["best_speedup"] = round(ok["synchronous"]["seconds"] / timed[best], 3)
         if "auto cached" in ok and best:
-            entry["cached_regret"] = round(ok["auto cached"]["seconds"] / explicit[best], 3)
+            entry["cached_regret"] = round(ok["auto cached"]["seconds"] / timed[best], 3)
             entry["cached_source"] = ok["auto cached"]["source"]
             entry["cached_decide_seconds"] = round(ok["auto cached"].get("decide_seconds", 0.0), 3)
         entry["peak_memory"] = {name: r.get("peak_memory") for name, r in row.items() if r.get("peak_memory")}

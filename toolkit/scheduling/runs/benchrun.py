@@ -17,6 +17,8 @@ import iris  # noqa: F401  (paid before timing, as a long-running service would 
 import netCDF4
 import numpy as np
 
+from threadprobe.harness import gil
+from threadprobe.records import Remedy
 from threadprobe.scheduling import pipeline
 
 
@@ -30,6 +32,7 @@ def output_digest(path: Path) -> list[Any]:
 def one(spec: dict[str, Any]) -> dict[str, Any]:
     """One timed run in this process (the subprocess side)."""
     options = dict(spec["options"])
+    options["locks"] = tuple(Remedy.from_json(r) for r in options.get("locks", ()))
     out = Path(tempfile.mkdtemp(prefix="threadprobe-bench-")) / "out.nc"
     started = time.perf_counter()
     if spec["workload"] == "wind":
@@ -44,6 +47,7 @@ def one(spec: dict[str, Any]) -> dict[str, Any]:
         extra = {}
     pilot = result.pilot
     return {"seconds": time.perf_counter() - started, "digest": answer, "choice": result.choice.describe(),
+            "choice_record": result.choice.to_json(), "gil_enabled": gil.enabled(),
             "source": result.choice.source, "pilot_seconds": pilot.seconds if pilot else 0.0,
             "pilot_cost": pilot.cost if pilot else 0.0, "pilot_table": [r.to_json() for r in result.choice.pilot],
             "rationale": list(result.choice.rationale), **extra}

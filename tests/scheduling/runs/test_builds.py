@@ -1,0 +1,87 @@
+"""The bench across builds and GIL states: its environments, the configurations each diagnosis
+allows (threads holding each verified remedy), and a summary that judges auto against the fastest
+safe configuration and checks that auto's pick was safe, with fake runs (nothing is timed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.scheduling.test_choose import r
+from threadprobe.records import Diagnosis, GilState, Remedy, RemedyKind
+from threadprobe.scheduling.runs import builds
+
+PP = "iris_pp.load_metadata.many_times"
+CF = Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",))
+OFF = builds.Env(sys.executable, "3.13.5t", GilState.OFF)  # an interpreter that exists, named free-threaded
+
+
+def diagnosis() -> Diagnosis:
+    """Threads unsafe with the GIL off, safe under a lock around cf_units; safe as imported."""
+    results = [r(PP, "serial", 1), r(PP, "threads", 2), r(PP, "processes", 2),
+               r(PP, "threads", 2, "crash", gil=GilState.OFF)]
+    remedies = [r(PP, "threads", 2, "safe", remedy=CF, gil=GilState.OFF),
+                r(PP, "threads", 2, "error", remedy=Remedy(RemedyKind.LIBRARY_LOCK, ("iris",)), gil=GilState.OFF)]
+    return Diagnosis("2026-12-06T00:00:00+00:00", "0", {}, {"python": {}}, tuple(results), remedies=tuple(remedies))
+
+
+def test_a_gil_build_is_one_environment_and_a_free_threaded_one_two(tmp_path):
+    (here,) = builds.environments([sys.executable])
+    assert here.gil is None and here.label.endswith("(GIL build)")
+    assert OFF.label == "3.13.5t, GIL off" and OFF.environ(tmp_path)["PYTHON_GIL"] == "0"
+    assert "PYTHON_GIL" not in builds.Env(sys.executable, "3.13.5t", GilState.AS_IMPORTED).environ(tmp_path)
+
+
+def test_threads_hold_each_verified_remedy_and_only_safe_ones_count():
+    names = {name: safe for name, _, safe in builds.configs(diagnosis(), OFF, "load", "pp")}
+    assert names == {"synchronous": True, "threads": False, "threads + cf_units lock": True, "processes": True,
+                     "auto": True}
+    as_imported = builds.Env(sys.executable, "3.13.5t", GilState.AS_IMPORTED)
+    assert {n: s for n, _, s in builds.configs(diagnosis(), as_imported, "load", "pp")}["threads"] is True
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    def diagnose(python, folder, workload, formats, budget):
+        folder.mkdir(parents=True)
+        (folder / "diagnosis.json").write_text(json.dumps(diagnosis().to_json()))
+        return folder / "diagnosis.json"
+
+    seconds = {"synchronous": 100.0, "threads": 40.0, "threads + cf_units lock": 60.0, "processes": 70.0}
+
+    def one(env, spec, timeout, cache):
+        options = spec["options"]
+        name = "threads + cf_units lock" if options.get("locks") else options["scheduler"]
+        if name == "auto":
+            locks = (CF.to_json(),)
+            choice = {"workload": "load", "scheduler": "threads", "n_workers": 1, "threads_per_worker": 2,
+                      "locks": locks}
+            return {"seconds": 62.0, "digest": ["cubes"], "choice": "threads + cf_units", "choice_record": choice,
+                    "pilot_seconds": 3.0, "pilot_cost": 1.0}
+        return {"seconds": seconds[name], "digest": ["cubes"], "choice": name, "pilot_seconds": 0.0, "pilot_cost": 0.0}
+
+    monkeypatch.setattr(builds, "diagnose", diagnose)
+    monkeypatch.setattr(builds, "one", one)
+    (tmp_path / "pp").mkdir()
+    (tmp_path / "pp" / "x_wind_0.pp").write_bytes(b"x")
+    return tmp_path
+
+
+def test_auto_is_judged_against_the_fastest_safe_configuration_and_its_pick_checked(fake):
+    result = builds.run("load", fake, ["pp"], [OFF], repeats=2)
+    (res,) = result["environments"]
+    assert res["environment"] == "3.13.5t, GIL off" and "threads" not in res["safe_explicit"]
+    assert res["regrets"] == [round(62.0 / 60.0, 3)] * 2  # the unsafe, faster threads do not count
+    assert res["auto_safe"] == [True, True]
+    assert any("threads + cf_units lock" in line for line in builds.table(result))
+
+
+FT = builds.Path(__file__).parents[3] / ".venv-ft" / "bin" / "python"
+
+
+@pytest.mark.skipif(not FT.exists(), reason=".venv-ft is missing (.ci/freethreaded-up builds it)")
+def test_a_free_threaded_interpreter_is_two_environments():
+    envs = builds.environments([str(FT)])
+    assert [e.gil for e in envs] == [GilState.AS_IMPORTED, GilState.OFF] and envs[0].version.endswith("t")

@@ -1,0 +1,226 @@
+"""The seed's two experiments on both builds, in one bench: ``threadprobe bench load|wind --python A
+--python B``.
+
+Each interpreter is an *environment*, and a free-threaded one is two: the GIL as the workload's
+imports leave it, and the GIL forced off (``PYTHON_GIL=0``). Every environment gets, once, a
+diagnosis of the workload's probes made in it, with every remedy searched (``--remedies all``:
+each suspect library's lock and the global lock, verified by stress trials in that GIL state).
+Then each repetition runs, per environment and format, in a fresh subprocess of that interpreter
+(running this threadprobe's sources) and in an order rotated per repetition: synchronous, threads
+as they are, threads holding each remedy the diagnosis verified, processes, and ``auto`` (safety
+from that diagnosis, a pilot on the input, no cache).
+
+Per environment and format: medians and the spread of every configuration, its speedup over
+synchronous per repetition, whether every run gave synchronous's answer, auto's regret against the
+fastest explicit configuration that the diagnosis calls safe (as it is or under a verified remedy),
+and whether auto's pick was one the diagnosis allows (``auto_safe``: it must always be).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threadprobe.diagnosis.progress import NullProgress, Progress
+from threadprobe.harness.proc import child_env, interpreter_of
+from threadprobe.records import BENCH_SCHEMA, Choice, Diagnosis, GilState, Remedy, RemedyKind, Scheduler, is_clean
+from threadprobe.scheduling import choose
+from threadprobe.scheduling.runs import bench
+from threadprobe.scheduling.workloads import WORKLOADS
+
+_ABOUT = ("import sys, sysconfig, platform; print(platform.python_version() + "
+          "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))")
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where a configuration runs: an interpreter, and on a free-threaded one a GIL state."""
+
+    python: str
+    version: str  # "3.11.7", or "3.13.5t" for a free-threaded build
+    gil: GilState | None = None  # None: a GIL build
+
+    @property
+    def label(self) -> str:
+        if self.gil is None:
+            return f"{self.version} (GIL build)"
+        return f"{self.version}, GIL {'off' if self.gil == GilState.OFF else 'as imported'}"
+
+    def environ(self, cache: Path) -> dict[str, str]:
+        """This threadprobe's sources on the path (another interpreter's own venv otherwise), the
+        GIL forced off where asked, and a choice cache of its own."""
+        _, foreign = interpreter_of(self.python)
+        env = child_env(foreign=foreign)
+        env.pop("PYTHON_GIL", None)
+        if self.gil == GilState.OFF:
+            env["PYTHON_GIL"] = "0"
+        env["THREADPROBE_CACHE"] = str(cache)
+        return env
+
+
+def environments(pythons: Sequence[str], states: Sequence[GilState] = tuple(GilState)) -> list[Env]:
+    """One environment per GIL build, one per state asked for on a free-threaded build."""
+    out = []
+    for python in pythons or (sys.executable,):
+        path, foreign = interpreter_of(python)
+        version = subprocess.run([path, "-c", _ABOUT], capture_output=True, text=True, timeout=60,
+                                 env=child_env(foreign=foreign)).stdout.strip()
+        out += [Env(path, version, s) for s in states] if version.endswith("t") else [Env(path, version)]
+    return out
+
+
+def diagnose(python: str, folder: Path, workload: str, formats: Sequence[str], budget: float) -> Path:
+    """The workload's probes (and the fork-safety ones) diagnosed in ``python``, both GIL states
+    on a free-threaded build, every remedy searched and verified."""
+    probes = [p for fmt in formats for p in WORKLOADS[workload].probes_for(fmt)] + ["fork_safety.*"]
+    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--remedies", "all", "--out", str(folder),
+            "--python", python, "--budget", str(budget)] + [x for p in probes for x in ("--probe", p)]
+    subprocess.run(args, check=True, capture_output=True, timeout=3600)
+    return folder / "diagnosis.json"
+
+
+def verified(diag: Diagnosis, probes: Sequence[str], state: GilState | None) -> list[Remedy]:
+    """The lock remedies verified clean in ``state`` for every one of ``probes`` that needs one
+    (each remedy once, as the workers applied it)."""
+    mine = [r for r in choose.in_state(diag.remedies, state) if r.probe in probes and r.remedy is not None
+            and r.remedy.kind != RemedyKind.PROCESSES and is_clean(r.verdict)]
+    return list(dict.fromkeys(r.remedy.key for r in mine if r.remedy is not None))
+
+
+def configs(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[tuple[str, dict[str, Any], bool]]:
+    """The configurations of one environment and format: (name, run options, safe by the diagnosis)."""
+    probes = WORKLOADS[workload].probes_for(fmt)
+    found, _ = choose.candidates(diag.results, probes, choose.Machine(os.cpu_count() or 1, 64.0, env.gil),
+                                 workload, diag.remedies)
+    kinds = {c.scheduler for c in found if not c.locks}
+    out: list[tuple[str, dict[str, Any], bool]] = [
+        ("synchronous", {"scheduler": "synchronous"}, True),
+        ("threads", {"scheduler": "threads"}, Scheduler.THREADS in kinds)]
+    for remedy in verified(diag, probes, env.gil):
+        name = f"threads + {' + '.join(remedy.libraries)} lock" if remedy.libraries else "threads + global lock"
+        out.append((name, {"scheduler": "threads", "locks": [remedy.to_json()]}, True))
+    out.append(("processes", {"scheduler": "processes"}, Scheduler.PROCESSES in kinds))
+    out.append(("auto", {"scheduler": "auto", "cache": False}, True))
+    return out
+
+
+def allowed(diag: Diagnosis, env: Env, workload: str, fmt: str, choice: dict[str, Any] | None) -> bool | None:
+    """Is auto's pick one the diagnosis of this state allows (a safe candidate, its locks held)?"""
+    if not choice:
+        return None
+    probes = WORKLOADS[workload].probes_for(fmt)
+    found, _ = choose.candidates(diag.results, probes, choose.Machine(os.cpu_count() or 1, 64.0, env.gil),
+                                 workload, diag.remedies)
+    picked = Choice.from_json(choice)
+    return any(c.scheduler == picked.scheduler and {r.key for r in c.locks} <= {r.key for r in picked.locks}
+               for c in found)
+
+
+def one(env: Env, spec: dict[str, Any], timeout: float, cache: Path) -> dict[str, Any]:
+    try:
+        done = subprocess.run([env.python, "-m", "threadprobe.scheduling.runs.benchrun", json.dumps(spec)],
+                              capture_output=True, text=True, timeout=timeout, env=env.environ(cache))
+    except subprocess.TimeoutExpired:
+        return {"failed": f"no result within {timeout:.0f}s"}
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        return {"failed": f"exit code {done.returncode}: {tail}"}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int = 5,
+        budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None) -> dict[str, Any]:
+    say = (progress or NullProgress()).note
+    work = Path(tempfile.mkdtemp(prefix="threadprobe-builds-"))
+    diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
+    for env in envs:
+        if env.python not in diagnoses:
+            say(f"diagnosing {env.python} (both GIL states on a free-threaded build, every remedy)")
+            path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget)
+            diagnoses[env.python] = (path, Diagnosis.from_json(json.loads(path.read_text())))
+    plan = {(env, fmt): configs(diagnoses[env.python][1], env, workload, fmt) for env in envs for fmt in formats}
+    runs: dict[tuple[Env, str], dict[str, list[dict[str, Any]]]] = {
+        key: {name: [] for name, _, _ in cfgs} for key, cfgs in plan.items()}
+    for rep in range(repeats):
+        for (env, fmt), cfgs in plan.items():
+            shift = rep % len(cfgs)
+            for name, options, _ in cfgs[shift:] + cfgs[:shift]:
+                say(f"repetition {rep + 1}/{repeats}: {workload} {fmt} on {env.label}: {name}")
+                spec = {"workload": workload, "inputs": bench.inputs(data, fmt), "options": options,
+                        "diagnosis": str(diagnoses[env.python][0])}
+                runs[(env, fmt)][name].append(one(env, spec, timeout, work / f"cache-{rep}.json"))
+    results = []
+    for (env, fmt), cfgs in plan.items():
+        diag = diagnoses[env.python][1]
+        safe = tuple(name for name, _, ok in cfgs if ok and name != "auto")
+        summary = bench.summarise(runs[(env, fmt)], data, fmt, explicit=safe)
+        summary.update(environment=env.label, python=env.python, gil=str(env.gil) if env.gil else None,
+                       safe_explicit=list(safe), diagnosis=str(diagnoses[env.python][0]),
+                       auto_safe=[allowed(diag, env, workload, fmt, r.get("choice_record")) for r in runs[(env, fmt)]["auto"]],
+                       remedies=_remedy_lines(diag, env, workload, fmt))
+        results.append(summary)
+    return {"schema": BENCH_SCHEMA, "workload": workload, "repeats": repeats, "environments": results}
+
+
+def _remedy_lines(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[str]:
+    from threadprobe.report import remedy_summary
+
+    probes = WORKLOADS[workload].probes_for(fmt)
+    return remedy_summary([r for r in diag.remedies if r.probe in probes and r.gil == (env.gil or GilState.AS_IMPORTED)])
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """One table: per environment and format, each configuration's median, spread and speedup."""
+    lines = [f"{'environment':28s} {'fmt':3s} {'configuration':26s} {'median':>8s} {'range':>15s} {'x sync':>7s}  "
+             "per repetition / notes"]
+    for res in result["environments"]:
+        for name, median in res["median_seconds"].items():
+            low, high = res["seconds_range"].get(name, (median, median))
+            ratios = res["ratios_to_synchronous"].get(name)
+            note = "" if res["correct"].get(name) else "  (answers differ or runs failed)"
+            if name == "auto":
+                note += f"  picks {statistics.mode(r.get('auto_choice') or '?' for r in res['repetitions'])}; " \
+                        f"regret {res['regrets']}; safe {res['auto_safe']}"
+            lines.append(f"{res['environment']:28s} {res['format']:3s} {name:26s} {median:7.2f}s "
+                         f"{low:6.2f}-{high:6.2f}s x{res['speedup'].get(name, 0):5.2f}  {ratios}{note}")
+    return lines
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Seconds per configuration (bar: median; dots: repetitions), a panel per format, grouped by
+    environment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    formats = sorted({res["format"] for res in result["environments"]})
+    fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 6), squeeze=False)
+    colours = ["#90caf9", "#ffcc80", "#a5d6a7", "#ce93d8"]
+    for ax, fmt in zip(axes[0], formats):
+        labels, k = [], 0
+        for e, res in enumerate(r for r in result["environments"] if r["format"] == fmt):
+            for name, median in res["median_seconds"].items():
+                ax.barh(k, median, color=colours[e % len(colours)])
+                xs = [r["seconds"] for r in res["runs"][name] if "seconds" in r]
+                ax.scatter(xs, [k] * len(xs), color="#263238", s=8, zorder=3)
+                ax.text(median, k, f" x{res['speedup'].get(name, 0):.2f}", va="center", fontsize=7)
+                labels.append(f"{res['environment']}: {name}")
+                k += 1
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{result['workload']} {fmt}: medians of {result['repeats']} (dots: each run)", fontsize=9)
+        ax.set_xlabel("seconds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
