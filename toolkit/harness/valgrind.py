@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from threadprobe.records import RaceSchedule
+
 TOOLS = ("helgrind", "drd")
 SHIPPED = Path(__file__).with_name("threadprobe.supp")
 #: CPython's small-object allocator and OpenBLAS's thread pool fill a report with noise (and
@@ -84,7 +86,7 @@ class Detector:
     tool: str
     xml_dir: Path
     suppressions: tuple[str, ...] = ()  # the user's own, after the shipped ones
-    schedule: str = "meet"  # meet | natural: what the shim does besides counting (see overlap.c)
+    schedule: RaceSchedule = RaceSchedule.MEET  # what the shim does besides counting (see overlap.c)
 
     def prefix(self) -> list[str]:
         exe = valgrind()
@@ -103,7 +105,7 @@ class Detector:
             return {}
         preload = " ".join(p for p in (str(built), os.environ.get("LD_PRELOAD", "")) if p)
         return {"LD_PRELOAD": preload, "THREADPROBE_OVERLAP_DIR": str(self.xml_dir),
-                "THREADPROBE_OVERLAP": "meet" if self.schedule == "meet" else "count"}
+                "THREADPROBE_OVERLAP": "meet" if self.schedule == RaceSchedule.MEET else "count"}
 
     def xml_of(self, pid: int) -> Path:
         return self.xml_dir / f"vg.{pid}.xml"

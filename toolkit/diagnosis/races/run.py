@@ -126,7 +126,7 @@ class Lane:
                  built: tuple[Path | None, str] = (None, "not built")) -> None:
         self.session = session
         self.options = options
-        self.detector = Detector(options.tool, folder, options.suppressions, options.schedule.value)
+        self.detector = Detector(options.tool, folder, options.suppressions, options.schedule)
         self.shim, self.shim_note = built
         folder.mkdir(parents=True, exist_ok=True)
         self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
