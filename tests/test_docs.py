@@ -14,6 +14,7 @@ import argparse
 import json
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -226,3 +227,44 @@ def test_a_real_browser_renders_the_index_and_a_guide(site: Site, page: str, tmp
     assert "User guides" in dom.stdout and "Gating a new library build" in dom.stdout
     errors = [line for line in dom.stderr.splitlines() if "Uncaught" in line or ("CONSOLE" in line and "rror" in line)]
     assert not errors, errors
+
+
+def commands_in_prose() -> list[tuple[str, str]]:
+    """Every whole ``threadprobe ...`` command the README and the pages show, in code blocks or inline."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        if "_build" in path.parts or "_generated" in path.parts:
+            continue
+        text = path.read_text()
+        blocks = [body for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+                  if lang in ("", "sh", "text", "console")]
+        inline = [c for c in re.findall(r"`(threadprobe [^`]+)`", text) if " --" in c]  # a name alone is no command
+        for line in [line for block in blocks for line in block.splitlines()] + inline:
+            line = re.split(r"#|>|\|", line, maxsplit=1)[0].strip()  # a comment, a redirection, a pipe
+            if line.startswith("threadprobe ") and "..." not in line and "FILE" not in line.split()[1]:
+                found.append((path.name, line))
+    return found
+
+
+def strict(parsers: list[argparse.ArgumentParser]) -> None:
+    """No abbreviations: the pages must spell every option as the parser names it."""
+    for parser in parsers:
+        parser.allow_abbrev = False
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                strict(list(action.choices.values()))
+
+
+def test_every_command_the_pages_show_is_one_the_parser_takes() -> None:
+    """Prose is written by hand: a renamed option must break this test, not a reader's command."""
+    shown = commands_in_prose()
+    assert len(shown) > 10
+    parser = build_parser()
+    strict([parser])
+    bad = []
+    for where, line in shown:
+        try:
+            parser.parse_args(shlex.split(line)[1:])
+        except (SystemExit, Exception) as exc:  # noqa: BLE001 (the parser's own errors, whatever they are)
+            bad.append(f"{where}: {line}: {exc}")
+    assert not bad, bad
