@@ -169,7 +169,7 @@ def evidence_colours() -> str:
     import html
 
     from threadprobe.diagnosis.detect import failure_upper95
-    from threadprobe.records import RacePass, RaceStatus, Result, with_races
+    from threadprobe.records import RacePass, RaceSchedule, RaceStatus, Result, with_races
     from threadprobe.report import html as htmlreport
     from threadprobe.report import strength
 
@@ -178,10 +178,14 @@ def evidence_colours() -> str:
                       trials=trials, outcomes={"ok": trials}, verdict="safe",
                       failure_rate_upper95=failure_upper95(0, trials), speedup=1.62)
 
+    def counted(unordered: int) -> RacePass:  # a clean pass whose scheduling shim counted its unordered calls
+        return RacePass("helgrind", 8, 2000, RaceStatus.CLEAN, schedule=RaceSchedule.MEET, sections=4 * unordered,
+                        unordered=unordered, overlap_pairs=2 * unordered, gil_enabled=True)
+
     shown = [("make diagnose, 11 clean trials", example(11)),
              ("make diagnose, 149 clean trials", example(149)),
-             ("make races, then make diagnose: the same 11 trials",
-              with_races(example(11), RacePass("helgrind", 2, 2000, RaceStatus.CLEAN)))]
+             ("make races (a strong pass), then make diagnose: the same 11 trials", with_races(example(11), counted(1500))),
+             ("make races (a thin pass: 20 calls unordered), then make diagnose", with_races(example(11), counted(20)))]
     cells = "".join(
         f'<tr><td>{html.escape(what)}</td><td class="cell" style="{htmlreport.cell_css(r)}">'
         f"{html.escape(strength.word(r) or '')}<br><small>{html.escape(htmlreport.cell(r))}</small><br>"

@@ -44,9 +44,9 @@ SHOWN: dict[Strength, tuple[str, str, str, str, str]] = {
                           f"to find a racing path taken by 1 call in {STRONG_FROM}, 9 times in 10"),
     Strength.NARROW: ("safe", "#a5d6a7", "1px solid #66bb6a", "green",
                       f"no trial failed, and the 95% bound on the failure rate is at most {WIDE_BOUND:.0%}; "
-                      "no race pass"),
+                      "no strong race pass"),
     Strength.WIDE: ("no failure seen", "#f1f8e9", "1px dashed #9ccc65", "dim green",
-                    f"no trial failed, but the bound is over {WIDE_BOUND:.0%} and no race pass covers the cell: "
+                    f"no trial failed, but the bound is over {WIDE_BOUND:.0%} and no strong race pass covers the cell: "
                     "more trials (--budget) or make races would say more"),
     Strength.ORACLE: ("ok (oracle)", "#f5f5f5", "1px solid #ccc", "",
                       "the serial run every other cell is compared with"),
