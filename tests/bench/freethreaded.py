@@ -110,6 +110,14 @@ def counts(part: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"median_seconds": seconds[len(seconds) // 2], "min": seconds[0], "max": seconds[-1], "of": len(runs)}
 
 
+def earlier(path: Path) -> dict[str, Any]:
+    """The parts an earlier run of this bench wrote to ``path``: a run of some parts keeps the others."""
+    try:
+        return dict(json.loads(path.read_text()).get("parts") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 @contextlib.contextmanager
 def turn(lock: str | None) -> Iterator[None]:
     """Hold ``lock`` (an flock file shared with other heavy jobs) for one run."""
@@ -136,7 +144,7 @@ def main() -> int:
     if not FT.exists():
         print(f"no {FT}: run .ci/freethreaded-up first", file=sys.stderr)
         return 2
-    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded", "parts": {}}
+    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded", "parts": earlier(Path(args.out))}
     for part in args.parts.split(","):
         run, default = PARTS[part]
         runs = []
