@@ -27,3 +27,13 @@ def test_similar_input_has_the_same_signature_and_twice_the_size_does_not():
     assert small == cache.signature("nc", [da.zeros((4, 96, 128), dtype="f4", chunks=(1, 96, 128))], files=9)  # 9 files ~ 8
     assert small != cache.signature("nc", [da.zeros((8, 96, 128), dtype="f4", chunks=(1, 96, 128))], files=8)
     assert small != cache.signature("pp", [da.zeros((4, 96, 128), dtype="f4", chunks=(1, 96, 128))], files=8)
+
+
+def test_a_choice_made_in_one_gil_state_is_never_found_in_the_other(tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    sig, build = cache.signature("pp", [], files=64), cache.builds({"python": {"version": "3.13.5"}})
+    off = cache.key("load", sig, build, ("p",), {"state": "off", "enabled": False})
+    cache.store(off, Choice("load", "threads", 1, 2))
+    assert cache.lookup(off) is not None
+    for other in ({"state": "as_imported", "enabled": True}, {"state": "as_imported", "enabled": False}, None):
+        assert cache.lookup(cache.key("load", sig, build, ("p",), other)) is None

@@ -19,7 +19,6 @@ from typing import Any
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice
 from threadprobe.scheduling import cache
-from threadprobe.scheduling.locks import held
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.scheduling.runs.display import Tasks
@@ -54,8 +53,9 @@ class LoadJob:
             on_done: Callable[[str], None] | None = None) -> None:
         import dask
 
-        work = held(active.lock, load_one)
-        delayed = [dask.delayed(work, pure=False, name=f"threadprobe-load-{k}")(self.paths[k]) for k in units]
+        # The scheduler's pool (or a cluster's workers) holds a global lock around every task:
+        # taking it here too would wait for itself.
+        delayed = [dask.delayed(load_one, pure=False, name=f"threadprobe-load-{k}")(self.paths[k]) for k in units]
         for k, cubes in zip(units, active.compute(*delayed, on_done=on_done)):
             self.loaded[k] = cubes
 

@@ -36,7 +36,6 @@ from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
-from threadprobe.scheduling.locks import held
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.scheduling.runs.display import PeakMemory, Tasks
 
@@ -304,7 +303,7 @@ class WindJob:
         units = sorted(units)
         tasks = max(1, min(tasks, len(units)))
         groups = [units[k::tasks] for k in range(tasks)]
-        work = held(active.lock, Units.sums)
+        work = Units.sums  # a global lock, if any, is held around every task by the pool or the workers
         delayed = [dask.delayed(work, pure=False, name=f"threadprobe-wind-{g[0]}")(
             Units([Slab(self.u_lazy, *self.bounds[i]) for i in g], [Slab(self.v_lazy, *self.bounds[i]) for i in g]))
             for g in groups if g]
