@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/repro_rate.py reports/repro
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
+	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench load --python $(BIN)/python --python .venv-ft/bin/python --repeats 10
+	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench wind --python $(BIN)/python --python .venv-ft/bin/python --repeats 5
 	$(BIN)/python tests/bench/races.py
 	$(BIN)/python tests/bench/triage.py --busy
 	test ! -x .venv-ft/bin/python || $(BIN)/python tests/bench/freethreaded.py
