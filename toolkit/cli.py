@@ -552,9 +552,9 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     states = tuple(GilState) if args.gil == "both" else (GilState(args.gil),)
     envs = builds.environments(args.python, states)
     result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress())
-    out = Path(args.out)
-    path = benchfile.write(out / f"bench-builds-{args.workload}.json", result)
-    picture = builds.plot(result, out / f"bench-builds-{args.workload}.png")
+    out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
+    path = benchfile.write(out / f"{name}.json", result)
+    picture = builds.plot(result, out / f"{name}.png")
     print("\n".join(builds.table(result)))
     print(f"wrote {path} and {picture}", file=sys.stderr)
     return 0
