@@ -144,7 +144,7 @@ def main() -> int:
     if not FT.exists():
         print(f"no {FT}: run .ci/freethreaded-up first", file=sys.stderr)
         return 2
-    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded", "parts": earlier(Path(args.out))}
+    log: dict[str, Any] = {"schema": "threadprobe.bench/1", "bench": "freethreaded", "parts": {}}
     for part in args.parts.split(","):
         run, default = PARTS[part]
         runs = []
@@ -154,7 +154,8 @@ def main() -> int:
             print(f"{part} {k + 1}/{args.repeats or default}: {json.dumps(runs[-1])[:300]}", flush=True)
         log["parts"][part] = {"busy_neighbour": part == "planted", "runs": runs, "counts": counts(part, runs)}
         print(f"{part}: {log['parts'][part]['counts']}", flush=True)
-        benchfile.write(args.out, log)  # after every part: a long bench keeps what it measured
+        # After every part (a long bench keeps what it measured), beside what other runs wrote.
+        benchfile.write(args.out, {**log, "parts": {**earlier(Path(args.out)), **log["parts"]}})
     print(f"wrote {args.out}")
     return 0
 
