@@ -202,7 +202,8 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--race-budget", type=positive_float, default=None, metavar="S",
                    help="seconds for the whole race pass; probes past it are not run (default: no limit)")
     d.add_argument("--race-threads", type=positive_int, default=None, metavar="T",
-                   help="threads per probe under the detector (default 8: more threads, more unordered pairs per call)")
+                   help="threads per probe under the detector (default: 8, fewer for a probe whose calls are slow; "
+                        "more threads, more unordered pairs per call)")
     d.add_argument("--race-schedule", choices=("meet", "natural"), default=None,
                    help="meet (default): a thread that releases the GIL waits for another to release it too, "
                         "so their calls run unordered; natural: valgrind's own thread switches")
@@ -343,7 +344,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence, remedies=args.remedies,
         workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
-        race_threads=args.race_threads or Options.race_threads, race_schedule=args.race_schedule or "meet",
+        race_threads=args.race_threads, race_schedule=args.race_schedule or "meet",
         suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=states,
     )
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.

@@ -242,7 +242,7 @@ def plot_power(log: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, shape, title in zip(axes, ("writer", "pair"), ("a rare writer, common readers", "rare against rare")):
         for key, runs in sorted(log.items()):
-            if not key.startswith("power ") or not runs:
+            if not key.startswith("power ") or not isinstance(runs, list) or not runs:
                 continue
             points = []
             for probe in POWER_PROBES:
@@ -282,7 +282,7 @@ def main() -> int:
             lines += part(args.repeats or n, Path(tmp), log)
             out.parent.mkdir(parents=True, exist_ok=True)
             benchfile.write(out, dict(log, summary=lines))
-    if any(k.startswith("power ") for k in log):
+    if any(k.startswith("power ") and isinstance(v, list) for k, v in log.items()):
         plot_power(log, out.with_name("bench-races-power.png"))
     print("\n".join(lines))
     return 0

@@ -63,7 +63,7 @@ class Options:
     out: str | None = None  # where reproducer scripts go (reports/repro)
     stress: bool = True  # the stress trials; False with a race pass alone (--races --no-stress)
     races: str | None = None  # helgrind | drd: run the race pass (threadprobe.diagnosis.races.run) too
-    race_threads: int = 8  # the race pass's threads: more threads, more unordered pairs per call
+    race_threads: int | None = None  # the race pass's threads (None: races.run.threads_for decides)
     race_schedule: str = "meet"  # meet | natural: see threadprobe.harness.overlap.c
     race_calls: int | None = None  # per probe (default: the probe's race_calls, else racepass's)
     race_seconds: float | None = None  # seconds of calls per probe under the detector

@@ -134,3 +134,26 @@ def test_the_pass_counts_what_ran_unordered_and_correct_work_stays_clean(tmp_pat
         assert got.schedule is not None and got.sections is not None and got.sections >= got.calls > 0
         assert got.unordered is not None and 0 < got.unordered <= got.calls and got.gil_enabled is True
         assert got.rarest() is not None
+
+
+class _Timed:
+    """A probe run whose serial oracle took ``seconds`` per call (the fields threads_for reads)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+
+    def outcomes(self, cell):
+        from types import SimpleNamespace
+
+        return [] if self.seconds is None else [SimpleNamespace(seconds=self.seconds * 10, tasks=10)]
+
+
+@pytest.mark.parametrize("per_call, threads", [
+    (None, racepass.MAX_THREADS),  # not timed: the most
+    (1e-5, racepass.MAX_THREADS),  # fast calls: eight threads' first round fits the time box easily
+    (0.05, 3),  # 3 s a call under the detector: three fit in 10 s
+    (1.0, 2),  # Iris's load: never fewer than two
+])
+def test_a_slow_probe_gets_fewer_threads_and_the_users_choice_wins(per_call, threads):
+    assert racepass.threads_for(_Timed(per_call), racepass.RaceOptions(seconds=10.0)) == threads
+    assert racepass.threads_for(_Timed(per_call), racepass.RaceOptions(threads=5)) == 5

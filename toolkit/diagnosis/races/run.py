@@ -39,12 +39,16 @@ from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceSchedule, Ra
                                  is_unavailable, verdict_of, with_races)
 
 #: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
-#: them. Each call's GIL hand-offs order the threads unless a thread switch lands inside a call,
-#: so a rare path needs calls, not time: a planted race on one call in 48 went unreported in 400
-#: calls and was reported at 2,000 (tests/bench/races.py has the rates). A netCDF4 call
-#: takes about half a second under helgrind, so the time cap decides for the real libraries.
+#: them. Under the GIL two calls are unordered only while both threads have released it; the
+#: scheduling shim (harness/overlap.c) makes them meet, and counts the calls that did, which is
+#: what a clean pass states as its power. A netCDF4 call takes about half a second under
+#: helgrind, so the time cap decides for the real libraries (tests/bench/races.py, part power).
 DEFAULT_CALLS = 2000
 DEFAULT_SECONDS = 10.0
+#: Threads per pass: with two, at most one pair of calls overlaps per call; with eight, about four
+#: (measured: 4.4 per call on the planted probes). A probe whose first round of calls would not
+#: fit in the time box (each thread makes one call before it can stop) gets fewer, at least two.
+MAX_THREADS = 8
 #: The GIL hands over at every chance: valgrind runs one thread at a time, and two calls into the
 #: library overlap (and so can race unordered) only when a thread switch falls inside one. At
 #: CPython's default 5 ms, helgrind saw no race in 40 calls of the planted race on every call;
@@ -57,7 +61,7 @@ SLOWDOWN = 60.0
 @dataclass(frozen=True)
 class RaceOptions:
     tool: str = "helgrind"
-    threads: int = 8
+    threads: int | None = None  # None: MAX_THREADS, fewer for a probe whose calls are slow (threads_for)
     calls: int | None = None  # per probe; None: the probe's race_calls, else DEFAULT_CALLS
     seconds: float = DEFAULT_SECONDS  # of calls per probe: each thread stops taking tasks then
     timeout: float = 300.0  # seconds without progress before a pass is declared failed
@@ -76,13 +80,25 @@ def priority(run: ProbeRun, results: Sequence[Result]) -> tuple[int, float]:
     then the estimated cost of the pass, from the probe's own serial timing where known."""
     mine = [r for r in results if r.probe == run.name and r.mode != Mode.SERIAL]
     failing = any(is_failing(r.verdict) for r in mine)
-    per_call = [o.seconds / max(o.tasks, 1) for o in run.outcomes(SERIAL) if o.seconds]
-    cost = (min(per_call) if per_call else 0.01) * SLOWDOWN * run.iterations
-    return (1 if failing else 0, cost)
+    return (1 if failing else 0, (per_call(run) or 0.01 * SLOWDOWN) * run.iterations)
+
+
+def per_call(run: ProbeRun) -> float | None:
+    """A call's seconds under the detector, estimated from the probe's serial oracle."""
+    seconds = [o.seconds / max(o.tasks, 1) for o in run.outcomes(SERIAL) if o.seconds]
+    return min(seconds) * SLOWDOWN if seconds else None
+
+
+def threads_for(run: ProbeRun, options: RaceOptions) -> int:
+    """The user's threads, else as many as fit one round of calls in the time box (2 to MAX_THREADS)."""
+    if options.threads is not None:
+        return options.threads
+    cost = per_call(run)
+    return MAX_THREADS if not cost else max(2, min(MAX_THREADS, int(options.seconds / cost)))
 
 
 def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int) -> Trial:
-    return Trial(probe=run.name, ref=run.info.ref, mode=Mode.THREADS, processes=1, threads=options.threads,
+    return Trial(probe=run.name, ref=run.info.ref, mode=Mode.THREADS, processes=1, threads=threads_for(run, options),
                  iterations=calls, index=index, rounds=1, timeout=options.timeout, switch_interval=SWITCH_INTERVAL,
                  purpose=Purpose.RACES, deadline=options.seconds)
 
@@ -159,7 +175,7 @@ class Lane:
         failure = failure_of(got, self.options.tool)
         if failure is None and not texts:
             failure = f"{self.options.tool} wrote no report"
-        found = races.analyse(texts, self.options.tool, self.options.threads, outcome.tasks, failure,
+        found = races.analyse(texts, self.options.tool, trial.threads, outcome.tasks, failure,
                               time.monotonic() - began)
         return self.with_power(found, got)
 
@@ -208,7 +224,7 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
                 if options.budget is not None and time.monotonic() - began[0] > options.budget:
                     continue  # past the budget: left out, and said so by its absence
                 got = lane.run(run) if failed is None else RacePass(
-                    options.tool, options.threads, 0, RaceStatus.FAILED, reason=failed)
+                    options.tool, threads_for(run, options), 0, RaceStatus.FAILED, reason=failed)
                 with guard:
                     done[run.name] = got
                 if on_done is not None:
