@@ -179,6 +179,7 @@ def plot(runs: dict[str, list[dict[str, Any]]], total: int, path: Path) -> None:
     for ax, title in ((left, "wall time of each session (s)"), (right, "tests run before the session ended")):
         ax.set_xticks(range(len(MODES)), MODES)
         ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0)
     right.axhline(total, color="grey", linestyle="--", linewidth=1)
     right.text(0.02, total, f" {total} tests", va="bottom", fontsize=8, transform=right.get_yaxis_transform())
     fig.suptitle("Iris's netCDF suites, 2 threads, free-threaded CPython with PYTHON_GIL=0 "
@@ -186,6 +187,17 @@ def plot(runs: dict[str, list[dict[str, Any]]], total: int, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write(out: Path, runs: dict[str, list[dict[str, Any]]], about: dict[str, Any]) -> None:
+    """The JSON and its plot, after every round (a long benchmark cut short keeps what it measured)."""
+    total = max(s["ran"] for s in runs["plain"])
+    result = {"schema": "threadprobe.bench-plugin-ft/1", "python": str(FT), "gil": "off (PYTHON_GIL=0)",
+              "threads": 2, "data": str(DATA), "tests": total, **about, "figures": figures(runs),
+              "sessions": {mode: [s | {"newly_failing": newly_failing(p, s)} for s, p in zip(ss, runs["plain"])]
+                           for mode, ss in runs.items()}}
+    benchfile.write(out, result)
+    plot(runs, total, out.with_suffix(".png"))
 
 
 def main() -> int:
@@ -203,6 +215,8 @@ def main() -> int:
     version = ensure_run_parallel()
     paths = suites()
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for r in range(args.rounds):
         for mode in MODES[r % 3:] + MODES[:r % 3]:
             got = session(mode, paths, args.timeout)
@@ -210,16 +224,7 @@ def main() -> int:
             state = "finished" if got["finished"] else f"died ({got['signal'] or got['status']})"
             print(f"[round {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {state}, ran {got['ran']}, "
                   f"named {len(got['named'])} {got['counts']}", file=sys.stderr, flush=True)
-    total = max(len(s["outcomes"]) for s in runs["plain"])
-    result = {"schema": "threadprobe.bench-plugin-ft/1", "python": str(FT), "gil": "off (PYTHON_GIL=0)",
-              "run_parallel": version, "threads": 2, "suites": paths, "data": str(DATA), "tests": total,
-              "figures": figures(runs),
-              "sessions": {mode: [s | {"newly_failing": newly_failing(p, s)} for s, p in zip(ss, runs["plain"])]
-                           for mode, ss in runs.items()}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    benchfile.write(out, result)
-    plot(runs, total, out.with_suffix(".png"))
+        write(out, runs, {"run_parallel": version, "suites": paths, "rounds_done": r + 1, "rounds": args.rounds})
     print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
 
