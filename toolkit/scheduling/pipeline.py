@@ -142,10 +142,12 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
     elif diagnosis:
         raise UsageError(f"no such diagnosis: {path}")
     cores = os.cpu_count() or 1
+    # With the GIL forced off, threads are only ever safe under a verified remedy: search for them.
+    off = here.run_gil() == GilState.OFF
     options = Options(probes=tuple(probes), threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
-                      evidence=False, budget=budget, timing_trials=0, gil=(here.run_gil() or GilState.AS_IMPORTED,))
-
-    quick = diagnosing.diagnose(options, progress=progress, fingerprint=fingerprint.light)
+                      evidence=off, attribute=False, budget=budget, timing_trials=0,
+                      gil=(here.run_gil() or GilState.AS_IMPORTED,))
+    quick = (diagnose if off else diagnosing.diagnose)(options, progress=progress, fingerprint=fingerprint.light)
     return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
 
 
