@@ -481,8 +481,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         result = pipeline.run_load(args.files, **options)
     choice = result.choice
-    why = [f"scheduler: {choice.describe()} [{choice.source}]", *(f"  {line}" for line in choice.rationale),
-           *(f"  {line}" for line in (pilot.table(result.pilot) if result.pilot is not None else ()))]
+    table = pilot.table(result.pilot) if result.pilot is not None else []
+    why = [f"scheduler: {choice.describe()} [{choice.source}]",
+           *(f"  {line}" for line in dict.fromkeys([*choice.rationale, *table]))]  # the pilot's rule is in both
     print("\n".join(why), file=sys.stderr)
     spent = f"pilot {result.pilot.seconds:.1f}s, " if result.pilot is not None and result.pilot.rows else ""
     if args.workload == "wind":

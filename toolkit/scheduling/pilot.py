@@ -205,7 +205,7 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
         pilot.choice = pick
         pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
             f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
-            f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}, the simplest safe concurrent choice",))
+            f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}: threads when safe with no lock, else synchronous",))
         pilot.seconds = time.perf_counter() - began
         return pilot, pool.active(pick)
     rounds = _Rounds([sync] + parallel, pool.total)
