@@ -1,8 +1,9 @@
 """Every vocabulary that has an enum is compared through it: no module outside threadprobe.records
 compares a field typed with an enum (``mode``, ``scheduler``, ``stage``...) with a bare string of
 that enum's values, as tests/test_authority.py checks for verdicts. The fields and their enums are
-read from the records themselves, so a field that gains an enum is scanned from then on. The JSON
-keeps its strings (the enums are their own JSON strings)."""
+read from the records themselves, so a field that gains an enum is scanned from then on; so are the
+names a module types with an enum (a parameter ``state: ThreadState``, a ``dict[ThreadState, int]``,
+the keys of a loop over one). The JSON keeps its strings (the enums are their own JSON strings)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def vocabularies() -> dict[str, set[str]]:
     return out
 
 
+def enums() -> dict[str, set[str]]:
+    """Enum class name -> its strings, for every enum the records define."""
+    return {name: {m.value for m in value} for name, value in vars(records).items()
+            if isinstance(value, type) and issubclass(value, enum.Enum) and value.__module__ == records.__name__}
+
+
 def _literals(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
@@ -43,38 +50,79 @@ def _literals(node: ast.AST) -> list[str]:
     return []
 
 
+def _name(node: ast.AST) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
 def _keyed(node: ast.AST) -> tuple[str, ast.AST] | None:
-    """``x.field["key"]`` or ``x.field.get("key"...)``: the field and the key."""
-    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
-        return node.value.attr, node.slice
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-            and isinstance(node.func.value, ast.Attribute) and node.args):
-        return node.func.value.attr, node.args[0]
+    """``x.field["key"]``, ``field["key"]`` or ``x.field.get("key"...)``: the field and the key."""
+    if isinstance(node, ast.Subscript) and _name(node.value):
+        return _name(node.value), node.slice
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+        return _name(node.func.value), node.args[0]
     return None
 
 
+def _typed(tree: ast.AST, fields: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Names this module types with an enum, besides the records' fields: parameters and variables
+    annotated with one (or with a container of one), variables assigned from a function of the
+    module that returns one, and the keys of a loop over a dict keyed by one."""
+    kinds = enums()
+
+    def strings(annotation: ast.AST | None) -> set[str]:
+        return {v for n in ast.walk(annotation) if isinstance(n, ast.Name) for v in kinds.get(n.id, ())} \
+            if annotation is not None else set()
+
+    found: dict[str, set[str]] = {}
+    returns = {n.name: strings(n.returns) for n in ast.walk(tree)
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in ast.walk(tree):
+        named: list[tuple[str, set[str]]] = []
+        if isinstance(node, ast.arg):
+            named.append((node.arg, strings(node.annotation)))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            named.append((node.target.id, strings(node.annotation)))
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _name(node.value.func) in returns:
+            named += [(t.id, returns[_name(node.value.func)]) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.For, ast.comprehension)):
+            called = isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Attribute)
+            over = node.iter.func.value if called and node.iter.func.attr in ("items", "keys") else node.iter
+            key = node.target.elts[0] if isinstance(node.target, ast.Tuple) and node.target.elts else node.target
+            if isinstance(key, ast.Name):
+                named.append((key.id, {*fields.get(_name(over), ()), *found.get(_name(over), ())}))
+        for name, values in named:
+            if values:
+                found.setdefault(name, set()).update(values)
+    return found
+
+
 def bare_strings(source: str, fields: dict[str, set[str]]) -> list[tuple[int, str, str]]:
-    """(line, field, literal) wherever a field of an enum's type meets one of its values as a
-    string: compared with it, or (a dict keyed by the enum) looked up by it."""
+    """(line, name, literal) wherever a field of an enum's type (or a name this module types with
+    one) meets one of its values as a string: compared with it, or (a dict keyed by the enum)
+    looked up by it."""
+    tree = ast.parse(source)
+    names = {**fields}
+    for name, values in _typed(tree, fields).items():
+        names[name] = names.get(name, set()) | values
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         keyed = _keyed(node)
         if keyed is not None:
-            found += [(node.lineno, keyed[0], text) for text in _literals(keyed[1]) if text in fields.get(keyed[0], ())]
+            found += [(node.lineno, keyed[0], text) for text in _literals(keyed[1]) if text in names.get(keyed[0], ())]
         if not isinstance(node, ast.Compare):
             continue
         sides = [node.left, *node.comparators]
-        for side in sides:
-            name = side.attr if isinstance(side, ast.Attribute) else side.id if isinstance(side, ast.Name) else ""
-            found += [(node.lineno, name, text) for other in sides for text in _literals(other)
-                      if text in fields.get(name, ())]
-    return found
+        found += [(node.lineno, _name(side), text) for side in sides for other in sides for text in _literals(other)
+                  if text in names.get(_name(side), ())]
+    return sorted(set(found))
 
 
 def test_the_fields_come_from_the_records():
     fields = vocabularies()
     assert "serial" in fields["mode"] and "synchronous" in fields["scheduler"] and "task" in fields["stage"]
     assert "crash" in fields["verdict"] and "iris_lock_audit" in fields["instruments"] and "ok" in fields["outcomes"]
+    assert "interp" in fields["thread_states"] and "queued" in fields["states"] and "serialized" in fields["scaling"]
+    assert "spread" in fields["pin"] and "drd" in fields["tool"]
 
 
 def test_the_scan_finds_a_planted_literal():
@@ -82,8 +130,26 @@ def test_the_scan_finds_a_planted_literal():
     planted = ('if r.mode == "serial": pass\nok = choice.scheduler in ("threads", "x")\nerr.stage != "task"\n'
                'n = r.outcomes.get("ok", 0) + r.outcomes["crash"]\n')
     assert bare_strings(planted, fields) == [(1, "mode", "serial"), (2, "scheduler", "threads"), (3, "stage", "task"),
-                                             (4, "outcomes", "ok"), (4, "outcomes", "crash")]
+                                             (4, "outcomes", "crash"), (4, "outcomes", "ok")]
     assert bare_strings('if r.mode == Mode.SERIAL: pass\nx = change.mode == "library"\n', fields) == []
+
+
+def test_the_scan_follows_names_typed_with_an_enum():
+    """A parameter or variable annotated with an enum (or keyed by one), a variable assigned from
+    a function of the module that returns one, and the keys of a loop over such a dict."""
+    fields = vocabularies()
+    planted = '\n'.join([
+        'def shares(counts: Mapping[ThreadState, int]) -> dict[ThreadState, float]:',
+        '    return {s: n for s, n in counts.items() if s != "queued"}',  # 2: a loop's key
+        'def f(state: ThreadState | None, how: str) -> bool:',
+        '    whole = shares({})',
+        '    return state == "gil" or whole.get("lock", 0) > 0 or how == "gil"',  # 5: a parameter, a result
+        'r.scaling == "scales"; trial.pin != "one"; races.tool == "helgrind"; r.thread_states["interp"]',
+        'for state in run.states: state == "io"',  # 7: a loop over a field
+    ])
+    assert bare_strings(planted, fields) == [
+        (2, "s", "queued"), (5, "state", "gil"), (5, "whole", "lock"), (6, "pin", "one"), (6, "scaling", "scales"),
+        (6, "thread_states", "interp"), (6, "tool", "helgrind"), (7, "state", "io")]
 
 
 def test_no_module_but_records_compares_a_vocabulary_with_bare_strings():

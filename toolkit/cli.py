@@ -29,8 +29,8 @@ from threadprobe.report.compare import compare, summary
 from threadprobe.diagnosis.diagnose import Options
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState
-from threadprobe.harness.valgrind import valgrind
+from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceTool, Start
+from threadprobe.harness.valgrind import TOOLS, valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
 from threadprobe.scheduling.runs import bench, builds
@@ -174,7 +174,7 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                    help="no progress for this long is a hang (default 10)")
     d.add_argument("--quick", action="store_true", help="widest modes only, stop a mode at its first failure")
-    d.add_argument("--start", choices=("fork", "spawn"), default="fork",
+    d.add_argument("--start", choices=[s.value for s in Start], default=Start.FORK.value,
                    help="fork workers from a warm fork server (default) or spawn fresh interpreters")
     d.add_argument("--out", default="reports", metavar="DIR", help="report folder (default reports)")
     d.add_argument("--no-evidence", action="store_true", help="skip reproducers, remedies and the lock audit")
@@ -189,7 +189,7 @@ def _add_diagnose(sub: Any) -> None:
                    help="compare with an earlier diagnosis; exit 1 if a safety verdict regressed")
     d.add_argument("--fail-on", choices=("unsafe",), default=None,
                    help="exit 1 if any probe fails under concurrency (a gate with no baseline)")
-    d.add_argument("--races", nargs="?", const="helgrind", choices=("helgrind", "drd"), default=None,
+    d.add_argument("--races", nargs="?", const=RaceTool.HELGRIND.value, choices=[t.value for t in TOOLS], default=None,
                    help="also run each probe's concurrent work under valgrind's happens-before race detector "
                         "(helgrind, or drd): race pairs in the library make a cell racy")
     d.add_argument("--no-stress", action="store_true", help="with --races: the race pass alone, no stress trials")
@@ -341,8 +341,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
         timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
         budget=args.budget or default_budget(args.quick, states), timeout=args.timeout,
-        quick=args.quick, start=args.start, python=args.python, evidence=not args.no_evidence, remedies=args.remedies,
-        workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=args.races,
+        quick=args.quick, start=Start(args.start), python=args.python, evidence=not args.no_evidence, remedies=args.remedies,
+        workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=RaceTool(args.races) if args.races else None,
         race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
         race_threads=args.race_threads, race_schedule=args.race_schedule or "meet",
         suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=states,

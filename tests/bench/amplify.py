@@ -28,7 +28,7 @@ from threadprobe.diagnosis import detect
 from threadprobe.report import benchfile  # noqa: E402
 from threadprobe import refs  # noqa: E402
 from threadprobe.harness import launch, trial as harness  # noqa: E402
-from threadprobe.records import Mode, Purpose, Trial  # noqa: E402
+from threadprobe.records import Kind, Mode, Pin, Purpose, Trial  # noqa: E402
 
 PLANTED = ROOT / "tests" / "planted" / "probes.py"
 DEFECTS = {
@@ -43,8 +43,8 @@ TECHNIQUES = {
     "switch interval 100 us": {"switch_interval": 1e-4},
     "4 threads on 2 cores": {"threads": 4},
     "8 threads on 2 cores": {"threads": 8},
-    "all threads pinned to one core": {"pin": "one"},
-    "threads spread, one per core": {"pin": "spread"},
+    "all threads pinned to one core": {"pin": Pin.ONE},
+    "threads spread, one per core": {"pin": Pin.SPREAD},
     "random start delays (0-2 ms)": {"jitter": 0.002},
     "4x longer trials (0.2 s)": {"target": 0.2},
     "16x longer trials (0.8 s)": {"target": 0.8},
@@ -74,7 +74,7 @@ def measure(rounds: int) -> dict[str, dict[str, dict[str, float]]]:
                     got = harness.run_trial(trial, server, work, work / f"{k}-{len(tally[name])}-{name[:12]}", plugins)
                     t = tally[name]
                     t["trials"] += 1
-                    t["failures"] += detect.classify(got, oracle).kind != "ok"
+                    t["failures"] += detect.classify(got, oracle).kind != Kind.OK
                     t["cpu"] += sum(w.cpu or 0.0 for w in got.workers)
                     t["wall"] += got.wall
             out[defect] = {name: {**t, "per_cpu_second": t["failures"] / t["cpu"] if t["cpu"] else 0.0,

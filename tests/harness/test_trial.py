@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.harness.fakes import FakeLauncher
 from threadprobe.harness import trial as harness
-from threadprobe.records import Mode, Purpose, Trial
+from threadprobe.records import Mode, Purpose, StackSource, Trial
 
 TRIAL = Trial("fake", "inline:fake", Mode.PROCESSES, 2, 2, 12, timeout=0.3, purpose=Purpose.STRESS)
 
@@ -22,10 +22,10 @@ def test_every_worker_is_started_released_and_gathered(tmp_path: Path):
 
 
 def test_a_silent_worker_is_a_hang_with_its_stacks(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(harness, "capture_stacks", lambda pid, fault: (f"stack of {pid}", "fake"))
+    monkeypatch.setattr(harness, "capture_stacks", lambda pid, fault: (f"stack of {pid}", StackSource.PY_SPY))
     run = harness.run_trial(TRIAL, FakeLauncher(lambda i: "", silent=True), tmp_path, tmp_path / "t")
     assert run.hung and run.seconds is None
-    assert all(w.stacks and w.stack_source == "fake" and w.returncode == -9 for w in run.workers)
+    assert all(w.stacks and w.stack_source == StackSource.PY_SPY and w.returncode == -9 for w in run.workers)
 
 
 def test_a_dead_prepare_is_an_error_that_says_how_it_died(tmp_path: Path):

@@ -32,6 +32,8 @@ from threadprobe.records import (
     Purpose,
     Remedy,
     Result,
+    Scaling,
+    ThreadState,
     TrialRun,
     Verdict,
     WorkerRun,
@@ -290,20 +292,21 @@ def scales(speedup: float, workers: int, cores: int) -> bool:
     return attainable == 1 or speedup >= 1 + 0.5 * (attainable - 1)
 
 
-def counted(states: Mapping[str, int]) -> int:
+def counted(states: Mapping[ThreadState, int]) -> int:
     """Samples of threads that were not waiting for a CPU: what the shares are of."""
-    return sum(n for state, n in states.items() if state != "queued")
+    return sum(n for state, n in states.items() if state != ThreadState.QUEUED)
 
 
-def state_shares(states: Mapping[str, int]) -> dict[str, float]:
+def state_shares(states: Mapping[ThreadState, int]) -> dict[ThreadState, float]:
     """Each state's share of the samples of threads that were not waiting for a CPU."""
     total = counted(states)
     if not total:
         return {}
-    return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != "queued"}
+    return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != ThreadState.QUEUED}
 
 
-def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = ()) -> tuple[float, float, str]:
+def wait_shares(states: Mapping[ThreadState, int],
+                windows: Sequence[Mapping[ThreadState, int]] = ()) -> tuple[float, float, str]:
     """(GIL share, other-lock share, how the GIL share was taken).
 
     The GIL share is the median over windows of sweeps when there are enough of them: every
@@ -312,14 +315,14 @@ def wait_shares(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] 
     of all samples: GIL-free work without a lock never waits on one, however busy the machine.
     """
     whole = state_shares(states)
-    lock = whole.get("lock", 0.0)
+    lock = whole.get(ThreadState.LOCK, 0.0)
     shares = [state_shares(w) for w in windows if counted(w) >= WINDOW_SAMPLES]
     if len(shares) >= MIN_WINDOWS:
-        return statistics.median(s.get("gil", 0.0) for s in shares), lock, f"GIL: median of {len(shares)} windows"
-    return whole.get("gil", 0.0), lock, "GIL: all samples"
+        return statistics.median(s.get(ThreadState.GIL, 0.0) for s in shares), lock, f"GIL: median of {len(shares)} windows"
+    return whole.get(ThreadState.GIL, 0.0), lock, "GIL: all samples"
 
 
-def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] = (),
+def contention(states: Mapping[ThreadState, int], windows: Sequence[Mapping[ThreadState, int]] = (),
                gil_enabled: bool | None = None, reenabled: bool = False) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
     that matters. None when too few samples were taken (or /proc could not be read).
@@ -335,8 +338,8 @@ def contention(states: Mapping[str, int], windows: Sequence[Mapping[str, int]] =
     if samples < MIN_SAMPLES:
         return None, (f"not measured: {samples} thread samples (at least {MIN_SAMPLES} needed)",)
     gil, lock, how = wait_shares(states, windows)
-    queued_share = states.get("queued", 0) / max(1, sum(states.values()))
-    interp = state_shares(states).get("interp", 0.0)
+    queued_share = states.get(ThreadState.QUEUED, 0) / max(1, sum(states.values()))
+    interp = state_shares(states).get(ThreadState.INTERP, 0.0)
     own = f", on the interpreter's own per-object locks in {interp:.0%} (never a class)" if interp else ""
     lines = (f"threads blocked on the GIL in {gil:.0%} and on another lock in {lock:.0%}{own} of {samples} samples "
              f"({how}; GIL-bound from {GIL_SHARE:.0%}, lock-bound from {LOCK_SHARE:.0%}); "
@@ -368,9 +371,9 @@ def gil_lines(r: Result) -> tuple[str, ...]:
 
 
 def add_scaling(results: Sequence[Result], cores: int,
-                states: Mapping[StateKey, Mapping[str, int]] | None = None,
+                states: Mapping[StateKey, Mapping[ThreadState, int]] | None = None,
                 waits: Mapping[StateKey, Mapping[str, int]] | None = None,
-                windows: Mapping[StateKey, Sequence[Mapping[str, int]]] | None = None) -> list[Result]:
+                windows: Mapping[StateKey, Sequence[Mapping[ThreadState, int]]] | None = None) -> list[Result]:
     """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
     contention class (measured once per probe and GIL state, from ``states``) on its threads results."""
     serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == Mode.SERIAL}
@@ -382,7 +385,7 @@ def add_scaling(results: Sequence[Result], cores: int,
         if r.mode != Mode.SERIAL and base and r.throughput is not None:
             speedup = r.throughput / base
             changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
-                           scaling="scales" if scales(speedup, r.workers, cores) else "serialized")
+                           scaling=Scaling.SCALES if scales(speedup, r.workers, cores) else Scaling.SERIALIZED)
         if r.mode == Mode.THREADS and states and key in states and r.remedy is None:
             cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled,
                                     reenabled=bool(r.gil_reenabled_by))

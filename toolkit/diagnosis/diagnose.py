@@ -28,7 +28,7 @@ from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, RaceTool, Remedy, Result, Start, ThreadState, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -50,7 +50,7 @@ class Options:
     timeout: float = DEFAULT_TIMEOUT
     prepare_timeout: float = 300.0
     quick: bool = False
-    start: str = "fork"  # fork (a warm fork server per library set) or spawn (a new interpreter per worker)
+    start: Start = Start.FORK
     python: str | None = None  # another interpreter whose libraries to diagnose
     attribute: bool = True  # evidence: py-spy says where threads held by a library lock wait
     evidence: bool = True  # reproducers, remedies, native frames and the lock audit
@@ -62,7 +62,7 @@ class Options:
     keep: bool = False
     out: str | None = None  # where reproducer scripts go (reports/repro)
     stress: bool = True  # the stress trials; False with a race pass alone (--races --no-stress)
-    races: str | None = None  # helgrind | drd: run the race pass (threadprobe.diagnosis.races.run) too
+    races: RaceTool | None = None  # run the race pass (threadprobe.diagnosis.races.run) too
     race_threads: int | None = None  # the race pass's threads (None: races.run.threads_for decides)
     race_schedule: str = "meet"  # meet | natural: see threadprobe.harness.overlap.c
     race_calls: int | None = None  # per probe (default: the probe's race_calls, else racepass's)
@@ -139,10 +139,10 @@ class ProbeRun:
         outcomes = self.outcomes(cell)
         return Count(len(outcomes), failed=sum(o.kind != Kind.OK for o in outcomes))
 
-    def states(self, gil: GilState) -> dict[str, int]:
+    def states(self, gil: GilState) -> dict[ThreadState, int]:
         """Thread states sampled in this probe's trials in one GIL state (the contention
         instrument), summed."""
-        total: dict[str, int] = {}
+        total: dict[ThreadState, int] = {}
         for cell, runs in self.runs.items():
             for run, _ in runs:
                 if run.states and cell.gil == gil:
@@ -150,7 +150,7 @@ class ProbeRun:
                         total[state] = total.get(state, 0) + n
         return total
 
-    def state_windows(self, gil: GilState) -> list[dict[str, int]]:
+    def state_windows(self, gil: GilState) -> list[dict[ThreadState, int]]:
         """The same samples, per window of sweeps (see harness.states)."""
         return [w for cell, runs in self.runs.items() if cell.gil == gil for run, _ in runs for w in run.state_windows]
 

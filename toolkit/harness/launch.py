@@ -29,7 +29,7 @@ from typing import Protocol
 from threadprobe.harness import gil
 from threadprobe.harness.proc import child_env, cpu_of, die_with_parent, interpreter_of, kill_tree
 from threadprobe.harness.child import forget_parent_threads, worker_main
-from threadprobe.records import GilState
+from threadprobe.records import GilState, Start
 
 
 class Launcher(Protocol):
@@ -264,7 +264,7 @@ class Launchers:
     (a second for Iris) once per library set instead of once per probe.
     """
 
-    def __init__(self, start: str = "fork", python: str | None = None, plugins: Sequence[str] = (),
+    def __init__(self, start: Start = Start.FORK, python: str | None = None, plugins: Sequence[str] = (),
                  prefix: Sequence[str] = (), env: dict[str, str] | None = None, ready_timeout: float = 120.0) -> None:
         self.start = start
         self.python = python
@@ -282,7 +282,7 @@ class Launchers:
 
     def get(self, preload: Sequence[str], who: str = "", state: GilState = GilState.AS_IMPORTED) -> Launcher:
         env = self.env_for(state)
-        if self.start == "spawn":
+        if self.start == Start.SPAWN:
             return SpawnLauncher(env, self.python, self.prefix)
         key = (state, tuple(preload) + self.plugins)
         for (have_state, have), running in self._servers.items():

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from threadprobe.records import StackSource
 from threadprobe.records.errors import UsageError
 
 MAX_TEXT = 16000
@@ -162,7 +163,7 @@ def find_py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def capture_stacks(pid: int, fault_path: Path) -> tuple[str, str]:
+def capture_stacks(pid: int, fault_path: Path) -> tuple[str, StackSource]:
     """Stacks of every thread of a live process: py-spy when it works, else faulthandler."""
     spy = find_py_spy()
     if spy:
@@ -172,12 +173,12 @@ def capture_stacks(pid: int, fault_path: Path) -> tuple[str, str]:
             except (subprocess.TimeoutExpired, OSError):
                 continue
             if done.returncode == 0 and "Thread" in done.stdout:
-                return done.stdout[-MAX_TEXT:], "py-spy"
+                return done.stdout[-MAX_TEXT:], StackSource.PY_SPY
     before = len(tail(fault_path, 10**7))
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
-        return "", "none"
+        return "", StackSource.NONE
     deadline = time.monotonic() + 2.0
     text = ""
     while time.monotonic() < deadline:
@@ -187,7 +188,7 @@ def capture_stacks(pid: int, fault_path: Path) -> tuple[str, str]:
             text = tail(fault_path, 10**7)[before:]
             break
         time.sleep(0.02)
-    return text[-MAX_TEXT:], "faulthandler"
+    return text[-MAX_TEXT:], StackSource.FAULTHANDLER
 
 
 def kill_tree(pids: Sequence[int], pgid: int | None) -> None:

@@ -43,6 +43,8 @@ import threading
 from collections import Counter
 from functools import lru_cache
 
+from threadprobe.records import ThreadState
+
 PREFIX = "probe-"
 #: System call numbers by machine: futex waits, and the I/O and sleeping calls worth naming.
 SYSCALLS = {
@@ -51,7 +53,7 @@ SYSCALLS = {
     "aarch64": {"futex": {98, 449}, "io": {63, 64, 65, 66, 67, 68, 69, 70, 286, 287},
                 "sleep": {72, 73, 101, 115, 22}},
 }
-STATES = ("running", "queued", "gil", "lock", "interp", "io", "sleep", "other")
+STATES = tuple(ThreadState)
 QUEUED = (-2, 0)  # a runnable thread that got less CPU than it waited for, since the last sample
 WINDOW = 10  # sweeps per window: 10-40 ms, about forty samples of four threads
 #: A futex word this close above the waiting thread's stack pointer lies in its own stack frames.
@@ -207,31 +209,31 @@ def symbol(address: int, ranges: tuple[tuple[int, int, str], ...], bases: dict[s
     return None
 
 
-def parked(names: list[str | None]) -> str:
+def parked(names: list[str | None]) -> ThreadState:
     """A futex on the waiter's stack, from the names above it: ``interp`` for the free-threaded
     interpreter's own locks, ``lock`` for a Python lock or anything not parked."""
     if not PARKING & set(names):
-        return "lock"
-    return "lock" if PYTHON_LOCKS & set(names) else "interp"
+        return ThreadState.LOCK
+    return ThreadState.LOCK if PYTHON_LOCKS & set(names) else ThreadState.INTERP
 
 
 def classify(sample: Sample, runtime: tuple[int, int] | None, calls: dict[str, set[int]],
-             kind: str | None = None) -> str:
+             kind: ThreadState | None = None) -> ThreadState:
     """One sample as a state. ``kind``: what a futex on the waiter's own stack was (``parked``)."""
     if sample is None:
-        return "running"
+        return ThreadState.RUNNING
     if sample == QUEUED:
-        return "queued"
+        return ThreadState.QUEUED
     number, argument = sample
     if number in calls["futex"]:
         if runtime is not None and runtime[0] <= argument < runtime[1]:
-            return "gil"
-        return kind or "lock"
+            return ThreadState.GIL
+        return kind or ThreadState.LOCK
     if number in calls["io"]:
-        return "io"
+        return ThreadState.IO
     if number in calls["sleep"]:
-        return "sleep"
-    return "other"
+        return ThreadState.SLEEP
+    return ThreadState.OTHER
 
 
 class ThreadStates:
@@ -243,7 +245,7 @@ class ThreadStates:
         self._raw: Counter[tuple[int, int, Sample, Frames]] = Counter()
         self._text: dict[int, tuple[tuple[int, int, str], ...]] = {}
         self._mem: dict[int, int] = {}
-        self._windows: list[dict[str, int]] = []
+        self._windows: list[dict[ThreadState, int]] = []
         self._sweeps = 0
         self._maps: dict[int, tuple[str, dict[str, int]] | None] = {}
         self._stop = threading.Event()
@@ -328,17 +330,17 @@ class ThreadStates:
                         sample = QUEUED
                     self._raw[(pid, window, sample, self._frames(pid, sample, text))] += 1
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> dict[ThreadState, int]:
         """Counts of samples per state (see STATES); per window in ``windows`` after this."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._calls is None:
             return {}
-        counts: Counter[str] = Counter()
-        windows: dict[int, Counter[str]] = {}
+        counts: Counter[ThreadState] = Counter()
+        windows: dict[int, Counter[ThreadState]] = {}
         runtimes = {pid: runtime_range(mapped) for pid, mapped in self._maps.items()}
-        kinds: dict[tuple[int, Frames], str] = {}
+        kinds: dict[tuple[int, Frames], ThreadState] = {}
         for (pid, window, sample, frames), n in self._raw.items():
             if frames and (pid, frames) not in kinds:
                 bases = (self._maps.get(pid) or ("", {}))[1]
@@ -354,5 +356,5 @@ class ThreadStates:
         return dict(counts)
 
     @property
-    def windows(self) -> list[dict[str, int]]:
+    def windows(self) -> list[dict[ThreadState, int]]:
         return list(self._windows)

@@ -20,7 +20,7 @@ from threadprobe.harness.child import READY, SLOT
 from threadprobe.harness.launch import HarnessError, Launcher
 from threadprobe.harness.proc import capture_stacks, kill_tree, signal_name, tail, write_json_atomic
 from threadprobe.harness.states import ThreadStates
-from threadprobe.records import (Instrument, Job, Purpose, Stage, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun,
+from threadprobe.records import (Instrument, Job, Purpose, StackSource, Stage, Trial, TrialRun, WorkerError, WorkerReport, WorkerRun,
                                  WorkerSpec)
 
 
@@ -41,7 +41,7 @@ class Launched:
     pids: dict[int, int]
     codes: dict[int, tuple[int | None, float | None]]
     hung: bool = False
-    stacks: dict[int, tuple[str, str]] = field(default_factory=dict)
+    stacks: dict[int, tuple[str, StackSource]] = field(default_factory=dict)
     released: float | None = None
     harness_error: str | None = None
 
@@ -60,7 +60,7 @@ class _Watch:
         os.close(progress_fd)
         self.pids: dict[int, int] = {}
         self.codes: dict[int, tuple[int | None, float | None]] = {}
-        self.stacks: dict[int, tuple[str, str]] = {}
+        self.stacks: dict[int, tuple[str, StackSource]] = {}
         self.hung = False
         self.released: float | None = None
         self.pgid = 0

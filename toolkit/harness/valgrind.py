@@ -20,9 +20,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from threadprobe.records import RaceSchedule
+from threadprobe.records import RaceSchedule, RaceTool
 
-TOOLS = ("helgrind", "drd")
+TOOLS = tuple(RaceTool)
 SHIPPED = Path(__file__).with_name("threadprobe.supp")
 #: CPython's small-object allocator and OpenBLAS's thread pool fill a report with noise (and
 #: OpenBLAS's threads would stop the fork server from forking): both off under the detector.
@@ -83,7 +83,7 @@ def valgrind() -> str | None:
 class Detector:
     """Which detector, where its XML reports go, and which suppressions it applies."""
 
-    tool: str
+    tool: RaceTool
     xml_dir: Path
     suppressions: tuple[str, ...] = ()  # the user's own, after the shipped ones
     schedule: RaceSchedule = RaceSchedule.MEET  # what the shim does besides counting (see overlap.c)
@@ -95,7 +95,7 @@ class Detector:
         command = [exe, f"--tool={self.tool}", "--xml=yes", f"--xml-file={self.xml_dir}/vg.%p.xml",
                    "--error-limit=no", f"--num-callers={CALLERS}", *SCHEDULING, f"--suppressions={SHIPPED}"]
         command += [f"--suppressions={path}" for path in self.suppressions]
-        if self.tool == "helgrind":
+        if self.tool == RaceTool.HELGRIND:
             command.append("--history-level=full")  # both stacks of a race, not only the second
         return command
 

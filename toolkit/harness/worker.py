@@ -25,7 +25,7 @@ from typing import Any
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
-from threadprobe.records import RemedyKind, Stage, Trial
+from threadprobe.records import Pin, RemedyKind, Stage, Trial
 
 WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
@@ -49,7 +49,7 @@ def thread_clock() -> tuple[float, float | None]:
 
 
 def run_together(threads: int, body: Callable[[int], None], switch_interval: float, jitter: float = 0.0,
-                 pin: str | None = None) -> None:
+                 pin: Pin | None = None) -> None:
     """Run ``body(t)`` on ``threads`` threads started together, with ``switch_interval`` set.
 
     A blocking barrier is not enough: waking a sleeping thread on an idle (virtual) CPU takes
@@ -66,7 +66,7 @@ def run_together(threads: int, body: Callable[[int], None], switch_interval: flo
 
     def prologue(t: int) -> None:
         if cores:
-            os.sched_setaffinity(0, {cores[0] if pin == "one" else cores[t % len(cores)]})
+            os.sched_setaffinity(0, {cores[0] if pin == Pin.ONE else cores[t % len(cores)]})
         if jitter > 0:
             time.sleep(random.uniform(0.0, jitter))
 

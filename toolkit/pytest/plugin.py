@@ -31,6 +31,8 @@ import pytest
 from threadprobe.pytest.check import threadprobe  # noqa: F401 (a fixture: pytest finds it here)
 from threadprobe.pytest.fixtures import CURRENT
 from threadprobe.pytest.session import Threadprobe
+from threadprobe.harness.valgrind import TOOLS
+from threadprobe.records import RaceTool
 
 DEFAULT_TIMEOUT = 60.0
 NAME = "threadprobe-session"
@@ -50,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="skip tests that cannot run in threads instead of running them serially")
     group.addoption("--threadprobe-diagnosis", default=None, metavar="FILE",
                     help="fail the session if this diagnosis finds a dependency the suite uses unsafe")
-    group.addoption("--threadprobe-races", nargs="?", const="helgrind", default=None, choices=("helgrind", "drd"),
+    group.addoption("--threadprobe-races", nargs="?", const=RaceTool.HELGRIND.value, default=None, choices=[t.value for t in TOOLS],
                     metavar="TOOL", help="also run each threaded test in a child under valgrind's race detector "
                                          "(helgrind, or drd): a race pair in native code fails the test")
     group.addoption("--threadprobe-uses", default=None, metavar="DEP[,DEP]",

@@ -22,7 +22,7 @@ import pytest
 from threadprobe.diagnosis.races import parse as races
 from threadprobe.harness.proc import child_env
 from threadprobe.harness.valgrind import ENV, Detector
-from threadprobe.records import RacePass, RaceStatus
+from threadprobe.records import RacePass, RaceStatus, RaceTool
 
 #: Set in the child: it runs the test in threads as usual, and never starts a child of its own.
 CHILD = "THREADPROBE_RACE_CHILD"
@@ -44,7 +44,7 @@ def command(item: pytest.Item, threads: int, iterations: int) -> list[str]:
     return args
 
 
-def check(item: pytest.Item, tool: str, threads: int, iterations: int) -> RacePass:
+def check(item: pytest.Item, tool: RaceTool, threads: int, iterations: int) -> RacePass:
     """Run ``item`` in threads in a child under ``tool``; its race pass."""
     folder = Path(tempfile.mkdtemp(prefix="threadprobe-races-"))
     detector = Detector(tool, folder)

@@ -23,7 +23,7 @@ from threadprobe.pytest import races as pytest_races
 from threadprobe.pytest.body import BodyRun, Run, run_body
 from threadprobe.pytest.gilwatch import GilWatch
 from threadprobe.pytest.triage import FAILS, TEST_STATE, Control, Finding, Label, triage
-from threadprobe.records import Kind, RaceStatus
+from threadprobe.records import Kind, RaceStatus, RaceTool
 from threadprobe.records.errors import UsageError
 
 #: Threaded runs with each thread on its own state, until one fails: a rare race may pass one.
@@ -136,7 +136,7 @@ class Threadprobe:
             return
         if valgrind() is None:
             raise pytest.UsageError("--threadprobe-races needs valgrind, which is not installed here")
-        found = pytest_races.check(item, tool, settings.threads, settings.iterations)
+        found = pytest_races.check(item, RaceTool(tool), settings.threads, settings.iterations)
         if found.status == RaceStatus.RACY:
             self.findings.append(Finding(item.nodeid, Label.RACY, found.summary()))
             pytest.fail(pytest_races.failure_text(found), pytrace=False)

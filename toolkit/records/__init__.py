@@ -174,6 +174,55 @@ class Corruption(_Text):
     MESSAGE = "message"  # only an exception's message differs (the same exception types)
 
 
+class ThreadState(_Text):
+    """What a probe thread was doing when sampled from /proc (``harness.states``)."""
+
+    RUNNING = "running"  # on a CPU
+    QUEUED = "queued"  # runnable, waiting for a CPU: a busy machine, never a wait of the work's own
+    GIL = "gil"  # blocked on the GIL (a futex inside ``_PyRuntime``)
+    LOCK = "lock"  # blocked on another lock: a library's, or a Python lock
+    INTERP = "interp"  # parked on the free-threaded interpreter's own locks (per-object, critical sections)
+    IO = "io"  # in a read, write or other I/O call
+    SLEEP = "sleep"  # in a sleep or a poll
+    OTHER = "other"  # in any other system call
+
+
+class Scaling(_Text):
+    """Whether a concurrent cell realised the extra parallelism it was given (``detect.scales``)."""
+
+    SCALES = "scales"  # at least half of it
+    SERIALIZED = "serialized"  # less
+
+
+class Pin(_Text):
+    """Where a trial's threads may run (measurements only: a diagnosis leaves them unpinned)."""
+
+    ONE = "one"  # every thread on the first allowed CPU
+    SPREAD = "spread"  # thread t on CPU t mod the allowed CPUs
+
+
+class RaceTool(_Text):
+    """valgrind's happens-before race detectors."""
+
+    HELGRIND = "helgrind"
+    DRD = "drd"
+
+
+class StackSource(_Text):
+    """What took a hung process's stacks."""
+
+    PY_SPY = "py-spy"  # every thread's Python and native frames
+    FAULTHANDLER = "faulthandler"  # Python frames only, asked for with SIGUSR1
+    NONE = "none"  # the process was gone before its stacks could be taken
+
+
+class Start(_Text):
+    """How the harness starts a trial's worker processes."""
+
+    FORK = "fork"  # forked from a warm fork server per library set (imports paid once)
+    SPAWN = "spawn"  # a new interpreter per worker
+
+
 class Scheduler(_Text):
     """dask's schedulers. What each one is, how it starts and what it needs: ``SCHEDULERS``."""
 
@@ -345,7 +394,7 @@ class Trial(Record):
     purpose: Purpose = Purpose.STRESS
     remedy: Remedy | None = None  # the lock the workers hold (a global lock, or one around a library)
     jitter: float = 0.0  # seconds: each thread waits a random share of this before it starts
-    pin: str | None = None  # "one" core for every thread, or "spread" one per core (measurements)
+    pin: Pin | None = None  # measurements only: every thread on one core, or spread one per core
     states: bool = False  # sample the threads' states from /proc (contention trials always do)
     deadline: float = 0.0  # seconds: each thread stops taking tasks after this long (0: never)
     gil: GilState = GilState.AS_IMPORTED  # OFF: the workers start with PYTHON_GIL=0 (free-threaded builds)
@@ -506,7 +555,7 @@ class WorkerRun(Record):
     fault: str
     output: str
     stacks: str | None = None
-    stack_source: str | None = None
+    stack_source: StackSource | None = None
     cpu: float | None = None  # user + system seconds of the whole process (rusage at exit)
 
     @property
@@ -531,8 +580,8 @@ class TrialRun(Record):
     seconds: float | None  # from the first worker's start to the last worker's end
     harness_error: str | None = None
     wall: float = 0.0  # what the trial cost, fork to reap, as the budget sees it
-    states: dict[str, int] = field(default_factory=dict)  # thread states sampled from /proc
-    state_windows: tuple[dict[str, int], ...] = ()  # the same, per window of sweeps
+    states: dict[ThreadState, int] = field(default_factory=dict)  # thread states sampled from /proc
+    state_windows: tuple[dict[ThreadState, int], ...] = ()  # the same, per window of sweeps
     threads_at_fork: tuple[str, ...] = ()  # other threads alive where a direct fork happened
     folder: str = ""  # the trial's files (faulthandler output, core dumps)
 
@@ -552,7 +601,7 @@ class Evidence(Record):
     traceback: str | None = None  # faulthandler output (crash) or Python traceback (error)
     native: str | None = None  # native frames of the crashing thread, when gdb could give them
     stacks: str | None = None  # stacks of a hung process
-    stack_source: str | None = None  # py-spy | faulthandler
+    stack_source: StackSource | None = None
     error_type: str | None = None
     message: str | None = None
     index: int | None = None
@@ -575,7 +624,7 @@ class Outcome(Record):
     queued: float | None = None  # seconds the threads were runnable but waited for a CPU, summed
     wall: float = 0.0
     process_cpu: float | None = None  # rusage of every worker process
-    states: dict[str, int] = field(default_factory=dict)
+    states: dict[ThreadState, int] = field(default_factory=dict)
     unavailable: str | None = None  # the module a probe needs is missing (ModuleNotFoundError)
     gil_enabled: bool | None = None  # any worker ran with the GIL on (None: no worker said)
     gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned it back on, in any worker
@@ -632,7 +681,7 @@ class RacePass(Record):
     with the GIL off, nothing but locks orders them.
     """
 
-    tool: str  # helgrind | drd
+    tool: RaceTool
     threads: int
     calls: int  # task calls made concurrently under the detector
     status: RaceStatus
@@ -733,12 +782,12 @@ class Result(Record):
     throughput: float | None = None  # tasks per second, clean timing trials only
     speedup: float | None = None  # against the serial throughput of the same run
     efficiency: float | None = None  # speedup / workers
-    scaling: str | None = None  # scales | serialized
+    scaling: Scaling | None = None
     busy_fraction: float | None = None  # runnable thread time / (work time x threads)
     queued_fraction: float | None = None  # of that, waiting for a CPU: high means a busy machine
     contention: Contention | None = None
     contention_evidence: tuple[str, ...] = ()
-    thread_states: dict[str, float] = field(default_factory=dict)  # share of samples per state
+    thread_states: dict[ThreadState, float] = field(default_factory=dict)  # share of samples per state (queued left out)
     remedy: Remedy | None = None  # the remedy this cell ran under (None: as the libraries are)
     corruption: Corruption | None = None  # set when the verdict is corrupt
     operations: int = 0  # concurrent task calls in clean trials

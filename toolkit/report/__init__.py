@@ -15,7 +15,7 @@ from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import write_json_atomic
 from collections.abc import Sequence
 
-from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Mode, Remedy, RemedyKind, Result,
+from threadprobe.records import (READABLE_DIAGNOSES, Corruption, Diagnosis, GilState, Kind, Mode, Remedy, RemedyKind, Result,
                              is_clean, is_unavailable, unsafe_results)
 from threadprobe.report.compare import gil_effects, gil_words
 from threadprobe.report import racesource, strength
@@ -104,7 +104,7 @@ def cell(r: Result) -> str:
     bound, speedup, GIL mark, and after ``|`` the race pass."""
     if is_unavailable(r.verdict):
         return str(r.verdict)
-    counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != "ok")
+    counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != Kind.OK)
     text = strength.label(r) if is_clean(r.verdict) else verdict_text(r)
     if counts:
         text += f" [{counts} of {r.trials}]"

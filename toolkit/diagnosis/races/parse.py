@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from threadprobe.records import Frame, RacePair, RacePass, RaceStatus
+from threadprobe.records import Frame, RacePair, RacePass, RaceStatus, RaceTool
 
 #: Kinds that are data races: helgrind's and DRD's names for them.
 RACE_KINDS = frozenset({"Race", "ConflictingAccess"})
@@ -228,7 +228,7 @@ def _operations(found: list[Report], limit: int = 5) -> tuple[str, ...]:
     return tuple(sorted(counts, key=lambda k: (-counts[k], k))[:limit])
 
 
-def analyse(xml_texts: Iterable[str], tool: str, threads: int, calls: int, failure: str | None = None,
+def analyse(xml_texts: Iterable[str], tool: RaceTool, threads: int, calls: int, failure: str | None = None,
             seconds: float = 0.0) -> RacePass:
     """A probe's race pass from its workers' XML reports. ``failure`` says why the run did not
     finish (a timeout, a crash, valgrind's own error): without pairs, such a pass is not clean."""

@@ -35,7 +35,7 @@ from threadprobe.diagnosis.diagnose import Diagnoser, Options, ProbeRun, safe_na
 from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
 from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector, shim
-from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, Result, Trial, TrialRun, is_failing,
+from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
                                  is_unavailable, verdict_of, with_races)
 
 #: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
@@ -60,7 +60,7 @@ SLOWDOWN = 60.0
 
 @dataclass(frozen=True)
 class RaceOptions:
-    tool: str = "helgrind"
+    tool: RaceTool = RaceTool.HELGRIND
     threads: int | None = None  # None: MAX_THREADS, fewer for a probe whose calls are slow (threads_for)
     calls: int | None = None  # per probe; None: the probe's race_calls, else DEFAULT_CALLS
     seconds: float = DEFAULT_SECONDS  # of calls per probe: each thread stops taking tasks then
@@ -115,12 +115,12 @@ def race_env(options: Options) -> dict[str, str]:
 
 def of(options: Options) -> RaceOptions:
     """The race pass's options, from a diagnosis's."""
-    return RaceOptions(tool=options.races or "helgrind", threads=options.race_threads, calls=options.race_calls,
+    return RaceOptions(tool=options.races or RaceTool.HELGRIND, threads=options.race_threads, calls=options.race_calls,
                        seconds=options.race_seconds or DEFAULT_SECONDS, suppressions=options.suppressions,
                        budget=options.race_budget, schedule=RaceSchedule(options.race_schedule))
 
 
-def failure_of(got: TrialRun, tool: str) -> str | None:
+def failure_of(got: TrialRun, tool: RaceTool) -> str | None:
     """Why a pass did not run to the end, in one line (None when it did)."""
     if got.harness_error:
         return f"the worker could not start under {tool}: {got.harness_error}"
