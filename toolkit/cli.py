@@ -29,11 +29,12 @@ from threadprobe.report.compare import compare, summary
 from threadprobe.diagnosis.diagnose import Options
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceTool, Start
+from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceTool, RunRequest, Start
 from threadprobe.harness.valgrind import TOOLS, valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
 from threadprobe.scheduling.runs import bench, builds
+from threadprobe.scheduling.runs.wind import RunResult
 from threadprobe.scheduling.runs.data import DataSpec, make_data
 from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml, parse_lock
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
@@ -473,20 +474,18 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     progress = make_progress(args.quiet)
-    options = dict(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                   address=args.address, cluster=args.cluster, adapt=args.adapt, diagnosis=args.diagnosis,
-                   progress=progress, cache=not args.no_cache, locks=tuple(parse_lock(x) for x in args.lock))
-    if args.workload == "wind":
-        result = pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out_file), **options)
-    else:
-        result = pipeline.run_load(args.files, **options)
+    request = RunRequest(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
+                         address=args.address, cluster=Cluster(args.cluster), adapt=args.adapt, diagnosis=args.diagnosis,
+                         cache=not args.no_cache, locks=tuple(parse_lock(x) for x in args.lock))
+    result = (pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out_file), request, progress)
+              if args.workload == "wind" else pipeline.run_load(args.files, request, progress))
     choice = result.choice
     table = pilot.table(result.pilot) if result.pilot is not None else []
     why = [f"scheduler: {choice.describe()} [{choice.source}]",
            *(f"  {line}" for line in dict.fromkeys([*choice.rationale, *table]))]  # the pilot's rule is in both
     print("\n".join(why), file=sys.stderr)
     spent = f"pilot {result.pilot.seconds:.1f}s, " if result.pilot is not None and result.pilot.rows else ""
-    if args.workload == "wind":
+    if isinstance(result, RunResult):
         memory = f", peak memory {result.peak_memory / 2**30:.2f} GiB" if result.peak_memory else ""
         print(f"wind: {choice.describe()} in {result.seconds:.1f}s ({spent}compute {result.compute_seconds:.1f}s)"
               f"{memory}; wrote {result.out}")
@@ -514,21 +513,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     name = f"{args.workload}-study" if study else args.workload
     path = bench.write(result, out, name)
     picture = bench.plot(result, out / f"bench-{name}.png")
-    for res in result["formats"].values():
-        print(f"{args.workload} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB, {res['input_files']} files), "
+    for res in result.formats.values():
+        print(f"{args.workload} {res.format} ({res.input_bytes / 2**30:.2f} GiB, {res.input_files} files), "
               f"medians of {args.repeats}:")
-        for config, seconds in res["median_seconds"].items():
-            mark = "" if res["correct"].get(config) else "  (results differ or runs failed)"
-            low, high = res["seconds_range"].get(config, (seconds, seconds))
-            peak = res["peak_memory_max"].get(config)
+        for config, seconds in res.median_seconds.items():
+            mark = "" if res.correct.get(config) else "  (results differ or runs failed)"
+            low, high = res.seconds_range.get(config, (seconds, seconds))
+            peak = res.peak_memory_max.get(config)
             memory = f"  peak {peak / 2**30:.2f} GiB" if peak else ""
-            print(f"  {config:12s} {seconds:8.2f}s ({low:.1f} to {high:.1f})  x{res['speedup'].get(config, 0):.2f} "
-                  f"(per repetition: {res['ratios_to_synchronous'].get(config)}){memory}{mark}")
-        print(f"  auto's regret per repetition: {res['regrets']}")
-        print(f"  pilot cost per repetition (share of auto's run): {res['pilot_shares']}")
-        print(f"  best explicit scheduler's speedup over synchronous per repetition: {res['best_speedups']}")
-        if res.get("cached_decide_seconds") and any(x is not None for x in res["cached_decide_seconds"]):
-            print(f"  a cached answer's decision, seconds per repetition: {res['cached_decide_seconds']}")
+            print(f"  {config:12s} {seconds:8.2f}s ({low:.1f} to {high:.1f})  x{res.speedup.get(config, 0):.2f} "
+                  f"(per repetition: {list(res.ratios_to_synchronous.get(config, ()))}){memory}{mark}")
+        print(f"  auto's regret per repetition: {list(res.regrets)}")
+        print(f"  pilot cost per repetition (share of auto's run): {list(res.pilot_shares)}")
+        print(f"  best explicit scheduler's speedup over synchronous per repetition: {list(res.best_speedups)}")
+        if any(x is not None for x in res.cached_decide_seconds):
+            print(f"  a cached answer's decision, seconds per repetition: {list(res.cached_decide_seconds)}")
     kept = f"; the data is kept in {data} (rm -rf it to free the disk)" if study else ""
     print(f"wrote {path} and {picture}{kept}", file=sys.stderr)
     return 0
@@ -555,7 +554,7 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     envs = builds.environments(args.python, states)
     result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress())
     out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
-    path = benchfile.write(out / f"{name}.json", result)
+    path = benchfile.write(out / f"{name}.json", result.to_json())
     picture = builds.plot(result, out / f"{name}.png")
     print("\n".join(builds.table(result)))
     print(f"wrote {path} and {picture}", file=sys.stderr)

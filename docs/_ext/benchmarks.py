@@ -225,7 +225,7 @@ def own_plots(bench: Bench, bf: benchfile.BenchFile, out: Path) -> list[str]:
     names = []
     for workload, result in sorted((bf.data.get("workloads") or {}).items()):
         if isinstance(result, dict) and result.get("formats"):
-            runner_bench.plot(result, out / f"bench-{workload}.png")
+            runner_bench.plot(runner_bench.Result.from_json(result), out / f"bench-{workload}.png")
             names.append(f"bench-{workload}.png")
     return names
 

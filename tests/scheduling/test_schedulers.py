@@ -11,7 +11,7 @@ import dask.array as da
 import pytest
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice, Remedy, RemedyKind
+from threadprobe.records import Choice, Remedy, RemedyKind, RunRequest
 from threadprobe.scheduling import locks, schedulers
 
 
@@ -165,7 +165,7 @@ def test_an_existing_persisted_scheduler_is_used(wind_nc, tmp_path, no_orphans):
             assert time.monotonic() < deadline, "the hand-started cluster did not come up"
             time.sleep(0.5)
         result = pipeline.run_wind(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), tmp_path / "o.nc",
-                                   scheduler="distributed", address=address)
+                                   RunRequest(scheduler="distributed", address=address))
         assert address in result.choice.describe() and (tmp_path / "o.nc").exists()
     finally:
         for proc in (worker, sched):

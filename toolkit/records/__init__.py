@@ -1010,7 +1010,7 @@ def is_safe(result: Result, fails_serially: bool = False) -> bool:
 
 
 @dataclass(frozen=True)
-class RunRequest:
+class RunRequest(Record):
     """What a run needs besides its input: the scheduler asked for (``auto``: the diagnosis and a
     pilot decide), workers, a cluster (an address, SLURM, adaptive bounds), where safety comes
     from, and whether a cached choice may be used."""
@@ -1025,8 +1025,18 @@ class RunRequest:
     cache: bool = True
     locks: tuple[Remedy, ...] = ()  # an explicit scheduler holds these (a library's lock, the global lock)
 
-    def on_cluster(self) -> dict[str, Any] | None:
+    def on_cluster(self) -> Placement | None:
         """The cluster to run on, or None for this machine's own schedulers."""
         wanted = self.address or self.cluster != Cluster.LOCAL or self.adapt
-        return {"address": self.address, "cluster": self.cluster, "adapt": self.adapt} if wanted else None
+        return Placement(self.address, self.cluster, self.adapt) if wanted else None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's distributed workers are: a scheduler's address, else a cluster to start (a
+    LocalCluster or SLURM), with adaptive bounds (``MIN:MAX``) or not."""
+
+    address: str | None
+    cluster: Cluster
+    adapt: str | None
 

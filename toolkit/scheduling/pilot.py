@@ -80,6 +80,13 @@ class Pilot:
     why: tuple[str, ...] = ()
 
 
+#: What deciding a run's scheduler gives: the choice, the scheduler to run the rest on (entered on
+#: the caller's exit stack), and the pilot when one ran (its units are done).
+Decision = tuple[Choice, Active, Pilot | None]
+#: How a run gets its scheduler, given its job and the exit stack the scheduler lives on.
+Decider = Callable[[Job, contextlib.ExitStack], Decision]
+
+
 def _parallelism(c: Choice) -> int:
     return max(1, c.n_workers * c.threads_per_worker)
 

@@ -29,8 +29,9 @@ from threadprobe.report import racesource
 from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
 from threadprobe.records.errors import UsageError
 from threadprobe.diagnosis.progress import Count, Progress, Update, phase
-from threadprobe.records import Choice, Diagnosis, GilState, Mode, RacePass, RaceStatus, RunRequest, Scheduler
+from threadprobe.records import Choice, Diagnosis, GilState, Mode, Placement, RacePass, RaceStatus, RunRequest, Scheduler
 from threadprobe.scheduling import cache, here, pilot as piloting, schedulers
+from threadprobe.scheduling.pilot import Decider, Decision, Job
 from threadprobe.scheduling.runs import load, wind
 from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
 from threadprobe.scheduling.workloads import WORKLOADS, Workload
@@ -155,21 +156,22 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
 # choose -> run
 
 
-def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, scheduler: str = "auto",
-            explicit: Choice | None = None, cluster: dict[str, Any] | None = None, fmt: str | None = None,
-            memory_per_worker_gb: float = 2.0, use_cache: bool = True, note: Any = None) -> Any:
+def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, explicit: Choice | None = None,
+            cluster: Placement | None = None, fmt: str | None = None, memory_per_worker_gb: float = 2.0,
+            use_cache: bool = True, note: Callable[[str], None] | None = None) -> Decider:
     """How a run gets its scheduler: the explicit choice, else a cached answer for this input,
-    else a pilot among the safe candidates. Returns a ``(job, stack) -> (choice, active, pilot)``."""
+    else a pilot among the safe candidates (on ``cluster``'s workers when one is asked for)."""
     say = note or (lambda text: None)
 
-    def decide(job: Any, stack: ExitStack) -> tuple[Choice, Any, Any]:
+    def decide(job: Job, stack: ExitStack) -> Decision:
         if explicit is not None:
             return explicit, stack.enter_context(activated(explicit)), None
         machine = here.machine()
         found, why = choose.candidates(diag.results, probes, machine, name, diag.remedies, memory_per_worker_gb)
         why = (here.describe(), *why)
         if cluster:
-            found = tuple(dict.fromkeys(on_cluster(c, **cluster) for c in found if c.row.client))
+            found = tuple(dict.fromkeys(on_cluster(c, cluster.address, cluster.cluster, cluster.adapt)
+                                        for c in found if c.row.client))
             if not found:
                 raise UsageError("a cluster was asked for, but no process-based scheduler is safe for this workload")
         k = cache.key(name, job.signature(fmt), cache.builds(diag.fingerprint), tuple(probes), here.cache_state())
@@ -197,7 +199,7 @@ def _formats(pattern: str) -> str | None:
     return "pp" if low.endswith(".pp") else "nc" if low.endswith(".nc") else None
 
 
-def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress | None) -> Any:
+def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress | None) -> Decider:
     """How a run of workload ``name`` gets its scheduler: the one asked for, else (auto) safety
     looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
     if request.scheduler != "auto":
@@ -206,7 +208,7 @@ def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress 
         return decider(name, (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
     wl = workload(name)
 
-    def decide(job: Any, stack: ExitStack) -> Any:
+    def decide(job: Job, stack: ExitStack) -> Decision:
         probes = wl.probes_for(fmt)
         diag, source = safety(probes + choose.FORK_PROBES, request.diagnosis)
         return decider(name, probes, diag, source, fmt=fmt, use_cache=request.cache, cluster=request.on_cluster(),
@@ -216,11 +218,11 @@ def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress 
     return decide
 
 
-def run_wind(x_glob: str, y_glob: str, out: Path, progress: Progress | None = None, unit_bytes: int | None = None,
-             on_client: Any = None, **options: Any) -> Any:
-    """The wind study on the chosen scheduler (``options``: a ``RunRequest``'s fields). Inputs are
-    loaded and checked before any choice."""
-    request = RunRequest(**options)
+def run_wind(x_glob: str, y_glob: str, out: Path, request: RunRequest = RunRequest(), progress: Progress | None = None,
+             unit_bytes: int | None = None, on_client: Callable[[Any], None] | None = None) -> wind.RunResult:
+    """The wind study on the scheduler ``request`` asks for (or chooses). Inputs are loaded and
+    checked before any choice. ``on_client`` is handed dask.distributed's Client (untyped) when
+    the run has one."""
     schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt, request.locks)
     wind.expand(x_glob, "--x-wind")
     wind.expand(y_glob, "--y-wind")
@@ -228,9 +230,8 @@ def run_wind(x_glob: str, y_glob: str, out: Path, progress: Progress | None = No
                     on_client=on_client, **({"unit_bytes": unit_bytes} if unit_bytes else {}))
 
 
-def run_load(pattern: str, progress: Progress | None = None, **options: Any) -> Any:
-    """The load study on the chosen scheduler (``options``: a ``RunRequest``'s fields)."""
-    request = RunRequest(**options)
+def run_load(pattern: str, request: RunRequest = RunRequest(), progress: Progress | None = None) -> load.LoadResult:
+    """The load study on the scheduler ``request`` asks for (or chooses)."""
     schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt, request.locks)
     load.check(wind.expand(pattern, "--files"))
     return load.run(pattern, _decide("load", _formats(pattern), request, progress), progress=progress)
@@ -246,7 +247,7 @@ def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | N
             raise UsageError("recommend --workload wind pilots with both --x-wind and --y-wind")
         fmt = _formats(x_glob)
         u, v, _ = wind.load_pair(x_glob, y_glob)
-        job: Any = wind.WindJob(u, v)
+        job: Job = wind.WindJob(u, v)
     else:
         if not files:
             raise UsageError("recommend --workload load pilots with --files")

@@ -3,18 +3,20 @@ with a fake run in place of the subprocess (no data is read, nothing is timed)."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from threadprobe.scheduling.runs import bench
 
 
 def fake_run(seconds: dict[str, float], memory: dict[str, int], calls: list[str]):
-    def run(spec, timeout, env):
-        name = "auto cached" if spec["options"].get("cache") else next(
-            n for n, o in bench.CONFIGS if o == spec["options"])
+    def run(spec: bench.Spec, timeout, env) -> bench.Run:
+        name = next(n for n, o in bench.CONFIGS if o == spec.request.replace(diagnosis=None))
         calls.append(name)
-        return {"seconds": seconds[name], "digest": [[1.0, 2.0]], "choice": "threads (2 threads)", "source": "pilot",
-                "pilot_seconds": 1.0, "pilot_cost": 0.5, "pilot_table": [], "peak_memory": memory[name]}
+        got = bench.Run(seconds=seconds[name], digest=[[1.0, 2.0]], choice="threads (2 threads)", source="pilot",
+                        pilot_seconds=1.0, pilot_cost=0.5, pilot_table=(), peak_memory=memory[name])
+        return bench.Run.from_json(json.loads(json.dumps(got.to_json())))  # as the subprocess's line reads
     return run
 
 
@@ -37,20 +39,22 @@ def test_study_scale_runs_only_its_configurations_in_rotating_order(monkeypatch,
     assert sorted(set(calls)) == sorted(bench.STUDY_CONFIGS) and len(calls) == 3 * len(bench.STUDY_CONFIGS)
     firsts = [calls[k * 4] for k in range(3)]
     assert len(set(firsts)) == 3  # a noisy spell at the start of a repetition hits a different one each time
-    res = result["formats"]["nc"]
-    assert set(res["median_seconds"]) == set(bench.STUDY_CONFIGS)
+    res = result.formats["nc"]
+    assert set(res.median_seconds) == set(bench.STUDY_CONFIGS)
 
 
 def test_the_summary_gives_ratios_spread_peak_memory_and_regret(monkeypatch, data):
     calls: list[str] = []
     monkeypatch.setattr(bench, "_subprocess", fake_run(SECONDS, MEMORY, calls))
-    res = bench.bench("wind", data, ["nc"], repeats=2)["formats"]["nc"]
-    assert res["speedup"]["threads"] == round(100.0 / 55.0, 3)
-    assert res["ratios_to_synchronous"]["processes"] == [round(100 / 60, 3)] * 2
-    assert res["seconds_range"]["auto"] == [58.0, 58.0]
-    assert res["peak_memory_max"] == MEMORY
-    assert res["regrets"] == [round(58.0 / 55.0, 3)] * 2  # against the fastest explicit: threads
-    assert res["correct"] == {name: True for name in SECONDS}
+    result = bench.bench("wind", data, ["nc"], repeats=2)
+    res = result.formats["nc"]
+    assert res.speedup["threads"] == round(100.0 / 55.0, 3)
+    assert res.ratios_to_synchronous["processes"] == (round(100 / 60, 3),) * 2
+    assert res.seconds_range["auto"] == (58.0, 58.0)
+    assert res.peak_memory_max == MEMORY
+    assert res.regrets == (round(58.0 / 55.0, 3),) * 2  # against the fastest explicit: threads
+    assert res.correct == {name: True for name in SECONDS}
+    assert bench.Result.from_json(json.loads(json.dumps(result.to_json()))) == result  # what the docs read back
 
 
 def test_a_run_whose_answer_differs_is_not_the_fastest_and_is_flagged(monkeypatch, data):
@@ -59,9 +63,9 @@ def test_a_run_whose_answer_differs_is_not_the_fastest_and_is_flagged(monkeypatc
 
     def run(spec, timeout, env):
         got = wrong(spec, timeout, env)
-        return dict(got, digest=[[9.0, 9.0]]) if calls[-1] == "threads" else got
+        return got.replace(digest=[[9.0, 9.0]]) if calls[-1] == "threads" else got
 
     monkeypatch.setattr(bench, "_subprocess", run)
-    res = bench.bench("wind", data, ["nc"], repeats=1)["formats"]["nc"]
-    assert res["correct"]["threads"] is False
-    assert res["repetitions"][0]["fastest_explicit"] == "processes"
+    res = bench.bench("wind", data, ["nc"], repeats=1).formats["nc"]
+    assert res.correct["threads"] is False
+    assert res.repetitions[0].fastest_explicit == "processes"

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tests.scheduling.test_choose import r
-from threadprobe.records import Diagnosis, GilState, Remedy, RemedyKind
-from threadprobe.scheduling.runs import builds
+from threadprobe.records import Choice, Diagnosis, GilState, Remedy, RemedyKind, Scheduler
+from threadprobe.scheduling.runs import bench, builds
 
 PP = "iris_pp.load_metadata.many_times"
 CF = Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",))
@@ -52,15 +52,13 @@ def fake(monkeypatch, tmp_path):
     seconds = {"synchronous": 100.0, "threads": 40.0, "threads + cf_units lock": 60.0, "processes": 70.0}
 
     def one(env, spec, timeout, cache):
-        options = spec["options"]
-        name = "threads + cf_units lock" if options.get("locks") else options["scheduler"]
+        request = spec.request
+        name = "threads + cf_units lock" if request.locks else request.scheduler
         if name == "auto":
-            locks = (CF.to_json(),)
-            choice = {"workload": "load", "scheduler": "threads", "n_workers": 1, "threads_per_worker": 2,
-                      "locks": locks}
-            return {"seconds": 62.0, "digest": ["cubes"], "choice": "threads + cf_units", "choice_record": choice,
-                    "pilot_seconds": 3.0, "pilot_cost": 1.0}
-        return {"seconds": seconds[name], "digest": ["cubes"], "choice": name, "pilot_seconds": 0.0, "pilot_cost": 0.0}
+            choice = Choice("load", Scheduler.THREADS, 1, 2, locks=(CF,))
+            return bench.Run(seconds=62.0, digest=["cubes"], choice="threads + cf_units", choice_record=choice,
+                             pilot_seconds=3.0, pilot_cost=1.0)
+        return bench.Run(seconds=seconds[name], digest=["cubes"], choice=name, pilot_seconds=0.0, pilot_cost=0.0)
 
     monkeypatch.setattr(builds, "diagnose", diagnose)
     monkeypatch.setattr(builds, "one", one)
@@ -71,10 +69,11 @@ def fake(monkeypatch, tmp_path):
 
 def test_auto_is_judged_against_the_fastest_safe_configuration_and_its_pick_checked(fake):
     result = builds.run("load", fake, ["pp"], [OFF], repeats=2)
-    (res,) = result["environments"]
-    assert res["environment"] == "3.13.5t, GIL off" and "threads" not in res["safe_explicit"]
-    assert res["regrets"] == [round(62.0 / 60.0, 3)] * 2  # the unsafe, faster threads do not count
-    assert res["auto_safe"] == [True, True]
+    (res,) = result.environments
+    assert res.environment == "3.13.5t, GIL off" and "threads" not in res.safe_explicit
+    assert res.regrets == (round(62.0 / 60.0, 3),) * 2  # the unsafe, faster threads do not count
+    assert res.auto_safe == (True, True)
+    assert builds.Result.from_json(json.loads(json.dumps(result.to_json()))) == result
     assert any("threads + cf_units lock" in line for line in builds.table(result))
 
 

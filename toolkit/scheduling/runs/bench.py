@@ -21,22 +21,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.harness.proc import signal_name
-from threadprobe.records import BENCH_SCHEMA
+from threadprobe.records import BENCH_SCHEMA, Choice, PilotRow, Record, RunRequest
 from threadprobe.report import benchfile
 from threadprobe.scheduling.workloads import WORKLOADS
 
-CONFIGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("synchronous", {"scheduler": "synchronous"}),
-    ("threads", {"scheduler": "threads"}),
-    ("processes", {"scheduler": "processes"}),
-    ("distributed", {"scheduler": "distributed"}),
-    ("auto", {"scheduler": "auto", "cache": False}),
-    ("auto cached", {"scheduler": "auto", "cache": True}),
+CONFIGS: tuple[tuple[str, RunRequest], ...] = (
+    ("synchronous", RunRequest(scheduler="synchronous")),
+    ("threads", RunRequest(scheduler="threads")),
+    ("processes", RunRequest(scheduler="processes")),
+    ("distributed", RunRequest(scheduler="distributed")),
+    ("auto", RunRequest(cache=False)),
+    ("auto cached", RunRequest(cache=True)),
 )
 EXPLICIT = ("synchronous", "threads", "processes", "distributed")
 #: At the study's scale (files of 1.5 GB): auto, synchronous and the explicit schedulers that can
@@ -46,22 +47,119 @@ EXPLICIT = ("synchronous", "threads", "processes", "distributed")
 STUDY_CONFIGS = ("synchronous", "threads", "processes", "auto")
 
 
-def inputs(data: Path, fmt: str) -> dict[str, str]:
-    return {"x": str(data / fmt / f"x_wind_*.{fmt}"), "y": str(data / fmt / f"y_wind_*.{fmt}"),
-            "files": str(data / fmt / f"*.{fmt}")}
+@dataclass(frozen=True)
+class Inputs(Record):
+    """A bench's input files, as globs: the wind pairs' two halves, and every file (load)."""
+
+    x: str
+    y: str
+    files: str
 
 
-def _subprocess(spec: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Spec(Record):
+    """What one timed run is asked to do, written by the bench and read by its subprocess (benchrun)."""
+
+    workload: str
+    inputs: Inputs
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class Run(Record):
+    """One timed run of a configuration, as its subprocess reported it, or why it gave nothing."""
+
+    _omit_none: ClassVar[bool] = True
+
+    seconds: float | None = None  # None: the run failed (``failed`` says how)
+    failed: str | None = None
+    digest: list[Any] | None = None  # the answer, compared between configurations: its shape is the workload's
+    choice: str | None = None  # the choice, described
+    choice_record: Choice | None = None
+    source: str | None = None  # where the choice came from
+    gil_enabled: bool | None = None
+    pilot_seconds: float | None = None
+    pilot_cost: float | None = None  # of the pilot, what running its units on the pick would not have cost
+    pilot_table: tuple[PilotRow, ...] | None = None
+    rationale: tuple[str, ...] | None = None
+    peak_memory: int | None = None  # bytes (wind)
+    compute_seconds: float | None = None  # the units after the pilot (wind)
+    decide_seconds: float | None = None  # choosing the scheduler (wind)
+
+
+@dataclass(frozen=True)
+class Repetition(Record):
+    """One repetition, its configurations side by side: seconds, failures, and auto against the
+    fastest safe explicit configuration (``regret``) and synchronous (``best_speedup``)."""
+
+    _omit_none: ClassVar[bool] = True
+
+    seconds: dict[str, float | None]
+    failures: dict[str, str]
+    fastest_explicit: str | None
+    regret: float | None = None
+    auto_choice: str | None = None
+    pilot_share: float | None = None  # the pilot's cost, as a share of auto's run
+    pilot_seconds: float | None = None
+    best_speedup: float | None = None
+    cached_regret: float | None = None
+    cached_source: str | None = None
+    cached_decide_seconds: float | None = None
+    peak_memory: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Summary(Record):
+    """One input format's runs: per repetition, and over them (medians, spread, correctness)."""
+
+    format: str
+    input_bytes: int
+    input_files: int
+    repetitions: tuple[Repetition, ...]
+    median_seconds: dict[str, float]
+    speedup: dict[str, float]  # median synchronous over each median
+    seconds_range: dict[str, tuple[float, ...]]  # (lowest, highest)
+    ratios_to_synchronous: dict[str, tuple[float | None, ...]]  # per repetition, against its own synchronous run
+    peak_memory_max: dict[str, int]
+    regrets: tuple[float | None, ...]
+    pilot_shares: tuple[float | None, ...]
+    best_speedups: tuple[float | None, ...]
+    cached_decide_seconds: tuple[float | None, ...]
+    correct: dict[str, bool]  # every run gave synchronous's answer
+    pilot_tables: tuple[tuple[PilotRow, ...] | None, ...]
+    runs: dict[str, tuple[Run, ...]]  # their digests left out
+
+
+@dataclass(frozen=True)
+class Result(Record):
+    """The runner's bench of one workload (``threadprobe.bench/1``)."""
+
+    workload: str
+    repeats: int
+    fresh_diagnosis: bool
+    formats: dict[str, Summary]
+    schema: str = BENCH_SCHEMA
+
+
+def inputs(data: Path, fmt: str) -> Inputs:
+    return Inputs(str(data / fmt / f"x_wind_*.{fmt}"), str(data / fmt / f"y_wind_*.{fmt}"), str(data / fmt / f"*.{fmt}"))
+
+
+def _subprocess(spec: Spec, timeout: float, env: dict[str, str]) -> Run:
+    return timed([sys.executable, "-m", "threadprobe.scheduling.runs.benchrun", json.dumps(spec.to_json())], timeout, env)
+
+
+def timed(command: list[str], timeout: float, env: dict[str, str]) -> Run:
+    """A run in a subprocess (``benchrun``): its last line of output, or why there was none."""
     try:
-        done = subprocess.run([sys.executable, "-m", "threadprobe.scheduling.runs.benchrun", json.dumps(spec)], capture_output=True,
-                              text=True, timeout=timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"failed": f"no result within {timeout:.0f}s"}
+        return Run(failed=f"no result within {timeout:.0f}s")
     if done.returncode != 0:
         why = signal_name(done.returncode) or f"exit code {done.returncode}"
         tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        return {"failed": f"{why}: {tail}" if tail else why}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return Run(failed=f"{why}: {tail}" if tail else why)
+    return Run.from_json(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def same(a: list[Any] | None, b: list[Any] | None) -> bool:
@@ -86,7 +184,7 @@ def fresh_diagnosis(folder: Path, formats: list[str], workload: str) -> Path:
 
 def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh: bool = False,
           diagnosis: str | None = None, timeout: float = 1800.0, progress: Progress | None = None,
-          configs: tuple[str, ...] | None = None) -> dict[str, Any]:
+          configs: tuple[str, ...] | None = None) -> Result:
     """``configs``: which of ``CONFIGS`` to run (default: all)."""
     shown = progress or NullProgress()
     with phase(shown, f"bench {workload}"):
@@ -94,108 +192,101 @@ def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh
 
 
 def _bench(workload: str, data: Path, formats: list[str], repeats: int, fresh: bool, diagnosis: str | None,
-           timeout: float, shown: Progress, configs: tuple[str, ...] | None) -> dict[str, Any]:
+           timeout: float, shown: Progress, configs: tuple[str, ...] | None) -> Result:
     work = Path(tempfile.mkdtemp(prefix="threadprobe-bench-"))
     names = [name for name, _ in CONFIGS if configs is None or name in configs]
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {fmt: {name: [] for name in names} for fmt in formats}
-    diagnoses = []
+    runs: dict[str, dict[str, list[Run]]] = {fmt: {name: [] for name in names} for fmt in formats}
     for rep in range(repeats):
         env = dict(os.environ, THREADPROBE_CACHE=str(work / f"cache-{rep}.json"))
         if fresh:
             shown.note(f"repetition {rep + 1}/{repeats}: a fresh diagnosis")
             diagnosis = str(fresh_diagnosis(work / f"diagnosis-{rep}", formats, workload))
-            diagnoses.append(diagnosis)
         rotating = [n for n in names if n != "auto cached"]
         shift = rep % len(rotating)
         order = rotating[shift:] + rotating[:shift] + [n for n in names if n == "auto cached"]  # after a pilot
         for fmt in formats:
             for name in order:
-                options = dict(dict(CONFIGS)[name])
                 ran = sum(len(by_name) for by_format in runs.values() for by_name in by_format.values())
                 shown.update(Update(f"{workload} {fmt} {name}", f"repetition {rep + 1}/{repeats}",
                                     run=Count(ran, "runs", repeats * len(formats) * len(names))))
-                spec = {"workload": workload, "inputs": inputs(data, fmt), "options": options,
-                        "diagnosis": diagnosis}
-                runs[fmt][name].append(_subprocess(spec, timeout, env))
-    return {"schema": BENCH_SCHEMA, "workload": workload, "repeats": repeats, "fresh_diagnosis": fresh,
-            "formats": {fmt: summarise(runs[fmt], data, fmt) for fmt in formats}}
+                request = dict(CONFIGS)[name].replace(diagnosis=diagnosis)
+                runs[fmt][name].append(_subprocess(Spec(workload, inputs(data, fmt), request), timeout, env))
+    return Result(workload, repeats, fresh, {fmt: summarise(runs[fmt], data, fmt) for fmt in formats})
 
 
-def summarise(runs: dict[str, list[dict[str, Any]]], data: Path, fmt: str,
-              explicit: tuple[str, ...] = EXPLICIT) -> dict[str, Any]:
+def _repetition(row: dict[str, Run], reference: list[Any] | None, explicit: tuple[str, ...]) -> Repetition:
+    ok = {name: r for name, r in row.items() if r.seconds is not None and same(r.digest, reference)}
+    timed = {name: seconds for name in explicit if name in ok and (seconds := ok[name].seconds) is not None}
+    best = min(timed, key=timed.__getitem__) if timed else None
+    found: dict[str, Any] = {}
+    auto, cached, sync = ok.get("auto"), ok.get("auto cached"), ok.get("synchronous")
+    if best and auto is not None and auto.seconds:
+        found.update(regret=round(auto.seconds / timed[best], 3), auto_choice=auto.choice,
+                     pilot_share=round((auto.pilot_cost or 0.0) / auto.seconds, 4),
+                     pilot_seconds=round(auto.pilot_seconds or 0.0, 2))
+    if best and sync is not None and sync.seconds:
+        found.update(best_speedup=round(sync.seconds / timed[best], 3))
+    if best and cached is not None and cached.seconds:
+        found.update(cached_regret=round(cached.seconds / timed[best], 3), cached_source=cached.source,
+                     cached_decide_seconds=round(cached.decide_seconds or 0.0, 3))
+    return Repetition({name: r.seconds for name, r in row.items()},
+                      {name: r.failed for name, r in row.items() if r.failed is not None}, best,
+                      peak_memory={name: r.peak_memory for name, r in row.items() if r.peak_memory}, **found)
+
+
+def summarise(runs: dict[str, list[Run]], data: Path, fmt: str, explicit: tuple[str, ...] = EXPLICIT) -> Summary:
     """Per repetition and over them: seconds, ratios to synchronous, correctness, and auto's regret
     against the fastest of ``explicit`` (the configurations that count as safe)."""
-    repeats = len(runs["synchronous"])
-    reference = next((r["digest"] for r in runs["synchronous"] if "digest" in r), None)
-    per_rep = []
-    for k in range(repeats):
-        row = {name: runs[name][k] for name in runs}
-        ok = {name: r for name, r in row.items() if "seconds" in r and same(r["digest"], reference)}
-        timed = {name: ok[name]["seconds"] for name in explicit if name in ok}
-        best = min(timed, key=timed.__getitem__) if timed else None
-        entry: dict[str, Any] = {"seconds": {name: r.get("seconds") for name, r in row.items()},
-                                 "failures": {name: r["failed"] for name, r in row.items() if "failed" in r},
-                                 "fastest_explicit": best}
-        if best and "auto" in ok:
-            entry["regret"] = round(ok["auto"]["seconds"] / timed[best], 3)
-            entry["auto_choice"] = ok["auto"]["choice"]
-            entry["pilot_share"] = round(ok["auto"]["pilot_cost"] / ok["auto"]["seconds"], 4)
-            entry["pilot_seconds"] = round(ok["auto"]["pilot_seconds"], 2)
-        if best and "synchronous" in ok:
-            entry["best_speedup"] = round(ok["synchronous"]["seconds"] / timed[best], 3)
-        if "auto cached" in ok and best:
-            entry["cached_regret"] = round(ok["auto cached"]["seconds"] / timed[best], 3)
-            entry["cached_source"] = ok["auto cached"]["source"]
-            entry["cached_decide_seconds"] = round(ok["auto cached"].get("decide_seconds", 0.0), 3)
-        entry["peak_memory"] = {name: r.get("peak_memory") for name, r in row.items() if r.get("peak_memory")}
-        per_rep.append(entry)
-    medians = {name: statistics.median([r["seconds"] for r in rs if "seconds" in r])
-               for name, rs in runs.items() if any("seconds" in r for r in rs)}
-    return {
-        "format": fmt,
-        "input_bytes": sum(p.stat().st_size for p in (data / fmt).glob(f"*.{fmt}")),
-        "input_files": len(list((data / fmt).glob(f"*.{fmt}"))),
-        "repetitions": per_rep,
-        "median_seconds": medians,
-        "speedup": {name: round(medians["synchronous"] / s, 3) for name, s in medians.items()} if "synchronous" in medians
+    reference = next((r.digest for r in runs["synchronous"] if r.digest is not None), None)
+    per_rep = [_repetition({name: runs[name][k] for name in runs}, reference, explicit)
+               for k in range(len(runs["synchronous"]))]
+    seconds = {name: [r.seconds for r in rs if r.seconds is not None] for name, rs in runs.items()}
+    medians = {name: statistics.median(xs) for name, xs in seconds.items() if xs}
+
+    def ratio(row: Repetition, name: str) -> float | None:
+        mine, sync = row.seconds.get(name), row.seconds.get("synchronous")
+        return round(sync / mine, 3) if mine and sync else None
+
+    return Summary(
+        format=fmt,
+        input_bytes=sum(p.stat().st_size for p in (data / fmt).glob(f"*.{fmt}")),
+        input_files=len(list((data / fmt).glob(f"*.{fmt}"))),
+        repetitions=tuple(per_rep),
+        median_seconds=medians,
+        speedup={name: round(medians["synchronous"] / s, 3) for name, s in medians.items()} if "synchronous" in medians
         else {},
-        "seconds_range": {name: [round(min(x), 2), round(max(x), 2)] for name, rs in runs.items()
-                          if (x := [r["seconds"] for r in rs if "seconds" in r])},
-        # Per repetition, each configuration against synchronous in the same repetition: the spread.
-        "ratios_to_synchronous": {name: [round(row["seconds"]["synchronous"] / row["seconds"][name], 3)
-                                         if row["seconds"].get(name) and row["seconds"].get("synchronous") else None
-                                         for row in per_rep] for name in runs},
-        "peak_memory_max": {name: max(x) for name, rs in runs.items()
-                            if (x := [r["peak_memory"] for r in rs if r.get("peak_memory")])},
-        "regrets": [r.get("regret") for r in per_rep],
-        "pilot_shares": [r.get("pilot_share") for r in per_rep],
-        "best_speedups": [r.get("best_speedup") for r in per_rep],
-        "cached_decide_seconds": [r.get("cached_decide_seconds") for r in per_rep],
-        "correct": {name: all(same(r.get("digest"), reference) for r in rs) for name, rs in runs.items()},
-        "pilot_tables": [r.get("pilot_table") for r in runs["auto"]],
-        "runs": {name: [{k: v for k, v in r.items() if k != "digest"} for r in rs] for name, rs in runs.items()},
-    }
+        seconds_range={name: (round(min(xs), 2), round(max(xs), 2)) for name, xs in seconds.items() if xs},
+        ratios_to_synchronous={name: tuple(ratio(row, name) for row in per_rep) for name in runs},
+        peak_memory_max={name: max(xs) for name, rs in runs.items() if (xs := [r.peak_memory for r in rs if r.peak_memory])},
+        regrets=tuple(r.regret for r in per_rep),
+        pilot_shares=tuple(r.pilot_share for r in per_rep),
+        best_speedups=tuple(r.best_speedup for r in per_rep),
+        cached_decide_seconds=tuple(r.cached_decide_seconds for r in per_rep),
+        correct={name: all(same(r.digest, reference) for r in rs) for name, rs in runs.items()},
+        pilot_tables=tuple(r.pilot_table for r in runs.get("auto", ())),
+        runs={name: tuple(r.replace(digest=None) for r in rs) for name, rs in runs.items()},
+    )
 
 
-def plot(result: dict[str, Any], path: Path) -> Path:
+def plot(result: Result, path: Path) -> Path:
     """Seconds per configuration per repetition (dots) and median (bar), one panel per format."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    formats = list(result["formats"].values())
+    formats = list(result.formats.values())
     fig, axes = plt.subplots(1, len(formats), figsize=(6 * len(formats), 4.2), squeeze=False)
     for ax, res in zip(axes[0], formats):
-        names = [n for n in res["median_seconds"]]
-        ax.barh(names, [res["median_seconds"][n] for n in names], color="#90caf9")
+        names = list(res.median_seconds)
+        ax.barh(names, [res.median_seconds[n] for n in names], color="#90caf9")
         for k, n in enumerate(names):
-            xs = [r["seconds"] for r in res["runs"][n] if "seconds" in r]
+            xs = [r.seconds for r in res.runs[n] if r.seconds is not None]
             ax.scatter(xs, [k] * len(xs), color="#0d47a1", s=10, zorder=3)
-            ax.text(res["median_seconds"][n], k, f" x{res['speedup'].get(n, 0):.2f}", va="center", fontsize=8)
-        regrets = [r for r in res["regrets"] if r]
-        ax.set_title(f"{result['workload']} {res['format']} ({res['input_bytes'] / 2**30:.2f} GiB): auto's regret "
-                     f"{min(regrets):.2f}-{max(regrets):.2f}" if regrets else res["format"], fontsize=9)
+            ax.text(res.median_seconds[n], k, f" x{res.speedup.get(n, 0):.2f}", va="center", fontsize=8)
+        regrets = [r for r in res.regrets if r]
+        ax.set_title(f"{result.workload} {res.format} ({res.input_bytes / 2**30:.2f} GiB): auto's regret "
+                     f"{min(regrets):.2f}-{max(regrets):.2f}" if regrets else res.format, fontsize=9)
         ax.set_xlabel("seconds (bar: median; dots: each repetition)")
         ax.invert_yaxis()
     fig.tight_layout()
@@ -205,7 +296,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write(result: dict[str, Any], out: Path, workload: str) -> Path:
+def write(result: Result, out: Path, workload: str) -> Path:
     """Merge this workload's results into reports/bench.json (other workloads' entries stay)."""
     path = out / "bench.json"
     try:
@@ -215,6 +306,6 @@ def write(result: dict[str, Any], out: Path, workload: str) -> Path:
     except (OSError, ValueError):
         data = {}
     data["schema"] = BENCH_SCHEMA
-    data.setdefault("workloads", {})[workload] = benchfile.stamp(result)  # each workload says how it was made
+    data.setdefault("workloads", {})[workload] = benchfile.stamp(result.to_json())  # each workload says how it was made
     return benchfile.write(path, data)
 

@@ -18,8 +18,8 @@ import netCDF4
 import numpy as np
 
 from threadprobe.harness import gil
-from threadprobe.records import Remedy
 from threadprobe.scheduling import pipeline
+from threadprobe.scheduling.runs.bench import Run, Spec
 
 
 def output_digest(path: Path) -> list[Any]:
@@ -29,30 +29,23 @@ def output_digest(path: Path) -> list[Any]:
                 for name in sorted(ds.variables) if ds.variables[name].ndim == 2]
 
 
-def one(spec: dict[str, Any]) -> dict[str, Any]:
+def one(spec: Spec) -> Run:
     """One timed run in this process (the subprocess side)."""
-    options = dict(spec["options"])
-    options["locks"] = tuple(Remedy.from_json(r) for r in options.get("locks", ()))
     out = Path(tempfile.mkdtemp(prefix="threadprobe-bench-")) / "out.nc"
     started = time.perf_counter()
-    if spec["workload"] == "wind":
-        result = pipeline.run_wind(spec["inputs"]["x"], spec["inputs"]["y"], out, diagnosis=spec.get("diagnosis"),
-                                   **options)
-        answer = output_digest(out)
-        extra = {"peak_memory": result.peak_memory, "compute_seconds": result.compute_seconds,
-                 "decide_seconds": result.decide_seconds}
+    if spec.workload == "wind":
+        wind = pipeline.run_wind(spec.inputs.x, spec.inputs.y, out, spec.request)
+        seconds, choice, pilot = time.perf_counter() - started, wind.choice, wind.pilot
+        found = Run(digest=output_digest(out), peak_memory=wind.peak_memory, compute_seconds=wind.compute_seconds,
+                    decide_seconds=wind.decide_seconds)
     else:
-        result = pipeline.run_load(spec["inputs"]["files"], diagnosis=spec.get("diagnosis"), **options)
-        answer = list(result.summary)
-        extra = {}
-    pilot = result.pilot
-    return {"seconds": time.perf_counter() - started, "digest": answer, "choice": result.choice.describe(),
-            "choice_record": result.choice.to_json(), "gil_enabled": gil.enabled(),
-            "source": result.choice.source, "pilot_seconds": pilot.seconds if pilot else 0.0,
-            "pilot_cost": pilot.cost if pilot else 0.0, "pilot_table": [r.to_json() for r in result.choice.pilot],
-            "rationale": list(result.choice.rationale), **extra}
-
+        load = pipeline.run_load(spec.inputs.files, spec.request)
+        seconds, choice, pilot = time.perf_counter() - started, load.choice, load.pilot
+        found = Run(digest=list(load.summary))
+    return found.replace(seconds=seconds, choice=choice.describe(), choice_record=choice, gil_enabled=gil.enabled(),
+                         source=choice.source, pilot_seconds=pilot.seconds if pilot else 0.0,
+                         pilot_cost=pilot.cost if pilot else 0.0, pilot_table=choice.pilot, rationale=choice.rationale)
 
 
 if __name__ == "__main__":
-    print(json.dumps(one(json.loads(sys.argv[1]))))
+    print(json.dumps(one(Spec.from_json(json.loads(sys.argv[1]))).to_json()))

@@ -27,17 +27,42 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from threadprobe.diagnosis.progress import NullProgress, Progress
 from threadprobe.harness.proc import child_env, interpreter_of
-from threadprobe.records import BENCH_SCHEMA, Choice, Diagnosis, GilState, Remedy, RemedyKind, Scheduler, is_clean
+from threadprobe.records import (BENCH_SCHEMA, Choice, Diagnosis, GilState, Record, Remedy, RemedyKind, RunRequest,
+                                 Scheduler, is_clean)
 from threadprobe.scheduling import choose
 from threadprobe.scheduling.runs import bench
 from threadprobe.scheduling.workloads import WORKLOADS
 
 _ABOUT = ("import sys, sysconfig, platform; print(platform.python_version() + "
           "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))")
+
+
+@dataclass(frozen=True)
+class Summary(bench.Summary):
+    """One environment's and format's runs: the bench's summary, where they ran, which explicit
+    configurations its diagnosis calls safe (as they are or under a verified remedy), and whether
+    each of auto's picks was one the diagnosis allows."""
+
+    environment: str = ""
+    python: str = ""
+    gil: GilState | None = None  # None: a GIL build
+    safe_explicit: tuple[str, ...] = ()
+    diagnosis: str = ""
+    auto_safe: tuple[bool | None, ...] = ()
+    remedies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result(Record):
+    """The bench across builds (``threadprobe.bench/1``): a summary per environment and format."""
+
+    workload: str
+    repeats: int
+    environments: tuple[Summary, ...]
+    schema: str = BENCH_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -95,49 +120,41 @@ def verified(diag: Diagnosis, probes: Sequence[str], state: GilState | None) -> 
     return list(dict.fromkeys(r.remedy.key for r in mine if r.remedy is not None))
 
 
-def configs(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[tuple[str, dict[str, Any], bool]]:
+def configs(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[tuple[str, RunRequest, bool]]:
     """The configurations of one environment and format: (name, run options, safe by the diagnosis)."""
     probes = WORKLOADS[workload].probes_for(fmt)
     found, _ = choose.candidates(diag.results, probes, choose.Machine(os.cpu_count() or 1, 64.0, env.gil),
                                  workload, diag.remedies)
     kinds = {c.scheduler for c in found if not c.locks}
-    out: list[tuple[str, dict[str, Any], bool]] = [
-        ("synchronous", {"scheduler": "synchronous"}, True),
-        ("threads", {"scheduler": "threads"}, Scheduler.THREADS in kinds)]
+    out: list[tuple[str, RunRequest, bool]] = [
+        ("synchronous", RunRequest(scheduler="synchronous"), True),
+        ("threads", RunRequest(scheduler="threads"), Scheduler.THREADS in kinds)]
     for remedy in verified(diag, probes, env.gil):
         name = f"threads + {' + '.join(remedy.libraries)} lock" if remedy.libraries else "threads + global lock"
-        out.append((name, {"scheduler": "threads", "locks": [remedy.to_json()]}, True))
-    out.append(("processes", {"scheduler": "processes"}, Scheduler.PROCESSES in kinds))
-    out.append(("auto", {"scheduler": "auto", "cache": False}, True))
+        out.append((name, RunRequest(scheduler="threads", locks=(remedy,)), True))
+    out.append(("processes", RunRequest(scheduler="processes"), Scheduler.PROCESSES in kinds))
+    out.append(("auto", RunRequest(cache=False), True))
     return out
 
 
-def allowed(diag: Diagnosis, env: Env, workload: str, fmt: str, choice: dict[str, Any] | None) -> bool | None:
+def allowed(diag: Diagnosis, env: Env, workload: str, fmt: str, picked: Choice | None) -> bool | None:
     """Is auto's pick one the diagnosis of this state allows (a safe candidate, its locks held)?"""
-    if not choice:
+    if picked is None:
         return None
     probes = WORKLOADS[workload].probes_for(fmt)
     found, _ = choose.candidates(diag.results, probes, choose.Machine(os.cpu_count() or 1, 64.0, env.gil),
                                  workload, diag.remedies)
-    picked = Choice.from_json(choice)
     return any(c.scheduler == picked.scheduler and {r.key for r in c.locks} <= {r.key for r in picked.locks}
                for c in found)
 
 
-def one(env: Env, spec: dict[str, Any], timeout: float, cache: Path) -> dict[str, Any]:
-    try:
-        done = subprocess.run([env.python, "-m", "threadprobe.scheduling.runs.benchrun", json.dumps(spec)],
-                              capture_output=True, text=True, timeout=timeout, env=env.environ(cache))
-    except subprocess.TimeoutExpired:
-        return {"failed": f"no result within {timeout:.0f}s"}
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        return {"failed": f"exit code {done.returncode}: {tail}"}
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+def one(env: Env, spec: bench.Spec, timeout: float, cache: Path) -> bench.Run:
+    return bench.timed([env.python, "-m", "threadprobe.scheduling.runs.benchrun", json.dumps(spec.to_json())], timeout,
+                       env.environ(cache))
 
 
 def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int = 5,
-        budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None) -> dict[str, Any]:
+        budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None) -> Result:
     say = (progress or NullProgress()).note
     work = Path(tempfile.mkdtemp(prefix="threadprobe-builds-"))
     diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
@@ -147,27 +164,25 @@ def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repe
             path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget)
             diagnoses[env.python] = (path, Diagnosis.from_json(json.loads(path.read_text())))
     plan = {(env, fmt): configs(diagnoses[env.python][1], env, workload, fmt) for env in envs for fmt in formats}
-    runs: dict[tuple[Env, str], dict[str, list[dict[str, Any]]]] = {
+    runs: dict[tuple[Env, str], dict[str, list[bench.Run]]] = {
         key: {name: [] for name, _, _ in cfgs} for key, cfgs in plan.items()}
     for rep in range(repeats):
         for (env, fmt), cfgs in plan.items():
             shift = rep % len(cfgs)
-            for name, options, _ in cfgs[shift:] + cfgs[:shift]:
+            for name, request, _ in cfgs[shift:] + cfgs[:shift]:
                 say(f"repetition {rep + 1}/{repeats}: {workload} {fmt} on {env.label}: {name}")
-                spec = {"workload": workload, "inputs": bench.inputs(data, fmt), "options": options,
-                        "diagnosis": str(diagnoses[env.python][0])}
+                spec = bench.Spec(workload, bench.inputs(data, fmt), request.replace(diagnosis=str(diagnoses[env.python][0])))
                 runs[(env, fmt)][name].append(one(env, spec, timeout, work / f"cache-{rep}.json"))
     results = []
     for (env, fmt), cfgs in plan.items():
         diag = diagnoses[env.python][1]
         safe = tuple(name for name, _, ok in cfgs if ok and name != "auto")
         summary = bench.summarise(runs[(env, fmt)], data, fmt, explicit=safe)
-        summary.update(environment=env.label, python=env.python, gil=str(env.gil) if env.gil else None,
-                       safe_explicit=list(safe), diagnosis=str(diagnoses[env.python][0]),
-                       auto_safe=[allowed(diag, env, workload, fmt, r.get("choice_record")) for r in runs[(env, fmt)]["auto"]],
-                       remedies=_remedy_lines(diag, env, workload, fmt))
-        results.append(summary)
-    return {"schema": BENCH_SCHEMA, "workload": workload, "repeats": repeats, "environments": results}
+        results.append(Summary(
+            **vars(summary), environment=env.label, python=env.python, gil=env.gil, safe_explicit=safe,
+            diagnosis=str(diagnoses[env.python][0]), remedies=tuple(_remedy_lines(diag, env, workload, fmt)),
+            auto_safe=tuple(allowed(diag, env, workload, fmt, r.choice_record) for r in runs[(env, fmt)]["auto"])))
+    return Result(workload, repeats, tuple(results))
 
 
 def _remedy_lines(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[str]:
@@ -177,24 +192,24 @@ def _remedy_lines(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[st
     return remedy_summary([r for r in diag.remedies if r.probe in probes and r.gil == (env.gil or GilState.AS_IMPORTED)])
 
 
-def table(result: dict[str, Any]) -> list[str]:
+def table(result: Result) -> list[str]:
     """One table: per environment and format, each configuration's median, spread and speedup."""
     lines = [f"{'environment':28s} {'fmt':3s} {'configuration':26s} {'median':>8s} {'range':>15s} {'x sync':>7s}  "
              "per repetition / notes"]
-    for res in result["environments"]:
-        for name, median in res["median_seconds"].items():
-            low, high = res["seconds_range"].get(name, (median, median))
-            ratios = res["ratios_to_synchronous"].get(name)
-            note = "" if res["correct"].get(name) else "  (answers differ or runs failed)"
+    for res in result.environments:
+        for name, median in res.median_seconds.items():
+            low, high = res.seconds_range.get(name, (median, median))
+            ratios = list(res.ratios_to_synchronous.get(name, ()))
+            note = "" if res.correct.get(name) else "  (answers differ or runs failed)"
             if name == "auto":
-                note += f"  picks {statistics.mode(r.get('auto_choice') or '?' for r in res['repetitions'])}; " \
-                        f"regret {res['regrets']}; safe {res['auto_safe']}"
-            lines.append(f"{res['environment']:28s} {res['format']:3s} {name:26s} {median:7.2f}s "
-                         f"{low:6.2f}-{high:6.2f}s x{res['speedup'].get(name, 0):5.2f}  {ratios}{note}")
+                note += f"  picks {statistics.mode(r.auto_choice or '?' for r in res.repetitions)}; " \
+                        f"regret {list(res.regrets)}; safe {list(res.auto_safe)}"
+            lines.append(f"{res.environment:28s} {res.format:3s} {name:26s} {median:7.2f}s "
+                         f"{low:6.2f}-{high:6.2f}s x{res.speedup.get(name, 0):5.2f}  {ratios}{note}")
     return lines
 
 
-def plot(result: dict[str, Any], path: Path) -> Path:
+def plot(result: Result, path: Path) -> Path:
     """Seconds per configuration (bar: median; dots: repetitions), a panel per format, grouped by
     environment."""
     import matplotlib
@@ -202,22 +217,22 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    formats = sorted({res["format"] for res in result["environments"]})
+    formats = sorted({res.format for res in result.environments})
     fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 6), squeeze=False)
     colours = ["#90caf9", "#ffcc80", "#a5d6a7", "#ce93d8"]
     for ax, fmt in zip(axes[0], formats):
         labels, k = [], 0
-        for e, res in enumerate(r for r in result["environments"] if r["format"] == fmt):
-            for name, median in res["median_seconds"].items():
+        for e, res in enumerate(r for r in result.environments if r.format == fmt):
+            for name, median in res.median_seconds.items():
                 ax.barh(k, median, color=colours[e % len(colours)])
-                xs = [r["seconds"] for r in res["runs"][name] if "seconds" in r]
+                xs = [r.seconds for r in res.runs[name] if r.seconds is not None]
                 ax.scatter(xs, [k] * len(xs), color="#263238", s=8, zorder=3)
-                ax.text(median, k, f" x{res['speedup'].get(name, 0):.2f}", va="center", fontsize=7)
-                labels.append(f"{res['environment']}: {name}")
+                ax.text(median, k, f" x{res.speedup.get(name, 0):.2f}", va="center", fontsize=7)
+                labels.append(f"{res.environment}: {name}")
                 k += 1
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{result['workload']} {fmt}: medians of {result['repeats']} (dots: each run)", fontsize=9)
+        ax.set_title(f"{result.workload} {fmt}: medians of {result.repeats} (dots: each run)", fontsize=9)
         ax.set_xlabel("seconds")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Any
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice
 from threadprobe.scheduling import cache
+from threadprobe.scheduling.pilot import Decider, Pilot
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.scheduling.runs.display import Tasks
@@ -67,7 +68,7 @@ class LoadResult:
     summary: tuple[str, ...]
     choice: Choice
     seconds: float
-    pilot: Any = None
+    pilot: Pilot | None = None
 
 
 def check(paths: Sequence[Path]) -> None:
@@ -105,8 +106,7 @@ def duplicated_files(job: LoadJob) -> list[str]:
     return sorted({path for paths in holders.values() if len(paths) > 1 for path in paths})
 
 
-def run(pattern: str, decider: Callable[[LoadJob, ExitStack], tuple[Choice, Active, Any]],
-        progress: Progress | None = None) -> LoadResult:
+def run(pattern: str, decider: Decider, progress: Progress | None = None) -> LoadResult:
     paths = expand(pattern, "--files")
     check(paths)
     started = time.perf_counter()

@@ -36,6 +36,7 @@ from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
+from threadprobe.scheduling.pilot import Decider, Pilot
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.scheduling.runs.display import PeakMemory, Tasks
 
@@ -369,14 +370,9 @@ class RunResult:
     choice: Choice
     seconds: float  # load to save
     compute_seconds: float  # the units after the pilot
-    pilot: Any = None  # runner.pilot.Pilot, when there was one
+    pilot: Pilot | None = None
     peak_memory: int | None = None  # bytes: this process and its children, at the highest
     decide_seconds: float = 0.0  # choosing the scheduler: the safety lookup, then a cached answer or a pilot
-
-
-#: How a run gets its scheduler: given the job and an exit stack, a Choice, the Active to run the
-#: rest on (entered on the stack), and the pilot if one ran.
-Decider = Callable[[WindJob, ExitStack], tuple[Choice, Active, Any]]
 
 
 def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Progress | None = None,
