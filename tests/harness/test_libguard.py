@@ -14,21 +14,28 @@ import pytest
 from threadprobe.harness import libguard
 
 
+_COUNT = threading.Lock()
+
+
+def occupy(where: dict[str, int], seconds: float) -> None:
+    """Stay ``seconds`` in a place, counting how many threads are there at once (``most``)."""
+    with _COUNT:
+        where["now"] += 1
+        where["most"] = max(where["most"], where["now"])
+    time.sleep(seconds)
+    with _COUNT:
+        where["now"] -= 1
+
+
 @pytest.fixture
 def fake_library(monkeypatch):
     """A two-module library (``fakelib`` and ``fakelib.core``) and a user module that imported its
     function by name before the guard existed, as Iris imports cf_units' names."""
     core = types.ModuleType("fakelib.core")
     inside = {"now": 0, "most": 0}
-    count = threading.Lock()
 
     def enter():
-        with count:
-            inside["now"] += 1
-            inside["most"] = max(inside["most"], inside["now"])
-        time.sleep(0.005)
-        with count:
-            inside["now"] -= 1
+        occupy(inside, 0.005)
 
     def work(x):
         enter()

@@ -84,16 +84,12 @@ def test_a_choice_holding_a_library_lock_serialises_that_library_and_nothing_els
     from threadprobe.harness import libguard
     from threadprobe.scheduling import schedulers
 
+    from tests.harness.test_libguard import occupy
+
     inside, outside = {"now": 0, "most": 0}, {"now": 0, "most": 0}
-    count = threading.Lock()
 
     def busy(where: dict[str, int]) -> None:
-        with count:
-            where["now"] += 1
-            where["most"] = max(where["most"], where["now"])
-        time.sleep(0.01)
-        with count:
-            where["now"] -= 1
+        occupy(where, 0.01)
 
     lib = types.ModuleType("plantedlib")
 
