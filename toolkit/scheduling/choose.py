@@ -1,6 +1,6 @@
 """Which dask scheduler a computation should run on: safety from the probes, speed from the run.
 
-Two pure functions, no I/O:
+Pure functions, no I/O (the machine and the run's GIL state are passed in: scheduling/here.py):
 
 - ``candidates``: the schedulers the diagnosis allows for the operations a computation runs
   concurrently (probe names). A scheduler is a candidate only if every declared probe is safe
@@ -18,6 +18,8 @@ Two pure functions, no I/O:
   repetitions show, never less than ``NOISE_FLOOR``: two repetitions that happen to agree do not
   make a quiet machine. The ranking is settled when every other candidate is slower beyond the
   noise, or (a more complex one) cannot be faster by the margin.
+- ``break_tie``: when the pilot could not settle it (after sampling a tie longer, see pilot.py),
+  the candidate whose repetitions promise the least time once their spread is counted.
 
 The speed of a probe is not the speed of a run: the wind probe measured threads x1.01-1.09 and
 processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So probes
