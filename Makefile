@@ -8,7 +8,7 @@ OUT      ?= reports
 BASELINE ?=
 ARGS     ?=
 
-.PHONY: diagnose quick races test bench soak clean install docs
+.PHONY: diagnose quick races races-ft test bench soak clean install docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,18 @@ quick: $(STAMP)
 # helgrind (RACES=drd for DRD), in two lanes, one fork server each that imports the libraries once.
 RACES ?= helgrind
 races: $(STAMP)
-	$(BIN)/threadprobe diagnose --races $(RACES) --no-stress --out $(OUT)/races $(ARGS)
+	$(BIN)/threadprobe diagnose --races $(RACES) --no-stress --out $(OUT)/races \
+		$(if $(PYTHON_UNDER_TEST),--python $(PYTHON_UNDER_TEST)) $(ARGS)
+
+# The same pass on the free-threaded build with the GIL forced off (FT_PYTHON, default .venv-ft from
+# .ci/freethreaded-up): nothing but locks orders the calls there, so it sees races in code that
+# relies on the GIL (cf-units' udunits2 parser), which the GIL build's pass cannot. Its libraries are
+# that venv's own builds; the report's interpreter line says which build a verdict comes from.
+FT_PYTHON ?= .venv-ft/bin/python
+races-ft: $(STAMP)
+	test -x $(FT_PYTHON) || { echo "$(FT_PYTHON) is missing: .ci/freethreaded-up builds it" >&2; exit 2; }
+	$(BIN)/threadprobe diagnose --python $(FT_PYTHON) --gil off --races $(RACES) --no-stress \
+		--out $(OUT)/races-ft $(ARGS)
 
 # The newest stack first (.ci/newest-up: a venv of the newest CPython here with the newest Iris,
 # diagnosed through --python by tests/test_newest.py), then every test in parallel
