@@ -1,5 +1,6 @@
 """One worker's share of a trial, run in-process: dealing, digests, errors, read-back, remedies."""
 
+import json
 import threading
 import time
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from threadprobe.harness.worker import indices_for, run_together, run_worker
 from threadprobe.probe import Probe, digest
-from threadprobe.records import Remedy, RemedyKind, Trial
+from threadprobe.records import Remedy, RemedyKind, Stage, Trial, WorkerReport
 
 
 def spec(*args, **kwargs):
@@ -62,13 +63,14 @@ def test_random_start_delays_spread_the_starts():
 def test_every_result_is_digested_and_errors_keep_their_traceback():
     trial = spec("p", "r", "threads", 1, 4, 40)
     report = run_worker(Square(), trial, 0, None)
-    assert report["tasks"] == 40
-    assert report["digests"]["7"] == digest(49)
-    assert "13" not in report["digests"]
-    (err,) = report["errors"]
-    assert err["stage"] == "task" and err["index"] == 13 and err["error_type"] == "ValueError"
-    assert "unlucky" in err["traceback"]
-    assert report["cpu"] is not None and report["t_end"] >= report["t_start"]
+    assert report.tasks == 40
+    assert report.digests["7"] == digest(49)
+    assert "13" not in report.digests
+    (err,) = report.errors
+    assert err.stage == Stage.TASK and err.index == 13 and err.error_type == "ValueError"
+    assert "unlucky" in (err.traceback or "")
+    assert report.cpu is not None and report.t_end >= report.t_start
+    assert WorkerReport.parse(json.dumps(report.to_json())) == report  # as the parent reads it
 
 
 class Writer(Probe):
@@ -90,7 +92,7 @@ class Writer(Probe):
 
 def test_readback_runs_serially_and_its_value_is_what_gets_digested():
     report = run_worker(Writer(), spec("p", "r", "threads", 1, 3, 9), 0, None)
-    assert report["digests"] == {str(i): digest(f"{i}!") for i in range(9)}
+    assert report.digests == {str(i): digest(f"{i}!") for i in range(9)}
 
 
 class Flaky(Probe):
@@ -109,8 +111,8 @@ class Flaky(Probe):
 
 def test_a_later_round_that_deviates_is_what_the_parent_sees():
     report = run_worker(Flaky(), spec("p", "r", "serial", 1, 1, 5, rounds=3), 0, None)
-    assert report["tasks"] == 15
-    assert report["digests"]["3"] == digest(-3)
+    assert report.tasks == 15
+    assert report.digests["3"] == digest(-3)
 
 
 class Overlap(Probe):
@@ -158,7 +160,7 @@ def test_an_error_in_open_is_reported_and_no_task_runs():
     calls = []
     report = run_worker(BrokenOpen(), spec("p", "r", "threads", 1, 2, 10), 0, None, ready=lambda: calls.append(1))
     assert calls == [1]  # the parent's barrier must not wait for this worker
-    assert report["errors"][0]["stage"] == "open" and report["tasks"] == 0
+    assert report.errors[0].stage == Stage.OPEN and report.tasks == 0
 
 
 class Message(Probe):
@@ -173,9 +175,9 @@ class Message(Probe):
 
 def test_results_with_exceptions_also_carry_a_digest_without_their_messages():
     report = run_worker(Message(), spec("p", "r", "serial", 1, 1, 4), 0, None)
-    assert set(report["data_digests"]) == {"1", "3"}
-    assert report["data_digests"]["1"] == digest(("error", ValueError("anything else")), messages=False)
-    assert report["digests"]["1"] != report["data_digests"]["1"]
+    assert set(report.data_digests) == {"1", "3"}
+    assert report.data_digests["1"] == digest(("error", ValueError("anything else")), messages=False)
+    assert report.digests["1"] != report.data_digests["1"]
 
 
 def test_a_missing_module_in_open_names_it():
@@ -187,4 +189,4 @@ def test_a_missing_module_in_open_names_it():
             import no_such_module_for_threadprobe  # noqa: F401
 
     report = run_worker(NeedsIt(), spec("p", "r", "serial", 1, 1, 4), 0, None)
-    assert report["errors"][0]["missing"] == "no_such_module_for_threadprobe"
+    assert report.errors[0].missing == "no_such_module_for_threadprobe"

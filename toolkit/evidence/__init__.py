@@ -28,7 +28,7 @@ from typing import Any
 from threadprobe.diagnosis import plan
 from threadprobe.evidence import remedies, repro
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (Contention, Evidence, GilState, Instrument, Kind, LockAudit, Mode, Purpose, Result, UnlockedCalls,
+from threadprobe.records import (AuditTally, Contention, Evidence, GilState, Instrument, Kind, LockAudit, Mode, Purpose, Result,
                              Verdict, unsafe_results)
 from threadprobe.harness.instruments.contention import StackSampler
 
@@ -130,19 +130,18 @@ def lock_audit(session: Diagnoser, run: ProbeRun) -> LockAudit | None:
     stages = report.audit if report is not None else None
     if report is None or stages is None:
         return None
-    empty = {"calls": 0, "unlocked": 0, "unlocked_by_caller": []}
-    tasks, opened = stages.get("tasks", empty), stages.get("open", empty)
+    tasks, opened = stages.get("tasks", AuditTally()), stages.get("open", AuditTally())
     return LockAudit(
         probe=run.name,
         lock="iris.fileformats.netcdf._thread_safe_nc._GLOBAL_NETCDF4_LOCK",
         tasks=report.tasks,
         # What the probe's tasks do concurrently: the figure that decides thread safety.
-        calls=tasks["calls"],
-        unlocked=tasks["unlocked"],
-        unlocked_by_caller=tuple(UnlockedCalls(**row) for row in tasks["unlocked_by_caller"][:25]),
+        calls=tasks.calls,
+        unlocked=tasks.unlocked,
+        unlocked_by_caller=tasks.unlocked_by_caller[:25],
         # What open() does once per worker (e.g. the metadata load before lazy realisation).
-        open_calls=opened["calls"],
-        open_unlocked=opened["unlocked"],
+        open_calls=opened.calls,
+        open_unlocked=opened.unlocked,
     )
 
 

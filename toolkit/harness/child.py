@@ -22,7 +22,6 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from threadprobe.harness import gil
 from threadprobe.harness.instruments import lockaudit
@@ -30,7 +29,7 @@ from threadprobe.probe import refs
 from threadprobe.harness.proc import cpu_of, die_with_parent, write_json_atomic
 from threadprobe.harness.worker import error_record, run_worker
 from threadprobe.probe.refs import load_plugin
-from threadprobe.records import Instrument, Job, Stage, WorkerSpec
+from threadprobe.records import Instrument, Job, Stage, WorkerReport, WorkerSpec
 
 SLOT = struct.Struct("<IxxxxQ")  # state, tasks done
 STARTING, READY, RUNNING, DONE = 0, 1, 2, 3
@@ -104,9 +103,9 @@ def worker_main(spec_path: str, worker: int) -> int:
         for plugin in spec.plugins:
             refs.load_plugin(plugin)
         report = _prepare(spec) if spec.job == Job.PREPARE else _trial(spec, tdir, worker)
-        write_json_atomic(result_path, report)
+        write_json_atomic(result_path, report.to_json())
     except BaseException as exc:  # a harness fault is reported, not raised into the void
-        write_json_atomic(result_path, {"errors": [error_record(Stage.HARNESS, exc)], "digests": {}, "tasks": 0})
+        write_json_atomic(result_path, WorkerReport(worker, os.getpid(), errors=(error_record(Stage.HARNESS, exc),)).to_json())
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
@@ -125,7 +124,7 @@ def _redirect(tdir: Path, worker: int) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
-def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> dict[str, Any]:
+def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> WorkerReport:
     """This worker's share of a trial, released with the others, under the lock audit if asked."""
     trial = spec.trial
     assert trial is not None  # WorkerSpec checks that a trial's spec has one
@@ -146,7 +145,7 @@ def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> dict[str, Any]:
             probe = refs.load(trial.ref)()
     except Exception as exc:
         slot.state(READY)
-        report = {"errors": [error_record(Stage.OPEN, exc)], "digests": {}, "tasks": 0}
+        report = WorkerReport(worker, os.getpid(), errors=(error_record(Stage.OPEN, exc),))
     else:
         def ready() -> None:
             slot.state(READY)
@@ -155,18 +154,16 @@ def _trial(spec: WorkerSpec, tdir: Path, worker: int) -> dict[str, Any]:
 
         report = run_worker(probe, trial, worker, Path(spec.workdir), ready=ready, wait_go=wait_go, tick=slot.tick)
     slot.state(DONE)
-    if audit is not None:
-        report["audit"] = audit.snapshot()
-    return report
+    return report.replace(audit=audit.snapshot()) if audit is not None else report
 
 
-def _prepare(spec: WorkerSpec) -> dict[str, Any]:
+def _prepare(spec: WorkerSpec) -> WorkerReport:
     try:
         probe = refs.load(spec.ref or "")()
         probe.prepare(Path(spec.workdir))
     except Exception as exc:
-        return {"errors": [error_record(Stage.PREPARE, exc)]}
-    return {"errors": []}
+        return WorkerReport(pid=os.getpid(), errors=(error_record(Stage.PREPARE, exc),))
+    return WorkerReport(pid=os.getpid())
 
 
 def _preload(preload: list[str]) -> str:

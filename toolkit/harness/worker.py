@@ -2,8 +2,8 @@
 
 It opens the probe's context, starts T threads behind a barrier with the trial's switch
 interval (as pytest-run-parallel does, so that races get a chance), deals the task indices
-out among them, digests every result, reads writes back serially, and returns a plain
-``threadprobe.worker/1`` report. Process plumbing (forking, signals, files) is not here.
+out among them, digests every result, reads writes back serially, and returns its
+``WorkerReport`` (``threadprobe.worker/1``). Process plumbing (forking, signals, files) is not here.
 
 The trial arrives as its record (``Trial``, parsed from the spec by threadprobe.harness.child), whose
 fields carry the only defaults; like every module the worker imports, this one is standard
@@ -20,14 +20,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
 from threadprobe.probe import Probe, digest
-from threadprobe.records import Pin, RemedyKind, Stage, Trial
+from threadprobe.records import Pin, RemedyKind, Stage, Trial, WorkerError, WorkerReport
 
-WORKER_SCHEMA = "threadprobe.worker/1"
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
 MAX_TEXT = 8000
 SPIN_LIMIT = 0.05  # seconds a started thread waits, spinning, for its peers to be running too
@@ -121,31 +121,32 @@ def indices_for(trial: Trial, worker: int, thread: int) -> range:
     return range(g, trial.iterations, trial.processes * trial.threads)
 
 
-def error_record(stage: Stage, exc: BaseException, index: int | None = None) -> dict[str, Any]:
+def error_record(stage: Stage, exc: BaseException, index: int | None = None) -> WorkerError:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {
-        "stage": stage,
-        "index": index,
-        "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        "message": str(exc)[:MAX_TEXT],
-        "traceback": tb[-MAX_TEXT:],
+    return WorkerError(
+        stage=stage,
+        index=index,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        message=str(exc)[:MAX_TEXT],
+        traceback=tb[-MAX_TEXT:],
         # A module that is not there: the probe is unavailable here, not failing.
-        "missing": getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None,
-    }
+        missing=getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None,
+    )
 
 
 class _Share:
-    """One worker's share of a trial as it runs: the report it fills, and what its threads
-    gather (each index belongs to one thread, so their writes to the shared dicts never meet)."""
+    """One worker's share of a trial as it runs: what its threads gather (each index belongs to
+    one thread, so their writes to the shared dicts never meet), made a ``WorkerReport`` at the end."""
 
     def __init__(self, probe: Probe, trial: Trial, worker: int, tick: Callable[[], None]) -> None:
         self.probe, self.trial, self.worker, self.tick = probe, trial, worker, tick
-        self.report: dict[str, Any] = {
-            "schema": WORKER_SCHEMA, "worker": worker, "pid": os.getpid(), "digests": {},
-            "data_digests": {},  # only where they differ from the full digest (exceptions in a result)
-            "errors": [], "tasks": 0, "t_start": None, "t_end": None, "cpu": None,
-        }
-        self.ctx: Any = None
+        self.digests: dict[str, str] = {}
+        self.data_digests: dict[str, str] = {}  # only where they differ from the full digest (exceptions in a result)
+        self.errors: list[WorkerError] = []
+        self.error_count = 0
+        self.gil_enabled: bool | None = None
+        self.reenabled_by: tuple[str, ...] = ()
+        self.ctx: Any = None  # the probe's own context: whatever its open() returns
         self.keep_values = hasattr(probe, "readback")
         self.values: dict[int, Any] = {}
         self.deviated: set[str] = set()
@@ -165,9 +166,15 @@ class _Share:
         self.marker = task_marker()
 
     def note(self, stage: Stage, exc: BaseException, index: int | None = None) -> None:
-        if len(self.report["errors"]) < MAX_ERRORS:
-            self.report["errors"].append(error_record(stage, exc, index))
-        self.report["error_count"] = self.report.get("error_count", 0) + 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error_record(stage, exc, index))
+        self.error_count += 1
+
+    def report(self, **done: Any) -> WorkerReport:
+        """What the worker writes back: what it gathered, with ``done``'s counts and clocks."""
+        return WorkerReport(worker=self.worker, pid=os.getpid(), digests=self.digests, data_digests=self.data_digests,
+                            errors=tuple(self.errors), error_count=self.error_count, gil_enabled=self.gil_enabled,
+                            gil_reenabled_by=self.reenabled_by, **done)
 
     def call(self, i: int) -> Any:
         if self.marker is not None:
@@ -186,7 +193,7 @@ class _Share:
 
     def record(self, i: int, value: Any) -> None:
         key, d = str(i), digest(value)
-        digests, data = self.report["digests"], self.report["data_digests"]
+        digests, data = self.digests, self.data_digests
         held = digests.get(key)
         # Keep the first digest, or the first that differs from earlier rounds: any deviation
         # must reach the parent's comparison with the serial oracle.
@@ -232,15 +239,12 @@ class _Share:
         else:
             self.record(i, value)
 
-    def finish(self) -> dict[str, Any]:
-        """Timings and counts into the report, then the serial read-back, then close."""
-        self.report.update(t_start=min(self.starts) if self.starts else None,
-                           t_end=max(self.ends) if self.ends else None, tasks=sum(self.done), cpu=sum(self.cpu),
-                           queued=sum(self.queued),  # runnable but waiting for a CPU: other load on the machine
-                           cpu_only=self.cpu_only)  # no schedstat: run-queue waits could not be told apart
+    def finish(self) -> WorkerReport:
+        """The serial read-back, then close, then the report with the threads' timings and counts."""
+        guarded: dict[str, int] = {}
         if self.libraries:  # the calls the tasks made under them (open's are not concurrent)
             counts = libguard.counts(self.libraries)
-            self.report["guarded"] = {k: n - self.opened.get(k, 0) for k, n in counts.items() if n > self.opened.get(k, 0)}
+            guarded = {k: n - self.opened.get(k, 0) for k, n in counts.items() if n > self.opened.get(k, 0)}
         for i in sorted(self.values):
             try:
                 self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
@@ -250,18 +254,22 @@ class _Share:
             self.probe.close(self.ctx)
         except Exception as exc:
             self.note(Stage.CLOSE, exc)
-        return self.report
+        return self.report(t_start=min(self.starts) if self.starts else None,
+                           t_end=max(self.ends) if self.ends else None, tasks=sum(self.done), cpu=sum(self.cpu),
+                           queued=sum(self.queued),  # runnable but waiting for a CPU: other load on the machine
+                           cpu_only=self.cpu_only,  # no schedstat: run-queue waits could not be told apart
+                           guarded=guarded)
 
 
 def run_worker(
     probe: Probe,
     trial: Trial,
     worker: int,
-    workdir: Any,
+    workdir: Path,
     ready: Callable[[], None] = lambda: None,
     wait_go: Callable[[], None] = lambda: None,
     tick: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
+) -> WorkerReport:
     """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
     share = _Share(probe, trial, worker, tick)
     try:
@@ -270,9 +278,9 @@ def run_worker(
     except Exception as exc:
         share.note(Stage.OPEN, exc)
         ready()
-        return share.report
-    share.report["gil_enabled"] = gil.enabled()  # what the probe's imports left, before its tasks
-    share.report["gil_reenabled_by"] = list(gil.REENABLED_BY)
+        return share.report()
+    share.gil_enabled = gil.enabled()  # what the probe's imports left, before its tasks
+    share.reenabled_by = tuple(gil.REENABLED_BY)
     share.opened = libguard.counts(share.libraries)
     ready()
     wait_go()

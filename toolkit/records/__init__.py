@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/2"
+WORKER_SCHEMA = "threadprobe.worker/1"
 DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/4"
 READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", "threadprobe.diagnosis/3",
                       DIAGNOSIS_SCHEMA)
@@ -497,6 +498,16 @@ class LockAudit(Record):
 
 
 @dataclass(frozen=True)
+class AuditTally(Record):
+    """The lock audit's count in one stage of a worker (``open``, ``tasks``): every netCDF4 call
+    Iris made, those outside its lock, and those by operation and caller, most frequent first."""
+
+    calls: int = 0
+    unlocked: int = 0
+    unlocked_by_caller: tuple[UnlockedCalls, ...] = ()
+
+
+@dataclass(frozen=True)
 class WorkerError(Record):
     """One failure a worker caught: where (``stage``), at which task index, what, and the module
     that was missing when an import failed."""
@@ -528,10 +539,11 @@ class WorkerReport(Record):
     cpu: float | None = None
     queued: float | None = None
     cpu_only: bool = False
-    audit: dict[str, Any] | None = None
+    audit: dict[str, AuditTally] | None = None  # by stage, under the lock audit
     gil_enabled: bool | None = None  # after the probe's imports and open (None: not reported)
     gil_reenabled_by: tuple[str, ...] = ()  # modules whose import turned the GIL back on (free-threaded)
     guarded: dict[str, int] = field(default_factory=dict)  # library_lock: calls per entry point under it
+    schema: str = WORKER_SCHEMA
 
     @staticmethod
     def parse(text: str) -> "WorkerReport | None":

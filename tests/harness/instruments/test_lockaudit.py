@@ -35,7 +35,7 @@ AUDIT_SCRIPT = textwrap.dedent("""
     names = var.ncattrs()                   # the bound method is called after the lock is released
     with tsn._GLOBAL_NETCDF4_LOCK:         # planted: closed with the lock held (through the
         ds._contained_instance.close()      # contained object: the wrapper would take the lock again)
-    print(json.dumps(lockaudit.snapshot()["tasks"]))
+    print(json.dumps(lockaudit.snapshot()["tasks"].to_json()))
 """)
 
 

@@ -25,6 +25,8 @@ import types
 from collections import Counter
 from typing import Any
 
+from threadprobe.records import AuditTally, UnlockedCalls
+
 _HERE = __file__
 _calls: Counter[tuple[str, str]] = Counter()  # (stage, operation)
 _unlocked: Counter[tuple[str, str, str]] = Counter()  # (stage, operation, caller)
@@ -201,16 +203,11 @@ def install() -> bool:
     return True
 
 
-def snapshot() -> dict[str, Any]:
+def snapshot() -> dict[str, AuditTally]:
     """What the audit saw, per stage: all accesses, and the unlocked ones by caller."""
-    stages: dict[str, Any] = {}
-    for where in sorted({s for s, _ in _calls}):
-        stages[where] = {
-            "calls": sum(n for (s, _), n in _calls.items() if s == where),
-            "unlocked": sum(n for (s, _, _), n in _unlocked.items() if s == where),
-            "unlocked_by_caller": [
-                {"operation": op, "caller": caller, "count": n}
-                for (s, op, caller), n in _unlocked.most_common() if s == where
-            ],
-        }
-    return stages
+    return {where: AuditTally(
+        calls=sum(n for (s, _), n in _calls.items() if s == where),
+        unlocked=sum(n for (s, _, _), n in _unlocked.items() if s == where),
+        unlocked_by_caller=tuple(UnlockedCalls(op, caller, n)
+                                 for (s, op, caller), n in _unlocked.most_common() if s == where),
+    ) for where in sorted({s for s, _ in _calls})}
