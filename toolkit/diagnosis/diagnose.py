@@ -28,7 +28,7 @@ from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
 from threadprobe.harness import gil, launch, trial as harness
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, Mode, Outcome, ProbeInfo, Purpose, RaceTool, Remedy, Result, Start, ThreadState, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, RaceTool, Remedy, Result, Start, ThreadState, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -317,6 +317,8 @@ class Diagnoser:
         return detect.add_scaling(results, cores, states, waits, windows)
 
     def config(self) -> dict[str, Any]:
+        """What the diagnosis was asked and ran with (open: read back by people and by compare, never parsed into
+        options)."""
         o = self.options
         return {
             "probes": list(o.probes),
@@ -360,7 +362,8 @@ def run_session(session: Diagnoser) -> None:
 
 
 def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | None = None,
-             results: list[Result] | None = None, **extras: Any) -> Diagnosis:
+             results: list[Result] | None = None, remedies: tuple[Result, ...] = (), lock_audit: tuple[LockAudit, ...] = (),
+             repro: dict[str, str] | None = None) -> Diagnosis:
     """Turn a session whose loop has run into a Diagnosis record."""
     collect = fingerprint or (lambda: fp.collect(session.options.python))
     found = collect()
@@ -372,7 +375,7 @@ def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | Non
         results=tuple(results if results is not None else session.results()),
         seconds=round(session.elapsed, 2),
         interpreter=(found.get("python") or {}).get("executable") or session.options.python or "",
-        **extras,
+        remedies=remedies, lock_audit=lock_audit, repro=repro or {},
     )
 
 

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from threadprobe.diagnosis import plan
 from threadprobe.evidence import remedies, repro
@@ -161,16 +160,18 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
     options, progress = session.options, session.progress
     by_name = {run.name: run for run in session.probes}
     unsafe = to_reproduce(results)
-    extras: dict[str, Any] = {"repro": {}, "remedies": [], "lock_audit": []}
+    scripts: dict[str, str] = {}
+    verified: list[Result] = []
+    audits: list[LockAudit] = []
 
     if out:
         folder = Path(out) / "repro"
         for name, r in sorted(unsafe.items()):
             path = repro.write(r, by_name[name].info.ref, by_name[name].iterations, folder)
             if path is not None:
-                extras["repro"][name] = str(path.relative_to(out))
+                scripts[name] = str(path.relative_to(out))
     if options.quick:
-        return Bundle(tuple(results), extras["repro"])
+        return Bundle(tuple(results), scripts)
 
     for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == Verdict.CRASH}):
         progress.note(f"native frames of the {r.probe} crash (core dump + gdb)")
@@ -197,16 +198,15 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             progress.note(f"lock coverage audit: {run.name}")
             audit = lock_audit(session, run)
             if audit is not None:
-                extras["lock_audit"].append(audit)
+                audits.append(audit)
 
     if options.remedies != "none":
         chosen = remedies.to_remedy(results, every=options.remedies == "all")
         for r in chosen:
-            extras["remedies"].extend(remedies.search(session, by_name[r.probe], r, options.remedies == "all",
-                                                      progress.note))
+            verified.extend(remedies.search(session, by_name[r.probe], r, options.remedies == "all", progress.note))
         for probe in dict.fromkeys(r.probe for r in chosen):
-            extras["remedies"].extend(remedies.processes(results, probe))
-    return Bundle(tuple(results), extras["repro"], tuple(extras["remedies"]), tuple(extras["lock_audit"]))
+            verified.extend(remedies.processes(results, probe))
+    return Bundle(tuple(results), scripts, tuple(verified), tuple(audits))
 
 
 __all__ = ["Bundle", "gather", "to_reproduce", "first_per_dependency", "Evidence"]

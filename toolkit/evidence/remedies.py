@@ -24,8 +24,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
@@ -164,7 +163,7 @@ def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) ->
 
 
 def search(session: Diagnoser, run: ProbeRun, result: Result, every: bool = False,
-           note: Any = None) -> list[Result]:
+           note: Callable[[str], None] | None = None) -> list[Result]:
     """Narrowest first (see above): a lock around each suspect in turn; a lock that moved the
     failure elsewhere is kept and the next suspect added to it; then, unless a library lock held
     (or ``every``), one global lock."""

@@ -941,8 +941,8 @@ class Diagnosis(Record):
 
     created: str
     threadprobe: str
-    config: dict[str, Any]
-    fingerprint: dict[str, Any]
+    config: dict[str, Any]  # open: what was asked and run with, for people and compare (Diagnoser.config)
+    fingerprint: dict[str, Any]  # open: whatever the library builds report of themselves (harness.fingerprint)
     results: tuple[Result, ...]
     schema: str = DIAGNOSIS_SCHEMA
     seconds: float = 0.0

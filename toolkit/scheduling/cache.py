@@ -49,7 +49,7 @@ def builds(fingerprint: dict[str, Any]) -> dict[str, Any]:
             "libraries": [list(x) for x in libraries]}
 
 
-def signature(fmt: str | None, arrays: list[Any], files: int) -> dict[str, Any]:
+def signature(fmt: str | None, arrays: list[Any], files: int) -> dict[str, Any]:  # open: a shape of work, hashed
     """An input's shape of work: format, dtype, grid, chunk sizes, and sizes to a factor of two."""
     out: dict[str, Any] = {"format": fmt, "files": 2 ** round(math.log2(max(1, files)))}
     for k, a in enumerate(arrays):

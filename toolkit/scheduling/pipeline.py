@@ -33,7 +33,7 @@ from threadprobe.records import Choice, Diagnosis, GilState, Mode, Placement, Ra
 from threadprobe.scheduling import cache, here, pilot as piloting, schedulers
 from threadprobe.scheduling.pilot import Decider, Decision, Job
 from threadprobe.scheduling.runs import load, wind
-from threadprobe.scheduling.schedulers import activated, explicit, on_cluster
+from threadprobe.scheduling.schedulers import Active, activated, explicit, on_cluster
 from threadprobe.scheduling.workloads import WORKLOADS, Workload
 
 DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
@@ -285,14 +285,14 @@ class CollectionJob:
     """A dask collection's output blocks as units, for a pilot of an arbitrary computation. The
     pilot's work is discarded (the caller computes the collection itself), so it samples little."""
 
-    def __init__(self, array: Any) -> None:
+    def __init__(self, array: Any) -> None:  # a dask array (dask ships no types)
         import itertools
 
         self.array = array
         self.indices = list(itertools.product(*(range(n) for n in array.numblocks)))
         self.units = len(self.indices)
 
-    def run(self, active: Any, units: Sequence[int], tasks: int) -> None:
+    def run(self, active: Active, units: Sequence[int], tasks: int) -> None:
         active.compute(*[self.array.blocks[self.indices[k]] for k in units])
 
     def signature(self, fmt: str | None) -> dict[str, Any]:
