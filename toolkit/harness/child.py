@@ -50,8 +50,9 @@ class Slot:
     def state(self, state: int) -> None:
         SLOT.pack_into(self._map, self._offset, state, self._count)
 
-    def tick(self) -> None:
-        self._count += 1
+    def tick(self, done: int = 1) -> None:
+        """``done`` more tasks (each thread ticks now and then: the parent only needs to see progress)."""
+        self._count += done
         SLOT.pack_into(self._map, self._offset, RUNNING, self._count)
 
     def wait_peers(self, processes: int, limit: float = 0.05) -> None:

@@ -134,22 +134,53 @@ def error_record(stage: Stage, exc: BaseException, index: int | None = None) -> 
     )
 
 
-class _Share:
-    """One worker's share of a trial as it runs: what its threads gather (each index belongs to
-    one thread, so their writes to the shared dicts never meet), made a ``WorkerReport`` at the end."""
+#: A thread tells the parent of its progress at most this often: a tick writes shared memory, and
+#: one per task would be an object every thread touches between two calls.
+TICK_EVERY = 0.01
 
-    def __init__(self, probe: Probe, trial: Trial, worker: int, tick: Callable[[], None]) -> None:
-        self.probe, self.trial, self.worker, self.tick = probe, trial, worker, tick
+
+class _Gathered:
+    """What one thread gathers: digests of its own indices, kept apart from every other thread's
+    so that nothing the harness writes between two calls is shared between threads (on a
+    free-threaded build a shared dict is a lock they would all wait on; under a race detector, an
+    order between their calls). Merged once the threads are done."""
+
+    def __init__(self) -> None:
         self.digests: dict[str, str] = {}
         self.data_digests: dict[str, str] = {}  # only where they differ from the full digest (exceptions in a result)
+        self.values: dict[int, Any] = {}  # results kept for a serial read-back (probes with readback)
+        self.deviated: set[str] = set()
+
+    def record(self, i: int, value: Any) -> None:
+        key, d = str(i), digest(value)
+        held = self.digests.get(key)
+        # Keep the first digest, or the first that differs from earlier rounds: any deviation
+        # must reach the parent's comparison with the serial oracle.
+        if held is None or (held != d and key not in self.deviated):
+            if held is not None:
+                self.deviated.add(key)
+            self.digests[key] = d
+            plain = digest(value, messages=False)
+            if plain != d:
+                self.data_digests[key] = plain
+            else:
+                self.data_digests.pop(key, None)
+
+
+class _Share:
+    """One worker's share of a trial as it runs: each thread's ``_Gathered`` (each index belongs
+    to one thread), made one ``WorkerReport`` at the end."""
+
+    def __init__(self, probe: Probe, trial: Trial, worker: int, tick: Callable[[int], None]) -> None:
+        self.probe, self.trial, self.worker, self.tick = probe, trial, worker, tick
+        self.gathered = [_Gathered() for _ in range(trial.threads)]
+        self.merged = _Gathered()  # after the threads: their digests, then the read-back's
         self.errors: list[WorkerError] = []
         self.error_count = 0
         self.gil_enabled: bool | None = None
         self.reenabled_by: tuple[str, ...] = ()
         self.ctx: Any = None  # the probe's own context: whatever its open() returns
         self.keep_values = hasattr(probe, "readback")
-        self.values: dict[int, Any] = {}
-        self.deviated: set[str] = set()
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.cpu: list[float] = []
@@ -172,7 +203,8 @@ class _Share:
 
     def report(self, **done: Any) -> WorkerReport:
         """What the worker writes back: what it gathered, with ``done``'s counts and clocks."""
-        return WorkerReport(worker=self.worker, pid=os.getpid(), digests=self.digests, data_digests=self.data_digests,
+        return WorkerReport(worker=self.worker, pid=os.getpid(), digests=self.merged.digests,
+                            data_digests=self.merged.data_digests,
                             errors=tuple(self.errors), error_count=self.error_count, gil_enabled=self.gil_enabled,
                             gil_reenabled_by=self.reenabled_by, **done)
 
@@ -191,33 +223,24 @@ class _Share:
         with self.guard:
             return self.probe.task(self.ctx, i)
 
-    def record(self, i: int, value: Any) -> None:
-        key, d = str(i), digest(value)
-        digests, data = self.digests, self.data_digests
-        held = digests.get(key)
-        # Keep the first digest, or the first that differs from earlier rounds: any deviation
-        # must reach the parent's comparison with the serial oracle.
-        if held is None or (held != d and key not in self.deviated):
-            if held is not None:
-                self.deviated.add(key)
-            digests[key] = d
-            plain = digest(value, messages=False)
-            if plain != d:
-                data[key] = plain
-            else:
-                data.pop(key, None)
-
     def body(self, thread: int) -> None:
         cpu0, queue0 = thread_clock()
-        self.starts.append(time.monotonic())
-        stop = self.starts[-1] + self.deadline if self.deadline > 0 else float("inf")
+        began = time.monotonic()
+        mine, done, ticked, last = self.gathered[thread], 0, 0, began
+        stop = began + self.deadline if self.deadline > 0 else float("inf")
         for _ in range(self.trial.rounds):
             for i in indices_for(self.trial, self.worker, thread):
-                if time.monotonic() > stop:  # a time-boxed trial (the race pass): calls made so far count
+                now = time.monotonic()
+                if now > stop:  # a time-boxed trial (the race pass): calls made so far count
                     break
-                self.one(i)
-                self.done[thread] += 1
-                self.tick()
+                if now - last >= TICK_EVERY:
+                    self.tick(done - ticked)
+                    ticked, last = done, now
+                self.one(i, mine)
+                done += 1
+        self.tick(done - ticked)
+        self.done[thread] = done
+        self.starts.append(began)
         self.ends.append(time.monotonic())
         # Time this thread could run (on a CPU, or queued for one): threads that wait for a lock
         # or the GIL sleep instead, so the sum tells serialized threads from busy ones without
@@ -228,16 +251,16 @@ class _Share:
         self.queued.append(waited)
         self.cpu_only = self.cpu_only or queue0 is None
 
-    def one(self, i: int) -> None:
+    def one(self, i: int, mine: _Gathered) -> None:
         try:
             value = self.call(i)
         except Exception as exc:
             self.note(Stage.TASK, exc, i)
             return
         if self.keep_values:
-            self.values[i] = value
+            mine.values[i] = value
         else:
-            self.record(i, value)
+            mine.record(i, value)
 
     def finish(self) -> WorkerReport:
         """The serial read-back, then close, then the report with the threads' timings and counts."""
@@ -245,9 +268,14 @@ class _Share:
         if self.libraries:  # the calls the tasks made under them (open's are not concurrent)
             counts = libguard.counts(self.libraries)
             guarded = {k: n - self.opened.get(k, 0) for k, n in counts.items() if n > self.opened.get(k, 0)}
-        for i in sorted(self.values):
+        values: dict[int, Any] = {}
+        for mine in self.gathered:  # each index belongs to one thread: the merge never overwrites
+            self.merged.digests.update(mine.digests)
+            self.merged.data_digests.update(mine.data_digests)
+            values.update(mine.values)
+        for i in sorted(values):
             try:
-                self.record(i, self.probe.readback(self.ctx, i, self.values[i]))  # type: ignore[attr-defined]
+                self.merged.record(i, self.probe.readback(self.ctx, i, values[i]))  # type: ignore[attr-defined]
             except Exception as exc:
                 self.note(Stage.READBACK, exc, i)
         try:
@@ -268,7 +296,7 @@ def run_worker(
     workdir: Path,
     ready: Callable[[], None] = lambda: None,
     wait_go: Callable[[], None] = lambda: None,
-    tick: Callable[[], None] = lambda: None,
+    tick: Callable[[int], None] = lambda n: None,
 ) -> WorkerReport:
     """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
     share = _Share(probe, trial, worker, tick)
