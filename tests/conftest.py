@@ -12,7 +12,8 @@ import pytest
 
 from threadprobe.harness import fingerprint
 from threadprobe.report.validate import errors as report_errors
-from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 
 # Targets for the pytest plugin's tests: run by those tests in sessions of their own.
 collect_ignore = ["plugin_targets"]
@@ -49,16 +50,13 @@ def planted() -> pathlib.Path:
     return PLANTED
 
 
-def run_planted(probe: str, workdir: pathlib.Path | None = None, **changes):
+def run_planted(probe: str, workdir: pathlib.Path | None = None, timeout: float = 2.0, budget: float = 1.0,
+                processes: tuple[int, ...] = (), trials: int = 2):
     """A small diagnosis of one planted probe: serial + threads 2, no evidence, light fingerprint."""
-    options = dict(
-        probes=(probe,), plugins=(str(PLANTED),), entry_points=False, threads=(2,), processes=(),
-        trials=2, timing_trials=0, evidence=False, timeout=2.0, budget=1.0,
-    )
-    options.update(changes)
-    if workdir is not None:
-        options["workdir"] = str(workdir)
-    return diagnose(Options(**options), fingerprint=fingerprint.light)
+    options = Options(Selection((probe,), (str(PLANTED),), entry_points=False), Grid(threads=(2,), processes=processes),
+                      Planner(trials=trials, timing_trials=0, budget=budget), Launch(timeout=timeout), evidence=None,
+                      output=Output(workdir=str(workdir) if workdir is not None else None))
+    return diagnose(options, fingerprint=fingerprint.light)
 
 
 def result(diagnosis, mode: str, workers: int | None = None):

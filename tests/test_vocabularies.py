@@ -13,6 +13,7 @@ import enum
 import typing
 from pathlib import Path
 
+import threadprobe.diagnosis.options as options
 import threadprobe.records as records
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
@@ -25,9 +26,9 @@ def _enum_in(hint: object) -> type[enum.Enum] | None:
 
 
 def vocabularies() -> dict[str, set[str]]:
-    """Field name -> the strings of the enum(s) that type it, over every record."""
+    """Field name -> the strings of the enum(s) that type it, over every record (and a diagnosis's options)."""
     out: dict[str, set[str]] = {}
-    for value in vars(records).values():
+    for value in [*vars(records).values(), *vars(options).values()]:
         if isinstance(value, type) and dataclasses.is_dataclass(value):
             for name, hint in typing.get_type_hints(value).items():
                 found = _enum_in(hint)
@@ -122,7 +123,7 @@ def test_the_fields_come_from_the_records():
     assert "serial" in fields["mode"] and "synchronous" in fields["scheduler"] and "task" in fields["stage"]
     assert "crash" in fields["verdict"] and "iris_lock_audit" in fields["instruments"] and "ok" in fields["outcomes"]
     assert "interp" in fields["thread_states"] and "queued" in fields["states"] and "serialized" in fields["scaling"]
-    assert "spread" in fields["pin"] and "drd" in fields["tool"]
+    assert "spread" in fields["pin"] and "drd" in fields["tool"] and "all" in fields["remedies"]
 
 
 def test_the_scan_finds_a_planted_literal():

@@ -26,10 +26,13 @@ from threadprobe.probe import registry
 from threadprobe.harness import available
 from threadprobe import report
 from threadprobe.report.compare import compare, summary
-from threadprobe.diagnosis.diagnose import Options
+from threadprobe.diagnosis.options import (EvidenceOptions, Grid, Launch, Options, Output, Planner, RaceOptions,
+                                           Selection)
+from threadprobe.diagnosis.races.run import DEFAULT_CALLS, MAX_THREADS
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceTool, RunRequest, Start
+from threadprobe.records import (DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceSchedule, RaceTool, RemedySearch,
+                                 RunRequest, Start)
 from threadprobe.harness.valgrind import TOOLS, valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
@@ -155,15 +158,17 @@ def _add_diagnose(sub: Any) -> None:
                    help="the GIL states of the threads modes on a free-threaded interpreter (--python): as the "
                         "imports leave it (as_imported), forced off (off: PYTHON_GIL=0), or both side by side "
                         "(both, the default there); a GIL build has only as_imported")
-    d.add_argument("--threads", type=int_list, default=(2, 4), metavar="N,M", help="thread counts (default 2,4)")
-    d.add_argument("--processes", type=int_list, default=(2,), metavar="N", help="process counts (default 2)")
-    d.add_argument("--trials", type=count, default=0, metavar="N",
-                   help="stress trials every concurrent mode gets before the adaptive ones (default 0: the timing "
-                        "trials count)")
-    d.add_argument("--timing-trials", type=count, default=1, metavar="N",
-                   help="bare timing trials per mode, for speedups and thread states (default 1)")
-    d.add_argument("--target", type=fraction, default=0.02, metavar="BOUND",
-                   help="a clean mode stops when its failure-rate bound is this low (default 0.02)")
+    d.add_argument("--threads", type=int_list, default=None, metavar="N,M",
+                   help=f"thread counts (default {','.join(map(str, Grid.threads))})")
+    d.add_argument("--processes", type=int_list, default=None, metavar="N",
+                   help=f"process counts (default {','.join(map(str, Grid.processes))})")
+    d.add_argument("--trials", type=count, default=None, metavar="N",
+                   help=f"stress trials every concurrent mode gets before the adaptive ones (default {Planner.trials}: "
+                        "the timing trials count)")
+    d.add_argument("--timing-trials", type=count, default=None, metavar="N",
+                   help=f"bare timing trials per mode, for speedups and thread states (default {Planner.timing_trials})")
+    d.add_argument("--target", type=fraction, default=None, metavar="BOUND",
+                   help=f"a clean mode stops when its failure-rate bound is this low (default {Planner.target:g})")
     d.add_argument("--python", default=None, metavar="PATH",
                    help="diagnose another interpreter's libraries (a system Python, a conda env, a build tree's "
                         "venv): only the libraries under test need to be installed there")
@@ -172,14 +177,14 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
                    help=f"seconds for the trials (default {DEFAULT_BUDGET:g}, with --quick {QUICK_BUDGET:g}); the "
                         "adaptive trials stop there, so the whole diagnosis stays under 3 min (1 min)")
-    d.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
-                   help="no progress for this long is a hang (default 10)")
+    d.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"no progress for this long is a hang (default {Launch.timeout:g})")
     d.add_argument("--quick", action="store_true", help="widest modes only, stop a mode at its first failure")
-    d.add_argument("--start", choices=[s.value for s in Start], default=Start.FORK.value,
+    d.add_argument("--start", choices=[s.value for s in Start], default=Launch.start.value,
                    help="fork workers from a warm fork server (default) or spawn fresh interpreters")
     d.add_argument("--out", default="reports", metavar="DIR", help="report folder (default reports)")
     d.add_argument("--no-evidence", action="store_true", help="skip reproducers, remedies and the lock audit")
-    d.add_argument("--remedies", choices=("first", "all", "none"), default="first",
+    d.add_argument("--remedies", choices=[r.value for r in RemedySearch], default=EvidenceOptions.remedies.value,
                    help="remedies to verify for probes unsafe under threads: for the first of each dependency, the "
                         "narrowest lock that holds (first, the default); every suspect library's lock and the global "
                         "lock, for every unsafe probe (all); none")
@@ -197,15 +202,15 @@ def _add_diagnose(sub: Any) -> None:
     d.add_argument("--suppressions", action="append", default=[], metavar="FILE",
                    help="valgrind suppressions of your own, after threadprobe's (repeatable)")
     d.add_argument("--race-seconds", type=positive_float, default=None, metavar="S",
-                   help="seconds of calls per probe under the detector (default 15)")
+                   help=f"seconds of calls per probe under the detector (default {RaceOptions.seconds:g})")
     d.add_argument("--race-calls", type=positive_int, default=None, metavar="N",
-                   help="calls per probe under the detector, at most (default: the probe's, else 2000)")
+                   help=f"calls per probe under the detector, at most (default: the probe's, else {DEFAULT_CALLS})")
     d.add_argument("--race-budget", type=positive_float, default=None, metavar="S",
                    help="seconds for the whole race pass; probes past it are not run (default: no limit)")
     d.add_argument("--race-threads", type=positive_int, default=None, metavar="T",
-                   help="threads per probe under the detector (default: 8, fewer for a probe whose calls are slow; "
+                   help=f"threads per probe under the detector (default: {MAX_THREADS}, fewer for a probe whose calls are slow; "
                         "more threads, more unordered pairs per call)")
-    d.add_argument("--race-schedule", choices=("meet", "natural"), default=None,
+    d.add_argument("--race-schedule", choices=[s.value for s in RaceSchedule], default=None,
                    help="meet (default): a thread that releases the GIL waits for another to release it too, "
                         "so their calls run unordered; natural: valgrind's own thread switches")
 
@@ -336,18 +341,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.python:
         interpreter_of(args.python)  # a missing interpreter fails before any work
     check_races(args)
-    states = gil_states(args.gil, args.python)
-    options = Options(
-        probes=tuple(args.probe), plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
-        entry_points=not args.no_entry_points, threads=args.threads, processes=args.processes, trials=args.trials,
-        timing_trials=args.timing_trials, iterations=args.iterations, target=args.target,
-        budget=args.budget or default_budget(args.quick, states), timeout=args.timeout,
-        quick=args.quick, start=Start(args.start), python=args.python, evidence=not args.no_evidence, remedies=args.remedies,
-        workdir=args.workdir, keep=args.keep, out=str(out), stress=not args.no_stress, races=RaceTool(args.races) if args.races else None,
-        race_calls=args.race_calls, race_seconds=args.race_seconds, race_budget=args.race_budget,
-        race_threads=args.race_threads, race_schedule=args.race_schedule or "meet",
-        suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions), gil=states,
-    )
+    options = options_of(args, out)
     # Read the baseline first: it may be the very file this diagnosis is about to overwrite.
     baseline = report.read(args.baseline) if args.baseline else None
     diagnosis = pipeline.diagnose(options, progress=make_progress(args.quiet))
@@ -368,6 +362,37 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"UNSAFE: {'; '.join(unsafe)}")
             code = 1
     return code
+
+
+def options_of(args: argparse.Namespace, out: Path) -> Options:
+    """The diagnosis the flags ask for; a flag not given leaves the record's default."""
+    states = gil_states(args.gil, args.python)
+    return Options(
+        Selection(tuple(args.probe), tuple(str(Path(p).resolve()) for p in args.plugin), not args.no_entry_points),
+        Grid(**given(threads=args.threads, processes=args.processes), gil=states, quick=args.quick),
+        Planner(**given(trials=args.trials, timing_trials=args.timing_trials, iterations=args.iterations,
+                        target=args.target), stress=not args.no_stress,
+                budget=args.budget or default_budget(args.quick, states)),
+        Launch(Start(args.start), args.python, **given(timeout=args.timeout)),
+        evidence=None if args.no_evidence else EvidenceOptions(remedies=RemedySearch(args.remedies)),
+        races=race_options(args),
+        output=Output(str(out), args.workdir, args.keep),
+    )
+
+
+def given(**flags: Any) -> dict[str, Any]:
+    """The flags the user gave (argparse leaves the others None), so that a default is the record's."""
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def race_options(args: argparse.Namespace) -> RaceOptions | None:
+    """The race pass the user asked for (--races and its --race-* flags), or None."""
+    if not args.races:
+        return None
+    schedule = RaceSchedule(args.race_schedule) if args.race_schedule else None
+    return RaceOptions(RaceTool(args.races), suppressions=tuple(str(Path(p).resolve()) for p in args.suppressions),
+                       **given(threads=args.race_threads, calls=args.race_calls, seconds=args.race_seconds,
+                               budget=args.race_budget, schedule=schedule))
 
 
 def default_budget(quick: bool, states: tuple[GilState, ...]) -> float:

@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import TRIVIAL
 from threadprobe.harness import fingerprint
-from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 from threadprobe.harness.proc import child_env
 from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
@@ -37,8 +38,12 @@ def spawn_children() -> float:
 
 
 def diagnosis(start: str, tmp) -> float:
-    options = Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(2,), trials=3,
-                      timing_trials=0, evidence=False, start=start, workdir=str(tmp), budget=1e-3)
+    options = Options(selection=Selection(plugins=(str(TRIVIAL),), entry_points=False),
+                      grid=Grid(threads=(2,), processes=(2,)),
+                      planner=Planner(trials=3, timing_trials=0, budget=1e-3),
+                      launch=Launch(start=start),
+                      output=Output(workdir=str(tmp)),
+                      evidence=None)
     started = time.perf_counter()
     diag = diagnose(options, fingerprint=fingerprint.light)
     elapsed = time.perf_counter() - started

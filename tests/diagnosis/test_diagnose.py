@@ -10,7 +10,8 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import diagnose as diagnose_module
 from threadprobe.harness import fingerprint
 from threadprobe.diagnosis import plan
-from threadprobe.diagnosis.diagnose import QUICK_TRIALS, Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 from tests.harness.fakes import FakeLauncher
 from threadprobe.records import Mode, Purpose
 from tests.conftest import HERE
@@ -55,9 +56,13 @@ def test_evidence_says_what_happened(planted, tmp_path):
 
 
 def test_a_crash_a_hang_and_corruption_never_stop_the_run(planted, tmp_path, no_orphans):
-    diag = diagnose(Options(probes=("planted.crash", "planted.deadlock", "planted.race", "planted.safe"),
-                            plugins=(str(PLANTED),), entry_points=False, threads=(2,), processes=(2,), trials=1,
-                            timing_trials=0, evidence=False, timeout=1.0, budget=1.0, workdir=str(tmp_path)),
+    probes = ("planted.crash", "planted.deadlock", "planted.race", "planted.safe")
+    diag = diagnose(Options(selection=Selection(probes=probes, plugins=(str(PLANTED),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=(2,)),
+                            planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                            launch=Launch(timeout=1.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None),
                     fingerprint=fingerprint.light)
     verdicts = {(r.probe, r.mode): r.verdict for r in diag.results}
     assert verdicts[("planted.crash", "threads")] == "crash"
@@ -69,9 +74,11 @@ def test_a_crash_a_hang_and_corruption_never_stop_the_run(planted, tmp_path, no_
 
 
 def test_a_failing_prepare_is_an_error_of_that_probe_and_the_run_goes_on(tmp_path):
-    diag = diagnose(Options(plugins=(str(PLUGINS / "bad_prepare.py"),), entry_points=False, threads=(2,),
-                            processes=(), trials=1, timing_trials=0, evidence=False, budget=1.0,
-                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(plugins=(str(PLUGINS / "bad_prepare.py"),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=()),
+                            planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None), fingerprint=fingerprint.light)
     bad = [r for r in diag.results if r.probe == "bad.prepare"]
     assert bad and all(r.verdict == "error" and r.trials == 0 for r in bad)
     assert "disk on fire" in bad[0].evidence[0].message and bad[0].evidence[0].stage == "prepare"
@@ -79,9 +86,11 @@ def test_a_failing_prepare_is_an_error_of_that_probe_and_the_run_goes_on(tmp_pat
 
 
 def test_a_probe_is_unavailable_when_it_cannot_import_what_it_needs_whatever_its_label(tmp_path):
-    diag = diagnose(Options(plugins=(str(PLUGINS / "unavailable.py"),), entry_points=False, threads=(2,),
-                            processes=(), trials=1, timing_trials=0, evidence=False, budget=1.0,
-                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(plugins=(str(PLUGINS / "unavailable.py"),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=()),
+                            planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None), fingerprint=fingerprint.light)
     verdicts = {(r.probe, r.mode): r for r in diag.results}
     for name in ("missing.library", "missing.in_prepare"):
         r = verdicts[(name, "serial")]
@@ -98,14 +107,17 @@ def test_the_budget_stops_the_adaptive_trials_not_the_diagnosis(planted, tmp_pat
 
 
 def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
-    diag = diagnose(Options(probes=("planted.crash", "planted.safe"), plugins=(str(PLANTED),), entry_points=False,
-                            threads=(2, 4), processes=(2,), quick=True, evidence=False, budget=60.0,
-                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=("planted.crash", "planted.safe"), plugins=(str(PLANTED),),
+                                                entry_points=False),
+                            grid=Grid(threads=(2, 4), processes=(2,), quick=True),
+                            planner=Planner(budget=60.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None), fingerprint=fingerprint.light)
     assert {(r.mode, r.workers) for r in diag.results} == {("serial", 1), ("threads", 4), ("processes", 2)}
     crash = next(r for r in diag.results if r.probe == "planted.crash" and r.mode == "threads")
     assert crash.verdict == "crash" and crash.trials == 1
     safe = next(r for r in diag.results if r.probe == "planted.safe" and r.mode == "threads")
-    assert safe.trials == QUICK_TRIALS and safe.failure_rate_upper95 < 0.1
+    assert safe.trials == plan.Policy.quick_trials and safe.failure_rate_upper95 < 0.1
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,9 +152,13 @@ def test_a_free_threaded_build_is_diagnosed_in_both_gil_states_in_one_matrix(tmp
     from threadprobe.records import GilState
 
     both = (GilState.AS_IMPORTED, GilState.OFF)
-    diag = diagnose(Options(probes=("ft.gil", "ft.free"), plugins=(str(FT_PLANTED),), entry_points=False,
-                            python=str(FT), gil=both, threads=(2,), processes=(2,), evidence=False, budget=1.0,
-                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=("ft.gil", "ft.free"), plugins=(str(FT_PLANTED),),
+                                                entry_points=False),
+                            grid=Grid(threads=(2,), processes=(2,), gil=both),
+                            planner=Planner(budget=1.0),
+                            launch=Launch(python=str(FT)),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None), fingerprint=fingerprint.light)
     cells = {(r.probe, r.label): r for r in diag.results}
     assert sorted(label for probe, label in cells if probe == "ft.gil") == [
         "processes 2", "serial", "threads 2", "threads 2, GIL off"]  # the serial oracle once

@@ -10,7 +10,8 @@ import re
 import pytest
 
 from tests.conftest import PLANTED
-from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 from threadprobe.diagnosis.progress import (Count, LineProgress, NullProgress, RichProgress, Update, make_progress,
                                             phase)
 from threadprobe.harness import fingerprint
@@ -70,9 +71,13 @@ def test_the_lines_of_a_two_probe_diagnosis_agree_with_its_report(planted, tmp_p
     """Every count a line shows is the cell's own (or the run's), as the JSON has them: the last
     line of each cell says its trials and failures, and the run's count is their sum so far."""
     out = io.StringIO()
-    diagnosis = diagnose(Options(probes=("planted.race", "planted.safe"), plugins=(str(PLANTED),), entry_points=False,
-                                 threads=(2,), processes=(), trials=3, timing_trials=0, evidence=False, timeout=2.0,
-                                 budget=3.0, workdir=str(tmp_path / "w")),
+    diagnosis = diagnose(Options(selection=Selection(probes=("planted.race", "planted.safe"), plugins=(str(PLANTED),),
+                                                     entry_points=False),
+                                 grid=Grid(threads=(2,), processes=()),
+                                 planner=Planner(trials=3, timing_trials=0, budget=3.0),
+                                 launch=Launch(timeout=2.0),
+                                 output=Output(workdir=str(tmp_path / "w")),
+                                 evidence=None),
                          progress=LineProgress(out, every=0.0), fingerprint=fingerprint.light)
     seen = [LINE.match(line) for line in out.getvalue().splitlines()]
     counts = [(m[1], m[2], *map(int, m.groups()[2:])) for m in seen if m]

@@ -7,9 +7,9 @@ import pytest
 from tests.conftest import PLANTED, TRIVIAL
 from threadprobe import evidence
 from threadprobe.harness import fingerprint
-from threadprobe.diagnosis.diagnose import Options
+from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Output, Planner, Selection
 from threadprobe.scheduling.pipeline import diagnose
-from threadprobe.records import RemedyKind, Result
+from threadprobe.records import RemedyKind, RemedySearch, Result
 from threadprobe.report import remedy_summary
 
 
@@ -38,9 +38,10 @@ def test_one_per_dependency():
 @pytest.mark.slow
 def test_the_global_lock_remedy_is_verified_on_a_planted_race(planted, tmp_path):
     out = tmp_path / "reports"
-    diag = diagnose(Options(probes=("planted.race",), plugins=(str(PLANTED),), entry_points=False, threads=(2,),
-                            processes=(2,), trials=2, timing_trials=1, budget=2.0, out=str(out),
-                            workdir=str(tmp_path / "w")),
+    diag = diagnose(Options(selection=Selection(probes=("planted.race",), plugins=(str(PLANTED),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=(2,)),
+                            planner=Planner(trials=2, timing_trials=1, budget=2.0),
+                            output=Output(out=str(out), workdir=str(tmp_path / "w"))),
                     fingerprint=fingerprint.light)
     locked = next(r for r in diag.remedies if r.remedy.kind == RemedyKind.GLOBAL_LOCK)
     assert locked.verdict == "safe" and locked.mode == "threads" and locked.speedup is not None
@@ -54,9 +55,11 @@ def test_the_global_lock_remedy_is_verified_on_a_planted_race(planted, tmp_path)
 def test_a_crash_gets_native_frames_from_gdb(planted, tmp_path):
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed")
-    diag = diagnose(Options(probes=("planted.crash",), plugins=(str(PLANTED),), entry_points=False, threads=(2,),
-                            processes=(), trials=1, timing_trials=0, remedies="none", budget=1.0, out=str(tmp_path / "r"),
-                            workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=("planted.crash",), plugins=(str(PLANTED),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=()),
+                            planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                            output=Output(out=str(tmp_path / "r"), workdir=str(tmp_path / "w")),
+                            evidence=EvidenceOptions(remedies=RemedySearch.NONE)), fingerprint=fingerprint.light)
     crash = next(r for r in diag.results if r.mode == "threads")
     native = next(e.native for e in crash.evidence if e.kind == "crash")
     assert native and "crashy" in native  # the planted C function is on the crashing thread's stack
@@ -64,7 +67,9 @@ def test_a_crash_gets_native_frames_from_gdb(planted, tmp_path):
 
 
 def test_no_evidence_work_for_a_safe_run(tmp_path):
-    diag = diagnose(Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(), trials=1,
-                            timing_trials=0, budget=1.0, out=str(tmp_path / "r"), workdir=str(tmp_path / "w")),
+    diag = diagnose(Options(selection=Selection(plugins=(str(TRIVIAL),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=()),
+                            planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                            output=Output(out=str(tmp_path / "r"), workdir=str(tmp_path / "w"))),
                     fingerprint=fingerprint.light)
     assert diag.repro == {} and diag.remedies == () and diag.lock_audit == ()

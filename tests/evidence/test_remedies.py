@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from threadprobe.diagnosis.diagnose import Options
+from threadprobe.diagnosis.options import Grid, Options, Output, Planner, Selection
 from threadprobe.evidence import remedies
 from threadprobe.harness import fingerprint
 from threadprobe.records import Evidence, Remedy, RemedyKind, Result, Scheduler
@@ -82,9 +82,12 @@ def test_a_lock_that_moves_the_failure_elsewhere_is_kept_one_that_does_not_is_dr
 
 @pytest.mark.slow
 def test_the_search_finds_the_racy_library_s_lock_after_ruling_out_the_innocent_one(planted_libs, tmp_path):
-    diag = diagnose(Options(probes=("planted.library_race",), plugins=(str(planted_libs),), entry_points=False,
-                            threads=(2,), processes=(2,), trials=2, timing_trials=1, budget=3.0,
-                            out=str(tmp_path / "r"), workdir=str(tmp_path / "w")), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=("planted.library_race",), plugins=(str(planted_libs),),
+                                                entry_points=False),
+                            grid=Grid(threads=(2,), processes=(2,)),
+                            planner=Planner(trials=2, timing_trials=1, budget=3.0),
+                            output=Output(out=str(tmp_path / "r"),
+                                          workdir=str(tmp_path / "w"))), fingerprint=fingerprint.light)
     assert any(r.verdict == "corrupt" for r in diag.results if r.mode == "threads")
     tried = {(r.remedy.kind, r.remedy.libraries): r for r in diag.remedies}
     assert tried[(RemedyKind.LIBRARY_LOCK, ("planted_innocent",))].verdict == "corrupt"

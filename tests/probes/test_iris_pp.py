@@ -51,10 +51,13 @@ def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
     if importlib.util.find_spec("mo_pack") is not None:
         pytest.skip("mo_pack is installed here")
     from threadprobe.harness import fingerprint
-    from threadprobe.diagnosis.diagnose import Options, diagnose
+    from threadprobe.diagnosis.diagnose import diagnose
+    from threadprobe.diagnosis.options import Options, Output, Planner, Selection
 
-    diag = diagnose(Options(probes=("iris_pp.load_realise.wgdos_packed",), evidence=False, budget=1.0,
-                            workdir=str(tmp_path)), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=("iris_pp.load_realise.wgdos_packed",)),
+                            planner=Planner(budget=1.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None), fingerprint=fingerprint.light)
     assert {r.verdict for r in diag.results} == {"unavailable"}
     summary = diag.results[0].evidence[0].summary
     assert "mo_pack" in summary and "not on PyPI" in summary

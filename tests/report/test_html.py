@@ -11,7 +11,8 @@ from threadprobe.harness import fingerprint
 from threadprobe.report import html as htmlreport
 from threadprobe.report.compare import compare
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.diagnosis.diagnose import Options
+from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Output, Planner, Selection
+from threadprobe.records import RemedySearch
 from threadprobe.scheduling.pipeline import diagnose
 
 
@@ -24,9 +25,12 @@ def diagnosis(tmp_path_factory):
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed for the planted defects")
     root = tmp_path_factory.mktemp("html")
-    return diagnose(Options(probes=("planted.crash", "planted.safe", "planted.gil"), plugins=(str(PLANTED),),
-                            entry_points=False, threads=(2,), processes=(2,), trials=1, timing_trials=1, budget=2.0,
-                            remedies="none", out=str(root / "reports"), workdir=str(root / "w")),
+    return diagnose(Options(selection=Selection(probes=("planted.crash", "planted.safe", "planted.gil"),
+                                                plugins=(str(PLANTED),), entry_points=False),
+                            grid=Grid(threads=(2,), processes=(2,)),
+                            planner=Planner(trials=1, timing_trials=1, budget=2.0),
+                            output=Output(out=str(root / "reports"), workdir=str(root / "w")),
+                            evidence=EvidenceOptions(remedies=RemedySearch.NONE)),
                     fingerprint=fingerprint.collect)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import PLANTED
 from threadprobe import report
-from threadprobe.diagnosis.diagnose import Options
+from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 from threadprobe.diagnosis.detect import failure_upper95
 from threadprobe.records import Diagnosis, RacePair, RacePass, RaceStatus, Result
 from threadprobe.report import html as htmlreport
@@ -98,9 +98,13 @@ def run(tmp_path, stored_diagnosis: Diagnosis | None) -> Diagnosis:
     out = tmp_path / "reports"
     if stored_diagnosis is not None:
         report.write(stored_diagnosis, out / "races")
-    options = Options(probes=("planted.safe", "planted.mutex"), plugins=(str(PLANTED),), entry_points=False,
-                      threads=(2,), processes=(), trials=1, timing_trials=0, evidence=False, timeout=20.0, budget=1.0,
-                      out=str(out), workdir=str(tmp_path / "w"))
+    options = Options(selection=Selection(probes=("planted.safe", "planted.mutex"), plugins=(str(PLANTED),),
+                                          entry_points=False),
+                      grid=Grid(threads=(2,), processes=()),
+                      planner=Planner(trials=1, timing_trials=0, budget=1.0),
+                      launch=Launch(timeout=20.0),
+                      output=Output(out=str(out), workdir=str(tmp_path / "w")),
+                      evidence=None)
     return diagnose(options, fingerprint=lambda: copy.deepcopy(BUILD))
 
 

@@ -6,13 +6,17 @@ import sys
 
 from tests.conftest import TRIVIAL
 from threadprobe.harness import fingerprint
-from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Options, Output, Planner, Selection
 from threadprobe.report.validate import errors
 
 
 def real_report(tmp_path):
-    d = diagnose(Options(plugins=(str(TRIVIAL),), entry_points=False, threads=(2,), processes=(2,), trials=1,
-                         timing_trials=1, evidence=False, budget=0.5, workdir=str(tmp_path / "w")),
+    d = diagnose(Options(selection=Selection(plugins=(str(TRIVIAL),), entry_points=False),
+                         grid=Grid(threads=(2,), processes=(2,)),
+                         planner=Planner(trials=1, timing_trials=1, budget=0.5),
+                         output=Output(workdir=str(tmp_path / "w")),
+                         evidence=None),
                  fingerprint=fingerprint.light)
     return d.to_json()
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from threadprobe.harness import fingerprint
-from threadprobe.diagnosis.diagnose import Options, diagnose
+from threadprobe.diagnosis.diagnose import diagnose
+from threadprobe.diagnosis.options import Grid, Options, Output, Planner, Selection
 from threadprobe.records import is_unsafe
 
 SCRIPT = pathlib.Path(__file__).parents[1] / "groundtruth" / "stress.py"
@@ -54,9 +55,12 @@ def script_fails(case: str, mode: str, tmp_path) -> bool:
 @pytest.mark.parametrize("case, mode, probe, probe_mode", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_diagnosis_agrees_with_the_independent_script(tmp_path, case, mode, probe, probe_mode):
     fails = script_fails(case, mode, tmp_path)
-    diag = diagnose(Options(probes=(probe,), threads=(4,), processes=(2,), trials=TRIALS, timing_trials=0,
-                            iterations=ITERATIONS.get(probe), evidence=False, budget=1.0,
-                            workdir=str(tmp_path / "diag")), fingerprint=fingerprint.light)
+    diag = diagnose(Options(selection=Selection(probes=(probe,)),
+                            grid=Grid(threads=(4,), processes=(2,)),
+                            planner=Planner(trials=TRIALS, timing_trials=0, iterations=ITERATIONS.get(probe),
+                                            budget=1.0),
+                            output=Output(workdir=str(tmp_path / "diag")),
+                            evidence=None), fingerprint=fingerprint.light)
     (result,) = [r for r in diag.results if r.mode == probe_mode]
     if fails:
         assert is_unsafe(result), f"{case} fails in the script, but {probe} is {result.verdict}"

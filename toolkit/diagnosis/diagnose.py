@@ -26,78 +26,13 @@ from typing import Any
 from threadprobe.diagnosis import detect
 from threadprobe.diagnosis import plan
 from threadprobe.probe import registry
-from threadprobe.harness import gil, launch, trial as harness
+from threadprobe.harness import launch, trial as harness
+from threadprobe.diagnosis.options import Options
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, RaceTool, Remedy, Result, Start, ThreadState, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, ThreadState, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
-QUICK_TRIALS = 29  # 29 clean trials bound the failure rate below 10% at 95% confidence
-DEFAULT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class Options:
-    probes: tuple[str, ...] = ()
-    plugins: tuple[str, ...] = ()
-    entry_points: bool = True
-    threads: tuple[int, ...] = (2, 4)
-    processes: tuple[int, ...] = (2,)
-    trials: int = 0  # stress trials every concurrent mode gets before the adaptive phase (timing trials count)
-    timing_trials: int = 1  # bare timing trials per mode, interleaved; 0 skips scaling (and contention)
-    iterations: int | None = None
-    budget: float | None = None  # seconds for all trials; the adaptive phase stops there
-    timeout: float = DEFAULT_TIMEOUT
-    prepare_timeout: float = 300.0
-    quick: bool = False
-    start: Start = Start.FORK
-    python: str | None = None  # another interpreter whose libraries to diagnose
-    attribute: bool = True  # evidence: py-spy says where threads held by a library lock wait
-    evidence: bool = True  # reproducers, remedies, native frames and the lock audit
-    remedies: str = "first"  # verify remedies for the first failing probe per dependency, "all" or "none"
-    target: float = 0.02  # a clean cell stops when its failure-rate bound is this low
-    stress_target: float | None = None  # seconds of serial work per stress trial (plan's default)
-    jitter: float | None = None
-    workdir: str | None = None
-    keep: bool = False
-    out: str | None = None  # where reproducer scripts go (reports/repro)
-    stress: bool = True  # the stress trials; False with a race pass alone (--races --no-stress)
-    races: RaceTool | None = None  # run the race pass (threadprobe.diagnosis.races.run) too
-    race_threads: int | None = None  # the race pass's threads (None: races.run.threads_for decides)
-    race_schedule: str = "meet"  # meet | natural: see threadprobe.harness.overlap.c
-    race_calls: int | None = None  # per probe (default: the probe's race_calls, else racepass's)
-    race_seconds: float | None = None  # seconds of calls per probe under the detector
-    race_budget: float | None = None  # seconds for the whole race pass
-    suppressions: tuple[str, ...] = ()  # the user's own valgrind suppression files
-    #: The GIL states of the threads cells (OFF: PYTHON_GIL=0 in their children, free-threaded builds
-    #: only); the serial oracle and the processes cells run in the first. The command line asks for
-    #: both on a free-threaded interpreter.
-    gil: tuple[GilState, ...] = (GilState.AS_IMPORTED,)
-
-    @property
-    def race_state(self) -> GilState:
-        """The GIL state of the race pass: off when asked for, since nothing then orders the calls
-        but the library's own locks."""
-        return GilState.OFF if GilState.OFF in self.gil else GilState.AS_IMPORTED
-
-    def child_env(self) -> dict[str, str]:
-        """What the race pass's children get in their environment on top of the harness's."""
-        return dict(gil.FORCED_OFF) if self.race_state == GilState.OFF else {}
-
-    def cells(self) -> tuple[plan.Cell, ...]:
-        threads = (max(self.threads),) if self.quick and self.threads else self.threads
-        processes = (max(self.processes),) if self.quick and self.processes else self.processes
-        return plan.grid(threads, processes, self.gil)
-
-    def policy(self) -> plan.Policy:
-        changes: dict[str, Any] = {}
-        if self.stress_target is not None:
-            changes["stress_target"] = self.stress_target
-        if self.jitter is not None:
-            changes["jitter"] = self.jitter
-        return plan.Policy(timing_trials=0 if self.quick else self.timing_trials,
-                           min_stress=max(self.trials, 1 if self.quick or not self.timing_trials else 0),
-                           quick=self.quick, quick_trials=QUICK_TRIALS, target=self.target, **changes)
 
 
 def safe_name(name: str) -> str:
@@ -186,10 +121,12 @@ class Diagnoser:
         self.options = options
         self.progress = progress or NullProgress()
         self.policy = options.policy()
-        infos = registry.select(registry.discover(options.plugins, options.entry_points), options.probes)
-        self.root = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="threadprobe-"))
+        chosen = options.selection
+        infos = registry.select(registry.discover(chosen.plugins, chosen.entry_points), chosen.probes)
+        workdir = options.output.workdir
+        self.root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="threadprobe-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self.launchers = launch.Launchers(options.start, options.python, options.plugins)
+        self.launchers = launch.Launchers(options.launch.start, options.launch.python, options.selection.plugins)
         cells = options.cells()
         self.probes = [ProbeRun(info, cells) for info in infos]
         for run in self.probes:
@@ -208,7 +145,7 @@ class Diagnoser:
 
     def close(self) -> None:
         self.launchers.close()
-        if not self.options.keep and not self.options.workdir:
+        if not self.options.output.keep and not self.options.output.workdir:
             shutil.rmtree(self.root, ignore_errors=True)
 
     @property
@@ -234,13 +171,13 @@ class Diagnoser:
         if run.prepared or run.failed is not None:
             return run.failed is None
         cls = registry.load(run.info.ref)
-        run.iterations = self.options.iterations or cls.iterations or DEFAULT_ITERATIONS
+        run.iterations = self.options.planner.iterations or cls.iterations or DEFAULT_ITERATIONS
         run.workdir = self.root / "work" / safe_name(run.name)
         self.progress.update(Update(run.name, "prepare", run=self.count()))
         try:
             prep = harness.run_prepare(run.info.ref, self.launcher(run), run.workdir,
                                        self.root / "jobs" / safe_name(run.name) / "prepare",
-                                       self.options.plugins, timeout=self.options.prepare_timeout)
+                                       self.options.selection.plugins, timeout=self.options.launch.prepare_timeout)
         except launch.HarnessError as exc:
             run.failed = Evidence(kind=EvidenceKind.ERROR, trial=0, stage=Stage.HARNESS, summary=f"cannot start workers: {exc}")
             return False
@@ -263,13 +200,13 @@ class Diagnoser:
         """Run one trial of ``run`` as ``request`` says, classify it and (``record``) keep it."""
         cell = request.cell
         trial = make_trial(run.name, run.info.ref, request, run.iterations, len(run.runs.get(cell, [])),
-                           self.options.timeout, remedy)
+                           self.options.launch.timeout, remedy)
         self.progress.update(self.update(run, cell))
         self.serial_number += 1  # trials that are not recorded reuse no folder either
         tag = f"{self.serial_number:05d}-{cell.mode}-{cell.processes}x{cell.threads}-{cell.gil}-{request.purpose}" + (
             f"-{remedy.kind}" + "".join(f"-{name}" for name in remedy.libraries) if remedy else "")
         got, outcome = run_one(trial, self.launcher(run, cell.gil), run.workdir, self.root / "jobs" / safe_name(run.name) / tag,
-                               run.oracle, tuple(self.options.plugins), on_start=on_start, instruments=instruments)
+                               run.oracle, tuple(self.options.selection.plugins), on_start=on_start, instruments=instruments)
         if request.purpose == Purpose.ORACLE:
             if outcome.unavailable:
                 run.failed = unavailable(outcome.unavailable, registry.load(run.info.ref).unavailable_hint)
@@ -285,7 +222,7 @@ class Diagnoser:
 
     def run(self) -> list[ProbeRun]:
         """The whole loop: plan, run, classify, until the plan says stop."""
-        budget = self.options.budget
+        budget = self.options.planner.budget
         by_name = {run.name: run for run in self.probes}
         while True:
             state = plan.Plan(tuple(run.state() for run in self.probes), self.policy, self.elapsed, budget)
@@ -321,25 +258,25 @@ class Diagnoser:
         options)."""
         o = self.options
         return {
-            "probes": list(o.probes),
-            "plugins": [str(Path(p).resolve()) for p in o.plugins],
+            "probes": list(o.selection.probes),
+            "plugins": [str(Path(p).resolve()) for p in o.selection.plugins],
             "modes": [{"mode": c.mode.value, "processes": c.processes, "threads": c.threads} for c in o.cells()],
-            "trials": o.trials,
+            "trials": o.planner.trials,
             "iterations": {run.name: run.iterations for run in self.probes if run.prepared},
             "probe_seconds": {run.name: round(sum(r.wall for runs in run.runs.values() for r, _ in runs), 2)
                               for run in self.probes},
-            "budget": o.budget,
-            "timeout": o.timeout,
-            "quick": o.quick,
-            "start": o.start,
-            "python": o.python,
+            "budget": o.planner.budget,
+            "timeout": o.launch.timeout,
+            "quick": o.grid.quick,
+            "start": o.launch.start,
+            "python": o.launch.python,
             "gil": [state.value for state in o.gil],
             "cores": os.cpu_count(),
             "policy": {k: v for k, v in vars(self.policy).items()},
             "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},
             "notes": list(self.launchers.notes),
-            "stress": o.stress,
-            "races": o.races,
+            "stress": o.planner.stress,
+            "races": o.races.tool if o.races is not None else None,
         }
 
 
@@ -357,7 +294,7 @@ def diagnose(options: Options, progress: Progress | None = None,
 
 
 def run_session(session: Diagnoser) -> None:
-    with phase(session.progress, "trials", session.options.budget):
+    with phase(session.progress, "trials", session.options.planner.budget):
         session.run()
 
 
@@ -365,7 +302,7 @@ def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | Non
              results: list[Result] | None = None, remedies: tuple[Result, ...] = (), lock_audit: tuple[LockAudit, ...] = (),
              repro: dict[str, str] | None = None) -> Diagnosis:
     """Turn a session whose loop has run into a Diagnosis record."""
-    collect = fingerprint or (lambda: fp.collect(session.options.python))
+    collect = fingerprint or (lambda: fp.collect(session.options.launch.python))
     found = collect()
     return Diagnosis(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -374,7 +311,7 @@ def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | Non
         fingerprint=found,
         results=tuple(results if results is not None else session.results()),
         seconds=round(session.elapsed, 2),
-        interpreter=(found.get("python") or {}).get("executable") or session.options.python or "",
+        interpreter=(found.get("python") or {}).get("executable") or session.options.launch.python or "",
         remedies=remedies, lock_audit=lock_audit, repro=repro or {},
     )
 

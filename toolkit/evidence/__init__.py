@@ -27,8 +27,9 @@ from pathlib import Path
 from threadprobe.diagnosis import plan
 from threadprobe.evidence import remedies, repro
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (AuditTally, Contention, Evidence, GilState, Instrument, Kind, LockAudit, Mode, Purpose, Result,
-                             Verdict, unsafe_results)
+from threadprobe.diagnosis.options import EvidenceOptions
+from threadprobe.records import (AuditTally, Contention, Evidence, GilState, Instrument, Kind, LockAudit, Mode, Purpose, RemedySearch,
+                             Result, Verdict, unsafe_results)
 from threadprobe.harness.instruments.contention import StackSampler
 
 NATIVE_ATTEMPTS = 3
@@ -79,7 +80,7 @@ def gdb_backtrace(core: Path, executable: str) -> str | None:
 def native_frames(session: Diagnoser, run: ProbeRun, result: Result) -> str | None:
     """Crash the probe once more with core dumps on, and let gdb read the crashing thread."""
     cell = plan.Cell(result.mode, result.processes, result.threads, result.gil)
-    executable = session.options.python or sys.executable
+    executable = session.options.launch.python or sys.executable
     request = plan.Request(run.name, cell, Purpose.NATIVE, plan.calibrate(run.state().oracle, 0.2),
                            plan.STRESS_SWITCH_INTERVAL)
     for _ in range(NATIVE_ATTEMPTS):
@@ -155,9 +156,11 @@ class Bundle:
     lock_audit: tuple[LockAudit, ...] = ()
 
 
-def gather(session: Diagnoser, results: list[Result], out: str | None = None) -> Bundle:
-    """Everything beyond the verdicts, as one bundle (see ``Bundle``)."""
-    options, progress = session.options, session.progress
+def gather(session: Diagnoser, results: list[Result], asked: EvidenceOptions = EvidenceOptions(),
+           out: str | None = None) -> Bundle:
+    """Everything beyond the verdicts that ``asked`` wants, as one bundle (see ``Bundle``); reproducer
+    scripts go to ``out``/repro."""
+    progress = session.progress
     by_name = {run.name: run for run in session.probes}
     unsafe = to_reproduce(results)
     scripts: dict[str, str] = {}
@@ -170,7 +173,7 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             path = repro.write(r, by_name[name].info.ref, by_name[name].iterations, folder)
             if path is not None:
                 scripts[name] = str(path.relative_to(out))
-    if options.quick:
+    if session.options.grid.quick:
         return Bundle(tuple(results), scripts)
 
     for r in first_per_dependency({n: r for n, r in unsafe.items() if r.verdict == Verdict.CRASH}):
@@ -179,7 +182,7 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
         if text:
             results = attach_native(results, r, text)
 
-    if options.attribute:
+    if asked.attribute:
         lock_bound = {f"{r.probe} {r.gil}": r for r in results
                       if r.contention == Contention.LIBRARY_LOCK and r.remedy is None}
         for r in first_per_dependency(lock_bound):
@@ -200,10 +203,11 @@ def gather(session: Diagnoser, results: list[Result], out: str | None = None) ->
             if audit is not None:
                 audits.append(audit)
 
-    if options.remedies != "none":
-        chosen = remedies.to_remedy(results, every=options.remedies == "all")
+    if asked.remedies != RemedySearch.NONE:
+        every = asked.remedies == RemedySearch.ALL
+        chosen = remedies.to_remedy(results, every=every)
         for r in chosen:
-            verified.extend(remedies.search(session, by_name[r.probe], r, options.remedies == "all", progress.note))
+            verified.extend(remedies.search(session, by_name[r.probe], r, every, progress.note))
         for probe in dict.fromkeys(r.probe for r in chosen):
             verified.extend(remedies.processes(results, probe))
     return Bundle(tuple(results), scripts, tuple(verified), tuple(audits))

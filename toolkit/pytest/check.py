@@ -21,7 +21,7 @@ from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis import diagnose as diagnosing
 from threadprobe.harness import launch
 from threadprobe.probe import function_probe, refs
-from threadprobe.records import EvidenceKind, Kind, Mode, ProbeInfo, Purpose, Result, is_clean
+from threadprobe.records import EvidenceKind, Kind, Mode, ProbeInfo, Purpose, Result, Start, is_clean
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Checker:
         probe = function_probe(fn, inputs)
         key = f"{os.getpid()}-{id(fn)}-{self._count}"
         launcher: Any
-        if start == "spawn":
+        if start == Start.SPAWN:
             if not _importable(fn):
                 raise ValueError(f"start='spawn' needs an importable function, not {fn!r}: use start='fork'")
             ref = refs.call_ref(fn, inputs, root / "inputs.pickle")

@@ -255,6 +255,14 @@ class RemedyKind(_Text):
     GLOBAL_LOCK = "global_lock"  # one lock per process around every task
     PROCESSES = "processes"  # no shared memory at all: one thread per process
 
+
+class RemedySearch(_Text):
+    """Which unsafe probes a diagnosis searches a remedy for, by trials."""
+
+    FIRST = "first"  # the first unsafe probe of each dependency: the narrowest lock that holds
+    ALL = "all"  # every unsafe probe: every suspect library's lock, and the global lock
+    NONE = "none"
+
 R = TypeVar("R", bound="Record")
 
 

@@ -26,7 +26,8 @@ from threadprobe.harness import fingerprint
 from threadprobe.diagnosis.races import run as racepass
 from threadprobe import report
 from threadprobe.report import racesource
-from threadprobe.diagnosis.diagnose import Diagnoser, Options, assemble, run_session
+from threadprobe.diagnosis.diagnose import Diagnoser, assemble, run_session
+from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Planner, Selection
 from threadprobe.records.errors import UsageError
 from threadprobe.diagnosis.progress import Count, Progress, Update, phase
 from threadprobe.records import Choice, Diagnosis, GilState, Mode, Placement, RacePass, RaceStatus, RunRequest, Scheduler
@@ -48,22 +49,24 @@ def diagnose(options: Options, progress: Progress | None = None,
     """A whole diagnosis: trials, then evidence, then the safe candidates of every workload."""
     with Diagnoser(options, progress) as session:
         shown = session.progress
-        shown.note(f"diagnosing {options.python or sys.executable}: {len(session.probes)} probes")
-        if options.stress:
+        shown.note(f"diagnosing {options.launch.python or sys.executable}: {len(session.probes)} probes")
+        if options.planner.stress:
             run_session(session)
         passes: dict[str, RacePass] = {}
-        if options.races:
-            shown.note(f"race pass under {options.races}: {len(session.probes)} probes; each lane first imports "
+        if options.races is not None:
+            shown.note(f"race pass under {options.races.tool}: {len(session.probes)} probes; each lane first imports "
                        "their libraries under the detector (minutes for Iris), then forks a worker per probe")
-            with phase(shown, "race pass", options.race_budget):
-                passes = racepass.run_races(session, racepass.of(options), session.results(),
+            with phase(shown, "race pass", options.races.budget):
+                passes = racepass.run_races(session, options.races, session.results(),
                                             _race_updates(shown, len(session.probes)))
         results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
-        bundle = evidence.gather(session, results, options.out) if options.evidence else evidence.Bundle(tuple(results))
+        out = options.output.out
+        bundle = (evidence.gather(session, results, options.evidence, out) if options.evidence is not None
+                  else evidence.Bundle(tuple(results)))
         diagnosis = assemble(session, fingerprint, results=list(bundle.results), remedies=bundle.remedies,
                              lock_audit=bundle.lock_audit, repro=bundle.repro)
-    if not options.races and options.out:  # the latest `make races` of this same build, said either way
-        diagnosis = racesource.reuse(diagnosis, Path(options.out))
+    if options.races is None and out:  # the latest `make races` of this same build, said either way
+        diagnosis = racesource.reuse(diagnosis, Path(out))
     choices = safe_choices(diagnosis)
     return diagnosis.replace(recommendations=choices)
 
@@ -145,9 +148,11 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
     cores = os.cpu_count() or 1
     # With the GIL forced off, threads are only ever safe under a verified remedy: search for them.
     off = here.run_gil() == GilState.OFF
-    options = Options(probes=tuple(probes), threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
-                      evidence=off, attribute=False, budget=budget, timing_trials=0,
-                      gil=(here.run_gil() or GilState.AS_IMPORTED,))
+    options = Options(Selection(tuple(probes)),
+                      Grid(threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
+                           gil=(here.run_gil() or GilState.AS_IMPORTED,)),
+                      Planner(budget=budget, timing_trials=0),
+                      evidence=EvidenceOptions(attribute=False) if off else None)
     quick = (diagnose if off else diagnosing.diagnose)(options, progress=progress, fingerprint=fingerprint.light)
     return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from threadprobe.diagnosis.races import run as racepass
-from threadprobe.diagnosis.diagnose import Diagnoser, Options
+from threadprobe.diagnosis.diagnose import Diagnoser
+from threadprobe.diagnosis.options import Options, Output, Selection
 from threadprobe.harness.valgrind import valgrind
 from threadprobe.records import (Mode, RacePair, RacePass, RaceStatus, Result, Trial, TrialRun, Verdict, WorkerReport, WorkerRun,
                              is_unsafe)
@@ -81,8 +82,9 @@ def test_a_pass_that_finished_has_no_failure():
 def test_planted_race_is_racy_and_locked_and_free_work_are_clean(tmp_path):
     """The detector's test: a race on every call is named; the same work behind a mutex, and
     lock-free work, have no race in their own code; a deadlock is a failed pass, never clean."""
-    options = Options(probes=("planted.race", "planted.mutex", "planted.safe", "planted.deadlock"),
-                      plugins=(PLANTED,), entry_points=False, workdir=str(tmp_path))
+    options = Options(selection=Selection(probes=("planted.race", "planted.mutex", "planted.safe", "planted.deadlock"),
+                                          plugins=(PLANTED,), entry_points=False),
+                      output=Output(workdir=str(tmp_path)))
     with Diagnoser(options) as session:
         passes = racepass.run_races(session, racepass.RaceOptions(seconds=2.0, timeout=5.0))
     assert set(passes) == {"planted.race", "planted.mutex", "planted.safe", "planted.deadlock"}
@@ -121,8 +123,9 @@ def test_the_pass_counts_what_ran_unordered_and_correct_work_stays_clean(tmp_pat
     """Exact, not by luck: the planted race on every call is racy; the same rare-path work under a
     mutex, or on private memory, has no race pair in its library; and the shim counted every call,
     with unordered ones among them."""
-    options = Options(probes=("planted.rare.writer_1", "planted.rare.guarded_48", "planted.rare.private_48"),
-                      plugins=(RARE,), entry_points=False, workdir=str(tmp_path))
+    rare = ("planted.rare.writer_1", "planted.rare.guarded_48", "planted.rare.private_48")
+    options = Options(selection=Selection(probes=rare, plugins=(RARE,), entry_points=False),
+                      output=Output(workdir=str(tmp_path)))
     with Diagnoser(options) as session:
         passes = racepass.run_races(session, racepass.RaceOptions(threads=4, calls=200, seconds=5.0, timeout=60.0))
     racy = passes["planted.rare.writer_1"]

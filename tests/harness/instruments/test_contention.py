@@ -42,11 +42,16 @@ CASES = [("planted.gil", "gil"), ("planted.mutex", "library_lock"), ("planted.sa
 
 def contention_of(probe, tmp_path):
     from threadprobe.harness import fingerprint
-    from threadprobe.diagnosis.diagnose import Options, diagnose
+    from threadprobe.diagnosis.diagnose import diagnose
+    from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 
     planted = probe.startswith("planted.")
-    diag = diagnose(Options(probes=(probe,), plugins=(str(PLANTED),) if planted else (), entry_points=not planted,
-                            threads=(2, 4), processes=(), evidence=False, budget=0.5, workdir=str(tmp_path)),
+    diag = diagnose(Options(selection=Selection(probes=(probe,), plugins=(str(PLANTED),) if planted else (),
+                                                entry_points=not planted),
+                            grid=Grid(threads=(2, 4), processes=()),
+                            planner=Planner(budget=0.5),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None),
                     fingerprint=fingerprint.light)
     return {str(r.contention) for r in diag.results if r.mode == "threads"}
 
@@ -66,10 +71,14 @@ def quick_contention(tmp_path) -> dict[str, set[str]]:
     """One quick diagnosis (``--quick``: the widest threads mode only, no timing trials) of the
     planted GIL-bound, mutex and free probes: each probe's contention class(es)."""
     from threadprobe.harness import fingerprint
-    from threadprobe.diagnosis.diagnose import Options, diagnose
+    from threadprobe.diagnosis.diagnose import diagnose
+    from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 
-    diag = diagnose(Options(probes=tuple(QUICK_CASES), plugins=(str(PLANTED),), entry_points=False, threads=(2, 4),
-                            processes=(), quick=True, evidence=False, budget=2.0, workdir=str(tmp_path)),
+    diag = diagnose(Options(selection=Selection(probes=tuple(QUICK_CASES), plugins=(str(PLANTED),), entry_points=False),
+                            grid=Grid(threads=(2, 4), processes=(), quick=True),
+                            planner=Planner(budget=2.0),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None),
                     fingerprint=fingerprint.light)
     found: dict[str, set[str]] = {}
     for r in diag.results:
@@ -103,12 +112,17 @@ FT_CASES = {("ft.free", "off"): "none", ("ft.mutex", "off"): "library_lock", ("f
 def ft_contention(tmp_path) -> dict[tuple[str, str], set[str]]:
     """One diagnosis of the planted free-threaded probes in both GIL states: each cell's classes."""
     from threadprobe.harness import fingerprint
-    from threadprobe.diagnosis.diagnose import Options, diagnose
+    from threadprobe.diagnosis.diagnose import diagnose
+    from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
     from threadprobe.records import GilState
 
-    diag = diagnose(Options(probes=tuple(dict.fromkeys(p for p, _ in FT_CASES)), plugins=(str(FT_PLANTED),),
-                            entry_points=False, python=str(FT), gil=(GilState.AS_IMPORTED, GilState.OFF),
-                            threads=(4,), processes=(), evidence=False, budget=2.0, workdir=str(tmp_path)),
+    diag = diagnose(Options(selection=Selection(probes=tuple(dict.fromkeys(p for p, _ in FT_CASES)),
+                                                plugins=(str(FT_PLANTED),), entry_points=False),
+                            grid=Grid(threads=(4,), processes=(), gil=(GilState.AS_IMPORTED, GilState.OFF)),
+                            planner=Planner(budget=2.0),
+                            launch=Launch(python=str(FT)),
+                            output=Output(workdir=str(tmp_path)),
+                            evidence=None),
                     fingerprint=fingerprint.light)
     found: dict[tuple[str, str], set[str]] = {}
     for r in diag.results:

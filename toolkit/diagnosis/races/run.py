@@ -25,26 +25,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from threadprobe.diagnosis import detect
 from threadprobe.diagnosis.races import parse as races
 from threadprobe.probe import registry
-from threadprobe.diagnosis.diagnose import Diagnoser, Options, ProbeRun, safe_name
+from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun, safe_name
+from threadprobe.diagnosis.options import Options, RaceOptions
 from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
 from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector, shim
-from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
+from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
                                  is_unavailable, verdict_of, with_races)
 
-#: Calls per probe when the probe names none (``race_calls``), and the seconds of calls that cap
+#: Calls per probe when the probe names none (``race_calls``); ``RaceOptions.seconds`` of calls cap
 #: them. Under the GIL two calls are unordered only while both threads have released it; the
 #: scheduling shim (harness/overlap.c) makes them meet, and counts the calls that did, which is
 #: what a clean pass states as its power. A netCDF4 call takes about half a second under
 #: helgrind, so the time cap decides for the real libraries (tests/bench/races.py, part power).
 DEFAULT_CALLS = 2000
-DEFAULT_SECONDS = 10.0
 #: Threads per pass: with two, at most one pair of calls overlaps per call; with eight, about four
 #: (measured: 4.4 per call on the planted probes). A probe whose first round of calls would not
 #: fit in the time box (each thread makes one call before it can stop) gets fewer, at least two.
@@ -56,19 +55,6 @@ MAX_THREADS = 8
 SWITCH_INTERVAL = 1e-6
 #: Under helgrind a call runs 30 to 100 times slower than natively.
 SLOWDOWN = 60.0
-
-
-@dataclass(frozen=True)
-class RaceOptions:
-    tool: RaceTool = RaceTool.HELGRIND
-    threads: int | None = None  # None: MAX_THREADS, fewer for a probe whose calls are slow (threads_for)
-    calls: int | None = None  # per probe; None: the probe's race_calls, else DEFAULT_CALLS
-    seconds: float = DEFAULT_SECONDS  # of calls per probe: each thread stops taking tasks then
-    timeout: float = 300.0  # seconds without progress before a pass is declared failed
-    suppressions: tuple[str, ...] = ()
-    budget: float | None = None  # seconds for the whole pass; probes past it are not run
-    lanes: int = 0  # 0: one per core, at most 2
-    schedule: RaceSchedule = RaceSchedule.MEET
 
 
 def calls_for(cls: type, options: RaceOptions) -> int:
@@ -108,16 +94,9 @@ def race_env(options: Options) -> dict[str, str]:
     ``PYTHONMALLOC=malloc`` ("unknown allocator"): it keeps mimalloc, whose reports the parser
     attributes to the interpreter."""
     env = {**ENV, **options.child_env()}
-    if proc.free_threaded(options.python):
+    if proc.free_threaded(options.launch.python):
         env.pop("PYTHONMALLOC", None)
     return env
-
-
-def of(options: Options) -> RaceOptions:
-    """The race pass's options, from a diagnosis's."""
-    return RaceOptions(tool=options.races or RaceTool.HELGRIND, threads=options.race_threads, calls=options.race_calls,
-                       seconds=options.race_seconds or DEFAULT_SECONDS, suppressions=options.suppressions,
-                       budget=options.race_budget, schedule=RaceSchedule(options.race_schedule))
 
 
 def failure_of(got: TrialRun, tool: RaceTool) -> str | None:
@@ -145,7 +124,7 @@ class Lane:
         self.detector = Detector(options.tool, folder, options.suppressions, options.schedule)
         self.shim, self.shim_note = built
         folder.mkdir(parents=True, exist_ok=True)
-        self.launchers = launch.Launchers(session.options.start, session.options.python, session.options.plugins,
+        self.launchers = launch.Launchers(session.options.launch.start, session.options.launch.python, session.options.selection.plugins,
                                           prefix=self.detector.prefix(),
                                           env={**race_env(session.options), **self.detector.env(self.shim)},
                                           ready_timeout=READY_TIMEOUT)
@@ -168,7 +147,7 @@ class Lane:
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
         launcher = self.launcher
         assert launcher is not None, "start() before run()"
-        got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.plugins)
+        got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.selection.plugins)
         outcome = detect.classify(got, run.oracle)
         reports = [self.detector.xml_of(w.pid) for w in got.workers]
         texts = [path.read_text(errors="replace") for path in reports if path.exists()]
