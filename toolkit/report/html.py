@@ -35,6 +35,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 140
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ccc; padding: 3px 7px; vertical-align: top; }
 th { background: #f5f5f5; text-align: left; } td.cell { text-align: center; white-space: nowrap; }
+small.races { white-space: normal; display: inline-block; max-width: 22em; } /* a race pass states its power at length */
 pre { background: #fafafa; border: 1px solid #eee; padding: .6em; overflow-x: auto; max-height: 28em; font-size: 12px; }
 .regression { background: #ffebee; border: 2px solid #c62828; padding: .6em 1em; }
 .ok { background: #e8f5e9; border: 1px solid #2e7d32; padding: .6em 1em; }
