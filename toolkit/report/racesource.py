@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from threadprobe.diagnosis.races import run as racepass
-from threadprobe.records import Diagnosis, Mode, RacePass, Record, Result, with_races
+from threadprobe.records import Diagnosis, GilState, Mode, RacePass, Record, Result, with_races
 from threadprobe.records.errors import UsageError
 from threadprobe import report  # its read() at call time: report's own __init__ imports this module
 from threadprobe.report.compare import library_changes, package_changes, python_changes
@@ -78,10 +78,9 @@ def attach(results: tuple[Result, ...], found: dict[tuple[str, str], RacePass]) 
     no pass yet. Pure."""
     out = list(results)
     for (probe, gil), races in found.items():
-        same_gil = [k for k, r in enumerate(out) if str(r.gil) == gil]
-        at = racepass.cell_for([out[k] for k in same_gil], probe, races.threads)
-        if at is not None and out[same_gil[at]].races is None:
-            out[same_gil[at]] = with_races(out[same_gil[at]], races)
+        at = racepass.cell_for(out, probe, races.threads, GilState(gil))
+        if at is not None and out[at].races is None:
+            out[at] = with_races(out[at], races)
     return tuple(out)
 
 

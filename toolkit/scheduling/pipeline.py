@@ -59,7 +59,8 @@ def diagnose(options: Options, progress: Progress | None = None,
             with phase(shown, "race pass", options.races.budget):
                 passes = racepass.run_races(session, options.races, session.results(),
                                             _race_updates(shown, len(session.probes)))
-        results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes})
+        results = racepass.attach(session.results(), passes, {run.name: run.info.dependency for run in session.probes},
+                                  options.race_state)
         out = options.output.out
         bundle = (evidence.gather(session, results, options.evidence, out) if options.evidence is not None
                   else evidence.Bundle(tuple(results)))

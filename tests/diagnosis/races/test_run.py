@@ -160,3 +160,18 @@ class _Timed:
 def test_a_slow_probe_gets_fewer_threads_and_the_users_choice_wins(per_call, threads):
     assert racepass.threads_for(_Timed(per_call), racepass.RaceOptions(seconds=10.0)) == threads
     assert racepass.threads_for(_Timed(per_call), racepass.RaceOptions(threads=5)) == 5
+
+
+def test_a_pass_joins_the_threads_cell_of_the_gil_state_it_ran_in():
+    from threadprobe.records import GilState, RacePass, RaceStatus, Result
+
+    def cell(gil):
+        return Result(probe="p", dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=5,
+                      outcomes={"ok": 5}, verdict="safe", failure_rate_upper95=0.45, gil=gil)
+
+    found = RacePass(tool="helgrind", threads=2, calls=100, status=RaceStatus.RACY)
+    cells = [cell(GilState.OFF), cell(GilState.AS_IMPORTED)]
+    for state in (GilState.AS_IMPORTED, GilState.OFF):
+        out = racepass.attach(cells, {"p": found}, {"p": "d"}, state)
+        assert [r.verdict for r in out if r.gil == state] == ["racy"]
+        assert [r.verdict for r in out if r.gil != state] == ["safe"]

@@ -35,7 +35,7 @@ from threadprobe.diagnosis.options import Options, RaceOptions
 from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
 from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector, shim
-from threadprobe.records import (Kind, Mode, Purpose, RacePass, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
+from threadprobe.records import (GilState, Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
                                  is_unavailable, verdict_of, with_races)
 
 #: Calls per probe when the probe names none (``race_calls``); ``RaceOptions.seconds`` of calls cap
@@ -234,20 +234,24 @@ def _ready(session: Diagnoser) -> list[ProbeRun]:
     return [run for run in todo if run.failed is None]
 
 
-def cell_for(results: Sequence[Result], probe: str, threads: int) -> int | None:
-    """Where a pass of ``threads`` threads joins: its probe's threads cell of that width, else its
-    widest threads cell (a race between two threads is there whatever the width), else none."""
+def cell_for(results: Sequence[Result], probe: str, threads: int, state: GilState = GilState.AS_IMPORTED) -> int | None:
+    """Where a pass of ``threads`` threads in GIL state ``state`` joins: its probe's threads cell of
+    that state and width, else that state's widest threads cell (a race between two threads is there
+    whatever the width), else none."""
     cells = [(r.threads == threads, r.threads, k) for k, r in enumerate(results) if r.probe == probe
-             and r.mode == Mode.THREADS and r.processes == 1 and r.remedy is None and not is_unavailable(r.verdict)]
+             and r.mode == Mode.THREADS and r.processes == 1 and r.remedy is None and r.gil == state
+             and not is_unavailable(r.verdict)]
     return max(cells)[2] if cells else None
 
 
-def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies: dict[str, str]) -> list[Result]:
-    """Pure: each pass joins its probe's threads cell (``cell_for``; a cell of its own when the
-    diagnosis has none: a pass alone, ``--no-stress``), through ``records.with_races``."""
+def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies: dict[str, str],
+           state: GilState = GilState.AS_IMPORTED) -> list[Result]:
+    """Pure: each pass, run in GIL state ``state``, joins its probe's threads cell of that state
+    (``cell_for``; a cell of its own when the diagnosis has none: a pass alone, ``--no-stress``),
+    through ``records.with_races``."""
     out = list(results)
     for probe, found in passes.items():
-        at = cell_for(out, probe, found.threads)
+        at = cell_for(out, probe, found.threads, state)
         if at is not None:
             out[at] = with_races(out[at], found)
             continue
@@ -256,5 +260,5 @@ def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies:
         out.append(with_races(Result(
             probe=probe, dependency=dependencies.get(probe, ""), mode=Mode.THREADS, workers=found.threads, processes=1,
             threads=found.threads, trials=0, outcomes={k: 0 for k in Kind}, verdict=verdict_of(Kind.OK),
-            failure_rate_upper95=1.0, seconds=found.seconds), found))
+            failure_rate_upper95=1.0, seconds=found.seconds, gil=state), found))
     return out
