@@ -760,7 +760,13 @@ class RacePass(Record):
             seen = f"{self.calls:,} calls, {unordered:,} unordered ({self.overlap_pairs or 0:,} overlapping pairs)"
         if rarest < 2:
             return f"{seen}; no call ran unordered with another, so no race between calls could be seen"
-        return f"{seen}; a path taken by fewer than 1 call in ~{rarest:,} may be missed"
+        missed = f"{seen}; a path taken by fewer than 1 call in ~{rarest:,} may be missed"
+        if self.gil_enabled is False:
+            return missed
+        # Under the GIL a race between two rare calls needs those two calls to overlap: the rare
+        # path squared, not once, so the statement above holds only for a rare path that races
+        # with the other calls' common code.
+        return f"{missed} (racing common code; two rare paths racing each other need far more calls)"
 
     def short_text(self) -> str:
         """The verdict and its strength in a few words, for a table cell."""
