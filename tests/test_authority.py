@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from threadprobe.report.compare import compare
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.records import Diagnosis, Result, Verdict, unsafe_results
+from threadprobe.records import Diagnosis, Result, Safety, Verdict, unsafe_results
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
 VERDICTS = {v.value for v in Verdict}
@@ -61,8 +61,8 @@ VERDICT = st.sampled_from(["safe", "crash", "error", "corrupt", "racy"])
 def result(probe: str, mode: str, verdict: str, trials: int) -> Result:
     failed = 0 if verdict in ("safe", "racy") else trials
     return Result(probe=probe, dependency="d", mode=mode, workers=1 if mode == "serial" else 2, processes=1,
-                  threads=1 if mode == "serial" else 2, trials=trials, outcomes={"ok": trials - failed, verdict: failed},
-                  verdict=verdict, failure_rate_upper95=failure_upper95(failed, trials))
+                  threads=1 if mode == "serial" else 2, trials=trials, verdict=verdict,
+                  safety=Safety({"ok": trials - failed, verdict: failed}, failure_upper95(failed, trials)))
 
 
 def diagnosis(cells: list[tuple[str, str]], trials: int) -> Diagnosis:

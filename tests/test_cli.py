@@ -70,8 +70,8 @@ def test_diagnose_writes_the_report_and_exits_0_even_when_it_finds_crashes(plant
     assert verdicts[("threads", 2)] == "crash" and verdicts[("serial", 1)] == "safe"
     assert "planted.crash" in done.stdout and "[threadprobe]" not in done.stderr  # --quiet: results, no progress
     for r in report["results"]:
-        assert set(r["outcomes"]) == {"ok", "crash", "corrupt", "error", "hang"}
-        assert 0 < r["failure_rate_upper95"] <= 1
+        assert set(r["safety"]["outcomes"]) == {"ok", "crash", "corrupt", "error", "hang"}
+        assert 0 < r["safety"]["failure_rate_upper95"] <= 1
 
 
 def test_progress_lines_go_to_stderr_when_not_a_terminal(tmp_path):

@@ -54,7 +54,7 @@ def test_the_facts_that_differ_between_the_builds(both):
     assert debian["fingerprint"]["packages"]["h5py"]["distribution"] != "h5py"  # registered under another name
     # What Debian lacks (Iris) is unavailable there, with the reason.
     iris = [r for r in debian["results"] if r["probe"] == "iris_netcdf.load_realise"]
-    assert {r["verdict"] for r in iris} == {"unavailable"} and "No module named" in iris[0]["evidence"][0]["summary"]
+    assert {r["verdict"] for r in iris} == {"unavailable"} and "No module named" in iris[0]["safety"]["evidence"][0]["summary"]
 
 
 def test_their_diff_fits_one_screen_and_names_every_change(both):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import HERE
+from threadprobe.report.validate import SCHEMAS
 
 ROOT = HERE.parent
 
@@ -19,7 +20,8 @@ def test_the_wheel_installs_threadprobe_alone(tmp_path):
     top = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
     assert top == {"threadprobe"}
     assert (target / "threadprobe" / "probes" / "netcdf.py").exists()
-    assert (target / "threadprobe" / "records" / "schema" / "diagnosis-4.schema.json").exists()
+    schemas = target / "threadprobe" / "records" / "schema"
+    assert set(SCHEMAS.values()) <= {p.name for p in schemas.iterdir()}  # every format validate reads
     assert (target / "threadprobe" / "harness" / "threadprobe.supp").exists()
     [info] = target.glob("threadprobe-*.dist-info")
     points = configparser.ConfigParser()

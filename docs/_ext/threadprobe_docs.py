@@ -169,14 +169,14 @@ def evidence_colours() -> str:
     import html
 
     from threadprobe.diagnosis.detect import failure_upper95
-    from threadprobe.records import RacePass, RaceSchedule, RaceStatus, Result, with_races
+    from threadprobe.records import RacePass, RaceSchedule, RaceStatus, Result, Safety, Speed, with_races
     from threadprobe.report import html as htmlreport
     from threadprobe.report import strength
 
     def example(trials: int) -> Result:
         return Result(probe="netcdf4.example", dependency="netCDF4", mode="threads", workers=2, processes=1, threads=2,
-                      trials=trials, outcomes={"ok": trials}, verdict="safe",
-                      failure_rate_upper95=failure_upper95(0, trials), speedup=1.62)
+                      trials=trials, verdict="safe", safety=Safety({"ok": trials}, failure_upper95(0, trials)),
+                      speed=Speed(speedup=1.62))
 
     def counted(unordered: int) -> RacePass:  # a clean pass whose scheduling shim counted its unordered calls
         return RacePass("helgrind", 8, 2000, RaceStatus.CLEAN, schedule=RaceSchedule.MEET, sections=4 * unordered,

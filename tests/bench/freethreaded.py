@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from threadprobe.records import Result
 from threadprobe.report import benchfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,12 @@ def cells(diag: dict[str, Any], mode: str = "threads") -> list[dict[str, Any]]:
     return [r for r in diag["results"] if r["mode"] == mode and r.get("remedy") is None]
 
 
+def contention(r: dict[str, Any]) -> str | None:
+    """A result's contention class, read by records from any diagnosis format (grouped from 5, flat before)."""
+    kind = Result.from_json(r).contention.kind
+    return None if kind is None else str(kind)
+
+
 def part_fingerprint(_: Path) -> dict[str, Any]:
     done = subprocess.run([*THREADPROBE, "fingerprint", "--python", str(FT)], check=True, capture_output=True,
                           text=True, timeout=600)
@@ -67,9 +74,9 @@ def part_libraries(folder: Path) -> dict[str, Any]:
     h5 = [r for r in cells(diag) if r["probe"].startswith("h5py.")]
     return {"seconds": round(seconds, 1),
             "netcdf4": {r["probe"] + f" {r['workers']}": r["verdict"] for r in nc},
-            "h5py": {r["probe"] + f" {r['workers']}": [r["verdict"], r.get("contention")] for r in h5},
+            "h5py": {r["probe"] + f" {r['workers']}": [r["verdict"], contention(r)] for r in h5},
             "netcdf4_unsafe": any(r["verdict"] in unsafe for r in nc),
-            "h5py_safe_library_lock": bool(h5) and all(r["verdict"] == "safe" and r.get("contention") == "library_lock"
+            "h5py_safe_library_lock": bool(h5) and all(r["verdict"] == "safe" and contention(r) == "library_lock"
                                                       for r in h5)}
 
 
@@ -81,7 +88,7 @@ def part_planted(folder: Path) -> dict[str, Any]:
     finally:
         neighbour.kill()
         neighbour.wait()
-    got = {f"{r['probe']} {r['gil']}": r.get("contention") for r in cells(diag)}
+    got = {f"{r['probe']} {r['gil']}": contention(r) for r in cells(diag)}
     return {"seconds": round(seconds, 1), "classes": got,
             "right": {cell: got.get(cell) == want for cell, want in PLANTED_CASES.items()}}
 

@@ -55,10 +55,10 @@ def test_a_result_that_differs_only_in_an_exception_message_is_message_corruptio
     outcome = detect.classify(TrialRun(TRIAL, (worker(report),), False, 0.5), oracle)
     severities = {ev.index: ev.severity for ev in outcome.evidence}
     assert severities == {0: Corruption.MESSAGE, 1: Corruption.DATA}
-    assert detect.summarise("p", "d", [outcome]).corruption == Corruption.DATA
+    assert detect.summarise("p", "d", [outcome]).safety.corruption == Corruption.DATA
     only_message = detect.classify(TrialRun(TRIAL, (worker(ok_report({"0": digest(threaded), "1": digest(serial)},
                                    data_digests={"0": digest(threaded, messages=False)})),), False, 0.5), oracle)
-    assert detect.summarise("p", "d", [only_message]).corruption == Corruption.MESSAGE
+    assert detect.summarise("p", "d", [only_message]).safety.corruption == Corruption.MESSAGE
 
 
 def test_a_missing_module_in_open_makes_the_probe_unavailable_not_failing():
@@ -131,10 +131,10 @@ def outcome(kind, purpose="stress", tasks=100, seconds=1.0, mode="threads", work
 
 def test_summary_counts_outcomes_and_bounds_the_rate():
     result = detect.summarise("p", "d", [outcome("ok"), outcome("crash"), outcome("ok")])
-    assert result.verdict == "crash" and result.outcomes["crash"] == 1 and result.trials == 3
-    assert result.failure_rate_upper95 == pytest.approx(detect.failure_upper95(1, 3), abs=1e-4)
+    assert result.verdict == "crash" and result.safety.outcomes["crash"] == 1 and result.trials == 3
+    assert result.safety.failure_rate_upper95 == pytest.approx(detect.failure_upper95(1, 3), abs=1e-4)
     clean = detect.summarise("p", "d", [outcome("ok")] * 10)
-    assert clean.verdict == "safe" and clean.failure_rate_upper95 == pytest.approx(0.2589, abs=1e-4)
+    assert clean.verdict == "safe" and clean.safety.failure_rate_upper95 == pytest.approx(0.2589, abs=1e-4)
 
 
 def test_throughput_comes_from_timing_trials_when_there_are_any():
@@ -191,9 +191,9 @@ def test_lock_waits_count_from_every_sample_even_in_one_spell():
 
 def test_clean_concurrent_calls_give_a_bound_per_operation():
     result = detect.summarise("p", "d", [outcome("ok", tasks=1000)] * 3)
-    assert result.operations == 3000 and result.operation_bound == pytest.approx(1 - 0.05 ** (1 / 3000), rel=1e-6)
+    assert result.safety.operations == 3000 and result.safety.operation_bound == pytest.approx(1 - 0.05 ** (1 / 3000), rel=1e-6)
     failing = detect.summarise("p", "d", [outcome("ok", tasks=1000), outcome("crash", tasks=10)])
-    assert failing.operations == 1000 and failing.operation_bound is None
+    assert failing.safety.operations == 1000 and failing.safety.operation_bound is None
 
 
 def test_scaling_is_judged_against_the_usable_cores():
@@ -206,10 +206,10 @@ def test_add_scaling_fills_speedup_and_the_probes_contention_class():
     serial = detect.summarise("p", "d", [outcome("ok", "timing", mode="serial", workers=1, seconds=1.0, cpu=1.0)])
     threads = detect.summarise("p", "d", [outcome("ok", "timing", seconds=1.0, cpu=1.0)], cores=2)
     out = {r.mode: r for r in detect.add_scaling([serial, threads], cores=2, states={("p", GilState.AS_IMPORTED): {"running": 100, "gil": 200}})}
-    assert out["threads"].speedup == 1.0 and out["threads"].efficiency == 0.5
-    assert out["threads"].scaling == "serialized" and out["threads"].contention == "gil"
-    assert out["threads"].thread_states == {"gil": 0.667, "running": 0.333}
-    assert out["serial"].speedup is None
+    assert out["threads"].speed.speedup == 1.0 and out["threads"].speed.efficiency == 0.5
+    assert out["threads"].speed.scaling == "serialized" and out["threads"].contention.kind == "gil"
+    assert out["threads"].contention.thread_states == {"gil": 0.667, "running": 0.333}
+    assert out["serial"].speed.speedup is None
 
 
 def test_without_the_gil_the_class_is_none_or_a_library_lock_and_the_interpreters_own_locks_never_count():
@@ -231,7 +231,7 @@ def test_a_cell_says_which_module_turned_the_gil_back_on_and_a_forced_off_cell_s
     assert detect.gil_lines(off) == ("GIL forced off (PYTHON_GIL=0); in the workers it was off",)
     states = {("p", GilState.OFF): {"running": 100, "gil": 200}}
     (got,) = detect.add_scaling([off], cores=2, states=states)
-    assert got.contention == "none" and got.contention_evidence[0].startswith("GIL forced off")
+    assert got.contention.kind == "none" and got.contention.evidence[0].startswith("GIL forced off")
 
 
 def test_where_an_import_turned_the_gil_back_on_a_gil_bound_cell_is_gil_beside_a_library_locks_waits():

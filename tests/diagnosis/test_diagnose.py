@@ -40,18 +40,18 @@ def test_the_safe_function_is_never_flagged(planted, tmp_path):
     diag = run_planted("planted.safe", tmp_path, budget=4.0, processes=(2,), trials=10)
     assert {r.verdict for r in diag.results} == {"safe"}
     threads = result(diag, "threads")
-    assert threads.trials >= 10 and threads.operations >= 1000 and threads.operation_bound < 0.01
+    assert threads.trials >= 10 and threads.safety.operations >= 1000 and threads.safety.operation_bound < 0.01
 
 
 def test_evidence_says_what_happened(planted, tmp_path):
     crash = result(run_planted("planted.crash", tmp_path / "c"), "threads")
-    ev = next(e for e in crash.evidence if e.kind == "crash")
+    ev = next(e for e in crash.safety.evidence if e.kind == "crash")
     assert ev.signal in ("SIGSEGV", "SIGABRT", "SIGBUS") and "most recent call first" in ev.traceback
     race = result(run_planted("planted.race", tmp_path / "r"), "threads")
-    ev = next(e for e in race.evidence if e.kind == "corrupt")
-    assert ev.index is not None and ev.expected != ev.actual and race.corruption == "data"
+    ev = next(e for e in race.safety.evidence if e.kind == "corrupt")
+    assert ev.index is not None and ev.expected != ev.actual and race.safety.corruption == "data"
     hang = result(run_planted("planted.deadlock", tmp_path / "h", timeout=1.0), "threads")
-    ev = next(e for e in hang.evidence if e.kind == "hang")
+    ev = next(e for e in hang.safety.evidence if e.kind == "hang")
     assert ev.stacks and ("inverted" in ev.stacks or "Deadlock" in ev.stacks)
 
 
@@ -81,7 +81,7 @@ def test_a_failing_prepare_is_an_error_of_that_probe_and_the_run_goes_on(tmp_pat
                             evidence=None), fingerprint=fingerprint.light)
     bad = [r for r in diag.results if r.probe == "bad.prepare"]
     assert bad and all(r.verdict == "error" and r.trials == 0 for r in bad)
-    assert "disk on fire" in bad[0].evidence[0].message and bad[0].evidence[0].stage == "prepare"
+    assert "disk on fire" in bad[0].safety.evidence[0].message and bad[0].safety.evidence[0].stage == "prepare"
     assert all(r.verdict == "safe" for r in diag.results if r.probe == "bad.zz_fine")
 
 
@@ -94,7 +94,7 @@ def test_a_probe_is_unavailable_when_it_cannot_import_what_it_needs_whatever_its
     verdicts = {(r.probe, r.mode): r for r in diag.results}
     for name in ("missing.library", "missing.in_prepare"):
         r = verdicts[(name, "serial")]
-        assert r.verdict == "unavailable" and "no_such_library_for_threadprobe" in r.evidence[0].summary
+        assert r.verdict == "unavailable" and "no_such_library_for_threadprobe" in r.safety.evidence[0].summary
     # A label that is no module name (a C library called through ctypes) is no reason to skip it.
     assert verdicts[("missing.label_only", "threads")].verdict == "safe"
 
@@ -103,7 +103,7 @@ def test_the_budget_stops_the_adaptive_trials_not_the_diagnosis(planted, tmp_pat
     short = result(run_planted("planted.safe", tmp_path / "a", budget=1.0), "threads")
     longer = result(run_planted("planted.safe", tmp_path / "b", budget=6.0), "threads")
     assert 1 <= short.trials < longer.trials
-    assert longer.failure_rate_upper95 == pytest.approx(1 - 0.05 ** (1 / longer.trials), abs=1e-3)
+    assert longer.safety.failure_rate_upper95 == pytest.approx(1 - 0.05 ** (1 / longer.trials), abs=1e-3)
 
 
 def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
@@ -117,7 +117,7 @@ def test_quick_mode_stops_a_mode_at_its_first_failure(planted, tmp_path):
     crash = next(r for r in diag.results if r.probe == "planted.crash" and r.mode == "threads")
     assert crash.verdict == "crash" and crash.trials == 1
     safe = next(r for r in diag.results if r.probe == "planted.safe" and r.mode == "threads")
-    assert safe.trials == plan.Policy.quick_trials and safe.failure_rate_upper95 < 0.1
+    assert safe.trials == plan.Policy.quick_trials and safe.safety.failure_rate_upper95 < 0.1
 
 
 # --------------------------------------------------------------------------------------------

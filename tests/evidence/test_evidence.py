@@ -9,13 +9,13 @@ from threadprobe import evidence
 from threadprobe.harness import fingerprint
 from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Output, Planner, Selection
 from threadprobe.scheduling.pipeline import diagnose
-from threadprobe.records import RemedyKind, RemedySearch, Result
+from threadprobe.records import RemedyKind, RemedySearch, Result, Safety
 from threadprobe.report import remedy_summary
 
 
 def res(probe, mode, verdict, workers=2, dependency="d", ok=0):
     return Result(probe=probe, dependency=dependency, mode=mode, workers=workers, processes=1, threads=workers,
-                  trials=3, outcomes={"ok": ok}, verdict=verdict, failure_rate_upper95=1.0)
+                  trials=3, verdict=verdict, safety=Safety(outcomes={"ok": ok}, failure_rate_upper95=1.0))
 
 
 def test_reproducers_are_for_unsafe_modes_and_errors_that_serial_does_not_have():
@@ -44,7 +44,7 @@ def test_the_global_lock_remedy_is_verified_on_a_planted_race(planted, tmp_path)
                             output=Output(out=str(out), workdir=str(tmp_path / "w"))),
                     fingerprint=fingerprint.light)
     locked = next(r for r in diag.remedies if r.remedy.kind == RemedyKind.GLOBAL_LOCK)
-    assert locked.verdict == "safe" and locked.mode == "threads" and locked.speedup is not None
+    assert locked.verdict == "safe" and locked.mode == "threads" and locked.speed.speedup is not None
     assert locked.remedy.trials >= 3  # verified by stress trials, counted
     assert next(r for r in diag.remedies if r.remedy.kind == RemedyKind.PROCESSES).verdict == "safe"
     assert (out / diag.repro["planted.race"]).exists()
@@ -61,7 +61,7 @@ def test_a_crash_gets_native_frames_from_gdb(planted, tmp_path):
                             output=Output(out=str(tmp_path / "r"), workdir=str(tmp_path / "w")),
                             evidence=EvidenceOptions(remedies=RemedySearch.NONE)), fingerprint=fingerprint.light)
     crash = next(r for r in diag.results if r.mode == "threads")
-    native = next(e.native for e in crash.evidence if e.kind == "crash")
+    native = next(e.native for e in crash.safety.evidence if e.kind == "crash")
     assert native and "crashy" in native  # the planted C function is on the crashing thread's stack
     assert not list(tmp_path.rglob("core*")), "core dumps must not be left behind"
 

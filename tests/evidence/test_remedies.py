@@ -12,7 +12,7 @@ import pytest
 from threadprobe.diagnosis.options import Grid, Options, Output, Planner, Selection
 from threadprobe.evidence import remedies
 from threadprobe.harness import fingerprint
-from threadprobe.records import Evidence, Remedy, RemedyKind, Result, Scheduler
+from threadprobe.records import Evidence, Remedy, RemedyKind, Result, Safety, Scheduler
 from threadprobe.report import remedy_summary
 from threadprobe.scheduling import choose
 from threadprobe.scheduling.pipeline import diagnose
@@ -32,8 +32,8 @@ def planted_libs(planted, monkeypatch):
 
 def result(probe="p", trials=10, failed=2, evidence=()):
     return Result(probe=probe, dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=trials,
-                  outcomes={"ok": trials - failed, "crash": failed}, verdict="crash" if failed else "safe",
-                  failure_rate_upper95=1.0, evidence=evidence)
+                  verdict="crash" if failed else "safe",
+                  safety=Safety(outcomes={"ok": trials - failed, "crash": failed}, failure_rate_upper95=1.0, evidence=evidence))
 
 
 def test_enough_trials_to_see_the_failure_again_at_the_rate_it_was_seen():
@@ -92,7 +92,7 @@ def test_the_search_finds_the_racy_library_s_lock_after_ruling_out_the_innocent_
     tried = {(r.remedy.kind, r.remedy.libraries): r for r in diag.remedies}
     assert tried[(RemedyKind.LIBRARY_LOCK, ("planted_innocent",))].verdict == "corrupt"
     racy = tried[(RemedyKind.LIBRARY_LOCK, ("planted_racy",))]
-    assert racy.verdict == "safe" and racy.speedup is not None and racy.remedy.trials >= remedies.MIN_TRIALS
+    assert racy.verdict == "safe" and racy.speed.speedup is not None and racy.remedy.trials >= remedies.MIN_TRIALS
     assert racy.remedy.calls[0] == "fill" and "checksum" not in racy.remedy.calls
     assert (RemedyKind.GLOBAL_LOCK, ()) not in tried  # a library lock held: the wider one is not needed
     assert any("a lock around planted_racy (fill): safe" in line for line in remedy_summary(diag.remedies))

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import PLANTED
 from threadprobe.probe import registry
 from threadprobe.evidence import repro
-from threadprobe.records import Result
+from threadprobe.records import Result, Safety
 
 BLOCKED_RUN = textwrap.dedent("""
     import runpy, sys
@@ -26,7 +26,7 @@ BLOCKED_RUN = textwrap.dedent("""
 
 def failing(name, verdict="crash", threads=2, dependency="netCDF4"):
     return Result(probe=name, dependency=dependency, mode="threads", workers=threads, processes=1, threads=threads,
-                  trials=3, outcomes={"ok": 0, verdict: 3}, verdict=verdict, failure_rate_upper95=1.0)
+                  trials=3, verdict=verdict, safety=Safety(outcomes={"ok": 0, verdict: 3}, failure_rate_upper95=1.0))
 
 
 def write(tmp_path, name, plugins=(), **kw):

@@ -59,5 +59,5 @@ def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
                             output=Output(workdir=str(tmp_path)),
                             evidence=None), fingerprint=fingerprint.light)
     assert {r.verdict for r in diag.results} == {"unavailable"}
-    summary = diag.results[0].evidence[0].summary
+    summary = diag.results[0].safety.evidence[0].summary
     assert "mo_pack" in summary and "not on PyPI" in summary

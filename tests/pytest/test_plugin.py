@@ -448,12 +448,12 @@ def test_a_hypothesis_test_under_the_marker(suite):
 
 def test_the_diagnosis_gate_fails_a_session_that_uses_an_unsafe_dependency(suite, tmp_path):
     from threadprobe import report
-    from threadprobe.records import Diagnosis, Result
+    from threadprobe.records import Diagnosis, Result, Safety
 
     def result(probe, dependency, verdict, mode="threads"):
         return Result(probe=probe, dependency=dependency, mode=mode, workers=2, processes=1, threads=2, trials=3,
-                      outcomes={"ok": 0, "crash": 3, "corrupt": 0, "error": 0, "hang": 0}, verdict=verdict,
-                      failure_rate_upper95=1.0)
+                      verdict=verdict,
+                      safety=Safety(outcomes={"ok": 0, "crash": 3, "corrupt": 0, "error": 0, "hang": 0}, failure_rate_upper95=1.0))
 
     diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint={"python": {"version": "3", "gil_enabled": True},
                      "platform": "p", "packages": {}},

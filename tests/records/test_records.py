@@ -4,22 +4,34 @@ import json
 
 from threadprobe.records import (
     DIAGNOSIS_SCHEMA, FIND_AT, STRONG_FROM, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair,
-    RacePass, RacePower, RaceSchedule, RaceStatus, Remedy, RemedyKind, Result, Scheduler, Trial, Verdict, is_unsafe,
-    race_keys, unsafe_results, with_races, worst,
+    RacePass, RacePower, RaceSchedule, RaceStatus, Remedy, RemedyKind, Result, Safety, Scaling, Scheduler, Speed,
+    ThreadState, Trial, Verdict, Waits, Contention, Corruption, GilState, is_unsafe, race_keys, unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 
 
-def make_result(**changes):
+def make_result(outcomes=None, **changes):
     base = dict(
-        probe="p", dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=3,
-        outcomes={"ok": 2, "crash": 1, "corrupt": 0, "error": 0, "hang": 0}, verdict="crash",
-        failure_rate_upper95=0.9,
-        evidence=(Evidence(kind="crash", trial=1, summary="died", signal="SIGSEGV", traceback="tb"),),
-        speedup=1.5, contention_evidence=("a", "b"),
+        probe="p", dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=3, verdict="crash",
+        safety=Safety(outcomes or {"ok": 2, "crash": 1, "corrupt": 0, "error": 0, "hang": 0}, 0.9,
+                      (Evidence(kind="crash", trial=1, summary="died", signal="SIGSEGV", traceback="tb"),)),
+        speed=Speed(speedup=1.5), contention=Waits(evidence=("a", "b")),
     )
     base.update(changes)
     return Result(**base)
+
+
+def flat(result: dict) -> dict:
+    """A result as formats 1 to 4 wrote it: its parts' fields at the top."""
+    out = {k: v for k, v in result.items() if k not in ("safety", "speed", "contention")}
+    waits = result.get("contention", {})
+    return {**out, **result["safety"], **result.get("speed", {}), "contention": waits.get("kind"),
+            "contention_evidence": waits.get("evidence", []), "thread_states": waits.get("thread_states", {})}
+
+
+def as_format_4(doc: dict) -> dict:
+    """A format 5 diagnosis (``to_json``) as format 4 wrote the same: its results flat."""
+    return {**doc, "schema": "threadprobe.diagnosis/4", "results": [flat(r) for r in doc["results"]]}
 
 
 def test_diagnosis_round_trip_through_json_text():
@@ -36,7 +48,7 @@ def test_diagnosis_round_trip_through_json_text():
     back = Diagnosis.from_json(json.loads(text))
     assert back == diag
     assert back.schema == DIAGNOSIS_SCHEMA
-    assert isinstance(back.results[0].evidence[0], Evidence)
+    assert isinstance(back.results[0].safety.evidence[0], Evidence)
     assert back.recommendations["wind"].locks == (cf,) and back.recommendations["wind"].scheduler is Scheduler.THREADS
     assert not [e for e in errors(diag.to_json()) if not e.startswith("$.fingerprint")]  # remedies as the schema says
     assert back.results[0].mode is Mode.THREADS and back.results[0].verdict is Verdict.CRASH
@@ -92,6 +104,30 @@ FINGERPRINT = {"python": {"version": "3.11.7", "executable": "/x/python", "gil_e
                "platform": "x", "packages": {}}
 
 
+def test_a_format_4_file_reads_into_the_same_grouped_results_and_each_format_meets_only_its_schema():
+    corrupt = make_result(
+        verdict="corrupt", gil=GilState.OFF,
+        safety=Safety({"ok": 5, "crash": 0, "corrupt": 2, "error": 0, "hang": 0}, 0.7,
+                      (Evidence(kind="corrupt", trial=3, summary="differs", index=1, expected="1", actual="2",
+                                severity=Corruption.DATA),), Corruption.DATA, 40, 0.07),
+        speed=Speed(throughput=12.5, speedup=0.9, efficiency=0.45, scaling=Scaling.SERIALIZED, busy_fraction=0.5,
+                    queued_fraction=0.1),
+        contention=Waits(Contention.GIL, ("gil 0.62 of samples",), {ThreadState.GIL: 0.62, ThreadState.RUNNING: 0.38}))
+    unmeasured = make_result(mode="serial", workers=1, threads=1, verdict="safe", contention=Waits(), speed=Speed(),
+                             outcomes={"ok": 3, "crash": 0, "corrupt": 0, "error": 0, "hang": 0})
+    diag = Diagnosis(created="t", threadprobe="0", config={}, results=(corrupt, unmeasured, make_result()),
+                     fingerprint=FINGERPRINT)
+    new = diag.to_json()
+    old = as_format_4(new)
+    assert old["results"][0]["contention"] == "gil" and old["results"][1]["contention"] is None
+    assert errors(new) == [] and errors(old) == []  # each against the schema it names
+    assert errors({**old, "schema": DIAGNOSIS_SCHEMA}) and errors({**new, "schema": "threadprobe.diagnosis/4"})
+    back = Diagnosis.from_json(json.loads(json.dumps(old)))
+    assert back.results == diag.results and back.schema == "threadprobe.diagnosis/4"
+    assert back.results[0].contention.thread_states[ThreadState.GIL] == 0.62
+    assert back.results[0].safety.corruption is Corruption.DATA and back.results[0].speed.scaling is Scaling.SERIALIZED
+
+
 def test_a_report_with_a_race_pass_meets_its_schema_and_older_formats_still_read():
     found = RacePass("drd", 2, 40, RaceStatus.RACY, (PAIR,))
     diag = Diagnosis(created="t", threadprobe="0", config={}, fingerprint=FINGERPRINT,
@@ -99,8 +135,12 @@ def test_a_report_with_a_race_pass_meets_its_schema_and_older_formats_still_read
                                                                                 "error": 0, "hang": 0}), found),))
     assert errors(diag.to_json()) == []
     old = dict(diag.to_json(), schema="threadprobe.diagnosis/2")
-    old["results"] = [{k: v for k, v in r.items() if k != "races"} | {"verdict": "safe"} for r in old["results"]]
+    old["results"] = [{k: v for k, v in flat(r).items() if k not in ("races", "gil", "gil_reenabled_by")}
+                      | {"verdict": "safe"} for r in old["results"]]
     assert errors(old) == [] and Diagnosis.from_json(old).results[0].races is None
+    back = Diagnosis.from_json(old).results[0]
+    assert back.safety == diag.results[0].safety and back.speed == diag.results[0].speed
+    assert back.contention == diag.results[0].contention  # the flat fields read into the parts
     broken = diag.to_json()
     broken["results"][0]["races"]["status"] = "maybe"
     assert any("races" in e for e in errors(broken))
@@ -111,7 +151,7 @@ def test_remedies_of_older_reports_and_choices_read_as_records():
     assert Remedy.from_json("processes") == Remedy(RemedyKind.PROCESSES)
     assert Remedy.from_json("global:netCDF4") == Remedy(RemedyKind.GLOBAL_LOCK)
     assert Remedy.from_json("library:cf_units") == Remedy(RemedyKind.LIBRARY_LOCK, ("cf_units",))
-    old = make_result(verdict="safe").to_json() | {"remedy": "global_lock"}
+    old = flat(make_result(verdict="safe").to_json()) | {"remedy": "global_lock"}
     assert Result.from_json(old).remedy == Remedy(RemedyKind.GLOBAL_LOCK)
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from threadprobe import records
 
-SCHEMA = json.loads(resources.files("threadprobe.records").joinpath("schema/diagnosis-4.schema.json").read_text())
-PAIRS = [("result", records.Result), ("evidence", records.Evidence), ("race_pass", records.RacePass),
+SCHEMA = json.loads(resources.files("threadprobe.records").joinpath("schema/diagnosis-5.schema.json").read_text())
+PAIRS = [("result", records.Result), ("safety", records.Safety), ("speed", records.Speed), ("waits", records.Waits),
+         ("evidence", records.Evidence), ("race_pass", records.RacePass),
          ("race_pair", records.RacePair), ("frame", records.Frame), ("choice", records.Choice),
          ("audit", records.LockAudit)]
 

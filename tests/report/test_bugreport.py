@@ -4,17 +4,18 @@ import pytest
 
 from threadprobe.report import bugreport
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Diagnosis, Evidence, Remedy, RemedyKind, Result
+from threadprobe.records import Diagnosis, Evidence, Remedy, RemedyKind, Result, Safety
 
 
 def result(probe, mode, workers, verdict, remedy=None, native=None):
     failed = 0 if verdict == "safe" else 3
     ev = () if verdict == "safe" else (Evidence(kind=verdict, trial=0, summary="worker 0 died by SIGSEGV",
                                                 signal="SIGSEGV", traceback="tb", native=native),)
-    return Result(probe=probe, dependency="netCDF4", mode=mode, workers=workers, processes=1 if mode != "processes" else workers,
-                  threads=workers if mode == "threads" else 1, trials=4,
-                  outcomes={"ok": 4 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0}, verdict=verdict,
-                  failure_rate_upper95=0.53 if verdict == "safe" else 1.0, evidence=ev, remedy=remedy)
+    return Result(probe=probe, dependency="netCDF4", mode=mode, workers=workers,
+                  processes=1 if mode != "processes" else workers, threads=workers if mode == "threads" else 1,
+                  trials=4, verdict=verdict, remedy=remedy,
+                  safety=Safety({"ok": 4 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0},
+                                0.53 if verdict == "safe" else 1.0, ev))
 
 
 PROBE = "netcdf4.read_shared_dataset.zlib"

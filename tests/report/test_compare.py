@@ -4,14 +4,15 @@ import copy
 
 from threadprobe.report.compare import SCALING_NOISE, compare, summary
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.records import Diagnosis, RacePair, RacePass, RaceStatus, Result, with_races
+from threadprobe.records import Diagnosis, RacePair, RacePass, RaceStatus, Result, Safety, Speed, with_races
 
 
 def r(probe, verdict, mode="threads", workers=2, speedup=None, trials=4, failed=None):
     failed = (0 if verdict == "safe" else trials) if failed is None else failed
     return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=1, threads=workers, trials=trials,
-                  outcomes={"ok": trials - failed, **({verdict: failed} if failed else {})}, verdict=verdict,
-                  failure_rate_upper95=failure_upper95(failed, trials), speedup=speedup)
+                  verdict=verdict, safety=Safety({"ok": trials - failed, **({verdict: failed} if failed else {})},
+                                                 failure_upper95(failed, trials)),
+                  speed=Speed(speedup=speedup))
 
 
 def diag(results, libraries=()):

@@ -12,7 +12,7 @@ from threadprobe.report import html as htmlreport
 from threadprobe.report.compare import compare
 from threadprobe.diagnosis.detect import failure_upper95
 from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Output, Planner, Selection
-from threadprobe.records import RemedySearch
+from threadprobe.records import RemedySearch, Safety
 from threadprobe.scheduling.pipeline import diagnose
 
 
@@ -38,7 +38,7 @@ def diagnosis(tmp_path_factory):
 def page(diagnosis, tmp_path_factory):
     out = tmp_path_factory.mktemp("page")
     def clean(r):  # what the crashing probe looked like in a baseline where it was safe
-        return r.replace(verdict="safe", outcomes={"ok": r.trials}, failure_rate_upper95=failure_upper95(0, r.trials))
+        return r.replace(verdict="safe", safety=Safety({"ok": r.trials}, failure_upper95(0, r.trials)))
 
     baseline = diagnosis.replace(results=tuple(clean(r) if r.probe == "planted.crash" else r
                                                for r in diagnosis.results))
@@ -91,12 +91,13 @@ def test_a_real_browser_renders_the_matrix_and_the_plots_without_errors(page, tm
 
 
 def test_two_diagnoses_side_by_side_set_a_gil_off_cell_beside_the_old_builds_cell(tmp_path):
-    from threadprobe.records import Diagnosis, GilState, Result
+    from threadprobe.records import Diagnosis, GilState, Result, Safety
 
     def cell(verdict, gil=GilState.AS_IMPORTED):
         return Result(probe="nc.read", dependency="netCDF4", mode="threads", workers=2, processes=1, threads=2,
-                      trials=30, outcomes={"ok": 30 if verdict == "safe" else 25, "crash": 0 if verdict == "safe" else 5},
-                      verdict=verdict, failure_rate_upper95=failure_upper95(0 if verdict == "safe" else 5, 30), gil=gil)
+                      trials=30, verdict=verdict, gil=gil,
+                      safety=Safety({"ok": 30 if verdict == "safe" else 25, "crash": 0 if verdict == "safe" else 5},
+                                    failure_upper95(0 if verdict == "safe" else 5, 30)))
 
     def diag(results, python):
         return Diagnosis(created="t", threadprobe="0", config={}, results=tuple(results),

@@ -17,7 +17,7 @@ from tests.conftest import PLANTED
 from threadprobe import report
 from threadprobe.diagnosis.options import Grid, Launch, Options, Output, Planner, Selection
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.records import Diagnosis, RacePair, RacePass, RaceStatus, Result
+from threadprobe.records import Diagnosis, RacePair, RacePass, RaceStatus, Result, Safety
 from threadprobe.report import html as htmlreport
 from threadprobe.report import racesource, strength
 from threadprobe.report.strength import Strength
@@ -52,8 +52,8 @@ def build(**changes) -> dict:
 
 def cell(probe: str, races: RacePass | None = None, trials: int = 0, gil: str = "as_imported") -> Result:
     return Result(probe=probe, dependency="planted", mode="threads", workers=2, processes=1, threads=2, trials=trials,
-                  outcomes={"ok": trials, "crash": 0, "corrupt": 0, "error": 0, "hang": 0}, verdict="safe", failure_rate_upper95=failure_upper95(0, trials), races=races,
-                  gil=gil)
+                  verdict="safe", races=races, gil=gil,
+                  safety=Safety({"ok": trials, "crash": 0, "corrupt": 0, "error": 0, "hang": 0}, failure_upper95(0, trials)))
 
 
 def stored(fp: dict, *results: Result) -> Diagnosis:

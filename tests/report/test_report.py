@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+from pathlib import Path
 
 from threadprobe.report import bugreport
 from threadprobe.report import html as htmlreport
 from threadprobe import report
-from threadprobe.report import strength
-from threadprobe.records import Diagnosis, Frame, RacePair, RacePass, RaceStatus, Result, with_races
+from threadprobe.report import racesource, strength
+from threadprobe.report.compare import compare, summary
+from threadprobe.report.validate import errors
+from threadprobe.records import (Contention, Diagnosis, Frame, Kind, RacePair, RacePass, RaceStatus, Result, Safety, Scaling, Speed,
+                                 ThreadState, Waits, with_races)
+from tests.records.test_records import as_format_4
 
 STACK = (Frame("/x/libnetcdf.so.19", "add_to_NCList", "nclistmgr.c", 42),
          Frame("/site/netCDF4/_netCDF4.abi3.so", "__pyx_pf_7netCDF4_8_netCDF4_7Dataset___init__"))
@@ -20,8 +26,8 @@ PAIR = RacePair("libnetcdf.so.19", ("add_to_NCList", "add_to_NCList"), 7, "Possi
 
 def result(probe: str, races: RacePass | None, mode: str = "threads") -> Result:
     base = Result(probe=probe, dependency="netCDF4", mode=mode, workers=2 if mode == "threads" else 1, processes=1,
-                  threads=2 if mode == "threads" else 1, trials=6, outcomes={"ok": 6}, verdict="safe",
-                  failure_rate_upper95=0.39)
+                  threads=2 if mode == "threads" else 1, trials=6, verdict="safe",
+                  safety=Safety(outcomes={"ok": 6}, failure_rate_upper95=0.39))
     return with_races(base, races) if races is not None else base
 
 
@@ -78,3 +84,33 @@ def test_the_issue_body_carries_the_pair_and_both_stacks():
     assert "## Data races (valgrind, happens-before analysis)" in text
     assert "**libnetcdf.so.19: add_to_NCList <-> add_to_NCList** (7 report(s), reached through" in text
     assert text.count("add_to_NCList (nclistmgr.c:42) in libnetcdf.so.19") == 2  # this access, and the other
+
+
+def test_a_format_4_file_is_read_shown_compared_and_reused_as_its_format_5_twin(tmp_path: Path):
+    timed = dataclasses.replace(diagnosis().results[2], speed=Speed(10.0, 1.6, 0.8, Scaling.SCALES, 0.9, 0.05),
+                                contention=Waits(Contention.LIBRARY_LOCK, ("lock 0.4",), {ThreadState.LOCK: 0.4}))
+    library = {"path": "/x/libnetcdf.so.19", "family": "libnetcdf", "sha256": "ab" * 32, "soname": "libnetcdf.so.19",
+               "version": "4.9.2", "loaded_by": "netCDF4"}
+    every = Safety({k: 6 if k == Kind.OK else 0 for k in Kind}, 0.39)
+    made = dataclasses.replace(diagnosis(), fingerprint={**diagnosis().fingerprint, "libraries": [library]}, results=tuple(
+        dataclasses.replace(r, safety=every) for r in (*diagnosis().results[:2], timed, *diagnosis().results[3:])))
+    assert errors(made.to_json()) == [] and errors(as_format_4(made.to_json())) == []
+    (tmp_path / "races").mkdir()
+    (tmp_path / "5.json").write_text(json.dumps(made.to_json()))
+    (tmp_path / "races" / "diagnosis.json").write_text(json.dumps(as_format_4(made.to_json())))
+    old, new = report.read(tmp_path / "races" / "diagnosis.json"), report.read(tmp_path / "5.json")
+    assert old.schema == "threadprobe.diagnosis/4" and old.results == new.results == made.results
+    assert htmlreport.render(old) == htmlreport.render(new) and "library_lock" in htmlreport.render(old)
+    probe = "netcdf4.read_separate_files.raw"
+    assert bugreport.markdown(old, probe) == bugreport.markdown(new, probe)
+    tables = [io.StringIO(), io.StringIO()]
+    report.console_table(old, tables[0])
+    report.console_table(new, tables[1])
+    assert tables[0].getvalue() == tables[1].getvalue()
+    nothing = compare(old, new)  # a format 4 baseline against a format 5 diagnosis of the same cells
+    assert not (nothing.worse or nothing.better or nothing.changed or nothing.scaling), summary(nothing)
+    slower = dataclasses.replace(timed, speed=dataclasses.replace(timed.speed, speedup=0.8))
+    assert compare(old, dataclasses.replace(new, results=(slower,))).scaling  # and its speeds are still read
+    bare = dataclasses.replace(new, results=tuple(dataclasses.replace(r, races=None) for r in new.results), config={})
+    reused = racesource.reuse(bare, tmp_path)  # a pass stored by make races in format 4
+    assert [r.races for r in reused.results] == [r.races for r in made.results]

@@ -11,7 +11,7 @@ import pytest
 
 from threadprobe import report
 from threadprobe.diagnosis.detect import failure_upper95
-from threadprobe.records import Diagnosis, RacePass, RaceStatus, Result, with_races
+from threadprobe.records import Diagnosis, RacePass, RaceStatus, Result, Safety, with_races
 from threadprobe.report import html as htmlreport
 from threadprobe.report import strength
 from threadprobe.report.strength import Strength
@@ -23,8 +23,8 @@ def cell(probe: str, trials: int, races: RacePass | None = None, mode: str = "th
     ok = trials if verdict == "safe" else trials - 1
     r = Result(probe=probe, dependency="lib", mode=mode, workers=1 if mode == "serial" else 2,
                processes=2 if mode == "processes" else 1, threads=2 if mode == "threads" else 1, trials=trials,
-               outcomes={"ok": ok, "crash": trials - ok}, verdict=verdict,
-               failure_rate_upper95=failure_upper95(trials - ok, trials))
+               verdict=verdict,
+               safety=Safety(outcomes={"ok": ok, "crash": trials - ok}, failure_rate_upper95=failure_upper95(trials - ok, trials)))
     return with_races(r, races) if races is not None else r
 
 
@@ -57,7 +57,7 @@ def test_other_verdicts_are_left_to_their_own_colours():
 
 def test_a_wide_bound_without_race_evidence_is_not_the_green_of_a_clean_race_pass():
     strong, weak = CASES["race_clean_few_trials"][0], CASES["wide_bound_no_pass"][0]
-    assert strong.failure_rate_upper95 == weak.failure_rate_upper95  # the same trials: only the pass differs
+    assert strong.safety.failure_rate_upper95 == weak.safety.failure_rate_upper95  # the same trials: only the pass differs
     assert strength.css(strong) != strength.css(weak) and strength.style(strong) != strength.style(weak)
     assert len({strength.SHOWN[s][1] for s in Strength}) == len(Strength)  # every strength its own background
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from tests.conftest import TRIVIAL
+from tests.records.test_records import as_format_4
 from threadprobe.harness import fingerprint
 from threadprobe.diagnosis.diagnose import diagnose
 from threadprobe.diagnosis.options import Grid, Options, Output, Planner, Selection
@@ -26,21 +27,23 @@ def test_a_real_report_is_valid_and_broken_ones_are_not(tmp_path):
     assert errors(data) == []
     broken = json.loads(json.dumps(data))
     broken["results"][0]["verdict"] = "fine"
-    del broken["results"][1]["outcomes"]["hang"]
+    del broken["results"][1]["safety"]["outcomes"]["hang"]
     found = errors(broken)
-    assert any("results.0.verdict" in e for e in found) and any("results.1.outcomes" in e for e in found)
+    assert any("results.0.verdict" in e for e in found) and any("results.1.safety.outcomes" in e for e in found)
     assert errors({"schema": "something/else"})[0].startswith("$: not a known threadprobe report")
 
 
 def test_cli_validate_exit_codes(tmp_path):
-    good = tmp_path / "good.json"
+    good, older = tmp_path / "good.json", tmp_path / "format-4.json"
     good.write_text(json.dumps(real_report(tmp_path)))
+    older.write_text(json.dumps(as_format_4(real_report(tmp_path))))  # written before results were grouped
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema": "threadprobe.diagnosis/1"}))
     run = lambda f: subprocess.run([sys.executable, "-m", "threadprobe.cli", "validate", str(f)], capture_output=True,
                                    text=True, timeout=60)
-    ok, no, missing = run(good), run(bad), run(tmp_path / "missing.json")
+    ok, old, no, missing = run(good), run(older), run(bad), run(tmp_path / "missing.json")
     assert ok.returncode == 0 and "valid" in ok.stdout
+    assert old.returncode == 0 and "valid" in old.stdout, old.stderr
     assert no.returncode == 2 and "required property" in no.stderr and no.stderr.count("\n") == 1
     assert missing.returncode == 2 and "no such file" in missing.stderr
 

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from threadprobe.scheduling import choose
-from threadprobe.records import Choice, GilState, PilotRow, Remedy, RemedyKind, Result, Scheduler, is_unsafe
+from threadprobe.records import (Choice, GilState, PilotRow, Remedy, RemedyKind, Result, Safety, Scheduler, Speed,
+                                 is_unsafe)
 
 MACHINE = choose.Machine(cores=2, memory_gb=24)
 WIND = ("iris_netcdf.wind_chunks",)
@@ -21,10 +22,12 @@ def library(name):
 
 def r(probe, mode, workers, verdict="safe", remedy=None, gil=GilState.AS_IMPORTED, speedup=None):
     failed = 0 if verdict == "safe" else 3
-    return Result(probe=probe, dependency="d", mode=mode, workers=workers, processes=workers if mode == "processes" else 1,
-                  threads=workers if mode == "threads" else 1, trials=3,
-                  outcomes={"ok": 3 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0}, verdict=verdict,
-                  failure_rate_upper95=0.63 if not failed else 1.0, remedy=remedy, gil=gil, speedup=speedup)
+    return Result(probe=probe, dependency="d", mode=mode, workers=workers,
+                  processes=workers if mode == "processes" else 1, threads=workers if mode == "threads" else 1,
+                  trials=3, verdict=verdict, remedy=remedy, gil=gil,
+                  safety=Safety({"ok": 3 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0},
+                                0.63 if not failed else 1.0),
+                  speed=Speed(speedup=speedup))
 
 
 def verdicts(probe="iris_netcdf.wind_chunks", t2="safe", t4="safe", p2="safe", fork="safe", gil=GilState.AS_IMPORTED):

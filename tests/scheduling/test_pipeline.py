@@ -69,15 +69,15 @@ def test_an_explicit_scheduler_is_applied_as_named(speed):
 
 def test_the_scheduler_section_has_a_choice_per_gil_state():
     from threadprobe.diagnosis.detect import failure_upper95
-    from threadprobe.records import Diagnosis, GilState, Result
+    from threadprobe.records import Diagnosis, GilState, Result, Safety
     from threadprobe.scheduling import choose, pipeline
 
     def cell(probe, mode, verdict, gil=GilState.AS_IMPORTED, workers=2):
         failed = 0 if verdict == "safe" else 3
         return Result(probe=probe, dependency="d", mode=mode, workers=workers if mode != "serial" else 1,
                       processes=workers if mode == "processes" else 1, threads=workers if mode == "threads" else 1,
-                      trials=30, outcomes={"ok": 30 - failed, "crash": failed}, verdict=verdict,
-                      failure_rate_upper95=failure_upper95(failed, 30), gil=gil)
+                      trials=30, verdict=verdict, gil=gil,
+                      safety=Safety(outcomes={"ok": 30 - failed, "crash": failed}, failure_rate_upper95=failure_upper95(failed, 30)))
 
     probes = [p for wl in pipeline.WORKLOADS.values() for p in wl.probes_for()] + list(choose.FORK_PROBES)
     results = [cell(p, m, "safe") for p in probes for m in ("serial", "threads", "processes")]

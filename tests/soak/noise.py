@@ -34,8 +34,8 @@ for k, (a, b) in enumerate(zip(runs, runs[1:]), start=1):
     before = {(r.probe, r.mode, r.workers): r for r in a.results if r.remedy is None}
     for r in b.results:
         old = before.get((r.probe, r.mode, r.workers))
-        if r.remedy is None and old is not None and old.speedup and r.speedup:
-            drops.append(max(0.0, 1 - r.speedup / old.speedup))
+        if r.remedy is None and old is not None and old.speed.speedup and r.speed.speedup:
+            drops.append(max(0.0, 1 - r.speed.speedup / old.speed.speedup))
 reps = [codes[i:i + 2] for i in range(0, len(codes) - 1, 2)]
 clean = sum(1 for pair in reps if pair == [0, 0])
 print(f"{len(runs)} runs; gate exit codes per run: {' '.join(map(str, codes))}")

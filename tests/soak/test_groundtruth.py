@@ -66,4 +66,4 @@ def test_diagnosis_agrees_with_the_independent_script(tmp_path, case, mode, prob
         assert is_unsafe(result), f"{case} fails in the script, but {probe} is {result.verdict}"
     else:
         assert result.verdict == "safe", f"{case} passes in the script, but {probe} is {result.verdict}"
-        assert result.failure_rate_upper95 < 1.0
+        assert result.safety.failure_rate_upper95 < 1.0

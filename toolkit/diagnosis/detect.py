@@ -32,10 +32,13 @@ from threadprobe.records import (
     Purpose,
     Remedy,
     Result,
+    Safety,
     Scaling,
+    Speed,
     ThreadState,
     TrialRun,
     Verdict,
+    Waits,
     WorkerRun,
     worst,
 )
@@ -258,17 +261,18 @@ def summarise(probe: str, dependency: str, outcomes: Sequence[Outcome], remedy: 
         processes=trial.processes,
         threads=trial.threads,
         trials=len(outcomes),
-        outcomes={k: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
         verdict=verdict_of(kind),
-        failure_rate_upper95=round(failure_upper95(failures, len(outcomes)), 4),
-        evidence=pick_evidence(outcomes),
-        throughput=throughput(outcomes),
-        busy_fraction=busy(outcomes, cores),
-        queued_fraction=queued(outcomes, cores),
+        safety=Safety(
+            outcomes={k: counts.get(k, 0) for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
+            failure_rate_upper95=round(failure_upper95(failures, len(outcomes)), 4),
+            evidence=pick_evidence(outcomes),
+            corruption=corruption,
+            operations=ops,
+            operation_bound=round(failure_upper95(0, ops), 9) if ops and not failures else None,
+        ),
+        speed=Speed(throughput=throughput(outcomes), busy_fraction=busy(outcomes, cores),
+                    queued_fraction=queued(outcomes, cores)),
         remedy=remedy,
-        corruption=corruption,
-        operations=ops,
-        operation_bound=round(failure_upper95(0, ops), 9) if ops and not failures else None,
         seconds=round(sum(o.wall for o in outcomes), 3),
         gil_enabled=any_true(o.gil_enabled for o in outcomes),
         gil=trial.gil,
@@ -281,8 +285,8 @@ def not_run(probe: str, dependency: str, mode: Mode, processes: int, threads: in
     """A result for a probe that could not run at all (unavailable, or its prepare failed)."""
     return Result(
         probe=probe, dependency=dependency, mode=mode, workers=processes * threads, processes=processes,
-        threads=threads, trials=0, outcomes={k: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)},
-        verdict=verdict, failure_rate_upper95=1.0, evidence=(evidence,), gil=gil,
+        threads=threads, trials=0, verdict=verdict, gil=gil,
+        safety=Safety({k: 0 for k in (Kind.OK, Kind.CRASH, Kind.CORRUPT, Kind.ERROR, Kind.HANG)}, 1.0, (evidence,)),
     )
 
 
@@ -376,27 +380,26 @@ def add_scaling(results: Sequence[Result], cores: int,
                 windows: Mapping[StateKey, Sequence[Mapping[ThreadState, int]]] | None = None) -> list[Result]:
     """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
     contention class (measured once per probe and GIL state, from ``states``) on its threads results."""
-    serial = {(r.probe, r.remedy): r.throughput for r in results if r.mode == Mode.SERIAL}
+    serial = {(r.probe, r.remedy): r.speed.throughput for r in results if r.mode == Mode.SERIAL}
     out = []
     for r in results:
         base = serial.get((r.probe, r.remedy))
         key = (r.probe, r.gil)
-        changes: dict[str, object] = {}
-        if r.mode != Mode.SERIAL and base and r.throughput is not None:
-            speedup = r.throughput / base
-            changes.update(speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
-                           scaling=Scaling.SCALES if scales(speedup, r.workers, cores) else Scaling.SERIALIZED)
+        if r.mode != Mode.SERIAL and base and r.speed.throughput is not None:
+            speedup = r.speed.throughput / base
+            r = r.replace(speed=r.speed.replace(
+                speedup=round(speedup, 3), efficiency=round(speedup / r.workers, 3),
+                scaling=Scaling.SCALES if scales(speedup, r.workers, cores) else Scaling.SERIALIZED))
         if r.mode == Mode.THREADS and states and key in states and r.remedy is None:
             cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled,
                                     reenabled=bool(r.gil_reenabled_by))
             lines = gil_lines(r) + lines
             for frame, n in sorted(((waits or {}).get(key) or {}).items(), key=lambda kv: -kv[1])[:3]:
                 lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)
-            changes.update(contention=cls, contention_evidence=lines, thread_states=state_shares(states[key]))
-        elif r.mode == Mode.PROCESSES and r.throughput is not None:
+            r = r.replace(contention=Waits(cls, lines, state_shares(states[key])))
+        elif r.mode == Mode.PROCESSES and r.speed.throughput is not None:
             # Separate processes share no GIL and no in-process lock: whatever holds them back
             # (disk, memory bandwidth, a busy machine) is not contention in this sense.
-            changes.update(contention=Contention.NONE,
-                           contention_evidence=("separate processes share no GIL and no in-process lock",))
-        out.append(r.replace(**changes) if changes else r)
+            r = r.replace(contention=Waits(Contention.NONE, ("separate processes share no GIL and no in-process lock",)))
+        out.append(r)
     return out

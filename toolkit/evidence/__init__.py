@@ -100,12 +100,12 @@ def attach_native(results: list[Result], crashed: Result, text: str) -> list[Res
     for r in results:
         if (r.probe, r.mode, r.workers, r.gil) == (crashed.probe, crashed.mode, crashed.workers, crashed.gil) \
                 and r.remedy is None:
-            evidence = list(r.evidence)
+            evidence = list(r.safety.evidence)
             for k, ev in enumerate(evidence):
                 if ev.kind == Kind.CRASH.value:
                     evidence[k] = dataclasses.replace(ev, native=text)
                     break
-            r = r.replace(evidence=tuple(evidence))
+            r = r.replace(safety=r.safety.replace(evidence=tuple(evidence)))
         out.append(r)
     return out
 
@@ -184,7 +184,7 @@ def gather(session: Diagnoser, results: list[Result], asked: EvidenceOptions = E
 
     if asked.attribute:
         lock_bound = {f"{r.probe} {r.gil}": r for r in results
-                      if r.contention == Contention.LIBRARY_LOCK and r.remedy is None}
+                      if r.contention.kind == Contention.LIBRARY_LOCK and r.remedy is None}
         for r in first_per_dependency(lock_bound):
             progress.note(f"where {r.probe}'s threads wait (py-spy)")
             waits = where_waiting(session, by_name[r.probe], r.gil)
@@ -192,7 +192,7 @@ def gather(session: Diagnoser, results: list[Result], asked: EvidenceOptions = E
                 by_name[r.probe].waits[r.gil] = waits
                 lines = tuple(f"py-spy: idle with the GIL free in {frame} ({n} samples)"
                               for frame, n in sorted(waits.items(), key=lambda kv: -kv[1])[:3])
-                results = [x.replace(contention_evidence=x.contention_evidence + lines)
+                results = [x.replace(contention=x.contention.replace(evidence=x.contention.evidence + lines))
                            if x.probe == r.probe and x.mode == Mode.THREADS and x.gil == r.gil and x.remedy is None
                            else x for x in results]
 

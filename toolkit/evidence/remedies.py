@@ -107,7 +107,7 @@ def traceback_packages(text: str) -> list[str]:
 def suspects(run: ProbeRun, result: Result) -> list[str]:
     """The locks to try, most suspect first: what the failures' frames name, then the packages the
     probe declares (``preload``, ``requires``)."""
-    from_evidence = [t for ev in result.evidence for t in targets(ev.traceback or "")]
+    from_evidence = [t for ev in result.safety.evidence for t in targets(ev.traceback or "")]
     declared = [m.split(".")[0] for m in (*run.info.preload, *run.info.requires)]
     return [p for p in dict.fromkeys(from_evidence + declared) if p.split(".")[0] not in NOT_SUSPECTS]
 
@@ -116,7 +116,7 @@ def moved(target: str, failed: Result) -> list[str]:
     """When a lock around ``target`` left a failure whose frames point elsewhere (another package),
     the lock fixed one fault and the next is there: the targets for it. Else (the same place, or no
     frames) the lock did not help: []."""
-    found = [t for ev in failed.evidence for t in targets(ev.traceback or "")]
+    found = [t for ev in failed.safety.evidence for t in targets(ev.traceback or "")]
     package = target.split(".")[0].split(":")[0]
     return found if found and found[0].split(".")[0].split(":")[0] != package else []
 

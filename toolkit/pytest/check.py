@@ -43,17 +43,17 @@ class CheckResult:
 
     @property
     def speedup(self) -> float | None:
-        return next((r.speedup for r in self.results if r.mode == Mode.THREADS), None)
+        return next((r.speed.speedup for r in self.results if r.mode == Mode.THREADS), None)
 
     @property
     def failure_rate_upper95(self) -> float:
-        return max((r.failure_rate_upper95 for r in self.concurrent), default=1.0)
+        return max((r.safety.failure_rate_upper95 for r in self.concurrent), default=1.0)
 
     @property
     def outcomes(self) -> dict[str, int]:
         total: dict[str, int] = {}
         for r in self.concurrent:
-            for k, n in r.outcomes.items():
+            for k, n in r.safety.outcomes.items():
                 total[k] = total.get(k, 0) + n
         return total
 
@@ -141,7 +141,7 @@ def failure_text(problems: list[Result], inputs: list[Any]) -> str:
     for r in problems:
         mode = "serially" if r.mode == Mode.SERIAL else f"under {r.workers} {r.mode}"
         lines.append(f"{r.probe} {r.verdict} {mode} in {r.failed_trials} of {r.trials} trials")
-        for e in r.evidence[:3]:
+        for e in r.safety.evidence[:3]:
             if e.kind == EvidenceKind.CORRUPT and e.index is not None:
                 lines.append(f"  input {inputs[e.index % len(inputs)]!r} (i={e.index}): expected digest "
                              f"{e.expected}, got {e.actual}")

@@ -45,6 +45,12 @@ changes meaning or disappears; adding an optional field does not need a bump):
   its ``libraries`` (packages, modules or module:function) and the ``calls`` made under it, ``global_lock``, ``processes``; ``trials``);
   the strings of earlier versions read as those kinds. A choice names the ``gil`` state it was
   made for.
+- ``threadprobe.diagnosis/5``   (2026-12) a result groups its parts by concern: ``safety``
+  (``outcomes``, ``failure_rate_upper95``, ``evidence``, ``corruption``, ``operations``,
+  ``operation_bound``), ``speed`` (``throughput``, ``speedup``, ``efficiency``, ``scaling``,
+  ``busy_fraction``, ``queued_fraction``) and ``contention`` (``kind``, ``evidence``,
+  ``thread_states``: format 4's flat ``contention``, ``contention_evidence`` and ``thread_states``).
+  Versions 1 to 4 are still read: their flat results read into the same groups.
 """
 
 from __future__ import annotations
@@ -60,9 +66,9 @@ from typing import Any, ClassVar, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/2"
 WORKER_SCHEMA = "threadprobe.worker/1"
-DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/4"
+DIAGNOSIS_SCHEMA = "threadprobe.diagnosis/5"
 READABLE_DIAGNOSES = ("threadprobe.diagnosis/1", "threadprobe.diagnosis/2", "threadprobe.diagnosis/3",
-                      DIAGNOSIS_SCHEMA)
+                      "threadprobe.diagnosis/4", DIAGNOSIS_SCHEMA)
 BENCH_SCHEMA = "threadprobe.bench/1"
 CHOICE_SCHEMA = "threadprobe.choice/1"
 
@@ -791,8 +797,59 @@ class RacePass(Record):
 
 
 @dataclass(frozen=True)
+class Safety(Record):
+    """What a cell's trials showed about its safety, behind its verdict: trials per outcome kind,
+    the bound on the failure rate, the evidence of every failure, and the bound per concurrent call."""
+
+    outcomes: dict[Kind, int]  # trials per kind (every kind, zeros included)
+    failure_rate_upper95: float  # per trial, Clopper-Pearson
+    evidence: tuple[Evidence, ...] = ()
+    corruption: Corruption | None = None  # set when the verdict is corrupt
+    operations: int = 0  # concurrent task calls in clean trials
+    operation_bound: float | None = None  # 95% bound per call, if calls were independent
+
+    @property
+    def failed_trials(self) -> int:
+        return sum(n for kind, n in self.outcomes.items() if kind != Kind.OK)
+
+
+@dataclass(frozen=True)
+class Speed(Record):
+    """How fast a cell ran, against the serial throughput of the same run (timing trials only)."""
+
+    _omit_none: ClassVar[bool] = True
+
+    throughput: float | None = None  # tasks per second, clean timing trials only
+    speedup: float | None = None  # against the serial throughput of the same run
+    efficiency: float | None = None  # speedup / workers
+    scaling: Scaling | None = None
+    busy_fraction: float | None = None  # runnable thread time / (work time x threads)
+    queued_fraction: float | None = None  # of that, waiting for a CPU: high means a busy machine
+
+
+@dataclass(frozen=True)
+class Waits(Record):
+    """What a cell's threads wait for (its contention class), from their sampled states."""
+
+    _omit_none: ClassVar[bool] = True
+
+    kind: Contention | None = None  # None: not measured
+    evidence: tuple[str, ...] = ()  # the shares behind the class, in words
+    thread_states: dict[ThreadState, float] = field(default_factory=dict)  # share of samples per state (queued left out)
+    gil_wait_fraction: float | None = None  # version 1 only
+
+
+#: Where the fields of a flat result (formats 1 to 4) went in the grouped one.
+_GROUPED = {"safety": ("outcomes", "failure_rate_upper95", "evidence", "corruption", "operations", "operation_bound"),
+            "speed": ("throughput", "speedup", "efficiency", "scaling", "busy_fraction", "queued_fraction")}
+_WAITS = {"contention": "kind", "contention_evidence": "evidence", "thread_states": "thread_states",
+          "gil_wait_fraction": "gil_wait_fraction"}
+
+
+@dataclass(frozen=True)
 class Result(Record):
-    """The verdict for one probe x mode x workers, with its statistics."""
+    """The verdict for one probe x mode x workers (and GIL state, and remedy), with its safety,
+    speed and contention parts."""
 
     probe: str
     dependency: str
@@ -801,25 +858,12 @@ class Result(Record):
     processes: int
     threads: int
     trials: int
-    outcomes: dict[Kind, int]  # trials per kind (every kind, zeros included)
     verdict: Verdict
-    failure_rate_upper95: float  # per trial, Clopper-Pearson
-    evidence: tuple[Evidence, ...] = ()
-    throughput: float | None = None  # tasks per second, clean timing trials only
-    speedup: float | None = None  # against the serial throughput of the same run
-    efficiency: float | None = None  # speedup / workers
-    scaling: Scaling | None = None
-    busy_fraction: float | None = None  # runnable thread time / (work time x threads)
-    queued_fraction: float | None = None  # of that, waiting for a CPU: high means a busy machine
-    contention: Contention | None = None
-    contention_evidence: tuple[str, ...] = ()
-    thread_states: dict[ThreadState, float] = field(default_factory=dict)  # share of samples per state (queued left out)
+    safety: Safety
+    speed: Speed = field(default_factory=Speed)
+    contention: Waits = field(default_factory=Waits)
     remedy: Remedy | None = None  # the remedy this cell ran under (None: as the libraries are)
-    corruption: Corruption | None = None  # set when the verdict is corrupt
-    operations: int = 0  # concurrent task calls in clean trials
-    operation_bound: float | None = None  # 95% bound per call, if calls were independent
     seconds: float = 0.0  # wall time its trials cost
-    gil_wait_fraction: float | None = None  # version 1 only
     races: RacePass | None = None  # the happens-before pass of this cell, when one ran
     gil_enabled: bool | None = None  # the GIL was on in its workers (None: not reported)
     gil: GilState = GilState.AS_IMPORTED  # the GIL state its trials ran in
@@ -827,7 +871,17 @@ class Result(Record):
 
     @property
     def failed_trials(self) -> int:
-        return sum(n for kind, n in self.outcomes.items() if kind != Kind.OK)
+        return self.safety.failed_trials
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        """Also a flat result (formats 1 to 4), whose parts were not yet grouped."""
+        if "safety" in data:
+            return super().from_json(data)
+        flat = dict(data)
+        grouped: dict[str, Any] = {part: {k: flat.pop(k) for k in keys if k in flat} for part, keys in _GROUPED.items()}
+        grouped["contention"] = {new: flat.pop(old) for old, new in _WAITS.items() if old in flat}
+        return super().from_json({**flat, **grouped})
 
     @property
     def label(self) -> str:

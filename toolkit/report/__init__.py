@@ -78,8 +78,8 @@ def unsafe(diagnosis: Diagnosis) -> list[str]:
 
 def verdict_text(r: Result) -> str:
     """The verdict, with corruption's severity: 'corrupt (data)' or 'corrupt (message only)'."""
-    if r.corruption:
-        return f"{r.verdict} ({'message only' if r.corruption == Corruption.MESSAGE else 'data'})"
+    if r.safety.corruption:
+        return f"{r.verdict} ({'message only' if r.safety.corruption == Corruption.MESSAGE else 'data'})"
     return str(r.verdict)
 
 
@@ -104,12 +104,12 @@ def cell(r: Result) -> str:
     bound, speedup, GIL mark, and after ``|`` the race pass."""
     if is_unavailable(r.verdict):
         return str(r.verdict)
-    counts = ", ".join(f"{n} {k}" for k, n in r.outcomes.items() if n and k != Kind.OK)
+    counts = ", ".join(f"{n} {k}" for k, n in r.safety.outcomes.items() if n and k != Kind.OK)
     text = strength.label(r) if is_clean(r.verdict) else verdict_text(r)
     if counts:
         text += f" [{counts} of {r.trials}]"
-    if r.speedup is not None:
-        text += f" x{r.speedup:.2f}"
+    if r.speed.speedup is not None:
+        text += f" x{r.speed.speedup:.2f}"
     text += gil_mark(r)
     races = race_text(r)
     return f"{text} | {races}" if races else text  # beside the stress bound, never mixed with it
@@ -208,9 +208,9 @@ def remedy_summary(remedies: Sequence[Result]) -> list[str]:
         parts = []
         for r in got:
             remedy = r.remedy or Remedy(RemedyKind.GLOBAL_LOCK)
-            speed = f", speedup x{r.speedup:.2f}" if r.speedup is not None else ""
+            speed = f", speedup x{r.speed.speedup:.2f}" if r.speed.speedup is not None else ""
             what = f"{r.workers} processes" if remedy.kind == RemedyKind.PROCESSES else remedy.describe()
             trials = f" in {remedy.trials} stress trials" if remedy.trials else ""
-            parts.append(f"{what}: {r.verdict}{trials} (bound {r.failure_rate_upper95:.0%}{speed})")
+            parts.append(f"{what}: {r.verdict}{trials} (bound {r.safety.failure_rate_upper95:.0%}{speed})")
         lines.append(f"{probe}{state}: " + "; ".join(parts))
     return lines

@@ -61,14 +61,15 @@ def markdown(d: Diagnosis, probe: str) -> str:
     lines += ["## What happens", "", "| mode | verdict | failed trials | 95% bound on the failure rate |",
               "| --- | --- | --- | --- |"]
     for r in mine:
-        bound = f"< {r.failure_rate_upper95:.0%}" if is_clean(r.verdict) and r.trials else "—"
+        bound = f"< {r.safety.failure_rate_upper95:.0%}" if is_clean(r.verdict) and r.trials else "—"
         lines.append(f"| {r.label} | {r.verdict} | {r.failed_trials} of {r.trials} | {bound} |")
-    evidence = next((e for e in worst.evidence if e.kind == str(worst.verdict)), worst.evidence[0] if worst.evidence else None)
+    found = worst.safety.evidence
+    evidence = next((e for e in found if e.kind == str(worst.verdict)), found[0] if found else None)
     if evidence is not None:
         lines += ["", f"First evidence: {evidence.summary}."]
     lines += ["", "## Environment", "", *_environment(d, dependency)]
     lines += _race_section(mine)
-    native = next((e.native for r in failing for e in r.evidence if e.native), None)
+    native = next((e.native for r in failing for e in r.safety.evidence if e.native), None)
     if native:
         lines += ["", "## Native frames of the crashing thread (gdb, from a core dump)", "", "```",
                   *native.splitlines()[:25], "```"]

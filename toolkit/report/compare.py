@@ -131,7 +131,7 @@ def gil_words(d: Diagnosis) -> str:
 
 
 def _evidence(r: Result) -> str:
-    return r.evidence[0].summary if r.evidence else ""
+    return r.safety.evidence[0].summary if r.safety.evidence else ""
 
 
 def failing_fraction(r: Result) -> float:
@@ -145,7 +145,7 @@ def contradicts(was: Result | None, now: Result) -> bool:
     """Whether a failing result contradicts the baseline's safe claim (its 95% failure-rate bound)."""
     if was is None or was.trials <= 0:
         return True
-    return failing_fraction(now) > was.failure_rate_upper95
+    return failing_fraction(now) > was.safety.failure_rate_upper95
 
 
 def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str, GilState], str]:
@@ -160,7 +160,7 @@ def _failing_kinds(d: Diagnosis) -> dict[tuple[str, str, GilState], str]:
 def _counts(was: Result | None, now: Result) -> str:
     text = f"{now.failed_trials} of {now.trials} trials failed"
     if was is not None and was.trials > 0:
-        text += f"; baseline: 0 of {was.trials}, failure rate below {was.failure_rate_upper95:.0%}"
+        text += f"; baseline: 0 of {was.trials}, failure rate below {was.safety.failure_rate_upper95:.0%}"
     return text
 
 
@@ -180,13 +180,13 @@ class _Lists:
 
 def _speed_and_contention(key: Key, was: Result, r: Result, threshold: float, lists: _Lists, how: str) -> None:
     """Speedups beyond the noise either way, and a changed contention class (never gated)."""
-    if was.speedup and r.speedup and r.speedup < was.speedup * (1 - threshold):
-        lists.scaling.append(_change(key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}", "; ".join(filter(None, [
-            f"speedup fell {1 - r.speedup / was.speedup:.0%} (noise threshold {threshold:.0%})", how]))))
-    elif was.speedup and r.speedup and r.speedup > was.speedup / (1 - threshold):
-        lists.faster.append(_change(key, f"x{was.speedup:.2f}", f"x{r.speedup:.2f}", how))
-    if was.contention and r.contention and was.contention != r.contention:
-        lists.contention.append(_change(key, str(was.contention), str(r.contention), how))
+    if was.speed.speedup and r.speed.speedup and r.speed.speedup < was.speed.speedup * (1 - threshold):
+        lists.scaling.append(_change(key, f"x{was.speed.speedup:.2f}", f"x{r.speed.speedup:.2f}", "; ".join(filter(None, [
+            f"speedup fell {1 - r.speed.speedup / was.speed.speedup:.0%} (noise threshold {threshold:.0%})", how]))))
+    elif was.speed.speedup and r.speed.speedup and r.speed.speedup > was.speed.speedup / (1 - threshold):
+        lists.faster.append(_change(key, f"x{was.speed.speedup:.2f}", f"x{r.speed.speedup:.2f}", how))
+    if was.contention.kind and r.contention.kind and was.contention.kind != r.contention.kind:
+        lists.contention.append(_change(key, str(was.contention.kind), str(r.contention.kind), how))
 
 
 def _verdict_change(key: Key, was: Result | None, r: Result, how: str, context: tuple[dict[tuple[str, str, GilState], str],
@@ -442,5 +442,5 @@ def gil_effects(results: Sequence[Result]) -> list[str]:
 
 def _brief(r: Result) -> str:
     """A cell in a few words: verdict, speedup, contention class."""
-    speed = f" x{r.speedup:.2f}" if r.speedup is not None else ""
-    return f"{r.verdict}{speed}" + (f" {r.contention}" if r.contention else "")
+    speed = f" x{r.speed.speedup:.2f}" if r.speed.speedup is not None else ""
+    return f"{r.verdict}{speed}" + (f" {r.contention.kind}" if r.contention.kind else "")

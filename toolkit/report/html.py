@@ -79,9 +79,9 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 </section>
 <section id="evidence"><h2>Evidence</h2>
 {% for r in failures %}<details id="ev-{{ anchor(r) }}"><summary><b>{{ r.probe }}</b> {{ mode_label(r) }}: {{ r.verdict }}
-({{ r.trials - r.outcomes.get('ok', 0) }} of {{ r.trials }} trials{% if r.races %}; {{ r.races.summary() }}{% endif %})
+({{ r.trials - r.safety.outcomes.get('ok', 0) }} of {{ r.trials }} trials{% if r.races %}; {{ r.races.summary() }}{% endif %})
 {% if r.probe in d.repro %} &middot; reproducer: <a href="{{ d.repro[r.probe] }}">{{ d.repro[r.probe] }}</a>{% endif %}</summary>
-{% for e in r.evidence %}<p><b>{{ e.kind }}</b>: {{ e.summary }}</p>
+{% for e in r.safety.evidence %}<p><b>{{ e.kind }}</b>: {{ e.summary }}</p>
 {% if e.traceback %}<pre>{{ e.traceback }}</pre>{% endif %}{% if e.native %}<p>native frames of the crashing thread (gdb):</p><pre>{{ e.native }}</pre>{% endif %}
 {% if e.stacks %}<p>stacks ({{ e.stack_source }}):</p><pre>{{ e.stacks }}</pre>{% endif %}
 {% if e.expected %}<p>i={{ e.index }}: expected digest {{ e.expected }}, got {{ e.actual }}</p>{% endif %}{% endfor %}
@@ -114,14 +114,14 @@ img.plot { max-width: 100%; border: 1px solid #eee; }
 def cell(r: Result) -> str:
     if is_unavailable(r.verdict):
         return ""
-    failing = r.trials - r.outcomes.get(Kind.OK, 0)
+    failing = r.trials - r.safety.outcomes.get(Kind.OK, 0)
     if not r.trials:
         return "no stress trials"
     text = strength.trials_text(r) if is_clean(r.verdict) or not failing else f"{failing}/{r.trials}"
-    if r.corruption:
-        text += " (message only)" if r.corruption == Corruption.MESSAGE else " (data)"
-    if r.speedup is not None:
-        text += f" x{r.speedup:.2f}"
+    if r.safety.corruption:
+        text += " (message only)" if r.safety.corruption == Corruption.MESSAGE else " (data)"
+    if r.speed.speedup is not None:
+        text += f" x{r.speed.speedup:.2f}"
     return text + gil_mark(r)
 
 
@@ -131,19 +131,19 @@ def cell_css(r: Result) -> str:
 
 
 def tip(r: Result) -> str:
-    parts = [f"{r.trials} trials", ", ".join(f"{k} {n}" for k, n in r.outcomes.items() if n),
-             f"95% bound on the failure rate {r.failure_rate_upper95:.1%} per trial"]
-    if r.operation_bound is not None:
-        parts.append(f"{r.operations} concurrent calls clean: {r.operation_bound:.2%} per call if calls were independent")
-    if r.speedup is not None:
-        parts.append(f"speedup x{r.speedup:.2f}, efficiency {r.efficiency:.2f}, {r.scaling}")
-    if r.contention:
-        parts.append(f"contention {r.contention}")
+    parts = [f"{r.trials} trials", ", ".join(f"{k} {n}" for k, n in r.safety.outcomes.items() if n),
+             f"95% bound on the failure rate {r.safety.failure_rate_upper95:.1%} per trial"]
+    if r.safety.operation_bound is not None:
+        parts.append(f"{r.safety.operations} concurrent calls clean: {r.safety.operation_bound:.2%} per call if calls were independent")
+    if r.speed.speedup is not None:
+        parts.append(f"speedup x{r.speed.speedup:.2f}, efficiency {r.speed.efficiency:.2f}, {r.speed.scaling}")
+    if r.contention.kind:
+        parts.append(f"contention {r.contention.kind}")
     if r.gil_enabled is not None:
         parts.append(f"GIL {'on' if r.gil_enabled else 'off'} in the workers"
                      + (f" (turned on by {', '.join(r.gil_reenabled_by)})" if r.gil_reenabled_by and r.gil_enabled else ""))
-    if r.evidence:
-        parts.append(r.evidence[0].summary)
+    if r.safety.evidence:
+        parts.append(r.safety.evidence[0].summary)
     if r.races is not None:
         parts.append(r.races.summary())
     return " | ".join(p for p in parts if p)
@@ -163,7 +163,7 @@ def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
 
     by_dep: dict[str, dict[str, list[Result]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        if r.remedy is None and (r.speedup is not None or r.mode == Mode.SERIAL) and r.throughput:
+        if r.remedy is None and (r.speed.speedup is not None or r.mode == Mode.SERIAL) and r.speed.throughput:
             by_dep[r.dependency][r.probe].append(r)
     out = []
     for dep, probes in sorted(by_dep.items()):
@@ -171,7 +171,7 @@ def scaling_plots(results: list[Result], cores: int) -> list[tuple[str, str]]:
         top = 1.0
         for ax, mode in zip(axes, ("threads", "processes")):
             for probe, rs in sorted(probes.items()):
-                points = sorted([(1, 1.0)] + [(r.workers, r.speedup) for r in rs if r.mode == mode and r.speedup])
+                points = sorted([(1, 1.0)] + [(r.workers, r.speed.speedup) for r in rs if r.mode == mode and r.speed.speedup])
                 if len(points) > 1:
                     xs, ys = zip(*points)
                     top = max(top, *ys)
@@ -242,7 +242,7 @@ diagnosis's cell with the GIL as imported when the old one never forced it off (
 <table id="pair"><tr><th rowspan="2">probe</th>{% for m in modes %}<th colspan="2">{{ m }}</th>{% endfor %}</tr>
 <tr>{% for m in modes %}<th>old</th><th>new</th>{% endfor %}</tr>
 {% for probe in probes %}<tr><td>{{ probe }}</td>{% for m in modes %}{% for r, fallback in pair(probe, m) %}
-{% if r %}<td class="cell{{ ' fallback' if fallback else '' }}" style="{{ cell_css(r) }}" title="{{ tip(r) }}">{{ word(r) or r.verdict }}<br>{{ cell(r) }}{% if r.contention %}<br>{{ r.contention }}{% endif %}</td>
+{% if r %}<td class="cell{{ ' fallback' if fallback else '' }}" style="{{ cell_css(r) }}" title="{{ tip(r) }}">{{ word(r) or r.verdict }}<br>{{ cell(r) }}{% if r.contention.kind %}<br>{{ r.contention.kind }}{% endif %}</td>
 {% else %}<td></td>{% endif %}{% endfor %}{% endfor %}</tr>{% endfor %}
 </table></body></html>
 """

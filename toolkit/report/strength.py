@@ -68,7 +68,7 @@ def of(r: Result) -> Strength | None:
         return Strength.ORACLE
     if race_evidence(r.races):
         return Strength.RACE_CLEAN
-    return Strength.NARROW if r.trials and r.failure_rate_upper95 <= WIDE_BOUND else Strength.WIDE
+    return Strength.NARROW if r.trials and r.safety.failure_rate_upper95 <= WIDE_BOUND else Strength.WIDE
 
 
 def word(r: Result) -> str | None:
@@ -82,7 +82,7 @@ def trials_text(r: Result) -> str:
     oracle's runs are what the others are compared with, not a claim about concurrency)."""
     if not r.trials:
         return "no stress trials"
-    bound = f" (<{r.failure_rate_upper95:.0%})" if is_clean(r.verdict) and r.mode != Mode.SERIAL else ""
+    bound = f" (<{r.safety.failure_rate_upper95:.0%})" if is_clean(r.verdict) and r.mode != Mode.SERIAL else ""
     return f"{r.failed_trials}/{r.trials} trials{bound}"
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from threadprobe.records import DIAGNOSIS_SCHEMA
 
 SCHEMAS = {"threadprobe.diagnosis/1": "diagnosis-1.schema.json", "threadprobe.diagnosis/2": "diagnosis-2.schema.json",
-           "threadprobe.diagnosis/3": "diagnosis-3.schema.json", "threadprobe.diagnosis/4": "diagnosis-4.schema.json"}
+           "threadprobe.diagnosis/3": "diagnosis-3.schema.json", "threadprobe.diagnosis/4": "diagnosis-4.schema.json",
+           "threadprobe.diagnosis/5": "diagnosis-5.schema.json"}
 
 
 @lru_cache(maxsize=None)

@@ -85,7 +85,7 @@ def narrowest(remedies: Sequence[Result], probe: str) -> Remedy | None:
     verified = [r for r in remedies if r.probe == probe and r.mode == Mode.THREADS and r.remedy is not None
                 and r.remedy.kind != RemedyKind.PROCESSES and is_clean(r.verdict)]
     rank = {RemedyKind.LIBRARY_LOCK: 0, RemedyKind.GLOBAL_LOCK: 1}
-    best = min(verified, key=lambda r: (rank[r.remedy.kind], -(r.speedup or 0.0)), default=None)  # type: ignore[union-attr]
+    best = min(verified, key=lambda r: (rank[r.remedy.kind], -(r.speed.speedup or 0.0)), default=None)  # type: ignore[union-attr]
     return best.remedy if best is not None else None
 
 

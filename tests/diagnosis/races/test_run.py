@@ -11,8 +11,8 @@ from threadprobe.diagnosis.races import run as racepass
 from threadprobe.diagnosis.diagnose import Diagnoser
 from threadprobe.diagnosis.options import Options, Output, Selection
 from threadprobe.harness.valgrind import valgrind
-from threadprobe.records import (Mode, RacePair, RacePass, RaceStatus, Result, Trial, TrialRun, Verdict, WorkerReport, WorkerRun,
-                             is_unsafe)
+from threadprobe.records import (Mode, RacePair, RacePass, RaceStatus, Result, Safety, Trial, TrialRun, Verdict,
+                                 WorkerReport, WorkerRun, is_unsafe)
 from tests.conftest import HERE
 
 PLANTED = str(HERE / "planted" / "probes.py")
@@ -20,8 +20,8 @@ needs_valgrind = pytest.mark.skipif(valgrind() is None, reason="valgrind is not 
 
 
 def result(probe: str, mode: Mode = Mode.THREADS, threads: int = 2, verdict: Verdict = Verdict.SAFE) -> Result:
-    return Result(probe=probe, dependency="planted", mode=mode, workers=threads, processes=1, threads=threads,
-                  trials=5, outcomes={"ok": 5}, verdict=verdict, failure_rate_upper95=0.45)
+    return Result(probe=probe, dependency="planted", mode=mode, workers=threads, processes=1, threads=threads, trials=5,
+                  verdict=verdict, safety=Safety(outcomes={"ok": 5}, failure_rate_upper95=0.45))
 
 
 RACY = RacePass("helgrind", 2, 100, RaceStatus.RACY, (RacePair("libx.so", ("f", "g"), 3),))
@@ -31,7 +31,7 @@ CLEAN = RacePass("helgrind", 2, 100, RaceStatus.CLEAN)
 def test_a_pass_with_pairs_makes_a_clean_cell_racy_and_unsafe():
     got = racepass.attach([result("p"), result("p", threads=4)], {"p": RACY}, {"p": "planted"})
     assert [r.verdict for r in got] == [Verdict.RACY, Verdict.SAFE]  # only the cell of its width
-    assert got[0].races == RACY and got[0].failure_rate_upper95 == 0.45  # the bound is kept, beside it
+    assert got[0].races == RACY and got[0].safety.failure_rate_upper95 == 0.45  # the bound is kept, beside it
     assert is_unsafe(got[0]) and not is_unsafe(got[1])
 
 
@@ -50,7 +50,7 @@ def test_a_pass_alone_gets_a_cell_of_its_own_with_no_stress_bound():
     got = racepass.attach([result("p", Mode.SERIAL, 1)], {"p": CLEAN}, {"p": "planted"})
     mine = got[-1]
     assert (mine.mode, mine.threads, mine.trials, mine.verdict) == (Mode.THREADS, 2, 0, Verdict.SAFE)
-    assert mine.failure_rate_upper95 == 1.0 and mine.races == CLEAN
+    assert mine.safety.failure_rate_upper95 == 1.0 and mine.races == CLEAN
 
 
 def test_an_unavailable_probe_gets_no_race_cell():
@@ -163,11 +163,11 @@ def test_a_slow_probe_gets_fewer_threads_and_the_users_choice_wins(per_call, thr
 
 
 def test_a_pass_joins_the_threads_cell_of_the_gil_state_it_ran_in():
-    from threadprobe.records import GilState, RacePass, RaceStatus, Result
+    from threadprobe.records import GilState, RacePass, RaceStatus, Result, Safety
 
     def cell(gil):
         return Result(probe="p", dependency="d", mode="threads", workers=2, processes=1, threads=2, trials=5,
-                      outcomes={"ok": 5}, verdict="safe", failure_rate_upper95=0.45, gil=gil)
+                      verdict="safe", safety=Safety({"ok": 5}, 0.45), gil=gil)
 
     found = RacePass(tool="helgrind", threads=2, calls=100, status=RaceStatus.RACY)
     cells = [cell(GilState.OFF), cell(GilState.AS_IMPORTED)]

@@ -53,7 +53,7 @@ def contention_of(probe, tmp_path):
                             output=Output(workdir=str(tmp_path)),
                             evidence=None),
                     fingerprint=fingerprint.light)
-    return {str(r.contention) for r in diag.results if r.mode == "threads"}
+    return {str(r.contention.kind) for r in diag.results if r.mode == "threads"}
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def quick_contention(tmp_path) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for r in diag.results:
         if r.mode == "threads":
-            found.setdefault(r.probe, set()).add(str(r.contention))
+            found.setdefault(r.probe, set()).add(str(r.contention.kind))
     return found
 
 
@@ -127,7 +127,7 @@ def ft_contention(tmp_path) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for r in diag.results:
         if r.mode == "threads":
-            found.setdefault((r.probe, str(r.gil)), set()).add(str(r.contention))
+            found.setdefault((r.probe, str(r.gil)), set()).add(str(r.contention.kind))
     return found
 
 

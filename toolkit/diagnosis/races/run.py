@@ -35,8 +35,8 @@ from threadprobe.diagnosis.options import Options, RaceOptions
 from threadprobe.harness import launch, proc, trial as harness
 from threadprobe.diagnosis.plan import SERIAL, Request
 from threadprobe.harness.valgrind import ENV, READY_TIMEOUT, Detector, shim
-from threadprobe.records import (GilState, Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, RaceTool, Result, Trial, TrialRun, is_failing,
-                                 is_unavailable, verdict_of, with_races)
+from threadprobe.records import (GilState, Kind, Mode, Purpose, RacePass, RaceSchedule, RaceStatus, RaceTool, Result, Safety, Trial,
+                                 TrialRun, is_failing, is_unavailable, verdict_of, with_races)
 
 #: Calls per probe when the probe names none (``race_calls``); ``RaceOptions.seconds`` of calls cap
 #: them. Under the GIL two calls are unordered only while both threads have released it; the
@@ -259,6 +259,6 @@ def attach(results: Sequence[Result], passes: dict[str, RacePass], dependencies:
             continue
         out.append(with_races(Result(
             probe=probe, dependency=dependencies.get(probe, ""), mode=Mode.THREADS, workers=found.threads, processes=1,
-            threads=found.threads, trials=0, outcomes={k: 0 for k in Kind}, verdict=verdict_of(Kind.OK),
-            failure_rate_upper95=1.0, seconds=found.seconds, gil=state), found))
+            threads=found.threads, trials=0, verdict=verdict_of(Kind.OK), safety=Safety({k: 0 for k in Kind}, 1.0),
+            seconds=found.seconds, gil=state), found))
     return out
