@@ -129,7 +129,7 @@ def stress(n: int, tmp: Path, log: dict) -> list[str]:
     lines = []
     for r in data["results"]:
         if r["mode"] == "threads":
-            failed = r["trials"] - r["outcomes"].get("ok", 0)
+            failed = r["trials"] - r["safety"]["outcomes"].get("ok", 0)
             log.setdefault("stress", {})[r["probe"]] = {"failed": failed, "trials": r["trials"]}
             lines.append(f"{r['probe']}: {failed} of {r['trials']} 2-thread stress trials failed natively")
     return lines

@@ -85,8 +85,9 @@ def test_a_rare_planted_race_is_found_in_9_of_10_default_diagnoses_and_verdicts_
     contention = {}
     for report in reports:
         for r in report["results"]:
-            if r["mode"] == "threads" and r["contention"]:
-                contention.setdefault((r["probe"], r["workers"]), set()).add(r["contention"])
+            kind = (r.get("contention") or {}).get("kind")
+            if r["mode"] == "threads" and kind:
+                contention.setdefault((r["probe"], r["workers"]), set()).add(kind)
     flipping = {f"{p} threads {w}": sorted(c) for (p, w), c in contention.items() if len(c) > 1}
     out = {"schema": BENCH_SCHEMA, "benchmark": "detection_power", "rare_race_rate_per_2_thread_trial": rate,
            "rate_trials": RATE_TRIALS, "found": found, "found_count": sum(found), "runs": RUNS,
