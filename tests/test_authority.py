@@ -15,22 +15,14 @@ from hypothesis import given, settings, strategies as st
 from threadprobe.report.compare import compare
 from threadprobe.diagnosis.detect import failure_upper95
 from threadprobe.records import Diagnosis, Result, Safety, Verdict, unsafe_results
+from tests.astscan import literals, name
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
 VERDICTS = {v.value for v in Verdict}
 
 
-def _literals(node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return [x for elt in node.elts for x in _literals(elt)]
-    return []
-
-
 def _is_verdict(node: ast.AST) -> bool:
-    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
-    return "verdict" in name
+    return "verdict" in name(node)
 
 
 def verdict_literals(source: str) -> list[int]:
@@ -39,7 +31,7 @@ def verdict_literals(source: str) -> list[int]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            if any(_is_verdict(s) for s in sides) and any(v in VERDICTS for s in sides for v in _literals(s)):
+            if any(_is_verdict(s) for s in sides) and any(v in VERDICTS for s in sides for v in literals(s)):
                 lines.append(node.lineno)
     return lines
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import threadprobe.diagnosis.options as options
 import threadprobe.records as records
+from tests.astscan import literals
+from tests.astscan import name as name_of
 
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
 
@@ -43,24 +45,16 @@ def enums() -> dict[str, set[str]]:
             if isinstance(value, type) and issubclass(value, enum.Enum) and value.__module__ == records.__name__}
 
 
-def _literals(node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return [x for elt in node.elts for x in _literals(elt)]
-    return []
 
 
-def _name(node: ast.AST) -> str:
-    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
 
 
 def _keyed(node: ast.AST) -> tuple[str, ast.AST] | None:
     """``x.field["key"]``, ``field["key"]`` or ``x.field.get("key"...)``: the field and the key."""
-    if isinstance(node, ast.Subscript) and _name(node.value):
-        return _name(node.value), node.slice
+    if isinstance(node, ast.Subscript) and name_of(node.value):
+        return name_of(node.value), node.slice
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
-        return _name(node.func.value), node.args[0]
+        return name_of(node.func.value), node.args[0]
     return None
 
 
@@ -83,14 +77,14 @@ def _typed(tree: ast.AST, fields: dict[str, set[str]]) -> dict[str, set[str]]:
             named.append((node.arg, strings(node.annotation)))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             named.append((node.target.id, strings(node.annotation)))
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _name(node.value.func) in returns:
-            named += [(t.id, returns[_name(node.value.func)]) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and name_of(node.value.func) in returns:
+            named += [(t.id, returns[name_of(node.value.func)]) for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, (ast.For, ast.comprehension)):
             called = isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Attribute)
             over = node.iter.func.value if called and node.iter.func.attr in ("items", "keys") else node.iter
             key = node.target.elts[0] if isinstance(node.target, ast.Tuple) and node.target.elts else node.target
             if isinstance(key, ast.Name):
-                named.append((key.id, {*fields.get(_name(over), ()), *found.get(_name(over), ())}))
+                named.append((key.id, {*fields.get(name_of(over), ()), *found.get(name_of(over), ())}))
         for name, values in named:
             if values:
                 found.setdefault(name, set()).update(values)
@@ -109,12 +103,12 @@ def bare_strings(source: str, fields: dict[str, set[str]]) -> list[tuple[int, st
     for node in ast.walk(tree):
         keyed = _keyed(node)
         if keyed is not None:
-            found += [(node.lineno, keyed[0], text) for text in _literals(keyed[1]) if text in names.get(keyed[0], ())]
+            found += [(node.lineno, keyed[0], text) for text in literals(keyed[1]) if text in names.get(keyed[0], ())]
         if not isinstance(node, ast.Compare):
             continue
         sides = [node.left, *node.comparators]
-        found += [(node.lineno, _name(side), text) for side in sides for other in sides for text in _literals(other)
-                  if text in names.get(_name(side), ())]
+        found += [(node.lineno, name_of(side), text) for side in sides for other in sides for text in literals(other)
+                  if text in names.get(name_of(side), ())]
     return sorted(set(found))
 
 
