@@ -147,6 +147,14 @@ def test_a_new_race_pair_is_a_regression_and_one_gone_is_a_fix():
     assert not back.regressed and [x.new for x in back.better] == ["race pair gone"]
 
 
+def test_a_cell_racy_in_both_still_has_its_speed_compared():
+    pair = ("add_to_NCList", "add_to_NCList")
+    was, now = raced("p", pair), raced("p", pair)
+    c = compare(diag([was.replace(speed=Speed(speedup=1.8))]),
+                diag([now.replace(speed=Speed(speedup=1.8 * (1 - SCALING_NOISE * 1.5)))]))
+    assert [x.probe for x in c.scaling] == ["p"] and not c.worse
+
+
 def test_a_pair_against_a_baseline_without_a_race_pass_is_unconfirmed():
     c = compare(diag([r("p", "safe")]), diag([raced("p", ("f", "g"))]))
     assert not c.regressed and [x.new for x in c.unconfirmed] == ["race libnetcdf.so.22: f <-> g"]

@@ -244,8 +244,9 @@ def compare(old: Diagnosis, new: Diagnosis, threshold: float = SCALING_NOISE) ->
 
 
 def _race_only(old: str, new: str) -> bool:
-    """A change that only a race pass made (safe, or nothing, <-> racy)."""
-    return Verdict.RACY in (old, new) and {old, new} <= {Verdict.SAFE, Verdict.RACY, "not diagnosed"}
+    """A change that only a race pass made (safe, or nothing, <-> racy); racy in both is no change,
+    and its speed and contention are compared as any other cell's."""
+    return old != new and Verdict.RACY in (old, new) and {old, new} <= {Verdict.SAFE, Verdict.RACY, "not diagnosed"}
 
 
 def _ran(r: Result | None) -> bool:
