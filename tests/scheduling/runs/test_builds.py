@@ -43,8 +43,15 @@ def test_threads_hold_each_verified_remedy_and_only_safe_ones_count():
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path):
-    def diagnose(python, folder, workload, formats, budget):
+def asked() -> list[GilState | None]:
+    """The GIL states the fake diagnoses were asked for."""
+    return []
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path, asked):
+    def diagnose(python, folder, workload, formats, budget, state=None):
+        asked.append(state)
         folder.mkdir(parents=True)
         (folder / "diagnosis.json").write_text(json.dumps(diagnosis().to_json()))
         return folder / "diagnosis.json"
@@ -54,6 +61,8 @@ def fake(monkeypatch, tmp_path):
     def one(env, spec, timeout, cache):
         request = spec.request
         name = "threads + cf_units lock" if request.locks else request.scheduler
+        if name == "threads":
+            return bench.Run(failed="SIGSEGV")
         if name == "auto":
             choice = Choice("load", Scheduler.THREADS, 1, 2, locks=(CF,))
             return bench.Run(seconds=62.0, digest=["cubes"], choice="threads + cf_units", choice_record=choice,
@@ -67,7 +76,7 @@ def fake(monkeypatch, tmp_path):
     return tmp_path
 
 
-def test_auto_is_judged_against_the_fastest_safe_configuration_and_its_pick_checked(fake):
+def test_auto_is_judged_against_the_fastest_safe_configuration_and_its_pick_checked(fake, asked):
     result = builds.run("load", fake, ["pp"], [OFF], repeats=2)
     (res,) = result.environments
     assert res.environment == "3.13.5t, GIL off" and "threads" not in res.safe_explicit
@@ -75,6 +84,27 @@ def test_auto_is_judged_against_the_fastest_safe_configuration_and_its_pick_chec
     assert res.auto_safe == (True, True)
     assert builds.Result.from_json(json.loads(json.dumps(result.to_json()))) == result
     assert any("threads + cf_units lock" in line for line in builds.table(result))
+    assert asked == [GilState.OFF]  # benched in one state: diagnosed in that state alone
+
+
+def test_a_configuration_whose_every_run_failed_is_shown_with_why(fake):
+    result = builds.run("load", fake, ["pp"], [OFF], repeats=2)
+    (line,) = [x for x in builds.table(result) if "every run failed" in x]
+    assert line.split()[4] == "threads" and line.endswith("every run failed: SIGSEGV")
+
+
+def test_the_reading_names_the_targets_met_and_missed(fake):
+    (res,) = builds.run("load", fake, ["pp"], [OFF], repeats=2).environments
+    found = builds.read(res)
+    # auto 62 s against synchronous 100 s: x1.61, over the GIL-off target; 62 against the lock's 60: 3% regret
+    assert found.auto_over_sync == round(100 / 62, 3) and found.target_speedup == builds.AUTO_OVER_SYNC_GIL_OFF
+    assert found.fastest_safe == "threads + cf_units lock" and found.regret == round(62 / 60, 3)
+    assert found.missed == () and found.auto_picks == {"threads + cf_units": 2}
+    slow = res.replace(ratios_to_synchronous={**res.ratios_to_synchronous, "auto": (1.2, 1.3)},
+                       auto_safe=(True, False))
+    assert set(builds.read(slow).missed) == {"auto >= x1.6 synchronous", "no unsafe pick"}
+    as_imported = res.replace(gil=GilState.AS_IMPORTED)
+    assert builds.read(as_imported).target_speedup is None  # the x1.6 figure is the GIL-off one's alone
 
 
 FT = builds.Path(__file__).parents[3] / ".venv-ft" / "bin" / "python"

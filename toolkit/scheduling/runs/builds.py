@@ -102,12 +102,15 @@ def environments(pythons: Sequence[str], states: Sequence[GilState] = tuple(GilS
     return out
 
 
-def diagnose(python: str, folder: Path, workload: str, formats: Sequence[str], budget: float) -> Path:
-    """The workload's probes (and the fork-safety ones) diagnosed in ``python``, both GIL states
-    on a free-threaded build, every remedy searched and verified."""
+def diagnose(python: str, folder: Path, workload: str, formats: Sequence[str], budget: float,
+             state: GilState | None = None) -> Path:
+    """The workload's probes (and the fork-safety ones) diagnosed in ``python``, every remedy
+    searched and verified: in ``state`` alone when one is given (a free-threaded build benched in
+    one GIL state), else in every state the build has."""
     probes = [p for fmt in formats for p in WORKLOADS[workload].probes_for(fmt)] + ["fork_safety.*"]
     args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--remedies", "all", "--out", str(folder),
             "--python", python, "--budget", str(budget)] + [x for p in probes for x in ("--probe", p)]
+    args += ["--gil", str(state)] if state is not None else []
     subprocess.run(args, check=True, capture_output=True, timeout=3600)
     return folder / "diagnosis.json"
 
@@ -160,8 +163,10 @@ def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repe
     diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
     for env in envs:
         if env.python not in diagnoses:
-            say(f"diagnosing {env.python} (both GIL states on a free-threaded build, every remedy)")
-            path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget)
+            states = {e.gil for e in envs if e.python == env.python and e.gil is not None}
+            only = next(iter(states)) if len(states) == 1 else None
+            say(f"diagnosing {env.python} ({f'GIL {only}' if only else 'every GIL state it has'}, every remedy)")
+            path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget, only)
             diagnoses[env.python] = (path, Diagnosis.from_json(json.loads(path.read_text())))
     plan = {(env, fmt): configs(diagnoses[env.python][1], env, workload, fmt) for env in envs for fmt in formats}
     runs: dict[tuple[Env, str], dict[str, list[bench.Run]]] = {
@@ -192,20 +197,85 @@ def _remedy_lines(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[st
     return remedy_summary([r for r in diag.remedies if r.probe in probes and r.gil == (env.gil or GilState.AS_IMPORTED)])
 
 
+#: The issue's figures: auto over synchronous on a free-threaded build with the GIL off, and auto's
+#: regret against the fastest explicit configuration the diagnosis calls safe.
+AUTO_OVER_SYNC_GIL_OFF = 1.6
+REGRET_AT_MOST = 1.05
+
+
+@dataclass(frozen=True)
+class Reading(Record):
+    """One environment's and format's figures against the issue's targets, over the repetitions:
+    auto's speedup over synchronous (median of per-repetition ratios and their range), its regret,
+    whether every run gave synchronous's answer and every pick was one the diagnosis allows."""
+
+    environment: str
+    format: str
+    repetitions: int
+    auto_over_sync: float | None
+    auto_over_sync_range: tuple[float, ...]
+    auto_picks: dict[str, int]
+    fastest_safe: str | None  # the explicit safe configuration with the least median time
+    fastest_safe_over_sync: float | None
+    regret: float | None
+    regret_range: tuple[float, ...]
+    every_run_right: bool
+    auto_always_safe: bool
+    target_speedup: float | None  # the issue's figure for auto over synchronous here (None: none set)
+    met: tuple[str, ...]
+    missed: tuple[str, ...]
+
+
+def _spread(xs: Sequence[float | None]) -> tuple[float | None, tuple[float, ...]]:
+    found = [x for x in xs if x is not None]
+    return (round(statistics.median(found), 3), (min(found), max(found))) if found else (None, ())
+
+
+def read(res: Summary) -> Reading:
+    """``res`` against the targets: which are met and which missed, in words a table can show."""
+    speed, speed_range = _spread(res.ratios_to_synchronous.get("auto", ()))
+    regret, regret_range = _spread(res.regrets)
+    safe = {n: res.median_seconds[n] for n in res.safe_explicit if n in res.median_seconds and res.correct.get(n)}
+    fastest = min(safe, key=safe.__getitem__) if safe else None
+    picks: dict[str, int] = {}
+    for row in res.repetitions:
+        picks[row.auto_choice or "failed"] = picks.get(row.auto_choice or "failed", 0) + 1
+    right = all(res.correct.get(n, False) for n in (*res.safe_explicit, "auto"))
+    target = AUTO_OVER_SYNC_GIL_OFF if res.gil == GilState.OFF else None
+    checks = {f"auto >= x{target} synchronous": speed is not None and speed >= target} if target else {}
+    checks[f"auto within {REGRET_AT_MOST - 1:.0%} of the fastest safe"] = regret is not None and regret <= REGRET_AT_MOST
+    checks["every safe run right"] = right
+    checks["no unsafe pick"] = bool(res.auto_safe) and all(res.auto_safe)
+    return Reading(res.environment, res.format, len(res.repetitions), speed, speed_range, picks, fastest,
+                   res.speedup.get(fastest) if fastest else None, regret, regret_range, right,
+                   bool(res.auto_safe) and all(res.auto_safe), target,
+                   tuple(k for k, ok in checks.items() if ok), tuple(k for k, ok in checks.items() if not ok))
+
+
 def table(result: Result) -> list[str]:
     """One table: per environment and format, each configuration's median, spread and speedup."""
     lines = [f"{'environment':28s} {'fmt':3s} {'configuration':26s} {'median':>8s} {'range':>15s} {'x sync':>7s}  "
              "per repetition / notes"]
     for res in result.environments:
-        for name, median in res.median_seconds.items():
+        for name, runs in res.runs.items():
+            failed = sorted({r.failed for r in runs if r.failed})
+            if name not in res.median_seconds:
+                lines.append(f"{res.environment:28s} {res.format:3s} {name:26s} {'':>8s} {'':>15s} {'':>7s}  "
+                             f"every run failed: {'; '.join(failed)}")
+                continue
+            median = res.median_seconds[name]
             low, high = res.seconds_range.get(name, (median, median))
             ratios = list(res.ratios_to_synchronous.get(name, ()))
-            note = "" if res.correct.get(name) else "  (answers differ or runs failed)"
+            note = "" if res.correct.get(name) else f"  (answers differ or runs failed: {'; '.join(failed)})"
             if name == "auto":
                 note += f"  picks {statistics.mode(r.auto_choice or '?' for r in res.repetitions)}; " \
                         f"regret {list(res.regrets)}; safe {list(res.auto_safe)}"
             lines.append(f"{res.environment:28s} {res.format:3s} {name:26s} {median:7.2f}s "
                          f"{low:6.2f}-{high:6.2f}s x{res.speedup.get(name, 0):5.2f}  {ratios}{note}")
+    for found in (read(res) for res in result.environments):
+        lines.append(f"{found.environment} {found.format}: auto x{found.auto_over_sync} of synchronous "
+                     f"{list(found.auto_over_sync_range)}, regret {found.regret} {list(found.regret_range)}; "
+                     f"met: {', '.join(found.met) or 'none'}; missed: {', '.join(found.missed) or 'none'}")
     return lines
 
 
@@ -218,16 +288,21 @@ def plot(result: Result, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     formats = sorted({res.format for res in result.environments})
-    fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 6), squeeze=False)
+    rows = max(sum(len(r.runs) for r in result.environments if r.format == fmt) for fmt in formats)
+    fig, axes = plt.subplots(1, len(formats), figsize=(11 * len(formats), 1.5 + 0.4 * rows), squeeze=False)
     colours = ["#90caf9", "#ffcc80", "#a5d6a7", "#ce93d8"]
     for ax, fmt in zip(axes[0], formats):
         labels, k = [], 0
         for e, res in enumerate(r for r in result.environments if r.format == fmt):
-            for name, median in res.median_seconds.items():
+            for name, runs in res.runs.items():
+                median = res.median_seconds.get(name, 0.0)
                 ax.barh(k, median, color=colours[e % len(colours)])
-                xs = [r.seconds for r in res.runs[name] if r.seconds is not None]
+                xs = [r.seconds for r in runs if r.seconds is not None]
                 ax.scatter(xs, [k] * len(xs), color="#263238", s=8, zorder=3)
-                ax.text(median, k, f" x{res.speedup.get(name, 0):.2f}", va="center", fontsize=7)
+                failed = sorted({r.failed.split(":")[0] for r in runs if r.failed})
+                ax.text(median, k, (f" x{res.speedup[name]:.2f}" if name in res.speedup else "")
+                        + (f"  {len([r for r in runs if r.failed])} of {len(runs)} failed ({', '.join(failed)})"
+                           if failed else ""), va="center", fontsize=7)
                 labels.append(f"{res.environment}: {name}")
                 k += 1
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
