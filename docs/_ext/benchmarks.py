@@ -108,8 +108,10 @@ BENCHMARKS = (
     Bench("bench-builds-load-pp-gil-as_imported", "The load experiment on the free-threaded build: PP, the GIL as "
           "imported", "threadprobe bench load --python .venv-ft/bin/python --repeats 5 --data-format pp "
           "--gil as_imported",
-          _BUILDS + " Read here: importing netCDF4 turns the GIL back on, so this is the free-threaded build "
-          "running as a GIL build; no speed figure is set for it, but auto must still be right and safe."),
+          _BUILDS + " Read here: importing netCDF4 turns the GIL back on (every run says so), so this is the "
+          "free-threaded build running with a GIL, and no speed figure is set for it. Threads, as they are or "
+          "holding a lock, are slower than synchronous; processes are the fastest, and auto picks them every time, "
+          "its regret being the pilot's cost."),
     Bench("bench-builds-load", "The load experiment on both builds, both formats and GIL states",
           "threadprobe bench load --python .venv/bin/python --python .venv-ft/bin/python --repeats 10", _BUILDS),
     Bench("bench-builds-wind", "The wind experiment on both builds, both formats and GIL states",
