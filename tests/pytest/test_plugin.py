@@ -485,3 +485,33 @@ def test_a_raw_netcdf4_crash_is_reported_thread_unsafe_in_every_session(tmp_path
         reported.append("1 failed" in done.stdout and "1 thread-unsafe" in done.stdout)
     assert all(reported), reported
 
+
+
+def test_an_own_state_control_whose_fixture_cannot_be_set_up_again_is_said_not_run(suite):
+    """Iris's module ``_setup`` yields only the first time in a process: the control with each
+    thread on its own fixtures cannot run, and the summary says so instead of showing its error."""
+    suite.makepyfile(test_once='''
+        import threading
+        import pytest
+
+        BOTH = threading.Barrier(2)
+        SET = []
+
+        @pytest.fixture(autouse=True, scope="module")
+        def _setup():
+            if not SET:
+                SET.append(1)
+                yield
+
+        def test_fails_only_when_both_threads_meet():
+            try:
+                BOTH.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                return  # alone (the one-thread control): fine
+            raise AssertionError("two threads at once")
+    ''')
+    result = suite.runpytest_subprocess("--threadprobe-threads=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 thread-unsafe*", "*test_fails_only_when_both_threads_meet: AssertionError under 2 "
+                                 "threads*each thread with its own fixtures: not run (a fixture could not be set up "
+                                 "again: *did not yield a value*"])

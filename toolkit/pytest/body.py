@@ -151,7 +151,7 @@ def describe(outcome: Outcome, run: Run, layout: Layout, threads: int, timeout: 
     if errors and all((e.error_type or "").endswith("_Skip") for e in errors):
         return replace(base, skipped=errors[0].message or "skipped in threads")
     opened = [e for e in errors if e.stage == Stage.OPEN]
-    if opened and run == Run.THREADS:
+    if opened and run != Run.ONE_THREAD:  # the fixtures, not the body: the run says nothing of threads
         return replace(base, open_error=f"{opened[0].error_type}: {detect.first_line(opened[0].message)}")
     first = outcome.evidence[0]
     context = (f"in one thread, {layout.runs} runs in a row" if layout.serial else

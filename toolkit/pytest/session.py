@@ -103,12 +103,15 @@ class Threadprobe:
             return None  # pytest runs the test as usual, in this process
         control = self.body(pyfuncitem, settings, Run.ONE_THREAD)
         own = self.own_state(pyfuncitem, settings) if control.kind == Kind.OK else None
-        label = triage(threaded.kind, Control(control.kind, control.failed_index), own.kind if own else None)
+        ran_own = own.kind if own is not None and own.open_error is None else None  # unset up: no evidence
+        label = triage(threaded.kind, Control(control.kind, control.failed_index), ran_own)
         return self.conclude(pyfuncitem, label, settings, threaded, control, own)
 
     def own_state(self, item: pytest.Function, settings: Settings) -> BodyRun | None:
         """The threads again, each on its own instance of every fixture the test owns; None when
-        the test owns none wider than a function (that run would be the threaded one again)."""
+        the test owns none wider than a function (that run would be the threaded one again). A
+        fixture that cannot be set up a second time (Iris's module ``_setup`` yields only once per
+        process) leaves its ``open_error`` set: that control did not run."""
         if not fixtures.wider_fixtures(item):
             return None
         got = None

@@ -39,9 +39,16 @@ def why(label: Label, threaded: BodyRun, control: BodyRun, own: BodyRun | None) 
         return f"{threaded.headline}; serially: {control.headline}"
     if label == Label.SHARED_STATE:
         return f"{threaded.headline}; each thread with its own fixtures: fine"
-    if own is not None:
-        return f"{threaded.headline}; each thread with its own fixtures too: {own.headline}"
-    return threaded.headline
+    return f"{threaded.headline}{alone(own, 'each thread with its own fixtures too: ')}"
+
+
+def alone(own: BodyRun | None, lead: str) -> str:
+    """What the threads did each on its own fixtures, after ``lead``; nothing when that did not run."""
+    if own is None:
+        return ""
+    if own.open_error is not None:
+        return f"; each thread with its own fixtures: not run (a fixture could not be set up again: {own.open_error})"
+    return f"; {lead}{own.headline or 'fine'}"
 
 
 def failure(label: Label, threads: int, threaded: BodyRun, control: BodyRun, own: BodyRun | None,
@@ -57,9 +64,8 @@ def failure(label: Label, threads: int, threaded: BodyRun, control: BodyRun, own
                 f"and not when each thread has its own (test state, not a library bug): {threaded.headline}\n"
                 f"{threaded.text}")
     serially = "fine" if control.kind == Kind.OK else f"{control.headline}, which is not this"
-    alone = "" if own is None else f"; each thread with its own fixtures: {own.headline or 'fine'}"
     return (f"thread-unsafe: {threaded.headline} (the same runs one after another, sharing fixtures as the threads "
-            f"do: {serially}{alone})\n{threaded.text}")
+            f"do: {serially}{alone(own, 'each thread with its own fixtures: ')})\n{threaded.text}")
 
 
 def write(out: Any, session: Threadprobe) -> None:
