@@ -7,9 +7,16 @@ threadprobe with ``--threadprobe-threads=2``, and pytest-run-parallel with ``--p
 session: whether it finished (its final summary, no signal), how many tests it ran (an outcome
 line each, ``-v``), which it named (threadprobe: its summary's sections, each crash with its
 signal and frames; run-parallel: its short summary), the tests that pass plain and fail under
-threads, and its wall time over the plain run's of the same round.
+threads, and its wall time over the plain run's of the same round (finished sessions only: a
+dead session's time is how long it lived). Each crash threadprobe names keeps the head of its
+faulthandler output, from the JUnit file, and each crash the JUnit file shows must be in the summary.
+Every session runs with an empty ini file of its own and the rootdir at Iris's site-packages, so no
+pytest configuration of this repository reaches Iris's suites.
 
-    python tests/bench/plugin_freethreaded.py [--rounds 10] [--out reports/bench-plugin-ft.json]
+    python tests/bench/plugin_freethreaded.py [--rounds 10] [--lock FILE] [--out reports/bench-plugin-ft.json]
+
+``--lock``: hold that flock file for each round (the three sessions of a round side by side), not
+the whole run, so other heavy jobs on a shared machine get their turn between rounds.
 
 Writes the JSON (machine, date, command, every session raw) and a plot beside it (.png).
 Skips, saying why, without .venv-ft or Iris's test data.
@@ -20,12 +27,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.freethreaded import turn  # noqa: E402
 from tests.bench.iris_suites import DATA, junit_outcomes  # noqa: E402
 from threadprobe.report import benchfile  # noqa: E402
 
@@ -44,6 +54,8 @@ FINAL = re.compile(r"^=+ .*\bin [\d.]+s( \([\d:]+\))? =+$")
 SECTION = re.compile(r"^[=-]+ threadprobe: \d+ (.+?) \(.*[=-]+$")
 SHORT = re.compile(r"^(?:PARALLEL )?(FAILED|ERROR) (\S+::\S+)")
 SIGNAL = re.compile(r"killed by (SIG[A-Z]+)")
+#: Lines of a crash's faulthandler output kept (its first lines say what failed, then the frames).
+FAULT_LINES = 40
 
 
 def suites() -> list[str]:
@@ -61,9 +73,11 @@ def ensure_run_parallel() -> str:
     return done.stdout.strip()
 
 
-def command(mode: str, paths: list[str], junit: Path) -> list[str]:
-    args = [str(FT), "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts=",
-            f"--junitxml={junit}", *paths]
+def command(mode: str, paths: list[str], work: Path) -> list[str]:
+    (work / "pytest.ini").write_text("[pytest]\n")
+    rootdir = Path(paths[0]).parents[3]  # site-packages: node ids start at iris/
+    args = [str(FT), "-m", "pytest", "-v", "-c", str(work / "pytest.ini"), "--rootdir", str(rootdir),
+            "-p", "no:cacheprovider", "-p", "no:randomly", f"--junitxml={work / 'junit.xml'}", *paths]
     if mode == "threadprobe":
         return args + ["-p", "no:run-parallel", "--threadprobe-threads=2"]
     if mode == "run-parallel":
@@ -78,22 +92,60 @@ def session(mode: str, paths: list[str], timeout: float) -> dict[str, Any]:
     env = {**os.environ, "OVERRIDE_TEST_DATA_REPOSITORY": str(DATA), "PYTHON_GIL": "0", "PYTHONHASHSEED": "0"}
     began = time.perf_counter()
     try:
-        done = subprocess.run(command(mode, paths, junit), cwd=work, env=env, capture_output=True, text=True,
+        done = subprocess.run(command(mode, paths, work), cwd=work, env=env, capture_output=True, text=True,
                               timeout=timeout)
         status: int | str = done.returncode
         out, err = done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
         status, out, err = "timeout", _text(exc.stdout), _text(exc.stderr)
     seconds = time.perf_counter() - began
+    try:
+        return ended(mode, status, seconds, out, err, junit)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ended(mode: str, status: int | str, seconds: float, out: str, err: str, junit: Path) -> dict[str, Any]:
+    """A session as it ended: its status, what it ran and named, and its crashes' faults."""
     died = signal.Signals(-status).name if isinstance(status, int) and status < 0 else None
     lines = out.splitlines()
     ran = {m.group(1): m.group(2) for line in lines if (m := OUTCOME.match(line))}
     outcomes = junit_outcomes(junit) if junit.exists() else {k: v.lower() for k, v in ran.items()}
+    failures = junit_failures(junit) if junit.exists() else {}
+    found = named(mode, lines)
+    for n in found:
+        if n.get("signal"):
+            n["fault"] = fault_head(failures.get(junit_name(n["nodeid"]), ""))
     return {"mode": mode, "seconds": round(seconds, 2), "status": status, "signal": died,
             "finished": died is None and status != "timeout" and any(FINAL.match(line) for line in lines[-5:]),
             "ran": len(ran), "counts": dict(Counter(outcomes.values())), "outcomes": outcomes,
-            "named": named(mode, lines), "last_started": last_started(lines) if died else None,
-            "fault": err[-3000:] if died else "", "tail": lines[-1:]}
+            "named": found, "crashed": sorted(k for k, text in failures.items() if SIGNAL.search(text)),
+            "last_started": last_started(lines) if died else None, "fault": err[-3000:] if died else "",
+            "tail": lines[-1:]}
+
+
+def junit_failures(path: Path) -> dict[str, str]:
+    """Each failed or erring test's whole failure text, under the JUnit file's name for it."""
+    found: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        for child in case:
+            if child.tag in ("failure", "error"):
+                found[f"{case.get('classname')}::{case.get('name')}"] = child.text or child.get("message") or ""
+    return found
+
+
+def junit_name(nodeid: str) -> str:
+    """A node id (iris/tests/x/test_y.py::Class::test[p]) as the JUnit file names it."""
+    parts = nodeid.split("::")
+    return ".".join([parts[0].removesuffix(".py").replace("/", "."), *parts[1:-1]]) + "::" + parts[-1]
+
+
+def fault_head(text: str) -> list[str]:
+    """The first lines of a crash's faulthandler output, where it begins in the failure text."""
+    lines = text.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.startswith(("Fatal Python error", "Current thread",
+                                                                          "Thread 0x"))), 0)
+    return lines[start:start + FAULT_LINES]
 
 
 def _text(raw: Any) -> str:
@@ -152,13 +204,19 @@ def figures(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "ran": spread([s["ran"] for s in sessions]), "named": spread([len(s["named"]) for s in sessions]),
             "died_by": dict(Counter(s["signal"] for s in sessions if s["signal"])),
             "seconds": spread([s["seconds"] for s in sessions]),
-            "over_plain": spread([s["seconds"] / p["seconds"] for s, p in zip(sessions, plain)]),
+            "over_plain": spread([s["seconds"] / p["seconds"] for s, p in zip(sessions, plain)
+                                  if s["finished"] and p["finished"]]),
             "newly_failing": spread([len(newly_failing(p, s)) for s, p in zip(sessions, plain) if s["finished"]]),
         }
         if mode == "threadprobe":
             failures_killed = [sum(1 for n in s["named"] if n.get("signal")) for s in sessions]
+            unnamed = [c for s in sessions for c in sorted(set(s["crashed"]) - {junit_name(n["nodeid"])
+                                                                               for n in s["named"] if n.get("signal")})]
             out[mode].update(crashes_named=len(crashes), crashes_with_frames=sum(bool(n["frames"]) for n in crashes),
-                             crashed_tests=sorted({n["nodeid"] for n in crashes}), crashes_per_session=failures_killed,
+                             crashes_in_junit=sum(len(s["crashed"]) for s in sessions), crashes_not_named=unnamed,
+                             crashed_tests=dict(Counter(n["nodeid"] for n in crashes)),
+                             died_by_test=dict(Counter(f"{n['signal']}" for n in crashes)),
+                             crashes_per_session=failures_killed,
                              labels=dict(Counter(n["label"] for s in sessions for n in s["named"])))
     return out
 
@@ -203,7 +261,8 @@ def write(out: Path, runs: dict[str, list[dict[str, Any]]], about: dict[str, Any
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one session may take")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds one session may take")
+    parser.add_argument("--lock", default=None, metavar="FILE", help="hold this flock file for each round only")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench-plugin-ft.json"))
     args = parser.parse_args()
     if not FT.exists():
@@ -218,12 +277,13 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for r in range(args.rounds):
-        for mode in MODES[r % 3:] + MODES[:r % 3]:
-            got = session(mode, paths, args.timeout)
-            runs[mode].append(got)
-            state = "finished" if got["finished"] else f"died ({got['signal'] or got['status']})"
-            print(f"[round {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {state}, ran {got['ran']}, "
-                  f"named {len(got['named'])} {got['counts']}", file=sys.stderr, flush=True)
+        with turn(args.lock):
+            for mode in MODES[r % 3:] + MODES[:r % 3]:
+                got = session(mode, paths, args.timeout)
+                runs[mode].append(got)
+                state = "finished" if got["finished"] else f"died ({got['signal'] or got['status']})"
+                print(f"[round {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {state}, ran {got['ran']}, "
+                      f"named {len(got['named'])} {got['counts']}", file=sys.stderr, flush=True)
         write(out, runs, {"run_parallel": version, "suites": paths, "rounds_done": r + 1, "rounds": args.rounds})
     print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
