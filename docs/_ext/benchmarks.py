@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench_plugin_ft
 from threadprobe.report import benchfile
 
 
@@ -72,6 +73,17 @@ BENCHMARKS = (
           "python tests/bench/iris_suites.py",
           "Iris's thread-safety and netCDF suites under `--threadprobe-threads=2`, beside plain pytest and "
           "pytest-run-parallel; every failure's node id and label is kept for a hand check."),
+    Bench("bench-plugin-ft", "The pytest plugin on the free-threaded build, beside pytest-run-parallel",
+          "python tests/bench/plugin_freethreaded.py --rounds 10 --lock /tmp/threadprobe-heavy.lock",
+          "Iris 3.16.2's netCDF suites (`iris/tests/integration/netcdf`, `iris/tests/unit/fileformats/netcdf`) on "
+          "`.venv-ft` (CPython 3.13t) with `PYTHON_GIL=0`, in rounds of three sessions side by side in rotating order: "
+          "a plain run, threadprobe with `--threadprobe-threads=2`, and pytest-run-parallel 0.10 with "
+          "`--parallel-threads=2`. Aimed at: threadprobe's session finishes in at least 9 of 10 rounds, every crash "
+          "is named to its test with its signal and frames, and its wall time over the plain run of the same round "
+          "is stated. Tests that use `mocker`, `monkeypatch`, `pytest.warns` or `warnings.catch_warnings` run "
+          "serially (process-wide tools), so they are named but never run in threads. The tests that fail plain "
+          "here fail for this machine's setup, not for threads: Iris looks for `ncdump` and `ncgen` beside the "
+          "interpreter, and the shared test data lacks a few files; threadprobe lists them as serial failures."),
     Bench("bench-triage", "Not re-entrant or thread-unsafe",
           "python tests/bench/triage.py --busy",
           "Planted tests (one re-using its `tmp_path`, one that may pass once per process, a C race) in fresh "
@@ -236,10 +248,14 @@ def page(bench: Bench, reports: Path, out: Path) -> str:
     lines += own_reading(bench, bf)
     for name in own_plots(bench, bf, out):
         lines += [f"```{{image}} {name}", f":alt: {name}, drawn from reports/{bench.stem}.json", "```", ""]
-    if plot(series(bf.body()), out / f"{bench.stem}-repetitions.png"):
+    body = bf.body()
+    if bench.stem == bench_plugin_ft.STEM:
+        lines += bench_plugin_ft.lines(bf.data, out)
+        body = {k: v for k, v in body.items() if k not in bench_plugin_ft.RAW}
+    if plot(series(body), out / f"{bench.stem}-repetitions.png"):
         lines += ["Every list of numbers in the file, one dot per repetition, the median marked:", "",
                   f"```{{image}} {bench.stem}-repetitions.png", f":alt: raw repetitions of {bench.stem}", "```", ""]
-    lines += ["## The data", "", *render_value("", bf.body())]
+    lines += ["## The data", "", *render_value("", body)]
     raw = json.dumps(bf.data, indent=1)
     if len(raw) <= RAW_JSON_LIMIT:
         lines += ["## The whole file", "", "```json", raw, "```", ""]

@@ -1,0 +1,108 @@
+"""The page of the plugin on the free-threaded build (``reports/bench-plugin-ft.json``), read against its targets.
+
+The generic page prints a benchmark file's tables; this one also says, from the file alone, how the
+figures stand against issue 31's targets (threadprobe's session finishes in at least 9 of 10 runs,
+every crash named to its test with its frames, the overhead against a plain run stated), lists the
+crashes with the head of their faulthandler output, and redraws the bench's own plot with the
+bench's own code. The sessions' raw records stay in the file, not on the page.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+STEM = "bench-plugin-ft"
+SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "bench" / "plugin_freethreaded.py"
+RAW = ("sessions",)  # per-session records: in the file, too long for the page
+FINISHED_SHARE = 0.9  # the target: at least 9 sessions of 10 finish
+
+
+def _spread(s: dict[str, Any] | None, unit: str = "") -> str:
+    if not s or s.get("median") is None:
+        return "none"
+    return f"median {s['median']:g}{unit} ({s['min']:g} to {s['max']:g})"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def table(figures: dict[str, Any]) -> list[str]:
+    """One row per mode: sessions finished, tests ran and named, how sessions died, wall time."""
+    lines = ["| session | finished | tests ran | tests named | died by | wall time | over plain (finished) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for mode, f in figures.items():
+        died = ", ".join(f"{k} x{v}" for k, v in f["died_by"].items()) or "none"
+        lines.append(f"| {mode} | {f['finished']} of {f['sessions']} | {_spread(f['ran'])} | {_spread(f['named'])} | "
+                     f"{died} | {_spread(f['seconds'], ' s')} | {_spread(f['over_plain'], 'x')} |")
+    return lines + [""]
+
+
+def targets(figures: dict[str, Any]) -> list[str]:
+    """The issue's targets, each with the figure the file gives."""
+    tp = figures.get("threadprobe")
+    if not tp:
+        return []
+    finished = tp["finished"] >= FINISHED_SHARE * tp["sessions"]
+    every = not tp.get("crashes_not_named") and tp.get("crashes_with_frames") == tp.get("crashes_named")
+    rp = figures.get("run-parallel", {})
+    labels = ", ".join(f"{k} {v}" for k, v in tp.get("labels", {}).items())
+    return [
+        "## Against the targets", "",
+        f"- threadprobe's session finished in {tp['finished']} of {tp['sessions']} runs (target: at least 9 of 10): "
+        f"{_met(finished)}.",
+        f"- Crashes: {tp.get('crashes_in_junit', 0)} in the JUnit files, {tp.get('crashes_named', 0)} named in the "
+        f"summary, {tp.get('crashes_with_frames', 0)} of them with frames; not named: "
+        f"{len(tp.get('crashes_not_named', []))} (target: every crash named): {_met(every)}.",
+        f"- Overhead against a plain run of the same round: {_spread(tp['over_plain'], 'x')} (target: stated).",
+        f"- pytest-run-parallel finished {rp.get('finished', 0)} of {rp.get('sessions', 0)} sessions.",
+        f"- Labels over all sessions: {labels}.", "",
+    ]
+
+
+def crashes(data: dict[str, Any]) -> list[str]:
+    """Each crashed test, how often, and the head of one fault of it."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for s in data.get("sessions", {}).get("threadprobe", []):
+        for n in s["named"]:
+            if n.get("signal"):
+                seen.setdefault(n["nodeid"], []).append(n)
+    if not seen:
+        return []
+    lines = ["## The crashes threadprobe named", ""]
+    for nodeid, found in sorted(seen.items(), key=lambda kv: -len(kv[1])):
+        signals = ", ".join(sorted({n["signal"] for n in found}))
+        lines += [f"`{nodeid}`: {len(found)} of {len(data['sessions']['threadprobe'])} sessions ({signals}), "
+                  f"labelled {', '.join(sorted({n['label'] for n in found}))}", ""]
+        head = next((n.get("fault") for n in found if n.get("fault")), None) or [f for n in found for f in n["frames"]]
+        lines += ["```text", *head[:16], "```", ""]
+    return lines
+
+
+def plot(data: dict[str, Any], out: Path) -> str | None:
+    """The bench's own plot, redrawn from the file by the bench's own code; its file name."""
+    if not data.get("sessions") or not SCRIPT.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("plugin_freethreaded", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out.mkdir(parents=True, exist_ok=True)
+    bench.plot(data["sessions"], data["tests"], out / f"{STEM}.png")
+    return f"{STEM}.png"
+
+
+def lines(data: dict[str, Any], out: Path) -> list[str]:
+    """The page's own part: the plot, the table, the targets and the crashes."""
+    found = ["## Sessions side by side", ""]
+    name = plot(data, out)
+    if name:
+        found += [f"```{{image}} {name}", f":alt: each session's wall time and tests run, from reports/{STEM}.json",
+                  "```", ""]
+    done, planned = data.get("rounds_done"), data.get("rounds")
+    if done is not None and planned is not None and done < planned:
+        found += [f"Only {done} of the {planned} rounds planned ran to the end: the figures are of those.", ""]
+    found += table(data.get("figures", {}))
+    return found + targets(data.get("figures", {})) + crashes(data)
