@@ -120,7 +120,7 @@ def ended(mode: str, status: int | str, seconds: float, out: str, err: str, juni
             "finished": died is None and status != "timeout" and any(FINAL.match(line) for line in lines[-5:]),
             "ran": len(ran), "counts": dict(Counter(outcomes.values())), "outcomes": outcomes,
             "named": found, "crashed": sorted(k for k, text in failures.items() if SIGNAL.search(text)),
-            "last_started": last_started(lines) if died else None, "fault": err[-3000:] if died else "",
+            "last_started": last_started(lines) if died else None, "fault": session_fault(err) if died else [],
             "tail": lines[-1:]}
 
 
@@ -140,12 +140,19 @@ def junit_name(nodeid: str) -> str:
     return ".".join([parts[0].removesuffix(".py").replace("/", "."), *parts[1:-1]]) + "::" + parts[-1]
 
 
-def fault_head(text: str) -> list[str]:
+def session_fault(err: str) -> list[str]:
+    """A dead session's own faulthandler output (pytest enables it): every thread's frames, up to
+    the list of extension modules, which names nothing of the crash."""
+    head = fault_head(err, limit=400)
+    return [line for line in head if not line.startswith("Extension modules:")]
+
+
+def fault_head(text: str, limit: int = FAULT_LINES) -> list[str]:
     """The first lines of a crash's faulthandler output, where it begins in the failure text."""
     lines = text.splitlines()
     start = next((k for k, line in enumerate(lines) if line.startswith(("Fatal Python error", "Current thread",
                                                                           "Thread 0x"))), 0)
-    return lines[start:start + FAULT_LINES]
+    return lines[start:start + limit]
 
 
 def _text(raw: Any) -> str:
