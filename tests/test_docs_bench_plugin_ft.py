@@ -25,19 +25,25 @@ def figures(finished: int, not_named: list[str], with_frames: int = 2) -> dict[s
                             "labels": {"thread-unsafe": 2}}}
 
 
-@pytest.mark.parametrize(("finished", "not_named", "with_frames", "finish", "named"), [
-    (10, [], 2, "met", "met"),
-    (9, [], 2, "met", "met"),
-    (8, [], 2, "**missed**", "met"),
-    (10, ["iris.tests.x::test_y"], 2, "met", "**missed**"),
-    (10, [], 1, "met", "**missed**"),
+@pytest.mark.parametrize(("finished", "not_named", "finish", "named"), [
+    (10, [], "met", "met"),
+    (9, [], "met", "met"),
+    (8, [], "**missed**", "met"),
+    (10, ["iris.tests.x::test_y"], "met", "**missed**"),
 ])
-def test_the_targets_are_met_or_missed_as_the_figures_say(finished: int, not_named: list[str], with_frames: int,
-                                                          finish: str, named: str) -> None:
-    text = "\n".join(bench_plugin_ft.targets(figures(finished, not_named, with_frames)))
+def test_the_targets_are_met_or_missed_as_the_figures_say(finished: int, not_named: list[str], finish: str,
+                                                          named: str) -> None:
+    text = "\n".join(bench_plugin_ft.targets(figures(finished, not_named)))
     assert f"finished in {finished} of 10 runs (target: at least 9 of 10): {finish}." in text
-    assert f"(target: every crash named): {named}." in text
+    assert f"(target: every crash named to its test): {named}." in text
     assert "median 4x (4 to 4)" in text
+
+
+def test_a_named_crash_without_frames_is_listed() -> None:
+    bare = {"nodeid": "iris/tests/t.py::test_b", "label": "thread-unsafe", "signal": "SIGSEGV", "frames": []}
+    text = "\n".join(bench_plugin_ft.targets(figures(10, [], with_frames=1), {"threadprobe": [{"named": [bare]}]}))
+    assert "2 with the crashing thread's frames" not in text
+    assert "1 with the crashing thread's frames; without: `iris/tests/t.py::test_b` (thread-unsafe)." in text
 
 
 def test_each_crashed_test_is_listed_with_the_head_of_its_fault() -> None:

@@ -40,22 +40,26 @@ def table(figures: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def targets(figures: dict[str, Any]) -> list[str]:
+def targets(figures: dict[str, Any], sessions: dict[str, Any] | None = None) -> list[str]:
     """The issue's targets, each with the figure the file gives."""
     tp = figures.get("threadprobe")
     if not tp:
         return []
     finished = tp["finished"] >= FINISHED_SHARE * tp["sessions"]
-    every = not tp.get("crashes_not_named") and tp.get("crashes_with_frames") == tp.get("crashes_named")
+    unnamed = tp.get("crashes_not_named", [])
     rp = figures.get("run-parallel", {})
     labels = ", ".join(f"{k} {v}" for k, v in tp.get("labels", {}).items())
+    bare = sorted({f"`{n['nodeid']}` ({n['label']})" for s in (sessions or {}).get("threadprobe", [])
+                   for n in s["named"] if n.get("signal") and not n["frames"]})
     return [
         "## Against the targets", "",
         f"- threadprobe's session finished in {tp['finished']} of {tp['sessions']} runs (target: at least 9 of 10): "
         f"{_met(finished)}.",
-        f"- Crashes: {tp.get('crashes_in_junit', 0)} in the JUnit files, {tp.get('crashes_named', 0)} named in the "
-        f"summary, {tp.get('crashes_with_frames', 0)} of them with frames; not named: "
-        f"{len(tp.get('crashes_not_named', []))} (target: every crash named): {_met(every)}.",
+        f"- Crashes that failed a test (the JUnit files): {tp.get('crashes_in_junit', 0)}; not named in the "
+        f"summary: {len(unnamed)} (target: every crash named to its test): {_met(not unnamed)}.",
+        f"- Crashes the summary names, those of its controls too: {tp.get('crashes_named', 0)}, "
+        f"{tp.get('crashes_with_frames', 0)} with the crashing thread's frames"
+        + (f"; without: {', '.join(bare)}" if bare else "") + ".",
         f"- Overhead against a plain run of the same round: {_spread(tp['over_plain'], 'x')} (target: stated).",
         f"- pytest-run-parallel finished {rp.get('finished', 0)} of {rp.get('sessions', 0)} sessions.",
         f"- Labels over all sessions: {labels}.", "",
@@ -76,8 +80,37 @@ def crashes(data: dict[str, Any]) -> list[str]:
         signals = ", ".join(sorted({n["signal"] for n in found}))
         lines += [f"`{nodeid}`: {len(found)} of {len(data['sessions']['threadprobe'])} sessions ({signals}), "
                   f"labelled {', '.join(sorted({n['label'] for n in found}))}", ""]
-        head = next((n.get("fault") for n in found if n.get("fault")), None) or [f for n in found for f in n["frames"]]
-        lines += ["```text", *head[:16], "```", ""]
+        lines += ["```text", *crashing_thread(found), "```", ""]
+    return lines
+
+
+def crashing_thread(found: list[dict[str, Any]], limit: int = 10) -> list[str]:
+    """The first line of one fault of a test and its crashing thread's frames ("Current thread"),
+    or, when the kept head of the fault stops before that thread, the frames the summary gave."""
+    for n in found:
+        fault = n.get("fault") or []
+        start = next((i for i, line in enumerate(fault) if line.startswith("Current thread")), None)
+        if start is not None:
+            return [*fault[:1], *fault[start:start + limit]]
+    first = next((n["fault"][:1] for n in found if n.get("fault")), [])
+    return [*first, "frames the summary gave:", *next((n["frames"] for n in found if n["frames"]), [])]
+
+
+def deaths(data: dict[str, Any]) -> list[str]:
+    """Each threadprobe session that died: the test it was in, and the crashing thread of its own fault."""
+    dead = [(k, s) for k, s in enumerate(data.get("sessions", {}).get("threadprobe", []), 1) if not s["finished"]]
+    if not dead:
+        return []
+    lines = ["## threadprobe's sessions that died", "",
+             "The pytest process itself died here, not a forked child: what killed it ran in pytest's own process.", ""]
+    for k, s in dead:
+        fault = s.get("fault") if isinstance(s.get("fault"), list) else []
+        start = next((i for i, line in enumerate(fault) if line.startswith("Current thread")), 0)
+        where = (f"in `{s['last_started']}`" if s.get("last_started") else  # its outcome printed: in its teardown
+                 f"after the last line printed, `{' '.join(s['tail']).strip()}` (its teardown, or between tests)")
+        lines += [f"Round {k}: {s['signal'] or s['status']} after {s['ran']} tests, {where}", ""]
+        if fault:
+            lines += ["```text", *fault[:2], *fault[start:start + 14], "```", ""]
     return lines
 
 
@@ -105,4 +138,4 @@ def lines(data: dict[str, Any], out: Path) -> list[str]:
     if done is not None and planned is not None and done < planned:
         found += [f"Only {done} of the {planned} rounds planned ran to the end: the figures are of those.", ""]
     found += table(data.get("figures", {}))
-    return found + targets(data.get("figures", {})) + crashes(data)
+    return found + targets(data.get("figures", {}), data.get("sessions")) + crashes(data) + deaths(data)
