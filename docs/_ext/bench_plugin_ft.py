@@ -10,6 +10,7 @@ bench's own code. The sessions' raw records stay in the file, not on the page.
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,19 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def table(figures: dict[str, Any]) -> list[str]:
+def ends(sessions: list[dict[str, Any]]) -> str:
+    """How the sessions that did not finish ended: a signal, or pytest's exit status with no summary."""
+    found = Counter(s["signal"] or (s["status"] if s["status"] == "timeout" else f"exit {s['status']}")
+                    for s in sessions if not s["finished"])
+    return ", ".join(f"{k} x{v}" for k, v in found.items()) or "none"
+
+
+def table(figures: dict[str, Any], sessions: dict[str, Any] | None = None) -> list[str]:
     """One row per mode: sessions finished, tests ran and named, how sessions died, wall time."""
     lines = ["| session | finished | tests ran | tests named | died by | wall time | over plain (finished) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for mode, f in figures.items():
-        died = ", ".join(f"{k} x{v}" for k, v in f["died_by"].items()) or "none"
+        died = ends((sessions or {}).get(mode, []))
         lines.append(f"| {mode} | {f['finished']} of {f['sessions']} | {_spread(f['ran'])} | {_spread(f['named'])} | "
                      f"{died} | {_spread(f['seconds'], ' s')} | {_spread(f['over_plain'], 'x')} |")
     return lines + [""]
@@ -137,5 +145,5 @@ def lines(data: dict[str, Any], out: Path) -> list[str]:
     done, planned = data.get("rounds_done"), data.get("rounds")
     if done is not None and planned is not None and done < planned:
         found += [f"Only {done} of the {planned} rounds planned ran to the end: the figures are of those.", ""]
-    found += table(data.get("figures", {}))
+    found += table(data.get("figures", {}), data.get("sessions"))
     return found + targets(data.get("figures", {}), data.get("sessions")) + crashes(data) + deaths(data)

@@ -116,12 +116,12 @@ def ended(mode: str, status: int | str, seconds: float, out: str, err: str, juni
     for n in found:
         if n.get("signal"):
             n["fault"] = fault_head(failures.get(junit_name(n["nodeid"]), ""))
-    return {"mode": mode, "seconds": round(seconds, 2), "status": status, "signal": died,
-            "finished": died is None and status != "timeout" and any(FINAL.match(line) for line in lines[-5:]),
+    finished = died is None and status != "timeout" and any(FINAL.match(line) for line in lines[-5:])
+    return {"mode": mode, "seconds": round(seconds, 2), "status": status, "signal": died, "finished": finished,
             "ran": len(ran), "counts": dict(Counter(outcomes.values())), "outcomes": outcomes,
             "named": found, "crashed": sorted(k for k, text in failures.items() if SIGNAL.search(text)),
-            "last_started": last_started(lines) if died else None, "fault": session_fault(err) if died else [],
-            "tail": lines[-1:]}
+            "last_started": None if finished else last_started(lines),
+            "fault": [] if finished else session_fault(err), "tail": lines[-1:]}
 
 
 def junit_failures(path: Path) -> dict[str, str]:
@@ -141,8 +141,10 @@ def junit_name(nodeid: str) -> str:
 
 
 def session_fault(err: str) -> list[str]:
-    """A dead session's own faulthandler output (pytest enables it): every thread's frames, up to
-    the list of extension modules, which names nothing of the crash."""
+    """A session's own faulthandler output when it died (pytest enables it): every thread's frames,
+    up to the list of extension modules, which names nothing of the crash."""
+    if "Fatal Python error" not in err:  # no fault (pytest's exit status with no summary): its stderr's end
+        return err.splitlines()[-40:]
     head = fault_head(err, limit=400)
     return [line for line in head if not line.startswith("Extension modules:")]
 
