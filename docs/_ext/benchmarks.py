@@ -83,7 +83,15 @@ BENCHMARKS = (
           "is stated. Tests that use `mocker`, `monkeypatch`, `pytest.warns` or `warnings.catch_warnings` run "
           "serially (process-wide tools), so they are named but never run in threads. The tests that fail plain "
           "here fail for this machine's setup, not for threads: Iris looks for `ncdump` and `ncgen` beside the "
-          "interpreter, and the shared test data lacks a few files; threadprobe lists them as serial failures."),
+          "interpreter, and the shared test data lacks a few files; threadprobe lists them as serial failures. "
+          "How to read the labels of a crash: `thread-unsafe` unless the threads, each on its own fixtures, pass "
+          "(that control runs only for a test with class- or module-scoped fixtures that can be set up twice); "
+          "`shared state` when that control passes its three runs, which a rare library crash can do, so the list "
+          "below gives every label a crashed test got across sessions. "
+          "threadprobe isolates the test body, not the fixtures pytest sets up in its own process: a fixture that "
+          "starts threads there (Iris's `DistributedScheduler` case starts a dask `distributed.Client`) keeps "
+          "them running while tests fork, and a crash in pytest's process ends the session, which the section of "
+          "dead sessions then shows."),
     Bench("bench-triage", "Not re-entrant or thread-unsafe",
           "python tests/bench/triage.py --busy",
           "Planted tests (one re-using its `tmp_path`, one that may pass once per process, a C race) in fresh "
