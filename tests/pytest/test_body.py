@@ -46,6 +46,10 @@ def test_a_crash_shows_the_crashing_threads_innermost_frames_without_threadprobe
     assert body.crash_frames("Fatal Python error: Aborted\n\nStack (most recent call first):\n"
                              '  File "/x.py", line 1 in f\n') == ('File "/x.py", line 1 in f',)
     assert body.crash_frames("") == ()
+    unmarked = ("Fatal Python error: Aborted\n\nThread 0x1 (most recent call first):\n"
+                '  File "/lib/concurrent/futures/thread.py", line 90 in _worker\n\nThread 0x2 (most recent call first):\n'
+                "  <no Python frame>\n")
+    assert body.crash_frames(unmarked) == ()  # no thread marked as the crashing one: no frames, not another's
 
 
 def test_an_errors_traceback_leaves_threadprobes_frames_out():

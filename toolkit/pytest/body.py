@@ -192,12 +192,14 @@ def user_frames(traceback: str) -> str:
 
 
 def crash_frames(fault: str, limit: int = FRAMES) -> tuple[str, ...]:
-    """The crashing thread's innermost frames from faulthandler's output ("Current thread"
-    comes first in its block, most recent call first), threadprobe's own left out."""
+    """The crashing thread's innermost frames from faulthandler's output ("Current thread", or
+    "Stack" when only that thread was dumped; most recent call first), threadprobe's own left out.
+    None when faulthandler marked no thread as the crashing one (a thread with no Python state
+    crashed): another thread's frames would name the wrong code."""
     lines = fault.splitlines()
-    start = next((k for k, line in enumerate(lines) if line.startswith("Current thread")), None)
+    start = next((k for k, line in enumerate(lines) if line.startswith(("Current thread", "Stack"))), None)
     if start is None:
-        start = next((k for k, line in enumerate(lines) if line.startswith(("Thread 0x", "Stack"))), 0)
+        return ()
     package = str(Path(__file__).resolve().parents[1])
     frames = []
     for line in lines[start + 1:]:
