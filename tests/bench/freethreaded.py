@@ -58,6 +58,11 @@ def contention(r: dict[str, Any]) -> str | None:
     return None if kind is None else str(kind)
 
 
+def waits_line(r: dict[str, Any]) -> str | None:
+    """The shares a cell's contention class was decided on (its evidence's first line about waits)."""
+    return next((line for line in Result.from_json(r).contention.evidence if "blocked on" in line), None)
+
+
 def part_fingerprint(_: Path) -> dict[str, Any]:
     done = subprocess.run([*THREADPROBE, "fingerprint", "--python", str(FT)], check=True, capture_output=True,
                           text=True, timeout=600)
@@ -90,7 +95,8 @@ def part_planted(folder: Path) -> dict[str, Any]:
         neighbour.wait()
     got = {f"{r['probe']} {r['gil']}": contention(r) for r in cells(diag)}
     return {"seconds": round(seconds, 1), "classes": got,
-            "right": {cell: got.get(cell) == want for cell, want in PLANTED_CASES.items()}}
+            "right": {cell: got.get(cell) == want for cell, want in PLANTED_CASES.items()},
+            "waits": {f"{r['probe']} {r['gil']}": waits_line(r) for r in cells(diag)}}
 
 
 def part_full(folder: Path) -> dict[str, Any]:

@@ -14,6 +14,10 @@ Every session runs with an empty ini file of its own and the rootdir at Iris's s
 pytest configuration of this repository reaches Iris's suites.
 
     python tests/bench/plugin_freethreaded.py [--rounds 10] [--lock FILE] [--out reports/bench-plugin-ft.json]
+                                              [--resume]
+
+``--resume``: keep the sessions the JSON at ``--out`` already holds (same suites and run-parallel
+version) and run only the rounds still missing; each session records the date it ran.
 
 ``--lock``: hold that flock file for each round (the three sessions of a round side by side), not
 the whole run, so other heavy jobs on a shared machine get their turn between rounds.
@@ -267,12 +271,34 @@ def write(out: Path, runs: dict[str, list[dict[str, Any]]], about: dict[str, Any
     plot(runs, total, out.with_suffix(".png"))
 
 
+def earlier(out: Path, version: str, paths: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The whole rounds an earlier run wrote to ``out``, when it ran the same suites with the same
+    run-parallel; none otherwise (a partial round is dropped: its sessions are not side by side)."""
+    import json
+
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {mode: [] for mode in MODES}
+    def tails(found: list[str]) -> list[str]:  # the clone the venv was linked into does not matter
+        return [p.split("site-packages/", 1)[-1] for p in found]
+
+    if old.get("run_parallel") != version or tails(old.get("suites") or []) != tails(paths):
+        print(f"not resumed: {out} ran other suites or another run-parallel", file=sys.stderr)
+        return {mode: [] for mode in MODES}
+    sessions = old.get("sessions") or {}
+    whole = min(len(sessions.get(mode) or []) for mode in MODES)
+    return {mode: [{k: v for k, v in s.items() if k != "newly_failing"} for s in sessions[mode][:whole]]
+            for mode in MODES}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one session may take")
     parser.add_argument("--lock", default=None, metavar="FILE", help="hold this flock file for each round only")
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench-plugin-ft.json"))
+    parser.add_argument("--resume", action="store_true", help="keep the rounds already in --out and run the rest")
     args = parser.parse_args()
     if not FT.exists():
         print(f"skipped: {FT} is missing (.ci/freethreaded-up builds it)", file=sys.stderr)
@@ -282,13 +308,13 @@ def main() -> int:
         return 0
     version = ensure_run_parallel()
     paths = suites()
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     out = Path(args.out)
+    runs = earlier(out, version, paths) if args.resume else {mode: [] for mode in MODES}
     out.parent.mkdir(parents=True, exist_ok=True)
-    for r in range(args.rounds):
+    for r in range(len(runs["plain"]), args.rounds):
         with turn(args.lock):
             for mode in MODES[r % 3:] + MODES[:r % 3]:
-                got = session(mode, paths, args.timeout)
+                got = session(mode, paths, args.timeout) | {"date": time.strftime("%Y-%m-%d")}
                 runs[mode].append(got)
                 state = "finished" if got["finished"] else f"died ({got['signal'] or got['status']})"
                 print(f"[round {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {state}, ran {got['ran']}, "

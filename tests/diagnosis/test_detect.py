@@ -239,3 +239,19 @@ def test_where_an_import_turned_the_gil_back_on_a_gil_bound_cell_is_gil_beside_a
     assert detect.contention(both, gil_enabled=True)[0] == "library_lock"  # a GIL build: the lock decides
     assert detect.contention(both, gil_enabled=True, reenabled=True)[0] == "gil"
     assert detect.contention({"running": 100, "lock": 20}, gil_enabled=True, reenabled=True)[0] == "library_lock"
+
+
+def test_the_lock_share_is_of_the_threads_measured_time_when_it_was_measured():
+    # A mutex's woken waiters queue for a CPU and are sampled "running": the samples under-read
+    # the lock (3%), while the time measured says the threads were blocked on it most of the time.
+    samples = {"running": 300, "queued": 100, "lock": 10}
+    assert detect.contention(samples)[0] == "none"
+    times = {"running": 0.10, "queued": 0.75, "lock": 0.15}
+    cls, lines = detect.contention(samples, times=times)
+    assert cls == "library_lock" and "another lock in 60%" in lines[0] and "of 0.25 s of thread time" in lines[0]
+    # Free work beside a busy neighbour: queued for long, blocked on nothing.
+    assert detect.contention({"running": 400}, times={"running": 0.2, "queued": 0.8, "other": 0.01})[0] == "none"
+    # Too little time measured: the samples decide.
+    assert detect.contention(samples, times={"running": 0.01, "lock": 0.02})[0] == "none"
+    # The GIL share still comes from the samples (their windows): times never make a cell GIL-bound.
+    assert detect.contention({"running": 300, "gil": 20}, times={"running": 0.1, "gil": 0.4})[0] == "none"

@@ -5,6 +5,7 @@ import pathlib
 import os
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -59,9 +60,9 @@ def _child_with_waiting_threads(ready_w: int) -> None:
     os._exit(0)
 
 
-def _sample_child(child, seconds: float) -> tuple[dict[str, int], list[dict[str, int]]]:
+def _sample_child(child, seconds: float, sampler=None) -> tuple[dict[str, int], list[dict[str, int]]]:
     """Fork a child running ``child(ready_w)``, sample its threads for ``seconds`` once it is
-    ready, kill it, and return the sampler's counts and windows."""
+    ready (with ``sampler``, or a new one), kill it, and return the sampler's counts and windows."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -71,7 +72,7 @@ def _sample_child(child, seconds: float) -> tuple[dict[str, int], list[dict[str,
             os._exit(1)
     try:
         os.read(ready_r, 1)
-        sampler = states.ThreadStates(interval=0.002)
+        sampler = sampler or states.ThreadStates(interval=0.002)
         sampler.start([pid])
         time.sleep(seconds)
         counts = sampler.stop()
@@ -183,3 +184,44 @@ def test_on_the_free_threaded_build_object_locks_are_the_interpreters_and_a_pyth
     # probe-0 waits on the Python lock all along, probe-1 on the interpreter's stop-the-world.
     assert counts.get("lock", 0) >= 100, counts
     assert counts.get("interp", 0) >= 100, counts
+
+
+def test_a_threads_blocked_time_is_its_wall_time_off_the_cpu_and_out_of_the_queue():
+    ms = 1_000_000
+    first, last = (0, 0, 0), (100 * ms, 10 * ms, 75 * ms)  # 100 ms: 10 on a CPU, 75 queued
+    split = states.split_time(first, last, Counter({"lock": 6, "interp": 2}))
+    assert split == pytest.approx({"running": 0.010, "queued": 0.075, "lock": 0.01125, "interp": 0.00375})
+    assert states.split_time(first, last, Counter()) == pytest.approx(
+        {"running": 0.010, "queued": 0.075, "other": 0.015})  # blocked, but no sample saw on what
+    assert states.split_time(first, (10 * ms, 6 * ms, 5 * ms), Counter()) == pytest.approx(
+        {"running": 0.006, "queued": 0.005})  # counters a little ahead of the clock: never negative
+
+
+def _child_with_threads_on_one_mutex(ready_w: int) -> None:
+    """In a forked child: four threads take turns on one lock, each holding it for 2 ms of sleep."""
+    lock = threading.Lock()
+
+    def turn(k):
+        name_thread(f"probe-{k}")
+        while True:
+            with lock:
+                time.sleep(0.002)
+
+    for k in range(4):
+        threading.Thread(target=turn, args=(k,), daemon=True).start()
+    time.sleep(0.1)
+    os.write(ready_w, b"r")
+    time.sleep(5)
+    os._exit(0)
+
+
+@needs_proc
+def test_the_time_each_thread_waited_is_measured_and_shared_out_by_what_it_waited_on():
+    sampler = states.ThreadStates(interval=0.002)
+    counts, _ = _sample_child(_child_with_threads_on_one_mutex, 0.4, sampler)
+    times = sampler.times
+    # Three of four threads wait for the lock at any time; the holder sleeps: blocked all along,
+    # in a lock wait or a sleep, never much on a CPU.
+    assert 4 * 0.3 < sum(times.values()) < 4 * 0.5 + 0.1, times
+    assert times.get("lock", 0) > 0.5 * sum(times.values()), (times, counts)
+    assert times.get("running", 0) < 0.2 * sum(times.values()), times

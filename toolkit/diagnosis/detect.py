@@ -60,6 +60,9 @@ MIN_SAMPLES = 50
 #: median; with fewer than MIN_WINDOWS windows left, the whole trial's shares decide.
 WINDOW_SAMPLES = 15
 MIN_WINDOWS = 3
+#: Seconds of thread time off the run queue (on a CPU or blocked) below which the measured times
+#: say too little, and the lock share is taken from the samples instead.
+MIN_TIMED = 0.05
 
 
 @dataclass(frozen=True)
@@ -309,25 +312,40 @@ def state_shares(states: Mapping[ThreadState, int]) -> dict[ThreadState, float]:
     return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != ThreadState.QUEUED}
 
 
-def wait_shares(states: Mapping[ThreadState, int],
-                windows: Sequence[Mapping[ThreadState, int]] = ()) -> tuple[float, float, str]:
-    """(GIL share, other-lock share, how the GIL share was taken).
+def time_shares(times: Mapping[ThreadState, float]) -> dict[ThreadState, float]:
+    """Each state's share of the threads' time off the run queue (on a CPU, or blocked)."""
+    total = sum(t for state, t in times.items() if state != ThreadState.QUEUED)
+    if total < MIN_TIMED:
+        return {}
+    return {state: round(t / total, 3) for state, t in sorted(times.items()) if state != ThreadState.QUEUED}
+
+
+def wait_shares(states: Mapping[ThreadState, int], windows: Sequence[Mapping[ThreadState, int]] = (),
+                times: Mapping[ThreadState, float] | None = None) -> tuple[float, float, str]:
+    """(GIL share, other-lock share, how each was taken).
 
     The GIL share is the median over windows of sweeps when there are enough of them: every
     process has a GIL, and beside a busy neighbour a holder preempted for a few milliseconds
     queues every thread behind it, so a spell of such waits must not decide. The lock share is
-    of all samples: GIL-free work without a lock never waits on one, however busy the machine.
+    of the threads' whole time, measured (``harness.states.split_time``): a mutex's woken waiters
+    queue for a CPU where a sample cannot see them, and GIL-free work without a lock never waits
+    on one, however busy the machine. Without measured times it is of all samples.
     """
     whole = state_shares(states)
-    lock = whole.get(ThreadState.LOCK, 0.0)
+    timed = time_shares(times or {})
+    lock = timed.get(ThreadState.LOCK, 0.0) if timed else whole.get(ThreadState.LOCK, 0.0)
+    lock_how = f"lock: of {sum(t for s, t in (times or {}).items() if s != ThreadState.QUEUED):.2f} s of thread time" \
+        if timed else "lock: all samples"
     shares = [state_shares(w) for w in windows if counted(w) >= WINDOW_SAMPLES]
     if len(shares) >= MIN_WINDOWS:
-        return statistics.median(s.get(ThreadState.GIL, 0.0) for s in shares), lock, f"GIL: median of {len(shares)} windows"
-    return whole.get(ThreadState.GIL, 0.0), lock, "GIL: all samples"
+        gil = statistics.median(s.get(ThreadState.GIL, 0.0) for s in shares)
+        return gil, lock, f"GIL: median of {len(shares)} windows; {lock_how}"
+    return whole.get(ThreadState.GIL, 0.0), lock, f"GIL: all samples; {lock_how}"
 
 
 def contention(states: Mapping[ThreadState, int], windows: Sequence[Mapping[ThreadState, int]] = (),
-               gil_enabled: bool | None = None, reenabled: bool = False) -> tuple[Contention | None, tuple[str, ...]]:
+               gil_enabled: bool | None = None, reenabled: bool = False,
+               times: Mapping[ThreadState, float] | None = None) -> tuple[Contention | None, tuple[str, ...]]:
     """What threads wait for, from their sampled states: the GIL, a library lock, or nothing
     that matters. None when too few samples were taken (or /proc could not be read).
 
@@ -341,7 +359,7 @@ def contention(states: Mapping[ThreadState, int], windows: Sequence[Mapping[Thre
     samples = counted(states)
     if samples < MIN_SAMPLES:
         return None, (f"not measured: {samples} thread samples (at least {MIN_SAMPLES} needed)",)
-    gil, lock, how = wait_shares(states, windows)
+    gil, lock, how = wait_shares(states, windows, times)
     queued_share = states.get(ThreadState.QUEUED, 0) / max(1, sum(states.values()))
     interp = state_shares(states).get(ThreadState.INTERP, 0.0)
     own = f", on the interpreter's own per-object locks in {interp:.0%} (never a class)" if interp else ""
@@ -377,7 +395,8 @@ def gil_lines(r: Result) -> tuple[str, ...]:
 def add_scaling(results: Sequence[Result], cores: int,
                 states: Mapping[StateKey, Mapping[ThreadState, int]] | None = None,
                 waits: Mapping[StateKey, Mapping[str, int]] | None = None,
-                windows: Mapping[StateKey, Sequence[Mapping[ThreadState, int]]] | None = None) -> list[Result]:
+                windows: Mapping[StateKey, Sequence[Mapping[ThreadState, int]]] | None = None,
+                times: Mapping[StateKey, Mapping[ThreadState, float]] | None = None) -> list[Result]:
     """Speedup, efficiency and scaling against each probe's serial throughput, and the probe's
     contention class (measured once per probe and GIL state, from ``states``) on its threads results."""
     serial = {(r.probe, r.remedy): r.speed.throughput for r in results if r.mode == Mode.SERIAL}
@@ -392,7 +411,7 @@ def add_scaling(results: Sequence[Result], cores: int,
                 scaling=Scaling.SCALES if scales(speedup, r.workers, cores) else Scaling.SERIALIZED))
         if r.mode == Mode.THREADS and states and key in states and r.remedy is None:
             cls, lines = contention(states[key], (windows or {}).get(key, ()), gil_enabled=r.gil_enabled,
-                                    reenabled=bool(r.gil_reenabled_by))
+                                    reenabled=bool(r.gil_reenabled_by), times=(times or {}).get(key))
             lines = gil_lines(r) + lines
             for frame, n in sorted(((waits or {}).get(key) or {}).items(), key=lambda kv: -kv[1])[:3]:
                 lines += (f"py-spy: idle with the GIL free in {frame} ({n} samples)",)

@@ -85,6 +85,15 @@ class ProbeRun:
                         total[state] = total.get(state, 0) + n
         return total
 
+    def state_times(self, gil: GilState) -> dict[ThreadState, float]:
+        """Seconds per thread state in this probe's trials in one GIL state, summed."""
+        total: dict[ThreadState, float] = {}
+        for cell, runs in self.runs.items():
+            for run, _ in runs:
+                for state, t in (run.state_times.items() if cell.gil == gil else ()):
+                    total[state] = total.get(state, 0.0) + t
+        return total
+
     def state_windows(self, gil: GilState) -> list[dict[ThreadState, int]]:
         """The same samples, per window of sweeps (see harness.states)."""
         return [w for cell, runs in self.runs.items() if cell.gil == gil for run, _ in runs for w in run.state_windows]
@@ -251,7 +260,8 @@ class Diagnoser:
         states = {(run.name, g): run.states(g) for run in self.probes for g in self.options.gil if run.states(g)}
         windows = {(run.name, g): run.state_windows(g) for run in self.probes for g in self.options.gil}
         waits = {(run.name, g): w for run in self.probes for g, w in run.waits.items() if w}
-        return detect.add_scaling(results, cores, states, waits, windows)
+        times = {(run.name, g): run.state_times(g) for run in self.probes for g in self.options.gil}
+        return detect.add_scaling(results, cores, states, waits, windows, times)
 
     def config(self) -> dict[str, Any]:
         """What the diagnosis was asked and ran with (open: read back by people and by compare, never parsed into

@@ -197,13 +197,14 @@ def run_trial(
     finally:
         states = sampler.stop() if sampler is not None else {}
         windows = tuple(sampler.windows) if sampler is not None else ()
+        times = sampler.times if sampler is not None else {}
     workers, starts, ends = _worker_runs(launched, trial_dir)
     # Work time runs from the first worker's start to the last one's end (CLOCK_MONOTONIC is
     # system-wide), so the parent's polling latency does not count.
     seconds = (max(ends) - min(starts)) if (ends and not launched.hung) else None
     return TrialRun(trial, tuple(workers), launched.hung, seconds, launched.harness_error,
                     wall=time.monotonic() - began,
-                    states=states, state_windows=windows, threads_at_fork=tuple(getattr(launcher, "threads_at_fork", ())),
+                    states=states, state_windows=windows, state_times=times, threads_at_fork=tuple(getattr(launcher, "threads_at_fork", ())),
                     folder=str(trial_dir))
 
 

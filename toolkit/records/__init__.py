@@ -608,6 +608,9 @@ class TrialRun(Record):
     wall: float = 0.0  # what the trial cost, fork to reap, as the budget sees it
     states: dict[ThreadState, int] = field(default_factory=dict)  # thread states sampled from /proc
     state_windows: tuple[dict[ThreadState, int], ...] = ()  # the same, per window of sweeps
+    #: Seconds per state summed over the probe threads: on a CPU and queued for one from schedstat,
+    #: blocked time shared out by the blocked samples (harness.states.split_time).
+    state_times: dict[ThreadState, float] = field(default_factory=dict)
     threads_at_fork: tuple[str, ...] = ()  # other threads alive where a direct fork happened
     folder: str = ""  # the trial's files (faulthandler output, core dumps)
 
