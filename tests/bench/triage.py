@@ -28,7 +28,8 @@ DEFECTS = ROOT / "tests" / "planted" / "defects.c"
 
 def expected(iterations: int) -> dict[str, str]:
     labels = {"test_once_per_process": "not re-entrant", "test_planted_c_race": "thread-unsafe",
-              "test_shared_module_box": "shared state", "TestClassFolder": "shared state"}
+              "test_shared_module_box": "shared state", "TestClassFolder": "shared state",
+              "test_rare_failure": "thread-unsafe"}
     if iterations > 1:
         labels["test_own_file"] = "not re-entrant"
     return labels

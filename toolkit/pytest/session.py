@@ -26,7 +26,8 @@ from threadprobe.pytest.triage import FAILS, TEST_STATE, Control, Finding, Label
 from threadprobe.records import Kind, RaceStatus, RaceTool
 from threadprobe.records.errors import UsageError
 
-#: Threaded runs with each thread on its own state, until one fails: a rare race may pass one.
+#: Threaded runs with each thread on its own state, until one fails: a rare race may pass one. As
+#: many again with the fixtures shared, until one fails, when every own-state run passed.
 OWN_STATE_RUNS = 3
 
 
@@ -104,8 +105,10 @@ class Threadprobe:
         control = self.body(pyfuncitem, settings, Run.ONE_THREAD)
         own = self.own_state(pyfuncitem, settings) if control.kind == Kind.OK else None
         ran_own = own.kind if own is not None and own.open_error is None else None  # unset up: no evidence
-        label = triage(threaded.kind, Control(control.kind, control.failed_index), ran_own)
-        return self.conclude(pyfuncitem, label, settings, threaded, control, own)
+        again = self.repeat(pyfuncitem, settings, Run.THREADS) if ran_own == Kind.OK else None
+        label = triage(threaded.kind, Control(control.kind, control.failed_index), ran_own,
+                       again.kind if again is not None else None)
+        return self.conclude(pyfuncitem, label, settings, threaded, control, own, again)
 
     def own_state(self, item: pytest.Function, settings: Settings) -> BodyRun | None:
         """The threads again, each on its own instance of every fixture the test owns; None when
@@ -114,20 +117,25 @@ class Threadprobe:
         process) leaves its ``open_error`` set: that control did not run."""
         if not fixtures.wider_fixtures(item):
             return None
-        got = None
-        for _ in range(OWN_STATE_RUNS):
-            got = self.body(item, settings, Run.OWN_STATE)
-            if got.kind != Kind.OK:
+        return self.repeat(item, settings, Run.OWN_STATE)
+
+    def repeat(self, item: pytest.Function, settings: Settings, run: Run) -> BodyRun:
+        """``run`` up to ``OWN_STATE_RUNS`` times, until one does not pass: that one, or the last."""
+        got = self.body(item, settings, run)
+        for _ in range(OWN_STATE_RUNS - 1):
+            if got.kind != Kind.OK or got.open_error is not None:
                 break
+            got = self.body(item, settings, run)
         return got
 
     def conclude(self, item: pytest.Function, label: Label, settings: Settings, threaded: BodyRun,
-                 control: BodyRun, own: BodyRun | None) -> bool:
+                 control: BodyRun, own: BodyRun | None, again: BodyRun | None = None) -> bool:
         """Record the label; fail the test, or let it pass (listed) as the label says."""
         shown = control if label == Label.SERIAL_FAILURE else threaded
-        self.findings.append(Finding(item.nodeid, label, summary.why(label, threaded, control, own),
+        self.findings.append(Finding(item.nodeid, label, summary.why(label, threaded, control, own, again),
                                      shown.signal, shown.frames))
-        message = summary.failure(label, settings.threads, threaded, control, own, fixtures.wider_fixtures(item))
+        message = summary.failure(label, settings.threads, threaded, control, own, fixtures.wider_fixtures(item),
+                                  again)
         if label in FAILS or (label in TEST_STATE and self.config.getoption("threadprobe_strict")):
             pytest.fail(message, pytrace=False)
         return True

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from threadprobe.pytest.session import Threadprobe
 
 TITLES = {
-    Label.THREAD_UNSAFE: "failed only concurrently, each thread with its own fixtures too: a library or the code "
-                         "under test, its globals included",
+    Label.THREAD_UNSAFE: "failed only concurrently, each thread with its own fixtures too, or too rarely to put "
+                         "down to shared fixtures: a library or the code under test, its globals included",
     Label.RACY: "race pairs in native code under valgrind, whatever the answers",
     Label.RACES_NOT_RUN: "not run to the end under the race detector (not clean)",
     Label.SERIAL_FAILURE: "failed in one thread too, on the test's own fixtures: not about threads",
@@ -31,15 +31,24 @@ TITLES = {
 RED = (Label.THREAD_UNSAFE, Label.RACY, Label.SERIAL_FAILURE)
 
 
-def why(label: Label, threaded: BodyRun, control: BodyRun, own: BodyRun | None) -> str:
+def why(label: Label, threaded: BodyRun, control: BodyRun, own: BodyRun | None, again: BodyRun | None = None) -> str:
     """One line for the summary."""
     if label == Label.SERIAL_FAILURE:
         return control.headline
     if label == Label.NOT_REENTRANT:
         return f"{threaded.headline}; serially: {control.headline}"
     if label == Label.SHARED_STATE:
-        return f"{threaded.headline}; each thread with its own fixtures: fine"
-    return f"{threaded.headline}{alone(own, 'each thread with its own fixtures too: ')}"
+        return f"{threaded.headline}; each thread with its own fixtures: fine{recurred(again)}"
+    return f"{threaded.headline}{alone(own, 'each thread with its own fixtures too: ')}{recurred(again)}"
+
+
+def recurred(again: BodyRun | None) -> str:
+    """What the threads did sharing the fixtures again, once their own fixtures passed."""
+    if again is None:
+        return ""
+    if again.kind == Kind.OK:
+        return "; sharing the fixtures again: fine too (a rare failure, not shown to need the shared fixtures)"
+    return f"; sharing the fixtures again: {again.headline}"
 
 
 def alone(own: BodyRun | None, lead: str) -> str:
@@ -52,7 +61,7 @@ def alone(own: BodyRun | None, lead: str) -> str:
 
 
 def failure(label: Label, threads: int, threaded: BodyRun, control: BodyRun, own: BodyRun | None,
-            wider: Sequence[str]) -> str:
+            wider: Sequence[str], again: BodyRun | None = None) -> str:
     """The test's failure message (for a label that is listed only, what ``--threadprobe-strict`` shows)."""
     if label == Label.SERIAL_FAILURE:
         return f"failed serially too (in threadprobe's control run, one thread): {control.headline}\n{control.text}"
@@ -65,7 +74,7 @@ def failure(label: Label, threads: int, threaded: BodyRun, control: BodyRun, own
                 f"{threaded.text}")
     serially = "fine" if control.kind == Kind.OK else f"{control.headline}, which is not this"
     return (f"thread-unsafe: {threaded.headline} (the same runs one after another, sharing fixtures as the threads "
-            f"do: {serially}{alone(own, 'each thread with its own fixtures: ')})\n{threaded.text}")
+            f"do: {serially}{alone(own, 'each thread with its own fixtures: ')}{recurred(again)})\n{threaded.text}")
 
 
 def write(out: Any, session: Threadprobe) -> None:
