@@ -204,8 +204,115 @@ def test_under_planted_noise_a_real_speed_up_is_taken_and_a_tie_keeps_the_simple
     ((Choice("w", "synchronous"), Choice("w", "threads", 1, 2, locks=(GLOBAL,))), "synchronous"),
     ((Choice("w", "synchronous"), Choice("w", "processes", 2, 1)), "synchronous"),
 ])
-def test_without_a_pilot_threads_if_safe_and_lock_free_else_synchronous(found, expected):
+def test_without_a_pilot_or_any_speed_measured_threads_if_safe_and_lock_free_else_synchronous(found, expected):
     assert choose.fallback(found).scheduler == expected
+    # A diagnosis with no timing trials (a quick one) measures no speed: the same rule.
+    unmeasured = [choose.Estimate(c, None if c.row.mode else 1.0, 0.0) for c in found]
+    pick, why = choose.without_pilot(found, unmeasured, serial=15.0)
+    assert pick.scheduler == expected and "no speed measured" in why[0]
+
+
+LOAD = ("iris_pp.load_metadata.many_times",)
+
+
+def timed(probe=LOAD[0], t2=0.8, t4=0.8, p2=1.8, t_verdict="safe", gil=GilState.AS_IMPORTED, fork="safe"):
+    """A planted diagnosis of one probe with speedups on its concurrent cells (None: not timed)."""
+    out = [r(probe, "serial", 1, gil=gil), r(probe, "threads", 2, t_verdict, gil=gil, speedup=t2),
+           r(probe, "threads", 4, t_verdict, gil=gil, speedup=t4), r(probe, "processes", 2, gil=gil, speedup=p2)]
+    return out + [r(f, "processes", 2, fork, gil=gil) for f in choose.FORK_PROBES]
+
+
+def pick_for(results, serial=15.0, machine=MACHINE, remedies=(), probes=LOAD):
+    found, _ = choose.candidates(results, probes, machine, remedies=remedies)
+    measured = choose.estimates(found, results, remedies, probes, machine.gil)
+    return choose.without_pilot(found, measured, serial), found
+
+
+def test_without_a_pilot_processes_are_taken_when_the_diagnosis_measured_them_fastest_and_safe():
+    """The GIL build's load experiment: threads safe but slower than serial, processes x1.8; the
+    old rule took threads (or synchronous), 1.5x slower than processes."""
+    (pick, why), found = pick_for(timed())
+    assert "threads 2" in labels(found)
+    assert choose.label(pick) == "processes 2 (fork)" and "processes 2 (fork) x1.80" in why[0]
+    # Processes that spawn pay their start-up: on a 1 s run threads x1.5 win, on a long one processes do.
+    slow_start = timed(t2=1.5, t4=1.5, p2=1.9, fork="crash")
+    assert choose.label(pick_for(slow_start, serial=1.0)[0][0]) == "threads 2"
+    assert choose.label(pick_for(slow_start, serial=200.0)[0][0]) == "processes 2 (spawn)"
+    # Threads measured fastest are taken, as before.
+    assert choose.label(pick_for(timed(t2=1.9, t4=1.9, p2=1.6))[0][0]) == "threads 2"
+
+
+def test_a_cluster_is_never_started_on_a_probe_s_word():
+    (pick, _), found = pick_for(timed(p2=1.8))
+    assert "distributed 2x1" in labels(found) and pick.scheduler == Scheduler.PROCESSES
+    assert all(e.choice.scheduler != Scheduler.DISTRIBUTED for e in choose.estimates(found, timed(), (), LOAD, None))
+
+
+def test_the_tie_rule_keeps_the_simpler_candidate_unless_another_is_faster_by_the_margin():
+    # 1% apart: within the margin, the simpler (threads) stays.
+    assert choose.label(pick_for(timed(t2=1.80, t4=1.80, p2=1.82))[0][0]) == "threads 2"
+    (pick, why), _ = pick_for(timed(t2=0.99, t4=0.99, p2=1.01), serial=15.0)
+    assert pick.scheduler == Scheduler.SYNCHRONOUS and "simpler synchronous" in why[1]
+    # 10% apart: beyond it.
+    assert choose.label(pick_for(timed(t2=1.60, t4=1.60, p2=1.76))[0][0]) == "processes 2 (fork)"
+
+
+def test_a_candidate_with_no_timed_cell_is_left_out_and_a_probe_s_slowest_speed_counts():
+    (pick, _), _ = pick_for(timed(t2=None, t4=None, p2=1.3))
+    assert choose.label(pick) == "processes 2 (fork)"
+    # Two probes: the run waits for both, so a candidate is as fast as its slower probe.
+    two = timed(t2=1.9, t4=1.9, p2=1.9) + timed("other", t2=0.7, t4=0.7, p2=1.5)
+    (pick, _), _ = pick_for(two, probes=(LOAD[0], "other"))
+    assert choose.label(pick) == "processes 2 (fork)"
+
+
+def test_threads_under_a_verified_lock_are_ranked_by_the_lock_s_own_speed():
+    """3.13t with the GIL off: threads crash as they are, a cf_units lock is verified; the choice
+    weighs the lock's measured speedup against processes'."""
+    off = choose.Machine(2, 24, GilState.OFF)
+    results = timed(t_verdict="crash", t2=None, t4=None, p2=1.6, gil=GilState.OFF)
+    lock = [r(LOAD[0], "threads", 4, "safe", remedy=library("cf_units"), gil=GilState.OFF, speedup=1.25)]
+    (pick, _), found = pick_for(results, machine=off, remedies=lock)
+    assert "threads 2 + cf_units" in labels(found) and choose.label(pick) == "processes 2 (fork)"
+    faster = [lock[0].replace(speed=Speed(speedup=1.9))]
+    (pick, _), _ = pick_for(results, machine=off, remedies=faster)
+    assert choose.label(pick) == "threads 2 + cf_units" and pick.locks == (library("cf_units"),)
+
+
+def test_speeds_measured_in_another_gil_state_do_not_count():
+    """Threads x1.9 with the GIL as imported say nothing of a run with it off, where they crash."""
+    off = choose.Machine(2, 24, GilState.OFF)
+    results = timed(t2=1.9, t4=1.9, p2=1.3) + timed(t_verdict="crash", t2=3.0, t4=3.0, p2=1.3, gil=GilState.OFF)
+    (pick, _), found = pick_for(results, machine=off)
+    assert Scheduler.THREADS not in [c.scheduler for c in found] and pick.scheduler == Scheduler.PROCESSES
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_without_a_pilot_no_pick_is_ever_unsafe_whatever_was_measured(seed):
+    """Random verdicts, remedies, GIL states and speedups, unsafe cells and unverified remedies
+    included (a failing cell can be the fastest one timed): the pick is always one of the safe
+    candidates, holding its locks; an estimate planted for an unsafe scheduler is never taken."""
+    rng = random.Random(seed)
+    verdict = lambda: rng.choice(["safe", "safe", "crash", "corrupt", "racy", "hang"])  # noqa: E731
+    speed = lambda: rng.choice([None, round(rng.uniform(0.3, 3.0), 2)])  # noqa: E731
+    probes = ("a", "b")
+    results, remedies = [], []
+    for gil in GilState:
+        for p in probes:
+            results += [r(p, "serial", 1, gil=gil), r(p, "threads", 2, verdict(), gil=gil, speedup=speed()),
+                        r(p, "threads", 4, verdict(), gil=gil, speedup=speed()),
+                        r(p, "processes", 2, verdict(), gil=gil, speedup=speed())]
+            for fix in (GLOBAL, library("x")):
+                if rng.random() < 0.5:
+                    remedies.append(r(p, "threads", 4, verdict(), remedy=fix, gil=gil, speedup=speed()))
+    machine = choose.Machine(2, 24, rng.choice(list(GilState)))
+    found, _ = choose.candidates(results, probes, machine, remedies=remedies)
+    measured = list(choose.estimates(found, results, remedies, probes, machine.gil))
+    # Planted: estimates for every scheduler as if it were safe, faster than anything measured.
+    measured += [choose.Estimate(Choice("", kind, 2 if kind == "processes" else 1, 2 if kind == "threads" else 1),
+                                 10.0, 0.0) for kind in ("threads", "processes")]
+    pick, _ = choose.without_pilot(found, measured, serial=rng.choice([None, 1.0, 30.0]))
+    assert pick in found
 
 
 def test_the_choice_reads_no_host_the_purity_contract_says_so(tmp_path):

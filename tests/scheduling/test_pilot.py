@@ -10,7 +10,7 @@ import pytest
 
 from threadprobe.scheduling import pipeline
 from threadprobe.records import Choice, Diagnosis
-from threadprobe.scheduling import cache, pilot
+from threadprobe.scheduling import cache, choose, pilot
 
 SYNC, THREADS = Choice("w", "synchronous"), Choice("w", "threads", 1, 2)
 PROCESSES = Choice("w", "processes", 2, 1, context="fork")
@@ -68,6 +68,34 @@ def test_a_run_too_short_to_gain_is_not_piloted(long_enough, monkeypatch):
         result, _ = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
     assert not result.rows and result.choice == THREADS and "not piloted" in result.why[0]
     assert len(result.done) == 2
+
+
+def test_a_run_too_short_to_pilot_takes_the_fastest_candidate_the_diagnosis_measured(long_enough, monkeypatch):
+    monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 0.8, 0.0),
+                choose.Estimate(PROCESSES, 1.8, choose.POOL_START["fork"]))
+    job = SleepJob(units=20, unit=0.01)
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
+    assert not result.rows and result.choice == PROCESSES and active.choice == PROCESSES
+    assert "not piloted" in result.why[0] and "measured speedups" in result.why[1]
+    assert len(result.done) == 2  # the rest runs on the pick
+
+
+def test_a_run_s_decider_hands_the_pilot_the_diagnosis_s_speeds(long_enough, monkeypatch, tmp_path):
+    """Through ``pipeline.decider``: a planted diagnosis where threads are safe but slower than
+    serial and processes x1.8, a run too short to pilot: processes, never the old threads rule."""
+    from tests.scheduling.test_choose import timed
+
+    monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
+    monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)
+    monkeypatch.setattr(pipeline.here, "machine", lambda: choose.Machine(2, 24))
+    diag = Diagnosis("t", "0", {}, {"packages": {}}, tuple(timed()))
+    with ExitStack() as stack:
+        chosen, active, ran = pipeline.decider("load", ("iris_pp.load_metadata.many_times",), diag, "test",
+                                               use_cache=False)(SleepJob(units=20, unit=0.01), stack)
+    assert ran is not None and not ran.rows
+    assert chosen.scheduler == "processes" and active.choice.scheduler == "processes"
 
 
 def test_a_local_cluster_is_not_tried_beside_the_processes_scheduler(long_enough):

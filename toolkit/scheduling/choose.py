@@ -20,10 +20,15 @@ Pure functions, no I/O (the machine and the run's GIL state are passed in: sched
   noise, or (a more complex one) cannot be faster by the margin.
 - ``break_tie``: when the pilot could not settle it (after sampling a tie longer, see pilot.py),
   the candidate whose repetitions promise the least time once their spread is counted.
+- ``without_pilot``: a run too short for a pilot to pay (``pilot.SHORT_RUN``): the candidate
+  with the least projected run by the speedups the diagnosis measured in the run's GIL state
+  (``estimates``: its probes' timed cells, as they are or under the lock it holds), plus a process
+  pool's start-up (``POOL_START``), under the same tie rule as ``decide``.
 
-The speed of a probe is not the speed of a run: the wind probe measured threads x1.01-1.09 and
-processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So probes
-only ever rule candidates out; the pilot ranks them.
+The speed of a probe is not always the speed of a run: the wind probe measured threads x1.01-1.09
+and processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So wherever
+a run is long enough to time, the pilot ranks the candidates; the probes' speedups rank them only
+where a pilot would cost more than it can win.
 """
 
 from __future__ import annotations
@@ -236,8 +241,117 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
     return best, (f"a tie within the noise, broken on the spread (median x e^spread: {scores}): {best.candidate}",)
 
 
-def fallback(found: Sequence[Choice]) -> Choice:
-    """Without a pilot (a run too short to time, no input to sample): threads when safe and
-    lock-free (they start in microseconds and share memory), else synchronous."""
-    plain = [c for c in found if c.scheduler == Scheduler.THREADS and not c.locks]
-    return plain[0] if plain else found[0]
+#: What a pool of 2 worker processes costs before its first task, by start method: pool started, then
+#: one task per worker that imports Iris's PP loading, beyond the same task in a parent that has
+#: imported it (as a run's parent has, once its files are checked). Measured on this 2-core machine
+#: (/tmp/sched/poolstart.py, kept in the commit that set these: ProcessPoolExecutor with dask's
+#: worker initializer, 5 pools each, busy neighbours running): fork 0.04 s (0.035-0.049), spawn and
+#: forkserver 6.0 s (5.6-6.7). A quiet machine halves spawn's; the busy figure is kept, the
+#: conservative one for a choice made without a pilot.
+POOL_START = {"fork": 0.05, "spawn": 6.0, "forkserver": 6.0}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A candidate's projected run without a pilot: the speedup over serial the diagnosis measured
+    for it (None: not measured) and what starting it costs."""
+
+    choice: Choice
+    speedup: float | None
+    startup: float
+
+    def seconds(self, serial: float | None) -> float | None:
+        """The projected run of ``serial`` seconds of serial work (None: unknown length, compared
+        by speedup alone, as if the run were long enough for a start-up not to count)."""
+        if self.speedup is None or self.speedup <= 0:
+            return None
+        return (serial if serial is not None else 1.0) / self.speedup + (self.startup if serial is not None else 0.0)
+
+
+def _startup(c: Choice) -> float:
+    if c.row.shares_memory:
+        return 0.0  # synchronous, or a thread pool: microseconds
+    return POOL_START.get(c.context or "spawn", max(POOL_START.values()))
+
+
+def _cells(results: Sequence[Result], probe: str, mode: Mode, locks: Sequence[Remedy]) -> list[Result]:
+    """The clean timed cells of ``probe`` in ``mode``: under one of ``locks`` when there are any
+    (the remedy the candidate holds for it), else as it is."""
+    keys = {lock.key for lock in locks}
+    return [r for r in results if r.probe == probe and r.mode == mode
+            and (r.remedy.key in keys if r.remedy is not None else not keys)]
+
+
+def _timed(cells: Sequence[Result]) -> list[Result]:
+    return [r for r in cells if is_clean(r.verdict) and r.speed.speedup is not None]
+
+
+def _probe_speedup(results: Sequence[Result], remedies: Sequence[Result], probe: str, c: Choice) -> float | None:
+    """What the diagnosis measured of ``probe`` on candidate ``c``: the median speedup of its cells at
+    the width nearest the candidate's (under the lock the candidate holds for it, if it needed one)."""
+    mode = c.row.mode
+    if mode is None:
+        return 1.0
+    # A probe the candidate's lock was verified for is timed under it; the others as they are.
+    cells = _timed((_cells(remedies, probe, mode, c.locks) if c.locks else []) or _cells(results, probe, mode, ()))
+    if not cells:
+        return None
+    width = max(1, c.n_workers * c.threads_per_worker)
+    nearest = min(abs(r.workers - width) for r in cells)
+    return statistics.median(r.speed.speedup or 0.0 for r in cells if abs(r.workers - width) == nearest)
+
+
+def estimates(found: Sequence[Choice], results: Sequence[Result], remedies: Sequence[Result],
+              probes: Sequence[str], gil: GilState | None) -> tuple[Estimate, ...]:
+    """Each local candidate's projected run from the diagnosis's cells of the run's GIL state: the
+    slowest of its probes' measured speedups (the run waits for every operation), and its start-up.
+    A cluster is never started on a probe's word: distributed candidates have no estimate."""
+    results, remedies = in_state(results, gil), in_state(remedies, gil)
+    out = []
+    for c in found:
+        if c.row.client:
+            continue
+        speeds = [_probe_speedup(results, remedies, p, c) for p in probes] or [None]
+        known = None if any(s is None for s in speeds) else min(s for s in speeds if s is not None)
+        out.append(Estimate(c, 1.0 if c.scheduler == Scheduler.SYNCHRONOUS else known, _startup(c)))
+    return tuple(out)
+
+
+def fallback(found: Sequence[Choice], measured: Sequence[Estimate] = (), serial: float | None = None,
+             margin: float = MARGIN) -> Choice:
+    """Without a pilot (a run too short to time, no input to sample): see ``without_pilot``."""
+    return without_pilot(found, measured, serial, margin)[0]
+
+
+def without_pilot(found: Sequence[Choice], measured: Sequence[Estimate] = (), serial: float | None = None,
+                  margin: float = MARGIN) -> tuple[Choice, tuple[str, ...]]:
+    """The choice without a pilot, and why. With the diagnosis's speedups (``estimates``): the
+    candidate with the least projected run (``serial`` seconds of serial work over its speedup,
+    plus its start-up), but the simplest one unless another is faster by more than ``margin`` (the
+    pilot's tie rule, without repetitions to judge the noise by). Candidates never measured are left
+    out. With no parallel candidate measured: threads when safe and lock-free (they start in
+    microseconds and share memory), else synchronous."""
+    order = {_identity(c): k for k, c in enumerate(found)}
+    timed = sorted(((e, t) for e in measured if _identity(e.choice) in order and (t := e.seconds(serial)) is not None),
+                   key=lambda et: order[_identity(et[0].choice)])  # simplest first, as ``found`` lists them
+    if not any(e.choice.scheduler != Scheduler.SYNCHRONOUS for e, _ in timed):
+        plain = [c for c in found if c.scheduler == Scheduler.THREADS and not c.locks]
+        pick = plain[0] if plain else found[0]
+        return pick, (f"no speed measured for a concurrent candidate: {label(pick)} "
+                      "(threads when safe with no lock, else synchronous)",)
+    best = min(t for _, t in timed)
+    pick_e = next(e for e, t in timed if t <= best * (1 + margin))
+    run = f"{serial:.1f} s of serial work" if serial is not None else "a run of unknown length (speedups alone)"
+    scores = ", ".join(f"{label(e.choice)} x{e.speedup:.2f}" + (f" + {e.startup:.2f} s start" if e.startup and serial
+                                                                else "") for e, _ in timed)
+    why = [f"without a pilot, from the diagnosis's measured speedups ({scores}) over {run}: {label(pick_e.choice)}"]
+    fastest = min(timed, key=lambda et: et[1])[0]
+    if fastest is not pick_e:
+        why.append(f"chose the simpler {label(pick_e.choice)}: {label(fastest.choice)} is not faster by more than "
+                   f"x{1 + margin:.2f}")
+    return found[order[_identity(pick_e.choice)]], tuple(why)  # the candidate itself: safety's own record
+
+
+def _identity(c: Choice) -> tuple[Scheduler, str, tuple[Remedy, ...]]:
+    """A candidate's identity: its scheduler, its label and the locks it holds."""
+    return c.scheduler, label(c), tuple(r.key for r in c.locks)

@@ -6,8 +6,9 @@ it computes, on whichever candidate, is kept and never computed again, so what i
 the slower candidates' extra time on their share.
 
 1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
-   expected serial run. A run too short to gain from parallelism by more than a pilot would
-   cost (``SHORT_RUN``) is not piloted.
+   expected serial run. A run too short for a pilot's cost to stay a small share of it
+   (``SHORT_RUN``) is not piloted: the diagnosis's measured speedups of the candidates, with a
+   process pool's start-up, choose (``choose.without_pilot``).
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
 3. Rounds: each candidate still in play computes a fresh batch, in rotating order so that a
@@ -42,7 +43,15 @@ from threadprobe.scheduling import choose, locks
 from threadprobe.records import Choice, Cluster, PilotRow, Scheduler
 from threadprobe.scheduling.schedulers import Active, activated
 
-SHORT_RUN = 20.0  # seconds of serial work below which a pilot cannot pay for itself on 2 cores
+#: Seconds of serial work below which a run is not piloted: the diagnosis's measured speedups
+#: choose (``choose.without_pilot``). The pilot's own cost on the load experiment was 2 to 2.7 s
+#: (auto x1.12 to x1.16 slower than processes, its pick, on runs of 17 to 18 s: 3.13t, 5 repetitions,
+#: reports/bench-builds-load-pp-gil-*.json), at its least batches (``MIN_BATCH``) and rounds: on a run
+#: under 40 s of serial work (25 s at x1.6 on 2 cores) that is 10% or more, twice the 5% the choice may
+#: lose, while the probes rank that experiment's candidates as its runs do. The wind bench's runs
+#: (over a minute of serial work per format), where probes and runs rank threads and processes apart,
+#: stay above it.
+SHORT_RUN = 40.0
 TARGET = 0.01  # of the expected serial run, per worker and batch (at least MIN_BATCH seconds)
 MIN_BATCH = 0.4
 PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
@@ -191,9 +200,12 @@ class _Rounds:
 
 
 def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
-              note: Callable[[str], None] = lambda text: None, share: float = SHARE) -> tuple[Pilot, Active]:
+              note: Callable[[str], None] = lambda text: None, share: float = SHARE,
+              measured: Sequence[choose.Estimate] = ()) -> tuple[Pilot, Active]:
     """Pilot ``job`` on the candidates ``found`` (synchronous first). Returns the pilot and the
-    pick's active scheduler (entered on ``stack``, so that the rest of the run uses it)."""
+    pick's active scheduler (entered on ``stack``, so that the rest of the run uses it). A run too
+    short to pilot takes the fastest candidate by the diagnosis's speedups (``measured``:
+    ``choose.estimates``)."""
     began = time.perf_counter()
     sync = found[0]
     assert sync.scheduler == Scheduler.SYNCHRONOUS
@@ -208,11 +220,11 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     pilot = Pilot(sync, done=first + second, serial_estimate=serial)
     parallel = _worth_trying(pilot, found)
     if not parallel or serial < SHORT_RUN:
-        pick = sync if not parallel else choose.fallback(found)
+        pick, why = (sync, ()) if not parallel else choose.without_pilot(found, measured, serial)
         pilot.choice = pick
         pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
             f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
-            f"(under {SHORT_RUN:.0f} s); took {choose.label(pick)}: threads when safe with no lock, else synchronous",))
+            f"(under {SHORT_RUN:.0f} s)", *why))
         pilot.seconds = time.perf_counter() - began
         return pilot, pool.active(pick)
     rounds = _Rounds([sync] + parallel, pool.total)

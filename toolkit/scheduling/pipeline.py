@@ -190,7 +190,8 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, expl
         if len(found) == 1:
             only = found[0].replace(source=source, rationale=why)
             return only, stack.enter_context(activated(only)), None
-        result, active = piloting.run_pilot(job, found, stack, note=say)
+        result, active = piloting.run_pilot(job, found, stack, note=say, measured=choose.estimates(
+            found, diag.results, diag.remedies, probes, machine.gil))
         chosen = result.choice.replace(source=f"pilot on this input; safety from {source}",
                                        rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
         if result.rows:  # stored even when this run was told not to read the cache: the next one may
