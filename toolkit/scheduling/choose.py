@@ -241,13 +241,13 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
     return best, (f"a tie within the noise, broken on the spread (median x e^spread: {scores}): {best.candidate}",)
 
 
-#: What a pool of 2 worker processes costs before its first task, by start method: pool started, then
-#: one task per worker that imports Iris's PP loading, beyond the same task in a parent that has
+#: What a pool of 2 worker processes costs before its first task, by start method: the pool started
+#: and one task per worker importing Iris's PP loading, beyond the same task in a parent that has
 #: imported it (as a run's parent has, once its files are checked). Measured on this 2-core machine
-#: (/tmp/sched/poolstart.py, kept in the commit that set these: ProcessPoolExecutor with dask's
-#: worker initializer, 5 pools each, busy neighbours running): fork 0.04 s (0.035-0.049), spawn and
-#: forkserver 6.0 s (5.6-6.7). A quiet machine halves spawn's; the busy figure is kept, the
-#: conservative one for a choice made without a pilot.
+#: by tests/bench/pool_start.py (ProcessPoolExecutor with dask's worker initializer, as
+#: schedulers.process_pool starts it): fork 0.04 s (0.035-0.056), spawn and forkserver 6.0-6.2 s
+#: (5.6-6.7) beside busy neighbours, where a fresh interpreter's import of Iris alone took 3.9 s.
+#: The busy figure is kept: the conservative one for a choice made without a pilot.
 POOL_START = {"fork": 0.05, "spawn": 6.0, "forkserver": 6.0}
 
 
