@@ -1,5 +1,6 @@
 """The choice is pure: safety from verdicts (never an unsafe scheduler), speed from pilot rows."""
 
+import dataclasses
 import math
 import statistics
 import random
@@ -351,3 +352,19 @@ def test_sampling_a_tie_longer_then_breaking_it_costs_less_than_keeping_the_simp
     best = min(truth.values())
     assert statistics.fmean(tied) / best < statistics.fmean(plain) / best
     assert statistics.fmean(tied) / best < 1.02
+
+
+def test_a_lock_verified_for_a_probe_but_never_timed_leaves_the_candidate_unmeasured():
+    """The probe's plain cells (safe at 2 threads, crashing at 4) say nothing of threads holding the
+    lock: the candidate has no estimate, and processes, measured, are taken."""
+    results = timed(p2=1.3)
+    results = [x.replace(verdict="crash") if x.mode == "threads" and x.workers == 4 else x for x in results]
+    lock = [r(LOAD[0], "threads", 4, "safe", remedy=library("cf_units"))]  # verified, no timing trial
+    (pick, _), found = pick_for(results, remedies=lock)
+    assert "threads 2 + cf_units" in labels(found) and choose.label(pick) == "processes 2 (fork)"
+    measured = choose.estimates(found, results, lock, LOAD, None)
+    assert [e.speedup for e in measured if e.choice.locks] == [None]
+    # Synchronous counts as x1.0 even when no estimate names it.
+    only = [e for e in measured if e.choice.scheduler == Scheduler.PROCESSES]
+    slower = [dataclasses.replace(e, speedup=0.5) for e in only]
+    assert choose.without_pilot(found, slower, serial=15.0)[0].scheduler == Scheduler.SYNCHRONOUS

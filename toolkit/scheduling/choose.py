@@ -275,8 +275,8 @@ def _startup(c: Choice) -> float:
 
 
 def _cells(results: Sequence[Result], probe: str, mode: Mode, locks: Sequence[Remedy]) -> list[Result]:
-    """The clean timed cells of ``probe`` in ``mode``: under one of ``locks`` when there are any
-    (the remedy the candidate holds for it), else as it is."""
+    """The cells of ``probe`` in ``mode``: under one of ``locks`` when there are any (the remedy
+    the candidate holds for it), else as it is."""
     keys = {lock.key for lock in locks}
     return [r for r in results if r.probe == probe and r.mode == mode
             and (r.remedy.key in keys if r.remedy is not None else not keys)]
@@ -292,8 +292,9 @@ def _probe_speedup(results: Sequence[Result], remedies: Sequence[Result], probe:
     mode = c.row.mode
     if mode is None:
         return 1.0
-    # A probe the candidate's lock was verified for is timed under it; the others as they are.
-    cells = _timed((_cells(remedies, probe, mode, c.locks) if c.locks else []) or _cells(results, probe, mode, ()))
+    # A probe the candidate's lock was verified for counts under it alone; the others as they are.
+    under = _cells(remedies, probe, mode, c.locks) if c.locks else []
+    cells = _timed(under or _cells(results, probe, mode, ()))
     if not cells:
         return None
     width = max(1, c.n_workers * c.threads_per_worker)
@@ -332,7 +333,11 @@ def without_pilot(found: Sequence[Choice], measured: Sequence[Estimate] = (), se
     out. With no parallel candidate measured: threads when safe and lock-free (they start in
     microseconds and share memory), else synchronous."""
     order = {_identity(c): k for k, c in enumerate(found)}
-    timed = sorted(((e, t) for e in measured if _identity(e.choice) in order and (t := e.seconds(serial)) is not None),
+    given = {_identity(e.choice) for e in measured}
+    serial_one = [Estimate(c, 1.0, 0.0) for c in found[:1] if c.scheduler == Scheduler.SYNCHRONOUS
+                  and _identity(c) not in given]  # synchronous is x1.0 by definition
+    timed = sorted(((e, t) for e in (*serial_one, *measured) if _identity(e.choice) in order
+                    and (t := e.seconds(serial)) is not None),
                    key=lambda et: order[_identity(et[0].choice)])  # simplest first, as ``found`` lists them
     if not any(e.choice.scheduler != Scheduler.SYNCHRONOUS for e, _ in timed):
         plain = [c for c in found if c.scheduler == Scheduler.THREADS and not c.locks]
