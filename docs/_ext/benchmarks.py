@@ -134,6 +134,21 @@ BENCHMARKS = (
           "free-threaded build running with a GIL, and no speed figure is set for it. Threads, as they are or "
           "holding a lock, are slower than synchronous; processes are the fastest, and auto picks them every time, "
           "its regret being the pilot's cost."),
+    Bench("bench-builds-load-pp", "The load experiment on the GIL build: PP",
+          "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format pp",
+          _BUILDS + " Read here: the GIL build alone, auto against each explicit scheduler. The run is under the "
+          "pilot's threshold (`pilot.SHORT_RUN`), so auto is not piloted: it takes the candidate with the least "
+          "projected time by the speedups its diagnosis measured (`choose.without_pilot`), a process pool's start-up "
+          "counted. Auto's regret is then what that ranking misses, plus the pilot's two-file serial sample."),
+    Bench("bench-builds-load-nc", "The load experiment on the GIL build: netCDF",
+          "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format nc",
+          _BUILDS + " Read here: as for PP, on netCDF files (Iris serialises its netCDF4 calls behind its own lock)."),
+    Bench("bench-pool-start", "What starting a process pool costs",
+          "python tests/bench/pool_start.py",
+          "A pool of 2 worker processes, started as the processes scheduler starts it, each running one task that "
+          "imports Iris's PP loading, while the parent has imported it already: seconds from creating the pool to "
+          "both results, per start method. A choice made without a pilot charges a processes candidate this "
+          "start-up (`choose.POOL_START`)."),
     Bench("bench-builds-load", "The load experiment on both builds, both formats and GIL states",
           "threadprobe bench load --python .venv/bin/python --python .venv-ft/bin/python --repeats 10", _BUILDS),
     Bench("bench-builds-wind", "The wind experiment on both builds, both formats and GIL states",

@@ -245,10 +245,11 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
 #: and one task per worker importing Iris's PP loading, beyond the same task in a parent that has
 #: imported it (as a run's parent has, once its files are checked). Measured on this 2-core machine
 #: by tests/bench/pool_start.py (ProcessPoolExecutor with dask's worker initializer, as
-#: schedulers.process_pool starts it): fork 0.04 s (0.035-0.056), spawn and forkserver 6.0-6.2 s
-#: (5.6-6.7) beside busy neighbours, where a fresh interpreter's import of Iris alone took 3.9 s.
-#: The busy figure is kept: the conservative one for a choice made without a pilot.
-POOL_START = {"fork": 0.05, "spawn": 6.0, "forkserver": 6.0}
+#: schedulers.process_pool starts it; reports/bench-pool-start.json, 7 pools each, under the heavy
+#: lock): fork 0.017 s (0.014-0.029), spawn 1.57 s (1.44-2.73), forkserver 2.23 s (1.41-2.70). Beside
+#: busy neighbours spawn took 6.0-6.2 s (5 pools): the figures below sit between, erring towards
+#: the scheduler that starts nothing, which costs little on the short runs that are not piloted.
+POOL_START = {"fork": 0.03, "spawn": 3.0, "forkserver": 3.0}
 
 
 @dataclass(frozen=True)
