@@ -368,3 +368,22 @@ def test_a_lock_verified_for_a_probe_but_never_timed_leaves_the_candidate_unmeas
     only = [e for e in measured if e.choice.scheduler == Scheduler.PROCESSES]
     slower = [dataclasses.replace(e, speedup=0.5) for e in only]
     assert choose.without_pilot(found, slower, serial=15.0)[0].scheduler == Scheduler.SYNCHRONOUS
+
+
+def test_a_cell_timed_while_a_neighbour_held_the_cpus_is_judged_without_that_queueing():
+    """The GIL build's load diagnosis: processes timed once while a neighbour was busy (busy 0.98,
+    43% of the runnable time queued) read x1.01; without the queueing they are x1.76 and are taken.
+    A cell's own oversubscription is already left out of its queued share; a quiet cell is as read."""
+    results = timed(t2=0.76, t4=0.8, p2=1.014, t_verdict="error")
+    results = [x.replace(speed=Speed(speedup=1.014, busy_fraction=0.982, queued_fraction=0.432))
+               if x.mode == "processes" and x.probe == LOAD[0] else x for x in results]
+    (pick, why), _ = pick_for(results, serial=19.0)
+    assert choose.label(pick) == "processes 2 (fork)" and "processes 2 (fork) x1.76" in why[0]
+    quiet = [x.replace(speed=Speed(speedup=1.014, busy_fraction=0.982, queued_fraction=0.0))
+             if x.mode == "processes" and x.probe == LOAD[0] else x for x in results]
+    assert pick_for(quiet, serial=19.0)[0][0].scheduler == Scheduler.SYNCHRONOUS
+    # Never beyond one per worker, however much was queued.
+    capped = [x.replace(speed=Speed(speedup=1.9, busy_fraction=1.0, queued_fraction=0.8))
+              if x.mode == "processes" and x.probe == LOAD[0] else x for x in results]
+    found, _ = choose.candidates(capped, LOAD, MACHINE)
+    assert max(e.speedup for e in choose.estimates(found, capped, (), LOAD, None)) == 2.0

@@ -22,8 +22,9 @@ Pure functions, no I/O (the machine and the run's GIL state are passed in: sched
   the candidate whose repetitions promise the least time once their spread is counted.
 - ``without_pilot``: a run too short for a pilot to pay (``pilot.SHORT_RUN``): the candidate
   with the least projected run by the speedups the diagnosis measured in the run's GIL state
-  (``estimates``: its probes' timed cells, as they are or under the lock it holds), plus a process
-  pool's start-up (``POOL_START``), under the same tie rule as ``decide``.
+  (``estimates``: its probes' timed cells, as they are or under the lock it holds, without the
+  time a busy machine queued them), plus a process pool's start-up (``POOL_START``), under the
+  same tie rule as ``decide``.
 
 The speed of a probe is not always the speed of a run: the wind probe measured threads x1.01-1.09
 and processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So wherever
@@ -287,9 +288,27 @@ def _timed(cells: Sequence[Result]) -> list[Result]:
     return [r for r in cells if is_clean(r.verdict) and r.speed.speedup is not None]
 
 
+def _unqueued(r: Result) -> float:
+    """The share of a timing trial's wall time its workers did not spend queued for a CPU that
+    another process held (``Speed.queued_fraction`` already leaves out what the workers' own
+    number forces): 1 - busy x queued. One timing trial a cell, on a shared machine, can run while
+    a neighbour is busy: the load experiment's processes cell read x1.01 with 43% of its runnable
+    time queued (busy 0.98), where its runs gave x1.57; x1.76 once the queueing is taken out."""
+    busy, queued = r.speed.busy_fraction, r.speed.queued_fraction
+    return 1.0 - busy * queued if busy is not None and queued is not None and busy * queued < 0.9 else 1.0
+
+
+def _speedup(r: Result, serial: Result | None) -> float:
+    """A cell's speedup as it would be on a machine of its own: both its time and its serial
+    baseline's without the time queued for a CPU, at most one per worker."""
+    base = _unqueued(serial) if serial is not None else 1.0
+    return min(float(r.workers), (r.speed.speedup or 0.0) * base / _unqueued(r))
+
+
 def _probe_speedup(results: Sequence[Result], remedies: Sequence[Result], probe: str, c: Choice) -> float | None:
     """What the diagnosis measured of ``probe`` on candidate ``c``: the median speedup of its cells at
-    the width nearest the candidate's (under the lock the candidate holds for it, if it needed one)."""
+    the width nearest the candidate's (under the lock the candidate holds for it, if it needed one),
+    without the time a busy machine queued them."""
     mode = c.row.mode
     if mode is None:
         return 1.0
@@ -298,9 +317,10 @@ def _probe_speedup(results: Sequence[Result], remedies: Sequence[Result], probe:
     cells = _timed(under or _cells(results, probe, mode, ()))
     if not cells:
         return None
+    serial = next((r for r in _cells(results, probe, Mode.SERIAL, ())), None)
     width = max(1, c.n_workers * c.threads_per_worker)
     nearest = min(abs(r.workers - width) for r in cells)
-    return statistics.median(r.speed.speedup or 0.0 for r in cells if abs(r.workers - width) == nearest)
+    return statistics.median(_speedup(r, serial) for r in cells if abs(r.workers - width) == nearest)
 
 
 def estimates(found: Sequence[Choice], results: Sequence[Result], remedies: Sequence[Result],
