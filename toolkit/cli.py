@@ -332,6 +332,9 @@ def _add_bench(sub: Any) -> None:
                     help="with --python, the GIL states of a free-threaded interpreter (default both)")
     bn.add_argument("--budget", type=positive_float, default=120.0, metavar="SECONDS",
                     help="with --python, seconds of trials for each interpreter's diagnosis (default 120)")
+    bn.add_argument("--lock", default=None, metavar="FILE",
+                    help="with --python, flock FILE around each diagnosis and each run (a turn per run on a machine "
+                         "shared with other heavy jobs that lock the same file)")
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -579,7 +582,8 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     """``bench --python A --python B``: the workload on every interpreter and GIL state, one table."""
     states = tuple(GilState) if args.gil == "both" else (GilState(args.gil),)
     envs = builds.environments(args.python, states)
-    result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress())
+    result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress(),
+                        lock=Path(args.lock) if args.lock else None)
     out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
     name += f"-gil-{states[0]}" if len(states) == 1 and any(e.gil for e in envs) else ""  # one state: a file of its own
     path = benchfile.write(out / f"{name}.json", result.to_json())

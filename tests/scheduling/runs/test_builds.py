@@ -4,6 +4,7 @@ safe configuration and checks that auto's pick was safe, with fake runs (nothing
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 
@@ -105,6 +106,32 @@ def test_the_reading_names_the_targets_met_and_missed(fake):
     assert set(builds.read(slow).missed) == {"auto >= x1.6 synchronous", "no unsafe pick"}
     as_imported = res.replace(gil=GilState.AS_IMPORTED)
     assert builds.read(as_imported).target_speedup is None  # the x1.6 figure is the GIL-off one's alone
+
+
+def held(lock) -> bool:
+    """Is ``lock`` flocked by another open file (a run's turn)?"""
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def test_with_a_lock_each_diagnosis_and_each_run_takes_a_turn_of_its_own(fake, monkeypatch, tmp_path):
+    lock = tmp_path / "heavy.lock"
+    seen: list[tuple[str, bool]] = []
+    diagnose, one = builds.diagnose, builds.one
+    monkeypatch.setattr(builds, "diagnose", lambda *a, **k: seen.append(("diagnose", held(lock))) or diagnose(*a, **k))
+    monkeypatch.setattr(builds, "one", lambda *a, **k: seen.append(("run", held(lock))) or one(*a, **k))
+    result = builds.run("load", fake, ["pp"], [OFF], repeats=2, lock=lock)
+    assert seen[0] == ("diagnose", True) and len(seen) == 1 + 2 * 5 and all(h for _, h in seen)
+    assert not held(lock)  # released between turns and at the end
+    assert result.environments[0].regrets == (round(62.0 / 60.0, 3),) * 2
+    seen.clear()
+    builds.run("load", fake, ["pp"], [OFF], repeats=1)  # no lock asked: none taken
+    assert not any(h for _, h in seen)
 
 
 FT = builds.Path(__file__).parents[3] / ".venv-ft" / "bin" / "python"

@@ -18,13 +18,15 @@ and whether auto's pick was one the diagnosis allows (``auto_safe``: it must alw
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,8 +158,28 @@ def one(env: Env, spec: bench.Spec, timeout: float, cache: Path) -> bench.Run:
                        env.environ(cache))
 
 
+@contextlib.contextmanager
+def turn(lock: Path | None) -> Iterator[None]:
+    """One run's turn on a machine shared with other heavy jobs: ``lock`` (a file that they too
+    ``flock``) held exclusively for the block, waiting for it first. A whole bench under one lock
+    kept every other job off the machine for most of an hour; a turn per run lets them in between
+    runs, never during one."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int = 5,
-        budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None) -> Result:
+        budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None,
+        lock: Path | None = None) -> Result:
+    """The bench: each environment's diagnosis, then the repetitions, each diagnosis and each run
+    in a ``turn`` of its own on ``lock`` (when given)."""
     say = (progress or NullProgress()).note
     work = Path(tempfile.mkdtemp(prefix="threadprobe-builds-"))
     diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
@@ -166,7 +188,8 @@ def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repe
             states = {e.gil for e in envs if e.python == env.python and e.gil is not None}
             only = next(iter(states)) if len(states) == 1 else None
             say(f"diagnosing {env.python} ({f'GIL {only}' if only else 'every GIL state it has'}, every remedy)")
-            path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget, only)
+            with turn(lock):
+                path = diagnose(env.python, work / f"diagnosis-{len(diagnoses)}", workload, formats, budget, only)
             diagnoses[env.python] = (path, Diagnosis.from_json(json.loads(path.read_text())))
     plan = {(env, fmt): configs(diagnoses[env.python][1], env, workload, fmt) for env in envs for fmt in formats}
     runs: dict[tuple[Env, str], dict[str, list[bench.Run]]] = {
@@ -177,7 +200,8 @@ def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repe
             for name, request, _ in cfgs[shift:] + cfgs[:shift]:
                 say(f"repetition {rep + 1}/{repeats}: {workload} {fmt} on {env.label}: {name}")
                 spec = bench.Spec(workload, bench.inputs(data, fmt), request.replace(diagnosis=str(diagnoses[env.python][0])))
-                runs[(env, fmt)][name].append(one(env, spec, timeout, work / f"cache-{rep}.json"))
+                with turn(lock):
+                    runs[(env, fmt)][name].append(one(env, spec, timeout, work / f"cache-{rep}.json"))
     results = []
     for (env, fmt), cfgs in plan.items():
         diag = diagnoses[env.python][1]
