@@ -113,7 +113,9 @@ BENCHMARKS = (
           "a busy neighbour (at least 19 of 20), and the interpreter's own per-object locks never make a class; "
           "a default diagnosis of every built-in probe in both GIL states takes at most 5 minutes. The probe whose "
           "work runs under a `threading.Lock` held by Python code (`ft.pylock`) is measured beside them but is not "
-          "yet classed reliably: its waits are often too few of the samples to reach the lock-bound share."),
+          "yet classed reliably: on this build a `threading.Lock` spins (`sched_yield`) before it parks, so on a "
+          "loaded machine many of its waits are spent on a CPU, and in some diagnoses its lock share stays under "
+          "the lock-bound 5%. Each planted run keeps the line its class was decided on (`waits`)."),
     Bench("bench-builds-load-pp-gil-off", "The load experiment on both builds: PP, the GIL forced off",
           "threadprobe bench load --python .venv/bin/python --python .venv-ft/bin/python --repeats 5 "
           "--data-format pp --gil off",

@@ -50,9 +50,11 @@ MAX_MISMATCHES = 3
 #: a busy neighbour: GIL-holding C calls and cf-units read 0.40-0.72, GIL-releasing C calls up to
 #: 0.23 (Python between calls).
 GIL_SHARE = 0.33
-#: The share blocked on any other lock above which a lock serialises the work: a private C mutex
-#: read 0.12-0.55 and h5py 0.07-0.52 (with GIL waits of up to 0.2 beside, since h5py holds the GIL
-#: for part of its calls); GIL-bound and free work never block on another lock (0.00).
+#: The share of the threads' time (on a CPU or blocked) blocked on any other lock above which a
+#: lock serialises the work: a private C mutex's four threads read 0.13-0.55 (the free-threaded
+#: build with the GIL off, 20 diagnoses beside a busy neighbour; by samples it had read 0.12-0.55,
+#: and under 0.05 in 2 of 20) and h5py 0.07-0.52 by samples (with GIL waits of up to 0.2 beside,
+#: since h5py holds the GIL for part of its calls); GIL-free work never blocks on another lock (0.00).
 LOCK_SHARE = 0.05
 #: Fewer samples than this (not counting threads queued for a CPU) say nothing.
 MIN_SAMPLES = 50
