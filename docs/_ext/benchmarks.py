@@ -128,7 +128,9 @@ BENCHMARKS = (
           "time, so the x1.6 figure is missed by the processes' own speedup and by the pilot, whose timed "
           "synchronous and threads rounds are auto's whole regret. On the GIL build the run is under the pilot's "
           "threshold (`pilot.SHORT_RUN`, from a two-file sample of the serial rate): auto is not piloted there and "
-          "takes synchronous, while processes are faster."),
+          "takes synchronous, while processes are faster. This file predates the choice without a pilot that ranks "
+          "the candidates by the diagnosis's measured speedups (`choose.without_pilot`): see the GIL build's own "
+          "page, `bench-builds-load-pp`."),
     Bench("bench-builds-load-pp-gil-as_imported", "The load experiment on the free-threaded build: PP, the GIL as "
           "imported", "threadprobe bench load --python .venv-ft/bin/python --repeats 5 --data-format pp "
           "--gil as_imported",
@@ -143,7 +145,7 @@ BENCHMARKS = (
           "projected time by the speedups its diagnosis measured (`choose.without_pilot`), a process pool's start-up "
           "counted. Auto's regret is then what that ranking misses, plus the pilot's two-file serial sample."),
     Bench("bench-builds-load-nc", "The load experiment on the GIL build: netCDF",
-          "threadprobe bench load --python .venv/bin/python --repeats 3 --data-format nc --lock /tmp/threadprobe-heavy.lock",
+          "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format nc --lock /tmp/threadprobe-heavy.lock",
           _BUILDS + " Read here: as for PP, on netCDF files (Iris serialises its netCDF4 calls behind its own lock)."),
     Bench("bench-pool-start", "What starting a process pool costs",
           "python tests/bench/pool_start.py",
