@@ -39,6 +39,9 @@ def tp(*args, cwd=None):
     (["make-data", "--out", "d", "--levels", "-1"], "expected 0 or a positive integer"),
     (["make-data", "--out", "d", "--pairs", "0"], "expected a positive integer"),
     (["bench", "wind", "--data-format", "grib"], "invalid choice: 'grib'"),
+    (["run", "load", "--files", "x.pp", "--scheduler", "thread"],
+     "invalid choice: 'thread' (choose from 'auto', 'synchronous', 'threads', 'processes', 'distributed')"),
+    (["run", "load", "--files", "x.pp", "--cluster", "pbs"], "invalid choice: 'pbs' (choose from 'local', 'slurm')"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     done = tp(*args, "--out", tmp_path) if args[0] == "diagnose" else tp(*args)

@@ -21,10 +21,11 @@ from tests.astscan import name as name_of
 TOOLKIT = Path(__file__).parents[1] / "toolkit"
 
 
-def _enum_in(hint: object) -> type[enum.Enum] | None:
+def _enums_in(hint: object) -> list[type[enum.Enum]]:
+    """Every enum in a type hint: ``Scheduler | Auto`` has two, ``dict[ThreadState, int]`` one."""
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint
-    return next((e for a in typing.get_args(hint) if (e := _enum_in(a)) is not None), None)
+        return [hint]
+    return [e for a in typing.get_args(hint) for e in _enums_in(a)]
 
 
 def vocabularies() -> dict[str, set[str]]:
@@ -33,8 +34,7 @@ def vocabularies() -> dict[str, set[str]]:
     for value in [*vars(records).values(), *vars(options).values()]:
         if isinstance(value, type) and dataclasses.is_dataclass(value):
             for name, hint in typing.get_type_hints(value).items():
-                found = _enum_in(hint)
-                if found is not None:
+                for found in _enums_in(hint):
                     out.setdefault(name, set()).update(m.value for m in found)
     return out
 
@@ -43,10 +43,6 @@ def enums() -> dict[str, set[str]]:
     """Enum class name -> its strings, for every enum the records define."""
     return {name: {m.value for m in value} for name, value in vars(records).items()
             if isinstance(value, type) and issubclass(value, enum.Enum) and value.__module__ == records.__name__}
-
-
-
-
 
 
 def _keyed(node: ast.AST) -> tuple[str, ast.AST] | None:
@@ -118,14 +114,17 @@ def test_the_fields_come_from_the_records():
     assert "crash" in fields["verdict"] and "iris_lock_audit" in fields["instruments"] and "ok" in fields["outcomes"]
     assert "interp" in fields["thread_states"] and "queued" in fields["states"] and "serialized" in fields["scaling"]
     assert "spread" in fields["pin"] and "drd" in fields["tool"] and "all" in fields["remedies"]
+    assert {"auto", "threads"} <= fields["scheduler"] and {"fork", "spawn", "forkserver"} <= fields["context"]
 
 
 def test_the_scan_finds_a_planted_literal():
     fields = vocabularies()
     planted = ('if r.mode == "serial": pass\nok = choice.scheduler in ("threads", "x")\nerr.stage != "task"\n'
-               'n = r.outcomes.get("ok", 0) + r.outcomes["crash"]\n')
+               'n = r.outcomes.get("ok", 0) + r.outcomes["crash"]\n'
+               'if request.scheduler != "auto" and choice.context == "fork": pass\n')
     assert bare_strings(planted, fields) == [(1, "mode", "serial"), (2, "scheduler", "threads"), (3, "stage", "task"),
-                                             (4, "outcomes", "crash"), (4, "outcomes", "ok")]
+                                             (4, "outcomes", "crash"), (4, "outcomes", "ok"), (5, "context", "fork"),
+                                             (5, "scheduler", "auto")]
     assert bare_strings('if r.mode == Mode.SERIAL: pass\nx = change.mode == "library"\n', fields) == []
 
 
@@ -141,10 +140,13 @@ def test_the_scan_follows_names_typed_with_an_enum():
         '    return state == "gil" or whole.get("lock", 0) > 0 or how == "gil"',  # 5: a parameter, a result
         'r.scaling == "scales"; trial.pin != "one"; races.tool == "helgrind"; r.thread_states["interp"]',
         'for state in run.states: state == "io"',  # 7: a loop over a field
+        'def g(asked: Scheduler | Auto, start: StartMethod | None) -> bool:',  # 8: a union of enums
+        '    return asked == "auto" or start == "spawn" or asked == "threads"',
     ])
     assert bare_strings(planted, fields) == [
         (2, "s", "queued"), (5, "state", "gil"), (5, "whole", "lock"), (6, "pin", "one"), (6, "scaling", "scales"),
-        (6, "thread_states", "interp"), (6, "tool", "helgrind"), (7, "state", "io")]
+        (6, "thread_states", "interp"), (6, "tool", "helgrind"), (7, "state", "io"), (9, "asked", "auto"),
+        (9, "asked", "threads"), (9, "start", "spawn")]
 
 
 def test_no_module_but_records_compares_a_vocabulary_with_bare_strings():

@@ -31,15 +31,15 @@ from threadprobe.diagnosis.options import (EvidenceOptions, Grid, Launch, Option
 from threadprobe.diagnosis.races.run import DEFAULT_CALLS, MAX_THREADS
 from threadprobe.records.errors import UsageError
 from threadprobe.harness.proc import free_threaded, interpreter_of
-from threadprobe.records import (DIAGNOSIS_SCHEMA, SCHEDULERS, Cluster, GilState, RaceSchedule, RaceTool, RemedySearch,
-                                 RunRequest, Start)
+from threadprobe.records import (DIAGNOSIS_SCHEMA, SCHEDULERS, Auto, Cluster, GilState, RaceSchedule, RaceTool,
+                                 RemedySearch, RunRequest, Start)
 from threadprobe.harness.valgrind import TOOLS, valgrind
 from threadprobe.diagnosis.progress import make_progress
 from threadprobe.scheduling import pilot
 from threadprobe.scheduling.runs import bench, builds
 from threadprobe.scheduling.runs.wind import RunResult
 from threadprobe.scheduling.runs.data import DataSpec, make_data
-from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml, parse_lock
+from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml, parse_lock, parse_scheduler
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
 from threadprobe.report.validate import errors
 
@@ -286,7 +286,8 @@ def _add_run(sub: Any) -> None:
     ld = runs.add_parser("load", help="parallel metadata-only iris.load of many files, merged into one CubeList")
     ld.add_argument("--files", required=True, metavar="GLOB")
     for p in (w, ld):
-        p.add_argument("--scheduler", default="auto", choices=("auto", *SCHEDULERS),
+        p.add_argument("--scheduler", default=Auto.AUTO.value,
+                       choices=[Auto.AUTO.value, *(s.value for s in SCHEDULERS)],
                        help="auto (default) takes the recommendation from the diagnosis")
         p.add_argument("--lock", action="append", default=[], metavar="LIBRARY|global",
                        help="with --scheduler threads: hold a lock around every call into this library (its package "
@@ -294,7 +295,7 @@ def _add_run(sub: Any) -> None:
         p.add_argument("--workers", type=positive_int, default=None, help="processes or distributed workers")
         p.add_argument("--threads-per-worker", type=positive_int, default=None)
         p.add_argument("--address", default=None, metavar="tcp://HOST:PORT", help="an existing dask scheduler")
-        p.add_argument("--cluster", choices=tuple(Cluster), default=Cluster.LOCAL.value,
+        p.add_argument("--cluster", choices=[c.value for c in Cluster], default=Cluster.LOCAL.value,
                        help="local (LocalCluster) or slurm (dask-jobqueue, configured in dask's config files)")
         p.add_argument("--adapt", default=None, metavar="MIN:MAX", help="adaptive scaling of distributed workers")
         p.add_argument("--diagnosis", default=None, metavar="FILE", help="for --scheduler auto")
@@ -503,9 +504,10 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     progress = make_progress(args.quiet)
-    request = RunRequest(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                         address=args.address, cluster=Cluster(args.cluster), adapt=args.adapt, diagnosis=args.diagnosis,
-                         cache=not args.no_cache, locks=tuple(parse_lock(x) for x in args.lock))
+    request = RunRequest(scheduler=parse_scheduler(args.scheduler), workers=args.workers,
+                         threads_per_worker=args.threads_per_worker, address=args.address, cluster=Cluster(args.cluster),
+                         adapt=args.adapt, diagnosis=args.diagnosis, cache=not args.no_cache,
+                         locks=tuple(parse_lock(x) for x in args.lock))
     result = (pipeline.run_wind(args.x_wind, args.y_wind, Path(args.out_file), request, progress)
               if args.workload == "wind" else pipeline.run_load(args.files, request, progress))
     choice = result.choice

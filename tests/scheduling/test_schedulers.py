@@ -1,5 +1,6 @@
 """Running on a Choice: options, the dask config dask obeys, locks held, clusters and addresses."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,27 +12,63 @@ import dask.array as da
 import pytest
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice, Remedy, RemedyKind, RunRequest
+from threadprobe.records import Auto, Choice, Cluster, Remedy, RemedyKind, RunRequest, Scheduler, StartMethod
 from threadprobe.scheduling import locks, schedulers
+from threadprobe.scheduling.runs.bench import Inputs, Spec
 
 
 def test_explicit_choices_follow_the_options():
-    assert schedulers.explicit("wind", "threads", threads_per_worker=3) == Choice("wind", "threads", 1, 3)
-    assert schedulers.explicit("wind", "processes", workers=2).context == "fork"
-    c = schedulers.explicit("wind", "distributed", workers=3, threads_per_worker=2, adapt="1:4")
-    assert (c.n_workers, c.threads_per_worker, c.adapt, c.cluster) == (3, 2, (1, 4), "local")
+    threads = schedulers.explicit("wind", Scheduler.THREADS, threads_per_worker=3)
+    assert threads == Choice("wind", Scheduler.THREADS, 1, 3)
+    assert schedulers.explicit("wind", Scheduler.PROCESSES, workers=2).context is StartMethod.FORK
+    c = schedulers.explicit("wind", Scheduler.DISTRIBUTED, workers=3, threads_per_worker=2, adapt="1:4")
+    assert (c.n_workers, c.threads_per_worker, c.adapt, c.cluster) == (3, 2, (1, 4), Cluster.LOCAL)
     assert "adaptive 1-4" in c.describe()
 
 
+def test_a_scheduler_asked_for_by_name_is_auto_or_a_row_of_the_table():
+    assert schedulers.parse_scheduler("auto") is Auto.AUTO
+    assert [schedulers.parse_scheduler(s.value) for s in Scheduler] == list(Scheduler)
+    with pytest.raises(UsageError, match=r"unknown scheduler 'thread' \(auto, synchronous, threads, processes, "
+                                         r"distributed\)"):
+        schedulers.parse_scheduler("thread")
+
+
+def test_a_run_request_crosses_to_the_bench_subprocess_as_the_same_strings_and_back_as_enums():
+    """The bench writes each run's request as JSON for its subprocess (benchrun): the scheduler
+    asked for goes as its name, ``auto`` included, and comes back as the enum member."""
+    for asked in (Auto.AUTO, Scheduler.PROCESSES):
+        spec = Spec("wind", Inputs("x", "y", "f"), RunRequest(scheduler=asked, cluster=Cluster.SLURM))
+        text = json.dumps(spec.to_json())
+        assert f'"scheduler": "{asked.value}"' in text
+        back = Spec.from_json(json.loads(text))
+        assert back == spec and type(back.request.scheduler) is type(asked)
+    choice = Choice("w", Scheduler.PROCESSES, 2, context=StartMethod.SPAWN)
+    assert choice.to_json()["context"] == "spawn"
+    assert Choice.from_json(choice.to_json()).context is StartMethod.SPAWN
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(scheduler="threads", address="tcp://x:1"), "need --scheduler distributed"),
-    (dict(scheduler="distributed", adapt="4:1"), "0 <= MIN <= MAX"),
-    (dict(scheduler="distributed", adapt="x"), "MIN:MAX"),
-    (dict(scheduler="distributed", address="tcp://x:1", cluster="slurm"), "not both"),
+    (dict(scheduler=Scheduler.THREADS, address="tcp://x:1"), "need --scheduler distributed"),
+    (dict(scheduler=Scheduler.DISTRIBUTED, adapt="4:1"), "0 <= MIN <= MAX"),
+    (dict(scheduler=Scheduler.DISTRIBUTED, adapt="x"), "MIN:MAX"),
+    (dict(scheduler=Scheduler.DISTRIBUTED, address="tcp://x:1", cluster=Cluster.SLURM), "not both"),
 ])
 def test_contradictory_options_are_usage_errors(kwargs, message):
     with pytest.raises(UsageError, match=message):
         schedulers.explicit("wind", **kwargs)
+
+
+@pytest.mark.parametrize("scheduler", [Auto.AUTO, *Scheduler])
+def test_a_lock_is_asked_of_the_threads_scheduler_only(scheduler):
+    """``--lock`` holds a lock between the threads of one process: auto holds the verified
+    remedies itself, and the other schedulers never run two tasks in one process."""
+    lock = (Remedy(RemedyKind.GLOBAL_LOCK),)
+    if scheduler == Scheduler.THREADS:
+        schedulers.check_options(scheduler, None, Cluster.LOCAL, None, lock)
+    else:
+        with pytest.raises(UsageError, match="--lock needs --scheduler threads"):
+            schedulers.check_options(scheduler, None, Cluster.LOCAL, None, lock)
 
 
 @pytest.mark.parametrize("choice, scheduler, workers", [
@@ -165,7 +202,7 @@ def test_an_existing_persisted_scheduler_is_used(wind_nc, tmp_path, no_orphans):
             assert time.monotonic() < deadline, "the hand-started cluster did not come up"
             time.sleep(0.5)
         result = pipeline.run_wind(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), tmp_path / "o.nc",
-                                   RunRequest(scheduler="distributed", address=address))
+                                   RunRequest(scheduler=Scheduler.DISTRIBUTED, address=address))
         assert address in result.choice.describe() and (tmp_path / "o.nc").exists()
     finally:
         for proc in (worker, sched):

@@ -29,7 +29,7 @@ from threadprobe.probe import registry
 from threadprobe.harness import launch, trial as harness
 from threadprobe.diagnosis.options import Options
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.records import Diagnosis, EvidenceKind, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, ThreadState, Trial, TrialRun, Verdict
+from threadprobe.records import Diagnosis, EvidenceKind, Fingerprint, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, ThreadState, Trial, TrialRun, Verdict
 from threadprobe.harness import fingerprint as fp
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
@@ -296,7 +296,7 @@ def unavailable(module: str, hint: str = "") -> Evidence:
 
 
 def diagnose(options: Options, progress: Progress | None = None,
-             fingerprint: Callable[[], dict[str, Any]] | None = None) -> Diagnosis:
+             fingerprint: Callable[[], Fingerprint] | None = None) -> Diagnosis:
     """A diagnosis without evidence or recommendations (the pipeline adds those)."""
     with Diagnoser(options, progress) as session:
         run_session(session)
@@ -308,7 +308,7 @@ def run_session(session: Diagnoser) -> None:
         session.run()
 
 
-def assemble(session: Diagnoser, fingerprint: Callable[[], dict[str, Any]] | None = None,
+def assemble(session: Diagnoser, fingerprint: Callable[[], Fingerprint] | None = None,
              results: list[Result] | None = None, remedies: tuple[Result, ...] = (), lock_audit: tuple[LockAudit, ...] = (),
              repro: dict[str, str] | None = None) -> Diagnosis:
     """Turn a session whose loop has run into a Diagnosis record."""

@@ -28,9 +28,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
 from threadprobe.harness import gil
 from threadprobe.harness.proc import child_env, interpreter_of
+
+if TYPE_CHECKING:
+    from threadprobe.records import Fingerprint
 
 SCHEMA = "threadprobe.fingerprint/2"
 #: Imported in this order; each library is attributed to the first import that mapped it.
@@ -216,7 +220,7 @@ def summarise(libraries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def collect_here(dependencies: tuple[str, ...] = DEPENDENCIES) -> dict[str, Any]:
+def collect_here(dependencies: tuple[str, ...] = DEPENDENCIES) -> Fingerprint:
     """Import each dependency in turn in *this* process and describe what got mapped."""
     first_seen: dict[str, str] = {p: "python" for p in mapped_libraries()}
     imports: dict[str, str | None] = {}
@@ -282,7 +286,7 @@ def soname(path: str) -> str | None:
     return None
 
 
-def light(python: str | None = None) -> dict[str, Any]:
+def light(python: str | None = None) -> Fingerprint:
     """The minimum a report needs (python, platform, packages), without a child or any hashing."""
     return {
         "schema": SCHEMA, "python": python_build(), "platform": platform.platform(), "machine": platform.machine(),
@@ -291,7 +295,7 @@ def light(python: str | None = None) -> dict[str, Any]:
     }
 
 
-def collect(python: str | None = None, timeout: float = 180.0) -> dict[str, Any]:
+def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
     """The fingerprint of a fresh interpreter (``python``, else this one's executable; never this
     process, whose imports would pollute it)."""
     executable, foreign = interpreter_of(python)
@@ -308,7 +312,7 @@ def collect(python: str | None = None, timeout: float = 180.0) -> dict[str, Any]
     return found
 
 
-def matches(stored: dict[str, Any]) -> tuple[bool, list[str]]:
+def matches(stored: Fingerprint) -> tuple[bool, list[str]]:
     """Is the stored fingerprint still what this interpreter would load? Fast: no imports."""
     why: list[str] = []
     now = package_versions()

@@ -32,7 +32,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Collection, Generator, Iterator
-from typing import Any
+from typing import Any  # Any: the guarded library's own objects, wrapped without knowing their types
 
 IMMUTABLE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE (3.10+)
 GENERATOR = 0x20  # CO_GENERATOR

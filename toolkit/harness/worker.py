@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any  # Any: the probe's own context and task results (threadprobe.probe.Probe)
 
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread

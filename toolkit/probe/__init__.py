@@ -20,7 +20,7 @@ import hashlib
 import zlib
 import pathlib
 import struct
-from typing import Any, ClassVar
+from typing import Any, ClassVar  # Any: a probe's own context and results, whatever its library gives
 
 
 class Probe:

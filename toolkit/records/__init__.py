@@ -62,7 +62,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 TRIAL_SCHEMA = "threadprobe.trial/2"
 WORKER_SCHEMA = "threadprobe.worker/1"
@@ -239,6 +239,21 @@ class Scheduler(_Text):
     DISTRIBUTED = "distributed"
 
 
+class Auto(_Text):
+    """The scheduler a run leaves to threadprobe: the diagnosis says which schedulers are safe, a
+    pilot on the run's own input which of them is fastest. A run asks for ``Scheduler | Auto``."""
+
+    AUTO = "auto"
+
+
+class StartMethod(_Text):
+    """How a processes pool starts its workers: multiprocessing's start methods."""
+
+    FORK = "fork"  # a copy of this process: nothing re-imported, open files inherited
+    SPAWN = "spawn"  # a fresh interpreter per worker
+    FORKSERVER = "forkserver"  # forks of a clean server process, started once
+
+
 class Cluster(_Text):
     """Where a distributed scheduler's workers run."""
 
@@ -318,7 +333,9 @@ def _load(hint: Any, value: Any) -> Any:
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return _load(inner[0], value) if len(inner) == 1 else value
+        if len(inner) == 1:
+            return _load(inner[0], value)
+        return _one_of(inner, value)
     if isinstance(hint, type) and issubclass(hint, Record):
         return hint.from_json(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -327,6 +344,17 @@ def _load(hint: Any, value: Any) -> Any:
         return tuple(_load(args[0], v) for v in value)
     if origin is dict:
         return {_load(args[0], k): _load(args[1], v) for k, v in value.items()}
+    return value
+
+
+def _one_of(hints: Sequence[Any], value: Any) -> Any:
+    """A value of a union of enums (``Scheduler | Auto``): the member of the enum that has it."""
+    for hint in hints:
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            try:
+                return hint(value)
+            except ValueError:
+                continue
     return value
 
 
@@ -918,7 +946,7 @@ class Choice(Record):
     cluster: Cluster = Cluster.LOCAL
     adapt: tuple[int, ...] | None = None
     pilot: tuple[PilotRow, ...] = ()
-    context: str | None = None  # multiprocessing start method of a processes pool
+    context: StartMethod | None = None  # how a processes pool starts its workers
     gil: GilState | None = None  # the GIL state the choice was made for (None: a GIL build)
 
     @property
@@ -950,7 +978,7 @@ class SchedulerRow:
     label: Callable[[Choice], str]  # a candidate's short name in pilot tables
     describe: Callable[[Choice], str]
     client: bool = False  # runs through a dask.distributed Client (a cluster), not a local pool
-    context: str | None = None  # the multiprocessing start method an explicit choice uses
+    context: StartMethod | None = None  # how an explicit choice's pool starts its workers
     shadowed_by: Scheduler | None = None  # not piloted beside it: the same workers plus a start-up
 
 
@@ -986,10 +1014,10 @@ def scheduler_row(s: Scheduler) -> SchedulerRow:
                 "a pool of one-thread worker processes", "forks (or spawns) its processes at the first task", 2,
                 Mode.PROCESSES, False, LockMaker.NONE, lambda w, t, cores: (w or cores, 1),
                 lambda c: {"scheduler": "processes", "num_workers": c.n_workers,
-                           "multiprocessing": {"context": c.context or "spawn"}, "chunksize": 1},
+                           "multiprocessing": {"context": str(c.context or StartMethod.SPAWN)}, "chunksize": 1},
                 lambda c: f"processes {c.n_workers}" + (f" ({c.context})" if c.context else ""),
                 lambda c: f"processes ({c.n_workers} processes" + (f", {c.context})" if c.context else ")"),
-                context="fork")
+                context=StartMethod.FORK)
         case Scheduler.DISTRIBUTED:
             return SchedulerRow(
                 "dask.distributed: a scheduler and worker processes (LocalCluster, an address or SLURM)",
@@ -1006,6 +1034,13 @@ def scheduler_row(s: Scheduler) -> SchedulerRow:
 SCHEDULERS: tuple[Scheduler, ...] = tuple(sorted(Scheduler, key=lambda s: scheduler_row(s).rank))
 
 
+#: A fingerprint (``threadprobe.fingerprint/2``, made by ``harness.fingerprint``): open on purpose.
+#: It holds whatever the loaded library builds say about themselves, so new keys need no schema bump.
+#: People, compare, the choice cache's key and the check that a stored diagnosis still fits this
+#: interpreter read it; no verdict depends on it.
+Fingerprint: TypeAlias = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Diagnosis(Record):
     """The whole report: configuration, fingerprint, results and what they imply."""
@@ -1013,7 +1048,7 @@ class Diagnosis(Record):
     created: str
     threadprobe: str
     config: dict[str, Any]  # open: what was asked and run with, for people and compare (Diagnoser.config)
-    fingerprint: dict[str, Any]  # open: whatever the library builds report of themselves (harness.fingerprint)
+    fingerprint: Fingerprint
     results: tuple[Result, ...]
     schema: str = DIAGNOSIS_SCHEMA
     seconds: float = 0.0
@@ -1098,7 +1133,7 @@ class RunRequest(Record):
     pilot decide), workers, a cluster (an address, SLURM, adaptive bounds), where safety comes
     from, and whether a cached choice may be used."""
 
-    scheduler: str = "auto"  # "auto", or a Scheduler's name
+    scheduler: Scheduler | Auto = Auto.AUTO
     workers: int | None = None
     threads_per_worker: int | None = None
     address: str | None = None

@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadprobe.records import (Diagnosis, GilState, Mode, RaceStatus, Record, Result, Verdict, is_clean, is_failing,
-                             is_unavailable, is_unsafe, race_keys, serial_failures)
+from threadprobe.records import (Diagnosis, Fingerprint, GilState, Mode, RaceStatus, Record, Result, Verdict, is_clean,
+                             is_failing, is_unavailable, is_unsafe, race_keys, serial_failures)
 
 #: A relative fall in speedup larger than this is reported (it never gates). Measured on this
 #: 2-core machine over chains of default diagnoses of an unchanged install, each against the one
@@ -290,7 +290,7 @@ def describe_family(libraries: list[dict[str, Any]]) -> str:
     return ", ".join(versions) + (f" ({', '.join(notes)})" if notes else "")
 
 
-def library_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[Change], int, int]:
+def library_changes(old: Fingerprint, new: Fingerprint) -> tuple[list[Change], int, int]:
     """Changes per watched family, then a count of other libraries that changed, and of those
     that only moved (same bytes, another path)."""
     a: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -316,7 +316,7 @@ def library_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[Chan
     return changes, others, moved
 
 
-def _packages(fingerprint: dict[str, Any]) -> dict[str, str | None]:
+def _packages(fingerprint: Fingerprint) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name, value in (fingerprint.get("packages") or {}).items():
         name = IMPORT_NAMES.get(name, name)
@@ -326,7 +326,7 @@ def _packages(fingerprint: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
-def package_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+def package_changes(old: Fingerprint, new: Fingerprint) -> list[Change]:
     a, b = _packages(old), _packages(new)
     return [Change(name, "package", 0, str(a.get(name) or "not installed"), str(b.get(name) or "not installed"))
             for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]

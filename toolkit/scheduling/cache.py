@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from threadprobe.records import CHOICE_SCHEMA, Choice
+from threadprobe.records import CHOICE_SCHEMA, Choice, Fingerprint
 from threadprobe.harness.proc import write_json_atomic
 
 MAX_ENTRIES = 200
@@ -40,7 +40,7 @@ def machine() -> dict[str, Any]:
     return {"host": socket.gethostname(), "cores": os.cpu_count(), "memory_gb": memory, "arch": platform.machine()}
 
 
-def builds(fingerprint: dict[str, Any]) -> dict[str, Any]:
+def builds(fingerprint: Fingerprint) -> dict[str, Any]:
     """What of a fingerprint decides speed and safety: package versions, library versions, Python."""
     packages = {k: (v.get("version") if isinstance(v, dict) else v) for k, v in (fingerprint.get("packages") or {}).items()}
     libraries = sorted({(lib.get("family"), lib.get("version"), lib.get("sha256")) for lib in fingerprint.get("libraries") or []

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from threadprobe.records import (SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result, Scheduler,
-                                 is_clean, is_safe, is_unavailable, serial_failures)
+                                 StartMethod, is_clean, is_safe, is_unavailable, serial_failures)
 
 #: A more complex scheduler must be this much faster (median projected time) to be worth it.
 MARGIN = 0.03
@@ -153,13 +153,13 @@ def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machin
     return tuple(found), tuple(rationale)
 
 
-def _context(results: Sequence[Result], broken: set[str], rationale: list[str]) -> str:
+def _context(results: Sequence[Result], broken: set[str], rationale: list[str]) -> StartMethod:
     """fork when forking after files were opened is known safe, else spawn (and why)."""
     fork = [_kind_safe(results, p, Mode.PROCESSES, broken) for p in FORK_PROBES]
     if any(f is not None for f in fork) and all(fork):
-        return "fork"
+        return StartMethod.FORK
     rationale.append("forking after files were opened is not known safe: processes spawn fresh interpreters")
-    return "spawn"
+    return StartMethod.SPAWN
 
 
 def _median(row: PilotRow) -> float:
@@ -250,7 +250,7 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
 #: lock): fork 0.017 s (0.014-0.029), spawn 1.57 s (1.44-2.73), forkserver 2.23 s (1.41-2.70). Beside
 #: busy neighbours spawn took 6.0-6.2 s (5 pools): the figures below sit between, erring towards
 #: the scheduler that starts nothing, which costs little on the short runs that are not piloted.
-POOL_START = {"fork": 0.03, "spawn": 3.0, "forkserver": 3.0}
+POOL_START: dict[StartMethod, float] = {StartMethod.FORK: 0.03, StartMethod.SPAWN: 3.0, StartMethod.FORKSERVER: 3.0}
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ class Estimate:
 def _startup(c: Choice) -> float:
     if c.row.shares_memory:
         return 0.0  # synchronous, or a thread pool: microseconds
-    return POOL_START.get(c.context or "spawn", max(POOL_START.values()))
+    return POOL_START.get(c.context or StartMethod.SPAWN, max(POOL_START.values()))
 
 
 def _cells(results: Sequence[Result], probe: str, mode: Mode, locks: Sequence[Remedy]) -> list[Result]:

@@ -22,15 +22,20 @@ import contextlib
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from threadprobe.harness import libguard
 from threadprobe.records import Choice, LockMaker, RemedyKind
 
 if TYPE_CHECKING:
+    from dask.utils import SerializableLock
     from distributed.diagnostics.plugin import WorkerPlugin
+    from distributed.lock import Lock as ClusterLock
 
-_THREAD_LOCKS: dict[str, Any] = {}
+    #: A global lock's object, as ``lock_for`` makes it for the scheduler's ``LockMaker``.
+    GlobalLock: TypeAlias = SerializableLock | ClusterLock
+
+_THREAD_LOCKS: dict[str, SerializableLock] = {}
 GLOBAL_NAME = "threadprobe-global"
 
 
@@ -46,7 +51,7 @@ def libraries(choice: Choice) -> tuple[str, ...]:
     return tuple(sorted({name for r in choice.locks if r.kind == RemedyKind.LIBRARY_LOCK for name in r.libraries}))
 
 
-def lock_for(choice: Choice) -> Any | None:
+def lock_for(choice: Choice) -> GlobalLock | None:
     """The global lock's object for ``choice`` (None without a global lock, or where not needed)."""
     if not needed(choice) or not any(r.kind == RemedyKind.GLOBAL_LOCK for r in choice.locks):
         return None
@@ -86,8 +91,9 @@ def only(choice: Choice) -> None:
     libguard.only(libraries(choice))
 
 
-def held(lock: Any | None, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` wrapped so that every call holds ``lock`` (``fn`` itself when there is none)."""
+def held(lock: GlobalLock | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a dask task: any arguments, any result) wrapped so that every call holds ``lock``
+    (``fn`` itself when there is none)."""
     if lock is None:
         return fn
 
@@ -102,7 +108,7 @@ def held(lock: Any | None, fn: Callable[..., Any]) -> Callable[..., Any]:
 class LockedPool(ThreadPoolExecutor):
     """dask's threads scheduler on a pool whose every task holds ``lock`` (dask.config ``pool``)."""
 
-    def __init__(self, workers: int, lock: Any) -> None:
+    def __init__(self, workers: int, lock: GlobalLock) -> None:
         super().__init__(workers, thread_name_prefix="threadprobe-locked")
         self.lock = lock
 
@@ -110,7 +116,7 @@ class LockedPool(ThreadPoolExecutor):
         return super().submit(held(self.lock, fn), *args, **kwargs)
 
 
-def locked_workers(lock: Any) -> WorkerPlugin:
+def locked_workers(lock: GlobalLock) -> WorkerPlugin:
     """A distributed worker plugin: each worker's default executor runs every task under the lock.
     (distributed refuses plugins that do not inherit its base class, which costs a second to
     import: hence the class is made here, when a distributed run needs it.)"""
@@ -151,12 +157,3 @@ def guarded_workers(names: Sequence[str]) -> WorkerPlugin:
                 libguard.release(name)
 
     return GuardedWorkers()
-
-
-@contextlib.contextmanager
-def holding(lock: Any | None) -> Iterator[None]:
-    if lock is None:
-        yield
-    else:
-        with lock:
-            yield

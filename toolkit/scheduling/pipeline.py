@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadprobe.scheduling import choose
 from threadprobe.diagnosis import diagnose as diagnosing
@@ -30,12 +30,16 @@ from threadprobe.diagnosis.diagnose import Diagnoser, assemble, run_session
 from threadprobe.diagnosis.options import EvidenceOptions, Grid, Options, Planner, Selection
 from threadprobe.records.errors import UsageError
 from threadprobe.diagnosis.progress import Count, Progress, Update, phase
-from threadprobe.records import Choice, Diagnosis, GilState, Mode, Placement, RacePass, RaceStatus, RunRequest, Scheduler
+from threadprobe.records import (Auto, Choice, Diagnosis, Fingerprint, GilState, Mode, Placement, RacePass, RaceStatus,
+                                 RunRequest, Scheduler)
 from threadprobe.scheduling import cache, here, pilot as piloting, schedulers
 from threadprobe.scheduling.pilot import Decider, Decision, Job
 from threadprobe.scheduling.runs import load, wind
 from threadprobe.scheduling.schedulers import Active, activated, explicit, on_cluster
 from threadprobe.scheduling.workloads import WORKLOADS, Workload
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
 
@@ -45,7 +49,7 @@ DEFAULT_DIAGNOSIS = Path("reports/diagnosis.json")
 
 
 def diagnose(options: Options, progress: Progress | None = None,
-             fingerprint: Callable[[], dict[str, Any]] | None = None) -> Diagnosis:
+             fingerprint: Callable[[], Fingerprint] | None = None) -> Diagnosis:
     """A whole diagnosis: trials, then evidence, then the safe candidates of every workload."""
     with Diagnoser(options, progress) as session:
         shown = session.progress
@@ -209,7 +213,7 @@ def _formats(pattern: str) -> str | None:
 def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress | None) -> Decider:
     """How a run of workload ``name`` gets its scheduler: the one asked for, else (auto) safety
     looked up once the inputs have loaded (a bad file fails first), then ``decider``'s choice."""
-    if request.scheduler != "auto":
+    if isinstance(request.scheduler, Scheduler):
         explicit = schedulers.explicit(name, request.scheduler, request.workers, request.threads_per_worker,
                                        request.address, request.cluster, request.adapt).replace(locks=request.locks)
         return decider(name, (), Diagnosis("", "", {}, {}, ()), "command line", explicit=explicit)
@@ -226,10 +230,10 @@ def _decide(name: str, fmt: str | None, request: RunRequest, progress: Progress 
 
 
 def run_wind(x_glob: str, y_glob: str, out: Path, request: RunRequest = RunRequest(), progress: Progress | None = None,
-             unit_bytes: int | None = None, on_client: Callable[[Any], None] | None = None) -> wind.RunResult:
+             unit_bytes: int | None = None, on_client: Callable[[Client], None] | None = None) -> wind.RunResult:
     """The wind study on the scheduler ``request`` asks for (or chooses). Inputs are loaded and
-    checked before any choice. ``on_client`` is handed dask.distributed's Client (untyped) when
-    the run has one."""
+    checked before any choice. ``on_client`` is handed dask.distributed's Client when the run
+    has one."""
     schedulers.check_options(request.scheduler, request.address, request.cluster, request.adapt, request.locks)
     wind.expand(x_glob, "--x-wind")
     wind.expand(y_glob, "--y-wind")
@@ -307,18 +311,20 @@ class CollectionJob:
 
 
 @contextlib.contextmanager
-def scheduler(choice: Choice | str = "auto", collection: Any = None, probes: Sequence[str] = (),
+def scheduler(choice: Choice | str = Auto.AUTO, collection: Any = None, probes: Sequence[str] = (),
               diagnosis: str | Path | Diagnosis | None = None, address: str | None = None) -> Iterator[Choice]:
     """Apply a choice to dask for a ``with`` block, holding its locks; ``"auto"`` chooses it for
-    ``collection`` (a dask collection or a lazy cube) from the safety of ``probes`` (the
-    operations it runs concurrently) and, when it has enough blocks to sample, a pilot."""
+    ``collection`` (a dask collection or a lazy cube: dask's own, untyped) from the safety of
+    ``probes`` (the operations it runs concurrently) and, when it has enough blocks to sample, a
+    pilot. A scheduler's name (``"threads"``) runs on that scheduler."""
     if isinstance(choice, Choice):
         chosen = choice.replace(scheduler=Scheduler.DISTRIBUTED, address=address) if address else choice
         with activated(chosen):
             yield chosen
         return
-    if choice != "auto":
-        with activated(explicit("custom", choice, address=address)) as active:
+    asked = schedulers.parse_scheduler(choice)
+    if isinstance(asked, Scheduler):
+        with activated(explicit("custom", asked, address=address)) as active:
             yield active.choice
         return
     diag, source = safety(tuple(probes), diagnosis)

@@ -16,11 +16,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import SCHEDULERS, Choice, Cluster, Remedy, RemedyKind, Scheduler
+from threadprobe.records import (SCHEDULERS, Auto, Choice, Cluster, Remedy, RemedyKind, Scheduler, StartMethod,
+                                 scheduler_row)
 from threadprobe.scheduling.locks import LockedPool, guarded, guarded_workers, libraries, lock_for, locked_workers
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from threadprobe.scheduling.locks import GlobalLock
 
 
 def parse_adapt(text: str | None) -> tuple[int, int] | None:
@@ -47,40 +53,47 @@ def parse_lock(text: str) -> Remedy:
     return Remedy(RemedyKind.LIBRARY_LOCK, targets)
 
 
-def check_options(scheduler: str, address: str | None, cluster: str, adapt: str | None,
+def parse_scheduler(text: str) -> Scheduler | Auto:
+    """A scheduler asked for by name (the command line, ``threadprobe.scheduler("threads")``):
+    ``auto`` or one of ``SCHEDULERS``."""
+    for kind in (Auto, Scheduler):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    raise UsageError(f"unknown scheduler {text!r} ({', '.join([Auto.AUTO, *SCHEDULERS])})")
+
+
+def check_options(scheduler: Scheduler | Auto, address: str | None, cluster: Cluster, adapt: str | None,
                   locks: tuple[Remedy, ...] = ()) -> None:
     """Contradictory scheduler options, as one-line usage errors (no I/O: check them first)."""
-    if scheduler != "auto" and scheduler not in SCHEDULERS:
-        raise UsageError(f"unknown scheduler {scheduler!r} (auto, {', '.join(SCHEDULERS)})")
-    if locks and (scheduler == "auto" or not Choice("", Scheduler(scheduler)).row.shares_memory
-                  or scheduler == Scheduler.SYNCHRONOUS):
+    threads = isinstance(scheduler, Scheduler) and scheduler_row(scheduler).shares_memory \
+        and scheduler != Scheduler.SYNCHRONOUS
+    if locks and not threads:
         raise UsageError("--lock needs --scheduler threads (auto holds the remedies the diagnosis verified)")
-    if cluster not in tuple(Cluster):
-        raise UsageError(f"unknown cluster {cluster!r} ({', '.join(Cluster)})")
-    if (address or cluster != Cluster.LOCAL or adapt) and scheduler not in ("auto", Scheduler.DISTRIBUTED):
+    if (address or cluster != Cluster.LOCAL or adapt) and scheduler not in (Auto.AUTO, Scheduler.DISTRIBUTED):
         raise UsageError("--address, --cluster and --adapt need --scheduler distributed")
     if address and cluster != Cluster.LOCAL:
         raise UsageError("choose --address or --cluster, not both")
     parse_adapt(adapt)
 
 
-def explicit(workload: str, scheduler: str, workers: int | None = None, threads_per_worker: int | None = None,
-             address: str | None = None, cluster: str = Cluster.LOCAL, adapt: str | None = None) -> Choice:
+def explicit(workload: str, scheduler: Scheduler, workers: int | None = None, threads_per_worker: int | None = None,
+             address: str | None = None, cluster: Cluster = Cluster.LOCAL, adapt: str | None = None) -> Choice:
     """The Choice the command-line options name (everything but ``auto``)."""
     check_options(scheduler, address, cluster, adapt)
-    kind = Scheduler(scheduler)
-    row = Choice(workload, kind).row
+    row = Choice(workload, scheduler).row
     n_workers, threads = row.shape(workers, threads_per_worker, os.cpu_count() or 1)
-    remote = kind == Scheduler.DISTRIBUTED
-    return Choice(workload, kind, n_workers, threads, context=row.context, address=address if remote else None,
-                  cluster=Cluster(cluster), adapt=parse_adapt(adapt) if remote else None)
+    remote = scheduler == Scheduler.DISTRIBUTED
+    return Choice(workload, scheduler, n_workers, threads, context=row.context, address=address if remote else None,
+                  cluster=cluster, adapt=parse_adapt(adapt) if remote else None)
 
 
-def on_cluster(choice: Choice, address: str | None, cluster: str, adapt: str | None) -> Choice:
+def on_cluster(choice: Choice, address: str | None, cluster: Cluster, adapt: str | None) -> Choice:
     """A chosen worker shape, run where the user asked (an address, SLURM, adaptive)."""
     if not (address or cluster != Cluster.LOCAL or adapt):
         return choice
-    return choice.replace(scheduler=Scheduler.DISTRIBUTED, address=address, cluster=Cluster(cluster),
+    return choice.replace(scheduler=Scheduler.DISTRIBUTED, address=address, cluster=cluster,
                           adapt=parse_adapt(adapt))
 
 
@@ -93,14 +106,16 @@ class Active:
     """A scheduler in use: where ``compute`` runs, and the lock its tasks must hold."""
 
     choice: Choice
-    client: Any = None
-    lock: Any = None
+    client: Client | None = None  # a distributed scheduler's (None: a local one)
+    lock: GlobalLock | None = None
     started: float = 0.0  # seconds it took to start (a cluster's start-up)
-    settings: dict[str, Any] | None = None  # a local scheduler's dask config: several can be active at once
+    # A local scheduler's dask config (several can be active at once): dask's own keys and values.
+    settings: dict[str, Any] | None = None
 
     def compute(self, *collections: Any, on_done: Callable[[str], None] | None = None,
                 worker_grace: float = 60.0) -> tuple[Any, ...]:
-        """Compute collections once here. ``on_done(key)`` hears of every finished task."""
+        """Compute collections once here. ``on_done(key)`` hears of every finished task. The
+        collections are dask's (arrays, delayed...) and the results whatever they compute to."""
         import dask
 
         if self.client is None:
@@ -251,7 +266,8 @@ def process_pool(choice: Choice) -> Any:
     if os.environ.get("PYTHONHASHSEED") in (None, "0"):
         os.environ["PYTHONHASHSEED"] = "6640"  # as dask does: consistent hashing in the workers
     setup = getattr(dask_mp, "initialize_worker_process", None)  # dask's per-worker reseeding
-    return ProcessPoolExecutor(choice.n_workers, mp_context=multiprocessing.get_context(choice.context or "spawn"),
+    start = str(choice.context or StartMethod.SPAWN)
+    return ProcessPoolExecutor(choice.n_workers, mp_context=multiprocessing.get_context(start),
                                initializer=partial(setup, user_initializer=None) if setup else None)
 
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import types
 from collections import Counter
-from typing import Any
+from typing import Any  # Any: netCDF4's objects as Iris holds them, audited without knowing their types
 
 from threadprobe.records import AuditTally, UnlockedCalls
 

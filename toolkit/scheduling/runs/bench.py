@@ -23,19 +23,23 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.harness.proc import signal_name
-from threadprobe.records import BENCH_SCHEMA, Choice, PilotRow, Record, RunRequest
+from threadprobe.records import BENCH_SCHEMA, Choice, PilotRow, Record, RunRequest, Scheduler
 from threadprobe.report import benchfile
 from threadprobe.scheduling.workloads import WORKLOADS
 
+#: A run's answer, compared between configurations: every 97th value of each 2-D output variable
+#: (wind), or the merged cubes' summary lines (load).
+Digest: TypeAlias = list[list[float]] | list[str]
+
 CONFIGS: tuple[tuple[str, RunRequest], ...] = (
-    ("synchronous", RunRequest(scheduler="synchronous")),
-    ("threads", RunRequest(scheduler="threads")),
-    ("processes", RunRequest(scheduler="processes")),
-    ("distributed", RunRequest(scheduler="distributed")),
+    ("synchronous", RunRequest(scheduler=Scheduler.SYNCHRONOUS)),
+    ("threads", RunRequest(scheduler=Scheduler.THREADS)),
+    ("processes", RunRequest(scheduler=Scheduler.PROCESSES)),
+    ("distributed", RunRequest(scheduler=Scheduler.DISTRIBUTED)),
     ("auto", RunRequest(cache=False)),
     ("auto cached", RunRequest(cache=True)),
 )
@@ -73,7 +77,7 @@ class Run(Record):
 
     seconds: float | None = None  # None: the run failed (``failed`` says how)
     failed: str | None = None
-    digest: list[Any] | None = None  # the answer, compared between configurations: its shape is the workload's
+    digest: Digest | None = None
     choice: str | None = None  # the choice, described
     choice_record: Choice | None = None
     source: str | None = None  # where the choice came from
@@ -162,7 +166,7 @@ def timed(command: list[str], timeout: float, env: dict[str, str]) -> Run:
     return Run.from_json(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def same(a: list[Any] | None, b: list[Any] | None) -> bool:
+def same(a: Digest | None, b: Digest | None) -> bool:
     import numpy as np
 
     if a is None or b is None or len(a) != len(b):
@@ -214,7 +218,7 @@ def _bench(workload: str, data: Path, formats: list[str], repeats: int, fresh: b
     return Result(workload, repeats, fresh, {fmt: summarise(runs[fmt], data, fmt) for fmt in formats})
 
 
-def _repetition(row: dict[str, Run], reference: list[Any] | None, explicit: tuple[str, ...]) -> Repetition:
+def _repetition(row: dict[str, Run], reference: Digest | None, explicit: tuple[str, ...]) -> Repetition:
     ok = {name: r for name, r in row.items() if r.seconds is not None and same(r.digest, reference)}
     timed = {name: seconds for name in explicit if name in ok and (seconds := ok[name].seconds) is not None}
     best = min(timed, key=timed.__getitem__) if timed else None

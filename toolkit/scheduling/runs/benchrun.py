@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import iris  # noqa: F401  (paid before timing, as a long-running service would have)
 import netCDF4
@@ -22,7 +21,7 @@ from threadprobe.scheduling import pipeline
 from threadprobe.scheduling.runs.bench import Run, Spec
 
 
-def output_digest(path: Path) -> list[Any]:
+def output_digest(path: Path) -> list[list[float]]:
     """The results, to compare between schedulers within float tolerance."""
     with netCDF4.Dataset(path) as ds:
         return [np.asarray(ds.variables[name][...], dtype="f8").ravel()[::97].tolist()

@@ -132,12 +132,12 @@ def configs(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[tuple[st
                                  workload, diag.remedies)
     kinds = {c.scheduler for c in found if not c.locks}
     out: list[tuple[str, RunRequest, bool]] = [
-        ("synchronous", RunRequest(scheduler="synchronous"), True),
-        ("threads", RunRequest(scheduler="threads"), Scheduler.THREADS in kinds)]
+        ("synchronous", RunRequest(scheduler=Scheduler.SYNCHRONOUS), True),
+        ("threads", RunRequest(scheduler=Scheduler.THREADS), Scheduler.THREADS in kinds)]
     for remedy in verified(diag, probes, env.gil):
         name = f"threads + {' + '.join(remedy.libraries)} lock" if remedy.libraries else "threads + global lock"
-        out.append((name, RunRequest(scheduler="threads", locks=(remedy,)), True))
-    out.append(("processes", RunRequest(scheduler="processes"), Scheduler.PROCESSES in kinds))
+        out.append((name, RunRequest(scheduler=Scheduler.THREADS, locks=(remedy,)), True))
+    out.append(("processes", RunRequest(scheduler=Scheduler.PROCESSES), Scheduler.PROCESSES in kinds))
     out.append(("auto", RunRequest(cache=False), True))
     return out
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any  # Any: Iris's cubes (Iris ships no types)
 
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice

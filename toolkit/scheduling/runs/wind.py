@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any  # Any: Iris's cubes (Iris ships no types), numpy and dask arrays alike
 
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.records.errors import UsageError
@@ -39,6 +39,9 @@ from threadprobe.scheduling import cache
 from threadprobe.scheduling.pilot import Decider, Pilot
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.scheduling.runs.display import PeakMemory, Tasks
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 CIRCULAR_HELP = (
     "direction's spread is the circular variance 1 - R (R: length of the mean unit vector of "
@@ -376,7 +379,7 @@ class RunResult:
 
 
 def run(x_glob: str, y_glob: str, out: Path, decider: Decider, progress: Progress | None = None,
-        on_client: Callable[[Any], None] | None = None, unit_bytes: int = UNIT_BYTES) -> RunResult:
+        on_client: Callable[[Client], None] | None = None, unit_bytes: int = UNIT_BYTES) -> RunResult:
     """The whole wind workload. ``decider`` picks the scheduler (explicitly, or by a pilot)."""
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _on_term)  # SIGTERM unwinds, so no temporary is left
