@@ -114,6 +114,17 @@ def test_probes_with_clean_cells_go_first():
     assert [r.name for r in ordered] == ["clean", "failing"]
 
 
+def test_without_a_budget_the_longest_pass_goes_first_and_within_one_the_cheapest():
+    slow, fast, untimed = _Named("iris", 8.0 / racepass.SLOWDOWN), _Named("h5py", 1e-5), _Named("new", None)
+    runs = [fast, untimed, slow]
+    alone = sorted(runs, key=lambda r: racepass.priority(r, []))
+    assert [r.name for r in alone] == ["iris", "h5py", "new"]  # 2 threads x 8 s a call, then two 10 s boxes
+    budgeted = racepass.RaceOptions(budget=60.0)
+    assert sorted(runs, key=lambda r: racepass.priority(r, [], budgeted))[-1].name == "iris"
+    assert racepass.expected_seconds(slow, racepass.RaceOptions()) == pytest.approx(16.0)  # past the 10 s box
+    assert racepass.expected_seconds(fast, racepass.RaceOptions()) == 10.0
+
+
 RARE = str(HERE / "planted" / "rare_probes.py")
 
 
@@ -154,7 +165,7 @@ class _Timed:
 @pytest.mark.parametrize("per_call, threads", [
     (None, racepass.MAX_THREADS),  # not timed: the most
     (1e-5, racepass.MAX_THREADS),  # fast calls: eight threads' first round fits the time box easily
-    (0.05, 3),  # 3 s a call under the detector: three fit in 10 s
+    (3.0 / racepass.SLOWDOWN, 3),  # 3 s a call under the detector: three fit in 10 s
     (1.0, 2),  # Iris's load: never fewer than two
 ])
 def test_a_slow_probe_gets_fewer_threads_and_the_users_choice_wins(per_call, threads):
@@ -175,3 +186,11 @@ def test_a_pass_joins_the_threads_cell_of_the_gil_state_it_ran_in():
         out = racepass.attach(cells, {"p": found}, {"p": "d"}, state)
         assert [r.verdict for r in out if r.gil == state] == ["racy"]
         assert [r.verdict for r in out if r.gil != state] == ["safe"]
+
+
+class _Named(_Timed):
+    """A timed probe run with a name, as priority reads it."""
+
+    def __init__(self, name: str, seconds: float | None) -> None:
+        super().__init__(seconds)
+        self.name = name

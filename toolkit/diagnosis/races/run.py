@@ -5,13 +5,15 @@ threads touched the same memory with nothing ordering them, whether or not that 
 them collide. So the pass is one more kind of trial (``Purpose.RACES``), run through the same
 harness and worker side as every other trial, but under ``valgrind --tool=helgrind`` (or DRD):
 
-- **Cost.** Importing Iris under helgrind takes about 2 minutes, so each lane keeps one fork server
-  under the detector that imports every probe's libraries once; each probe's trial is a fork of it
-  (a forked child stays under valgrind, with an XML report of its own). valgrind runs one thread
-  at a time, so the pass runs one lane per core, side by side.
+- **Cost.** Importing Iris under helgrind takes minutes, so the pass keeps fork servers under the
+  detector that import the probes' libraries once, and each probe's trial is a fork of one (a
+  forked child stays under valgrind, with an XML report of its own). ``servers`` starts a light
+  one for the probes that import little, whose passes run while the heavy one imports Iris, and
+  lends both to every lane. valgrind runs one thread at a time, so the pass runs one lane per core.
 - **Order.** Within a budget, probes go in order of what a pass settles per second: a probe whose
   concurrent cells are clean first (only a pass can say more there), then failing ones (a pass
-  names the racing code), cheapest first within each.
+  names the racing code), cheapest first within each. Without one, the longest go first within
+  each, so that both lanes end at about the same time.
 - **Verdicts** are ``records.with_races``'s: a clean cell with race pairs becomes ``racy``.
 
 Probes are prepared (their input files written) natively, before the pass.
@@ -20,7 +22,6 @@ Probes are prepared (their input files written) natively, before the pass.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from threadprobe.diagnosis import detect
 from threadprobe.diagnosis.races import parse as races
+from threadprobe.diagnosis.races import servers
 from threadprobe.probe import registry
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun, safe_name
 from threadprobe.diagnosis.options import Options, RaceOptions
@@ -53,20 +55,33 @@ MAX_THREADS = 8
 #: CPython's default 5 ms, helgrind saw no race in 40 calls of the planted race on every call;
 #: at 1 us it did (measured with the harness's own start barrier).
 SWITCH_INTERVAL = 1e-6
-#: Under helgrind a call runs 30 to 100 times slower than natively.
-SLOWDOWN = 60.0
+#: How many times slower a call runs under helgrind than natively, to give a slow probe fewer
+#: threads. Measured in ``make races`` (a lane's seconds per call, over the serial oracle's native
+#: seconds per call; a busy 2-core machine, 2026-12-07): 84 to 1,192, median about 390, and Iris's
+#: calls at 270 to 680. The earlier 60 gave Iris probes 5 to 8 threads whose first calls alone took
+#: 35 to 85 s a probe, past the 10 s time box, for 5 to 8 unordered calls.
+SLOWDOWN = 200.0
 
 
 def calls_for(cls: type, options: RaceOptions) -> int:
     return options.calls or getattr(cls, "race_calls", None) or DEFAULT_CALLS
 
 
-def priority(run: ProbeRun, results: Sequence[Result]) -> tuple[int, float]:
+def priority(run: ProbeRun, results: Sequence[Result], options: RaceOptions = RaceOptions()) -> tuple[int, float]:
     """Sort key, lowest first: clean concurrent cells (or none diagnosed) before failing ones,
-    then the estimated cost of the pass, from the probe's own serial timing where known."""
+    then by the pass's expected seconds: cheapest first within a budget (the most settled per
+    second), else longest first, so that the lanes end together (the last probe taken is short)."""
     mine = [r for r in results if r.probe == run.name and r.mode != Mode.SERIAL]
     failing = any(is_failing(r.verdict) for r in mine)
-    return (1 if failing else 0, (per_call(run) or 0.01 * SLOWDOWN) * run.iterations)
+    cost = expected_seconds(run, options)
+    return (1 if failing else 0, cost if options.budget is not None else -cost)
+
+
+def expected_seconds(run: ProbeRun, options: RaceOptions) -> float:
+    """A pass's seconds of calls, roughly: the time box, or one round of calls when that is longer
+    (each thread makes a call before it may stop); the time box when the probe was not timed."""
+    cost = per_call(run)
+    return options.seconds if cost is None else max(options.seconds, threads_for(run, options) * cost)
 
 
 def per_call(run: ProbeRun) -> float | None:
@@ -115,52 +130,31 @@ def failure_of(got: TrialRun, tool: RaceTool) -> str | None:
 
 
 class Lane:
-    """One fork server under the detector, and the trials it forks, one at a time."""
+    """One lane of the pass: it forks each probe's trial from a server it borrows, one at a time."""
 
-    def __init__(self, session: Diagnoser, options: RaceOptions, folder: Path,
-                 built: tuple[Path | None, str] = (None, "not built")) -> None:
+    def __init__(self, session: Diagnoser, options: RaceOptions, built: tuple[Path | None, str] = (None, "not built")) -> None:
         self.session = session
         self.options = options
-        self.detector = Detector(options.tool, folder, options.suppressions, options.schedule)
         self.shim, self.shim_note = built
-        folder.mkdir(parents=True, exist_ok=True)
-        self.launchers = launch.Launchers(session.options.launch.start, session.options.launch.python, session.options.selection.plugins,
-                                          prefix=self.detector.prefix(),
-                                          env={**race_env(session.options), **self.detector.env(self.shim)},
-                                          ready_timeout=READY_TIMEOUT)
-        self.launcher: launch.Launcher | None = None
-        self.startup = 0.0
 
-    def start(self, preload: Sequence[str]) -> str | None:
-        """Start the lane's fork server (the imports, once); why it could not, or None."""
-        began = time.monotonic()
-        try:
-            self.launcher = self.launchers.get(preload, "race pass")
-        except launch.HarnessError as exc:
-            return f"{self.options.tool} could not start the interpreter: {exc}"
-        self.startup = time.monotonic() - began
-        return None
-
-    def run(self, run: ProbeRun) -> RacePass:
+    def run(self, run: ProbeRun, server: servers.Server, detector: Detector) -> RacePass:
         began = time.monotonic()
         trial = race_trial(run, calls_for(registry.load(run.info.ref), self.options), self.options, index=0)
         folder = self.session.root / "jobs" / safe_name(run.name) / f"races-{self.options.tool}"
-        launcher = self.launcher
-        assert launcher is not None, "start() before run()"
-        got = harness.run_trial(trial, launcher, run.workdir, folder, self.session.options.selection.plugins)
+        got = harness.run_trial(trial, server.lend(), run.workdir, folder, self.session.options.selection.plugins)
         outcome = detect.classify(got, run.oracle)
-        reports = [self.detector.xml_of(w.pid) for w in got.workers]
+        reports = [detector.xml_of(w.pid) for w in got.workers]
         texts = [path.read_text(errors="replace") for path in reports if path.exists()]
         failure = failure_of(got, self.options.tool)
         if failure is None and not texts:
             failure = f"{self.options.tool} wrote no report"
         found = races.analyse(texts, self.options.tool, trial.threads, outcome.tasks, failure,
                               time.monotonic() - began)
-        return self.with_power(found, got)
+        return self.with_power(found, got, detector)
 
-    def with_power(self, found: RacePass, got: TrialRun) -> RacePass:
+    def with_power(self, found: RacePass, got: TrialRun, detector: Detector) -> RacePass:
         """The pass with what the shim counted in its workers, and the GIL they ran with."""
-        counts = [self.detector.overlap_of(w.pid) for w in got.workers if w.pid]
+        counts = [detector.overlap_of(w.pid) for w in got.workers if w.pid]
         gil = [w.report.gil_enabled for w in got.workers if w.report is not None]
         gil_enabled = None if not gil or None in gil else any(gil)
         if self.shim is None or not counts or None in counts:
@@ -170,58 +164,80 @@ class Lane:
         return found.replace(schedule=self.options.schedule, sections=sections, unordered=unordered,
                              overlap_pairs=pairs, gil_enabled=gil_enabled)
 
-    def close(self) -> None:
-        self.launchers.close()
+
+def start_servers(session: Diagnoser, options: RaceOptions, built: tuple[Path | None, str],
+                  preloads: Sequence[Sequence[str]]) -> list[tuple[servers.Server, Detector]]:
+    """The pass's servers (``servers.groups``: a light one when some probes import little, and
+    one with every module), each with its detector and report folder; not yet started."""
+    python = session.options.launch.python
+    made = []
+    for k, preload in enumerate(servers.groups(preloads, servers.import_costs(python, servers.shared_first(preloads)))):
+        folder = session.root / "races" / f"server{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        detector = Detector(options.tool, folder, options.suppressions, options.schedule)
+        launchers = launch.Launchers(session.options.launch.start, python, session.options.selection.plugins,
+                                     prefix=detector.prefix(),
+                                     env={**race_env(session.options), **detector.env(built[0])},
+                                     ready_timeout=READY_TIMEOUT)
+        made.append((servers.Server(launchers, preload, folder), detector))
+    return made
 
 
 def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result] = (),
               on_done: Callable[[str, RacePass], None] | None = None) -> dict[str, RacePass]:
     """Run the pass over the session's probes; a pass per probe name.
 
-    The lanes' fork servers import under the detector (minutes, for Iris) while this thread
-    prepares the probes and runs any missing serial oracle natively; then each lane takes probes
-    from one queue, in ``priority`` order."""
+    The servers import under the detector (minutes, for Iris) while this thread prepares the
+    probes and runs any missing serial oracle natively; then each lane takes the next probe that
+    a ready server can fork (``servers.Board``), in ``priority`` order."""
     available = [run for run in session.probes if run.failed is None]
-    preload = tuple(dict.fromkeys(m for run in available for m in run.info.preload))
+    preloads = [run.info.preload for run in available]
     lanes = max(1, min(options.lanes or min(2, os.cpu_count() or 1), len(available)))
-    work: queue.Queue[ProbeRun | None] = queue.Queue()
     done: dict[str, RacePass] = {}
     guard = threading.Lock()
     began = [time.monotonic()]
-
     built = shim()
+    made = start_servers(session, options, built, preloads) if available else []
+    detectors = {id(server): detector for server, detector in made}
+    board: servers.Board[ProbeRun] = servers.Board([s for s, _ in made], lambda run: run.info.preload)
+
+    def serve(server: servers.Server) -> None:
+        server.start(options.tool)
+        with guard:
+            session.launchers.notes.append(
+                f"race pass server {server.folder.name}: " + (server.failed or (
+                    f"{options.tool} imported {len(server.preload)} modules in {server.startup:.0f}s, "
+                    "once, for every lane")))
+        board.wake()
 
     def lane_loop(n: int) -> None:
-        lane = Lane(session, options, session.root / "races" / f"lane{n}", built)
-        try:
-            failed = lane.start(preload)
+        lane = Lane(session, options, built)
+        while (taken := board.take()) is not None:
+            if options.budget is not None and time.monotonic() - began[0] > options.budget:
+                board.stop()  # past the budget: left out, and said so by their absence
+                break
+            run, server = taken
+            got = lane.run(run, server, detectors[id(server)]) if server.failed is None else RacePass(
+                options.tool, threads_for(run, options), 0, RaceStatus.FAILED, reason=server.failed)
             with guard:
-                session.launchers.notes.append(
-                    f"race pass lane {n}: " + (failed or f"{options.tool} imported {len(preload)} modules in "
-                                               f"{lane.startup:.0f}s, once for every probe it ran"))
-            while (run := work.get()) is not None:
-                if options.budget is not None and time.monotonic() - began[0] > options.budget:
-                    continue  # past the budget: left out, and said so by its absence
-                got = lane.run(run) if failed is None else RacePass(
-                    options.tool, threads_for(run, options), 0, RaceStatus.FAILED, reason=failed)
-                with guard:
-                    done[run.name] = got
-                if on_done is not None:
-                    on_done(run.name, got)
-        finally:
-            lane.close()
+                done[run.name] = got
+            if on_done is not None:
+                on_done(run.name, got)
 
-    with ThreadPoolExecutor(max_workers=lanes) as pool:
+    with ThreadPoolExecutor(max_workers=lanes + len(made)) as pool:
+        starting = [pool.submit(serve, server) for server, _ in made]
         futures = [pool.submit(lane_loop, n) for n in range(lanes)]
         try:
-            for run in sorted(_ready(session), key=lambda run: priority(run, results)):
-                work.put(run)
+            board.put(sorted(_ready(session), key=lambda run: priority(run, results, options)))
         finally:
             began[0] = time.monotonic()
-            for _ in futures:
-                work.put(None)  # one stop sign per lane
-        for future in futures:
-            future.result()
+            board.put([])  # no more probes, whatever happened
+        try:
+            for future in [*starting, *futures]:
+                future.result()
+        finally:
+            for server, _ in made:
+                server.close()
     return done
 
 
