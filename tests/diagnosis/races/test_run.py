@@ -125,6 +125,61 @@ def test_without_a_budget_the_longest_pass_goes_first_and_within_one_the_cheapes
     assert racepass.expected_seconds(fast, racepass.RaceOptions()) == 10.0
 
 
+SHARED = """
+from threadprobe import Probe
+
+
+class _Light(Probe):
+    dependency = "stdlib"
+    iterations = 40
+    preload = ("json",)
+
+    def task(self, ctx, i):
+        import json
+        return json.dumps([i] * 50)
+
+
+class _Heavy(_Light):
+    preload = ("json", "decimal")
+
+
+class L1(_Light):
+    name = "shared.light1"
+
+
+class L2(_Light):
+    name = "shared.light2"
+
+
+class H1(_Heavy):
+    name = "shared.heavy1"
+
+
+class H2(_Heavy):
+    name = "shared.heavy2"
+"""
+
+
+def test_two_lanes_share_a_light_and_a_heavy_server_and_every_worker_exit_reaches_its_lane(tmp_path, monkeypatch):
+    """The servers' sharing, run natively (no detector: the pass then fails for want of a report,
+    after its calls): each probe's worker ran every call and its lane heard it exit."""
+    plugin = tmp_path / "shared_probes.py"
+    plugin.write_text(SHARED)
+    monkeypatch.setattr(racepass.Detector, "prefix", lambda self: [])
+    monkeypatch.setattr(racepass, "shim", lambda: (None, "not built in this test"))
+    monkeypatch.setattr(racepass.servers, "import_costs", lambda python, modules: {"json": 0.01, "decimal": 1.0})
+    options = Options(selection=Selection(probes=("shared.*",), plugins=(str(plugin),), entry_points=False),
+                      output=Output(workdir=str(tmp_path / "work")))
+    with Diagnoser(options) as session:
+        passes = racepass.run_races(session, racepass.RaceOptions(lanes=2, calls=40, seconds=10.0, timeout=30.0))
+        folders = sorted(p.name for p in (session.root / "races").iterdir())
+        notes = [n for n in session.launchers.notes if n.startswith("race pass server")]
+    assert sorted(passes) == ["shared.heavy1", "shared.heavy2", "shared.light1", "shared.light2"]
+    for got in passes.values():
+        assert got.calls == 40 and got.reason == "helgrind wrote no report", got.summary()
+    assert folders == ["server0", "server1"] and len(notes) == 2, notes
+
+
 RARE = str(HERE / "planted" / "rare_probes.py")
 
 
