@@ -65,7 +65,7 @@ def race_pass(args: list[str], out: Path) -> tuple[dict, float]:
     wall = time.monotonic() - began
     data = json.loads((out / "diagnosis.json").read_text())
     cells = {r["probe"]: r for r in data["results"] if r.get("races")}
-    return cells, wall
+    return cells, wall, [n for n in data["config"].get("notes", ()) if n.startswith("race pass ")]
 
 
 def pairs_in(cell: dict, *objects: str) -> list[str]:
@@ -91,8 +91,8 @@ def rarest_of(races: dict) -> int | None:
 def repeat(label: str, args: list[str], n: int, tmp: Path, log: dict) -> list[dict]:
     runs = []
     for k in range(n):
-        cells, wall = race_pass(args, tmp / f"{label}-{k}")
-        runs.append({"wall": round(wall, 1), "cells": {p: summary_of(c) for p, c in cells.items()}})
+        cells, wall, imports = race_pass(args, tmp / f"{label}-{k}")
+        runs.append({"wall": round(wall, 1), "imports": imports, "cells": {p: summary_of(c) for p, c in cells.items()}})
         print(f"{label} {k + 1}/{n}: {wall:.0f}s " + ", ".join(
             f"{p}={c['status']}({len(c['pairs'])})" for p, c in sorted(runs[-1]["cells"].items())), flush=True)
     log[label] = runs
@@ -174,10 +174,14 @@ def reproducibility(n: int, tmp: Path, log: dict) -> list[str]:
     walls = [r["wall"] for r in runs]
     per_probe = [c["seconds"] for r in runs for c in r["cells"].values() if c["seconds"] is not None]
     changed = {p: dict(seen) for p, seen in verdicts.items() if p not in same}
+    longest = Counter({p: c["seconds"] for p, c in runs[-1]["cells"].items() if c["seconds"] is not None})
     return [f"same race verdict in all {n} passes: {len(same)} of {len(verdicts)} cells "
             f"({len(same) / max(1, len(verdicts)):.1%}); changed: {changed}",
             f"whole pass: {min(walls):.0f} to {max(walls):.0f} s (median {sorted(walls)[len(walls) // 2]:.0f} s); "
-            f"one probe at most {max(per_probe):.0f} s"]
+            f"one probe at most {max(per_probe):.0f} s",
+            # where the time went, in the last pass: the servers' imports, and the probes' own seconds
+            f"last pass: {'; '.join(runs[-1]['imports'])}; probes' seconds {sum(longest.values()):.0f} in all, "
+            f"longest {', '.join(f'{p} {s:.0f}' for p, s in longest.most_common(5))}"]
 
 
 def slow(n: int, tmp: Path, log: dict) -> list[str]:
