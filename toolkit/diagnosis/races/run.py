@@ -132,7 +132,8 @@ def failure_of(got: TrialRun, tool: RaceTool) -> str | None:
 class Lane:
     """One lane of the pass: it forks each probe's trial from a server it borrows, one at a time."""
 
-    def __init__(self, session: Diagnoser, options: RaceOptions, built: tuple[Path | None, str] = (None, "not built")) -> None:
+    def __init__(self, session: Diagnoser, options: RaceOptions,
+                 built: tuple[Path | None, str] = (None, "not built")) -> None:
         self.session = session
         self.options = options
         self.shim, self.shim_note = built
