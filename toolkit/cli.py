@@ -333,7 +333,7 @@ def _add_bench(sub: Any) -> None:
                     help="with --python, the GIL states of a free-threaded interpreter (default both)")
     bn.add_argument("--budget", type=positive_float, default=120.0, metavar="SECONDS",
                     help="with --python, seconds of trials for each interpreter's diagnosis (default 120)")
-    bn.add_argument("--lock", default=None, metavar="FILE",
+    bn.add_argument("--turn-lock", default=None, metavar="FILE",
                     help="with --python, flock FILE around each diagnosis and each run (a turn per run on a machine "
                          "shared with other heavy jobs that lock the same file)")
 
@@ -585,7 +585,7 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     states = tuple(GilState) if args.gil == "both" else (GilState(args.gil),)
     envs = builds.environments(args.python, states)
     result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress(),
-                        lock=Path(args.lock) if args.lock else None)
+                        lock=Path(args.turn_lock) if args.turn_lock else None)
     out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
     name += f"-gil-{states[0]}" if len(states) == 1 and any(e.gil for e in envs) else ""  # one state: a file of its own
     path = benchfile.write(out / f"{name}.json", result.to_json())

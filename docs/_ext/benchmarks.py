@@ -145,7 +145,7 @@ BENCHMARKS = (
           "projected time by the speedups its diagnosis measured (`choose.without_pilot`), a process pool's start-up "
           "counted. Auto's regret is then what that ranking misses, plus the pilot's two-file serial sample."),
     Bench("bench-builds-load-nc", "The load experiment on the GIL build: netCDF",
-          "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format nc --lock /tmp/threadprobe-heavy.lock",
+          "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format nc --turn-lock /tmp/threadprobe-heavy.lock",
           _BUILDS + " Read here: as for PP, on netCDF files (Iris serialises its netCDF4 calls behind its own lock)."),
     Bench("bench-pool-start", "What starting a process pool costs",
           "python tests/bench/pool_start.py",

@@ -68,6 +68,17 @@ def suites() -> list[str]:
     return [f"{found}/tests/integration/netcdf", f"{found}/tests/unit/fileformats/netcdf"]
 
 
+#: What importing ``iris.tests`` and collecting the suites need beyond Iris (../shared/README.md;
+#: ``derived_bounds`` imports the sample data): the GIL venv has them from the ``[test]`` extra,
+#: .venv-ft only Iris's own dependencies.
+IRIS_TESTS = ("requests", "filelock", "imagehash", "pytest-mock", "iris-sample-data")
+
+
+def ensure_iris_tests() -> None:
+    if subprocess.run([str(FT), "-c", "import iris.tests, iris_sample_data"], capture_output=True).returncode != 0:
+        subprocess.run([str(FT), "-m", "pip", "install", "--quiet", "--prefer-binary", *IRIS_TESTS], check=True)
+
+
 def ensure_run_parallel() -> str:
     probe = [str(FT), "-c", "import importlib.metadata as m; print(m.version('pytest-run-parallel'))"]
     done = subprocess.run(probe, capture_output=True, text=True)
@@ -306,6 +317,7 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"skipped: Iris's test data is not at {DATA}", file=sys.stderr)
         return 0
+    ensure_iris_tests()
     version = ensure_run_parallel()
     paths = suites()
     out = Path(args.out)
@@ -319,6 +331,10 @@ def main() -> int:
                 state = "finished" if got["finished"] else f"died ({got['signal'] or got['status']})"
                 print(f"[round {r + 1}/{args.rounds}] {mode}: {got['seconds']:.0f}s {state}, ran {got['ran']}, "
                       f"named {len(got['named'])} {got['counts']}", file=sys.stderr, flush=True)
+        if runs["plain"][-1]["ran"] == 0:  # the suites did not even run plainly: set-up, not a finding
+            print(f"stopped: the plain run of round {r + 1} ran no test: {' '.join(runs['plain'][-1]['fault'][-1:])}",
+                  file=sys.stderr)
+            return 1
         write(out, runs, {"run_parallel": version, "suites": paths, "rounds_done": r + 1, "rounds": args.rounds})
     print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0

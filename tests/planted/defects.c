@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static long spin(long n) {
     volatile long x = 0;
@@ -14,11 +15,30 @@ static long spin(long n) {
 }
 
 /* A race on a static buffer: fill it, dawdle, copy it out. Another caller's fill during the
- * dawdle (the race window, sized by work) lands in this caller's result -> corrupt results. */
+ * dawdle (the race window, sized by work) lands in this caller's result -> corrupt results.
+ *
+ * Once a second thread has called it, the window also stays open (up to WAIT_US) until another
+ * call has filled the buffer since: on a loaded machine the scheduler can run the two threads one
+ * after another for a whole short trial, and the tests that need this race must not depend on
+ * that luck. One thread (the serial oracle, each process of a processes trial) never waits. */
+#define WAIT_US 20000
 static unsigned char shared_buf[4096];
+static pthread_t first_caller;
+static int callers = 0;  /* 0: none yet, 1: one thread, 2: two threads or more */
+static long fills = 0;
 void racy_fill(int i, unsigned char *out, int n, long work) {
+    pthread_t me = pthread_self();
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&callers, &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        first_caller = me;
+    else if (expected == 1 && !pthread_equal(first_caller, me))
+        __atomic_store_n(&callers, 2, __ATOMIC_SEQ_CST);
     for (int k = 0; k < n; k++) shared_buf[k] = (unsigned char)(i * 31 + k);
+    long mine = __atomic_add_fetch(&fills, 1, __ATOMIC_SEQ_CST);
     spin(work);
+    for (int w = 0; w < WAIT_US / 100 && __atomic_load_n(&callers, __ATOMIC_SEQ_CST) == 2
+                    && __atomic_load_n(&fills, __ATOMIC_SEQ_CST) == mine; w++)
+        usleep(100);
     memcpy(out, shared_buf, (size_t)n);
 }
 
