@@ -20,12 +20,15 @@ static long spin(long n) {
  * Once a second thread has called it, the window also stays open (up to WAIT_US) until another
  * call has filled the buffer since: on a loaded machine the scheduler can run the two threads one
  * after another for a whole short trial, and the tests that need this race must not depend on
- * that luck. One thread (the serial oracle, each process of a processes trial) never waits. */
+ * that luck. One thread (the serial oracle, each process of a processes trial) never waits, and
+ * after GIVE_UP waits in a row that nobody ended (a lock around the calls) it stops waiting. */
 #define WAIT_US 20000
 static unsigned char shared_buf[4096];
 static pthread_t first_caller;
 static int callers = 0;  /* 0: none yet, 1: one thread, 2: two threads or more */
 static long fills = 0;
+static int timeouts = 0;
+#define GIVE_UP 3
 void racy_fill(int i, unsigned char *out, int n, long work) {
     pthread_t me = pthread_self();
     int expected = 0;
@@ -36,9 +39,13 @@ void racy_fill(int i, unsigned char *out, int n, long work) {
     for (int k = 0; k < n; k++) shared_buf[k] = (unsigned char)(i * 31 + k);
     long mine = __atomic_add_fetch(&fills, 1, __ATOMIC_SEQ_CST);
     spin(work);
-    for (int w = 0; w < WAIT_US / 100 && __atomic_load_n(&callers, __ATOMIC_SEQ_CST) == 2
-                    && __atomic_load_n(&fills, __ATOMIC_SEQ_CST) == mine; w++)
-        usleep(100);
+    if (__atomic_load_n(&callers, __ATOMIC_SEQ_CST) == 2 && __atomic_load_n(&timeouts, __ATOMIC_SEQ_CST) < GIVE_UP) {
+        int w = 0;
+        while (w < WAIT_US / 100 && __atomic_load_n(&fills, __ATOMIC_SEQ_CST) == mine) { usleep(100); w++; }
+        /* Nobody came in GIVE_UP waits in a row: a lock orders the calls (a remedy under test), stop waiting. */
+        if (w == WAIT_US / 100) __atomic_add_fetch(&timeouts, 1, __ATOMIC_SEQ_CST);
+        else __atomic_store_n(&timeouts, 0, __ATOMIC_SEQ_CST);
+    }
     memcpy(out, shared_buf, (size_t)n);
 }
 
