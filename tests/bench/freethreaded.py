@@ -18,19 +18,18 @@ counts) and prints the counts.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from threadprobe.records import Result
 from threadprobe.report import benchfile
+from threadprobe.scheduling.runs.builds import turn
 
 ROOT = Path(__file__).resolve().parents[2]
 FT = ROOT / ".venv-ft" / "bin" / "python"
@@ -131,20 +130,6 @@ def earlier(path: Path) -> dict[str, Any]:
         return {}
 
 
-@contextlib.contextmanager
-def turn(lock: str | None) -> Iterator[None]:
-    """Hold ``lock`` (an flock file shared with other heavy jobs) for one run."""
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS))
@@ -162,7 +147,7 @@ def main() -> int:
         run, default = PARTS[part]
         runs = []
         for k in range(args.repeats or default):
-            with tempfile.TemporaryDirectory(prefix=f"bench-ft-{part}-") as tmp, turn(args.lock):
+            with tempfile.TemporaryDirectory(prefix=f"bench-ft-{part}-") as tmp, turn(Path(args.lock) if args.lock else None):
                 runs.append(run(Path(tmp)))
             print(f"{part} {k + 1}/{args.repeats or default}: {json.dumps(runs[-1])[:300]}", flush=True)
         log["parts"][part] = {"busy_neighbour": part == "planted", "runs": runs, "counts": counts(part, runs)}

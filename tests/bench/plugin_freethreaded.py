@@ -46,9 +46,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.freethreaded import turn  # noqa: E402
 from tests.bench.iris_suites import DATA, junit_outcomes  # noqa: E402
 from threadprobe.report import benchfile  # noqa: E402
+from threadprobe.scheduling.runs.builds import turn  # noqa: E402
 
 FT = ROOT / ".venv-ft" / "bin" / "python"
 RUN_PARALLEL = "pytest-run-parallel==0.10.*"
@@ -324,7 +324,7 @@ def main() -> int:
     runs = earlier(out, version, paths) if args.resume else {mode: [] for mode in MODES}
     out.parent.mkdir(parents=True, exist_ok=True)
     for r in range(len(runs["plain"]), args.rounds):
-        with turn(args.lock):
+        with turn(Path(args.lock) if args.lock else None):
             for mode in MODES[r % 3:] + MODES[:r % 3]:
                 got = session(mode, paths, args.timeout) | {"date": time.strftime("%Y-%m-%d")}
                 runs[mode].append(got)

@@ -323,7 +323,6 @@ class ThreadStates:
 
     def _sweep(self, pids: list[int]) -> None:
         probe_threads: set[tuple[int, str]] = set()
-        clocks: dict[tuple[int, str], tuple[int, int]] = {}
         while not self._stop.wait(self.interval):
             window = self._sweeps // WINDOW
             self._sweeps += 1
@@ -351,13 +350,13 @@ class ThreadStates:
                     except (OSError, ValueError):
                         continue
                     now = (time.monotonic_ns(), on_cpu, delay)
-                    self._clocks[key] = (self._clocks.get(key, (now, now))[0], now)
+                    seen = self._clocks.get(key)
+                    before = seen[1] if seen else None
+                    self._clocks[key] = (seen[0] if seen else now, now)
                     sample = parse(text)
-                    before = clocks.get(key)
-                    clocks[key] = (on_cpu, delay)
                     # "running" covers a thread queued for a CPU too: a busy neighbour, or a slow
                     # wake-up on a virtual machine. Counted apart, they do not dilute the waits.
-                    if sample is None and before is not None and delay - before[1] > on_cpu - before[0]:
+                    if sample is None and before is not None and delay - before[2] > on_cpu - before[1]:
                         sample = QUEUED
                     self._raw[(pid, tid, window, sample, self._frames(pid, sample, text))] += 1
 
