@@ -182,10 +182,14 @@ def test_on_the_free_threaded_build_object_locks_are_the_interpreters_and_a_pyth
         child.kill()
         child.wait()
     # probe-0 waits on the Python lock all along, probe-1 on the interpreter's stop-the-world. The
-    # collector wakes to re-check now and then, so beside busy processes it is often queued for a CPU
-    # (73 interp and 313 queued samples in a make test run): its waits are counted apart, never as a lock.
-    assert counts.get("lock", 0) >= 100, counts
-    assert counts.get("interp", 0) >= 30 and counts.get("interp", 0) > 5 * counts.get("running", 0), counts
+    # collector wakes to re-check now and then, so beside busy processes it is mostly queued for a CPU
+    # and how many of its samples find it parked depends on the load. What must not depend on it: the
+    # Python lock is a lock in every sample, and the collector's wait is never one.
+    lock, total = counts.get("lock", 0), sum(counts.values())
+    assert lock >= 100, counts
+    probe_1 = total - lock  # each sweep reads both threads (probe-1 starts a sweep or two late)
+    assert abs(lock - probe_1) <= max(10, lock // 20), counts
+    assert counts.get("interp", 0) >= 1 and counts.get("gil", 0) == 0, counts
 
 
 def test_a_threads_blocked_time_is_its_wall_time_off_the_cpu_and_out_of_the_queue():

@@ -89,3 +89,35 @@ def test_the_scheduler_section_has_a_choice_per_gil_state():
     assert "threads 2" in threads[0]
     off = [line for line in choices["load, GIL off"].rationale if line.startswith("safe candidates")]
     assert "threads" not in off[0] and "processes 2" in off[0]
+
+
+def measured(threads, processes, probes=("iris_pp.load_metadata.many_times",)):
+    """A diagnosis whose timing trials measured these speedups on every probe (and x1.8 forking)."""
+    from tests.scheduling.test_choose import r
+    from threadprobe.scheduling import choose
+
+    cells = [c for p in probes for c in (r(p, "serial", 1, speedup=1.0), r(p, "threads", 2, speedup=threads),
+                                        r(p, "threads", 4, speedup=threads), r(p, "processes", 2, speedup=processes))]
+    cells += [r(f, "processes", 2, speedup=1.8) for f in choose.FORK_PROBES]
+    return Diagnosis("2026-12-07T00:00:00+00:00", "0", {}, {"packages": {}}, tuple(cells))
+
+
+@pytest.mark.parametrize("threads, processes, expected", [(0.8, 1.7, "processes"), (1.9, 1.7, "threads"),
+                                                          (1.0, 1.02, "synchronous")])
+def test_a_choice_without_a_pilot_follows_the_diagnosiss_measured_speedups(threads, processes, expected):
+    from threadprobe.scheduling import pipeline
+
+    load = pipeline.recommend("load", diagnosis=measured(threads, processes), fmt="pp")
+    assert load.scheduler == expected, load.rationale
+    assert any("measured speedups" in line for line in load.rationale)  # it says what it went by
+    section = pipeline.safe_choices(measured(threads, processes, pipeline.WORKLOADS["load"].probes_for()))
+    assert section["load"].scheduler == expected, section["load"].rationale
+
+
+def test_a_collection_too_small_to_pilot_gets_the_measured_choice():
+    import dask.array as da
+
+    small = da.ones((4, 4), chunks=(2, 4))  # 2 blocks: too few to sample
+    with threadprobe.scheduler("auto", small, probes=WIND, diagnosis=measured(0.8, 1.7, WIND)) as choice:
+        assert choice.scheduler == "processes", choice.rationale
+        assert any("too few blocks" in line for line in choice.rationale)

@@ -107,11 +107,11 @@ def _safe_choices(diagnosis: Diagnosis, machine: choose.Machine, suffix: str) ->
     for name, wl in WORKLOADS.items():
         found, why = choose.candidates(diagnosis.results, wl.probes_for(), machine, name, diagnosis.remedies,
                                        wl.memory_per_worker_gb)
-        pick = choose.fallback(found)
+        pick, because = _unpiloted(found, diagnosis, wl.probes_for(), machine)
         out[name + suffix] = pick.replace(source="diagnosis (no pilot: a run pilots its own input)", rationale=(
             f"workload {name}: {wl.description}", *why,
-            "safe candidates: " + ", ".join(choose.label(c) for c in found),
-            f"without a pilot: {choose.label(pick)}; `threadprobe run` times the candidates on its own input"))
+            "safe candidates: " + ", ".join(choose.label(c) for c in found), *because,
+            "`threadprobe run` times the candidates on its own input"))
     return out
 
 
@@ -280,16 +280,24 @@ def pilot_only(name: str, x_glob: str | None, y_glob: str | None, files: str | N
 
 def recommend(workload_name: str = "wind", diagnosis: str | Path | Diagnosis | None = None, fmt: str | None = None,
               progress: Progress | None = None) -> Choice:
-    """The choice without a pilot (safe candidates, then the simplest safe concurrent one);
+    """The choice without a pilot (safe candidates, ranked by the diagnosis's measured speedups);
     ``run`` and ``scheduler`` refine it with a pilot of the real input."""
     wl = workload(workload_name)
     diag, source = safety(wl.probes_for(fmt), diagnosis, progress)
-    found, why = choose.candidates(diag.results, wl.probes_for(fmt), here.machine(), workload_name,
+    machine = here.machine()
+    found, why = choose.candidates(diag.results, wl.probes_for(fmt), machine, workload_name,
                                    diag.remedies, wl.memory_per_worker_gb)
-    pick = choose.fallback(found)
+    pick, because = _unpiloted(found, diag, wl.probes_for(fmt), machine)
     return pick.replace(source=source, rationale=(
-        *why, "safe candidates: " + ", ".join(choose.label(c) for c in found),
-        f"without a pilot: {choose.label(pick)} (a run times the candidates on its own input)"))
+        *why, "safe candidates: " + ", ".join(choose.label(c) for c in found), *because,
+        "a run times the candidates on its own input"))
+
+
+def _unpiloted(found: Sequence[Choice], diag: Diagnosis, probes: Sequence[str],
+               machine: choose.Machine) -> tuple[Choice, tuple[str, ...]]:
+    """The choice where nothing is piloted, by the same rule as a run too short to pilot: the
+    diagnosis's measured speedups of the candidates, in the machine's GIL state."""
+    return choose.without_pilot(found, choose.estimates(found, diag.results, diag.remedies, probes, machine.gil))
 
 
 class CollectionJob:
@@ -328,7 +336,8 @@ def scheduler(choice: Choice | str = Auto.AUTO, collection: Any = None, probes: 
             yield active.choice
         return
     diag, source = safety(tuple(probes), diagnosis)
-    found, why = choose.candidates(diag.results, tuple(probes), here.machine(), "custom", diag.remedies)
+    machine = here.machine()
+    found, why = choose.candidates(diag.results, tuple(probes), machine, "custom", diag.remedies)
     array = collection.core_data() if hasattr(collection, "core_data") else collection
     with ExitStack() as stack:
         if array is not None and hasattr(array, "numblocks") and len(found) > 1 and \
@@ -339,8 +348,9 @@ def scheduler(choice: Choice | str = Auto.AUTO, collection: Any = None, probes: 
                                            rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
             stack.close()
         else:
-            chosen = choose.fallback(found).replace(source=source, rationale=tuple(why) + (
-                "no pilot: the collection has too few blocks to sample",))
+            pick, because = _unpiloted(found, diag, tuple(probes), machine)
+            chosen = pick.replace(source=source, rationale=tuple(why) + (
+                "no pilot: the collection has too few blocks to sample", *because))
     with activated(chosen):
         yield chosen
 
