@@ -314,9 +314,14 @@ def state_shares(states: Mapping[ThreadState, int]) -> dict[ThreadState, float]:
     return {state: round(n / total, 3) for state, n in sorted(states.items()) if state != ThreadState.QUEUED}
 
 
+def unqueued_time(times: Mapping[ThreadState, float]) -> float:
+    """The threads' seconds off the run queue (on a CPU, or blocked): what shares are taken of."""
+    return sum(t for state, t in times.items() if state != ThreadState.QUEUED)
+
+
 def time_shares(times: Mapping[ThreadState, float]) -> dict[ThreadState, float]:
     """Each state's share of the threads' time off the run queue (on a CPU, or blocked)."""
-    total = sum(t for state, t in times.items() if state != ThreadState.QUEUED)
+    total = unqueued_time(times)
     if total < MIN_TIMED:
         return {}
     return {state: round(t / total, 3) for state, t in sorted(times.items()) if state != ThreadState.QUEUED}
@@ -336,8 +341,7 @@ def wait_shares(states: Mapping[ThreadState, int], windows: Sequence[Mapping[Thr
     whole = state_shares(states)
     timed = time_shares(times or {})
     lock = timed.get(ThreadState.LOCK, 0.0) if timed else whole.get(ThreadState.LOCK, 0.0)
-    lock_how = f"lock: of {sum(t for s, t in (times or {}).items() if s != ThreadState.QUEUED):.2f} s of thread time" \
-        if timed else "lock: all samples"
+    lock_how = f"lock: of {unqueued_time(times or {}):.2f} s of thread time" if timed else "lock: all samples"
     shares = [state_shares(w) for w in windows if counted(w) >= WINDOW_SAMPLES]
     if len(shares) >= MIN_WINDOWS:
         gil = statistics.median(s.get(ThreadState.GIL, 0.0) for s in shares)

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,21 +77,19 @@ class ProbeRun:
     def states(self, gil: GilState) -> dict[ThreadState, int]:
         """Thread states sampled in this probe's trials in one GIL state (the contention
         instrument), summed."""
-        total: dict[ThreadState, int] = {}
-        for cell, runs in self.runs.items():
-            for run, _ in runs:
-                if run.states and cell.gil == gil:
-                    for state, n in run.states.items():
-                        total[state] = total.get(state, 0) + n
-        return total
+        return {state: int(n) for state, n in self._summed(gil, lambda run: run.states or {}).items()}
 
     def state_times(self, gil: GilState) -> dict[ThreadState, float]:
         """Seconds per thread state in this probe's trials in one GIL state, summed."""
+        return self._summed(gil, lambda run: run.state_times)
+
+    def _summed(self, gil: GilState,
+                per_run: Callable[[TrialRun], Mapping[ThreadState, float]]) -> dict[ThreadState, float]:
         total: dict[ThreadState, float] = {}
         for cell, runs in self.runs.items():
             for run, _ in runs:
-                for state, t in (run.state_times.items() if cell.gil == gil else ()):
-                    total[state] = total.get(state, 0.0) + t
+                for state, n in (per_run(run).items() if cell.gil == gil else ()):
+                    total[state] = total.get(state, 0) + n
         return total
 
     def state_windows(self, gil: GilState) -> list[dict[ThreadState, int]]:
