@@ -164,3 +164,17 @@ def test_one_function_alone_can_be_the_target(fake_library):
             libguard.Guard("fakelib.core:nothing").install()
     finally:
         libguard.remove("fakelib.core:work")
+
+
+def test_the_guard_sums_the_time_its_lock_was_held_once_per_outer_call(fake_library):
+    lib = fake_library
+    guard = libguard.guard("fakelib")
+    began = time.perf_counter()
+    for k in range(10):
+        lib.user.work(k)  # 5 ms inside each; the inner helper adds no second count of it
+    whole = time.perf_counter() - began
+    assert 10 * 0.005 <= guard.held <= whole
+    libguard.release("fakelib")
+    before = guard.held
+    lib.user.work(1)  # switched off: not held, not summed
+    assert guard.held == before

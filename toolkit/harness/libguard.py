@@ -30,6 +30,7 @@ import functools
 import importlib
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any  # Any: the guarded library's own objects, wrapped without knowing their types
@@ -54,6 +55,9 @@ class Guard:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.counts: dict[str, int] = {}
+        #: Seconds the lock was held, summed over outermost calls: the share of a run the lock
+        #: makes serial, which bounds what threads can gain under it (Amdahl).
+        self.held = 0.0
         self.on = True  # off: calls go straight through (a runner timing another scheduler)
         self._undo: list[Callable[[], None]] = []
         self._standins: dict[type, Standin] = {}
@@ -70,9 +74,11 @@ class Guard:
             local.depth = 1
             if count:
                 self.counts[name] = self.counts.get(name, 0) + 1
+            began = time.perf_counter()
             try:
                 return self.out(fn(*args, **kwargs))
             finally:
+                self.held += time.perf_counter() - began
                 local.depth = 0
 
     def locked(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
