@@ -147,6 +147,16 @@ BENCHMARKS = (
     Bench("bench-builds-load-nc", "The load experiment on the GIL build: netCDF",
           "threadprobe bench load --python .venv/bin/python --repeats 10 --data-format nc --turn-lock /tmp/threadprobe-heavy.lock",
           _BUILDS + " Read here: as for PP, on netCDF files (Iris serialises its netCDF4 calls behind its own lock)."),
+    Bench("bench-remedy-share", "How far a verified library lock lets threads go (3.13t, GIL off)",
+          "python tests/bench/remedy_share.py",
+          "Iris's PP loading on the free-threaded build with the GIL off, under the narrowest verified remedy (a "
+          "lock around cf-units, one around Iris's `_epoch_date_hours`). The guards sum the seconds they hold their "
+          "lock: each lock's share of a serial load, the bound that sets for two threads (Amdahl: the largest lock's "
+          "held time, or half the run), and the speed-up two threads reach under the locks, with the cyclic "
+          "collector on and off. The locks hold under a tenth of the run, so they allow x2.0; the threads reach far "
+          "less, and unevenly (some runs slower than serial): what holds them back is the interpreter (its "
+          "per-object locks, which spin in `sched_yield` before they park, and the collector's stop-the-world), "
+          "not the remedy."),
     Bench("bench-pool-start", "What starting a process pool costs",
           "python tests/bench/pool_start.py",
           "A pool of 2 worker processes, started as the processes scheduler starts it, each running one task that "
