@@ -97,27 +97,37 @@ def test_list_shows_availability_from_the_imports(tmp_path):
 SWITCH = PLUGINS / "switchable.py"
 
 
-def diagnose_switch(tmp_path, build, *extra):
+def start_switch(tmp_path, build, *extra):
+    """A diagnosis of the switchable plugin, started; ``.communicate()`` waits for it."""
     import os
 
     env = {**os.environ, "THREADPROBE_TEST_BUILD": build}
-    return subprocess.run([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(SWITCH),
-                           "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "2",
-                           "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.Popen([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(SWITCH),
+                             "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "2",
+                             "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finished(child):
+    out, err = child.communicate(timeout=300)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def diagnose_switch(tmp_path, build, *extra):
+    return finished(start_switch(tmp_path, build, *extra))
 
 
 def test_a_planted_regression_and_an_unsafe_probe_each_exit_1(tmp_path):
     good = diagnose_switch(tmp_path / "good", "good")
     assert good.returncode == 0, good.stderr
-    again = diagnose_switch(tmp_path / "again", "good", "--baseline", tmp_path / "good" / "diagnosis.json",
-                            "--fail-on", "unsafe")
+    # The two gated runs need only the baseline: side by side.
+    started = [start_switch(tmp_path / name, name.replace("again", "good"), "--baseline",
+                            tmp_path / "good" / "diagnosis.json", "--fail-on", "unsafe") for name in ("again", "bad")]
+    again, bad = (finished(child) for child in started)
     # --quiet silences the progress, not the results: the table comes first, then the gates.
     assert again.returncode == 0 and "threadprobe diagnosis" in again.stdout.splitlines()[0]
     assert "no safety regression against the baseline" in again.stdout.splitlines()
     assert "UNSAFE" not in again.stdout
-    bad = diagnose_switch(tmp_path / "bad", "bad", "--baseline", tmp_path / "good" / "diagnosis.json",
-                          "--fail-on", "unsafe")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     first = next(line for line in bad.stdout.splitlines() if line.startswith("REGRESSION:"))
     assert first.startswith("REGRESSION:") and "switch.native_build" in first and "crash" in first

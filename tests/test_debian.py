@@ -25,16 +25,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.environment, pytest.mark.xdist_group
 
 
 def diagnose(tmp_path, name, *extra):
-    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "6",
+    """A diagnosis started (the fingerprint and availability are what these tests read, so the
+    least budget), and a way to wait for its report."""
+    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "2",
             "--out", str(tmp_path / name), *[x for p in PROBES for x in ("--probe", p)], *extra]
-    subprocess.run(args, check=True, capture_output=True, timeout=600)
-    return json.loads((tmp_path / name / "diagnosis.json").read_text())
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def report():
+        _, err = child.communicate(timeout=600)
+        assert child.returncode == 0, err
+        return json.loads((tmp_path / name / "diagnosis.json").read_text())
+    return report
 
 
 @pytest.fixture(scope="session")  # session: xdist interleaves modules, which would rebuild a module fixture
 def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("builds")
-    return diagnose(tmp, "wheels"), diagnose(tmp, "debian", "--python", DEBIAN), tmp
+    wheels, debian = diagnose(tmp, "wheels"), diagnose(tmp, "debian", "--python", DEBIAN)  # side by side
+    return wheels(), debian(), tmp
 
 
 def test_the_report_describes_the_interpreter_it_diagnosed(both):
