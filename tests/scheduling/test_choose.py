@@ -243,6 +243,17 @@ def test_without_a_pilot_processes_are_taken_when_the_diagnosis_measured_them_fa
     assert choose.label(pick_for(timed(t2=1.9, t4=1.9, p2=1.6))[0][0]) == "threads 2"
 
 
+def test_a_run_too_short_for_a_process_pool_takes_none_whatever_its_speedup():
+    """The netCDF load experiment: about 1 s of serial work, processes measured x1.8 by the probes
+    but slower than synchronous on the run (the pool's fixed costs)."""
+    (pick, why), _ = pick_for(timed(t2=0.8, t4=0.8, p2=1.8), serial=choose.MIN_PARALLEL / 2)
+    assert pick.scheduler == Scheduler.SYNCHRONOUS and "too short for a process pool" in why[0]
+    (pick, _), _ = pick_for(timed(t2=1.5, t4=1.5, p2=1.8), serial=choose.MIN_PARALLEL / 2)
+    assert choose.label(pick) == "threads 2"  # threads start in microseconds: still a candidate
+    (pick, why), _ = pick_for(timed(t2=0.8, t4=0.8, p2=1.8), serial=choose.MIN_PARALLEL * 2)
+    assert pick.scheduler == Scheduler.PROCESSES and not any("too short" in line for line in why)
+
+
 def test_a_cluster_is_never_started_on_a_probe_s_word():
     (pick, _), found = pick_for(timed(p2=1.8))
     assert "distributed 2x1" in labels(found) and pick.scheduler == Scheduler.PROCESSES

@@ -72,6 +72,7 @@ def test_a_run_too_short_to_gain_is_not_piloted(long_enough, monkeypatch):
 
 def test_a_run_too_short_to_pilot_takes_the_fastest_candidate_the_diagnosis_measured(long_enough, monkeypatch):
     monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)
+    monkeypatch.setattr(choose, "MIN_PARALLEL", 0.0)  # 0.2 s of planted work: a pool is allowed here
     measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 0.8, 0.0),
                 choose.Estimate(PROCESSES, 1.8, choose.POOL_START["fork"]))
     job = SleepJob(units=20, unit=0.01)
@@ -89,6 +90,7 @@ def test_a_run_s_decider_hands_the_pilot_the_diagnosis_s_speeds(long_enough, mon
 
     monkeypatch.setenv("THREADPROBE_CACHE", str(tmp_path / "choices.json"))
     monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)
+    monkeypatch.setattr(choose, "MIN_PARALLEL", 0.0)  # 0.2 s of planted work: a pool is allowed here
     monkeypatch.setattr(pipeline.here, "machine", lambda: choose.Machine(2, 24))
     diag = Diagnosis("t", "0", {}, {"packages": {}}, tuple(timed()))
     with ExitStack() as stack:

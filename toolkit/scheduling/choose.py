@@ -251,6 +251,12 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
 #: busy neighbours spawn took 6.0-6.2 s (5 pools): the figures below sit between, erring towards
 #: the scheduler that starts nothing, which costs little on the short runs that are not piloted.
 POOL_START: dict[StartMethod, float] = {StartMethod.FORK: 0.03, StartMethod.SPAWN: 3.0, StartMethod.FORKSERVER: 3.0}
+#: Seconds of serial work below which a run takes no process pool (synchronous or threads):
+#: whatever the candidates' speedups, a run this short cannot pay a pool's fixed costs. The load experiment on netCDF (128 files, about
+#: 1 s of serial work past its imports) ran x0.74 of synchronous on 2 forked processes and x0.86 as
+#: auto's warm pick (10 repetitions, reports/bench-builds-load-nc.json): the pool's costs beyond its
+#: start (0.4 to 0.5 s there) ate the half of the work it could save. Twice that work, with margin.
+MIN_PARALLEL = 2.0
 
 
 @dataclass(frozen=True)
@@ -352,7 +358,19 @@ def without_pilot(found: Sequence[Choice], measured: Sequence[Estimate] = (), se
     plus its start-up), but the simplest one unless another is faster by more than ``margin`` (the
     pilot's tie rule, without repetitions to judge the noise by). Candidates never measured are left
     out. With no parallel candidate measured: threads when safe and lock-free (they start in
-    microseconds and share memory), else synchronous."""
+    microseconds and share memory), else synchronous. A run under ``MIN_PARALLEL`` seconds of
+    serial work takes no process pool."""
+    short: tuple[str, ...] = ()
+    if serial is not None and serial < MIN_PARALLEL and any(c.row.shares_memory for c in found):
+        found = [c for c in found if c.row.shares_memory]
+        short = (f"about {serial:.2f} s of serial work, under {MIN_PARALLEL:.0f} s: too short for a process "
+                 "pool's fixed costs to pay, so only synchronous and threads",)
+    pick, why = _ranked(found, measured, serial, margin)
+    return pick, short + why
+
+
+def _ranked(found: Sequence[Choice], measured: Sequence[Estimate], serial: float | None,
+            margin: float) -> tuple[Choice, tuple[str, ...]]:
     order = {_identity(c): k for k, c in enumerate(found)}
     given = {_identity(e.choice) for e in measured}
     serial_one = [Estimate(c, 1.0, 0.0) for c in found[:1] if c.scheduler == Scheduler.SYNCHRONOUS
