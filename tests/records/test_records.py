@@ -187,6 +187,17 @@ def test_nothing_unordered_is_blind_and_nothing_counted_is_unknown():
     assert unknown.power() == RacePower.UNKNOWN and "no C compiler" in unknown.verdict_text()
 
 
+def test_a_few_unordered_calls_are_thin_and_never_said_to_be_none():
+    """Three unordered calls find, 9 times in 10, only a path most calls take (rarest < 2): the
+    text says so, and neither it nor the table cell says that no call ran unordered."""
+    few = RacePass("helgrind", 3, 3, RaceStatus.CLEAN, sections=3, unordered=3, overlap_pairs=119)
+    assert few.rarest() == 1 and few.power() == RacePower.THIN
+    assert few.verdict_text() == ("clean: 3 calls, 3 unordered (119 overlapping pairs); "
+                                  "too few to find a race 9 times in 10 unless most calls take its path")
+    assert few.short_text() == "clean (thin): 3 calls, 3 unordered; too few to find a rare path"
+    assert "no call ran unordered" not in few.summary() and "none unordered" not in few.short_text()
+
+
 def test_with_the_gil_off_every_call_is_unordered_but_for_locks():
     off = RacePass("helgrind", 2, 2000, RaceStatus.CLEAN, schedule=RaceSchedule.MEET, sections=2000, unordered=30,
                    gil_enabled=False)

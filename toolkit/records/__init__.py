@@ -782,7 +782,7 @@ class RacePass(Record):
         rarest = self.rarest()
         if rarest is None:
             return RacePower.UNKNOWN
-        if rarest < 2:
+        if rarest == 0:  # no call ran unordered; a few that did leave it thin, not blind
             return RacePower.BLIND
         return RacePower.STRONG if rarest >= STRONG_FROM else RacePower.THIN
 
@@ -795,8 +795,10 @@ class RacePass(Record):
             seen = f"{self.calls:,} calls with the GIL off, unordered but for locks"
         else:
             seen = f"{self.calls:,} calls, {unordered:,} unordered ({self.overlap_pairs or 0:,} overlapping pairs)"
-        if rarest < 2:
+        if unordered == 0:
             return f"{seen}; no call ran unordered with another, so no race between calls could be seen"
+        if rarest < 2:  # a few unordered calls: 9 times in 10 only for a path most calls take
+            return f"{seen}; too few to find a race 9 times in 10 unless most calls take its path"
         missed = f"{seen}; a path taken by fewer than 1 call in ~{rarest:,} may be missed"
         if self.gil_enabled is False:
             return missed
@@ -816,6 +818,8 @@ class RacePass(Record):
             return f"clean ({power}): {self.calls:,} calls"
         if power == RacePower.BLIND:
             return f"clean ({power}): {self.calls:,} calls, none unordered"
+        if rarest is not None and rarest < 2:
+            return f"clean ({power}): {self.calls:,} calls, {unordered:,} unordered; too few to find a rare path"
         return f"clean ({power}): {self.calls:,} calls, {unordered:,} unordered; misses paths rarer than 1 in ~{rarest:,}"
 
     def verdict_text(self) -> str:

@@ -58,8 +58,9 @@ def diagnose(options: Options, progress: Progress | None = None,
             run_session(session)
         passes: dict[str, RacePass] = {}
         if options.races is not None:
-            shown.note(f"race pass under {options.races.tool}: {len(session.probes)} probes; each lane first imports "
-                       "their libraries under the detector (minutes for Iris), then forks a worker per probe")
+            shown.note(f"race pass under {options.races.tool}: {len(session.probes)} probes; its fork servers first "
+                       "import the probes' libraries under the detector, once for every lane (minutes for Iris), "
+                       "then each lane forks a worker per probe")
             with phase(shown, "race pass", options.races.budget):
                 passes = racepass.run_races(session, options.races, session.results(),
                                             _race_updates(shown, len(session.probes)))
