@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from threadprobe.probe import Probe
+from threadprobe.probes._common import LIBRARY_RACE_SECONDS
 
 CALENDARS = ("standard", "proleptic_gregorian", "noleap", "360_day", "julian", "all_leap", "366_day")
 UNITS = ("hours since 1970-01-01 00:00:00", "days since 1850-01-01", "minutes since 2000-02-28 12:00")
@@ -12,6 +13,7 @@ class _Cftime(Probe):
     dependency = "cftime"
     preload = ("numpy", "cftime")
     iterations = 100
+    race_seconds = LIBRARY_RACE_SECONDS
 
 
 class Num2Date(_Cftime):

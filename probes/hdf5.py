@@ -6,7 +6,7 @@ under threads and should not scale: these probes check both claims.
 
 from __future__ import annotations
 
-from threadprobe.probes._common import Layout, create_h5_dataset, out_dir, write_h5
+from threadprobe.probes._common import LIBRARY_RACE_SECONDS, Layout, create_h5_dataset, out_dir, write_h5
 from threadprobe.probe import Probe
 
 NFILES = 8
@@ -18,6 +18,7 @@ class _H5(Probe):
     preload = ("numpy", "h5py")
     layout = LAYOUT
     nfiles = 1
+    race_seconds = LIBRARY_RACE_SECONDS
 
     def prepare(self, workdir):
         for k in range(self.nfiles):

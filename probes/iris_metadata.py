@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-from threadprobe.probes._common import IRIS_PRELOAD
+from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS
 from threadprobe.probe import Probe
 
 
@@ -21,6 +21,7 @@ class ConcatenateStringAttributes(Probe):
     dependency = "scitools-iris"
     preload = IRIS_PRELOAD
     iterations = 8  # each task builds and joins cubes: ~45 ms
+    race_seconds = IRIS_RACE_SECONDS
 
     def task(self, ctx, i):
         import numpy as np

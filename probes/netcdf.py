@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 import threading
 
-from threadprobe.probes._common import RAW, Layout, create_nc_var, expected, out_dir, write_nc
+from threadprobe.probes._common import LIBRARY_RACE_SECONDS, RAW, Layout, create_nc_var, expected, out_dir, write_nc
 from threadprobe.probe import Probe
 
 NFILES = 8  # with 2 or 4 workers dealing i round-robin, each worker meets only its own files
@@ -114,6 +114,7 @@ class _Netcdf(Probe):
     preload = ("numpy", "netCDF4")
     layout = Layout()
     nfiles = 1
+    race_seconds = LIBRARY_RACE_SECONDS
 
     def prepare(self, workdir: pathlib.Path) -> None:
         for k in range(self.nfiles):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from threadprobe.probes._common import Layout, write_h5, write_nc
+from threadprobe.probes._common import LIBRARY_RACE_SECONDS, Layout, write_h5, write_nc
 from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128))
@@ -23,6 +23,7 @@ class NetcdfAndH5py(Probe):
     name = "two_hdf5.netcdf4_and_h5py"
     dependency = "netCDF4+h5py"
     preload = ("numpy", "netCDF4", "h5py")
+    race_seconds = LIBRARY_RACE_SECONDS
 
     def prepare(self, workdir):
         write_nc(workdir / "a.nc", LAYOUT, seed=1)

@@ -13,6 +13,7 @@ thread the message is then always the same, and another thread's call in between
 from __future__ import annotations
 
 from threadprobe.probe import Probe
+from threadprobe.probes._common import LIBRARY_RACE_SECONDS
 
 VALID = (
     "m s-1", "km h-1", "knot", "m/s", "K", "degC", "degF", "kelvin", "Pa", "hPa", "mbar", "kg m-2 s-1",
@@ -44,6 +45,7 @@ class _CfUnits(Probe):
     dependency = "cf-units"
     preload = ("numpy", "cf_units")
     iterations = 1000  # tasks take ~10 microseconds: many of them give a race its chances
+    race_seconds = LIBRARY_RACE_SECONDS
 
 
 class Parse(_CfUnits):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 
-from threadprobe.probes._common import IRIS_PRELOAD, Layout, write_nc
+from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, write_nc
 from threadprobe.probe import Probe
 
 LAYOUT = Layout(shape=(24, 96, 128), chunks=(1, 96, 128), fill_value=None)
@@ -25,6 +25,7 @@ class IrisAndXarray(Probe):
     dependency = "xarray+scitools-iris"
     preload = IRIS_PRELOAD + ("xarray",)
     iterations = 48
+    race_seconds = IRIS_RACE_SECONDS
 
     def prepare(self, workdir):
         import xarray  # noqa: F401  (without it, the probe is unavailable)

@@ -43,3 +43,17 @@ def test_save_reads_back_the_cube(tmp_path):
         cube = iris_netcdf.make_cube(4)
     assert np.array_equal(data, cube.data) and standard_name == "x_wind" and units == "m s-1"
     assert time_units.startswith("hours since 1970-01-01")
+
+
+def test_the_race_pass_reads_the_small_wind_files_and_the_other_trials_the_full_ones(tmp_path, monkeypatch):
+    from threadprobe.probes._common import RACE_PASS_ENV
+
+    probe = iris_netcdf.WindChunks()
+    probe.prepare(tmp_path)
+    monkeypatch.delenv(RACE_PASS_ENV, raising=False)
+    full = probe.open(tmp_path)
+    monkeypatch.setenv(RACE_PASS_ENV, "1")
+    small = probe.open(tmp_path)
+    assert full[0].shape == iris_netcdf.WIND_LAYOUT.shape and small[0].shape == iris_netcdf.RACE_WIND_LAYOUT.shape
+    speed = probe.task(small, 1)[0]  # the same task, on the small grid: one value per point
+    assert speed.shape == iris_netcdf.RACE_WIND_LAYOUT.shape[1:] and np.all(speed > 0)

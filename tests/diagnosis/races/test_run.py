@@ -177,7 +177,7 @@ def test_two_lanes_share_a_light_and_a_heavy_server_and_every_worker_exit_reache
     assert sorted(passes) == ["shared.heavy1", "shared.heavy2", "shared.light1", "shared.light2"]
     for got in passes.values():
         assert got.calls == 40 and got.reason == "helgrind wrote no report", got.summary()
-    assert folders == ["server0", "server1"] and len(notes) == 2, notes
+    assert folders == ["all", "light"] and len(notes) == 2, notes
 
 
 RARE = str(HERE / "planted" / "rare_probes.py")
@@ -249,3 +249,57 @@ class _Named(_Timed):
     def __init__(self, name: str, seconds: float | None) -> None:
         super().__init__(seconds)
         self.name = name
+
+
+BOXED = """
+from threadprobe import Probe
+
+
+class Boxed(Probe):
+    name = "boxed.short"
+    race_seconds = 3.0
+
+    def task(self, ctx, i):
+        return i
+
+
+class Plain(Probe):
+    name = "boxed.plain"
+
+    def task(self, ctx, i):
+        return i
+"""
+
+
+class _Declared(_Timed):
+    """A timed probe run whose probe class is found through its ref, as box_for reads it."""
+
+    def __init__(self, ref: str, seconds: float | None) -> None:
+        from types import SimpleNamespace
+
+        super().__init__(seconds)
+        self.name = ref.rsplit(":", 1)[-1]
+        self.info = SimpleNamespace(name=self.name, ref=ref)
+
+
+def test_a_probe_declares_its_time_box_and_the_users_seconds_replace_it(tmp_path):
+    plugin = tmp_path / "boxed_probes.py"
+    plugin.write_text(BOXED)
+    boxed, plain = _Declared(f"{plugin}:Boxed", 1.0 / racepass.SLOWDOWN), _Declared(f"{plugin}:Plain", None)
+    default = racepass.RaceOptions()
+    assert racepass.box_for(boxed, default) == 3.0 and racepass.box_for(plain, default) == racepass.DEFAULT_SECONDS
+    assert racepass.box_for(boxed, racepass.RaceOptions(seconds=20.0)) == 20.0  # the user's choice wins
+    trial = racepass.race_trial(boxed, 100, default, index=0)
+    assert trial.deadline == 3.0 and trial.threads == 3  # a 1 s call: three fit the probe's 3 s box
+    assert racepass.expected_seconds(boxed, default) == 3.0
+    assert racepass.race_trial(boxed, 100, racepass.RaceOptions(seconds=20.0), index=0).threads == 8
+
+
+def test_the_race_pass_tells_its_workers_so_and_the_built_in_probes_box_their_passes():
+    from threadprobe.probes import _common, fork_safety, iris_pp, netcdf, udunits
+
+    assert racepass.race_env(Options())[_common.RACE_PASS_ENV] == "1"
+    assert udunits.Parse.race_seconds == netcdf.ReadSharedDataset.race_seconds == _common.LIBRARY_RACE_SECONDS
+    assert iris_pp.WindChunks.race_seconds == _common.IRIS_RACE_SECONDS < _common.LIBRARY_RACE_SECONDS
+    assert fork_safety.NetcdfInherited.race_seconds < racepass.DEFAULT_SECONDS
+

@@ -38,6 +38,16 @@ def test_import_costs_are_measured_natively_per_module():
     assert servers.import_costs("/bin/true", ["json"]) == {}  # said nothing: not priced
 
 
+def test_a_module_costs_the_least_of_two_measurements_so_one_cold_import_cannot_make_it_heavy(monkeypatch):
+    runs = iter([{"numpy": 0.05, "h5py": 0.60, "iris": 1.0}, {"numpy": 0.06, "h5py": 0.03, "iris": 1.1}])
+    monkeypatch.setattr(servers, "import_costs", lambda python, modules: next(runs))
+    steady = servers.steady_costs(None, ["numpy", "h5py", "iris"])
+    assert steady == {"numpy": 0.05, "h5py": 0.03, "iris": 1.0}
+    assert servers.groups([("numpy", "h5py"), ("numpy", "iris")], steady)[0] == ("numpy", "h5py")
+    monkeypatch.setattr(servers, "import_costs", lambda python, modules: {})
+    assert servers.steady_costs(None, ["numpy"]) == {}  # not priced: one server, as before
+
+
 class FakeServer:
     """A fork server's two calls: it 'forks' pids in turn and reports exits all together."""
 
@@ -105,6 +115,18 @@ def test_the_board_runs_light_probes_while_the_heavy_server_imports_then_everyth
     assert board.take() == (("iris.load", ("iris",)), heavy)
     assert board.take() == (("h5py.write", ("numpy", "h5py")), light)  # the lightest server that has it
     assert board.take() is None
+
+
+def test_a_light_server_added_after_the_heavy_one_is_tried_first():
+    heavy = servers.Server(FakeLaunchers(), ("numpy", "h5py", "iris"), Path("/h"))  # type: ignore[arg-type]
+    light = servers.Server(FakeLaunchers(), ("numpy", "h5py"), Path("/l"))  # type: ignore[arg-type]
+    board: servers.Board[tuple[str, tuple[str, ...]]] = servers.Board([heavy], lambda item: item[1])
+    heavy.start("helgrind")
+    board.add_first(light)
+    light.start("helgrind")
+    board.put([("h5py.read", ("h5py",)), ("iris.load", ("iris",))])
+    assert board.take() == (("h5py.read", ("h5py",)), light)  # both ready: the light one forks it
+    assert board.take() == (("iris.load", ("iris",)), heavy)
 
 
 def test_a_lane_waits_for_probes_and_ends_when_none_are_left():

@@ -14,6 +14,11 @@ harness and worker side as every other trial, but under ``valgrind --tool=helgri
   concurrent cells are clean first (only a pass can say more there), then failing ones (a pass
   names the racing code), cheapest first within each. Without one, the longest go first within
   each, so that both lanes end at about the same time.
+- **Size.** A pass is time-boxed: each thread stops taking calls after the box, the user's
+  ``--race-seconds``, else the probe's own ``race_seconds``, else ten seconds (``box_for``), and
+  the pass states its power from the calls it made. Its workers see ``RACE_PASS_ENV``: a probe
+  whose calls take tens of seconds under the detector reads a smaller input of the same layout
+  there (the pass needs calls that overlap in the same native code, not big data).
 - **Verdicts** are ``records.with_races``'s: a clean cell with race pairs becomes ``racy``.
 
 Probes are prepared (their input files written) natively, before the pass.
@@ -32,6 +37,7 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis.races import parse as races
 from threadprobe.diagnosis.races import servers
 from threadprobe.probe import registry
+from threadprobe.probes._common import RACE_PASS_ENV
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun, safe_name
 from threadprobe.diagnosis.options import Options, RaceOptions
 from threadprobe.harness import launch, proc, trial as harness
@@ -61,10 +67,24 @@ SWITCH_INTERVAL = 1e-6
 #: calls at 270 to 680. The earlier 60 gave Iris probes 5 to 8 threads whose first calls alone took
 #: 35 to 85 s a probe, past the 10 s time box, for 5 to 8 unordered calls.
 SLOWDOWN = 200.0
+#: The time box when neither the user nor the probe chose one (``box_for``).
+DEFAULT_SECONDS = RaceOptions.seconds
 
 
 def calls_for(cls: type, options: RaceOptions) -> int:
     return options.calls or getattr(cls, "race_calls", None) or DEFAULT_CALLS
+
+
+def box_for(run: ProbeRun, options: RaceOptions) -> float:
+    """A pass's time box: the user's ``--race-seconds`` when it is not the default, else the
+    probe's own ``race_seconds`` when it declares one (what its calls need: a probe whose pass
+    cannot see much more in more seconds asks for fewer), else the default. The pass states its
+    power from the calls it made, whatever the box."""
+    if options.seconds != DEFAULT_SECONDS:
+        return options.seconds
+    info = getattr(run, "info", None)  # a ProbeRun; the tests' stand-ins may have none
+    declared = getattr(registry.load(info.ref), "race_seconds", None) if info is not None else None
+    return float(declared) if declared else options.seconds
 
 
 def priority(run: ProbeRun, results: Sequence[Result], options: RaceOptions = RaceOptions()) -> tuple[int, float]:
@@ -80,8 +100,8 @@ def priority(run: ProbeRun, results: Sequence[Result], options: RaceOptions = Ra
 def expected_seconds(run: ProbeRun, options: RaceOptions) -> float:
     """A pass's seconds of calls, roughly: the time box, or one round of calls when that is longer
     (each thread makes a call before it may stop); the time box when the probe was not timed."""
-    cost = per_call(run)
-    return options.seconds if cost is None else max(options.seconds, threads_for(run, options) * cost)
+    box, cost = box_for(run, options), per_call(run)
+    return box if cost is None else max(box, threads_for(run, options) * cost)
 
 
 def per_call(run: ProbeRun) -> float | None:
@@ -95,20 +115,20 @@ def threads_for(run: ProbeRun, options: RaceOptions) -> int:
     if options.threads is not None:
         return options.threads
     cost = per_call(run)
-    return MAX_THREADS if not cost else max(2, min(MAX_THREADS, int(options.seconds / cost)))
+    return MAX_THREADS if not cost else max(2, min(MAX_THREADS, int(box_for(run, options) / cost)))
 
 
 def race_trial(run: ProbeRun, calls: int, options: RaceOptions, index: int) -> Trial:
     return Trial(probe=run.name, ref=run.info.ref, mode=Mode.THREADS, processes=1, threads=threads_for(run, options),
                  iterations=calls, index=index, rounds=1, timeout=options.timeout, switch_interval=SWITCH_INTERVAL,
-                 purpose=Purpose.RACES, deadline=options.seconds)
+                 purpose=Purpose.RACES, deadline=box_for(run, options))
 
 
 def race_env(options: Options) -> dict[str, str]:
     """The detector's environment for the interpreter under test. A free-threaded build refuses
     ``PYTHONMALLOC=malloc`` ("unknown allocator"): it keeps mimalloc, whose reports the parser
     attributes to the interpreter."""
-    env = {**ENV, **options.child_env()}
+    env = {**ENV, **options.child_env(), RACE_PASS_ENV: "1"}
     if proc.free_threaded(options.launch.python):
         env.pop("PYTHONMALLOC", None)
     return env
@@ -166,22 +186,23 @@ class Lane:
                              overlap_pairs=pairs, gil_enabled=gil_enabled)
 
 
-def start_servers(session: Diagnoser, options: RaceOptions, built: tuple[Path | None, str],
-                  preloads: Sequence[Sequence[str]]) -> list[tuple[servers.Server, Detector]]:
-    """The pass's servers (``servers.groups``: a light one when some probes import little, and
-    one with every module), each with its detector and report folder; not yet started."""
-    python = session.options.launch.python
-    made = []
-    for k, preload in enumerate(servers.groups(preloads, servers.import_costs(python, servers.shared_first(preloads)))):
-        folder = session.root / "races" / f"server{k}"
-        folder.mkdir(parents=True, exist_ok=True)
-        detector = Detector(options.tool, folder, options.suppressions, options.schedule)
-        launchers = launch.Launchers(session.options.launch.start, python, session.options.selection.plugins,
-                                     prefix=detector.prefix(),
-                                     env={**race_env(session.options), **detector.env(built[0])},
-                                     ready_timeout=READY_TIMEOUT)
-        made.append((servers.Server(launchers, preload, folder), detector))
-    return made
+def new_server(session: Diagnoser, options: RaceOptions, built: tuple[Path | None, str], preload: Sequence[str],
+               name: str) -> tuple[servers.Server, Detector]:
+    """A fork server under the detector with its report folder ``races/<name>``; not yet started."""
+    folder = session.root / "races" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    detector = Detector(options.tool, folder, options.suppressions, options.schedule)
+    launchers = launch.Launchers(session.options.launch.start, session.options.launch.python,
+                                 session.options.selection.plugins, prefix=detector.prefix(),
+                                 env={**race_env(session.options), **detector.env(built[0])},
+                                 ready_timeout=READY_TIMEOUT)
+    return servers.Server(launchers, tuple(preload), folder), detector
+
+
+def light_preload(session: Diagnoser, preloads: Sequence[Sequence[str]]) -> tuple[str, ...] | None:
+    """The light server's modules (``servers.groups``), priced natively; None when there is none."""
+    made = servers.groups(preloads, servers.steady_costs(session.options.launch.python, servers.shared_first(preloads)))
+    return made[0] if len(made) > 1 else None
 
 
 def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result] = (),
@@ -198,7 +219,9 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
     guard = threading.Lock()
     began = [time.monotonic()]
     built = shim()
-    made = start_servers(session, options, built, preloads) if available else []
+    # The server with every module first: every Iris probe waits for its import, and its modules
+    # need no pricing. The light one's are priced natively while it imports.
+    made = [new_server(session, options, built, servers.shared_first(preloads), "all")] if available else []
     detectors = {id(server): detector for server, detector in made}
     board: servers.Board[ProbeRun] = servers.Board([s for s, _ in made], lambda run: run.info.preload)
 
@@ -225,18 +248,25 @@ def run_races(session: Diagnoser, options: RaceOptions, results: Sequence[Result
             if on_done is not None:
                 on_done(run.name, got)
 
-    with ThreadPoolExecutor(max_workers=lanes + len(made)) as pool:
+    with ThreadPoolExecutor(max_workers=lanes + 2) as pool:
         starting = [pool.submit(serve, server) for server, _ in made]
-        futures = [pool.submit(lane_loop, n) for n in range(lanes)]
+        futures = []
         try:
-            board.put(sorted(_ready(session), key=lambda run: priority(run, results, options)))
-        finally:
-            began[0] = time.monotonic()
-            board.put([])  # no more probes, whatever happened
-        try:
+            try:
+                light = light_preload(session, preloads) if made else None
+                if light is not None:
+                    made.insert(0, new_server(session, options, built, light, "light"))
+                    detectors[id(made[0][0])] = made[0][1]
+                    board.add_first(made[0][0])
+                    starting.append(pool.submit(serve, made[0][0]))
+                futures = [pool.submit(lane_loop, n) for n in range(lanes)]
+                board.put(sorted(_ready(session), key=lambda run: priority(run, results, options)))
+            finally:
+                began[0] = time.monotonic()
+                board.put([])  # no more probes, whatever happened
             for future in [*starting, *futures]:
                 future.result()
-        finally:
+        finally:  # on an error too: every server that started is closed
             for server, _ in made:
                 server.close()
     return done

@@ -71,6 +71,18 @@ def import_costs(python: str | None, modules: Sequence[str], timeout: float = 12
         return {}
 
 
+def steady_costs(python: str | None, modules: Sequence[str], runs: int = 2) -> dict[str, float]:
+    """Each module's least cost over ``runs`` children (empty when any run measured nothing).
+    One child's figures are noisy: one make races here (2026-12-07) put h5py among the heavy
+    modules, so its eight probes waited for Iris's import while the lanes idled, yet h5py took
+    about 2% of the modules' cost in every child timed since (a cold page cache would explain
+    it). The least of two is what an import costs when nothing else is in its way."""
+    measured = [import_costs(python, modules) for _ in range(runs)]
+    if not measured or not all(measured):
+        return {}
+    return {m: min(run.get(m, 0.0) for run in measured) for m in measured[0]}
+
+
 def groups(preloads: Sequence[Sequence[str]], costs: dict[str, float]) -> list[tuple[str, ...]]:
     """Pure: the servers' preloads, light first. Heavy: every module. Light: the modules of the
     probes whose own cost under ``LIGHT_SHARE`` of the whole; none when those are all of them,
@@ -175,6 +187,12 @@ class Board(Generic[Item]):
         self.todo: list[Item] = []
         self.closed = False
         self.changed = threading.Condition()
+
+    def add_first(self, server: Server) -> None:
+        """One more server, tried before the others (a light one, started after the heavy one)."""
+        with self.changed:
+            self.servers.insert(0, server)
+            self.changed.notify_all()
 
     def put(self, items: Sequence[Item]) -> None:
         """The probes to run, in the order to run them; no more come after them."""
