@@ -44,7 +44,7 @@ races: $(STAMP)
 FT_PYTHON ?= .venv-ft/bin/python
 races-ft: $(STAMP)
 	test -x $(FT_PYTHON) || { echo "$(FT_PYTHON) is missing: .ci/freethreaded-up builds it" >&2; exit 2; }
-	$(BIN)/threadprobe diagnose --python $(FT_PYTHON) --gil off --races $(RACES) --no-stress \
+	$(BIN)/threadprobe diagnose --python $(FT_PYTHON) --gil off --races $(RACES) --no-stress --remedies none \
 		--out $(OUT)/races-ft $(ARGS)
 
 # The newest stack first (.ci/newest-up: a venv of the newest CPython here with the newest Iris,
