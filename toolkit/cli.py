@@ -584,10 +584,10 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     """``bench --python A --python B``: the workload on every interpreter and GIL state, one table."""
     states = tuple(GilState) if args.gil == "both" else (GilState(args.gil),)
     envs = builds.environments(args.python, states)
-    result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress(),
-                        lock=Path(args.turn_lock) if args.turn_lock else None)
     out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
     name += f"-gil-{states[0]}" if len(states) == 1 and any(e.gil for e in envs) else ""  # one state: a file of its own
+    result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress(),
+                        lock=Path(args.turn_lock) if args.turn_lock else None, keep=out / f"{name}-diagnoses")
     path = benchfile.write(out / f"{name}.json", result.to_json())
     picture = builds.plot(result, out / f"{name}.png")
     print("\n".join(builds.table(result)))

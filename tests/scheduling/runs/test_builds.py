@@ -141,3 +141,20 @@ FT = builds.Path(__file__).parents[3] / ".venv-ft" / "bin" / "python"
 def test_a_free_threaded_interpreter_is_two_environments():
     envs = builds.environments([str(FT)])
     assert [e.gil for e in envs] == [GilState.AS_IMPORTED, GilState.OFF] and envs[0].version.endswith("t")
+
+
+def test_the_bench_leaves_no_temporary_folder_and_keeps_diagnoses_where_asked(fake, tmp_path, monkeypatch):
+    import pathlib
+    import shutil
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    builds.run("load", fake, ["pp"], [OFF], repeats=1)
+    assert not list((tmp_path / "tmp").glob("threadprobe-builds-*"))
+    kept = pathlib.Path(tempfile.mkdtemp())  # gone before the test ends: the fake diagnosis keeps no schema
+    try:
+        (res,) = builds.run("load", fake, ["pp"], [OFF], repeats=1, keep=kept / "diagnoses").environments
+        assert res.diagnosis.startswith(str(kept / "diagnoses")) and pathlib.Path(res.diagnosis).exists()
+    finally:
+        shutil.rmtree(kept)

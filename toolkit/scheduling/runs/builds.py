@@ -177,11 +177,22 @@ def turn(lock: Path | None) -> Iterator[None]:
 
 def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int = 5,
         budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None,
-        lock: Path | None = None) -> Result:
+        lock: Path | None = None, keep: Path | None = None) -> Result:
     """The bench: each environment's diagnosis, then the repetitions, each diagnosis and each run
-    in a ``turn`` of its own on ``lock`` (when given)."""
+    in a ``turn`` of its own on ``lock`` (when given). The diagnoses are kept in ``keep`` (the
+    results name them), else made in a temporary folder that goes with the bench."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="threadprobe-builds-")))
+        else:
+            work = keep
+            work.mkdir(parents=True, exist_ok=True)
+        return _run(workload, data, formats, envs, repeats, budget, timeout, progress, lock, work)
+
+
+def _run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int, budget: float,
+         timeout: float, progress: Progress | None, lock: Path | None, work: Path) -> Result:
     say = (progress or NullProgress()).note
-    work = Path(tempfile.mkdtemp(prefix="threadprobe-builds-"))
     diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
     for env in envs:
         if env.python not in diagnoses:
