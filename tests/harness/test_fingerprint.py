@@ -120,3 +120,23 @@ def test_matches_is_true_now_and_false_after_a_change(collected, tmp_path):
     lib["path"] = str(fake)
     ok, why = fingerprint.matches(changed)
     assert not ok and any("libfake" in w for w in why)
+
+
+def test_matches_looks_versions_up_by_distribution_and_agrees_with_the_full_listing(collected, monkeypatch, tmp_path):
+    stored = collected["packages"]
+    assert fingerprint._versions_now(stored) == fingerprint.package_versions()
+    # A distribution registered under a name a lookup normalises away (Debian's h5py): the full listing.
+    pkg = tmp_path / "fakelib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    dist = tmp_path / "fakelib.-debian-fakelib-serial-3.7.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelib.-debian-fakelib-serial\nVersion: 3.7.0\n")
+    (dist / "top_level.txt").write_text("fakelib\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(fingerprint, "PACKAGES", ("fakelib", "no_such_package_anywhere"))
+    was = {"fakelib": {"version": "3.6.0", "distribution": "fakelib.-debian-fakelib-serial"},
+           "no_such_package_anywhere": None}
+    assert fingerprint._versions_now(was) == fingerprint.package_versions()
+    ok, why = fingerprint.matches({"packages": was, "python": collected["python"]})
+    assert not ok and why == ["fakelib 3.6.0 -> 3.7.0"]

@@ -312,10 +312,37 @@ def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
     return found
 
 
+def _versions_now(stored: dict[str, Any]) -> dict[str, dict[str, str | None] | None]:
+    """``package_versions`` for the stored packages, looked up by the distribution each came from:
+    a few file lookups, where listing every installed distribution takes a quarter of a second,
+    which a run of ``auto`` pays before its first task. Any package the shortcut cannot settle (no
+    distribution stored, or one gone or renamed) sends the whole to ``package_versions``."""
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    out: dict[str, dict[str, str | None] | None] = {}
+    for name in PACKAGES:
+        was = stored.get(name)
+        dist = was.get("distribution") if isinstance(was, dict) else None
+        try:
+            if find_spec(name) is None and was is None:  # missing then, missing now
+                out[name] = None
+                continue
+            if not dist or find_spec(name) is None:
+                return package_versions()
+            found = metadata.distribution(dist)
+        except (ImportError, ValueError, metadata.PackageNotFoundError):
+            return package_versions()
+        if found.metadata["Name"] != dist:  # another distribution answered to the name
+            return package_versions()
+        out[name] = {"version": found.version, "distribution": dist}
+    return out
+
+
 def matches(stored: Fingerprint) -> tuple[bool, list[str]]:
     """Is the stored fingerprint still what this interpreter would load? Fast: no imports."""
     why: list[str] = []
-    now = package_versions()
+    now = _versions_now(stored.get("packages") or {})
     for name, was in (stored.get("packages") or {}).items():
         if name not in now:
             continue
