@@ -116,21 +116,20 @@ BENCHMARKS = (
           "yet classed reliably: on this build a `threading.Lock` spins (`sched_yield`) before it parks, so on a "
           "loaded machine many of its waits are spent on a CPU, and in some diagnoses its lock share stays under "
           "the lock-bound 5%. Each planted run keeps the line its class was decided on (`waits`)."),
-    Bench("bench-builds-load-pp-gil-off", "The load experiment on both builds: PP, the GIL forced off",
-          "threadprobe bench load --python .venv/bin/python --python .venv-ft/bin/python --repeats 5 "
-          "--data-format pp --gil off",
-          _BUILDS + " Read here: with the GIL off, threads as they are crash or fail (heap corruption, udunits2 "
-          "failing to parse a unit: cf-units calls udunits2, which is not thread-safe, and nothing orders the calls "
-          "once the GIL is gone); the GIL stays off in every run, so no import re-enabled it. The narrowest verified "
-          "remedy is a lock around cf-units and Iris's `_epoch_date_hours` (a lock around cf-units alone still "
-          "failed); it holds for only part of each file's load but is taken on every unit conversion, so threads "
-          "holding it gain less than processes. Processes are the fastest safe scheduler and auto picks them every "
-          "time, so the x1.6 figure is missed by the processes' own speedup and by the pilot, whose timed "
-          "synchronous and threads rounds are auto's whole regret. On the GIL build the run is under the pilot's "
-          "threshold (`pilot.SHORT_RUN`, from a two-file sample of the serial rate): auto is not piloted there and "
-          "takes synchronous, while processes are faster. This file predates the choice without a pilot that ranks "
-          "the candidates by the diagnosis's measured speedups (`choose.without_pilot`): see the GIL build's own "
-          "page, `bench-builds-load-pp`."),
+    Bench("bench-builds-load-pp-gil-off", "The load experiment on the free-threaded build: PP, the GIL forced off",
+          "threadprobe bench load --python .venv-ft/bin/python --gil off --repeats 10 --data-format pp "
+          "--turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: with the GIL off, threads as they are crash or fail in every run (heap corruption; "
+          "udunits2 failing to parse a unit, since cf-units keeps its parser's state in globals and nothing orders "
+          "the calls once the GIL is gone; a dict changed during iteration); the GIL stays off in every run. The "
+          "remedy search's narrowest verified lock varies between diagnoses (a lock around all of Iris here; cf-units "
+          "with Iris's `_epoch_date_hours` in an earlier one), and threads holding it stay slower than synchronous: "
+          "`bench-remedy-share` shows the lock is not what holds them back. Processes are the fastest safe "
+          "scheduler and auto picks them every time, without a pilot (the run is under `pilot.SHORT_RUN`): auto "
+          "x1.64 of synchronous, the figure's x1.6 met, regret x1.00. Two of auto's ten runs were slow outliers "
+          "(x0.75 and x1.05: a busy spell of the shared machine), which the median sets aside. The bench ran from a "
+          "working tree that changed between repetitions in ways that touch only runs under 2 s of serial work and "
+          "auto's start-up (0.2 s less from about the fifth repetition on)."),
     Bench("bench-builds-load-pp-gil-as_imported", "The load experiment on the free-threaded build: PP, the GIL as "
           "imported", "threadprobe bench load --python .venv-ft/bin/python --repeats 5 --data-format pp "
           "--gil as_imported",
