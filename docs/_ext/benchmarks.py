@@ -156,6 +156,16 @@ BENCHMARKS = (
           "less, and unevenly (some runs slower than serial): what holds them back is the interpreter (its "
           "per-object locks, which spin in `sched_yield` before they park, and the collector's stop-the-world), "
           "not the remedy."),
+    Bench("bench-builds-load-nc-gil-off", "The load experiment on the free-threaded build: netCDF, the GIL forced "
+          "off", "threadprobe bench load --python .venv-ft/bin/python --gil off --repeats 10 --data-format nc "
+          "--turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: threads as they are crash or give other answers in 6 of 10 runs (heap corruption, "
+          "HDF5 and udunits2 errors). Iris's own netCDF lock (`iris.fileformats.netcdf._thread_safe_nc`) is not "
+          "enough once the GIL is off: under it the stress trials found corruption in 6 of its trials; only one global "
+          "lock around every task verified safe (x1.00). The run is short (2.5 s synchronous, about 1 s of serial "
+          "work by the pilot's sample, under `choose.MIN_PARALLEL`), where two forked processes ran x0.76: auto "
+          "takes synchronous every time, within 5% of the fastest safe scheduler (regret x0.97). No safe "
+          "scheduler reaches x1.6 on a run this short; the PP run, twelve times longer, does."),
     Bench("bench-pool-start", "What starting a process pool costs",
           "python tests/bench/pool_start.py",
           "A pool of 2 worker processes, started as the processes scheduler starts it, each running one task that "
