@@ -161,7 +161,7 @@ BENCHMARKS = (
           "--turn-lock /tmp/threadprobe-heavy.lock",
           _BUILDS + " Read here: threads as they are crash or give other answers in 6 of 10 runs (heap corruption, "
           "HDF5 and udunits2 errors). Iris's own netCDF lock (`iris.fileformats.netcdf._thread_safe_nc`) is not "
-          "enough once the GIL is off: under it the stress trials found corruption in 6 of its trials; only one global "
+          "enough once the GIL is off: its 6 stress trials ended corrupt; only one global "
           "lock around every task verified safe (x1.00). The run is short (2.5 s synchronous, about 1 s of serial "
           "work by the pilot's sample, under `choose.MIN_PARALLEL`), where two forked processes ran x0.76: auto "
           "takes synchronous every time, within 5% of the fastest safe scheduler (regret x0.97). No safe "
