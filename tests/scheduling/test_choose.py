@@ -206,7 +206,7 @@ def test_under_planted_noise_a_real_speed_up_is_taken_and_a_tie_keeps_the_simple
     ((Choice("w", "synchronous"), Choice("w", "processes", 2, 1)), "synchronous"),
 ])
 def test_without_a_pilot_or_any_speed_measured_threads_if_safe_and_lock_free_else_synchronous(found, expected):
-    assert choose.fallback(found).scheduler == expected
+    assert choose.without_pilot(found)[0].scheduler == expected
     # A diagnosis with no timing trials (a quick one) measures no speed: the same rule.
     unmeasured = [choose.Estimate(c, None if c.row.mode else 1.0, 0.0) for c in found]
     pick, why = choose.without_pilot(found, unmeasured, serial=15.0)

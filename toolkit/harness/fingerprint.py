@@ -325,10 +325,11 @@ def _versions_now(stored: dict[str, Any]) -> dict[str, dict[str, str | None] | N
         was = stored.get(name)
         dist = was.get("distribution") if isinstance(was, dict) else None
         try:
-            if find_spec(name) is None and was is None:  # missing then, missing now
+            missing = find_spec(name) is None
+            if missing and was is None:  # missing then, missing now
                 out[name] = None
                 continue
-            if not dist or find_spec(name) is None:
+            if missing or not dist:
                 return package_versions()
             found = metadata.distribution(dist)
         except (ImportError, ValueError, metadata.PackageNotFoundError):

@@ -252,10 +252,11 @@ def break_tie(rows: Sequence[PilotRow], pick: PilotRow, margin: float = MARGIN
 #: the scheduler that starts nothing, which costs little on the short runs that are not piloted.
 POOL_START: dict[StartMethod, float] = {StartMethod.FORK: 0.03, StartMethod.SPAWN: 3.0, StartMethod.FORKSERVER: 3.0}
 #: Seconds of serial work below which a run takes no process pool (synchronous or threads):
-#: whatever the candidates' speedups, a run this short cannot pay a pool's fixed costs. The load experiment on netCDF (128 files, about
-#: 1 s of serial work past its imports) ran x0.74 of synchronous on 2 forked processes and x0.86 as
-#: auto's warm pick (10 repetitions, reports/bench-builds-load-nc.json): the pool's costs beyond its
-#: start (0.4 to 0.5 s there) ate the half of the work it could save. Twice that work, with margin.
+#: whatever the candidates' speedups, a run this short cannot pay a pool's fixed costs. The load
+#: experiment on netCDF (128 files, about 1 s of serial work past its imports) ran x0.74 of
+#: synchronous on 2 forked processes and x0.86 as auto's warm pick (10 repetitions,
+#: reports/bench-builds-load-nc.json): the pool's costs beyond its start (0.4 to 0.5 s there) ate
+#: the half of the work it could save. Twice that work, with margin.
 MIN_PARALLEL = 2.0
 
 
@@ -343,12 +344,6 @@ def estimates(found: Sequence[Choice], results: Sequence[Result], remedies: Sequ
         known = None if any(s is None for s in speeds) else min(s for s in speeds if s is not None)
         out.append(Estimate(c, 1.0 if c.scheduler == Scheduler.SYNCHRONOUS else known, _startup(c)))
     return tuple(out)
-
-
-def fallback(found: Sequence[Choice], measured: Sequence[Estimate] = (), serial: float | None = None,
-             margin: float = MARGIN) -> Choice:
-    """Without a pilot (a run too short to time, no input to sample): see ``without_pilot``."""
-    return without_pilot(found, measured, serial, margin)[0]
 
 
 def without_pilot(found: Sequence[Choice], measured: Sequence[Estimate] = (), serial: float | None = None,

@@ -319,7 +319,8 @@ def table(result: Result) -> list[str]:
                          f"{low:6.2f}-{high:6.2f}s x{res.speedup.get(name, 0):5.2f}  {ratios}{note}")
     for found in (read(res) for res in result.environments):
         lines.append(f"{found.environment} {found.format}: auto x{found.auto_over_sync} of synchronous "
-                     f"{list(found.auto_over_sync_range)}, regret to {found.fastest_safe} {found.regret} {list(found.regret_range)}; "
+                     f"{list(found.auto_over_sync_range)}, regret to {found.fastest_safe} {found.regret} "
+                     f"{list(found.regret_range)}; "
                      f"met: {', '.join(found.met) or 'none'}; missed: {', '.join(found.missed) or 'none'}")
     return lines
 
