@@ -586,10 +586,14 @@ def bench_builds(args: argparse.Namespace, data: Path, formats: list[str]) -> in
     envs = builds.environments(args.python, states)
     out, name = Path(args.out), f"bench-builds-{args.workload}" + (f"-{formats[0]}" if len(formats) == 1 else "")
     name += f"-gil-{states[0]}" if len(states) == 1 and any(e.gil for e in envs) else ""  # one state: a file of its own
+
+    def write(result: builds.Result) -> tuple[Path, Path]:
+        return benchfile.write(out / f"{name}.json", result.to_json()), builds.plot(result, out / f"{name}.png")
+
     result = builds.run(args.workload, data, formats, envs, args.repeats, args.budget, progress=make_progress(),
-                        lock=Path(args.turn_lock) if args.turn_lock else None, keep=out / f"{name}-diagnoses")
-    path = benchfile.write(out / f"{name}.json", result.to_json())
-    picture = builds.plot(result, out / f"{name}.png")
+                        lock=Path(args.turn_lock) if args.turn_lock else None, keep=out / f"{name}-diagnoses",
+                        done=write)
+    path, picture = write(result)
     print("\n".join(builds.table(result)))
     print(f"wrote {path} and {picture}", file=sys.stderr)
     return 0

@@ -110,6 +110,22 @@ def test_the_reading_names_the_targets_met_and_missed(fake):
     assert builds.read(as_imported).target_speedup is None  # the x1.6 figure is the GIL-off one's alone
 
 
+def test_the_repetitions_so_far_are_handed_on_after_each_one(fake):
+    partial: list[builds.Result] = []
+    final = builds.run("load", fake, ["pp"], [OFF], repeats=3, done=partial.append)
+    assert [p.repeats for p in partial] == [1, 2] and final.repeats == 3
+    assert [len(p.environments[0].repetitions) for p in partial] == [1, 2]
+    assert partial[1].environments[0].regrets == final.environments[0].regrets[:2]
+
+
+def test_a_run_far_slower_than_any_seen_is_taken_to_hang():
+    assert builds.hang_after({"synchronous": []}, 1800.0) == 1800.0  # nothing seen yet: the whole timeout
+    seen = {"synchronous": [bench.Run(seconds=20.0)], "threads": [bench.Run(failed="SIGSEGV"), bench.Run(seconds=9.0)]}
+    assert builds.hang_after(seen, 1800.0) == builds.HANG_FACTOR * 20.0
+    assert builds.hang_after({"synchronous": [bench.Run(seconds=0.5)]}, 1800.0) == 60.0  # a floor for short runs
+    assert builds.hang_after({"synchronous": [bench.Run(seconds=500.0)]}, 1800.0) == 1800.0  # never past timeout
+
+
 def held(lock) -> bool:
     """Is ``lock`` flocked by another open file (a run's turn)?"""
     with open(lock, "a") as fh:

@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,21 +177,25 @@ def turn(lock: Path | None) -> Iterator[None]:
 
 def run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int = 5,
         budget: float = 120.0, timeout: float = 1800.0, progress: Progress | None = None,
-        lock: Path | None = None, keep: Path | None = None) -> Result:
+        lock: Path | None = None, keep: Path | None = None,
+        done: Callable[[Result], object] | None = None) -> Result:
     """The bench: each environment's diagnosis, then the repetitions, each diagnosis and each run
     in a ``turn`` of its own on ``lock`` (when given). The diagnoses are kept in ``keep`` (the
-    results name them), else made in a temporary folder that goes with the bench."""
+    results name them), else made in a temporary folder that goes with the bench. ``done`` gets the
+    result of the repetitions so far after each one: a bench of hours that stops early (a killed
+    run, a machine taken back) keeps what it measured."""
     with contextlib.ExitStack() as stack:
         if keep is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="threadprobe-builds-")))
         else:
             work = keep
             work.mkdir(parents=True, exist_ok=True)
-        return _run(workload, data, formats, envs, repeats, budget, timeout, progress, lock, work)
+        return _run(workload, data, formats, envs, repeats, budget, timeout, progress, lock, work, done)
 
 
 def _run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], repeats: int, budget: float,
-         timeout: float, progress: Progress | None, lock: Path | None, work: Path) -> Result:
+         timeout: float, progress: Progress | None, lock: Path | None, work: Path,
+         done: Callable[[Result], object] | None = None) -> Result:
     say = (progress or NullProgress()).note
     diagnoses: dict[str, tuple[Path, Diagnosis]] = {}
     for env in envs:
@@ -212,7 +216,28 @@ def _run(workload: str, data: Path, formats: list[str], envs: Sequence[Env], rep
                 say(f"repetition {rep + 1}/{repeats}: {workload} {fmt} on {env.label}: {name}")
                 spec = bench.Spec(workload, bench.inputs(data, fmt), request.replace(diagnosis=str(diagnoses[env.python][0])))
                 with turn(lock):
-                    runs[(env, fmt)][name].append(one(env, spec, timeout, work / f"cache-{rep}.json"))
+                    runs[(env, fmt)][name].append(one(env, spec, hang_after(runs[(env, fmt)], timeout),
+                                                      work / f"cache-{rep}.json"))
+        if done is not None and rep + 1 < repeats:
+            done(_result(workload, rep + 1, plan, runs, diagnoses, data))
+    return _result(workload, repeats, plan, runs, diagnoses, data)
+
+
+#: A run this many times slower than the slowest run already seen in its environment and format
+#: is taken to hang (a deadlocked pool): it fails then, not after the whole ``timeout``.
+HANG_FACTOR = 10.0
+
+
+def hang_after(seen: dict[str, list[bench.Run]], timeout: float) -> float:
+    """How long a run may take, from the runs of its environment and format so far."""
+    done = [r.seconds for rs in seen.values() for r in rs if r.seconds is not None]
+    return min(timeout, max(60.0, HANG_FACTOR * max(done))) if done else timeout
+
+
+def _result(workload: str, repeats: int, plan: dict[tuple[Env, str], list[tuple[str, RunRequest, bool]]],
+            runs: dict[tuple[Env, str], dict[str, list[bench.Run]]],
+            diagnoses: dict[str, tuple[Path, Diagnosis]], data: Path) -> Result:
+    """The summaries of the runs made so far, ``repeats`` repetitions of them."""
     results = []
     for (env, fmt), cfgs in plan.items():
         diag = diagnoses[env.python][1]
