@@ -37,9 +37,9 @@ def result(probe="p", trials=10, failed=2, evidence=()):
 
 
 def test_enough_trials_to_see_the_failure_again_at_the_rate_it_was_seen():
-    assert remedies.trials_needed(result(trials=10, failed=10)) == remedies.MIN_TRIALS
-    assert remedies.trials_needed(result(trials=10, failed=2)) == 14 or remedies.MAX_TRIALS < 14
-    assert remedies.trials_needed(result(trials=10, failed=5)) == 5  # 1 - 0.5**5 > 0.95
+    assert remedies.MIN_TRIALS == 29 and 0.9 ** 29 < 0.05  # what a lock leaves is bound at 10%
+    assert remedies.trials_needed(result(trials=10, failed=10)) == remedies.MIN_TRIALS  # never fewer
+    assert remedies.trials_needed(result(trials=10, failed=5)) == remedies.MIN_TRIALS
     assert remedies.trials_needed(result(trials=15, failed=1)) == 44  # fewer, and an unchanged rate passes often
     assert remedies.trials_needed(result(trials=20, failed=1)) == 59
     assert remedies.trials_needed(result(trials=40, failed=1)) == remedies.MAX_TRIALS

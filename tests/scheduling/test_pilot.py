@@ -61,6 +61,44 @@ def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_e
     assert result.cost < result.seconds
 
 
+class RacyJob(SleepJob):
+    """A planted remedy that does not hold on this input: every batch run on threads raises, as
+    Iris's netCDF loader did under a cf-units lock verified by too few trials."""
+
+    def run(self, active, units, tasks, on_done=None):
+        if active.choice.scheduler == "threads":
+            active.compute(dask.delayed(nap, pure=False)(0.01, os.getpid(), 1.0))  # some work, then the failure
+            raise KeyError("<EncodedNetCDFDataProxy shape=(128, 48, 64)>")
+        super().run(active, units, tasks, on_done)
+
+
+def test_a_candidate_that_fails_on_the_input_is_dropped_and_its_units_computed_elsewhere(long_enough):
+    job = RacyJob(units=120, unit=0.02)
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
+    assert "threads 2" not in {row.candidate for row in result.rows} and result.choice != THREADS
+    assert active.choice == result.choice
+    assert sorted(job.done) == sorted(set(job.done)) == sorted(result.done)  # the failed batch went back, once
+    (line,) = [w for w in result.why if w.startswith("dropped: threads 2")]
+    assert "KeyError" in line and "EncodedNetCDFDataProxy" in line
+
+
+def test_when_every_parallel_candidate_fails_the_pilot_settles_on_synchronous(long_enough):
+    job = RacyJob(units=120, unit=0.02)
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS), stack)
+    assert result.choice == SYNC and active.choice == SYNC and [r.candidate for r in result.rows] == ["synchronous"]
+
+
+def test_a_failure_of_the_serial_run_itself_is_not_swallowed(long_enough):
+    class Broken(SleepJob):
+        def run(self, active, units, tasks, on_done=None):
+            raise ValueError("a bad file")
+
+    with ExitStack() as stack, pytest.raises(ValueError, match="a bad file"):
+        pilot.run_pilot(Broken(units=120, unit=0.02), (SYNC, THREADS), stack)
+
+
 def test_a_run_too_short_to_gain_is_not_piloted(long_enough, monkeypatch):
     monkeypatch.setattr(pilot, "SHORT_RUN", 2.0)  # 10 times the work: a busy machine's slow sleeps stay under it
     job = SleepJob(units=20, unit=0.01)  # 0.2 s of serial work

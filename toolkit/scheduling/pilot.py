@@ -26,6 +26,10 @@ the slower candidates' extra time on their share.
    promise the least time once their spread is counted.
 
 A candidate's library locks are held only while it is timed (``locks.only``), then the pick's.
+A candidate whose batch raises is dropped, and its batch goes back to the pool: the diagnosis
+called it safe (as it is, or under a verified remedy) but this input showed otherwise, and a
+run must not fail for a scheduler that the run itself could still avoid. A crash ends the
+process: no pilot can catch that.
 
 The rest of the work then runs on the pick, in one compute.
 """
@@ -66,8 +70,9 @@ MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain throug
 
 class Job(Protocol):
     """Work cut into independent units; ``run`` computes some of them on an active scheduler, in
-    ``tasks`` tasks, and keeps their results. A job may say how big each unit is (``sizes``), and
-    states its input's shape of work (``signature``), which keys the choice cache."""
+    ``tasks`` tasks, and keeps their results once all of them are computed (a call that raises
+    keeps none: the pilot computes them again elsewhere). A job may say how big each unit is
+    (``sizes``), and states its input's shape of work (``signature``), which keys the choice cache."""
 
     units: int
 
@@ -163,10 +168,11 @@ class _Rounds:
     amount: dict[str, list[float]] = field(default_factory=dict)
     startup: dict[str, float] = field(default_factory=dict)
     played: int = 0
+    dropped: dict[str, str] = field(default_factory=dict)  # candidate: what its failed batch raised
 
     def rows(self) -> list[PilotRow]:
         return [_row(key, self.seconds, self.amount, self.startup, self.total)
-                for key in map(choose.label, self.tried) if self.seconds.get(key)]
+                for key in map(choose.label, self.tried) if self.seconds.get(key) and key not in self.dropped]
 
     def play(self, pool: _Pool, playing: list[Choice], per_worker: float, pilot: Pilot) -> None:
         """One round: a fresh batch per candidate still in play, in rotating order."""
@@ -181,10 +187,26 @@ class _Rounds:
                 break
             locks.only(c)  # its library locks held, no other candidate's
             t0 = time.perf_counter()
-            pool.job.run(here, batch, _tasks(c, len(batch)))
+            try:
+                pool.job.run(here, batch, _tasks(c, len(batch)))
+            except Exception as exc:  # noqa: BLE001 - whatever the candidate raised, it is out
+                if c.scheduler == Scheduler.SYNCHRONOUS:
+                    raise  # the serial run fails too: the input's fault, not a scheduler's
+                self.drop(key, exc, batch, pool, pilot)
+                continue
             self.seconds.setdefault(key, []).append(time.perf_counter() - t0)
             self.amount.setdefault(key, []).append(pool.size(batch))
             pilot.done += batch
+
+    def drop(self, key: str, exc: Exception, batch: list[int], pool: _Pool, pilot: Pilot) -> None:
+        """``key`` failed on this input: out of the pilot, its batch back in the pool."""
+        pool.left[:0] = batch
+        self.dropped[key] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        pilot.why += (f"dropped: {key} failed on this input in the pilot ({self.dropped[key]}), although the "
+                      "diagnosis called it safe",)
+
+    def in_play(self, playing: list[Choice]) -> list[Choice]:
+        return [c for c in playing if choose.label(c) not in self.dropped]
 
     def still_in_play(self, playing: list[Choice], note: Callable[[str], None]) -> list[Choice] | None:
         """Who stays after this round; None when the ranking is settled."""
@@ -232,6 +254,9 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     playing: list[Choice] | None = list(rounds.tried)
     while playing and pool.left and _more(rounds.played, len(playing), pool.size(pilot.done) / pool.total, share):
         rounds.play(pool, playing, per_worker, pilot)
+        playing = rounds.in_play(playing)
+        if len(playing) < 2:
+            break
         if rounds.played >= 2:
             playing = rounds.still_in_play(playing, note)
             playing = playing if playing is None or len(playing) > 1 else None
@@ -252,7 +277,8 @@ def _more(played: int, playing: int, done: float, share: float) -> bool:
 
 def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot:
     """The pick, its table and why, and what the pilot cost beyond running its units on the pick."""
-    rows = rounds.rows()
+    rows = rounds.rows() or [_row(choose.label(rounds.tried[0]), {choose.label(rounds.tried[0]): [0.0]},
+                                  {choose.label(rounds.tried[0]): [1.0]}, {}, pool.total)]  # all failed, sync untimed
     pick_row, settled, why = choose.decide(rows)
     if not settled:
         pick_row, tie = choose.break_tie(rows, pick_row)
