@@ -17,13 +17,24 @@ from pathlib import Path
 from typing import Any  # Any: Iris's cubes (Iris ships no types)
 
 from threadprobe.records.errors import UsageError
-from threadprobe.records import Choice
+from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.pilot import Decider, Pilot
 from threadprobe.scheduling.schedulers import Active
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
 from threadprobe.scheduling.runs.display import Tasks
 from threadprobe.scheduling.runs.wind import expand
+
+
+class UnreadableFile(UsageError):
+    """``iris.load`` failed on a file: bad input, unless the file reads fine alone (``blame``)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"cannot read {path}: {why}")
+        self.path, self.why = path, why
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in a worker process, re-raised here
+        return UnreadableFile, (self.path, self.why)
 
 
 def load_one(path: str) -> Any:
@@ -35,7 +46,20 @@ def load_one(path: str) -> Any:
         try:
             return iris.load(path)
         except Exception as exc:
-            raise UsageError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise UnreadableFile(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+
+
+def blame(failed: UnreadableFile, choice: Choice) -> UsageError:
+    """What to tell of a load that failed on a file: the file's fault if it fails alone too, else
+    the scheduler's (a race on this input that the diagnosis did not see), said as such."""
+    if choice.scheduler == Scheduler.SYNCHRONOUS:
+        return failed
+    try:
+        load_one(failed.path)
+    except UnreadableFile:
+        return failed
+    return UsageError(f"{choice.describe()} failed on {failed.path} ({failed.why}), which reads fine alone: that "
+                      "scheduler is not safe for this load here; run again with --scheduler synchronous or processes")
 
 
 class LoadJob:
@@ -116,7 +140,10 @@ def run(pattern: str, decider: Decider, progress: Progress | None = None) -> Loa
         rest = [k for k in range(job.units) if k not in set(pilot.done if pilot else ())]
         if rest:
             with phase(progress or NullProgress(), "load") as shown:
-                job.run(active, rest, len(rest), on_done=Tasks(shown, "iris.load", len(rest)).done)
+                try:
+                    job.run(active, rest, len(rest), on_done=Tasks(shown, "iris.load", len(rest)).done)
+                except UnreadableFile as exc:
+                    raise blame(exc, choice) from None
     merged = merge(job, pattern)
     lazy = all(c.has_lazy_data() for c in merged)
     summary = tuple(c.summary(shorten=True) for c in merged) + (("data still lazy",) if lazy else ())
