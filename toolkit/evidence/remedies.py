@@ -9,18 +9,17 @@ For a probe unsafe under threads (in one GIL state), the search tries, narrowest
    probe loads (its ``preload`` and ``requires``), at most ``MAX_SUSPECTS``;
 2. **one global lock around every task**, when no library lock holds.
 
-A try runs stress trials at the failing cell, and stops at its first failure. It runs as many as
-the failure rate seen there needs to fail again with 95% probability, and never fewer than bound
-what the lock leaves at ``REMEDY_BOUND`` (``trials_needed``). The rate alone is not enough: a lock
-that stops the common failure can leave a rarer one, which the few trials a common failure needs
-do not see (on 3.13t with the GIL off, Iris's netCDF loading under a cf-units lock passed 12
-trials, and 2 real loads of 640 files failed under it). The cap (``MAX_TRIALS``) covers a failure
-seen once in 20 trials. A remedy
-whose trials all pass is verified: its result carries the verdict, the bound over those trials,
-and a speedup measured beside serial trials under the same remedy; its record names the calls
-the lock covered, most called first. The search stops at the first verified library lock
-(``every=True``: every suspect and the global lock, to compare them). The processes cells are the
-other remedy: they need no trials of their own.
+A try runs stress trials at the failing cell, and stops at its first failure. It runs as many as the
+failure rate seen there needs to fail again with 95% probability, and never fewer than bound what
+the lock leaves at ``REMEDY_BOUND`` (``trials_needed``). The rate alone is not enough: a lock that
+stops the common failure can leave a rarer one, which the few trials a common failure needs do not
+see (on 3.13t with the GIL off, Iris's netCDF loading under a cf-units lock passed 12 trials, and 6
+of 10 real loads of 640 files failed under it). The cap (``MAX_TRIALS``) covers a failure seen once
+in 20 trials. A remedy whose trials all pass is verified: its result carries the verdict, the bound
+over those trials, and a speedup measured beside serial trials under the same remedy; its record
+names the calls the lock covered, most called first. The search stops at the first verified library
+lock (``every=True``: every suspect and the global lock, to compare them). The processes cells are
+the other remedy: they need no trials of their own.
 """
 
 from __future__ import annotations
