@@ -199,7 +199,20 @@ BENCHMARKS = (
     Bench("bench-builds-load", "The load experiment on both builds, both formats and GIL states",
           "threadprobe bench load --python .venv/bin/python --python .venv-ft/bin/python --repeats 10", _BUILDS),
     Bench("bench-builds-wind", "The wind experiment on both builds, both formats and GIL states",
-          "threadprobe bench wind --python .venv/bin/python --python .venv-ft/bin/python --repeats 5", _BUILDS),
+          "threadprobe bench wind --python .venv/bin/python --python .venv-ft/bin/python --repeats 5 "
+          "--turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: the wind study at the bench's size (8 x/y pairs per format on a 960x1280 grid), "
+          "about 35 to 40 s of serial work. Every diagnosis calls every scheduler safe for it, in all three "
+          "environments, and every run gave synchronous's answer: Iris reads the chunks under its own netCDF "
+          "lock, and the arithmetic is numpy's. Threads pay on both builds. With the GIL off auto is within 5% of "
+          "the fastest safe scheduler and over x1.6; with a GIL (the GIL build, and 3.13t as imported) it is "
+          "8 to 14% slower than the fastest, a figure missed. The serial work straddles the pilot's threshold "
+          "(`pilot.SHORT_RUN`), so some repetitions pilot and some do not. A pilot costs 3 to 13% of the run, and "
+          "it projects processes much slower than they run: on the GIL build's netCDF, 28.6 to 30.1 s projected "
+          "against 18.9 s run, while threads were projected at 23.5 to 25.1 s and ran 21.3 s. Each of the pilot's "
+          "batches returns every task's sums from the worker processes (about 50 MB a task), where the whole run "
+          "does so once per worker; the projection scales that per-batch cost by batches the run does not have. "
+          "That is the likely cause, not yet measured apart."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),
