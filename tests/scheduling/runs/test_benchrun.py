@@ -25,3 +25,14 @@ def test_the_digest_is_the_2d_results_sampled_and_tells_a_change(tmp_path):
     a, b = benchrun.output_digest(tmp_path / "a.nc"), benchrun.output_digest(tmp_path / "b.nc")
     assert len(a) == 1 and len(a[0]) == len(range(0, 600, 97))  # coordinates (1-d) left out
     assert a != b and a == benchrun.output_digest(tmp_path / "a.nc")
+
+
+def test_a_wind_run_leaves_no_output_behind(wind_nc, tmp_path, monkeypatch):
+    from threadprobe.records import RunRequest, Scheduler
+    from threadprobe.scheduling.runs.bench import Inputs, Spec
+
+    monkeypatch.setattr(benchrun.tempfile, "tempdir", str(tmp_path))  # where its temporary folder goes
+    files = Inputs(str(wind_nc / "x_wind_*.nc"), str(wind_nc / "y_wind_*.nc"), str(wind_nc / "*.nc"))
+    run = benchrun.one(Spec("wind", files, RunRequest(scheduler=Scheduler.SYNCHRONOUS)))
+    assert run.seconds is not None and run.digest  # it ran, and its output was read
+    assert list(tmp_path.iterdir()) == []  # and then removed
