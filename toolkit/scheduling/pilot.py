@@ -45,6 +45,7 @@ from typing import Protocol
 
 from threadprobe.scheduling import choose, locks
 from threadprobe.records import Choice, Cluster, PilotRow, Scheduler
+from threadprobe.records.errors import one_line
 from threadprobe.scheduling.schedulers import Active, activated
 
 #: Seconds of serial work below which a run is not piloted: the diagnosis's measured speedups
@@ -201,7 +202,7 @@ class _Rounds:
     def drop(self, key: str, exc: Exception, batch: list[int], pool: _Pool, pilot: Pilot) -> None:
         """``key`` failed on this input: out of the pilot, its batch back in the pool."""
         pool.left[:0] = batch
-        self.dropped[key] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        self.dropped[key] = f"{type(exc).__name__}: {one_line(exc, 200)}"
         pilot.why += (f"dropped: {key} failed on this input in the pilot ({self.dropped[key]}), although the "
                       "diagnosis called it safe",)
 
@@ -277,8 +278,7 @@ def _more(played: int, playing: int, done: float, share: float) -> bool:
 
 def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot:
     """The pick, its table and why, and what the pilot cost beyond running its units on the pick."""
-    rows = rounds.rows() or [_row(choose.label(rounds.tried[0]), {choose.label(rounds.tried[0]): [0.0]},
-                                  {choose.label(rounds.tried[0]): [1.0]}, {}, pool.total)]  # all failed, sync untimed
+    rows = rounds.rows()  # never empty: synchronous plays last in the first round, after any drop
     pick_row, settled, why = choose.decide(rows)
     if not settled:
         pick_row, tie = choose.break_tie(rows, pick_row)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any  # Any: Iris's cubes (Iris ships no types)
 
-from threadprobe.records.errors import UsageError
+from threadprobe.records.errors import UsageError, one_line
 from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.pilot import Decider, Pilot
@@ -46,7 +46,7 @@ def load_one(path: str) -> Any:
         try:
             return iris.load(path)
         except Exception as exc:
-            raise UnreadableFile(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise UnreadableFile(path, f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
 def blame(failed: UnreadableFile, choice: Choice) -> UsageError:
@@ -116,7 +116,7 @@ def merge(job: LoadJob, pattern: str) -> Any:
     except DuplicateDataError as exc:
         files = duplicated_files(job)
         named = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
-        raise UsageError(f"cannot merge the {job.units} files of --files {pattern}: {' '.join(str(exc).split())}; "
+        raise UsageError(f"cannot merge the {job.units} files of --files {pattern}: {one_line(exc, None)}; "
                          f"files holding the same field at the same time: {named or 'unknown'}") from None
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any  # Any: Iris's cubes (Iris ships no types), numpy and dask arrays alike
 
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
-from threadprobe.records.errors import UsageError
+from threadprobe.records.errors import UsageError, one_line
 from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
 from threadprobe.scheduling.pilot import Decider, Pilot
@@ -108,7 +108,7 @@ def load_variable(paths: list[Path], name: str, flag: str) -> tuple[Any, list[Pa
                 warnings.simplefilter("ignore")
                 cubes = iris.load(str(path), iris.NameConstraint(standard_name=name))
         except Exception as exc:  # the library's own words, on one line, naming the file
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(exc)
             raise UsageError(f"cannot read {path}: {type(exc).__name__}: {message}") from None
         for cube in cubes:
             found.append(cube)
@@ -121,7 +121,7 @@ def load_variable(paths: list[Path], name: str, flag: str) -> tuple[Any, list[Pa
             warnings.simplefilter("ignore")
             return found.concatenate_cube(), sources
     except Exception as exc:
-        raise UsageError(f"{name} does not join along time across {flag}: {' '.join(str(exc).split())[:300]}") from None
+        raise UsageError(f"{name} does not join along time across {flag}: {one_line(exc)}") from None
 
 
 def check_grids(u: Any, v: Any, u_file: Path, v_file: Path) -> None:
