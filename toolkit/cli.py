@@ -48,8 +48,9 @@ QUIET_HELP = "no progress display (the results are still shown)"
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
 EXTRA_STATE = 0.75  # of a budget, per GIL state beyond the first (free-threaded builds: both by default)
-# MiB per file: 8 pairs make over a minute of serial work per format here (the issue's threshold
-# for a pilot's cost), on the bench's grid (--grid, N640's size), whose fields weigh what model output's do.
+# MiB per file: 8 pairs make 35 to 46 s of serial work per format here (a run of about 22 s on 2
+# cores, too short to pilot: pilot.SHORT_RUN), on the bench's grid (--grid, N640's size), whose
+# fields weigh what model output's do.
 BENCH_DATA_DIR = "reports/bench-data"
 BENCH_DATA = {"nc": 192.0, "pp": 200.0}
 #: The Met Office study's files were 1.5 GB each: two x/y pairs of them per format, at least 1.5 GB

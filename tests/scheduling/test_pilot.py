@@ -121,6 +121,26 @@ def test_a_run_too_short_to_pilot_takes_the_fastest_candidate_the_diagnosis_meas
     assert len(result.done) == 2  # the rest runs on the pick
 
 
+def test_the_expected_run_is_the_serial_work_on_the_fastest_measured_candidate():
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, None, 0.0),
+                choose.Estimate(PROCESSES, 1.6, 0.5))
+    assert pilot.expected_run(160.0, measured) == pytest.approx(160.0 / 1.6 + 0.5)
+    assert pilot.expected_run(160.0) == 160.0  # nothing measured: only a pilot can tell
+
+
+def test_serial_work_over_the_threshold_is_not_piloted_when_its_measured_run_is_under_it(long_enough, monkeypatch):
+    """What a pilot costs is a share of the run it chooses for, not of the serial work: 3.6 s of
+    planted serial work, a threshold of 3 s, and threads measured at x2 (1.8 s)."""
+    monkeypatch.setattr(pilot, "SHORT_RUN", 3.0)
+    job = SleepJob(units=120, unit=0.03)
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0))
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS), stack, measured=measured)
+    assert result.serial_estimate > pilot.SHORT_RUN
+    assert not result.rows and result.choice == THREADS == active.choice and len(result.done) == 2
+    assert "not piloted" in result.why[0] and "on the fastest measured candidate" in result.why[0]
+
+
 def test_a_run_s_decider_hands_the_pilot_the_diagnosis_s_speeds(long_enough, monkeypatch, tmp_path):
     """Through ``pipeline.decider``: a planted diagnosis where threads are safe but slower than
     serial and processes x1.8, a run too short to pilot: processes, never the old threads rule."""

@@ -6,9 +6,10 @@ it computes, on whichever candidate, is kept and never computed again, so what i
 the slower candidates' extra time on their share.
 
 1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
-   expected serial run. A run too short for a pilot's cost to stay a small share of it
-   (``SHORT_RUN``) is not piloted: the diagnosis's measured speedups of the candidates, with a
-   process pool's start-up, choose (``choose.without_pilot``).
+   expected serial run. A run whose expected length on the fastest measured candidate is too short
+   for a pilot's cost to stay a small share of it (``SHORT_RUN``) is not piloted: the diagnosis's
+   measured speedups of the candidates, with a process pool's start-up, choose
+   (``choose.without_pilot``).
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
 3. Rounds: each candidate still in play computes a fresh batch, in rotating order so that a
@@ -48,15 +49,19 @@ from threadprobe.records import Choice, Cluster, PilotRow, Scheduler
 from threadprobe.records.errors import one_line
 from threadprobe.scheduling.schedulers import Active, activated
 
-#: Seconds of serial work below which a run is not piloted: the diagnosis's measured speedups
-#: choose (``choose.without_pilot``). The pilot's own cost on the load experiment was 2 to 2.7 s
-#: (auto x1.12 to x1.16 slower than processes, its pick, on runs of 17 to 18 s: 3.13t, 5 repetitions,
-#: reports/bench-builds-load-pp-gil-*.json), at its least batches (``MIN_BATCH``) and rounds: on a run
-#: under 40 s of serial work (25 s at x1.6 on 2 cores) that is 10% or more, twice the 5% the choice may
-#: lose, while the probes rank that experiment's candidates as its runs do. The wind bench's runs
-#: (over a minute of serial work per format), where probes and runs rank threads and processes apart,
-#: stay above it.
-SHORT_RUN = 40.0
+#: What a pilot costs beyond its pick's own run, in seconds: the median over the 16 piloted runs of
+#: the wind bench on both builds (35 to 46 s of serial work, reports/bench-builds-wind.json of
+#: 2026-12-07: auto x1.13 of an explicit run of its own pick), where the 14 runs not piloted cost
+#: 0.05 s (x1.00). Its rounds, the synchronous batches and the pool that loses make a floor that a
+#: short run cannot spread.
+PILOT_COST = 3.0
+#: The share of the expected run a pilot may cost: half the 5% the choice may lose to the fastest.
+PILOT_SHARE = 0.025
+#: Seconds of expected run (the serial work over the diagnosis's best measured speedup, the serial
+#: work itself when none is measured) below which a run is not piloted: the diagnosis's measured
+#: speedups choose (``choose.without_pilot``). 120 s: a run of 35 to 46 s of serial work (the wind
+#: bench's, about 22 s on the pick) is not piloted; the study's own files (1.5 GB each) are.
+SHORT_RUN = PILOT_COST / PILOT_SHARE
 TARGET = 0.01  # of the expected serial run, per worker and batch (at least MIN_BATCH seconds)
 MIN_BATCH = 0.4
 PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
@@ -242,11 +247,13 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     serial = per_size * pool.total
     pilot = Pilot(sync, done=first + second, serial_estimate=serial)
     parallel = _worth_trying(pilot, found)
-    if not parallel or serial < SHORT_RUN:
+    expected = expected_run(serial, measured)
+    if not parallel or expected < SHORT_RUN:
         pick, why = (sync, ()) if not parallel else choose.without_pilot(found, measured, serial)
         pilot.choice = pick
         pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
-            f"not piloted: about {serial:.1f} s of serial work, too short for a pilot to pay for itself "
+            f"not piloted: about {serial:.1f} s of serial work, a run of about {expected:.1f} s on the fastest "
+            f"measured candidate, too short for a pilot's {PILOT_COST:.0f} s to stay under {PILOT_SHARE:.1%} of it "
             f"(under {SHORT_RUN:.0f} s)", *why))
         pilot.seconds = time.perf_counter() - began
         return pilot, pool.active(pick)
@@ -264,6 +271,13 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     done = _conclude(pilot, rounds, pool, began)
     locks.only(done.choice)
     return done, pool.active(done.choice)
+
+
+def expected_run(serial: float, measured: Sequence[choose.Estimate] = ()) -> float:
+    """The run's expected seconds on the fastest candidate the diagnosis measured (``serial`` when
+    none is measured: then only a pilot can tell, and it is given every chance to run)."""
+    runs = [t for e in measured if (t := e.seconds(serial)) is not None]
+    return min(runs, default=serial)
 
 
 def _more(played: int, playing: int, done: float, share: float) -> bool:
