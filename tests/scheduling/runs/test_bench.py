@@ -4,6 +4,7 @@ with a fake run in place of the subprocess (no data is read, nothing is timed)."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,19 @@ def test_a_run_whose_answer_differs_is_not_the_fastest_and_is_flagged(monkeypatc
     res = bench.bench("wind", data, ["nc"], repeats=1).formats["nc"]
     assert res.correct["threads"] is False
     assert res.repetitions[0].fastest_explicit == "processes"
+
+
+def test_the_bench_s_working_folder_goes_with_it(monkeypatch, data):
+    """Choice caches and fresh diagnoses live in a folder of the bench's own, removed at its end."""
+    calls: list[str] = []
+    caches: list[str] = []
+    run = fake_run(SECONDS, MEMORY, calls)
+
+    def seen(spec, timeout, env):
+        caches.append(env["THREADPROBE_CACHE"])
+        return run(spec, timeout, env)
+
+    monkeypatch.setattr(bench, "_subprocess", seen)
+    bench.bench("wind", data, ["nc"], repeats=2)
+    folders = {Path(c).parent for c in caches}
+    assert len(folders) == 1 and not next(iter(folders)).exists()

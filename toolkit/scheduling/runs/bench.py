@@ -197,7 +197,12 @@ def bench(workload: str, data: Path, formats: list[str], repeats: int = 3, fresh
 
 def _bench(workload: str, data: Path, formats: list[str], repeats: int, fresh: bool, diagnosis: str | None,
            timeout: float, shown: Progress, configs: tuple[str, ...] | None) -> Result:
-    work = Path(tempfile.mkdtemp(prefix="threadprobe-bench-"))
+    with tempfile.TemporaryDirectory(prefix="threadprobe-bench-") as folder:  # choice caches, fresh diagnoses
+        return _repeat(workload, data, formats, repeats, fresh, diagnosis, timeout, shown, configs, Path(folder))
+
+
+def _repeat(workload: str, data: Path, formats: list[str], repeats: int, fresh: bool, diagnosis: str | None,
+            timeout: float, shown: Progress, configs: tuple[str, ...] | None, work: Path) -> Result:
     names = [name for name, _ in CONFIGS if configs is None or name in configs]
     runs: dict[str, dict[str, list[Run]]] = {fmt: {name: [] for name in names} for fmt in formats}
     for rep in range(repeats):
