@@ -2,6 +2,7 @@
 clearly faster; nothing computed twice; a short run is not piloted; a cached answer is instant."""
 
 import os
+import statistics
 import time
 from contextlib import ExitStack
 
@@ -59,6 +60,56 @@ def test_each_candidate_is_timed_on_real_units_and_none_is_computed_twice(long_e
     assert result.choice == THREADS and active.choice == THREADS
     assert any(line.startswith("fastest on the pilot: threads 2") for line in result.why)
     assert result.cost < result.seconds
+
+
+class FixedCostJob(SleepJob):
+    """A planted fixed cost: in a worker process every task first takes ``fixed`` seconds whatever
+    its units (its results shipped back), then ``unit`` a unit; threads take ``slow`` times as long
+    a unit and no fixed cost. A whole run on processes, which pays the fixed cost once, is the
+    faster; a batch scaled as if its fixed cost grew with its size says the opposite."""
+
+    def __init__(self, units, unit, fixed, slow):
+        super().__init__(units, unit)
+        self.fixed, self.slow = fixed, slow
+
+    def run(self, active, units, tasks, on_done=None):
+        per_task = self.unit * len(units) / max(1, tasks)
+        parent = os.getpid()
+        active.compute(*[dask.delayed(fixed_then, pure=False)(per_task, self.fixed, self.slow, parent)
+                         for _ in range(max(1, tasks))])
+        self.done += list(units)
+
+
+def fixed_then(seconds, fixed, slow, parent):
+    time.sleep(fixed + seconds if os.getpid() != parent else seconds * slow)
+
+
+def test_a_batch_s_fixed_cost_is_counted_once_not_scaled_with_the_run(long_enough, monkeypatch):
+    """2000 units of 5 ms: processes run the whole in 0.06 + 5.0 s, threads in 5.0 x 1.3 = 6.5 s.
+    A small pilot batch (80 units) takes 0.26 s on processes and 0.26 s on threads: scaled whole, as
+    if the fixed cost grew with the work, they tie at 6.5 s. From batches of two sizes the pilot
+    finds the fixed cost and takes processes."""
+    monkeypatch.setattr(pilot, "MIN_BATCH", 0.2)  # batches large beside the fixed cost, as a long run's are
+    job = FixedCostJob(units=2000, unit=0.005, fixed=0.06, slow=1.3)
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
+    rows = {row.candidate: row for row in result.rows}
+    assert result.choice == PROCESSES == active.choice, (result.rows, result.why)
+    # Within a fifth of the planted 5.06 s (dask's own per-batch costs, which a busy machine
+    # lengthens, join the planted one), where scaling whole put it at about 6.5 s.
+    projected = statistics.median(rows["processes 2 (fork)"].projected)
+    assert projected == pytest.approx(0.06 + 2000 * 0.005 / 2, rel=0.2), (result.rows, result.why)
+    assert projected < statistics.median(rows["threads 2"].projected)
+    (line,) = [w for w in result.why if w.startswith("a batch's fixed cost on processes 2 (fork)")]
+    assert 0.03 <= float(line.split(": ")[1].split(" s")[0]) <= 0.2
+
+
+def test_a_fixed_cost_is_the_intercept_of_two_batch_sizes_and_never_from_one():
+    assert pilot.fixed_cost([0.45, 0.85, 0.45], [10.0, 30.0, 10.0]) == pytest.approx(0.25)
+    assert pilot.fixed_cost([0.45, 0.5, 0.45], [10.0, 10.0, 10.0]) == 0.0  # one size: no line
+    assert pilot.fixed_cost([0.45, 0.5], [10.0, 11.0]) == 0.0  # a unit's weight apart: no line
+    assert pilot.fixed_cost([0.9, 0.5], [10.0, 30.0]) == 0.0  # noise put the larger batch faster
+    assert pilot.fixed_cost([1.0, 1.1], [10.0, 30.0]) == 0.75  # never more than 3/4 of the quickest batch
 
 
 class RacyJob(SleepJob):
