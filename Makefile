@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/repro_rate.py reports/repro
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
+	$(BIN)/python tests/bench/pilot_batch.py
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench load --python $(BIN)/python --python .venv-ft/bin/python --repeats 10
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench wind --python $(BIN)/python --python .venv-ft/bin/python --repeats 5
 	$(BIN)/python tests/bench/races.py

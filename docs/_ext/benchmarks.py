@@ -213,6 +213,13 @@ BENCHMARKS = (
           "batches returns every task's sums from the worker processes (about 50 MB a task), where the whole run "
           "does so once per worker; the projection scales that per-batch cost by batches the run does not have. "
           "That is the likely cause, not yet measured apart."),
+    Bench("bench-pilot-batch", "What a pilot batch costs whatever its size",
+          "python tests/bench/pilot_batch.py --data reports/bench-data",
+          "The wind job on the bench data, on 2 threads and 2 forked processes side by side: batches of 2, 4 and "
+          "8 units (2 tasks each, as the pilot sends them), in rotating order. A line through each size's median "
+          "gives a batch's fixed cost (its intercept: the tasks' graphs sent, their sums allocated and shipped "
+          "back) and the cost per unit (its slope). A whole run pays the fixed cost once, so the pilot projects "
+          "it once (`pilot.fixed_cost`, from batches of two sizes) instead of scaling it with the work."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),

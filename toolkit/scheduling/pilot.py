@@ -69,11 +69,11 @@ MIN_BATCH = 0.4
 PARALLEL_BATCH = 2  # a parallel candidate's batch, per worker, in sync batches: its tasks' tail matters less
 #: A parallel candidate's batches alternate between these multiples of ``PARALLEL_BATCH`` (their
 #: mean is 1): two sizes separate what a batch costs whatever its size from what grows with it.
-#: A batch of the wind job's pays a fixed cost per task (its graph sent, 50 MB of sums allocated
-#: and shipped back), 0.43 s on 2 forked processes and 0.23 s on 2 threads (bench data, 8 netCDF
-#: pairs, batches of 2, 4 and 8 units, medians of 3), where a unit costs 0.15 and 0.14 s: scaled
-#: from one batch size, as if it grew with the work, it projected processes at 28.6 to 30.1 s where
-#: they ran 18.9 s. The whole run pays it once.
+#: A batch of the wind job's pays a fixed cost (its tasks' graphs sent, 50 MB of sums a task
+#: allocated and shipped back): 0.53 s on 2 forked processes and 0.05 s on 2 threads, where a unit
+#: costs 0.13 and 0.15 s (reports/bench-pilot-batch.json: 8 netCDF pairs, batches of 2, 4 and 8
+#: units). Scaled from one batch size, as if it grew with the work, it projected processes at 28.6
+#: to 30.1 s where they ran 18.9 s. The whole run pays it once.
 BATCH_STEPS = (0.5, 1.5)
 SIZES_APART = 1.5  # the least ratio of two batch sizes that a fixed cost is drawn from
 FIXED_AT_MOST = 0.75  # of a candidate's quickest batch
