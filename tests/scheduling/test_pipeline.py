@@ -121,3 +121,16 @@ def test_a_collection_too_small_to_pilot_gets_the_measured_choice():
     with threadprobe.scheduler("auto", small, probes=WIND, diagnosis=measured(0.8, 1.7, WIND)) as choice:
         assert choice.scheduler == "processes", choice.rationale
         assert any("too few blocks" in line for line in choice.rationale)
+
+
+def test_a_collection_with_blocks_enough_but_too_little_work_to_pilot_gets_the_measured_choice():
+    """Blocks enough to sample, a few milliseconds of work: not piloted, and chosen by the same
+    measured speedups as a run too short to pilot: threads measured x0.8 and no process pool for
+    so little work leave synchronous (never the no-speed fallback's threads)."""
+    import dask.array as da
+
+    many = da.ones((64, 4), chunks=(2, 4))  # 32 blocks of nothing
+    with threadprobe.scheduler("auto", many, probes=WIND, diagnosis=measured(0.8, 1.7, WIND)) as choice:
+        assert choice.scheduler == "synchronous", choice.rationale
+        assert any("not piloted" in line for line in choice.rationale)
+        assert any("measured speedups" in line for line in choice.rationale)

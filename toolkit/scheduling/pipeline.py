@@ -344,7 +344,8 @@ def scheduler(choice: Choice | str = Auto.AUTO, collection: Any = None, probes: 
         if array is not None and hasattr(array, "numblocks") and len(found) > 1 and \
                 math.prod(array.numblocks) >= 8 * (os.cpu_count() or 1):
             job = CollectionJob(array)
-            result, _ = piloting.run_pilot(job, found, stack, share=0.1)
+            result, _ = piloting.run_pilot(job, found, stack, share=0.1, measured=choose.estimates(
+                found, diag.results, diag.remedies, tuple(probes), machine.gil))  # too short: as unpiloted
             chosen = result.choice.replace(source=f"pilot on a sample of the collection; safety from {source}",
                                            rationale=tuple(why) + tuple(result.why), pilot=tuple(result.rows))
             stack.close()
