@@ -134,3 +134,69 @@ def test_a_collection_with_blocks_enough_but_too_little_work_to_pilot_gets_the_m
         assert choice.scheduler == "synchronous", choice.rationale
         assert any("not piloted" in line for line in choice.rationale)
         assert any("measured speedups" in line for line in choice.rationale)
+
+
+def _unit(k):
+    """A planted unit: the first one 'imports' a module (the way a real first unit imports Iris);
+    every unit says where it ran and whether that module was there."""
+    import os
+    import sys
+    import types
+
+    if k == 0:
+        sys.modules.setdefault("threadprobe_planted_warm", types.ModuleType("threadprobe_planted_warm"))
+    return k, os.getpid(), "threadprobe_planted_warm" in sys.modules
+
+
+class WarmJob:
+    units = 6
+
+    def __init__(self):
+        self.seen = {}
+
+    def run(self, active, units, tasks, on_done=None):
+        import dask
+
+        for k, pid, warm in active.compute(*[dask.delayed(_unit, pure=False)(k) for k in units]):
+            self.seen[k] = (pid, warm)
+
+    def signature(self, fmt):
+        return {"units": self.units}
+
+
+def test_an_explicit_forking_pool_starts_from_a_parent_that_ran_the_first_unit():
+    """The first unit runs here, before the pool forks: the workers inherit what it imported, and
+    it is not run again."""
+    import os
+    import sys
+    from contextlib import ExitStack
+
+    from threadprobe.records import Scheduler
+    from threadprobe.scheduling import pipeline, schedulers
+
+    sys.modules.pop("threadprobe_planted_warm", None)
+    job = WarmJob()
+    choice = schedulers.explicit("planted", Scheduler.PROCESSES, workers=2)
+    try:
+        with ExitStack() as stack:
+            chosen, active, warmed = pipeline.decider("planted", (), None, "test", explicit=choice)(job, stack)
+            assert warmed is not None and warmed.done == [0] and warmed.why[0].startswith("warmed")
+            job.run(active, [k for k in range(job.units) if k not in warmed.done], 2)
+    finally:
+        sys.modules.pop("threadprobe_planted_warm", None)
+    assert job.seen[0][0] == os.getpid()
+    rest = [job.seen[k] for k in range(1, job.units)]
+    assert all(pid != os.getpid() and warm for pid, warm in rest), job.seen
+
+
+def test_threads_and_synchronous_are_not_warmed():
+    from contextlib import ExitStack
+
+    from threadprobe.records import Scheduler
+    from threadprobe.scheduling import pipeline, schedulers
+
+    for scheduler in (Scheduler.THREADS, Scheduler.SYNCHRONOUS):
+        with ExitStack() as stack:
+            _, _, warmed = pipeline.decider("planted", (), None, "test",
+                                            explicit=schedulers.explicit("planted", scheduler))(WarmJob(), stack)
+        assert warmed is None
