@@ -219,7 +219,8 @@ BENCHMARKS = (
           "environments, and every run gave synchronous's answer: Iris reads the chunks under its own netCDF "
           "lock, and the arithmetic is numpy's. Threads pay on both builds. With the GIL off auto is within 5% of "
           "the fastest safe scheduler and over x1.6; with a GIL (the GIL build, and 3.13t as imported) it is "
-          "8 to 14% slower than the fastest, a figure missed. The serial work straddles the pilot's threshold "
+          "8 to 14% slower than the fastest here, a figure missed then and met since (bench-builds-wind-gil-"
+          "as_imported, 10 repetitions, no pilot on a run this short). The serial work straddles the pilot's threshold "
           "(`pilot.SHORT_RUN`), so some repetitions pilot and some do not. A pilot costs 3 to 13% of the run, and "
           "it projects processes much slower than they run: on the GIL build's netCDF, 28.6 to 30.1 s projected "
           "against 18.9 s run, while threads were projected at 23.5 to 25.1 s and ran 21.3 s. Each of the pilot's "
@@ -233,6 +234,17 @@ BENCHMARKS = (
           "gives a batch's fixed cost (its intercept: the tasks' graphs sent, their sums allocated and shipped "
           "back) and the cost per unit (its slope). A whole run pays the fixed cost once, so the pilot projects "
           "it once (`pilot.fixed_cost`, from batches of two sizes) instead of scaling it with the work."),
+    Bench("bench-builds-wind-gil-as_imported", "The wind experiment with a GIL on both builds, 10 repetitions",
+          "threadprobe bench wind --python .venv/bin/python --python .venv-ft/bin/python --gil as_imported "
+          "--repeats 10 --turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: the wind study at the bench's size (8 x/y pairs per format, 960x1280), 43 to 48 "
+          "s of serial work, on the GIL build and on 3.13t with the GIL as imported, after the pilot's threshold "
+          "became a run's expected length on its fastest measured candidate (120 s; `pilot.SHORT_RUN`). No run "
+          "is piloted: auto takes processes by the diagnosis's speedups in all 40, every run gives synchronous's "
+          "answer, and no pick is unsafe. Threads and processes tie here (x1.60 to x1.85, within 2% of each "
+          "other by median); auto is within 5% of the fastest safe scheduler in all four (regrets x1.035 and "
+          "x1.010 on the GIL build's netCDF and PP, x0.982 and x0.994 on 3.13t), where the five repetitions "
+          "before the change, half of them piloted, read x1.09 to x1.14."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),
