@@ -19,8 +19,8 @@ the slower candidates' extra time on their share.
    time step is half a slab of two). A parallel candidate's batches alternate between two sizes
    (``BATCH_STEPS``), which separate a batch's fixed cost (a task's graph sent, its results shipped
    back) from what grows with its size. Each repetition is projected to the whole run (start-up +
-   the fixed cost once + the rest of its seconds per size x total size). From the second round on, ``choose.decide`` applies its rule
-   and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
+   the fixed cost once + the rest of its seconds per size x total size). From the second round on,
+   ``choose.decide`` applies its rule and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
    is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
    ``MIN_ROUNDS``), after ``MAX_ROUNDS``, or once it has done ``SHARE`` of the work.
 4. A tie: when the two candidates left are within the pilot's own noise, it samples them longer
@@ -188,8 +188,12 @@ class _Rounds:
     played: int = 0
     dropped: dict[str, str] = field(default_factory=dict)  # candidate: what its failed batch raised
 
+    def fixed(self, key: str) -> float:
+        """``key``'s fixed cost a batch (``fixed_cost``)."""
+        return fixed_cost(self.seconds[key], self.amount[key])
+
     def rows(self) -> list[PilotRow]:
-        return [_row(key, self.seconds, self.amount, self.startup, self.total)
+        return [_row(key, self.seconds[key], self.amount[key], self.startup.get(key, 0.0), self.fixed(key), self.total)
                 for key in map(choose.label, self.tried) if self.seconds.get(key) and key not in self.dropped]
 
     def play(self, pool: _Pool, playing: list[Choice], per_worker: float, pilot: Pilot) -> None:
@@ -316,12 +320,13 @@ def _conclude(pilot: Pilot, rounds: _Rounds, pool: _Pool, began: float) -> Pilot
     pilot.rows = rows
     pilot.seconds = time.perf_counter() - began
     key = pick_row.candidate
-    fixed = fixed_cost(rounds.seconds[key], rounds.amount[key])
+    fixed = rounds.fixed(key)
     rate = statistics.median((s - fixed) / a for s, a in zip(rounds.seconds[key], rounds.amount[key]))
     pilot.cost = max(0.0, pilot.seconds - fixed - rate * pool.size(pilot.done))
-    pilot.why += tuple(f"a batch's fixed cost on {k}: {f:.2f} s (from batches of two sizes), counted once in its "
-                       f"projected run" for k in rounds.seconds if k not in rounds.dropped
-                       and (f := fixed_cost(rounds.seconds[k], rounds.amount[k])) > 0)
+    for row in rows:
+        if (f := rounds.fixed(row.candidate)) > 0:
+            pilot.why += (f"a batch's fixed cost on {row.candidate}: {f:.2f} s (from batches of two sizes), counted "
+                          "once in its projected run",)
     pool.close_losers(key)
     return pilot
 
@@ -343,14 +348,12 @@ def fixed_cost(seconds: Sequence[float], amount: Sequence[float]) -> float:
     return max(0.0, min(t_small - per_size * small, FIXED_AT_MOST * min(seconds)))
 
 
-def _row(key: str, seconds: dict[str, list[float]], amount: dict[str, list[float]], startup: dict[str, float],
+def _row(key: str, seconds: Sequence[float], amount: Sequence[float], startup: float, fixed: float,
          total: float) -> PilotRow:
     """Each repetition projected to the whole run: start-up, the fixed cost of a batch once, and
     the rest of the batch's time scaled by size."""
-    fixed = fixed_cost(seconds[key], amount[key])
-    projected = tuple(round(startup.get(key, 0.0) + fixed + (s - fixed) / max(a, 1e-9) * total, 3)
-                      for s, a in zip(seconds[key], amount[key]))
-    return PilotRow(key, tuple(round(s, 4) for s in seconds[key]), round(startup.get(key, 0.0), 3), projected)
+    projected = tuple(round(startup + fixed + (s - fixed) / max(a, 1e-9) * total, 3) for s, a in zip(seconds, amount))
+    return PilotRow(key, tuple(round(s, 4) for s in seconds), round(startup, 3), projected)
 
 
 def _table(rows: Sequence[PilotRow]) -> list[str]:

@@ -177,7 +177,7 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, expl
 
     def decide(job: Job, stack: ExitStack) -> Decision:
         if explicit is not None:
-            warmed = warm(job, explicit, stack)
+            warmed = warm(job, explicit)
             return explicit, stack.enter_context(activated(explicit)), warmed
         machine = here.machine()
         found, why = choose.candidates(diag.results, probes, machine, name, diag.remedies, memory_per_worker_gb)
@@ -208,7 +208,7 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, expl
     return decide
 
 
-def warm(job: Job, choice: Choice, stack: ExitStack) -> Pilot | None:
+def warm(job: Job, choice: Choice) -> Pilot | None:
     """A pool that forks its workers at the first task: one unit computed here first, so that the
     workers inherit what it imported and opened (Iris, its file formats, the units database), as an
     auto run's workers inherit its pilot's. Forked from a cold parent, each worker paid that itself:
