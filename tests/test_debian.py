@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.environment, pytest.mark.xdist_group
 def diagnose(tmp_path, name, *extra):
     """A diagnosis started (the fingerprint and availability are what these tests read, so the
     least budget), and a way to wait for its report."""
-    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "2",
+    args = [sys.executable, "-m", "threadprobe.cli", "diagnose", "--quiet", "--no-evidence", "--budget", "1",
             "--out", str(tmp_path / name), *[x for p in PROBES for x in ("--probe", p)], *extra]
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

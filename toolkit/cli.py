@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from threadprobe.report import benchfile, bugreport
-from threadprobe.harness import fingerprint
+from threadprobe.harness import fpstore
 from threadprobe.report import html as htmlreport
 from threadprobe.scheduling import pipeline
 from threadprobe.probe import registry
@@ -449,7 +449,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     if args.python:
         interpreter_of(args.python)
-    json.dump(fingerprint.collect(args.python), sys.stdout, indent=1)
+    json.dump(fpstore.collect(args.python), sys.stdout, indent=1)
     print()
     return 0
 

@@ -11,7 +11,8 @@ import pathlib
 
 import pytest
 
-from tests.harness.instruments.test_contention import CASES, QUICK_CASES, contention_of, quick_contention
+from tests.harness.instruments.test_contention import (LIBRARY_CASES, PLANTED_CASES, QUICK_CASES, contention_of,
+                                                       quick_contention)
 from threadprobe.report import benchfile
 from threadprobe.records import BENCH_SCHEMA
 
@@ -21,9 +22,8 @@ RUNS = 20
 
 def test_contention_classes_are_right_in_19_of_20_runs_beside_a_busy_neighbour(planted, tmp_path, busy_neighbour):
     got = {}
-    for case in CASES:
-        probe, expected = getattr(case, "values", case)  # pytest.param or a plain pair
-        classes = [sorted(contention_of(probe, tmp_path / f"{probe}-{k}")) for k in range(RUNS)]
+    for probe, expected in [*PLANTED_CASES.items(), *LIBRARY_CASES]:  # each alone in its diagnosis
+        classes = [sorted(contention_of((probe,), tmp_path / f"{probe}-{k}").get(probe, ())) for k in range(RUNS)]
         got[probe] = {"expected": expected, "right": sum(c == [expected] for c in classes), "classes": classes}
         print(f"{probe}: {expected} in {got[probe]['right']} of {RUNS}", flush=True)
     os.makedirs("reports", exist_ok=True)

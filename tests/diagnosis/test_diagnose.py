@@ -17,7 +17,7 @@ from threadprobe.records import Mode, Purpose
 from tests.conftest import HERE
 
 PLUGINS = HERE / "plugins"
-REPEATS = 5
+REPEATS = 3
 
 
 @pytest.mark.slow

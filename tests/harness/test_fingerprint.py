@@ -61,6 +61,15 @@ def test_libraries_are_recognised_by_what_they_define_not_their_names(planted_li
     assert found["families"]["libhdf5"]["threadsafe"] == ["True"]
 
 
+def test_the_soname_is_read_from_the_library_and_none_where_it_has_none(planted_libraries, tmp_path):
+    named = tmp_path / "libsite_named.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libsite_named.so.7", "-o", str(named),
+                    str(planted_libraries / "libnc_by_site.so.c")], check=True)
+    assert fingerprint.soname(str(named)) == "libsite_named.so.7"
+    assert fingerprint.soname(str(planted_libraries / "libnc_by_site.so")) is None  # linked without one
+    assert fingerprint.soname(str(planted_libraries / "libnc_by_site.so.c")) is None  # not an ELF file
+
+
 def test_the_interpreters_build_is_read_not_assumed(monkeypatch):
     import platform
 

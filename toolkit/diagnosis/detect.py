@@ -185,11 +185,12 @@ def failure_upper95(failures: int, n: int) -> float:
     """
     if n <= 0 or failures >= n:
         return 1.0
-    # Imported here: scipy.stats takes over a second to import, and every command that only reads
-    # a report (compare, validate, report-bug) would pay it through this module.
-    from scipy.stats import beta
+    # scipy.special, not scipy.stats: the same inverse (beta.ppf(q, a, b) is betaincinv(a, b, q))
+    # for a third of the import (0.6 s against 1.7 s), which every diagnosis pays. Imported here so
+    # that commands which only read a report (compare, validate, report-bug) pay nothing.
+    from scipy.special import betaincinv
 
-    return float(beta.ppf(0.95, failures + 1, n - failures))
+    return float(betaincinv(failures + 1, n - failures, 0.95))
 
 
 def timed(outcomes: Sequence[Outcome]) -> list[Outcome]:

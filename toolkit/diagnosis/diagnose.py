@@ -30,7 +30,7 @@ from threadprobe.harness import launch, trial as harness
 from threadprobe.diagnosis.options import Options
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
 from threadprobe.records import Diagnosis, EvidenceKind, Fingerprint, Instrument, Stage, GilState, Evidence, Kind, LockAudit, Mode, Outcome, ProbeInfo, Purpose, Remedy, Result, ThreadState, Trial, TrialRun, Verdict
-from threadprobe.harness import fingerprint as fp
+from threadprobe.harness import fpstore
 
 DEFAULT_ITERATIONS = 100  # a race hitting 1 task in 20 escapes one trial with probability 0.95**100 < 0.6%
 
@@ -310,7 +310,7 @@ def assemble(session: Diagnoser, fingerprint: Callable[[], Fingerprint] | None =
              results: list[Result] | None = None, remedies: tuple[Result, ...] = (), lock_audit: tuple[LockAudit, ...] = (),
              repro: dict[str, str] | None = None) -> Diagnosis:
     """Turn a session whose loop has run into a Diagnosis record."""
-    collect = fingerprint or (lambda: fp.collect(session.options.launch.python))
+    collect = fingerprint or (lambda: fpstore.collect(session.options.launch.python))
     found = collect()
     return Diagnosis(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
