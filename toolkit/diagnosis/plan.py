@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from dataclasses import dataclass, field
 
 from threadprobe.records import GilState, Kind, Mode, Purpose
@@ -106,12 +107,12 @@ class ProbeState:
     def history(self, cell: Cell) -> tuple[Seen, ...]:
         return tuple(self.seen.get(cell, ()))
 
-    @property
+    @cached_property  # the planner asks on every trial, of every probe: a state never changes
     def serial(self) -> Cell:
         """The cell of the serial oracle (in the diagnosis's first GIL state)."""
         return next((c for c in self.cells if c.mode == Mode.SERIAL), SERIAL)
 
-    @property
+    @cached_property
     def oracle(self) -> Seen | None:
         return next((s for s in self.history(self.serial) if s.purpose == Purpose.ORACLE), None)
 
@@ -177,10 +178,14 @@ def calibrate(oracle: Seen | None, target: float) -> int:
     return max(1, min(MAX_ROUNDS, math.ceil(target / per_round)))
 
 
+#: The purposes of the trials that count towards a cell's verdict.
+VERDICT_PURPOSES = (Purpose.ORACLE, Purpose.TIMING, Purpose.STRESS, Purpose.CONTENTION)
+
+
 def verdict_trials(history: Sequence[Seen]) -> list[Seen]:
     """The trials of a cell's history that count towards its verdict: oracle, timing, stress and
     contention trials (a history holds only trials of the cell's own width)."""
-    return [s for s in history if s.purpose in (Purpose.ORACLE, Purpose.TIMING, Purpose.STRESS, Purpose.CONTENTION)]
+    return [s for s in history if s.purpose in VERDICT_PURPOSES]
 
 
 def contention_cell(probe: ProbeState, policy: Policy, state: GilState = GilState.AS_IMPORTED) -> Cell | None:
@@ -266,10 +271,13 @@ def stopped(history: Sequence[Seen], cell: Cell, policy: Policy) -> bool:
     return False
 
 
+ALL_PURPOSES = tuple(Purpose)
+
+
 def cost(history: Sequence[Seen], oracle: Seen | None, cell: Cell) -> float:
     """Seconds the cell's next trial should cost: its stress trials so far, else any of its
     trials, else the oracle's."""
-    for purposes in ((Purpose.STRESS,), tuple(Purpose)):
+    for purposes in ((Purpose.STRESS,), ALL_PURPOSES):
         walls = [s.wall for s in history if s.purpose in purposes and s.wall > 0]
         if walls:
             return statistics.fmean(walls)
