@@ -103,7 +103,7 @@ def start_switch(tmp_path, build, *extra):
 
     env = {**os.environ, "THREADPROBE_TEST_BUILD": build}
     return subprocess.Popen([sys.executable, "-m", "threadprobe.cli", "diagnose", "--plugin", str(SWITCH),
-                             "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "2",
+                             "--no-entry-points", "--threads", "2", "--processes", "2", "--budget", "1",
                              "--no-evidence", "--quiet", "--out", str(tmp_path), *map(str, extra)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
