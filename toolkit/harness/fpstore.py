@@ -86,12 +86,18 @@ def check(executable: str, foreign: bool, stored: Fingerprint, timeout: float) -
     return found if isinstance(found, dict) else None
 
 
+def stamped(found: Fingerprint) -> Fingerprint:
+    """The fingerprint with the time it was collected: a reused one says how old it is."""
+    found["collected_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return found
+
+
 def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
     """``fingerprint.collect``, reusing a kept fingerprint when nothing it was made from changed."""
     executable, foreign = interpreter_of(python)
     where = folder()
     if where is None:
-        return fingerprint.collect(python, timeout)
+        return stamped(fingerprint.collect(python, timeout))
     path = where / f"{key(executable, foreign)}.json"
     try:
         kept = json.loads(path.read_text())
@@ -102,9 +108,8 @@ def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
         if now is not None and not now.get("why") and now.get("folders") == kept.get("folders"):
             return dict(kept["fingerprint"])
     before = check(executable, foreign, {}, timeout)  # the folders as they were before the imports
-    found = fingerprint.collect(python, timeout)
+    found = stamped(fingerprint.collect(python, timeout))
     if before is not None and not found.get("error"):
-        found["collected_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         try:
             where.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, {"fingerprint": found, "folders": before["folders"]})
