@@ -125,7 +125,7 @@ def ft_contention(tmp_path) -> dict[tuple[str, str], set[str]]:
     diag = diagnose(Options(selection=Selection(probes=tuple(dict.fromkeys(p for p, _ in FT_CASES)),
                                                 plugins=(str(FT_PLANTED),), entry_points=False),
                             grid=Grid(threads=(4,), processes=(), gil=(GilState.AS_IMPORTED, GilState.OFF)),
-                            planner=Planner(budget=2.0),
+                            planner=Planner(budget=0.5),  # the classes come from the minimum rounds
                             launch=Launch(python=str(FT)),
                             output=Output(workdir=str(tmp_path)),
                             evidence=None),
