@@ -70,6 +70,8 @@ bench: $(STAMP)
 	$(BIN)/threadprobe bench wind --fresh --repeats 10
 	$(BIN)/threadprobe bench load
 	$(BIN)/python tests/bench/pilot_batch.py
+	$(BIN)/python tests/bench/load_thread.py
+	MALLOC_ARENA_MAX=1 $(BIN)/python tests/bench/load_thread.py --out reports/bench-load-thread-arena1.json
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench load --python $(BIN)/python --python .venv-ft/bin/python --repeats 10
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench wind --python $(BIN)/python --python .venv-ft/bin/python --repeats 5
 	$(BIN)/python tests/bench/races.py

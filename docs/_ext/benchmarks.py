@@ -245,6 +245,23 @@ BENCHMARKS = (
           "other by median); auto is within 5% of the fastest safe scheduler in all four (regrets x1.035 and "
           "x1.010 on the GIL build's netCDF and PP, x0.982 and x0.994 on 3.13t), where the five repetitions "
           "before the change, half of them piloted, read x1.09 to x1.14."),
+    Bench("bench-load-thread", "The GIL build's netCDF load: the main thread against a worker thread",
+          "python tests/bench/load_thread.py",
+          "Why threads under one global lock beat synchronous on the GIL build's netCDF load (x1.15 in the load "
+          "bench, where auto took synchronous and missed its 5%), though the lock runs one task at a time. The 16 "
+          "files are loaded side by side in fresh processes: synchronous, threads under the global lock, and one "
+          "worker thread with no lock (as serial as synchronous, off the main thread), each task timed. Read here "
+          "(6 repetitions): the gain is inside the tasks, not in dask's bookkeeping around them (0.20 s in every "
+          "mode). The same `iris.load` calls take less on a worker thread: the first, which pays Iris's first "
+          "netCDF load, 0.71 to 0.73 s against 0.78 s, and the other 15 together 0.16 to 0.18 s against 0.22 s. "
+          "Threads under the lock run x1.14 of synchronous and one worker thread x1.07. With every thread in one "
+          "malloc arena (`MALLOC_ARENA_MAX=1`, bench-load-thread-arena1) the lock's gain turns into a loss "
+          "(x0.93) and the worker thread keeps x1.05: glibc's per-thread arenas, which the main thread shares "
+          "with everything imported before, are the likely cause, not yet proven."),
+    Bench("bench-load-thread-arena1", "The same, with every thread in one malloc arena",
+          "MALLOC_ARENA_MAX=1 python tests/bench/load_thread.py --out reports/bench-load-thread-arena1.json",
+          "bench-load-thread run with `MALLOC_ARENA_MAX=1`: threads under the global lock x0.93 of synchronous, "
+          "one worker thread x1.05 (6 repetitions)."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),
