@@ -3,7 +3,7 @@
 Collecting a fingerprint starts a child that imports the whole stack: 3 s on the GIL build, up to
 16 s on the free-threaded one, paid by every diagnosis, report and test of one installation for
 the same answer. A kept fingerprint is reused only when a check in a fresh child of the same
-interpreter (a fifth of a second, no stack imports) finds nothing it was made from changed:
+interpreter (under half a second: no stack imports) finds nothing it was made from changed:
 
 - the key: the interpreter's path and binary, whether it runs as a foreign interpreter, the
   environment variables that steer imports and the loader (``STEERING``), and the code that
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from threadprobe.harness import fingerprint, gil
-from threadprobe.harness.proc import child_env, interpreter_of, write_json_atomic
+from threadprobe.harness.proc import cache_home, child_env, interpreter_of, write_json_atomic
 
 if TYPE_CHECKING:
     from threadprobe.records import Fingerprint
@@ -62,7 +62,7 @@ def folder() -> Path | None:
         return None
     if named:
         return Path(named)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "threadprobe" / "fingerprints"
+    return cache_home() / "fingerprints"
 
 
 def key(executable: str, foreign: bool) -> str:
@@ -104,8 +104,8 @@ def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
     except (OSError, ValueError):
         kept = None
     if isinstance(kept, dict) and isinstance(kept.get("fingerprint"), dict):
-        now = check(executable, foreign, kept["fingerprint"], timeout)
-        if now is not None and not now.get("why") and now.get("folders") == kept.get("folders"):
+        seen = check(executable, foreign, kept["fingerprint"], timeout)
+        if seen is not None and not seen.get("why") and seen.get("folders") == kept.get("folders"):
             return dict(kept["fingerprint"])
     before = check(executable, foreign, {}, timeout)  # the folders as they were before the imports
     found = stamped(fingerprint.collect(python, timeout))

@@ -150,6 +150,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def cache_home() -> Path:
+    """threadprobe's folder for what it keeps between runs: ``$XDG_CACHE_HOME/threadprobe``
+    (``~/.cache`` by default)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "threadprobe"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data))
 

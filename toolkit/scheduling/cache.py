@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from threadprobe.records import CHOICE_SCHEMA, Choice, Fingerprint
-from threadprobe.harness.proc import write_json_atomic
+from threadprobe.harness.proc import cache_home, write_json_atomic
 
 MAX_ENTRIES = 200
 
@@ -26,8 +26,7 @@ MAX_ENTRIES = 200
 def path() -> Path:
     if os.environ.get("THREADPROBE_CACHE"):
         return Path(os.environ["THREADPROBE_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "threadprobe" / "choices.json"
+    return cache_home() / "choices.json"
 
 
 def machine() -> dict[str, Any]:
