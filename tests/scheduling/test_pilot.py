@@ -213,6 +213,7 @@ def test_a_run_s_decider_hands_the_pilot_the_diagnosis_s_speeds(long_enough, mon
                                                use_cache=False)(SleepJob(units=20, unit=0.01), stack)
     assert ran is not None and not ran.rows
     assert chosen.scheduler == "processes" and active.choice.scheduler == "processes"
+    assert ran.done == [0, 1]  # measured serially before the choice: the pool forks from a warm parent
 
 
 def test_a_local_cluster_is_not_tried_beside_the_processes_scheduler(long_enough):

@@ -189,6 +189,33 @@ def test_an_explicit_forking_pool_starts_from_a_parent_that_ran_the_first_unit()
     assert all(pid != os.getpid() and warm for pid, warm in rest), job.seen
 
 
+def test_a_cached_pick_of_a_forking_pool_starts_warm_too(monkeypatch):
+    """A cached answer runs no pilot: its pool would fork from a parent that ran nothing, so it
+    starts from one that ran the first unit, as an explicit one does."""
+    import os
+    import sys
+    from contextlib import ExitStack
+
+    from threadprobe.records import Diagnosis, Scheduler
+    from threadprobe.scheduling import pipeline, schedulers
+
+    sync, fork = (schedulers.explicit("planted", s, workers=2) for s in (Scheduler.SYNCHRONOUS, Scheduler.PROCESSES))
+    monkeypatch.setattr(pipeline.choose, "candidates", lambda *a, **k: ((sync, fork), ()))
+    monkeypatch.setattr(pipeline.cache, "lookup", lambda key: fork)
+    sys.modules.pop("threadprobe_planted_warm", None)
+    job = WarmJob()
+    try:
+        with ExitStack() as stack:
+            chosen, active, warmed = pipeline.decider("planted", ("p",), Diagnosis("t", "0", {}, {"packages": {}}, ()),
+                                                      "test")(job, stack)
+            assert chosen.source.startswith("cached") and warmed is not None and warmed.done == [0]
+            job.run(active, [k for k in range(job.units) if k not in warmed.done], 2)
+    finally:
+        sys.modules.pop("threadprobe_planted_warm", None)
+    assert job.seen[0][0] == os.getpid()
+    assert all(pid != os.getpid() and warm for pid, warm in (job.seen[k] for k in range(1, job.units))), job.seen
+
+
 def test_threads_and_synchronous_are_not_warmed():
     from contextlib import ExitStack
 

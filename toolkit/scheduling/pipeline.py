@@ -193,7 +193,7 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, expl
             if hit is not None and any(choose.label(c) == choose.label(hit) for c in found):
                 chosen = hit.replace(source=f"cached pilot ({cache.path()})")
                 say(f"cached choice for this input, builds and machine: {choose.label(chosen)}")
-                return chosen, stack.enter_context(activated(chosen)), None
+                return chosen, stack.enter_context(activated(chosen)), warm(job, chosen)
         if len(found) == 1:
             only = found[0].replace(source=source, rationale=why)
             return only, stack.enter_context(activated(only)), None
@@ -210,10 +210,12 @@ def decider(name: str, probes: Sequence[str], diag: Diagnosis, source: str, expl
 
 def warm(job: Job, choice: Choice) -> Pilot | None:
     """A pool that forks its workers at the first task: one unit computed here first, so that the
-    workers inherit what it imported and opened (Iris, its file formats, the units database), as an
-    auto run's workers inherit its pilot's. Forked from a cold parent, each worker paid that itself:
-    the netCDF load experiment's explicit processes took 2.8 s from a cold parent, 1.7 s warmed
-    (6 pairs side by side, GIL build). The unit is kept; the rest runs on the pool."""
+    workers inherit what it imported and opened (Iris, its file formats, the units database), as a
+    piloted run's workers inherit its pilot's. Forked from a cold parent, each worker paid that
+    itself: the netCDF load experiment's explicit processes took 2.8 s from a cold parent, 1.7 s
+    warmed (6 pairs side by side, GIL build). Explicit and cached picks are warmed; an auto run that
+    pilots, or decides not to, has already run its first units here. The unit is kept; the rest
+    runs on the pool."""
     if choice.scheduler != Scheduler.PROCESSES or choice.context != StartMethod.FORK or job.units < 2:
         return None
     began = time.perf_counter()
