@@ -262,6 +262,19 @@ BENCHMARKS = (
           "MALLOC_ARENA_MAX=1 python tests/bench/load_thread.py --out reports/bench-load-thread-arena1.json",
           "bench-load-thread run with `MALLOC_ARENA_MAX=1`: threads under the global lock x0.93 of synchronous, "
           "one worker thread x1.05 (6 repetitions)."),
+    Bench("bench-builds-wind-gil-off", "The wind experiment with the GIL off, beside the GIL build, 10 repetitions",
+          "threadprobe bench wind --python .venv/bin/python --python .venv-ft/bin/python --gil off --repeats 10 "
+          "--turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: the wind study at the bench's size (8 x/y pairs per format, 960x1280), 43 to 59 s "
+          "of serial work, on 3.13t with the GIL forced off and on the GIL build beside it. No run is piloted "
+          "(each is under the pilot's 120 s): auto takes processes by the diagnosis's speedups on both builds' "
+          "netCDF and the GIL build's PP, and threads on 3.13t's PP; every run gives synchronous's answer and no "
+          "pick is unsafe. With the GIL off auto runs x1.67 (netCDF) and x1.70 (PP) of synchronous, over the "
+          "x1.6 asked, within 5% of the fastest safe scheduler (regrets x1.047 and x1.023). On the GIL build's "
+          "netCDF auto's regret is x0.995; on its PP x1.065: threads ran x1.81 and processes x1.76 (medians, "
+          "ranges overlapping), and auto, taking processes, x1.72. The same case read x1.010 in "
+          "bench-builds-wind-gil-as_imported (10 repetitions, the same code path): a tie between threads and "
+          "processes that the noise of 10 repetitions on this machine does not settle."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),
