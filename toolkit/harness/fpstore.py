@@ -103,11 +103,13 @@ def collect(python: str | None = None, timeout: float = 180.0) -> Fingerprint:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         kept = None
-    if isinstance(kept, dict) and isinstance(kept.get("fingerprint"), dict):
-        seen = check(executable, foreign, kept["fingerprint"], timeout)
-        if seen is not None and not seen.get("why") and seen.get("folders") == kept.get("folders"):
-            return dict(kept["fingerprint"])
-    before = check(executable, foreign, {}, timeout)  # the folders as they were before the imports
+    stored = kept.get("fingerprint") if isinstance(kept, dict) else None
+    # One child says both whether the kept fingerprint still holds and, if not, the folders as they
+    # are before the new collection's imports.
+    before = check(executable, foreign, stored if isinstance(stored, dict) else {}, timeout)
+    if isinstance(stored, dict) and before is not None and not before.get("why") \
+            and before.get("folders") == kept.get("folders"):
+        return dict(stored)
     found = stamped(fingerprint.collect(python, timeout))
     if before is not None and not found.get("error"):
         try:

@@ -20,8 +20,8 @@ the slower candidates' extra time on their share.
    (``BATCH_STEPS``), which separate a batch's fixed cost (a task's graph sent, its results shipped
    back) from what grows with its size. Each repetition is projected to the whole run (start-up +
    the fixed cost once + the rest of its seconds per size x total size). From the second round on,
-   ``choose.decide`` applies its rule and a candidate slower than the pick beyond the noise leaves (synchronous, most often: it
-   is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
+   ``choose.decide`` applies its rule and a candidate slower than the pick beyond the noise leaves
+   (synchronous, most often: it is the pilot's only real cost). The pilot stops once the ranking is settled (after at least
    ``MIN_ROUNDS``), after ``MAX_ROUNDS``, or once it has done ``SHARE`` of the work.
 4. A tie: when the two candidates left are within the pilot's own noise, it samples them longer
    (to ``TIE_ROUNDS`` and ``TIE_SHARE``: nearly free, since they run at about the same speed and
