@@ -189,3 +189,29 @@ def test_the_regret_is_against_the_fastest_scheduler_not_each_repetitions_luckie
     found = builds.read(noisy)
     assert found.fastest_safe == "synchronous" and found.regret == 1.0
     assert builds.to_fastest(noisy, "processes") == [1.25, 0.6, 0.5]
+
+
+def test_benches_pooled_read_as_one_over_all_their_repetitions(fake):
+    first = builds.run("load", fake, ["pp"], [OFF], repeats=2)
+    second = builds.run("load", fake, ["pp"], [OFF], repeats=3)
+    (slow,) = second.environments
+    second = second.replace(environments=(slow.replace(ratios_to_synchronous={
+        **slow.ratios_to_synchronous, "auto": (1.2, 1.3, 1.4)}),))
+    pooled = builds.pool([first, second])
+    (res,) = pooled.environments
+    assert pooled.repeats == 5 and len(res.repetitions) == 5 and len(res.runs["auto"]) == 5
+    assert res.ratios_to_synchronous["auto"] == first.environments[0].ratios_to_synchronous["auto"] + (1.2, 1.3, 1.4)
+    assert res.auto_safe == (True,) * 5 and res.correct["auto"]
+    assert builds.read(res).auto_over_sync == 1.4  # the median of 1.613, 1.613, 1.2, 1.3, 1.4
+    assert builds.pool([first, second], [OFF.label]) == pooled
+
+
+def test_benches_that_allowed_other_schedulers_or_ran_other_data_are_not_pooled(fake):
+    one = builds.run("load", fake, ["pp"], [OFF], repeats=1)
+    (res,) = one.environments
+    for other, words in ((res.replace(safe_explicit=("synchronous",)), "allowed"),
+                         (res.replace(input_files=res.input_files + 1), "different data")):
+        with pytest.raises(builds.UsageError, match=words):
+            builds.pool([one, one.replace(environments=(other,))])
+    with pytest.raises(builds.UsageError, match="no bench ran"):
+        builds.pool([one], ["3.11.7 (GIL build)"])

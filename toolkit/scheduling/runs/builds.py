@@ -34,6 +34,7 @@ from threadprobe.diagnosis.progress import NullProgress, Progress
 from threadprobe.harness.proc import child_env, interpreter_of
 from threadprobe.records import (BENCH_SCHEMA, Choice, Diagnosis, GilState, Record, Remedy, RemedyKind, RunRequest,
                                  Scheduler, is_clean)
+from threadprobe.records.errors import UsageError
 from threadprobe.scheduling import choose
 from threadprobe.scheduling.runs import bench
 from threadprobe.scheduling.workloads import WORKLOADS
@@ -255,6 +256,59 @@ def _remedy_lines(diag: Diagnosis, env: Env, workload: str, fmt: str) -> list[st
 
     probes = WORKLOADS[workload].probes_for(fmt)
     return remedy_summary([r for r in diag.remedies if r.probe in probes and r.gil == (env.gil or GilState.AS_IMPORTED)])
+
+
+def pool(results: Sequence[Result], environments: Sequence[str] = ()) -> Result:
+    """Benches of one workload as one: per environment and format, their repetitions one after the
+    other, and medians, spread and correctness over all of them. Each repetition stays a side-by-side
+    comparison of its own; pooling only gives the medians more of them, to read a tie between two
+    schedulers that one bench's ten repetitions leave open. ``environments`` keeps those alone.
+    Benches that ran on other data, or whose diagnoses allowed other schedulers, are refused."""
+    if not results:
+        raise UsageError("nothing to pool")
+    if len({r.workload for r in results}) > 1:
+        raise UsageError(f"benches of different workloads: {', '.join(sorted({r.workload for r in results}))}")
+    groups: dict[tuple[str, str], list[Summary]] = {}
+    for result in results:
+        for res in result.environments:
+            if not environments or res.environment in environments:
+                groups.setdefault((res.environment, res.format), []).append(res)
+    if not groups:
+        raise UsageError(f"no bench ran {' or '.join(environments)}")
+    return Result(results[0].workload, sum(r.repeats for r in results),
+                  tuple(_pooled(key, parts) for key, parts in groups.items()))
+
+
+def _pooled(key: tuple[str, str], parts: Sequence[Summary]) -> Summary:
+    first = parts[0]
+    for res in parts[1:]:
+        if res.safe_explicit != first.safe_explicit:
+            raise UsageError(f"{' '.join(key)}: one bench's diagnosis allowed {', '.join(res.safe_explicit)}, another's "
+                             f"{', '.join(first.safe_explicit)}: their regrets are not against the same schedulers")
+        if (res.input_bytes, res.input_files) != (first.input_bytes, first.input_files):
+            raise UsageError(f"{' '.join(key)}: the benches ran on different data ({first.input_files} files of "
+                             f"{first.input_bytes} bytes, and {res.input_files} of {res.input_bytes})")
+    names = [n for n in first.runs if all(n in res.runs for res in parts)]
+    runs = {n: tuple(run for res in parts for run in res.runs[n]) for n in names}
+    seconds = {n: [r.seconds for r in rs if r.seconds is not None] for n, rs in runs.items()}
+    medians = {n: statistics.median(xs) for n, xs in seconds.items() if xs}
+
+    def joined(field: str) -> tuple[object, ...]:
+        return tuple(x for res in parts for x in getattr(res, field))
+
+    return first.replace(
+        repetitions=joined("repetitions"), median_seconds=medians,
+        speedup={n: round(medians["synchronous"] / s, 3) for n, s in medians.items()} if "synchronous" in medians
+        else {},
+        seconds_range={n: (round(min(xs), 2), round(max(xs), 2)) for n, xs in seconds.items() if xs},
+        ratios_to_synchronous={n: tuple(x for res in parts for x in res.ratios_to_synchronous[n]) for n in names},
+        peak_memory_max={n: max(res.peak_memory_max[n] for res in parts if n in res.peak_memory_max)
+                         for n in names if any(n in res.peak_memory_max for res in parts)},
+        regrets=joined("regrets"), pilot_shares=joined("pilot_shares"), best_speedups=joined("best_speedups"),
+        cached_decide_seconds=joined("cached_decide_seconds"), pilot_tables=joined("pilot_tables"),
+        correct={n: all(res.correct.get(n, False) for res in parts) for n in names}, runs=runs,
+        auto_safe=joined("auto_safe"), diagnosis=", ".join(res.diagnosis for res in parts),
+        remedies=tuple(dict.fromkeys(line for res in parts for line in res.remedies)))
 
 
 #: The issue's figures: auto over synchronous on a free-threaded build with the GIL off, and auto's
