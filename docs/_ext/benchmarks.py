@@ -9,13 +9,18 @@ knows gets a page of its own too, so nothing ``make bench`` writes is left off.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import shutil
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bench_plugin_ft
+from threadprobe.harness.proc import cache_home
 from threadprobe.report import benchfile
 
 
@@ -348,6 +353,34 @@ def series(value: Any, path: str = "") -> list[tuple[str, list[float]]]:
     return out
 
 
+@functools.cache
+def _drawing_code() -> bytes:
+    """What draws the plots: these extensions, the runner's bench modules, and matplotlib's version."""
+    import matplotlib
+
+    from threadprobe.scheduling.runs import bench as runner_bench, builds
+
+    files = sorted(Path(__file__).parent.glob("*.py")) + [Path(runner_bench.__file__), Path(builds.__file__)]
+    return b"".join(f.read_bytes() for f in files) + matplotlib.__version__.encode()
+
+
+def drawn(path: Path, source: bytes, draw: Callable[[Path], Any]) -> None:
+    """``draw(path)``, or the picture it drew before: a plot is a pure function of the file it is
+    drawn from and of the code that draws it, so both key it, in threadprobe's cache folder
+    (matplotlib took 7 of a docs build's 25 s)."""
+    key = hashlib.sha256(_drawing_code() + path.name.encode() + source).hexdigest()[:32]
+    kept = cache_home() / "docs-plots" / f"{key}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kept.exists():
+        shutil.copyfile(kept, path)
+        return
+    draw(path)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_suffix(f".{path.stem}.tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(kept)
+
+
 def plot(found: list[tuple[str, list[float]]], path: Path, limit: int = 24) -> bool:
     """A dot per repetition, a tick at the median, one panel per kind of figure (the last key)."""
     if not found:
@@ -392,14 +425,18 @@ def page(bench: Bench, reports: Path, out: Path) -> str:
         return "\n".join(lines + ["```{warning}", f"`reports/{bench.stem}.json` could not be read: {exc}", "```", ""])
     lines += _table(["", ""], [["file", f"reports/{bench.stem}.json"], ["machine", bf.machine], ["date", bf.date],
                                 ["command", bf.command]])
-    lines += own_reading(bench, bf)
-    for name in own_plots(bench, bf, out):
+    result = _builds(bench, bf)
+    drawn_from = source.read_bytes()
+    lines += own_reading(result)
+    for name in own_plots(bench, bf, result, drawn_from, out):
         lines += [f"```{{image}} {name}", f":alt: {name}, drawn from reports/{bench.stem}.json", "```", ""]
     body = bf.body()
     if bench.stem == bench_plugin_ft.STEM:
         lines += bench_plugin_ft.lines(bf.data, out)
         body = {k: v for k, v in body.items() if k not in bench_plugin_ft.RAW}
-    if plot(series(body), out / f"{bench.stem}-repetitions.png"):
+    found = series(body)
+    if found:
+        drawn(out / f"{bench.stem}-repetitions.png", drawn_from, lambda path: plot(found, path))
         lines += ["Every list of numbers in the file, one dot per repetition, the median marked:", "",
                   f"```{{image}} {bench.stem}-repetitions.png", f":alt: raw repetitions of {bench.stem}", "```", ""]
     lines += ["## The data", "", *render_value("", body)]
@@ -420,10 +457,9 @@ def _builds(bench: Bench, bf: benchfile.BenchFile) -> Any:
     return builds.Result.from_json(bf.body())
 
 
-def own_reading(bench: Bench, bf: benchfile.BenchFile) -> list[str]:
+def own_reading(result: Any) -> list[str]:
     """A benchmark's figures against its targets, computed from its file by its own code (the
-    bench across builds: ``builds.read``)."""
-    result = _builds(bench, bf)
+    bench across builds, ``result``: ``builds.read``)."""
     if result is None:
         return []
     from threadprobe.scheduling.runs import builds
@@ -443,14 +479,13 @@ def own_reading(bench: Bench, bf: benchfile.BenchFile) -> list[str]:
          "fastest safe explicit", "auto's regret", "met", "missed"], rows)]
 
 
-def own_plots(bench: Bench, bf: benchfile.BenchFile, out: Path) -> list[str]:
+def own_plots(bench: Bench, bf: benchfile.BenchFile, result: Any, source: bytes, out: Path) -> list[str]:
     """The plots a benchmark draws itself, redrawn from its file by its own code (the runner's
-    bench, the bench across builds)."""
-    result = _builds(bench, bf)
+    bench; the bench across builds, ``result``)."""
     if result is not None:
         from threadprobe.scheduling.runs import builds
 
-        builds.plot(result, out / f"{bench.stem}.png")
+        drawn(out / f"{bench.stem}.png", source, lambda path: builds.plot(result, path))
         return [f"{bench.stem}.png"]
     if bench.stem != "bench":
         return []
@@ -459,7 +494,8 @@ def own_plots(bench: Bench, bf: benchfile.BenchFile, out: Path) -> list[str]:
     names = []
     for workload, result in sorted((bf.data.get("workloads") or {}).items()):
         if isinstance(result, dict) and result.get("formats"):
-            runner_bench.plot(runner_bench.Result.from_json(result), out / f"bench-{workload}.png")
+            drawn(out / f"bench-{workload}.png", source,
+                  lambda path, found=result: runner_bench.plot(runner_bench.Result.from_json(found), path))
             names.append(f"bench-{workload}.png")
     return names
 
