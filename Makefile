@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/pilot_batch.py
 	$(BIN)/python tests/bench/load_thread.py
 	MALLOC_ARENA_MAX=1 $(BIN)/python tests/bench/load_thread.py --out reports/bench-load-thread-arena1.json
+	$(BIN)/python tests/bench/wind_probe_scale.py
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench load --python $(BIN)/python --python .venv-ft/bin/python --repeats 10
 	test ! -x .venv-ft/bin/python || $(BIN)/threadprobe bench wind --python $(BIN)/python --python .venv-ft/bin/python --repeats 5
 	$(BIN)/python tests/bench/races.py
