@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
@@ -243,14 +244,27 @@ def _repetition(row: dict[str, Run], reference: Digest | None, explicit: tuple[s
                       peak_memory={name: r.peak_memory for name, r in row.items() if r.peak_memory}, **found)
 
 
+def over_runs(runs: Mapping[str, Sequence[Run]]) -> tuple[dict[str, float], dict[str, float],
+                                                            dict[str, tuple[float, ...]], dict[str, int]]:
+    """Per configuration, over its runs: the median seconds, the speedup (synchronous's median over
+    its median), the range of seconds, and the highest peak memory."""
+    seconds = {name: [r.seconds for r in rs if r.seconds is not None] for name, rs in runs.items()}
+    medians = {name: statistics.median(xs) for name, xs in seconds.items() if xs}
+    speedup = ({name: round(medians["synchronous"] / s, 3) for name, s in medians.items()} if "synchronous" in medians
+               else {})
+    ranges: dict[str, tuple[float, ...]] = {name: (round(min(xs), 2), round(max(xs), 2))
+                                           for name, xs in seconds.items() if xs}
+    peaks = {name: max(xs) for name, rs in runs.items() if (xs := [r.peak_memory for r in rs if r.peak_memory])}
+    return medians, speedup, ranges, peaks
+
+
 def summarise(runs: dict[str, list[Run]], data: Path, fmt: str, explicit: tuple[str, ...] = EXPLICIT) -> Summary:
     """Per repetition and over them: seconds, ratios to synchronous, correctness, and auto's regret
     against the fastest of ``explicit`` (the configurations that count as safe)."""
     reference = next((r.digest for r in runs["synchronous"] if r.digest is not None), None)
     per_rep = [_repetition({name: runs[name][k] for name in runs}, reference, explicit)
                for k in range(len(runs["synchronous"]))]
-    seconds = {name: [r.seconds for r in rs if r.seconds is not None] for name, rs in runs.items()}
-    medians = {name: statistics.median(xs) for name, xs in seconds.items() if xs}
+    medians, speedup, seconds_range, peaks = over_runs(runs)
 
     def ratio(row: Repetition, name: str) -> float | None:
         mine, sync = row.seconds.get(name), row.seconds.get("synchronous")
@@ -262,11 +276,10 @@ def summarise(runs: dict[str, list[Run]], data: Path, fmt: str, explicit: tuple[
         input_files=len(list((data / fmt).glob(f"*.{fmt}"))),
         repetitions=tuple(per_rep),
         median_seconds=medians,
-        speedup={name: round(medians["synchronous"] / s, 3) for name, s in medians.items()} if "synchronous" in medians
-        else {},
-        seconds_range={name: (round(min(xs), 2), round(max(xs), 2)) for name, xs in seconds.items() if xs},
+        speedup=speedup,
+        seconds_range=seconds_range,
         ratios_to_synchronous={name: tuple(ratio(row, name) for row in per_rep) for name in runs},
-        peak_memory_max={name: max(xs) for name, rs in runs.items() if (xs := [r.peak_memory for r in rs if r.peak_memory])},
+        peak_memory_max=peaks,
         regrets=tuple(r.regret for r in per_rep),
         pilot_shares=tuple(r.pilot_share for r in per_rep),
         best_speedups=tuple(r.best_speedup for r in per_rep),

@@ -290,20 +290,15 @@ def _pooled(key: tuple[str, str], parts: Sequence[Summary]) -> Summary:
                              f"{first.input_bytes} bytes, and {res.input_files} of {res.input_bytes})")
     names = [n for n in first.runs if all(n in res.runs for res in parts)]
     runs = {n: tuple(run for res in parts for run in res.runs[n]) for n in names}
-    seconds = {n: [r.seconds for r in rs if r.seconds is not None] for n, rs in runs.items()}
-    medians = {n: statistics.median(xs) for n, xs in seconds.items() if xs}
+    medians, speedup, seconds_range, peaks = bench.over_runs(runs)
 
     def joined(field: str) -> tuple[object, ...]:
         return tuple(x for res in parts for x in getattr(res, field))
 
     return first.replace(
-        repetitions=joined("repetitions"), median_seconds=medians,
-        speedup={n: round(medians["synchronous"] / s, 3) for n, s in medians.items()} if "synchronous" in medians
-        else {},
-        seconds_range={n: (round(min(xs), 2), round(max(xs), 2)) for n, xs in seconds.items() if xs},
+        repetitions=joined("repetitions"), median_seconds=medians, speedup=speedup, seconds_range=seconds_range,
         ratios_to_synchronous={n: tuple(x for res in parts for x in res.ratios_to_synchronous[n]) for n in names},
-        peak_memory_max={n: max(res.peak_memory_max[n] for res in parts if n in res.peak_memory_max)
-                         for n in names if any(n in res.peak_memory_max for res in parts)},
+        peak_memory_max=peaks,
         regrets=joined("regrets"), pilot_shares=joined("pilot_shares"), best_speedups=joined("best_speedups"),
         cached_decide_seconds=joined("cached_decide_seconds"), pilot_tables=joined("pilot_tables"),
         correct={n: all(res.correct.get(n, False) for res in parts) for n in names}, runs=runs,
