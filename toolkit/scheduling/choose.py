@@ -39,8 +39,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from threadprobe.records import (SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result, Scheduler,
-                                 StartMethod, is_clean, is_safe, is_unavailable, serial_failures)
+from threadprobe.records import (RELY_BOUND, SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result,
+                                 Scheduler, StartMethod, is_clean, is_safe, is_unavailable, serial_failures)
 
 #: A more complex scheduler must be this much faster (median projected time) to be worth it.
 MARGIN = 0.03
@@ -83,6 +83,20 @@ def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[st
     if not mine:
         return None
     return all(is_safe(r, probe in broken) for r in mine)
+
+
+def _word(results: Sequence[Result], probe: str, mode: Mode, ok: bool | None) -> str:
+    """What a probe's cells of one kind are to the choice: safe, UNSAFE, not diagnosed, or clean
+    on too few trials to rely on (``is_safe``)."""
+    if ok or ok is None:
+        return "safe" if ok else "not diagnosed"
+    mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
+            and not is_unavailable(r.verdict)]
+    if all(is_clean(r.verdict) for r in mine):
+        thin = min(mine, key=lambda r: r.trials)
+        return (f"clean in {thin.trials} trials only (95% bound {thin.safety.failure_rate_upper95:.0%}): too few "
+                f"to rely on (at most {RELY_BOUND:.0%}, as a remedy needs)")
+    return "UNSAFE"
 
 
 def narrowest(remedies: Sequence[Result], probe: str) -> Remedy | None:
@@ -132,8 +146,7 @@ def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machin
         return tuple(found), tuple(rationale)
     state = f" with the GIL {'off' if machine.gil == GilState.OFF else 'as imported'}" if machine.gil else ""
     for mode, oks in safe.items():
-        rationale += [f"{p}: {mode}{state} {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}"
-                      for p, ok in zip(probes, oks)]
+        rationale += [f"{p}: {mode}{state} {_word(results, p, mode, ok)}" for p, ok in zip(probes, oks)]
     for kind in SCHEDULERS:
         row = Choice(workload, kind).row
         if row.mode is None:
