@@ -95,7 +95,7 @@ def _word(results: Sequence[Result], probe: str, mode: Mode, ok: bool | None) ->
     if all(is_clean(r.verdict) for r in mine):
         thin = min(mine, key=lambda r: r.trials)
         return (f"clean in {thin.trials} trials only (95% bound {thin.safety.failure_rate_upper95:.0%}): too few "
-                f"to rely on (at most {RELY_BOUND:.0%}, as a remedy needs)")
+                f"to rely on (at most {RELY_BOUND:.0%}, as a remedy needs: a longer diagnosis runs more)")
     return "UNSAFE"
 
 
