@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 
 from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (RELY_BOUND, GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result, TrialRun,
-                                 is_clean, unsafe_results)
+from threadprobe.records import (RELY_BOUND, GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result,
+                                 TrialRun, is_clean, unsafe_results)
 
 #: A verified remedy's trials bound the failure rate it leaves at ``RELY_BOUND`` (95%), the bound a
 #: scheduler relies on a clean cell at: 29 clean trials.

@@ -76,10 +76,15 @@ def in_state(results: Sequence[Result], gil: GilState | None) -> list[Result]:
     return [r for r in results if r.gil == state or (r.mode != Mode.THREADS and r.remedy is None)]
 
 
+def _diagnosed(results: Sequence[Result], probe: str, mode: Mode) -> list[Result]:
+    """``probe``'s cells of this kind as it is (no remedy), where it could run."""
+    return [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
+            and not is_unavailable(r.verdict)]
+
+
 def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[str]) -> bool | None:
     """Is ``probe`` safe in every diagnosed mode of this kind? None when there is no evidence."""
-    mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
-            and not is_unavailable(r.verdict)]
+    mine = _diagnosed(results, probe, mode)
     if not mine:
         return None
     return all(is_safe(r, probe in broken) for r in mine)
@@ -90,8 +95,7 @@ def _word(results: Sequence[Result], probe: str, mode: Mode, ok: bool | None) ->
     on too few trials to rely on (``is_safe``)."""
     if ok or ok is None:
         return "safe" if ok else "not diagnosed"
-    mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
-            and not is_unavailable(r.verdict)]
+    mine = _diagnosed(results, probe, mode)
     if all(is_clean(r.verdict) for r in mine):
         thin = min(mine, key=lambda r: r.trials)
         return (f"clean in {thin.trials} trials only (95% bound {thin.safety.failure_rate_upper95:.0%}): too few "
