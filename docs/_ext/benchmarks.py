@@ -325,10 +325,11 @@ BENCHMARKS = (
           "(7 repetitions), on its own fields (240x320), twice them, and the wind bench's (960x1280), on the GIL "
           "build. Read here: on its own fields the probe reads what the diagnoses read (PP threads x1.26, "
           "processes x1.93), where the study ran them within 2% of each other (x1.74 and x1.73 on PP, x1.82 and "
-          "x1.80 on netCDF, 30 repetitions, bench-builds-wind-gil-build-pooled). At the bench's field size threads come close (PP x1.75, netCDF "
-          "x1.65), but processes still lead by 5 to 10% (x1.84, x1.81): the probe's workers keep their results, "
-          "where the study's ship theirs back to the parent. A bigger timing input alone would not turn the "
-          "GIL build's tie into threads; only timing the run's own input can (the pilot)."),
+          "x1.80 on netCDF, 30 repetitions, bench-builds-wind-gil-build-pooled). At the bench's field size "
+          "threads come close (PP x1.75, netCDF x1.65), but processes still lead by 5 to 10% (x1.84, x1.81): the "
+          "probe's workers keep their results, where the study's ship theirs back to the parent. A bigger timing "
+          "input alone would not turn the GIL build's tie into threads; only timing the run's own input can (the "
+          "pilot)."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),

@@ -5,7 +5,8 @@ import json
 from threadprobe.records import (
     DIAGNOSIS_SCHEMA, FIND_AT, STRONG_FROM, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair,
     RacePass, RacePower, RaceSchedule, RaceStatus, Remedy, RemedyKind, Result, Safety, Scaling, Scheduler, Speed,
-    ThreadState, Trial, Verdict, Waits, Contention, Corruption, GilState, RELY_BOUND, is_safe, is_unsafe, race_keys, unsafe_results, with_races, worst,
+    ThreadState, Trial, Verdict, Waits, Contention, Corruption, GilState, RELY_BOUND, is_safe, is_unsafe, race_keys,
+    unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 

@@ -283,8 +283,9 @@ def _pooled(key: tuple[str, str], parts: Sequence[Summary]) -> Summary:
     first = parts[0]
     for res in parts[1:]:
         if res.safe_explicit != first.safe_explicit:
-            raise UsageError(f"{' '.join(key)}: one bench's diagnosis allowed {', '.join(res.safe_explicit)}, another's "
-                             f"{', '.join(first.safe_explicit)}: their regrets are not against the same schedulers")
+            raise UsageError(f"{' '.join(key)}: one bench's diagnosis allowed {', '.join(res.safe_explicit)}, "
+                             f"another's {', '.join(first.safe_explicit)}: their regrets are not against the same "
+                             "schedulers")
         if (res.input_bytes, res.input_files) != (first.input_bytes, first.input_files):
             raise UsageError(f"{' '.join(key)}: the benches ran on different data ({first.input_files} files of "
                              f"{first.input_bytes} bytes, and {res.input_files} of {res.input_bytes})")
