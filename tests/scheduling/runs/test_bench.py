@@ -86,3 +86,43 @@ def test_the_bench_s_working_folder_goes_with_it(monkeypatch, data):
     bench.bench("wind", data, ["nc"], repeats=2)
     folders = {Path(c).parent for c in caches}
     assert len(folders) == 1 and not next(iter(folders)).exists()
+
+
+def test_a_bench_stopped_mid_run_leaves_no_run_behind(tmp_path):
+    """The bench's process is killed while a run computes (as `kill` or a closed terminal stops
+    it): the run must go with it, not compute on for minutes as an orphan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "run.pid"
+    run = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    bench_side = (f"from threadprobe.scheduling.runs import bench; import os, sys; "
+                  f"bench.timed([sys.executable, '-c', {run!r}], 300, dict(os.environ))")
+    parent = subprocess.Popen([sys.executable, "-c", bench_side])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(30)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the run outlived the bench that started it"
+    finally:
+        parent.kill()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

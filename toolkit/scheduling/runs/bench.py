@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 from threadprobe.diagnosis.progress import Count, NullProgress, Progress, Update, phase
-from threadprobe.harness.proc import signal_name
+from threadprobe.harness.proc import die_with_parent, signal_name
 from threadprobe.records import BENCH_SCHEMA, Choice, PilotRow, Record, RunRequest, Scheduler
 from threadprobe.report import benchfile
 from threadprobe.scheduling.workloads import WORKLOADS
@@ -155,9 +155,11 @@ def _subprocess(spec: Spec, timeout: float, env: dict[str, str]) -> Run:
 
 
 def timed(command: list[str], timeout: float, env: dict[str, str]) -> Run:
-    """A run in a subprocess (``benchrun``): its last line of output, or why there was none."""
+    """A run in a subprocess (``benchrun``): its last line of output, or why there was none. The
+    run dies with the bench: a bench stopped mid-run leaves no run computing on."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                              preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
         return Run(failed=f"no result within {timeout:.0f}s")
     if done.returncode != 0:
