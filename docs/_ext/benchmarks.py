@@ -318,6 +318,19 @@ BENCHMARKS = (
           "14% (netCDF) and 46% (PP) of draws, and the two earlier benches read PP x1.010 and x1.065, this one "
           "x1.075. The cause is measured in bench-wind-probe-scale: the probe the choice rests on favours "
           "processes."),
+    Bench("bench-builds-wind-pp-72-gil-off", "The wind experiment long enough to pilot: PP, 72 pairs, both builds",
+          "threadprobe bench wind --python .venv/bin/python --python .venv-ft/bin/python --gil off --data "
+          "/work/bench-data-72 --pairs 72 --data-format pp --repeats 2 --turn-lock /tmp/threadprobe-heavy.lock "
+          "(stopped after its first repetition)",
+          _BUILDS + " Read here: one repetition only, so a demonstration, not a figure. 144 PP files (28 GiB, more "
+          "than the machine's 23.5 GiB of memory: whole runs read from disk) make 270 to 320 s of serial work, so "
+          "auto pilots. On both builds the pilot found threads and processes within its noise, sampled them "
+          "longer (6 rounds, half the work) and broke the tie on the spread, taking processes both times. On the "
+          "GIL build that was right (processes x2.27, threads x1.82); auto ran x2.12, regret x1.068, its pilot "
+          "costing 8 s beyond the pick. On 3.13t with the GIL off it was wrong (threads x1.73, processes x1.41), "
+          "but half the work had run in the pilot, half of that on threads: auto x1.68, regret x1.030. The "
+          "pilot's projections (107 to 151 s for processes, 118 to 145 s for threads) fell short of the whole runs "
+          "(143 to 191 s and 157 to 177 s): batches of 3 to 8 s do not see what a run 20 times longer pays."),
     Bench("bench-wind-probe-scale", "The wind probe's speedups against the wind study's, by field size",
           "python tests/bench/wind_probe_scale.py",
           "A run too short to pilot takes its scheduler by the diagnosis's speedups of the workload's probe. "
