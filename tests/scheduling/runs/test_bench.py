@@ -120,9 +120,10 @@ def test_a_bench_stopped_mid_run_leaves_no_run_behind(tmp_path):
 
 
 def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a parent that is gone."""
+    """Running, not a zombie waiting for a parent that is gone (as tests/harness/test_launch.py asks psutil)."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
