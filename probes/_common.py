@@ -160,9 +160,94 @@ def out_dir(workdir: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
 
 
+def tiled(layout: Layout, tiles: tuple[int, int]) -> Layout:
+    """The layout of ``layout``'s data repeated ``tiles`` times along its last two axes (a timing
+    input: realistic size, and every tile's result equal to the original's)."""
+    *lead, ny, nx = layout.shape
+    chunks = None if layout.chunks is None else (*layout.chunks[:-2], layout.chunks[-2] * tiles[0],
+                                                 layout.chunks[-1] * tiles[1])
+    return Layout(shape=(*lead, ny * tiles[0], nx * tiles[1]), dtype=layout.dtype, chunks=chunks,
+                  compression=layout.compression, fill_value=layout.fill_value)
+
+
+def tiled_values(layout: Layout, seed: int, tiles: tuple[int, int]):
+    """``values(layout, seed)`` repeated ``tiles`` times along the last two axes."""
+    import numpy as np
+
+    data = values(layout, seed)
+    return np.tile(data, (1,) * (data.ndim - 2) + tuple(tiles))
+
+
+def fold(results: tuple, tiles: tuple[int, int]) -> tuple:
+    """A timing task's results on tiled data, folded back to what the stress input gives: each
+    array's first tile when every tile equals it (elementwise work on equal data gives equal
+    results), else the whole array, whose digest then differs from the oracle's (corruption in
+    any tile is seen)."""
+    import numpy as np
+
+    out = []
+    for r in results:
+        *lead, ny, nx = r.shape
+        blocks = r.reshape(*lead, tiles[0], ny // tiles[0], tiles[1], nx // tiles[1])
+        first = blocks[..., :1, :, :1, :]
+        same = np.array_equal(blocks, np.broadcast_to(first, blocks.shape))
+        out.append(np.ascontiguousarray(first.reshape(*lead, ny // tiles[0], nx // tiles[1])) if same else r)
+    return tuple(out)
+
+
+#: Per float64 temporary inside a wind task (see ``add_wind_sums``).
+BAND_BYTES = 2**20
+
+
+def speed_and_direction(u, v):
+    """Wind speed, and the direction the wind comes from in degrees clockwise from north (numpy
+    or dask arrays alike)."""
+    import numpy as np
+
+    speed = np.sqrt(u * u + v * v)
+    direction = np.mod(270.0 - np.degrees(np.arctan2(v, u)), 360.0)
+    return speed, direction
+
+
+def add_wind_sums(sums, u_all, v_all):
+    """The wind study's per-task arithmetic (threadprobe's ``run wind``, and the wind probes that
+    time it): ``sums`` (None: new zeros) plus, per pixel over the time steps of a u and a v slab
+    (masked arrays), the count of valid steps, the sum and sum of squares of speed, and the sums
+    of the direction's cosine and sine, in float64. Returns the (5, ...) array.
+
+    Computed in bands of rows of about ``BAND_BYTES``: whole-slab float64 temporaries (tens of
+    MB each) are mapped fresh from the kernel on every allocation, and their page faults were a
+    third of a thread's time, most of it in the kernel, and the noisiest third. Bands this small
+    are recycled by malloc and stay in cache."""
+    import math
+
+    import numpy as np
+
+    if sums is None:
+        sums = np.zeros((5,) + u_all.shape[1:])
+    if u_all.ndim < 2:
+        bands = [slice(None)]
+    else:
+        per_row = 8 * u_all.shape[0] * math.prod(u_all.shape[2:])
+        rows = max(1, BAND_BYTES // max(1, per_row))
+        bands = [slice(r, r + rows) for r in range(0, u_all.shape[1], rows)]
+    for band in bands:
+        at = (slice(None), band)
+        u, v = u_all[at].astype("f8"), v_all[at].astype("f8")
+        valid = ~(np.ma.getmaskarray(u) | np.ma.getmaskarray(v))
+        u, v = np.ma.getdata(u), np.ma.getdata(v)
+        speed, direction = speed_and_direction(u, v)
+        theta = np.radians(direction)
+        out = sums[(slice(None), band)]
+        out[0] += valid.sum(axis=0)
+        for k, x in enumerate((speed, speed * speed, np.cos(theta), np.sin(theta)), start=1):
+            out[k] += np.where(valid, x, 0.0).sum(axis=0)
+    return sums
+
+
 def wind_chunk(u_lazy, v_lazy, start: int, steps: int):
-    """The wind workload's per-chunk work: realise a slab of time steps of u and v through Iris's
-    lazy data, derive speed and direction, and reduce them to the partial sums a variance needs.
+    """The wind workload's per-task work: realise a slab of time steps of u and v through Iris's
+    lazy data, as a task of ``run wind`` does, then its arithmetic (``add_wind_sums``).
 
     The slab matters: the workload's chunks are megabytes (a whole netCDF file is one chunk), so
     per-chunk Python overhead is small next to the numpy work; a probe with tiny chunks would
@@ -170,8 +255,6 @@ def wind_chunk(u_lazy, v_lazy, start: int, steps: int):
     """
     import numpy as np
 
-    u = np.asarray(u_lazy[start:start + steps].compute(scheduler="synchronous"), dtype="f4")
-    v = np.asarray(v_lazy[start:start + steps].compute(scheduler="synchronous"), dtype="f4")
-    speed = np.sqrt(u * u + v * v)
-    theta = np.radians(np.mod(270.0 - np.degrees(np.arctan2(v, u)), 360.0))
-    return (speed.sum(axis=0), (speed * speed).sum(axis=0), np.cos(theta).sum(axis=0), np.sin(theta).sum(axis=0))
+    u = np.ma.asarray(u_lazy[start:start + steps].compute(scheduler="synchronous"))
+    v = np.ma.asarray(v_lazy[start:start + steps].compute(scheduler="synchronous"))
+    return tuple(add_wind_sums(None, u, v))

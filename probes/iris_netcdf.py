@@ -17,9 +17,9 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-from threadprobe.probes._common import (IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, in_race_pass, out_dir, values,
-                                        wind_chunk)
-from threadprobe.probe import Probe
+from threadprobe.probes._common import (IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, fold, in_race_pass, out_dir, tiled,
+                                        tiled_values, values, wind_chunk)
+from threadprobe.probe import Probe, in_timing_trial
 
 NFILES = 4
 REPRO_CUBE = '''
@@ -40,8 +40,9 @@ LAYOUT = Layout(shape=(6, 48, 64), chunks=(1, 48, 64), fill_value=None)
 PRELOAD = IRIS_PRELOAD
 
 
-def make_cube(seed: int, layout: Layout = LAYOUT, name: str = "x_wind"):
-    """A small CF cube on a global grid: time, latitude, longitude, with realistic metadata."""
+def make_cube(seed: int, layout: Layout = LAYOUT, name: str = "x_wind", data=None):
+    """A small CF cube on a global grid: time, latitude, longitude, with realistic metadata (its
+    data ``values(layout, seed)`` unless given)."""
     import numpy as np
     from cf_units import Unit
     from iris.coords import DimCoord
@@ -55,7 +56,7 @@ def make_cube(seed: int, layout: Layout = LAYOUT, name: str = "x_wind"):
                    circular=True)
     lat.guess_bounds()
     lon.guess_bounds()
-    cube = Cube(values(layout, seed), standard_name=name, units="m s-1",
+    cube = Cube(values(layout, seed) if data is None else data, standard_name=name, units="m s-1",
                 dim_coords_and_dims=[(time, 0), (lat, 1), (lon, 2)],
                 attributes={"source": "threadprobe synthetic UM-like output", "um_stash_source": "m01s00i002"})
     return cube
@@ -150,25 +151,49 @@ WIND_STEPS = 8  # time steps per task: a 2.4 MB slab per variable, like the work
 #: a grid a hundredth the size. Under helgrind a task on the full grid takes about 20 s, and the
 #: pass needs the calls to overlap in the same code (HDF5's chunk reads, dask, numpy), not the size.
 RACE_WIND_LAYOUT = Layout(shape=(16, 24, 32), chunks=(1, 24, 32), fill_value=None)
+#: The timing trials' wind input (``Probe.timing_input``): the stress input tiled 2 x 2, a 480 x 640
+#: grid, so that a task reads and sums 2.5 million points a variable, as a unit of ``run wind`` does on
+#: the wind bench (2 steps of 960 x 1280). With the study's arithmetic, on 2 cores (GIL build, 7
+#: repetitions, reports/bench-wind-probe-scale.json): on the 240 x 320 grid a task takes 50 ms, and
+#: Python's per-task overhead held threads to x1.36 (PP) and x1.55 (netCDF), where the study runs
+#: them at x1.78 and x1.86; on 480 x 640 the probe reads threads x1.74 in both formats.
+WIND_TILES = (2, 2)
+
+
+def wind_inputs():
+    """The wind probes' inputs: (layout, file infix, data of the u and v cubes) for the stress
+    input, the race pass's and the timing trials'."""
+    return ((WIND_LAYOUT, "", lambda seed: values(WIND_LAYOUT, seed)),
+            (RACE_WIND_LAYOUT, ".race", lambda seed: values(RACE_WIND_LAYOUT, seed)),
+            (tiled(WIND_LAYOUT, WIND_TILES), ".timing", lambda seed: tiled_values(WIND_LAYOUT, seed, WIND_TILES)))
 
 
 def wind_files(suffix: str) -> tuple[str, str]:
-    """The u and v files a wind probe reads: the race pass's small ones in a race pass."""
-    race = ".race" if in_race_pass() else ""
-    return f"x_wind{race}{suffix}", f"y_wind{race}{suffix}"
+    """The u and v files a wind probe reads: the race pass's small ones in a race pass, the tiled
+    ones in a timing trial."""
+    infix = ".race" if in_race_pass() else ".timing" if in_timing_trial() else ""
+    return f"x_wind{infix}{suffix}", f"y_wind{infix}{suffix}"
+
+
+def wind_task(ctx, i: int) -> tuple:
+    """A wind probe's task: one slab of time steps; on the timing input, folded back to the stress
+    input's result (so that the oracle still judges it)."""
+    found = wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
+    return fold(found, WIND_TILES) if in_timing_trial() else found
 
 
 class WindChunks(_IrisNetcdf):
     """The wind workload's concurrent work: u/v chunks realised through Iris, then its arithmetic."""
 
     name = "iris_netcdf.wind_chunks"
-    iterations = 8  # ~0.1 s each: four threads get two apiece
+    iterations = 8  # ~0.05 s each (0.2 s on the timing input): four threads get two apiece
+    timing_input = True
 
     def prepare(self, workdir):
-        for layout, race in ((WIND_LAYOUT, ""), (RACE_WIND_LAYOUT, ".race")):
+        for layout, infix, data in wind_inputs():
             for k, name in enumerate(("x_wind", "y_wind")):
-                save_quietly(make_cube(10 + k, layout, name), workdir / f"{name}{race}.nc", zlib=True, complevel=1,
-                             chunksizes=layout.chunks)
+                save_quietly(make_cube(10 + k, layout, name, data(10 + k)), workdir / f"{name}{infix}.nc", zlib=True,
+                             complevel=1, chunksizes=layout.chunks)
 
     def open(self, workdir):
         import iris
@@ -183,7 +208,7 @@ class WindChunks(_IrisNetcdf):
     def task(self, ctx, i):
         # Like lazy_chunks, the harness's threads play the dask pool's; each chunk then goes through
         # the same numpy arithmetic as the workload (which releases the GIL for the heavy parts).
-        return wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
+        return wind_task(ctx, i)
 
 
 class Save(_IrisNetcdf):

@@ -12,7 +12,7 @@ import shutil
 import struct
 import warnings
 
-from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, in_race_pass, out_dir, wind_chunk
+from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, in_race_pass, out_dir
 from threadprobe.probe import Probe
 
 # The small ones: uk_hires.pp (22 fields) and colpex.pp take 0.1-0.3 s to load, which a
@@ -203,17 +203,18 @@ class WindChunks(_IrisPP):
 
     name = "iris_pp.wind_chunks"
     iterations = 8
+    timing_input = True
 
     def prepare(self, workdir):
         import iris
 
-        from threadprobe.probes.iris_netcdf import RACE_WIND_LAYOUT, WIND_LAYOUT, make_cube
+        from threadprobe.probes.iris_netcdf import make_cube, wind_inputs
 
         ctx = quiet()
         try:
-            for layout, race in ((WIND_LAYOUT, ""), (RACE_WIND_LAYOUT, ".race")):
+            for layout, infix, data in wind_inputs():
                 for k, name in enumerate(("x_wind", "y_wind")):
-                    iris.save(make_cube(10 + k, layout, name), str(workdir / f"{name}{race}.pp"))
+                    iris.save(make_cube(10 + k, layout, name, data(10 + k)), str(workdir / f"{name}{infix}.pp"))
         finally:
             ctx.__exit__(None, None, None)
 
@@ -222,7 +223,7 @@ class WindChunks(_IrisPP):
 
         from threadprobe.probes.iris_netcdf import wind_files
 
-        u_file, v_file = wind_files(".pp")  # the race pass's small ones there (RACE_WIND_LAYOUT)
+        u_file, v_file = wind_files(".pp")  # the race pass's small ones there, the timing trials' big ones
         ctx = quiet()
         try:
             return (iris.load_cube(str(workdir / u_file)).core_data(),
@@ -231,9 +232,9 @@ class WindChunks(_IrisPP):
             ctx.__exit__(None, None, None)
 
     def task(self, ctx, i):
-        from threadprobe.probes.iris_netcdf import WIND_LAYOUT, WIND_STEPS
+        from threadprobe.probes.iris_netcdf import wind_task
 
-        return wind_chunk(ctx[0], ctx[1], WIND_STEPS * (i % (WIND_LAYOUT.shape[0] // WIND_STEPS)), WIND_STEPS)
+        return wind_task(ctx, i)
 
 
 class Save(_IrisPP):

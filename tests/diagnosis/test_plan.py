@@ -49,6 +49,32 @@ def test_timing_trials_go_round_the_modes_and_the_widest_threads_one_samples_thr
                           ("threads 4", Purpose.TIMING, True), ("processes 2", Purpose.TIMING, False)]
 
 
+def test_a_probe_with_a_timing_input_times_serial_work_on_it_first_and_sizes_its_timing_trials_on_that():
+    policy = plan.Policy(timing_trials=1)
+    state, asked = plan.ProbeState("p", CELLS, {plan.SERIAL: (ORACLE,)}, timing_input=True), []
+    for _ in range(4):
+        request = plan.next_trial(plan.Plan((state,), policy))
+        asked.append((request.cell.label, request.purpose, request.rounds))
+        history = dict(state.seen)
+        # The timing input: a serial pass takes 2 s where the oracle's took 0.3 s.
+        done = plan.Seen(request.purpose, Kind.OK, wall=2.2, seconds=2.0) if request.cell == plan.SERIAL else \
+            seen(purpose=request.purpose)
+        history[request.cell] = history.get(request.cell, ()) + (done,)
+        state = plan.ProbeState("p", CELLS, history, timing_input=True)
+    # The oracle (0.3 s, one round) does not stand for it: serial is timed on the timing input,
+    # first, and the concurrent timing trials are sized on that pass (one round of 2 s).
+    assert asked == [("serial", Purpose.TIMING, 1), ("threads 2", Purpose.TIMING, 1),
+                     ("threads 4", Purpose.TIMING, 1), ("processes 2", Purpose.TIMING, 1)]
+    assert state.timing_base.seconds == 2.0 and state.oracle == ORACLE
+
+
+def test_a_probe_whose_serial_timing_trial_failed_gets_no_concurrent_timing_trial():
+    failed = plan.Seen(Purpose.TIMING, Kind.ERROR, wall=1.0)
+    state = plan.ProbeState("p", CELLS, {plan.SERIAL: (ORACLE, failed)}, timing_input=True)
+    request = plan.next_trial(plan.Plan((state,), plan.Policy(timing_trials=1)))
+    assert state.timing_base is None and request.purpose != Purpose.TIMING  # no speedup against another input
+
+
 def test_narrow_threads_modes_get_a_contention_trial_of_their_own_at_4_threads():
     state = plan.ProbeState("p", (plan.SERIAL, T2), {plan.SERIAL: (ORACLE,), T2: (seen(purpose=Purpose.TIMING),)})
     request = plan.next_trial(plan.Plan((state,)))

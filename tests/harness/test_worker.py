@@ -1,6 +1,7 @@
 """One worker's share of a trial, run in-process: dealing, digests, errors, read-back, remedies."""
 
 import json
+import os
 import threading
 import time
 
@@ -8,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from threadprobe.harness.worker import indices_for, run_together, run_worker
-from threadprobe.probe import Probe, digest
-from threadprobe.records import Remedy, RemedyKind, Stage, Trial, WorkerReport
+from threadprobe.probe import PURPOSE_ENV, Probe, digest, in_timing_trial
+from threadprobe.records import Purpose, Remedy, RemedyKind, Stage, Trial, WorkerReport
 
 
 def spec(*args, **kwargs):
@@ -71,6 +72,26 @@ def test_every_result_is_digested_and_errors_keep_their_traceback():
     assert "unlucky" in (err.traceback or "")
     assert report.cpu is not None and report.t_end >= report.t_start
     assert WorkerReport.parse(json.dumps(report.to_json())) == report  # as the parent reads it
+
+
+class Purposeful(Probe):
+    name = "t.purposeful"
+    dependency = "python"
+
+    def open(self, workdir):
+        return in_timing_trial()
+
+    def task(self, ctx, i):
+        return (ctx, in_timing_trial())
+
+
+def test_the_probe_sees_the_trials_purpose_in_open_and_tasks_and_the_environment_is_restored(monkeypatch):
+    monkeypatch.delenv(PURPOSE_ENV, raising=False)
+    timing = run_worker(Purposeful(), spec("p", "r", "threads", 1, 2, 4, purpose=Purpose.TIMING), 0, None)
+    stress = run_worker(Purposeful(), spec("p", "r", "threads", 1, 2, 4, purpose=Purpose.STRESS), 0, None)
+    assert set(timing.digests.values()) == {digest((True, True))}
+    assert set(stress.digests.values()) == {digest((False, False))}
+    assert PURPOSE_ENV not in os.environ
 
 
 class Writer(Probe):

@@ -22,6 +22,12 @@ def test_builtin_probes_come_from_the_entry_point_group():
         assert expected in names
 
 
+def test_a_probe_with_a_timing_input_says_so_in_its_info():
+    infos = {p.name: p for p in registry.discover()}
+    assert infos["iris_pp.wind_chunks"].timing_input and infos["iris_netcdf.wind_chunks"].timing_input
+    assert not infos["iris_netcdf.load_realise"].timing_input
+
+
 def test_discovery_does_not_import_the_libraries_under_test():
     code = ("import sys; from threadprobe.probe import registry; registry.discover(); "
             "print(sorted(m for m in ('netCDF4', 'h5py', 'iris', 'cf_units', 'cftime') if m in sys.modules))")

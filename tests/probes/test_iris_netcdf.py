@@ -57,3 +57,18 @@ def test_the_race_pass_reads_the_small_wind_files_and_the_other_trials_the_full_
     assert full[0].shape == iris_netcdf.WIND_LAYOUT.shape and small[0].shape == iris_netcdf.RACE_WIND_LAYOUT.shape
     speed = probe.task(small, 1)[0]  # the same task, on the small grid: one value per point
     assert speed.shape == iris_netcdf.RACE_WIND_LAYOUT.shape[1:] and np.all(speed > 0)
+
+
+def test_a_timing_trial_reads_the_tiled_wind_files_and_gives_the_oracles_results(tmp_path, monkeypatch):
+    from threadprobe.probe import PURPOSE_ENV
+    from threadprobe.probes._common import tiled
+
+    probe = iris_netcdf.WindChunks()
+    probe.prepare(tmp_path)
+    monkeypatch.setenv(PURPOSE_ENV, "oracle")
+    oracle = probe.open(tmp_path)
+    monkeypatch.setenv(PURPOSE_ENV, "timing")
+    timing = probe.open(tmp_path)
+    assert timing[0].shape == tiled(iris_netcdf.WIND_LAYOUT, iris_netcdf.WIND_TILES).shape
+    assert oracle[0].shape == iris_netcdf.WIND_LAYOUT.shape
+    assert [digest(probe.task(timing, i)) for i in range(2)] == [digest(probe.task(oracle, i)) for i in range(2)]

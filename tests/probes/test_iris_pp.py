@@ -63,9 +63,12 @@ def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
     assert "mo_pack" in summary and "not on PyPI" in summary
 
 
-def test_the_race_pass_loads_fewer_fields_and_a_smaller_wind_grid(tmp_path, monkeypatch):
+def test_the_race_pass_loads_fewer_fields_and_a_smaller_wind_grid_and_a_timing_trial_a_bigger_one(
+        tmp_path, monkeypatch):
+    from threadprobe.probe import PURPOSE_ENV
     from threadprobe.probes._common import RACE_PASS_ENV
-    from threadprobe.probes.iris_netcdf import RACE_WIND_LAYOUT, WIND_LAYOUT
+    from threadprobe.probes._common import tiled
+    from threadprobe.probes.iris_netcdf import RACE_WIND_LAYOUT, WIND_LAYOUT, WIND_TILES
 
     many, wind = iris_pp.LoadMetadataManyTimes(), iris_pp.WindChunks()
     many.prepare(tmp_path)
@@ -78,3 +81,12 @@ def test_the_race_pass_loads_fewer_fields_and_a_smaller_wind_grid(tmp_path, monk
     small = wind.open(tmp_path)
     assert small[0].shape == RACE_WIND_LAYOUT.shape
     assert wind.task(small, 0)[0].shape == RACE_WIND_LAYOUT.shape[1:]
+    monkeypatch.delenv(RACE_PASS_ENV)
+    monkeypatch.setenv(PURPOSE_ENV, "timing")
+    big = wind.open(tmp_path)
+    assert big[0].shape == tiled(WIND_LAYOUT, WIND_TILES).shape
+    monkeypatch.setenv(PURPOSE_ENV, "oracle")
+    expected = digest(wind.task(wind.open(tmp_path), 1))  # the stress input's, as the oracle reads it
+    assert digest(wind.task(big, 1)) != expected  # not folded outside a timing trial
+    monkeypatch.setenv(PURPOSE_ENV, "timing")
+    assert digest(wind.task(big, 1)) == expected != digest(wind.task(big, 0))

@@ -265,8 +265,13 @@ def test_the_tie_rule_keeps_the_simpler_candidate_unless_another_is_faster_by_th
     assert choose.label(pick_for(timed(t2=1.80, t4=1.80, p2=1.82))[0][0]) == "threads 2"
     (pick, why), _ = pick_for(timed(t2=0.99, t4=0.99, p2=1.01), serial=15.0)
     assert pick.scheduler == Scheduler.SYNCHRONOUS and "simpler synchronous" in why[1]
-    # 10% apart: beyond it.
-    assert choose.label(pick_for(timed(t2=1.60, t4=1.60, p2=1.76))[0][0]) == "processes 2 (fork)"
+    # 11% apart, as the netCDF wind probe reads processes ahead where the study runs threads ahead: the
+    # diagnosis's speedups are a model of the run, and that is within its measured error.
+    assert choose.label(pick_for(timed(t2=1.74, t4=1.74, p2=1.93))[0][0]) == "threads 2"
+    # 20% apart: beyond it.
+    assert choose.label(pick_for(timed(t2=1.60, t4=1.60, p2=1.92))[0][0]) == "processes 2 (fork)"
+    # A pilot, timing the run's own input, has the narrower margin of the two.
+    assert choose.MARGIN < choose.ESTIMATE_MARGIN
 
 
 def test_a_candidate_with_no_timed_cell_is_left_out_and_a_probe_s_slowest_speed_counts():

@@ -64,7 +64,8 @@ class ProbeRun:
 
     def state(self) -> plan.ProbeState:
         seen = {cell: tuple(_seen(run, outcome) for run, outcome in runs) for cell, runs in self.runs.items()}
-        return plan.ProbeState(self.name, self.cells, seen, ready=self.failed is None)
+        return plan.ProbeState(self.name, self.cells, seen, ready=self.failed is None,
+                               timing_input=self.info.timing_input)
 
     def outcomes(self, cell: plan.Cell) -> list[Outcome]:
         return [o for _, o in self.runs.get(cell, [])]

@@ -8,7 +8,8 @@ and asks again. Being pure, the policy is tested against fakes and simulated dia
 Two phases:
 
 1. **Minimum rounds**, probe by probe, so that the timing trials of one probe sit side by side:
-   the serial oracle (which is also a timing trial when one pass is long enough to time), then
+   the serial oracle (which is also a timing trial when one pass is long enough to time, unless
+   the probe's timing trials read a bigger input: then a serial timing trial of its own), then
    ``timing_trials`` bare timing trials of every mode, interleaved across modes. Those of the
    widest threads mode (at least 4 threads) also sample the threads' states from /proc, which
    decide the contention class without perturbing the timing; with narrower modes only, a
@@ -103,6 +104,9 @@ class ProbeState:
     cells: tuple[Cell, ...]
     seen: Mapping[Cell, tuple[Seen, ...]] = field(default_factory=dict)
     ready: bool = True
+    #: Its timing trials read a bigger input than the oracle (``Probe.timing_input``): the oracle
+    #: never stands for the serial timing trial, and timing trials are sized on the serial one.
+    timing_input: bool = False
 
     def history(self, cell: Cell) -> tuple[Seen, ...]:
         return tuple(self.seen.get(cell, ()))
@@ -115,6 +119,14 @@ class ProbeState:
     @cached_property
     def oracle(self) -> Seen | None:
         return next((s for s in self.history(self.serial) if s.purpose == Purpose.ORACLE), None)
+
+    @cached_property
+    def timing_base(self) -> Seen | None:
+        """What timing trials are sized on: the oracle, or for a probe with a timing input the
+        serial timing trial (None before it ran)."""
+        if not self.timing_input:
+            return self.oracle
+        return next((s for s in self.history(self.serial) if s.purpose == Purpose.TIMING and s.kind == Kind.OK), None)
 
     @property
     def broken(self) -> bool:
@@ -217,17 +229,19 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
                                STRESS_SWITCH_INTERVAL)
         return None
     timing = 0 if policy.quick else policy.timing_trials
-    rounds = calibrate(oracle, policy.timing_target)
+    base = probe.timing_base  # the serial cell comes first: with a timing input, it sizes the rest
+    rounds = calibrate(base, policy.timing_target)
+    oracle_times = rounds == 1 and not probe.timing_input  # one oracle pass is a timing trial's length
     where = contention_cells(probe, policy)
     for k in range(timing):  # interleaved, so that a noisy spell hits every mode alike
         for cell in probe.cells:
             history = probe.history(cell)
-            if dead(history):
+            if dead(history) or (base is None and cell != probe.serial):
                 continue  # it crashed or hung: no timing to take, and a hang costs a whole timeout
-            done = sum(s.purpose == Purpose.TIMING or (s.purpose == Purpose.ORACLE and rounds == 1) for s in history)
+            done = sum(s.purpose == Purpose.TIMING or (s.purpose == Purpose.ORACLE and oracle_times) for s in history)
             if done <= k:
                 if cell in where:  # it also samples thread states: a few hundred samples need longer
-                    return Request(probe.name, cell, Purpose.TIMING, calibrate(oracle, policy.contention_target),
+                    return Request(probe.name, cell, Purpose.TIMING, calibrate(base, policy.contention_target),
                                    states=True)
                 return Request(probe.name, cell, Purpose.TIMING, rounds)
     # No timing trial samples the states when the cell is not diagnosed, or in quick mode (no

@@ -155,7 +155,7 @@ def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) ->
             break
     timed: dict[plan.Cell, list[Outcome]] = {serial: [], cell: []}
     if all(o.kind == Kind.OK for o in stress):
-        timing = plan.calibrate(oracle, session.policy.timing_target)
+        timing = plan.calibrate(run.state().timing_base, session.policy.timing_target)  # the timing input's
         for where in [serial, cell] * TIMING_PAIRS:  # side by side: a noisy spell hits both
             got, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy=remedy,
                                          record=False)

@@ -25,7 +25,7 @@ from typing import Any  # Any: the probe's own context and task results (threadp
 
 from threadprobe.harness import gil, libguard
 from threadprobe.harness.proc import name_thread
-from threadprobe.probe import Probe, digest
+from threadprobe.probe import PURPOSE_ENV, Probe, digest
 from threadprobe.records import Pin, RemedyKind, Stage, Trial, WorkerError, WorkerReport
 
 MAX_ERRORS = 5  # per worker: enough to see a pattern, small enough to keep reports readable
@@ -298,7 +298,21 @@ def run_worker(
     wait_go: Callable[[], None] = lambda: None,
     tick: Callable[[int], None] = lambda n: None,
 ) -> WorkerReport:
-    """Run this worker's share of ``trial`` and return its report (never raises for probe faults)."""
+    """Run this worker's share of ``trial`` and return its report (never raises for probe faults).
+    The probe sees the trial's purpose in ``PURPOSE_ENV`` meanwhile (see ``Probe.timing_input``)."""
+    before = os.environ.get(PURPOSE_ENV)
+    os.environ[PURPOSE_ENV] = trial.purpose.value
+    try:
+        return _run_share(probe, trial, worker, workdir, ready, wait_go, tick)
+    finally:
+        if before is None:
+            os.environ.pop(PURPOSE_ENV, None)
+        else:
+            os.environ[PURPOSE_ENV] = before
+
+
+def _run_share(probe: Probe, trial: Trial, worker: int, workdir: Path, ready: Callable[[], None],
+               wait_go: Callable[[], None], tick: Callable[[int], None]) -> WorkerReport:
     share = _Share(probe, trial, worker, tick)
     try:
         with gil.watching():  # open may import the library: a module that turns the GIL on is named

@@ -17,6 +17,7 @@ own (``diagnose --python``): it uses the standard library only.
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 import pathlib
 import struct
@@ -39,6 +40,13 @@ class Probe:
     iterations: ClassVar[int | None] = None
     #: Said after "No module named X" when the probe is unavailable.
     unavailable_hint: ClassVar[str] = ""
+    #: True when timing trials read an input of realistic size (``prepare`` writes it beside the
+    #: stress input; ``in_timing_trial`` tells ``open`` and ``task``). Stress trials need many short
+    #: calls, a timing trial calls of the size the workload makes: at a tenth of that size Python's
+    #: per-call overhead hides how well threads scale. The diagnosis then times serial work on that
+    #: input too (the oracle stays on the stress input), and a timing task's result must still equal
+    #: the oracle's for the same ``i``: the timing input is made so that it can be.
+    timing_input: ClassVar[bool] = False
     #: A plain reproducer: the source of ``setup(workdir)`` and ``task(ctx, i)`` using only the
     #: library, which ``threadprobe report-bug`` wraps in a short driver (see threadprobe.evidence.repro).
     reproducer: ClassVar[str | None] = None
@@ -58,6 +66,16 @@ class Probe:
 
     # A probe that writes defines ``readback(self, ctx, i, value)``: it is called serially,
     # after every thread has finished, and its return value is what gets digested.
+
+
+#: Set in a trial's worker processes to the trial's purpose (a ``Purpose`` value: "oracle",
+#: "timing", "stress"...), for the probes that read another input in some trials.
+PURPOSE_ENV = "THREADPROBE_PURPOSE"
+
+
+def in_timing_trial() -> bool:
+    """True in the workers of a timing trial (what a probe with ``timing_input`` reads it by)."""
+    return os.environ.get(PURPOSE_ENV) == "timing"
 
 
 def function_probe(fn: Any, inputs: list[Any]) -> type[Probe]:

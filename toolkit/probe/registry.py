@@ -41,7 +41,8 @@ def probe_classes(obj: object) -> list[type[Probe]]:
 def info(cls: type[Probe], ref: str) -> ProbeInfo:
     doc = inspect.getdoc(cls) or ""
     return ProbeInfo(name=cls.name, dependency=cls.dependency or "?", ref=ref, doc=doc.splitlines()[0] if doc else "",
-                     preload=tuple(cls.preload), requires=tuple(cls.requires or cls.preload))
+                     preload=tuple(cls.preload), requires=tuple(cls.requires or cls.preload),
+                     timing_input=bool(getattr(cls, "timing_input", False)))
 
 
 def discover(plugins: Sequence[str | pathlib.Path] = (), entry_points: bool = True) -> list[ProbeInfo]:

@@ -418,6 +418,7 @@ class ProbeInfo(Record):
     doc: str = ""
     preload: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # what `threadprobe list` imports to say whether it can run
+    timing_input: bool = False  # its timing trials read an input of realistic size (Probe.timing_input)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import iris
 import numpy as np
 import pytest
 
+from threadprobe.probes._common import speed_and_direction
 from threadprobe.records.errors import UsageError
 from threadprobe.records import Choice
 from threadprobe.scheduling.runs import wind
@@ -41,7 +42,7 @@ class Given:  # a slab whose data is already here
 
 
 def test_direction_is_where_the_wind_comes_from_clockwise_from_north():
-    speed, direction = wind.speed_and_direction(np.array([1.0, 0.0, -1.0, 0.0]), np.array([0.0, 1.0, 0.0, -1.0]))
+    speed, direction = speed_and_direction(np.array([1.0, 0.0, -1.0, 0.0]), np.array([0.0, 1.0, 0.0, -1.0]))
     assert np.allclose(speed, 1.0)
     assert np.allclose(direction, [270.0, 180.0, 90.0, 0.0])  # westerly, southerly, easterly, northerly
 
@@ -61,7 +62,7 @@ def test_partial_sums_combine_to_the_variances_of_the_whole_series():
 
     parts = [wind.partial_sums([Given(u[a:b])], [Given(v[a:b])]) for a, b in ((0, 7), (7, 30), (30, 40))]
     speed_var, circ = wind.finish(wind.combine(parts))
-    speed, direction = wind.speed_and_direction(u.astype("f8"), v.astype("f8"))
+    speed, direction = speed_and_direction(u.astype("f8"), v.astype("f8"))
     assert np.allclose(speed_var, speed.var(axis=0, ddof=1), rtol=1e-5)
     assert np.allclose(circ, reference_circular_variance(direction), atol=1e-6)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any  # Any: Iris's cubes (Iris ships no types), numpy and dask arrays alike
 
 from threadprobe.diagnosis.progress import NullProgress, Progress, phase
+from threadprobe.probes._common import add_wind_sums
 from threadprobe.records.errors import UsageError, one_line
 from threadprobe.records import Choice, Scheduler
 from threadprobe.scheduling import cache
@@ -50,7 +51,6 @@ CIRCULAR_HELP = (
 )
 UNIT_BYTES = 16 * 2**20  # per variable: small enough for a pilot to spend few units, big enough to amortise a task
 MIN_UNITS = 192  # a unit is then at most about 0.5% of the run: a pilot's handful of them costs little
-BAND_BYTES = 2**20  # per float64 temporary inside a task (see partial_sums)
 
 
 def expand(pattern: str, flag: str) -> list[Path]:
@@ -148,16 +148,6 @@ def load_pair(x_glob: str, y_glob: str) -> tuple[Any, Any, tuple[Path, ...]]:
     return u, v, tuple(u_files + v_files)
 
 
-def speed_and_direction(u: Any, v: Any) -> tuple[Any, Any]:
-    """Wind speed, and the direction the wind comes from in degrees clockwise from north (numpy
-    or dask arrays alike)."""
-    import numpy as np
-
-    speed = np.sqrt(u * u + v * v)
-    direction = np.mod(270.0 - np.degrees(np.arctan2(v, u)), 360.0)
-    return speed, direction
-
-
 class Slab:
     """Some time steps of a lazy array, sliced and culled in the parent (a graph of a few keys),
     read where the task runs. Sliced in the task instead, every read would cull the whole file
@@ -188,38 +178,11 @@ class Units:
 
 def partial_sums(u_slabs: Sequence[Slab], v_slabs: Sequence[Slab]) -> tuple[Any, ...]:
     """Count, sum and sum of squares of speed, and sums of the direction's cosine and sine, per
-    pixel, over every time step of the slabs (float64).
-
-    Computed in bands of rows of about ``BAND_BYTES``: whole-slab float64 temporaries (tens of
-    MB each) are mapped fresh from the kernel on every allocation, and their page faults were a
-    third of a thread's time, most of it in the kernel, and the noisiest third. Bands this small
-    are recycled by malloc and stay in cache."""
-    import math
-
-    import numpy as np
-
+    pixel, over every time step of the slabs (float64): ``add_wind_sums``, the arithmetic the wind
+    probes time too, so that what the diagnosis measures is this."""
     sums: Any = None
     for us, vs in zip(u_slabs, v_slabs):
-        u_all, v_all = us.read(), vs.read()
-        if sums is None:
-            sums = np.zeros((5,) + u_all.shape[1:])
-        if u_all.ndim < 2:
-            bands = [slice(None)]
-        else:
-            per_row = 8 * u_all.shape[0] * math.prod(u_all.shape[2:])
-            rows = max(1, BAND_BYTES // max(1, per_row))
-            bands = [slice(r, r + rows) for r in range(0, u_all.shape[1], rows)]
-        for band in bands:
-            at = (slice(None), band)
-            u, v = u_all[at].astype("f8"), v_all[at].astype("f8")
-            valid = ~(np.ma.getmaskarray(u) | np.ma.getmaskarray(v))
-            u, v = np.ma.getdata(u), np.ma.getdata(v)
-            speed, direction = speed_and_direction(u, v)
-            theta = np.radians(direction)
-            out = sums[(slice(None), band)]
-            out[0] += valid.sum(axis=0)
-            for k, x in enumerate((speed, speed * speed, np.cos(theta), np.sin(theta)), start=1):
-                out[k] += np.where(valid, x, 0.0).sum(axis=0)
+        sums = add_wind_sums(sums, us.read(), vs.read())
     assert sums is not None
     return tuple(sums)
 
