@@ -40,6 +40,7 @@ from threadprobe.scheduling.runs import bench, builds
 from threadprobe.scheduling.runs.wind import RunResult
 from threadprobe.scheduling.runs.data import DataSpec, make_data
 from threadprobe.scheduling.schedulers import WorkersLost, as_env, as_yaml, parse_lock, parse_scheduler
+from threadprobe.scheduling.workloads import WORKLOADS
 from threadprobe.scheduling.runs.wind import CIRCULAR_HELP
 from threadprobe.report.validate import errors
 
@@ -370,6 +371,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return code
 
 
+#: The probes whose threads cells ``run``, ``recommend`` and ``threadprobe.scheduler`` rely on: the
+#: workloads'. A diagnosis tops their threads cells up first (``plan.Policy.rely``).
+RELIED = frozenset(p for w in WORKLOADS.values() for p in w.probes_for())
+
+
 def options_of(args: argparse.Namespace, out: Path) -> Options:
     """The diagnosis the flags ask for; a flag not given leaves the record's default."""
     states = gil_states(args.gil, args.python)
@@ -378,7 +384,7 @@ def options_of(args: argparse.Namespace, out: Path) -> Options:
         Grid(**given(threads=args.threads, processes=args.processes), gil=states, quick=args.quick),
         Planner(**given(trials=args.trials, timing_trials=args.timing_trials, iterations=args.iterations,
                         target=args.target), stress=not args.no_stress,
-                budget=args.budget or default_budget(args.quick, states)),
+                budget=args.budget or default_budget(args.quick, states), rely=RELIED),
         Launch(Start(args.start), args.python, **given(timeout=args.timeout)),
         evidence=None if args.no_evidence else EvidenceOptions(remedies=RemedySearch(args.remedies)),
         races=race_options(args),

@@ -332,17 +332,20 @@ BENCHMARKS = (
           "pilot's projections (107 to 151 s for processes, 118 to 145 s for threads) fell short of the whole runs "
           "(143 to 191 s and 157 to 177 s): batches of 3 to 8 s do not see what a run 20 times longer pays."),
     Bench("bench-wind-probe-scale", "The wind probe's speedups against the wind study's, by field size",
-          "python tests/bench/wind_probe_scale.py",
+          "python tests/bench/wind_probe_scale.py --repeats 7",
           "A run too short to pilot takes its scheduler by the diagnosis's speedups of the workload's probe. "
-          "This times the wind probe's own task serially, on 2 threads and on 2 forked processes, side by side "
-          "(7 repetitions), on its own fields (240x320), twice them, and the wind bench's (960x1280), on the GIL "
-          "build. Read here: on its own fields the probe reads what the diagnoses read (PP threads x1.26, "
-          "processes x1.93), where the study ran them within 2% of each other (x1.74 and x1.73 on PP, x1.82 and "
-          "x1.80 on netCDF, 30 repetitions, bench-builds-wind-gil-build-pooled). At the bench's field size "
-          "threads come close (PP x1.75, netCDF x1.65), but processes still lead by 5 to 10% (x1.84, x1.81): the "
-          "probe's workers keep their results, where the study's ship theirs back to the parent. A bigger timing "
-          "input alone would not turn the GIL build's tie into threads; only timing the run's own input can (the "
-          "pilot)."),
+          "This times the wind probe's own task (since this version, the study's own arithmetic: float64, masks, "
+          "bands of rows) serially, on 2 threads and on 2 forked processes, side by side (7 repetitions), on its "
+          "stress input's fields (240x320), twice them and four times them (the wind bench's 960x1280), on the "
+          "GIL build. Read here: on 240x320 a task takes 50 ms, and Python's per-task overhead holds threads to "
+          "x1.36 (PP) and x1.55 (netCDF), behind processes (x1.57, x1.68), where the study runs threads at x1.78 "
+          "and x1.86 and processes at x1.77 and x1.81 (bench-builds-wind-gil-build-pooled). On 480x640, where a "
+          "task reads and sums as many points as a unit of the study does on the bench, threads read x1.74 in "
+          "both formats, and processes x1.78 (PP) and x1.93 (netCDF). That is the wind probes' timing input now "
+          "(their stress input tiled 2 x 2). The model still puts processes ahead of threads by up to 11% where "
+          "the study puts threads ahead by up to 3%: the margin a choice without a pilot needs "
+          "(`choose.ESTIMATE_MARGIN`, 15%). The previous version of this bench (the probe's float32 arithmetic) "
+          "read PP threads x1.26 and processes x1.93 on 240x320."),
     Bench("bench-recommend", "Answer time of `threadprobe recommend`",
           "python -m pytest -m bench tests/bench/test_recommend_speed.py",
           "`recommend` from a diagnosis that matches the installed libraries; aimed at: under a second."),

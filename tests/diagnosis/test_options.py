@@ -44,6 +44,15 @@ def test_a_flag_not_given_leaves_the_records_default(tmp_path: Path):
     assert options.races is None and options.output.out == str(tmp_path)
 
 
+def test_a_diagnosis_relies_on_every_workloads_probes_and_the_policy_gets_them(tmp_path: Path):
+    from threadprobe.scheduling.workloads import WORKLOADS
+
+    options = options_of(build_parser().parse_args(["diagnose"]), tmp_path)
+    relied = {p for w in WORKLOADS.values() for p in w.probes_for()}
+    assert options.planner.rely == relied and options.policy().rely == relied
+    assert "iris_pp.wind_chunks" in relied and "netcdf4.read_shared_dataset.zlib" not in relied
+
+
 def test_the_flags_given_reach_their_records(tmp_path: Path):
     args = build_parser().parse_args(["diagnose", "--threads", "3", "--target", "0.1", "--timeout", "4", "--remedies",
                                       "all", "--races", "drd", "--race-seconds", "3", "--race-schedule", "natural"])

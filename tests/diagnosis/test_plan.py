@@ -75,6 +75,48 @@ def test_a_probe_whose_serial_timing_trial_failed_gets_no_concurrent_timing_tria
     assert state.timing_base is None and request.purpose != Purpose.TIMING  # no speedup against another input
 
 
+def test_the_threads_cells_a_choice_relies_on_are_topped_up_first_to_the_bar_then_the_usual_rule():
+    def cells(probe_name, wall, threads_trials, kind=Kind.OK):
+        runs = {T2: (seen(wall=wall),) * (threads_trials - 1) + (seen(kind, wall=wall),), T4: (seen(wall=wall),)
+                * threads_trials, P2: (seen(wall=wall),) * 5}
+        return probe(probe_name, runs)
+
+    cheap = cells("cheap", 0.01, 5)  # a library probe: trials cost 10 ms
+    policy = plan.Policy(timing_trials=0, rely=frozenset({"relied"}))
+    # Without the workload's probes named, the cheap probe's cells buy the most per second.
+    assert plan.next_trial(plan.Plan((cheap, cells("relied", 0.5, 5)), plan.Policy(timing_trials=0))).probe == "cheap"
+    # Named, the relied-on probe's threads cells come first, dear as they are...
+    first = plan.next_trial(plan.Plan((cheap, cells("relied", 0.5, 5)), policy))
+    assert (first.probe, first.cell.mode) == ("relied", Mode.THREADS)
+    # ...until both reach the bar a choice relies on (29 clean trials: a bound under 10%).
+    assert plan.bound(28) > plan.RELY_BOUND >= plan.bound(29)
+    assert plan.next_trial(plan.Plan((cheap, cells("relied", 0.5, 28)), policy)).probe == "relied"
+    assert plan.next_trial(plan.Plan((cheap, cells("relied", 0.5, 29)), policy)).probe == "cheap"
+    # A relied-on cell that failed is not topped up: it is unsafe whatever more trials say.
+    failed = cells("relied", 0.5, 5, Kind.CRASH)
+    failed = plan.ProbeState("relied", CELLS, {**failed.seen, T4: (seen(wall=0.5),) * 29})
+    assert plan.next_trial(plan.Plan((cheap, failed), policy)).probe == "cheap"
+    # Nor beyond the budget.
+    assert plan.next_trial(plan.Plan((cells("relied", 1.0, 5),), policy, elapsed=9.8, budget=10.0)) is None
+
+
+def test_the_probes_a_choice_relies_on_get_three_timing_trials_a_cell_and_none_when_timing_is_off():
+    def timings(state, policy):
+        asked = []
+        while (request := plan.next_trial(plan.Plan((state,), policy))) is not None \
+                and request.purpose == Purpose.TIMING:
+            asked.append(request.cell)
+            history = dict(state.seen)
+            history[request.cell] = history.get(request.cell, ()) + (seen(purpose=Purpose.TIMING),)
+            state = plan.ProbeState(state.name, CELLS, history)
+        return asked
+
+    relied = plan.Policy(timing_trials=1, rely=frozenset({"p"}))
+    assert len(timings(probe(), plan.Policy(timing_trials=1))) == 3  # serial's is the oracle
+    assert len(timings(probe(), relied)) == 3 * 4 - 1
+    assert timings(probe(), plan.Policy(timing_trials=0, rely=frozenset({"p"}))) == []  # a run's quick diagnosis
+
+
 def test_narrow_threads_modes_get_a_contention_trial_of_their_own_at_4_threads():
     state = plan.ProbeState("p", (plan.SERIAL, T2), {plan.SERIAL: (ORACLE,), T2: (seen(purpose=Purpose.TIMING),)})
     request = plan.next_trial(plan.Plan((state,)))

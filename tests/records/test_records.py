@@ -5,7 +5,8 @@ import json
 from threadprobe.records import (
     DIAGNOSIS_SCHEMA, FIND_AT, STRONG_FROM, Choice, Diagnosis, Evidence, Frame, Kind, Mode, Outcome, PilotRow, RacePair,
     RacePass, RacePower, RaceSchedule, RaceStatus, Remedy, RemedyKind, Result, Safety, Scaling, Scheduler, Speed,
-    ThreadState, Trial, Verdict, Waits, Contention, Corruption, GilState, is_unsafe, race_keys, unsafe_results, with_races, worst,
+    ThreadState, Trial, Verdict, Waits, Contention, Corruption, GilState, RELY_BOUND, is_safe, is_unsafe, race_keys,
+    unsafe_results, with_races, worst,
 )
 from threadprobe.report.validate import errors
 
@@ -65,6 +66,19 @@ def test_unsafe_is_decided_in_one_place():
                make_result(probe="d", verdict="safe"), make_result(probe="e", verdict="corrupt", remedy=Remedy(RemedyKind.GLOBAL_LOCK))]
     assert [r.probe for r in unsafe_results(results)] == ["a", "b"]  # c errs serially too: a broken probe
     assert not is_unsafe(make_result(mode="serial", verdict="crash"))
+
+
+def test_a_scheduler_relies_on_a_clean_threads_cell_only_with_a_remedy_s_evidence():
+    """29 clean trials bound the failure rate at 9.8%, as a verified remedy's do; 17 only at 16%,
+    a rate one netCDF load in ten on 3.13t crashed at under threads."""
+    clean = {"ok": 29, "crash": 0, "corrupt": 0, "error": 0, "hang": 0}
+    enough = make_result(verdict="safe", trials=29, safety=Safety(clean, 0.0981))
+    few = make_result(verdict="safe", trials=17, safety=Safety({**clean, "ok": 17}, 0.1616))
+    assert is_safe(enough) and not is_safe(few) and 0.0981 <= RELY_BOUND < 0.1616
+    assert is_safe(few.replace(mode="processes", processes=2, threads=1))  # nothing shared to race on
+    assert not is_unsafe(few)  # not relied on, and not unsafe either: it only lacks evidence
+    assert is_safe(make_result(verdict="error"), fails_serially=True)  # broken the same way serially
+    assert not is_safe(make_result(verdict="crash"))
 
 
 def test_evidence_omits_empty_fields_but_keeps_its_kind():

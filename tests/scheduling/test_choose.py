@@ -7,6 +7,7 @@ import random
 import pytest
 
 from threadprobe.scheduling import choose
+from threadprobe.diagnosis.plan import bound
 from threadprobe.records import (Choice, GilState, PilotRow, Remedy, RemedyKind, Result, Safety, Scheduler, Speed,
                                  is_unsafe)
 
@@ -21,13 +22,14 @@ def library(name):
     return Remedy(RemedyKind.LIBRARY_LOCK, (name,))
 
 
-def r(probe, mode, workers, verdict="safe", remedy=None, gil=GilState.AS_IMPORTED, speedup=None):
+def r(probe, mode, workers, verdict="safe", remedy=None, gil=GilState.AS_IMPORTED, speedup=None, trials=29):
+    """A cell of ``trials`` trials: clean ones bound the failure rate as the diagnosis does."""
     failed = 0 if verdict == "safe" else 3
     return Result(probe=probe, dependency="d", mode=mode, workers=workers,
                   processes=workers if mode == "processes" else 1, threads=workers if mode == "threads" else 1,
-                  trials=3, verdict=verdict, remedy=remedy, gil=gil,
-                  safety=Safety({"ok": 3 - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0},
-                                0.63 if not failed else 1.0),
+                  trials=trials, verdict=verdict, remedy=remedy, gil=gil,
+                  safety=Safety({"ok": trials - failed, "crash": failed, "corrupt": 0, "error": 0, "hang": 0},
+                                round(bound(trials), 4) if not failed else 1.0),
                   speed=Speed(speedup=speedup))
 
 
@@ -403,3 +405,17 @@ def test_a_cell_timed_while_a_neighbour_held_the_cpus_is_judged_without_that_que
               if x.mode == "processes" and x.probe == LOAD[0] else x for x in results]
     found, _ = choose.candidates(capped, LOAD, MACHINE)
     assert max(e.speedup for e in choose.estimates(found, capped, (), LOAD, None)) == 2.0
+
+
+def test_a_cell_clean_in_too_few_trials_is_no_candidate_and_the_rationale_says_why():
+    """17 clean trials bound the failure rate at 16%: threads are left out, and the line says it
+    is the evidence that is short, not that the probe failed."""
+    cells = [r("iris_netcdf.load_realise", "serial", 1), r("iris_netcdf.load_realise", "threads", 2, trials=17),
+             r("iris_netcdf.load_realise", "processes", 2)] + [r(f, "processes", 2) for f in choose.FORK_PROBES]
+    found, why = choose.candidates(cells, ["iris_netcdf.load_realise"], MACHINE, "load")
+    assert Scheduler.THREADS not in {c.scheduler for c in found} and Scheduler.PROCESSES in {c.scheduler for c in found}
+    (line,) = [w for w in why if w.startswith("iris_netcdf.load_realise: threads")]
+    assert "clean in 17 trials only (95% bound 16%)" in line and "UNSAFE" not in line
+    enough = [c if c.mode != "threads" else r("iris_netcdf.load_realise", "threads", 2, trials=29) for c in cells]
+    assert Scheduler.THREADS in {c.scheduler for c in choose.candidates(enough, ["iris_netcdf.load_realise"], MACHINE,
+                                                                       "load")[0]}

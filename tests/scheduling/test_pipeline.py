@@ -227,3 +227,20 @@ def test_threads_and_synchronous_are_not_warmed():
             _, _, warmed = pipeline.decider("planted", (), None, "test",
                                             explicit=schedulers.explicit("planted", scheduler))(WarmJob(), stack)
         assert warmed is None
+
+
+def test_a_runs_quick_diagnosis_tops_up_the_threads_cells_it_relies_on(tmp_path, monkeypatch):
+    from threadprobe.scheduling import pipeline
+
+    asked = []
+
+    def fake(options, progress=None, fingerprint=None):
+        asked.append(options)
+        return Diagnosis("2026-12-07T00:00:00+00:00", "0", {}, {}, tuple(verdicts()))
+
+    monkeypatch.setattr(pipeline, "DEFAULT_DIAGNOSIS", tmp_path / "none.json")
+    monkeypatch.setattr(pipeline.diagnosing, "diagnose", fake)
+    _, why = pipeline.safety(["iris_netcdf.wind_chunks"])
+    (options,) = asked
+    assert "quick diagnosis" in why and options.policy().rely == {"iris_netcdf.wind_chunks"}
+    assert options.policy().timing_trials == 0  # a run times its own input: no timing trials

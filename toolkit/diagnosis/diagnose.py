@@ -281,7 +281,7 @@ class Diagnoser:
             "python": o.launch.python,
             "gil": [state.value for state in o.gil],
             "cores": os.cpu_count(),
-            "policy": {k: v for k, v in vars(self.policy).items()},
+            "policy": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(self.policy).items()},
             "switch_interval": {"stress": plan.STRESS_SWITCH_INTERVAL, "timing": plan.DEFAULT_SWITCH_INTERVAL},
             "notes": list(self.launchers.notes),
             "stress": o.planner.stress,

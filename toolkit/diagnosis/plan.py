@@ -16,7 +16,11 @@ Two phases:
    contention trial of its own does. Timing trials are concurrent runs checked against the
    oracle like any other, so they count towards the verdicts.
 2. **Adaptive**, over every probe at once, until the budget is spent: each step runs the
-   concurrent cell whose next trial buys the most certainty per second. For a clean cell that
+   concurrent cell whose next trial buys the most certainty per second. The threads cells a
+   scheduler choice relies on (``Policy.rely``: a workload's probes) come first, until their bound
+   reaches ``RELY_BOUND`` (29 clean trials), the evidence a choice needs to take threads; they get
+   ``rely_timing_trials`` timing trials a cell in the minimum rounds, since their speedups rank
+   the schedulers of a run too short to pilot. For a clean cell that
    is the fall of its 95% failure-rate bound with one more trial (about 3/n^2) over what its
    trials cost; a cell that failed without crashing is settled first (a few more trials decide
    its worst kind, so that the verdict does not depend on which failure came first). A cell
@@ -36,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from dataclasses import dataclass, field
 
-from threadprobe.records import GilState, Kind, Mode, Purpose
+from threadprobe.records import RELY_BOUND, GilState, Kind, Mode, Purpose
 
 DEFAULT_SWITCH_INTERVAL = 0.005  # CPython's own default: what a real dask run sees
 STRESS_SWITCH_INTERVAL = 1e-6
@@ -149,6 +153,12 @@ class Policy:
     timing_target: float = 0.15  # seconds of serial work per timing trial
     contention_target: float = 0.3  # enough for a few hundred thread samples
     jitter: float = 0.002  # random start delays: desynchronised starts meet in new places (README's table)
+    #: Probes whose threads cells a scheduler choice relies on (a workload's): in the adaptive phase,
+    #: their clean threads cells come first until their bound reaches ``RELY_BOUND``.
+    rely: frozenset[str] = frozenset()
+    #: Their timing trials per cell (when timing trials run at all): a choice without a pilot ranks
+    #: schedulers by these probes' speedups, and one trial a cell on a shared machine moves by 10-20%.
+    rely_timing_trials: int = 3
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,8 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
                                STRESS_SWITCH_INTERVAL)
         return None
     timing = 0 if policy.quick else policy.timing_trials
+    if timing and probe.name in policy.rely:
+        timing = max(timing, policy.rely_timing_trials)
     base = probe.timing_base  # the serial cell comes first: with a timing input, it sizes the rest
     rounds = calibrate(base, policy.timing_target)
     oracle_times = rounds == 1 and not probe.timing_input  # one oracle pass is a timing trial's length
@@ -316,15 +328,29 @@ def next_trial(plan: Plan) -> Request | None:
                 return request
     if plan.budget is not None and plan.elapsed >= plan.budget:
         return None
+    return _adaptive(plan, relied=True) or _adaptive(plan, relied=False)
+
+
+def short_of_rely(history: Sequence[Seen]) -> bool:
+    """A clean cell whose bound is still above ``RELY_BOUND``: a choice cannot rely on it yet."""
+    counted = verdict_trials(history)
+    return all(s.kind == Kind.OK for s in counted) and bound(len(counted)) > RELY_BOUND
+
+
+def _adaptive(plan: Plan, relied: bool) -> Request | None:
+    """The concurrent cell whose next trial buys the most certainty per second; with ``relied``,
+    among the threads cells of the probes a choice relies on that are short of ``RELY_BOUND``."""
     best: tuple[float, int, Request] | None = None
     for order, probe in enumerate(plan.probes):
         if not probe.ready or probe.broken:
             continue
+        if relied and probe.name not in plan.policy.rely:
+            continue
         for cell in probe.cells:
-            if not cell.concurrent:
+            if not cell.concurrent or (relied and cell.mode != Mode.THREADS):
                 continue
             history = probe.history(cell)
-            if stopped(history, cell, plan.policy):
+            if stopped(history, cell, plan.policy) or (relied and not short_of_rely(history)):
                 continue
             seconds = cost(history, probe.oracle, cell)
             if plan.budget is not None and plan.elapsed + seconds > plan.budget * 1.05:

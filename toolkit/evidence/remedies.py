@@ -11,7 +11,7 @@ For a probe unsafe under threads (in one GIL state), the search tries, narrowest
 
 A try runs stress trials at the failing cell, and stops at its first failure. It runs as many as the
 failure rate seen there needs to fail again with 95% probability, and never fewer than bound what
-the lock leaves at ``REMEDY_BOUND`` (``trials_needed``). The rate alone is not enough: a lock that
+the lock leaves at ``RELY_BOUND`` (``trials_needed``). The rate alone is not enough: a lock that
 stops the common failure can leave a rarer one, which the few trials a common failure needs do not
 see (on 3.13t with the GIL off, Iris's netCDF loading under a cf-units lock passed 12 trials, and 6
 of 10 real loads of 640 files failed under it). The cap (``MAX_TRIALS``) covers a failure seen once
@@ -32,12 +32,12 @@ from collections.abc import Callable, Sequence
 
 from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
-from threadprobe.records import (GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result, TrialRun, is_clean,
-                                 unsafe_results)
+from threadprobe.records import (RELY_BOUND, GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result,
+                                 TrialRun, is_clean, unsafe_results)
 
-#: A verified remedy's trials bound the failure rate it leaves at this (95%): 29 clean trials.
-REMEDY_BOUND = 0.10
-MIN_TRIALS = math.ceil(math.log(0.05) / math.log(1.0 - REMEDY_BOUND))
+#: A verified remedy's trials bound the failure rate it leaves at ``RELY_BOUND`` (95%), the bound a
+#: scheduler relies on a clean cell at: 29 clean trials.
+MIN_TRIALS = math.ceil(math.log(0.05) / math.log(1.0 - RELY_BOUND))
 MAX_TRIALS = 60  # a failure seen once in 20 trials needs 59
 MAX_TRIES = 5  # library locks tried per probe and GIL state, before the global lock
 TIMING_PAIRS = 3  # serial and threads timing trials under the remedy, alternated, for its speedup
@@ -67,7 +67,7 @@ def to_remedy(results: Sequence[Result], every: bool = False) -> list[Result]:
 def trials_needed(result: Result) -> int:
     """Stress trials that would show the failure again with 95% probability, at the rate the
     unremedied cell showed it (a rate of 1 in 15 trials needs 44; capped at ``MAX_TRIALS``), and at
-    least ``MIN_TRIALS``: enough to bound what a lock leaves at ``REMEDY_BOUND``."""
+    least ``MIN_TRIALS``: enough to bound what a lock leaves at ``RELY_BOUND``."""
     rate = result.failed_trials / max(1, result.trials)
     if rate >= 1.0:
         return MIN_TRIALS

@@ -24,12 +24,13 @@ Pure functions, no I/O (the machine and the run's GIL state are passed in: sched
   with the least projected run by the speedups the diagnosis measured in the run's GIL state
   (``estimates``: its probes' timed cells, as they are or under the lock it holds, without the
   time a busy machine queued them), plus a process pool's start-up (``POOL_START``), under the
-  same tie rule as ``decide``.
+  same tie rule as ``decide`` with the model's wider margin (``ESTIMATE_MARGIN``).
 
-The speed of a probe is not always the speed of a run: the wind probe measured threads x1.01-1.09
-and processes x1.52-1.75 while the real graph ran threads 1.4x faster than processes. So wherever
-a run is long enough to time, the pilot ranks the candidates; the probes' speedups rank them only
-where a pilot would cost more than it can win.
+The speed of a probe is not always the speed of a run: a probe's task is a model of the run's. The
+wind probes time the study's own arithmetic on a task of its size, and still read threads and
+processes up to 14% apart from the study. So wherever a run is long enough to time, the pilot ranks
+the candidates; the probes' speedups rank them only where a pilot would cost more than it can win,
+and only beyond that error.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from threadprobe.records import (SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result, Scheduler,
-                                 StartMethod, is_clean, is_safe, is_unavailable, serial_failures)
+from threadprobe.records import (RELY_BOUND, SCHEDULERS, Choice, GilState, Mode, PilotRow, Remedy, RemedyKind, Result,
+                                 Scheduler, StartMethod, is_clean, is_safe, is_unavailable, serial_failures)
 
 #: A more complex scheduler must be this much faster (median projected time) to be worth it.
 MARGIN = 0.03
@@ -83,13 +84,32 @@ def in_state(results: Sequence[Result], gil: GilState | None) -> list[Result]:
     return [r for r in results if r.gil == state or (r.mode != Mode.THREADS and r.remedy is None)]
 
 
+def _diagnosed(results: Sequence[Result], probe: str, mode: Mode) -> list[Result]:
+    """``probe``'s cells of this kind as it is (no remedy), where it could run."""
+    return [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
+            and not is_unavailable(r.verdict)]
+
+
 def _kind_safe(results: Sequence[Result], probe: str, mode: Mode, broken: set[str]) -> bool | None:
     """Is ``probe`` safe in every diagnosed mode of this kind? None when there is no evidence."""
-    mine = [r for r in results if r.probe == probe and r.mode == mode and r.remedy is None
-            and not is_unavailable(r.verdict)]
+    mine = _diagnosed(results, probe, mode)
     if not mine:
         return None
     return all(is_safe(r, probe in broken) for r in mine)
+
+
+def _word(results: Sequence[Result], probe: str, mode: Mode, ok: bool | None) -> str:
+    """What a probe's cells of one kind are to the choice: safe, UNSAFE, not diagnosed, or clean
+    on too few trials to rely on (``is_safe``)."""
+    if ok or ok is None:
+        return "safe" if ok else "not diagnosed"
+    mine = _diagnosed(results, probe, mode)
+    if all(is_clean(r.verdict) for r in mine):
+        thin = min(mine, key=lambda r: r.trials)
+        return (f"clean in {thin.trials} trials only (95% bound {thin.safety.failure_rate_upper95:.0%}): too few "
+                f"to rely on (at most {RELY_BOUND:.0%}, as a remedy needs; a diagnosis tops these cells up "
+                "first, and a longer --budget reaches it)")
+    return "UNSAFE"
 
 
 def narrowest(remedies: Sequence[Result], probe: str) -> Remedy | None:
@@ -139,8 +159,7 @@ def candidates(results: Sequence[Result], probes: Sequence[str], machine: Machin
         return tuple(found), tuple(rationale)
     state = f" with the GIL {'off' if machine.gil == GilState.OFF else 'as imported'}" if machine.gil else ""
     for mode, oks in safe.items():
-        rationale += [f"{p}: {mode}{state} {'safe' if ok else 'UNSAFE' if ok is False else 'not diagnosed'}"
-                      for p, ok in zip(probes, oks)]
+        rationale += [f"{p}: {mode}{state} {_word(results, p, mode, ok)}" for p, ok in zip(probes, oks)]
     for kind in SCHEDULERS:
         row = Choice(workload, kind).row
         if row.mode is None:

@@ -158,7 +158,7 @@ def safety(probes: Sequence[str], diagnosis: str | Path | Diagnosis | None = Non
     options = Options(Selection(tuple(probes)),
                       Grid(threads=tuple(sorted({2, 2 * cores})), processes=(cores,),
                            gil=(here.run_gil() or GilState.AS_IMPORTED,)),
-                      Planner(budget=budget, timing_trials=0),
+                      Planner(budget=budget, timing_trials=0, rely=frozenset(probes)),
                       evidence=EvidenceOptions(attribute=False) if off else None)
     quick = (diagnose if off else diagnosing.diagnose)(options, progress=progress, fingerprint=fingerprint.light)
     return quick, f"quick diagnosis of {', '.join(probes)} ({why})"
