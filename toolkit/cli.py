@@ -49,6 +49,10 @@ QUIET_HELP = "no progress display (the results are still shown)"
 DEFAULT_BUDGET = 130.0  # seconds for all trials: the adaptive phase ends there; evidence comes on top (< 3 min)
 QUICK_BUDGET = 40.0  # the same for --quick: < 60 s in all (45 s made 61 s)
 EXTRA_STATE = 0.75  # of a budget, per GIL state beyond the first (free-threaded builds: both by default)
+#: Seconds per GIL state beyond the budget for topping up the threads cells a scheduler choice relies
+#: on (plan.Policy.rely_budget): on 2 cores the wind probes' four threads cells need about 60 s from
+#: the 5 or 6 trials a 130 s budget gave them to the 29 the choice needs.
+RELY_BUDGET = 60.0
 # MiB per file: 8 pairs make 35 to 46 s of serial work per format here (a run of about 22 s on 2
 # cores, too short to pilot: pilot.SHORT_RUN), on the bench's grid (--grid, N640's size), whose
 # fields weigh what model output's do.
@@ -178,7 +182,8 @@ def _add_diagnose(sub: Any) -> None:
                    help="tasks per trial (default: the probe's own, else 100)")
     d.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
                    help=f"seconds for the trials (default {DEFAULT_BUDGET:g}, with --quick {QUICK_BUDGET:g}); the "
-                        "adaptive trials stop there, so the whole diagnosis stays under 3 min (1 min)")
+                        f"adaptive trials stop there, and up to {RELY_BUDGET:g} s more per GIL state (not with "
+                        "--quick) top up the threads cells a scheduler choice relies on")
     d.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
                    help=f"no progress for this long is a hang (default {Launch.timeout:g})")
     d.add_argument("--quick", action="store_true", help="widest modes only, stop a mode at its first failure")
@@ -384,7 +389,8 @@ def options_of(args: argparse.Namespace, out: Path) -> Options:
         Grid(**given(threads=args.threads, processes=args.processes), gil=states, quick=args.quick),
         Planner(**given(trials=args.trials, timing_trials=args.timing_trials, iterations=args.iterations,
                         target=args.target), stress=not args.no_stress,
-                budget=args.budget or default_budget(args.quick, states), rely=RELIED),
+                budget=args.budget or default_budget(args.quick, states), rely=RELIED,
+                rely_budget=0.0 if args.quick else RELY_BUDGET * len(states)),
         Launch(Start(args.start), args.python, **given(timeout=args.timeout)),
         evidence=None if args.no_evidence else EvidenceOptions(remedies=RemedySearch(args.remedies)),
         races=race_options(args),

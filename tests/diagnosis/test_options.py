@@ -51,6 +51,11 @@ def test_a_diagnosis_relies_on_every_workloads_probes_and_the_policy_gets_them(t
     relied = {p for w in WORKLOADS.values() for p in w.probes_for()}
     assert options.planner.rely == relied and options.policy().rely == relied
     assert "iris_pp.wind_chunks" in relied and "netcdf4.read_shared_dataset.zlib" not in relied
+    # Their top-up has an allowance beyond the budget, except in a quick diagnosis.
+    from threadprobe.cli import RELY_BUDGET
+
+    assert options.policy().rely_budget == RELY_BUDGET > 0
+    assert options_of(build_parser().parse_args(["diagnose", "--quick"]), tmp_path).policy().rely_budget == 0
 
 
 def test_the_flags_given_reach_their_records(tmp_path: Path):

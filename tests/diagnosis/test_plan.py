@@ -4,6 +4,7 @@ No process runs here (as pytest-xdist tests its schedulers against a fake node):
 diagnosis feeds the planner outcomes drawn from known failure rates and costs.
 """
 
+import dataclasses
 import random
 
 import pytest
@@ -75,12 +76,15 @@ def test_a_probe_whose_serial_timing_trial_failed_gets_no_concurrent_timing_tria
     assert state.timing_base is None and request.purpose != Purpose.TIMING  # no speedup against another input
 
 
-def test_the_threads_cells_a_choice_relies_on_are_topped_up_first_to_the_bar_then_the_usual_rule():
-    def cells(probe_name, wall, threads_trials, kind=Kind.OK):
-        runs = {T2: (seen(wall=wall),) * (threads_trials - 1) + (seen(kind, wall=wall),), T4: (seen(wall=wall),)
-                * threads_trials, P2: (seen(wall=wall),) * 5}
-        return probe(probe_name, runs)
+def cells(probe_name, wall, threads_trials, kind=Kind.OK):
+    """A probe past its minimum rounds: ``threads_trials`` stress trials in each threads cell (the
+    last of threads 2 of ``kind``), 5 in processes 2, each taking ``wall`` seconds."""
+    runs = {T2: (seen(wall=wall),) * (threads_trials - 1) + (seen(kind, wall=wall),), T4: (seen(wall=wall),)
+            * threads_trials, P2: (seen(wall=wall),) * 5}
+    return probe(probe_name, runs)
 
+
+def test_the_threads_cells_a_choice_relies_on_are_topped_up_first_to_the_bar_then_the_usual_rule():
     cheap = cells("cheap", 0.01, 5)  # a library probe: trials cost 10 ms
     policy = plan.Policy(timing_trials=0, rely=frozenset({"relied"}))
     # Without the workload's probes named, the cheap probe's cells buy the most per second.
@@ -98,6 +102,20 @@ def test_the_threads_cells_a_choice_relies_on_are_topped_up_first_to_the_bar_the
     assert plan.next_trial(plan.Plan((cheap, failed), policy)).probe == "cheap"
     # Nor beyond the budget.
     assert plan.next_trial(plan.Plan((cells("relied", 1.0, 5),), policy, elapsed=9.8, budget=10.0)) is None
+
+
+def test_the_top_up_is_paid_from_its_own_allowance_so_the_other_probes_keep_their_budget():
+    cheap, short, done = cells("cheap", 0.01, 5), cells("relied", 1.0, 5), cells("relied", 1.0, 29)
+    policy = plan.Policy(timing_trials=0, rely=frozenset({"relied"}), rely_budget=60.0)
+    # At the budget's end, a relied-on cell short of the bar still gets trials, from the allowance...
+    assert plan.next_trial(plan.Plan((cheap, short), policy, elapsed=100.0, budget=100.0)).probe == "relied"
+    # ...and the others get back what the top-up spent (58 s of trials in the relied threads cells).
+    assert plan.topping(plan.Plan((cheap, done), policy)) == 58.0
+    assert plan.next_trial(plan.Plan((cheap, done), policy, elapsed=150.0, budget=100.0)).probe == "cheap"
+    assert plan.next_trial(plan.Plan((cheap, done), policy, elapsed=160.0, budget=100.0)) is None
+    # Without an allowance, the top-up comes out of the budget.
+    none = dataclasses.replace(policy, rely_budget=0.0)
+    assert plan.next_trial(plan.Plan((cheap, short), none, elapsed=100.0, budget=100.0)) is None
 
 
 def test_the_probes_a_choice_relies_on_get_three_timing_trials_a_cell_and_none_when_timing_is_off():

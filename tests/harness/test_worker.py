@@ -94,6 +94,29 @@ def test_the_probe_sees_the_trials_purpose_in_open_and_tasks_and_the_environment
     assert PURPOSE_ENV not in os.environ
 
 
+class SlowFirstCall(Probe):
+    """Its first call in each thread takes 0.3 s (a fresh worker's first-touch costs), the rest 1 ms."""
+
+    name = "t.slow_first"
+    dependency = "python"
+
+    def open(self, workdir):
+        return threading.local()
+
+    def task(self, ctx, i):
+        time.sleep(0.001 if getattr(ctx, "warm", False) else 0.3)
+        ctx.warm = True
+        return i
+
+
+def test_a_timing_trial_warms_each_thread_untimed_and_a_stress_trial_does_not():
+    timing = run_worker(SlowFirstCall(), spec("p", "r", "threads", 1, 2, 8, purpose=Purpose.TIMING), 0, None)
+    stress = run_worker(SlowFirstCall(), spec("p", "r", "threads", 1, 2, 8, purpose=Purpose.STRESS), 0, None)
+    assert timing.tasks == stress.tasks == 8  # the warm-up call is not counted
+    assert timing.t_end - timing.t_start < 0.2 <= stress.t_end - stress.t_start
+    assert timing.digests == stress.digests == {str(i): digest(i) for i in range(8)}  # and its result checked
+
+
 class Writer(Probe):
     name = "t.writer"
     dependency = "python"

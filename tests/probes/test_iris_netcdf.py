@@ -67,8 +67,9 @@ def test_a_timing_trial_reads_the_tiled_wind_files_and_gives_the_oracles_results
     probe.prepare(tmp_path)
     monkeypatch.setenv(PURPOSE_ENV, "oracle")
     oracle = probe.open(tmp_path)
+    expected = [digest(probe.task(oracle, i)) for i in range(2)]  # as the oracle's workers compute them
     monkeypatch.setenv(PURPOSE_ENV, "timing")
     timing = probe.open(tmp_path)
     assert timing[0].shape == tiled(iris_netcdf.WIND_LAYOUT, iris_netcdf.WIND_TILES).shape
     assert oracle[0].shape == iris_netcdf.WIND_LAYOUT.shape
-    assert [digest(probe.task(timing, i)) for i in range(2)] == [digest(probe.task(oracle, i)) for i in range(2)]
+    assert [digest(probe.task(timing, i)) for i in range(2)] == expected and expected[0] != expected[1]

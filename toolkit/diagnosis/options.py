@@ -60,12 +60,13 @@ class Planner:
     stress_target: float = plan.Policy.stress_target  # seconds of serial work per stress trial
     jitter: float = plan.Policy.jitter  # seconds: random start delays of the stress trials' threads
     rely: frozenset[str] = frozenset()  # probes whose threads cells a scheduler choice relies on: topped up first
+    rely_budget: float = 0.0  # seconds beyond the budget that topping them up may take
 
     def policy(self, quick: bool) -> plan.Policy:
         return plan.Policy(timing_trials=0 if quick else self.timing_trials,
                            min_stress=max(self.trials, 1 if quick or not self.timing_trials else 0),
                            quick=quick, target=self.target, stress_target=self.stress_target, jitter=self.jitter,
-                           rely=self.rely)
+                           rely=self.rely, rely_budget=self.rely_budget)
 
 
 @dataclass(frozen=True)

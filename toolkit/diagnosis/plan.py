@@ -18,7 +18,9 @@ Two phases:
 2. **Adaptive**, over every probe at once, until the budget is spent: each step runs the
    concurrent cell whose next trial buys the most certainty per second. The threads cells a
    scheduler choice relies on (``Policy.rely``: a workload's probes) come first, until their bound
-   reaches ``RELY_BOUND`` (29 clean trials), the evidence a choice needs to take threads; they get
+   reaches ``RELY_BOUND`` (29 clean trials), the evidence a choice needs to take threads, paid
+   from an allowance beyond the budget first (``rely_budget``), so that the other probes keep
+   theirs. They get
    ``rely_timing_trials`` timing trials a cell in the minimum rounds, since their speedups rank
    the schedulers of a run too short to pilot. For a clean cell that
    is the fall of its 95% failure-rate bound with one more trial (about 3/n^2) over what its
@@ -159,6 +161,9 @@ class Policy:
     #: Their timing trials per cell (when timing trials run at all): a choice without a pilot ranks
     #: schedulers by these probes' speedups, and one trial a cell on a shared machine moves by 10-20%.
     rely_timing_trials: int = 3
+    #: Seconds beyond the budget the top-up may take: what it spends is paid from this first, so the
+    #: other probes keep the budget's share they had (0: the top-up comes out of the budget).
+    rely_budget: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -326,9 +331,18 @@ def next_trial(plan: Plan) -> Request | None:
             request = _minimum(probe, plan.policy)
             if request is not None:
                 return request
-    if plan.budget is not None and plan.elapsed >= plan.budget:
-        return None
-    return _adaptive(plan, relied=True) or _adaptive(plan, relied=False)
+    if plan.budget is None:
+        return _adaptive(plan, True, None) or _adaptive(plan, False, None)
+    topped = plan.budget + plan.policy.rely_budget
+    general = plan.budget + min(plan.policy.rely_budget, topping(plan))
+    relied = _adaptive(plan, True, topped) if plan.elapsed < topped else None
+    return relied or (_adaptive(plan, False, general) if plan.elapsed < general else None)
+
+
+def topping(plan: Plan) -> float:
+    """Seconds the stress trials of the relied-on threads cells took so far (the top-up's cost)."""
+    return sum(s.wall for probe in plan.probes if probe.name in plan.policy.rely for cell in probe.cells
+               if cell.mode == Mode.THREADS for s in probe.history(cell) if s.purpose == Purpose.STRESS)
 
 
 def short_of_rely(history: Sequence[Seen]) -> bool:
@@ -337,9 +351,10 @@ def short_of_rely(history: Sequence[Seen]) -> bool:
     return all(s.kind == Kind.OK for s in counted) and bound(len(counted)) > RELY_BOUND
 
 
-def _adaptive(plan: Plan, relied: bool) -> Request | None:
-    """The concurrent cell whose next trial buys the most certainty per second; with ``relied``,
-    among the threads cells of the probes a choice relies on that are short of ``RELY_BOUND``."""
+def _adaptive(plan: Plan, relied: bool, until: float | None) -> Request | None:
+    """The concurrent cell whose next trial buys the most certainty per second and ends by ``until``
+    (seconds from the start; None: no budget); with ``relied``, among the threads cells of the probes
+    a choice relies on that are short of ``RELY_BOUND``."""
     best: tuple[float, int, Request] | None = None
     for order, probe in enumerate(plan.probes):
         if not probe.ready or probe.broken:
@@ -353,7 +368,7 @@ def _adaptive(plan: Plan, relied: bool) -> Request | None:
             if stopped(history, cell, plan.policy) or (relied and not short_of_rely(history)):
                 continue
             seconds = cost(history, probe.oracle, cell)
-            if plan.budget is not None and plan.elapsed + seconds > plan.budget * 1.05:
+            if until is not None and plan.elapsed + seconds > until * 1.05:
                 continue  # would overrun the budget
             worth = gain(history, cell, plan.policy) / seconds
             if best is None or worth > best[0]:
