@@ -340,9 +340,10 @@ def next_trial(plan: Plan) -> Request | None:
 
 
 def topping(plan: Plan) -> float:
-    """Seconds the stress trials of the relied-on threads cells took so far (the top-up's cost)."""
+    """Seconds the relied-on probes' trials took so far: their top-up, and the timing trials their
+    timing input and ``rely_timing_trials`` add to the minimum rounds, all paid from the allowance."""
     return sum(s.wall for probe in plan.probes if probe.name in plan.policy.rely for cell in probe.cells
-               if cell.mode == Mode.THREADS for s in probe.history(cell) if s.purpose == Purpose.STRESS)
+               for s in probe.history(cell))
 
 
 def short_of_rely(history: Sequence[Seen]) -> bool:
