@@ -83,6 +83,17 @@ def test_a_lock_that_moves_the_failure_elsewhere_is_kept_one_that_does_not_is_dr
 
 
 @pytest.mark.slow
+def test_a_lock_the_workers_could_not_install_is_no_remedy_tried():
+    """On 3.13t a crash's innermost frame named dask._expr's simplify_once, a method: the guard
+    raised LookupError in every worker, and the try was listed among the remedies as an error."""
+    missing = Evidence(kind="error", trial=25, summary="LookupError in harness", stage="harness",
+                       error_type="LookupError", message="dask._expr:simplify_once: dask._expr has no function ...")
+    crashed = Evidence(kind="crash", trial=3, summary="worker 0 died by SIGSEGV", signal="SIGSEGV")
+    assert remedies.not_installed([result(failed=1, evidence=(missing,))])
+    assert not remedies.not_installed([result(failed=1, evidence=(missing, crashed))])
+    assert not remedies.not_installed([result(failed=0)])  # a clean try: the lock held
+
+
 def test_the_search_finds_the_racy_library_s_lock_after_ruling_out_the_innocent_one(planted_libs, tmp_path,
                                                                                       monkeypatch):
     # The search's order is under test here; the floor of trials is (test above, and test_evidence's global lock).

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from threadprobe.diagnosis import detect, plan
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun
 from threadprobe.records import (RELY_BOUND, GilState, Kind, Mode, Outcome, Purpose, Remedy, RemedyKind, Result,
-                                 TrialRun, is_clean, unsafe_results)
+                                 Stage, TrialRun, is_clean, unsafe_results)
 
 #: A verified remedy's trials bound the failure rate it leaves at ``RELY_BOUND`` (95%), the bound a
 #: scheduler relies on a clean cell at: 29 clean trials.
@@ -185,6 +185,8 @@ def search(session: Diagnoser, run: ProbeRun, result: Result, every: bool = Fals
         if note is not None:
             note(f"verifying a remedy for {run.name}: {remedy.describe()}")
         got = verify(session, run, result, remedy)
+        if not_installed(got):  # a frame's function that its module does not define (a method): no lock
+            continue
         out += got
         if any(is_clean(r.verdict) for r in got):
             break
@@ -197,6 +199,13 @@ def search(session: Diagnoser, run: ProbeRun, result: Result, every: bool = Fals
             note(f"verifying a remedy for {run.name}: one global lock around every task")
         out += verify(session, run, result, Remedy(RemedyKind.GLOBAL_LOCK))
     return out
+
+
+def not_installed(results: Sequence[Result]) -> bool:
+    """The workers could not put the lock in place (``libguard`` found no such function: a frame
+    named a method, ``dask._expr:simplify_once`` on 3.13t), so the try says nothing of the remedy."""
+    evidence = [ev for r in results for ev in r.safety.evidence]
+    return bool(evidence) and all(ev.stage == Stage.HARNESS and ev.error_type == "LookupError" for ev in evidence)
 
 
 def processes(results: Sequence[Result], probe: str) -> list[Result]:
