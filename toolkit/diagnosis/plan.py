@@ -18,13 +18,12 @@ Two phases:
 2. **Adaptive**, over every probe at once, until the budget is spent: each step runs the
    concurrent cell whose next trial buys the most certainty per second. The threads cells a
    scheduler choice relies on (``Policy.rely``: a workload's probes) come first, until their bound
-   reaches ``RELY_BOUND`` (29 clean trials), the evidence a choice needs to take threads, paid
-   from an allowance beyond the budget first (``rely_budget``), so that the other probes keep
-   theirs. They get
-   ``rely_timing_trials`` timing trials a cell in the minimum rounds, since their speedups rank
-   the schedulers of a run too short to pilot. For a clean cell that
-   is the fall of its 95% failure-rate bound with one more trial (about 3/n^2) over what its
-   trials cost; a cell that failed without crashing is settled first (a few more trials decide
+   reaches ``RELY_BOUND`` (29 clean trials), the evidence a choice needs to take threads. Those
+   probes also get ``rely_timing_trials`` timing trials a cell in the minimum rounds, since their
+   speedups rank the schedulers of a run too short to pilot. What their trials take is paid from
+   an allowance beyond the budget first (``rely_budget``), so that the other probes keep theirs.
+   For a clean cell, what one more trial buys is the fall of its 95% failure-rate bound (about
+   3/n^2) over what its trials cost; a cell that failed without crashing is settled first (a few more trials decide
    its worst kind, so that the verdict does not depend on which failure came first). A cell
    stops once it crashed or hung, failed ``settle`` times, or its bound reached ``target``.
 
@@ -254,7 +253,7 @@ def _minimum(probe: ProbeState, policy: Policy) -> Request | None:
         for cell in probe.cells:
             history = probe.history(cell)
             if dead(history) or (base is None and cell != probe.serial):
-                continue  # it crashed or hung: no timing to take, and a hang costs a whole timeout
+                continue  # crashed or hung (no timing to take, a hang costs a timeout), or no serial timing yet
             done = sum(s.purpose == Purpose.TIMING or (s.purpose == Purpose.ORACLE and oracle_times) for s in history)
             if done <= k:
                 if cell in where:  # it also samples thread states: a few hundred samples need longer
