@@ -331,6 +331,20 @@ BENCHMARKS = (
           "but half the work had run in the pilot, half of that on threads: auto x1.68, regret x1.030. The "
           "pilot's projections (107 to 151 s for processes, 118 to 145 s for threads) fell short of the whole runs "
           "(143 to 191 s and 157 to 177 s): batches of 3 to 8 s do not see what a run 20 times longer pays."),
+    Bench("bench-builds-wind-timing-input", "The wind experiment after the probes time the study's task, both builds",
+          "threadprobe bench wind --data /work/bench-data --python .venv/bin/python --python .venv-ft/bin/python "
+          "--gil off --repeats 10 --turn-lock /tmp/threadprobe-heavy.lock (stopped after 8 repetitions)",
+          _BUILDS + " Read here: the first bench since the wind probes time the study's own arithmetic on a task "
+          "of its size, with three timing trials a cell, their threads cells topped up to 29 trials, and a choice "
+          "without a pilot that needs a 15% lead to leave the simpler candidate. 8 repetitions (stopped to close the "
+          "session), no run piloted. The diagnoses now read threads and processes within 15% on both builds, so "
+          "auto took threads in every run: on 3.13t's netCDF holding a lock around dask._expr, because the top-up "
+          "saw the netCDF wind probe crash under 2 threads with the GIL off (SIGSEGV in dask._expr, at its 24th "
+          "trial). Regrets: GIL build netCDF x1.014 (threads x1.95, processes x1.64), PP x1.073 (threads x1.65 and "
+          "processes x1.67, a tie; auto on threads ran x1.57, 5% behind an explicit threads run: its two serial "
+          "units before deciding, and noise); 3.13t with the GIL off netCDF x1.025, PP x0.982. Auto over "
+          "synchronous with the GIL off: x1.57 (netCDF, under the x1.6 asked, where processes ran x1.64 and the "
+          "earlier bench read auto x1.67) and x1.71 (PP). Every run right, no unsafe pick."),
     Bench("bench-wind-probe-scale", "The wind probe's speedups against the wind study's, by field size",
           "python tests/bench/wind_probe_scale.py --repeats 7",
           "A run too short to pilot takes its scheduler by the diagnosis's speedups of the workload's probe. "
