@@ -4,10 +4,11 @@ A run too short to pilot (under ``pilot.SHORT_RUN``) takes its scheduler by the 
 measured speedups of the workload's probe (``iris_pp.wind_chunks``, ``iris_netcdf.wind_chunks``).
 On the wind bench the diagnoses read threads x1.25 to x1.74 and processes x1.81 to x2.00 on the
 GIL build, where the study itself ran threads x1.78 to x1.85 and processes x1.76 to x1.83, so
-auto took processes at a tie. The probe's fields are 240x320 (a task: 25 to 40 ms), the bench's
-960x1280. This times the probe's own task (``wind_chunk`` over its own files, 8 steps a task, 8
-tasks) serially, on 2 threads and on 2 forked processes (each opening its files, as the harness's
-workers do), side by side in rotating order, at three field sizes, each size in a fresh process.
+auto took processes at a tie. The probe's stress fields are 240x320 (a task: about 50 ms with the
+study's arithmetic), its timing input 480x640 (``Probe.timing_input``), the bench's 960x1280. This
+times the probe's own task (``wind_chunk`` over its stress files, 8 steps a task, 8 tasks) serially,
+on 2 threads and on 2 forked processes (each opening its files, as the harness's workers do), side
+by side in rotating order, with the stress fields at three sizes, each size in a fresh process.
 
 Writes reports/bench-wind-probe-scale.json (machine, date, command, every repetition).
 
