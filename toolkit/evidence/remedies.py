@@ -140,7 +140,8 @@ def _calls(runs: Sequence[TrialRun]) -> tuple[str, ...]:
 def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) -> list[Result]:
     """Stress trials at the failing cell under ``remedy`` (stopping at a failure); if they pass,
     timing trials beside serial ones under it for its speed. The threads result, remedy named."""
-    oracle = run.state().oracle
+    state = run.state()  # the trials below are not recorded: it holds throughout
+    oracle = state.oracle
     cell = plan.Cell(Mode.THREADS, 1, result.threads, result.gil)
     serial = plan.Cell(Mode.SERIAL, 1, 1, result.gil)  # the same GIL state, for the speedup
     stress: list[Outcome] = []
@@ -155,7 +156,7 @@ def verify(session: Diagnoser, run: ProbeRun, result: Result, remedy: Remedy) ->
             break
     timed: dict[plan.Cell, list[Outcome]] = {serial: [], cell: []}
     if all(o.kind == Kind.OK for o in stress):
-        timing = plan.calibrate(run.state().timing_base, session.policy.timing_target)  # the timing input's
+        timing = plan.calibrate(state.timing_base, session.policy.timing_target)  # the timing input's
         for where in [serial, cell] * TIMING_PAIRS:  # side by side: a noisy spell hits both
             got, outcome = session.trial(run, plan.Request(run.name, where, Purpose.TIMING, timing), remedy=remedy,
                                          record=False)

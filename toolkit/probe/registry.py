@@ -42,7 +42,7 @@ def info(cls: type[Probe], ref: str) -> ProbeInfo:
     doc = inspect.getdoc(cls) or ""
     return ProbeInfo(name=cls.name, dependency=cls.dependency or "?", ref=ref, doc=doc.splitlines()[0] if doc else "",
                      preload=tuple(cls.preload), requires=tuple(cls.requires or cls.preload),
-                     timing_input=bool(getattr(cls, "timing_input", False)))
+                     timing_input=cls.timing_input)
 
 
 def discover(plugins: Sequence[str | pathlib.Path] = (), entry_points: bool = True) -> list[ProbeInfo]:
