@@ -36,6 +36,7 @@ class SleepJob:
         active.compute(*[dask.delayed(nap, pure=False)(per_task, os.getpid(), self.away)
                          for _ in range(max(1, tasks))])
         self.done += list(units)
+        self.ran_on = getattr(self, "ran_on", []) + [str(active.choice.scheduler)] * len(units)
 
     def signature(self, fmt):
         return {"format": fmt, "units": self.units, "unit": self.unit}
@@ -194,8 +195,46 @@ def test_serial_work_over_the_threshold_is_not_piloted_when_its_measured_run_is_
     with ExitStack() as stack:
         result, active = pilot.run_pilot(job, (SYNC, THREADS), stack, measured=measured)
     assert result.serial_estimate > pilot.SHORT_RUN
-    assert not result.rows and result.choice == THREADS == active.choice and len(result.done) == 2
-    assert "not piloted" in result.why[0] and "on the fastest measured candidate" in result.why[0]
+    assert not result.rows and result.choice == THREADS == active.choice
+    assert any(line.startswith("not piloted") and "on the fastest measured candidate" in line for line in result.why)
+
+
+def test_a_run_the_speedups_give_to_threads_opens_on_them_and_runs_no_unit_serially(long_enough, monkeypatch):
+    """The serial rate from two batches on threads and their measured x2: nothing runs serially,
+    and the estimate still finds the planted 3.6 s of serial work."""
+    monkeypatch.setattr(pilot, "SHORT_RUN", 1e6)
+    job = SleepJob(units=120, unit=0.03)
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0),
+                choose.Estimate(PROCESSES, 1.5, choose.POOL_START["fork"]))
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
+    assert result.choice == THREADS == active.choice and not result.rows
+    assert job.ran_on == ["threads"] * 2 * pilot.OPENING_BATCHES and len(result.done) == len(job.ran_on)
+    assert result.serial_estimate == pytest.approx(120 * 0.03, rel=0.35)
+    assert any(line.startswith("opened on threads 2") for line in result.why)
+
+
+def test_an_opening_on_threads_that_fails_drops_them_and_opens_serially(long_enough, monkeypatch):
+    monkeypatch.setattr(pilot, "SHORT_RUN", 1e6)
+    monkeypatch.setattr(choose, "MIN_PARALLEL", 0.0)
+    job = RacyJob(units=120, unit=0.02)
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0),
+                choose.Estimate(PROCESSES, 1.5, choose.POOL_START["fork"]))
+    with ExitStack() as stack:
+        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
+    assert result.choice == PROCESSES == active.choice
+    assert job.ran_on == ["synchronous"] * 2 and sorted(result.done) == [0, 1]  # the failed batch went back
+    (line,) = [w for w in result.why if w.startswith("dropped: threads 2")]
+    assert "opening batch" in line and "EncodedNetCDFDataProxy" in line
+
+
+def test_an_opening_is_on_threads_only_when_the_speedups_favour_them():
+    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 1.2, 0.0),
+                choose.Estimate(PROCESSES, 1.8, choose.POOL_START["fork"]))
+    assert pilot._opening((SYNC, THREADS, PROCESSES), measured) is None  # processes lead
+    assert pilot._opening((SYNC, THREADS, PROCESSES), ()) is None  # nothing measured: serially
+    faster = (*measured[:1], choose.Estimate(THREADS, 1.9, 0.0), measured[2])
+    assert pilot._opening((SYNC, THREADS, PROCESSES), faster) == (THREADS, 1.9)
 
 
 def test_a_run_s_decider_hands_the_pilot_the_diagnosis_s_speeds(long_enough, monkeypatch, tmp_path):

@@ -417,6 +417,11 @@ def _ranked(found: Sequence[Choice], measured: Sequence[Estimate], serial: float
     return found[order[_identity(pick_e.choice)]], tuple(why)  # the candidate itself: safety's own record
 
 
+def speedup_of(c: Choice, measured: Sequence[Estimate]) -> float | None:
+    """The speedup the diagnosis measured for candidate ``c`` (None: not measured)."""
+    return next((e.speedup for e in measured if _identity(e.choice) == _identity(c)), None)
+
+
 def _identity(c: Choice) -> tuple[Scheduler, str, tuple[Remedy, ...]]:
     """A candidate's identity: its scheduler, its label and the locks it holds."""
     return c.scheduler, label(c), tuple(r.key for r in c.locks)

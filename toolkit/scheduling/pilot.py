@@ -5,11 +5,15 @@ study's files) hands the pilot a ``Job``. The pilot does real work, not a rehear
 it computes, on whichever candidate, is kept and never computed again, so what it costs is only
 the slower candidates' extra time on their share.
 
-1. Two units, synchronously (the first also pays one-time costs): the serial rate, hence the
-   expected serial run. A run whose expected length on the fastest measured candidate is too short
-   for a pilot's cost to stay a small share of it (``SHORT_RUN``) is not piloted: the diagnosis's
-   measured speedups of the candidates, with a process pool's start-up, choose
-   (``choose.without_pilot``).
+1. The serial rate, hence the expected serial run. When the diagnosis's measured speedups alone
+   favour a pool of threads, the run opens on it: a few batches of one unit a worker (the first
+   pays one-time costs), their quickest rate scaled back to serial by that speedup.
+   A run that is not piloted then loses nothing to them, where two units run serially cost it
+   about one unit's time (2% of the wind bench's runs). Otherwise, or when that opening fails on
+   this input, two units run synchronously (the first for one-time costs). A run whose expected
+   length on the fastest measured candidate is too short for a pilot's cost to stay a small share
+   of it (``SHORT_RUN``) is not piloted: the diagnosis's measured speedups of the candidates, with
+   a process pool's start-up, choose (``choose.without_pilot``).
 2. Candidates that cannot win are not tried: a LocalCluster runs the same one-thread processes
    as the processes scheduler and only adds start-up.
 3. Rounds: each candidate still in play computes a fresh batch, in rotating order so that a
@@ -83,6 +87,13 @@ MAX_ROUNDS = 6
 #: speed, and every unit is kept), so a tie may go on to these many rounds and this share.
 TIE_ROUNDS = 12
 TIE_SHARE = 0.5
+#: The opening on threads: batches of one unit a worker, the first for one-time costs. A pool of
+#: threads started fresh runs slow for several batches (the wind job, a unit a thread: 0.20, 0.15,
+#: 0.15, 0.11, 0.10 and 0.09 s a unit on the PP bench data, 0.28, 0.19, 0.15 and 0.14 s on
+#: netCDF), so the quickest rate stands for the run's: one timed batch put the netCDF data's serial
+#: work at 58 to 78 s where it is 38 s. The serial opening's second unit runs 0.18 to 0.32 s where
+#: later ones run 0.17 and 0.22 s.
+OPENING_BATCHES = 5
 MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/scheduling/test_choose.py)
 
 
@@ -255,14 +266,13 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     sync = found[0]
     assert sync.scheduler == Scheduler.SYNCHRONOUS
     pool = _Pool(job, stack)
-    first = pool.take(0)  # one-time costs (imports, opening files)
-    job.run(pool.active(sync), first, 1)
-    second = pool.take(0)
-    t0 = time.perf_counter()
-    job.run(pool.active(sync), second, 1)
-    per_size = (time.perf_counter() - t0) / pool.size(second)
-    serial = per_size * pool.total
-    pilot = Pilot(sync, done=first + second, serial_estimate=serial)
+    pilot = Pilot(sync)
+    found = list(found)
+    serial = _open_on_threads(pool, found, measured, pilot)
+    if serial is None:
+        serial = _open_serially(pool, sync, pilot)
+    per_size = serial / pool.total
+    pilot.serial_estimate = serial
     parallel = _worth_trying(pilot, found)
     expected = expected_run(serial, measured)
     if not parallel or expected < SHORT_RUN:
@@ -273,7 +283,9 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
             f"measured candidate, too short for a pilot's {PILOT_COST:.0f} s to stay under {PILOT_SHARE:.1%} of it "
             f"(under {SHORT_RUN:.0f} s)", *why))
         pilot.seconds = time.perf_counter() - began
-        return pilot, pool.active(pick)
+        active = pool.active(pick)
+        locks.only(pick)  # its locks alone, whichever candidate opened the run
+        return pilot, active
     rounds = _Rounds([sync] + parallel, pool.total)
     per_worker = max(MIN_BATCH, TARGET * serial) / max(per_size, 1e-9)  # in size
     playing: list[Choice] | None = list(rounds.tried)
@@ -288,6 +300,62 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     done = _conclude(pilot, rounds, pool, began)
     locks.only(done.choice)
     return done, pool.active(done.choice)
+
+
+def _opening(found: Sequence[Choice], measured: Sequence[choose.Estimate]) -> tuple[Choice, float] | None:
+    """The pool of threads the diagnosis's speedups alone pick, with its measured speedup (None:
+    they pick another candidate, or measured none)."""
+    if not measured:
+        return None
+    pick, _ = choose.without_pilot(found, measured)
+    speedup = choose.speedup_of(pick, measured)
+    if pick.scheduler != Scheduler.THREADS or _parallelism(pick) < 2 or not speedup:
+        return None
+    return pick, speedup
+
+
+def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose.Estimate],
+                     pilot: Pilot) -> float | None:
+    """Step 1 on the threads the speedups favour: ``OPENING_BATCHES`` batches of one unit a worker,
+    the quickest rate of those after the first times the measured speedup. None, with the failed
+    batch back in the pool, when there is no such candidate or a batch raised (then it leaves
+    ``found``: this input showed it unsafe, as a pilot's dropped candidate)."""
+    opening = _opening(found, measured)
+    if opening is None:
+        return None
+    c, speedup = opening
+    here, key = pool.active(c), choose.label(c)
+    locks.only(c)
+    per_batch = _parallelism(c) * pool.total / max(1, pool.job.units)
+    rates: list[float] = []
+    while pool.left and len(rates) < OPENING_BATCHES:
+        batch = pool.take(per_batch)
+        t0 = time.perf_counter()
+        try:
+            pool.job.run(here, batch, _tasks(c, len(batch)))
+        except Exception as exc:  # noqa: BLE001 - whatever it raised, the serial opening decides
+            pool.left[:0] = batch
+            found.remove(c)
+            pilot.why += (f"dropped: {key} failed on this input in its opening batch ({type(exc).__name__}: "
+                          f"{one_line(exc, 200)}), although the diagnosis called it safe",)
+            return None
+        rates.append((time.perf_counter() - t0) / pool.size(batch))
+        pilot.done += batch
+    pilot.why += (f"opened on {key}: {len(pilot.done)} units in {len(rates)} batches, the serial work estimated "
+                  f"from its quickest and its measured x{speedup:.2f}",)
+    return min(rates[1:] or rates) * speedup * pool.total
+
+
+def _open_serially(pool: _Pool, sync: Choice, pilot: Pilot) -> float:
+    """Step 1 synchronously: one unit for one-time costs (imports, opening files), one timed."""
+    locks.only(sync)
+    first = pool.take(0)
+    pool.job.run(pool.active(sync), first, 1)
+    second = pool.take(0)
+    t0 = time.perf_counter()
+    pool.job.run(pool.active(sync), second, 1)
+    pilot.done += first + second
+    return (time.perf_counter() - t0) / pool.size(second) * pool.total
 
 
 def expected_run(serial: float, measured: Sequence[choose.Estimate] = ()) -> float:
