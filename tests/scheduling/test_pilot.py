@@ -102,10 +102,13 @@ def test_a_batch_s_fixed_cost_is_counted_once_not_scaled_with_the_run(long_enoug
         result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack)
     rows = {row.candidate: row for row in result.rows}
     assert result.choice == PROCESSES == active.choice, (result.rows, result.why)
-    # Within a fifth of the planted 5.06 s (dask's own per-batch costs, which a busy machine
-    # lengthens, join the planted one), where scaling whole put it at about 6.5 s.
+    # Near the planted 5.06 s, where scaling whole puts it at about 6.5 s: at most a fifth above
+    # (dask's own per-batch costs join the planted one), which tells the two apart, and at most 30%
+    # below. A neighbour's noise in the two sizes' medians moves the line either way; it read
+    # 3.8 s once, in a test run beside a bench.
     projected = statistics.median(rows["processes 2 (fork)"].projected)
-    assert projected == pytest.approx(0.06 + 2000 * 0.005 / 2, rel=0.2), (result.rows, result.why)
+    planted = 0.06 + 2000 * 0.005 / 2
+    assert 0.7 * planted <= projected <= 1.2 * planted, (result.rows, result.why)
     assert projected < statistics.median(rows["threads 2"].projected)
     (line,) = [w for w in result.why if w.startswith("a batch's fixed cost on processes 2 (fork)")]
     assert 0.03 <= float(line.split(": ")[1].split(" s")[0]) <= 0.2
