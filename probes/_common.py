@@ -34,14 +34,6 @@ IRIS_PRELOAD = ("numpy", "netCDF4", "cf_units", "dask.array", "distributed", "ir
                 "iris.fileformats.netcdf", "iris.fileformats._nc_load_rules.actions", "iris.fileformats.pp")
 
 
-#: Set in the race pass's workers (threadprobe.diagnosis.races.run.race_env). A happens-before
-#: detector needs concurrent calls into the same native code, not big data, and a call runs some
-#: hundreds of times slower under it: a probe whose calls take tens of seconds there reads a smaller
-#: input of the same layout in the pass (written by its ``prepare`` beside the full one). Its calls
-#: then differ from the serial oracle's, which the pass does not compare: it reports races only.
-RACE_PASS_ENV = "THREADPROBE_RACE_PASS"
-
-
 #: The race pass's time box per probe (``race_seconds``; ``--race-seconds`` replaces it): each thread
 #: stops taking calls then, and the pass states its power from the calls it made. The default is
 #: 10 s. A netCDF4, h5py, cf-units or cftime call takes milliseconds to a second under helgrind,
@@ -51,11 +43,6 @@ LIBRARY_RACE_SECONDS = 6.0
 #: probe's pass made 2 to 8 calls (2 to 15 in 10 s; make races on 2 cores, 2026-12-07), the
 #: bad-input probe, whose calls fail fast, about 80.
 IRIS_RACE_SECONDS = 4.0
-
-
-def in_race_pass() -> bool:
-    """True in a race pass's worker (see ``RACE_PASS_ENV``)."""
-    return os.environ.get(RACE_PASS_ENV) == "1"
 
 
 def values(layout: Layout, seed: int):

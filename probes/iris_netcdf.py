@@ -17,9 +17,9 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-from threadprobe.probes._common import (IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, fold, in_race_pass, out_dir, tiled,
+from threadprobe.probes._common import (IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, fold, out_dir, tiled,
                                         tiled_values, values, wind_chunk)
-from threadprobe.probe import Probe, in_timing_trial
+from threadprobe.probe import Probe, in_race_pass, in_timing_trial
 
 NFILES = 4
 REPRO_CUBE = '''

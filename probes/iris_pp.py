@@ -12,8 +12,8 @@ import shutil
 import struct
 import warnings
 
-from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, in_race_pass, out_dir
-from threadprobe.probe import Probe
+from threadprobe.probes._common import IRIS_PRELOAD, IRIS_RACE_SECONDS, Layout, out_dir
+from threadprobe.probe import Probe, in_race_pass
 
 # The small ones: uk_hires.pp (22 fields) and colpex.pp take 0.1-0.3 s to load, which a
 # 3-minute diagnosis cannot afford dozens of times.

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from threadprobe.harness.worker import indices_for, run_together, run_worker
-from threadprobe.probe import PURPOSE_ENV, Probe, digest, in_timing_trial
+from threadprobe.probe import PURPOSE_ENV, Probe, digest, in_race_pass, in_timing_trial
 from threadprobe.records import Purpose, Remedy, RemedyKind, Stage, Trial, WorkerReport
 
 
@@ -79,18 +79,20 @@ class Purposeful(Probe):
     dependency = "python"
 
     def open(self, workdir):
-        return in_timing_trial()
+        return in_timing_trial(), in_race_pass()
 
     def task(self, ctx, i):
-        return (ctx, in_timing_trial())
+        return (ctx, in_timing_trial(), in_race_pass())
 
 
 def test_the_probe_sees_the_trials_purpose_in_open_and_tasks_and_the_environment_is_restored(monkeypatch):
     monkeypatch.delenv(PURPOSE_ENV, raising=False)
-    timing = run_worker(Purposeful(), spec("p", "r", "threads", 1, 2, 4, purpose=Purpose.TIMING), 0, None)
-    stress = run_worker(Purposeful(), spec("p", "r", "threads", 1, 2, 4, purpose=Purpose.STRESS), 0, None)
-    assert set(timing.digests.values()) == {digest((True, True))}
-    assert set(stress.digests.values()) == {digest((False, False))}
+    seen = {purpose: set(run_worker(Purposeful(), spec("p", "r", "threads", 1, 2, 4, purpose=purpose), 0,
+                                    None).digests.values())
+            for purpose in (Purpose.TIMING, Purpose.RACES, Purpose.STRESS)}
+    assert seen[Purpose.TIMING] == {digest(((True, False), True, False))}
+    assert seen[Purpose.RACES] == {digest(((False, True), False, True))}  # the race pass's smaller inputs
+    assert seen[Purpose.STRESS] == {digest(((False, False), False, False))}
     assert PURPOSE_ENV not in os.environ
 
 

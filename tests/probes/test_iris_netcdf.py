@@ -46,13 +46,13 @@ def test_save_reads_back_the_cube(tmp_path):
 
 
 def test_the_race_pass_reads_the_small_wind_files_and_the_other_trials_the_full_ones(tmp_path, monkeypatch):
-    from threadprobe.probes._common import RACE_PASS_ENV
+    from threadprobe.probe import PURPOSE_ENV
 
     probe = iris_netcdf.WindChunks()
     probe.prepare(tmp_path)
-    monkeypatch.delenv(RACE_PASS_ENV, raising=False)
+    monkeypatch.setenv(PURPOSE_ENV, "stress")
     full = probe.open(tmp_path)
-    monkeypatch.setenv(RACE_PASS_ENV, "1")
+    monkeypatch.setenv(PURPOSE_ENV, "races")
     small = probe.open(tmp_path)
     assert full[0].shape == iris_netcdf.WIND_LAYOUT.shape and small[0].shape == iris_netcdf.RACE_WIND_LAYOUT.shape
     speed = probe.task(small, 1)[0]  # the same task, on the small grid: one value per point

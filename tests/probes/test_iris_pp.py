@@ -66,22 +66,20 @@ def test_wgdos_packed_pp_is_unavailable_with_the_reason(tmp_path):
 def test_the_race_pass_loads_fewer_fields_and_a_smaller_wind_grid_and_a_timing_trial_a_bigger_one(
         tmp_path, monkeypatch):
     from threadprobe.probe import PURPOSE_ENV
-    from threadprobe.probes._common import RACE_PASS_ENV
     from threadprobe.probes._common import tiled
     from threadprobe.probes.iris_netcdf import RACE_WIND_LAYOUT, WIND_LAYOUT, WIND_TILES
 
     many, wind = iris_pp.LoadMetadataManyTimes(), iris_pp.WindChunks()
     many.prepare(tmp_path)
     wind.prepare(tmp_path)
-    monkeypatch.delenv(RACE_PASS_ENV, raising=False)
+    monkeypatch.delenv(PURPOSE_ENV, raising=False)
     assert [c[2] for c in many.task(tmp_path, 1)] == [(many.TIMES, 6, 8)]
     assert wind.open(tmp_path)[0].shape == WIND_LAYOUT.shape
-    monkeypatch.setenv(RACE_PASS_ENV, "1")
+    monkeypatch.setenv(PURPOSE_ENV, "races")
     assert [c[2] for c in many.task(tmp_path, 1)] == [(many.RACE_TIMES, 6, 8)]
     small = wind.open(tmp_path)
     assert small[0].shape == RACE_WIND_LAYOUT.shape
     assert wind.task(small, 0)[0].shape == RACE_WIND_LAYOUT.shape[1:]
-    monkeypatch.delenv(RACE_PASS_ENV)
     monkeypatch.setenv(PURPOSE_ENV, "timing")
     big = wind.open(tmp_path)
     assert big[0].shape == tiled(WIND_LAYOUT, WIND_TILES).shape

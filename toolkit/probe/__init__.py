@@ -23,6 +23,8 @@ import pathlib
 import struct
 from typing import Any, ClassVar  # Any: a probe's own context and results, whatever its library gives
 
+from threadprobe.records import Purpose
+
 
 class Probe:
     """Base class of every probe. Subclasses set ``name`` and ``dependency`` and define ``task``."""
@@ -68,14 +70,33 @@ class Probe:
     # after every thread has finished, and its return value is what gets digested.
 
 
-#: Set in a trial's worker processes to the trial's purpose (a ``Purpose`` value: "oracle",
-#: "timing", "stress"...), for the probes that read another input in some trials.
+#: Set in a trial's worker processes to the trial's purpose (a ``Purpose`` value), for the probes
+#: that read another input in some trials: a timing input (``Probe.timing_input``), or, in the race
+#: pass, a smaller one. A happens-before detector needs concurrent calls into the same native code,
+#: not big data, and a call runs some hundreds of times slower under it: a probe whose calls take
+#: tens of seconds there reads a smaller input of the same layout (written by its ``prepare`` beside
+#: the full one). Its calls then differ from the serial oracle's, which the pass does not compare:
+#: it reports races only.
 PURPOSE_ENV = "THREADPROBE_PURPOSE"
+
+
+def trial_purpose() -> Purpose | None:
+    """The purpose of the trial this worker runs (None outside a trial's worker)."""
+    value = os.environ.get(PURPOSE_ENV)
+    try:
+        return Purpose(value) if value else None
+    except ValueError:
+        return None
 
 
 def in_timing_trial() -> bool:
     """True in the workers of a timing trial (what a probe with ``timing_input`` reads it by)."""
-    return os.environ.get(PURPOSE_ENV) == "timing"
+    return trial_purpose() == Purpose.TIMING
+
+
+def in_race_pass() -> bool:
+    """True in the workers of a race pass (what a probe with a smaller race input reads it by)."""
+    return trial_purpose() == Purpose.RACES
 
 
 def function_probe(fn: Any, inputs: list[Any]) -> type[Probe]:

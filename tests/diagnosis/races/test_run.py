@@ -11,8 +11,8 @@ from threadprobe.diagnosis.races import run as racepass
 from threadprobe.diagnosis.diagnose import Diagnoser
 from threadprobe.diagnosis.options import Options, Output, Selection
 from threadprobe.harness.valgrind import valgrind
-from threadprobe.records import (Mode, RacePair, RacePass, RaceStatus, Result, Safety, Trial, TrialRun, Verdict,
-                                 WorkerReport, WorkerRun, is_unsafe)
+from threadprobe.records import (Mode, Purpose, RacePair, RacePass, RaceStatus, Result, Safety, Trial, TrialRun,
+                                 Verdict, WorkerReport, WorkerRun, is_unsafe)
 from tests.conftest import HERE
 
 PLANTED = str(HERE / "planted" / "probes.py")
@@ -290,15 +290,15 @@ def test_a_probe_declares_its_time_box_and_the_users_seconds_replace_it(tmp_path
     assert racepass.box_for(boxed, default) == 3.0 and racepass.box_for(plain, default) == racepass.DEFAULT_SECONDS
     assert racepass.box_for(boxed, racepass.RaceOptions(seconds=20.0)) == 20.0  # the user's choice wins
     trial = racepass.race_trial(boxed, 100, default, index=0)
+    assert trial.purpose == Purpose.RACES  # what its workers see (``threadprobe.probe.in_race_pass``)
     assert trial.deadline == 3.0 and trial.threads == 3  # a 1 s call: three fit the probe's 3 s box
     assert racepass.expected_seconds(boxed, default) == 3.0
     assert racepass.race_trial(boxed, 100, racepass.RaceOptions(seconds=20.0), index=0).threads == 8
 
 
-def test_the_race_pass_tells_its_workers_so_and_the_built_in_probes_box_their_passes():
+def test_the_built_in_probes_box_their_passes():
     from threadprobe.probes import _common, fork_safety, iris_pp, netcdf, udunits
 
-    assert racepass.race_env(Options())[_common.RACE_PASS_ENV] == "1"
     assert udunits.Parse.race_seconds == netcdf.ReadSharedDataset.race_seconds == _common.LIBRARY_RACE_SECONDS
     assert iris_pp.WindChunks.race_seconds == _common.IRIS_RACE_SECONDS < _common.LIBRARY_RACE_SECONDS
     assert fork_safety.NetcdfInherited.race_seconds < racepass.DEFAULT_SECONDS

@@ -16,7 +16,8 @@ harness and worker side as every other trial, but under ``valgrind --tool=helgri
   each, so that both lanes end at about the same time.
 - **Size.** A pass is time-boxed: each thread stops taking calls after the box, the user's
   ``--race-seconds``, else the probe's own ``race_seconds``, else ten seconds (``box_for``), and
-  the pass states its power from the calls it made. Its workers see ``RACE_PASS_ENV``: a probe
+  the pass states its power from the calls it made. Its workers see their trial's purpose
+  (``Purpose.RACES``, ``threadprobe.probe.in_race_pass``): a probe
   whose calls take tens of seconds under the detector reads a smaller input of the same layout
   there (the pass needs calls that overlap in the same native code, not big data).
 - **Verdicts** are ``records.with_races``'s: a clean cell with race pairs becomes ``racy``.
@@ -37,7 +38,6 @@ from threadprobe.diagnosis import detect
 from threadprobe.diagnosis.races import parse as races
 from threadprobe.diagnosis.races import servers
 from threadprobe.probe import registry
-from threadprobe.probes._common import RACE_PASS_ENV
 from threadprobe.diagnosis.diagnose import Diagnoser, ProbeRun, safe_name
 from threadprobe.diagnosis.options import Options, RaceOptions
 from threadprobe.harness import launch, proc, trial as harness
@@ -128,7 +128,7 @@ def race_env(options: Options) -> dict[str, str]:
     """The detector's environment for the interpreter under test. A free-threaded build refuses
     ``PYTHONMALLOC=malloc`` ("unknown allocator"): it keeps mimalloc, whose reports the parser
     attributes to the interpreter."""
-    env = {**ENV, **options.child_env(), RACE_PASS_ENV: "1"}
+    env = {**ENV, **options.child_env()}
     if proc.free_threaded(options.launch.python):
         env.pop("PYTHONMALLOC", None)
     return env
