@@ -202,30 +202,35 @@ def test_serial_work_over_the_threshold_is_not_piloted_when_its_measured_run_is_
     assert any(line.startswith("not piloted") and "on the fastest measured candidate" in line for line in result.why)
 
 
-def test_a_run_the_speedups_give_to_threads_opens_on_them_and_runs_no_unit_serially(long_enough, monkeypatch):
-    """The serial rate from two batches on threads and their measured x2: nothing runs serially,
-    and the estimate still finds the planted 3.6 s of serial work."""
+FAVOUR_THREADS = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0),
+                  choose.Estimate(PROCESSES, 1.5, choose.POOL_START["fork"]))
+
+
+def unpiloted(job, monkeypatch, measured=FAVOUR_THREADS):
+    """``job`` decided without a pilot (``SHORT_RUN`` out of reach), pools allowed however short."""
     monkeypatch.setattr(pilot, "SHORT_RUN", 1e6)
-    job = SleepJob(units=120, unit=0.03)
-    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0),
-                choose.Estimate(PROCESSES, 1.5, choose.POOL_START["fork"]))
+    monkeypatch.setattr(choose, "MIN_PARALLEL", 0.0)
     with ExitStack() as stack:
         result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
-    assert result.choice == THREADS == active.choice and not result.rows
+    assert active.choice == result.choice and not result.rows
+    return result
+
+
+def test_a_run_the_speedups_give_to_threads_opens_on_them_and_runs_no_unit_serially(long_enough, monkeypatch):
+    """The serial rate from batches on threads and their measured x2: nothing runs serially, and
+    the estimate still finds the planted 3.6 s of serial work."""
+    job = SleepJob(units=120, unit=0.03)
+    result = unpiloted(job, monkeypatch)
+    assert result.choice == THREADS
     assert job.ran_on == ["threads"] * 2 * pilot.OPENING_BATCHES and len(result.done) == len(job.ran_on)
     assert result.serial_estimate == pytest.approx(120 * 0.03, rel=0.35)
     assert any(line.startswith("opened on threads 2") for line in result.why)
 
 
 def test_an_opening_on_threads_that_fails_drops_them_and_opens_serially(long_enough, monkeypatch):
-    monkeypatch.setattr(pilot, "SHORT_RUN", 1e6)
-    monkeypatch.setattr(choose, "MIN_PARALLEL", 0.0)
     job = RacyJob(units=120, unit=0.02)
-    measured = (choose.Estimate(SYNC, 1.0, 0.0), choose.Estimate(THREADS, 2.0, 0.0),
-                choose.Estimate(PROCESSES, 1.5, choose.POOL_START["fork"]))
-    with ExitStack() as stack:
-        result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
-    assert result.choice == PROCESSES == active.choice
+    result = unpiloted(job, monkeypatch)
+    assert result.choice == PROCESSES
     assert job.ran_on == ["synchronous"] * 2 and sorted(result.done) == [0, 1]  # the failed batch went back
     (line,) = [w for w in result.why if w.startswith("dropped: threads 2")]
     assert "opening batch" in line and "EncodedNetCDFDataProxy" in line
