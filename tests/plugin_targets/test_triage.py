@@ -11,7 +11,8 @@ depends on timing luck: each failure is forced.
   pass (the check and the claim are one atomic step), so it fails at any iteration count.
 - ``test_planted_c_race``: a real C race (``racy_fill``: fill a static buffer, dawdle with the
   GIL released, copy it out), with a window far wider than the threads' start skew: the other
-  thread's fill lands in this one's result. Fine serially: thread-unsafe.
+  thread's fill lands in this one's result. The threads meet at a barrier first, so that a late
+  start on a busy machine cannot run the two calls one after the other. Fine serially: thread-unsafe.
 - ``test_shared_module_box``: the threads share a module-scoped fixture, and each claims it and
   then finds the other's claim (the claims are 0.2 s apart from the check, far longer than the
   threads' start skew). Fine in one thread, and fine when each thread has its own box: shared state.
@@ -56,9 +57,25 @@ def test_once_per_process():
     assert first, "a run in this process came first"
 
 
-def test_planted_c_race(thread_index):
+#: The threads of a run meet before the race: on a busy machine one can start a whole window
+#: (20 ms) after the other, and then each call runs alone. A run alone (a triage control) waits
+#: ``ALONE`` seconds and goes on.
+MEET = threading.Barrier(2)
+ALONE = 0.25
+
+
+def meet() -> None:
+    try:
+        MEET.wait(timeout=ALONE)
+    except threading.BrokenBarrierError:
+        MEET.reset()
+
+
+def test_planted_c_race(thread_index, num_parallel_threads):
     buf = ctypes.create_string_buffer(SIZE)
     i = thread_index + 1
+    if num_parallel_threads == 2:
+        meet()
     lib.racy_fill(i, buf, SIZE, ctypes.c_long(WORK))
     assert buf.raw == bytes((i * 31 + k) & 0xFF for k in range(SIZE)), "another call's fill"
 
