@@ -217,14 +217,25 @@ def unpiloted(job, monkeypatch, measured=FAVOUR_THREADS):
 
 
 def test_a_run_the_speedups_give_to_threads_opens_on_them_and_runs_no_unit_serially(long_enough, monkeypatch):
-    """The serial rate from batches on threads and their measured x2: nothing runs serially, and
+    """The serial rate from one batch on threads and their measured x2: nothing runs serially, and
     the estimate still finds the planted 3.6 s of serial work."""
     job = SleepJob(units=120, unit=0.03)
     result = unpiloted(job, monkeypatch)
     assert result.choice == THREADS
-    assert job.ran_on == ["threads"] * 2 * pilot.OPENING_BATCHES and len(result.done) == len(job.ran_on)
+    assert job.ran_on == ["threads"] * 2 * pilot.OPENING_FIRST and len(result.done) == len(job.ran_on)
     assert result.serial_estimate == pytest.approx(120 * 0.03, rel=0.35)
     assert any(line.startswith("opened on threads 2") for line in result.why)
+
+
+def test_an_opening_that_may_lead_to_a_pilot_times_more_batches_on_threads(long_enough):
+    """One batch's rate bounds the run's from above: where that bound does not settle that the run
+    is too short to pilot, the opening takes more batches for a closer rate, then the pilot runs."""
+    job = SleepJob(units=120, unit=0.03)
+    with ExitStack() as stack:
+        result, _ = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=FAVOUR_THREADS)
+    opened = pilot.OPENING_FIRST * 2 + (pilot.OPENING_BATCHES - 1) * 2
+    assert job.ran_on[:opened] == ["threads"] * opened and "synchronous" in job.ran_on[opened:]
+    assert result.rows and result.serial_estimate == pytest.approx(120 * 0.03, rel=0.35)
 
 
 def test_an_opening_on_threads_that_fails_drops_them_and_opens_serially(long_enough, monkeypatch):

@@ -6,10 +6,11 @@ it computes, on whichever candidate, is kept and never computed again, so what i
 the slower candidates' extra time on their share.
 
 1. The serial rate, hence the expected serial run. When the diagnosis's measured speedups alone
-   favour a pool of threads, the run opens on it: a few batches of one unit a worker (the first
-   pays one-time costs), their quickest rate scaled back to serial by that speedup.
-   A run that is not piloted then loses nothing to them, where two units run serially cost it
-   about one unit's time (2% of the wind bench's runs). Otherwise, or when that opening fails on
+   favour a pool of threads, the run opens on it, and that speedup scales its rate back to serial:
+   one batch first, whose rate (one-time costs in it) bounds the run's from above, then, only when
+   that bound leaves the run long enough to pilot, a few more for a closer rate.
+   A run that is not piloted then loses only a batch's fixed cost to it, where two units run
+   serially cost it about one unit's time (2% of the wind bench's runs). Otherwise, or when that opening fails on
    this input, two units run synchronously (the first for one-time costs). A run whose expected
    length on the fastest measured candidate is too short for a pilot's cost to stay a small share
    of it (``SHORT_RUN``) is not piloted: the diagnosis's measured speedups of the candidates, with
@@ -87,12 +88,16 @@ MAX_ROUNDS = 6
 #: speed, and every unit is kept), so a tie may go on to these many rounds and this share.
 TIE_ROUNDS = 12
 TIE_SHARE = 0.5
-#: The opening on threads: batches of one unit a worker, the first for one-time costs. A pool of
-#: threads started fresh runs slow for several batches (the wind job, a unit a thread: 0.20, 0.15,
-#: 0.15, 0.11, 0.10 and 0.09 s a unit on the PP bench data, 0.28, 0.19, 0.15 and 0.14 s on
-#: netCDF), so the quickest rate stands for the run's: one timed batch put the netCDF data's serial
-#: work at 58 to 78 s where it is 38 s. The serial opening's second unit runs 0.18 to 0.32 s where
-#: later ones run 0.17 and 0.22 s.
+#: The opening on threads. Its first batch, ``OPENING_FIRST`` units a worker in one task each,
+#: bounds the run's rate from above: it pays one-time costs, and a pool of threads started fresh
+#: runs slow for several batches (the wind job, a unit a thread: 0.20, 0.15, 0.15, 0.11, 0.10 and
+#: 0.09 s a unit on the PP bench data, 0.28, 0.19, 0.15 and 0.14 s on netCDF). A run that bound
+#: leaves too short to pilot goes on at once. Any other takes batches of one unit a worker, up to
+#: ``OPENING_BATCHES``, and the quickest: one batch of one unit a worker put the netCDF data's serial
+#: work at 58 to 78 s where it is 38 s. Each batch has a fixed cost (a task's 50 MB of sums
+#: allocated and added up): five of them cost the wind bench's runs 0.6 to 0.8 s beyond the
+#: units' own time, more than the two serial units they replaced.
+OPENING_FIRST = 2
 OPENING_BATCHES = 5
 MIN_ROUNDS = 3  # the least repetitions the rule needs to see a 1.8x gain through 15% noise (tests/scheduling/test_choose.py)
 
@@ -268,7 +273,7 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     pool = _Pool(job, stack)
     pilot = Pilot(sync)
     found = list(found)
-    serial = _open_on_threads(pool, found, measured, pilot)
+    serial = _open_on_threads(pool, found, measured, pilot, lambda work: expected_run(work, measured) < SHORT_RUN)
     if serial is None:
         serial = _open_serially(pool, sync, pilot)
     per_size = serial / pool.total
@@ -314,12 +319,15 @@ def _opening(found: Sequence[Choice], measured: Sequence[choose.Estimate]) -> tu
     return pick, speedup
 
 
-def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose.Estimate],
-                     pilot: Pilot) -> float | None:
-    """Step 1 on the threads the speedups favour: ``OPENING_BATCHES`` batches of one unit a worker,
-    the quickest rate of those after the first times the measured speedup. None, with the failed
-    batch back in the pool, when there is no such candidate or a batch raised (then it leaves
-    ``found``: this input showed it unsafe, as a pilot's dropped candidate)."""
+def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose.Estimate], pilot: Pilot,
+                     short: Callable[[float], bool]) -> float | None:
+    """Step 1 on the threads the speedups favour: a batch of ``OPENING_FIRST`` units a worker, whose
+    rate (one-time costs and a fresh pool's slow start in it) bounds the run's from above; when
+    even that bound makes a run ``short`` (too short to pilot), the rest runs on them at once.
+    Otherwise more batches of one unit a worker, to ``OPENING_BATCHES``: the quickest rate times
+    the measured speedup is the serial work. None, with the failed batch back in the pool, when
+    there is no such candidate or a batch raised (then it leaves ``found``: this input showed it
+    unsafe, as a pilot's dropped candidate)."""
     opening = _opening(found, measured)
     if opening is None:
         return None
@@ -328,8 +336,8 @@ def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose
     locks.only(c)
     per_batch = _parallelism(c) * pool.total / max(1, pool.job.units)
     rates: list[float] = []
-    while pool.left and len(rates) < OPENING_BATCHES:
-        batch = pool.take(per_batch)
+    while pool.left and len(rates) < OPENING_BATCHES and not (rates and short(min(rates) * speedup * pool.total)):
+        batch = pool.take(per_batch * (1 if rates else OPENING_FIRST))
         t0 = time.perf_counter()
         try:
             pool.job.run(here, batch, _tasks(c, len(batch)))
@@ -341,9 +349,9 @@ def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose
             return None
         rates.append((time.perf_counter() - t0) / pool.size(batch))
         pilot.done += batch
-    pilot.why += (f"opened on {key}: {len(pilot.done)} units in {len(rates)} batches, the serial work estimated "
-                  f"from its quickest and its measured x{speedup:.2f}",)
-    return min(rates[1:] or rates) * speedup * pool.total
+    pilot.why += (f"opened on {key}: {len(pilot.done)} units in {len(rates)} batch(es), the serial work estimated "
+                  f"from the quickest and its measured x{speedup:.2f}",)
+    return min(rates) * speedup * pool.total
 
 
 def _open_serially(pool: _Pool, sync: Choice, pilot: Pilot) -> float:
