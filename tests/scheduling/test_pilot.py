@@ -238,6 +238,19 @@ def test_an_opening_that_may_lead_to_a_pilot_times_more_batches_on_threads(long_
     assert result.rows and result.serial_estimate == pytest.approx(120 * 0.03, rel=0.35)
 
 
+@pytest.mark.parametrize("measured", [(), FAVOUR_THREADS], ids=["serial opening", "threads opening"])
+def test_a_job_whose_units_all_run_in_the_opening_is_not_piloted(long_enough, measured):
+    """Two units, both measured serially, or four on threads: nothing is left for a pilot's rounds."""
+    for units in (2, 4):
+        job = SleepJob(units=units, unit=0.3)
+        with ExitStack() as stack:
+            result, active = pilot.run_pilot(job, (SYNC, THREADS, PROCESSES), stack, measured=measured)
+        if measured or units == 2:
+            assert not result.rows and sorted(result.done) == list(range(units)) == sorted(job.done)
+            assert any(line.startswith(f"not piloted: its {units} units all ran") for line in result.why)
+        assert active.choice == result.choice
+
+
 def test_an_opening_on_threads_that_fails_drops_them_and_opens_serially(long_enough, monkeypatch):
     job = RacyJob(units=120, unit=0.02)
     result = unpiloted(job, monkeypatch)

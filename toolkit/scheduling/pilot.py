@@ -280,10 +280,12 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     pilot.serial_estimate = serial
     parallel = _worth_trying(pilot, found)
     expected = expected_run(serial, measured)
-    if not parallel or expected < SHORT_RUN:
+    if not parallel or not pool.left or expected < SHORT_RUN:
         pick, why = (sync, ()) if not parallel else choose.without_pilot(found, measured, serial)
         pilot.choice = pick
         pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
+            f"not piloted: its {job.units} units all ran while the serial rate was measured",
+            *why) if not pool.left else (
             f"not piloted: about {serial:.1f} s of serial work, a run of about {expected:.1f} s on the fastest "
             f"measured candidate, too short for a pilot's {PILOT_COST:.0f} s to stay under {PILOT_SHARE:.1%} of it "
             f"(under {SHORT_RUN:.0f} s)", *why))
