@@ -345,6 +345,18 @@ BENCHMARKS = (
           "units before deciding, and noise); 3.13t with the GIL off netCDF x1.025, PP x0.982. Auto over "
           "synchronous with the GIL off: x1.57 (netCDF, under the x1.6 asked, where processes ran x1.64 and the "
           "earlier bench read auto x1.67) and x1.71 (PP). Every run right, no unsafe pick."),
+    Bench("bench-builds-wind-opening", "The wind experiment with auto opening on threads, both builds, 10 repetitions",
+          "threadprobe bench wind --data /work/bench-data --python .venv/bin/python --python .venv-ft/bin/python "
+          "--gil off --repeats 10 --turn-lock /tmp/threadprobe-heavy.lock",
+          _BUILDS + " Read here: the first bench since a run whose diagnosis favours threads opens on them (one "
+          "batch of two units a thread, where two units ran serially before the choice). No run piloted; the "
+          "diagnoses (this bench's own) saw no crash, so no remedy was verified and auto took plain threads in "
+          "all 40 runs. Deciding took a median 0.59 to 0.87 s for 4 units, against 0.5 to 1.3 s for 2 serial "
+          "units in bench-builds-wind-timing-input. Auto's regret to the fastest safe scheduler: GIL build "
+          "netCDF x1.032 (threads x1.98, processes x1.78), PP x0.990 (threads x1.71 and processes x1.73, the "
+          "tie); 3.13t with the GIL off netCDF x1.048 (threads x1.60, processes x1.64), PP x1.002. All four "
+          "within the 5% asked, as medians of 10. Auto over synchronous with the GIL off: x1.56 (netCDF, below "
+          "x1.6: the fastest safe scheduler ran x1.64 there) and x1.71 (PP). Every run right, no unsafe pick."),
     Bench("bench-wind-probe-scale", "The wind probe's speedups against the wind study's, by field size",
           "python tests/bench/wind_probe_scale.py --repeats 7",
           "A run too short to pilot takes its scheduler by the diagnosis's speedups of the workload's probe. "
