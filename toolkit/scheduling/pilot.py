@@ -146,6 +146,15 @@ def _tasks(c: Choice, units: int) -> int:
     return 1 if _parallelism(c) == 1 else min(units, _parallelism(c))
 
 
+def _give_back(pool: _Pool, batch: list[int], pilot: Pilot, key: str, exc: Exception, where: str) -> str:
+    """A candidate's batch raised on this input: its units back in the pool, the drop in the
+    pilot's rationale. Returns what it raised, in one line."""
+    pool.left[:0] = batch
+    raised = f"{type(exc).__name__}: {one_line(exc, 200)}"
+    pilot.why += (f"dropped: {key} failed on this input in {where} ({raised}), although the diagnosis called it safe",)
+    return raised
+
+
 class _Pool:
     """The job's units not computed yet, their sizes, and the schedulers entered so far."""
 
@@ -239,10 +248,7 @@ class _Rounds:
 
     def drop(self, key: str, exc: Exception, batch: list[int], pool: _Pool, pilot: Pilot) -> None:
         """``key`` failed on this input: out of the pilot, its batch back in the pool."""
-        pool.left[:0] = batch
-        self.dropped[key] = f"{type(exc).__name__}: {one_line(exc, 200)}"
-        pilot.why += (f"dropped: {key} failed on this input in the pilot ({self.dropped[key]}), although the "
-                      "diagnosis called it safe",)
+        self.dropped[key] = _give_back(pool, batch, pilot, key, exc, "the pilot")
 
     def in_play(self, playing: list[Choice]) -> list[Choice]:
         return [c for c in playing if choose.label(c) not in self.dropped]
@@ -273,22 +279,16 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     pool = _Pool(job, stack)
     pilot = Pilot(sync)
     found = list(found)
-    serial = _open_on_threads(pool, found, measured, pilot, lambda work: expected_run(work, measured) < SHORT_RUN)
+    serial = _open_on_threads(pool, found, measured, pilot, lambda work: _too_short(work, measured))
     if serial is None:
         serial = _open_serially(pool, sync, pilot)
     per_size = serial / pool.total
     pilot.serial_estimate = serial
     parallel = _worth_trying(pilot, found)
-    expected = expected_run(serial, measured)
-    if not parallel or not pool.left or expected < SHORT_RUN:
+    if not parallel or not pool.left or _too_short(serial, measured):
         pick, why = (sync, ()) if not parallel else choose.without_pilot(found, measured, serial)
         pilot.choice = pick
-        pilot.why += (("no concurrent scheduler is safe here: synchronous",) if not parallel else (
-            f"not piloted: its {job.units} units all ran while the serial rate was measured",
-            *why) if not pool.left else (
-            f"not piloted: about {serial:.1f} s of serial work, a run of about {expected:.1f} s on the fastest "
-            f"measured candidate, too short for a pilot's {PILOT_COST:.0f} s to stay under {PILOT_SHARE:.1%} of it "
-            f"(under {SHORT_RUN:.0f} s)", *why))
+        pilot.why += (_not_piloted(parallel, pool, serial, measured), *why)
         pilot.seconds = time.perf_counter() - began
         active = pool.active(pick)
         locks.only(pick)  # its locks alone, whichever candidate opened the run
@@ -307,6 +307,22 @@ def run_pilot(job: Job, found: Sequence[Choice], stack: contextlib.ExitStack,
     done = _conclude(pilot, rounds, pool, began)
     locks.only(done.choice)
     return done, pool.active(done.choice)
+
+
+def _too_short(serial: float, measured: Sequence[choose.Estimate]) -> bool:
+    """A run of ``serial`` seconds of serial work too short for a pilot to pay (``SHORT_RUN``)."""
+    return expected_run(serial, measured) < SHORT_RUN
+
+
+def _not_piloted(parallel: Sequence[Choice], pool: _Pool, serial: float, measured: Sequence[choose.Estimate]) -> str:
+    """Why a run is not piloted, in one line."""
+    if not parallel:
+        return "no concurrent scheduler is safe here: synchronous"
+    if not pool.left:
+        return f"not piloted: its {pool.job.units} units all ran while the serial rate was measured"
+    return (f"not piloted: about {serial:.1f} s of serial work, a run of about {expected_run(serial, measured):.1f} s "
+            f"on the fastest measured candidate, too short for a pilot's {PILOT_COST:.0f} s to stay under "
+            f"{PILOT_SHARE:.1%} of it (under {SHORT_RUN:.0f} s)")
 
 
 def _opening(found: Sequence[Choice], measured: Sequence[choose.Estimate]) -> tuple[Choice, float] | None:
@@ -338,22 +354,22 @@ def _open_on_threads(pool: _Pool, found: list[Choice], measured: Sequence[choose
     locks.only(c)
     per_batch = _parallelism(c) * pool.total / max(1, pool.job.units)
     rates: list[float] = []
-    while pool.left and len(rates) < OPENING_BATCHES and not (rates and short(min(rates) * speedup * pool.total)):
+    serial: float | None = None
+    while pool.left and len(rates) < OPENING_BATCHES and not (serial is not None and short(serial)):
         batch = pool.take(per_batch * (1 if rates else OPENING_FIRST))
         t0 = time.perf_counter()
         try:
             pool.job.run(here, batch, _tasks(c, len(batch)))
         except Exception as exc:  # noqa: BLE001 - whatever it raised, the serial opening decides
-            pool.left[:0] = batch
+            _give_back(pool, batch, pilot, key, exc, "its opening batch")
             found.remove(c)
-            pilot.why += (f"dropped: {key} failed on this input in its opening batch ({type(exc).__name__}: "
-                          f"{one_line(exc, 200)}), although the diagnosis called it safe",)
             return None
         rates.append((time.perf_counter() - t0) / pool.size(batch))
         pilot.done += batch
+        serial = min(rates) * speedup * pool.total
     pilot.why += (f"opened on {key}: {len(pilot.done)} units in {len(rates)} batch(es), the serial work estimated "
                   f"from the quickest and its measured x{speedup:.2f}",)
-    return min(rates) * speedup * pool.total
+    return serial
 
 
 def _open_serially(pool: _Pool, sync: Choice, pilot: Pilot) -> float:
